@@ -1,0 +1,27 @@
+# One-line entry points; each creates the virtual environment on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+OUT ?= runs/quick
+
+.PHONY: setup demo test test-all bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m experiments.growth_demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m ""
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,74 @@
+"""Helpers to read batches from any loader under a budget measured in passes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from clgrow.errors import GrowthError
+
+__all__ = ["Batch", "unpack", "iter_passes", "num_batches"]
+
+Batch = tuple[Tensor, Tensor, "Tensor | None"]
+
+
+def unpack(batch: Any, device: torch.device | None = None) -> Batch:
+    """Split a loader item into ``(x, y, task_labels)``.
+
+    Accepts ``(x, y)`` pairs and Avalanche's ``(x, y, t, ...)`` tuples.
+    """
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise GrowthError("loader items must be (inputs, targets[, task_labels, ...]) tuples")
+    x, y = batch[0], batch[1]
+    t = batch[2] if len(batch) > 2 and isinstance(batch[2], Tensor) else None
+    if device is not None:
+        x, y = x.to(device), y.to(device)
+        t = None if t is None else t.to(device)
+    return x, y, t
+
+
+def num_batches(loader: Iterable[Any]) -> int | None:
+    """Length of ``loader`` if it has one."""
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def iter_passes(loader: Iterable[Any], passes: float) -> Iterator[Any]:
+    """Yield batches covering ``passes`` passes over ``loader`` (fractions allowed).
+
+    A fraction ``f`` of a pass is the first ``ceil(f * len(loader))`` batches, so any
+    positive budget sees at least one batch. Loaders without ``len`` need whole passes.
+    """
+    if passes < 0 or not math.isfinite(passes):
+        raise GrowthError(f"a budget in passes must be a finite number >= 0, got {passes}")
+    if passes == 0:
+        return
+    whole, frac = int(passes), passes - int(passes)
+    for _ in range(whole):
+        yield from loader
+    if frac > 0:
+        n = num_batches(loader)
+        if n is None:
+            raise GrowthError("fractional passes need a loader with a length")
+        limit = max(1, math.ceil(frac * n))
+        for i, batch in enumerate(loader):
+            if i >= limit:
+                break
+            yield batch
+
+
+def check_loader(loader: Iterable[Any]) -> None:
+    """Refuse loaders that yield nothing, before any change is made."""
+    n = num_batches(loader)
+    if n == 0:
+        raise GrowthError("the growth loader is empty: growth needs at least one batch of data")
+    if n is None:
+        for _ in loader:
+            return
+        raise GrowthError("the growth loader is empty: growth needs at least one batch of data")

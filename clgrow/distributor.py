@@ -1,0 +1,137 @@
+"""The distributor interface, its registry, and the simple (data-free) distributors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from clgrow.errors import GrowthError
+from clgrow.extender import LossFn
+from clgrow.model import GrowableMLP
+from clgrow.registry import Registry
+
+__all__ = [
+    "Distributor",
+    "distributors",
+    "UniformDistributor",
+    "ProportionalDistributor",
+    "FixedLayerDistributor",
+    "largest_remainder",
+]
+
+distributors: Registry[Distributor] = Registry("distributor")
+
+
+class Distributor:
+    """Base class: decides how many of ``k`` new units each eligible hidden layer gets."""
+
+    name: str = "distributor"
+
+    def __init__(self) -> None:
+        self.info: dict[str, Any] = {}
+
+    def allocate(
+        self,
+        model: GrowableMLP,
+        k: int,
+        loader: Iterable[Any] | None = None,
+        loss_fn: LossFn | None = None,
+        layers: Sequence[int] | None = None,
+    ) -> dict[int, int]:
+        """Return ``{layer: units}`` over the eligible ``layers`` (default: all), summing to ``k``."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def largest_remainder(k: int, weights: Sequence[float]) -> list[int]:
+    """Split ``k`` into integers proportional to ``weights`` (Hamilton's method, ties to the first)."""
+    total = float(sum(weights))
+    if total <= 0:
+        weights, total = [1.0] * len(weights), float(len(weights))
+    quotas = [k * w / total for w in weights]
+    counts = [int(q) for q in quotas]
+    order = sorted(range(len(weights)), key=lambda i: (-(quotas[i] - counts[i]), i))
+    for i in order[: k - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def _eligible(model: GrowableMLP, layers: Sequence[int] | None) -> list[int]:
+    return list(range(model.num_hidden_layers)) if layers is None else list(layers)
+
+
+@distributors.register("uniform")
+class UniformDistributor(Distributor):
+    """Equal shares; the remainder goes to the earliest layers."""
+
+    def allocate(
+        self,
+        model: GrowableMLP,
+        k: int,
+        loader: Iterable[Any] | None = None,
+        loss_fn: LossFn | None = None,
+        layers: Sequence[int] | None = None,
+    ) -> dict[int, int]:
+        """Return ``k`` split evenly over the eligible layers."""
+        ls = _eligible(model, layers)
+        return dict(zip(ls, largest_remainder(k, [1.0] * len(ls))))
+
+
+@distributors.register("proportional")
+class ProportionalDistributor(Distributor):
+    """Shares proportional to each layer's current width."""
+
+    def allocate(
+        self,
+        model: GrowableMLP,
+        k: int,
+        loader: Iterable[Any] | None = None,
+        loss_fn: LossFn | None = None,
+        layers: Sequence[int] | None = None,
+    ) -> dict[int, int]:
+        """Return ``k`` split in proportion to the current widths."""
+        ls = _eligible(model, layers)
+        sizes = model.hidden_sizes
+        return dict(zip(ls, largest_remainder(k, [float(sizes[i]) for i in ls])))
+
+
+@distributors.register("fixed")
+class FixedLayerDistributor(Distributor):
+    """All units to one chosen layer.
+
+    Parameters
+    ----------
+    layer : int, optional
+        The layer (negative indices count from the last hidden layer). ``None`` picks the
+        last eligible layer, so ``grow(..., "fixed", layers=[i])`` grows layer ``i``.
+    """
+
+    def __init__(self, layer: int | None = None) -> None:
+        super().__init__()
+        self.layer = None if layer is None else int(layer)
+
+    def __repr__(self) -> str:
+        return f"FixedLayerDistributor(layer={self.layer})"
+
+    def allocate(
+        self,
+        model: GrowableMLP,
+        k: int,
+        loader: Iterable[Any] | None = None,
+        loss_fn: LossFn | None = None,
+        layers: Sequence[int] | None = None,
+    ) -> dict[int, int]:
+        """Return ``{layer: k}`` (zeros elsewhere)."""
+        n = model.num_hidden_layers
+        ls = _eligible(model, layers)
+        if self.layer is None:
+            target = max(ls)
+        else:
+            target = self.layer + n if self.layer < 0 else self.layer
+        if target not in ls:
+            raise GrowthError(
+                f"FixedLayerDistributor(layer={self.layer}) names no eligible layer (eligible: {ls})"
+            )
+        return {i: (k if i == target else 0) for i in ls}

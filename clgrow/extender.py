@@ -1,0 +1,68 @@
+"""The extender interface and its registry.
+
+An extender inserts the units a distributor allotted and decides their initial weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from clgrow.model import GrowableMLP
+from clgrow.registry import Registry
+
+__all__ = ["Extender", "extenders", "LossFn"]
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+extenders: Registry[Extender] = Registry("extender")
+
+
+class Extender:
+    """Base class: adds ``allocation[l]`` units to each hidden layer ``l``.
+
+    Subclasses implement :meth:`_extend_layer`; layers are processed from the last to the
+    first, so a layer's adjustment sees the already-extended layers above it.
+    """
+
+    name: str = "extender"
+
+    def __init__(self) -> None:
+        self.info: dict[str, Any] = {}
+
+    def extend(
+        self,
+        model: GrowableMLP,
+        allocation: Mapping[int, int],
+        loader: Iterable[Any],
+        loss_fn: LossFn,
+        cohort: int,
+    ) -> dict[int, Tensor]:
+        """Add the allotted units; return the indices of the new units per layer."""
+        self.info = {}
+        self.check(model, allocation)
+        new_units: dict[int, Tensor] = {}
+        for layer in sorted((l for l, k in allocation.items() if k > 0), reverse=True):
+            new_units[layer] = self._extend_layer(model, layer, int(allocation[layer]), loader, loss_fn, cohort)
+        return new_units
+
+    def check(self, model: GrowableMLP, allocation: Mapping[int, int]) -> None:
+        """Refuse an allocation before anything changes (e.g. a memory guard)."""
+
+    def _extend_layer(
+        self, model: GrowableMLP, layer: int, k: int, loader: Iterable[Any], loss_fn: LossFn, cohort: int
+    ) -> Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Device of the model's first parameter (CPU for a model without parameters)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")

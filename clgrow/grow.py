@@ -1,0 +1,161 @@
+"""One growth step: a distributor allots ``K`` units, an extender inserts them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+from clgrow.data import check_loader
+from clgrow.distributor import Distributor, distributors
+from clgrow.errors import GrowthError
+from clgrow.extender import Extender, LossFn, extenders
+from clgrow.model import GrowableMLP
+
+__all__ = ["GrowthReport", "grow"]
+
+
+@dataclass
+class GrowthReport:
+    """What one growth step did.
+
+    Attributes
+    ----------
+    allocation : dict[int, int]
+        Units added per eligible hidden layer (sums to ``K``).
+    new_units : dict[int, Tensor]
+        Indices of the added units per layer (layers that received none are absent).
+    seconds : dict[str, float]
+        ``distributor``, ``extender`` and ``total`` wall-clock time.
+    cohort : int
+        Growth-step number recorded for the new units (0 when nothing was added).
+    hidden_sizes_before, hidden_sizes_after : list[int]
+    extender, distributor : str
+        ``repr`` of the methods used.
+    info : dict
+        Method-specific details (e.g. SWE's coupling size per layer).
+    """
+
+    allocation: dict[int, int]
+    new_units: dict[int, Tensor]
+    seconds: dict[str, float]
+    cohort: int
+    hidden_sizes_before: list[int]
+    hidden_sizes_after: list[int]
+    extender: str = ""
+    distributor: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def added(self) -> int:
+        """Total number of units added."""
+        return sum(self.allocation.values())
+
+
+def _validate_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) and not (hasattr(k, "__index__")):
+        raise GrowthError(f"the number of new units must be an integer, got {k!r}")
+    k = int(k)
+    if k < 0:
+        raise GrowthError(f"the number of new units must be >= 0, got {k}")
+    return k
+
+
+def grow(
+    model: GrowableMLP,
+    k: int,
+    loader: Iterable[Any],
+    extender: Extender | str = "swe",
+    distributor: Distributor | str = "svod",
+    loss_fn: LossFn | None = None,
+    *,
+    layers: Sequence[int] | None = None,
+) -> GrowthReport:
+    """Grow ``model`` in place by ``k`` hidden units.
+
+    Parameters
+    ----------
+    model : GrowableMLP
+    k : int
+        Units to add across the hidden layers (``>= 0``).
+    loader : iterable of ``(x, y[, task_labels])`` batches
+        Growth data (the new experience's training data in continual learning).
+    extender, distributor : object or registry name
+    loss_fn : callable, optional
+        ``loss_fn(logits, targets)``; cross-entropy by default.
+    layers : sequence of int, optional
+        Hidden layers allowed to grow (default: all).
+
+    Returns
+    -------
+    GrowthReport
+
+    Raises
+    ------
+    GrowthError
+        On invalid input or a failed step; the model is then left bit-identical to before.
+    """
+    if not isinstance(model, GrowableMLP):
+        raise GrowthError(
+            f"grow() needs a GrowableMLP (Linear+ReLU hidden layers), got {type(model).__name__}; "
+            "convert a Sequential MLP with GrowableMLP.from_sequential"
+        )
+    k = _validate_k(k)
+    n_layers = model.num_hidden_layers
+    if layers is None:
+        eligible = list(range(n_layers))
+    else:
+        eligible = []
+        for layer in layers:
+            if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
+                raise GrowthError(f"unknown hidden layer {layer!r}: this model has layers 0..{n_layers - 1}")
+            if layer not in eligible:
+                eligible.append(layer)
+        if not eligible:
+            raise GrowthError("layers is empty: name at least one hidden layer to grow")
+    try:
+        ext = extenders.build(extender)
+        dist = distributors.build(distributor)
+    except KeyError as err:
+        raise GrowthError(str(err.args[0])) from None
+    if not isinstance(ext, Extender):
+        raise GrowthError(f"extender must be an Extender or a registered name, got {type(ext).__name__}")
+    if not isinstance(dist, Distributor):
+        raise GrowthError(f"distributor must be a Distributor or a registered name, got {type(dist).__name__}")
+    loss_fn = nn.CrossEntropyLoss() if loss_fn is None else loss_fn
+    before = model.hidden_sizes
+    if k == 0:
+        return GrowthReport({i: 0 for i in eligible}, {}, {"distributor": 0.0, "extender": 0.0, "total": 0.0},
+                            0, before, before, repr(ext), repr(dist))
+    check_loader(loader)
+    cohort = int(model.growth_steps) + 1
+    snap = model.snapshot()
+    t0 = time.perf_counter()
+    try:
+        allocation = dist.allocate(model, k, loader, loss_fn, eligible)
+        bad = [i for i in allocation if i not in eligible]
+        if bad or sum(allocation.values()) != k or any(v < 0 for v in allocation.values()):
+            raise GrowthError(f"{dist!r} returned an invalid allocation {allocation} for k={k}, layers {eligible}")
+        t1 = time.perf_counter()
+        new_units = ext.extend(model, allocation, loader, loss_fn, cohort)
+        t2 = time.perf_counter()
+        model.growth_steps.fill_(cohort)
+    except BaseException as err:
+        model.restore(snap)
+        if isinstance(err, (GrowthError, KeyboardInterrupt)):
+            raise
+        raise GrowthError(f"growth step failed ({type(err).__name__}: {err}); the model was left unchanged") from err
+    return GrowthReport(
+        allocation=dict(allocation),
+        new_units=new_units,
+        seconds={"distributor": t1 - t0, "extender": t2 - t1, "total": t2 - t0},
+        cohort=cohort,
+        hidden_sizes_before=before,
+        hidden_sizes_after=model.hidden_sizes,
+        extender=repr(ext),
+        distributor=repr(dist),
+        info={"extender": dict(ext.info), "distributor": dict(dist.info)},
+    )

@@ -1,0 +1,188 @@
+r"""Dead and dormant hidden units, measured on a probe set in one forward pass.
+
+For the post-ReLU activation :math:`h_i` of unit ``i`` over the probe samples:
+
+* *dead*: :math:`h_i = 0` for every sample;
+* :math:`\tau`-*dormant* (Sokar et al., ICML 2023):
+  :math:`s_i = \overline{|h_i|} / \big(\tfrac1n \sum_k \overline{|h_k|}\big) \le \tau`, the mean
+  over samples of the absolute activation relative to the layer's average. A layer whose
+  units are all silent makes every unit dormant. :math:`\tau = 0` makes dormant equal dead.
+
+Counts are reported per hidden layer, overall, for units added by growth (cohort > 0) and
+per cohort.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from clgrow.data import unpack
+from clgrow.errors import GrowthError
+from clgrow.extender import model_device
+from clgrow.model import GrowableMLP
+
+__all__ = ["LayerInactivity", "InactivityStats", "measure_inactivity", "inactivity_from_activations"]
+
+
+def _fraction(part: int, whole: int) -> float:
+    return part / whole if whole else math.nan
+
+
+@dataclass
+class CohortCounts:
+    """Units, dead and dormant counts of one cohort in one layer."""
+
+    units: int
+    dead: int
+    dormant: int
+
+
+@dataclass
+class LayerInactivity:
+    """Inactivity counts of one hidden layer."""
+
+    units: int
+    dead: int
+    dormant: int
+    new_units: int
+    new_dead: int
+    new_dormant: int
+    cohorts: dict[int, CohortCounts] = field(default_factory=dict)
+
+
+@dataclass
+class InactivityStats:
+    """Inactivity over all hidden layers; fractions are ``nan`` when there is nothing to count."""
+
+    layers: list[LayerInactivity]
+    tau: float
+    samples: int
+
+    def _sum(self, attr: str) -> int:
+        return sum(getattr(layer, attr) for layer in self.layers)
+
+    @property
+    def units(self) -> int:
+        """All hidden units."""
+        return self._sum("units")
+
+    @property
+    def new_units(self) -> int:
+        """Hidden units added by growth."""
+        return self._sum("new_units")
+
+    @property
+    def dead_fraction(self) -> float:
+        """Dead units / all hidden units."""
+        return _fraction(self._sum("dead"), self.units)
+
+    @property
+    def dormant_fraction(self) -> float:
+        """τ-dormant units / all hidden units."""
+        return _fraction(self._sum("dormant"), self.units)
+
+    @property
+    def new_dead_fraction(self) -> float:
+        """Dead units among those added by growth (``nan`` if none were added)."""
+        return _fraction(self._sum("new_dead"), self.new_units)
+
+    @property
+    def new_dormant_fraction(self) -> float:
+        """τ-dormant units among those added by growth (``nan`` if none were added)."""
+        return _fraction(self._sum("new_dormant"), self.new_units)
+
+    def cohort_fractions(self) -> dict[int, tuple[float, float]]:
+        """``{cohort: (dead fraction, dormant fraction)}`` over all layers."""
+        totals: dict[int, list[int]] = {}
+        for layer in self.layers:
+            for c, cc in layer.cohorts.items():
+                t = totals.setdefault(c, [0, 0, 0])
+                t[0] += cc.units
+                t[1] += cc.dead
+                t[2] += cc.dormant
+        return {c: (_fraction(d, u), _fraction(s, u)) for c, (u, d, s) in sorted(totals.items())}
+
+
+def inactivity_from_activations(
+    abs_sum: Tensor, nonzero: Tensor, samples: int, cohort: Tensor, tau: float
+) -> LayerInactivity:
+    """Counts for one layer from accumulated statistics.
+
+    Parameters
+    ----------
+    abs_sum : Tensor ``(n,)``
+        Sum over probe samples of ``|h_i|``.
+    nonzero : Tensor ``(n,)`` of bool
+        Whether unit ``i`` was ever non-zero.
+    samples : int
+    cohort : LongTensor ``(n,)``
+    tau : float
+    """
+    mean_abs = abs_sum / max(samples, 1)
+    layer_mean = mean_abs.mean() if mean_abs.numel() else mean_abs.new_zeros(())
+    dead = ~nonzero
+    if layer_mean > 0:
+        dormant = mean_abs / layer_mean <= tau
+    else:
+        dormant = torch.ones_like(dead)
+    new = cohort > 0
+    cohorts = {
+        int(c): CohortCounts(int((cohort == c).sum()), int((dead & (cohort == c)).sum()),
+                             int((dormant & (cohort == c)).sum()))
+        for c in torch.unique(cohort).tolist()
+    }
+    return LayerInactivity(
+        units=int(cohort.numel()),
+        dead=int(dead.sum()),
+        dormant=int(dormant.sum()),
+        new_units=int(new.sum()),
+        new_dead=int((dead & new).sum()),
+        new_dormant=int((dormant & new).sum()),
+        cohorts=cohorts,
+    )
+
+
+@torch.no_grad()
+def measure_inactivity(
+    model: GrowableMLP, loader: Iterable[Any], tau: float = 0.025, max_batches: int | None = None
+) -> InactivityStats:
+    """Dead and τ-dormant counts of every hidden unit of ``model`` on the probe ``loader``.
+
+    The model runs in eval mode (dropout off) and is put back in its previous mode.
+    """
+    if not isinstance(model, GrowableMLP):
+        raise GrowthError(f"measure_inactivity needs a GrowableMLP, got {type(model).__name__}")
+    if tau < 0 or not math.isfinite(tau):
+        raise GrowthError(f"tau must be a finite number >= 0, got {tau}")
+    device = model_device(model)
+    sizes = model.hidden_sizes
+    abs_sum = [torch.zeros(n, device=device) for n in sizes]
+    nonzero = [torch.zeros(n, dtype=torch.bool, device=device) for n in sizes]
+    samples = 0
+    was_training = model.training
+    model.eval()
+    try:
+        for b, batch in enumerate(loader):
+            if max_batches is not None and b >= max_batches:
+                break
+            x, _, t = unpack(batch, device)
+            _, hs = model.run(x, t, capture=True)
+            for i, h in enumerate(hs):
+                abs_sum[i] += h.abs().sum(0)
+                nonzero[i] |= (h != 0).any(0)
+            samples += x.shape[0]
+    finally:
+        model.train(was_training)
+    if samples == 0:
+        raise GrowthError("the probe loader is empty: inactivity needs at least one sample")
+    layers = [
+        inactivity_from_activations(abs_sum[i], nonzero[i], samples, model.cohort(i), tau)
+        for i in range(len(sizes))
+    ]
+    return InactivityStats(layers=layers, tau=float(tau), samples=samples)

@@ -1,0 +1,348 @@
+"""A ReLU multilayer perceptron whose hidden layers can grow in place.
+
+Shapes follow the design notes: hidden layer ``l`` holds ``W`` of shape ``(n, m)``
+(``n`` units, ``m`` inputs) and ``b`` of shape ``(n,)``; its *consumer* is the next
+hidden layer or the head, whose weight ``V`` has shape ``(p, n)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from clgrow.errors import GrowthError
+
+__all__ = ["GrowableMLP", "ModelSnapshot"]
+
+
+def default_linear_init(out_features: int, in_features: int) -> tuple[Tensor, Tensor]:
+    """Weights and bias as ``nn.Linear`` initialises them (uniform in ``±1/sqrt(in_features)``).
+
+    Returns
+    -------
+    weight : Tensor, shape ``(out_features, in_features)``
+    bias : Tensor, shape ``(out_features,)``
+    """
+    bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
+    weight = torch.empty(out_features, in_features).uniform_(-bound, bound)
+    bias = torch.empty(out_features).uniform_(-bound, bound)
+    return weight, bias
+
+
+def _replace_linear(lin: nn.Linear, weight: Tensor, bias: Tensor | None) -> None:
+    """Give ``lin`` new parameters of a new shape, keeping ``requires_grad`` flags."""
+    lin.weight = nn.Parameter(weight.detach().clone(), requires_grad=lin.weight.requires_grad)
+    if bias is not None and lin.bias is not None:
+        lin.bias = nn.Parameter(bias.detach().clone(), requires_grad=lin.bias.requires_grad)
+    lin.out_features, lin.in_features = weight.shape
+
+
+@dataclass
+class ModelSnapshot:
+    """Everything needed to put a model back exactly as it was before a growth step.
+
+    Parameter and buffer *objects* are kept (not only their values), so an optimizer
+    holding references to them still points at the model's tensors after a restore.
+    """
+
+    params: list[tuple[nn.Module, str, nn.Parameter | None, Tensor | None, Tensor | None]] = field(
+        default_factory=list
+    )
+    buffers: list[tuple[nn.Module, str, Tensor | None, Tensor | None]] = field(default_factory=list)
+    linear_shapes: list[tuple[nn.Linear, int, int]] = field(default_factory=list)
+    training: dict[nn.Module, bool] = field(default_factory=dict)
+
+
+class GrowableMLP(nn.Module):
+    """ReLU MLP (optionally on top of a backbone) whose hidden layers grow in place.
+
+    Parameters
+    ----------
+    in_features : int
+        Size of the flattened input (or of the flattened backbone output).
+    hidden_sizes : sequence of int
+        Width of each hidden layer, first to last. At least one layer.
+    num_classes : int
+        Outputs of the head. ``add_classes`` grows it for class-incremental streams.
+    backbone : nn.Module, optional
+        Feature extractor applied before flattening (e.g. a small conv net). It never grows.
+    dropout : float
+        Dropout after every hidden ReLU (0 disables it).
+
+    Notes
+    -----
+    Every hidden unit carries a *cohort*: 0 for the units the model was built with, ``s``
+    for units added by growth step ``s``. Cohorts live in buffers (``cohort_{l}``), so they
+    follow the model through ``state_dict`` and checkpoints.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_sizes: Sequence[int],
+        num_classes: int,
+        backbone: nn.Module | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        sizes = list(hidden_sizes)
+        if in_features < 1:
+            raise ValueError(f"in_features must be >= 1, got {in_features}")
+        if not sizes or any(int(s) < 1 for s in sizes):
+            raise ValueError(f"hidden_sizes must be a non-empty list of widths >= 1, got {sizes}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.in_features = int(in_features)
+        self.backbone = backbone
+        widths = [self.in_features] + [int(s) for s in sizes]
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.head = nn.Linear(widths[-1], int(num_classes))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        for i, width in enumerate(widths[1:]):
+            self.register_buffer(f"cohort_{i}", torch.zeros(width, dtype=torch.long))
+        self.register_buffer("growth_steps", torch.zeros((), dtype=torch.long))
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def hidden_sizes(self) -> list[int]:
+        """Current width of every hidden layer, first to last."""
+        return [lin.out_features for lin in self.hidden]
+
+    @property
+    def num_hidden_layers(self) -> int:
+        """Number of growable hidden layers."""
+        return len(self.hidden)
+
+    @property
+    def num_classes(self) -> int:
+        """Current number of outputs of the head."""
+        return self.head.out_features
+
+    def cohort(self, layer: int) -> Tensor:
+        """Growth step that added each unit of ``layer`` (0 = initial units), shape ``(n,)``."""
+        self._check_layer(layer)
+        return getattr(self, f"cohort_{layer}")
+
+    def consumers(self, layer: int) -> list[nn.Linear]:
+        """The ``Linear`` modules that read hidden layer ``layer``'s output (their ``V``)."""
+        self._check_layer(layer)
+        return [self.hidden[layer + 1]] if layer + 1 < len(self.hidden) else [self.head]
+
+    def _check_layer(self, layer: int) -> None:
+        if not isinstance(layer, int) or not 0 <= layer < len(self.hidden):
+            raise GrowthError(
+                f"unknown hidden layer {layer!r}: this model has layers 0..{len(self.hidden) - 1}"
+            )
+
+    # ---------------------------------------------------------------- forward
+    def features(self, x: Tensor) -> Tensor:
+        """Flattened input to the first hidden layer, shape ``(batch, in_features)``."""
+        if self.backbone is not None:
+            x = self.backbone(x)
+        x = x.reshape(x.shape[0], -1)
+        if x.shape[1] != self.in_features:
+            raise ValueError(
+                f"GrowableMLP expects {self.in_features} input features after flattening, "
+                f"got {x.shape[1]} (input shape {tuple(x.shape)})"
+            )
+        return x
+
+    def forward(self, x: Tensor, task_labels: Tensor | None = None) -> Tensor:
+        """Logits of shape ``(batch, num_classes)``; ``task_labels`` is ignored (single head)."""
+        return self.run(x, task_labels)[0]
+
+    def run(
+        self,
+        x: Tensor,
+        task_labels: Tensor | None = None,
+        *,
+        weights: Mapping[int, tuple[Tensor, Tensor]] | None = None,
+        gates: Mapping[int, Tensor] | None = None,
+        capture: bool = False,
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Forward pass with optional substitutions, used by extenders and distributors.
+
+        Parameters
+        ----------
+        weights : mapping layer -> (W, b), optional
+            Effective weight ``(n, m)`` and bias ``(n,)`` to use instead of the layer's own
+            parameters (SWE's coupled weights).
+        gates : mapping layer -> Tensor ``(n,)``, optional
+            Multiplies the layer's pre-activations unit-wise (SVoD's ``1 + y``).
+        capture : bool
+            Return the post-ReLU activations ``(batch, n)`` of every hidden layer.
+        """
+        h = self.features(x)
+        hidden_out: list[Tensor] = []
+        for i, lin in enumerate(self.hidden):
+            if weights is not None and i in weights:
+                w, b = weights[i]
+                z = nn.functional.linear(h, w, b)
+            else:
+                z = lin(h)
+            if gates is not None and i in gates:
+                z = z * gates[i]
+            h = torch.relu(z)
+            if capture:
+                hidden_out.append(h)
+            h = self.dropout(h)
+        return self.apply_head(h, task_labels), hidden_out
+
+    def apply_head(self, h: Tensor, task_labels: Tensor | None = None) -> Tensor:
+        """Map the last hidden activations to logits (overridden by multi-head models)."""
+        return self.head(h)
+
+    # ----------------------------------------------------------------- growth
+    @torch.no_grad()
+    def add_units(
+        self,
+        layer: int,
+        weight: Tensor,
+        bias: Tensor,
+        out_weight: Tensor | Sequence[Tensor] | None = None,
+        cohort: int | None = None,
+    ) -> Tensor:
+        """Append ``k`` units to hidden layer ``layer``.
+
+        Parameters
+        ----------
+        weight : Tensor, shape ``(k, m)``
+            Incoming weights of the new units (rows appended to ``W``).
+        bias : Tensor, shape ``(k,)``
+        out_weight : Tensor ``(p, k)`` or one per consumer, optional
+            Columns appended to every consumer's ``V``. ``None`` means zeros, which leaves
+            the network's function unchanged exactly.
+        cohort : int, optional
+            Cohort recorded for the new units (default: the next growth step).
+
+        Returns
+        -------
+        Tensor, shape ``(k,)``
+            Indices of the new units in the layer.
+        """
+        self._check_layer(layer)
+        lin = self.hidden[layer]
+        n, m = lin.weight.shape
+        k = weight.shape[0] if weight.dim() == 2 else -1
+        if weight.shape != (k, m) or k < 0:
+            raise GrowthError(
+                f"new incoming weights for layer {layer} must have shape (k, {m}), got {tuple(weight.shape)}"
+            )
+        if bias.shape != (k,):
+            raise GrowthError(f"new biases for layer {layer} must have shape ({k},), got {tuple(bias.shape)}")
+        consumers = self.consumers(layer)
+        if out_weight is None or isinstance(out_weight, Tensor):
+            outs = [out_weight] * len(consumers)
+        else:
+            outs = list(out_weight)
+        if len(outs) != len(consumers):
+            raise GrowthError(f"layer {layer} has {len(consumers)} consumers, got {len(outs)} outgoing weights")
+        if k == 0:
+            return torch.empty(0, dtype=torch.long, device=lin.weight.device)
+        for cons, out in zip(consumers, outs):
+            if out is not None and out.shape != (cons.out_features, k):
+                raise GrowthError(
+                    f"new outgoing weights of layer {layer} must have shape ({cons.out_features}, {k}), "
+                    f"got {tuple(out.shape)}"
+                )
+        ref = lin.weight
+        _replace_linear(
+            lin,
+            torch.cat([ref, weight.to(ref)], 0),
+            torch.cat([lin.bias, bias.to(ref)], 0),
+        )
+        for cons, out in zip(consumers, outs):
+            cw = cons.weight
+            extra = torch.zeros(cw.shape[0], k, dtype=cw.dtype, device=cw.device) if out is None else out.to(cw)
+            _replace_linear(cons, torch.cat([cw, extra], 1), None)
+        step = int(self.growth_steps) + 1 if cohort is None else int(cohort)
+        old = self.cohort(layer)
+        setattr(self, f"cohort_{layer}", torch.cat([old, old.new_full((k,), step)]))
+        return torch.arange(n, n + k, device=ref.device)
+
+    @torch.no_grad()
+    def add_classes(self, n: int) -> None:
+        """Grow the head by ``n`` outputs (old rows kept, new rows default-initialised)."""
+        if n < 0:
+            raise ValueError(f"add_classes needs n >= 0, got {n}")
+        if n == 0:
+            return
+        w, b = default_linear_init(n, self.head.in_features)
+        hw = self.head.weight
+        _replace_linear(self.head, torch.cat([hw, w.to(hw)]), torch.cat([self.head.bias, b.to(hw)]))
+
+    # ------------------------------------------------------------- snapshots
+    def snapshot(self) -> ModelSnapshot:
+        """Record the model so that :meth:`restore` can undo any growth, bit for bit."""
+        snap = ModelSnapshot()
+        for mod in self.modules():
+            snap.training[mod] = mod.training
+            for name, p in mod._parameters.items():
+                snap.params.append(
+                    (mod, name, p, None if p is None else p.detach().clone(),
+                     None if p is None or p.grad is None else p.grad.detach().clone())
+                )
+            for name, b in mod._buffers.items():
+                snap.buffers.append((mod, name, b, None if b is None else b.detach().clone()))
+            if isinstance(mod, nn.Linear):
+                snap.linear_shapes.append((mod, mod.in_features, mod.out_features))
+        return snap
+
+    @torch.no_grad()
+    def restore(self, snap: ModelSnapshot) -> None:
+        """Put back the parameter objects, values, buffers and shapes of ``snap``."""
+        for mod, name, p, value, grad in snap.params:
+            if p is not None and value is not None:
+                p.data = value
+                p.grad = grad
+            mod._parameters[name] = p
+        for mod, name, b, value in snap.buffers:
+            if b is not None and value is not None:
+                b.data = value
+            mod._buffers[name] = b
+        for mod, in_f, out_f in snap.linear_shapes:
+            mod.in_features, mod.out_features = in_f, out_f
+        for mod, training in snap.training.items():
+            mod.training = training
+
+    # ------------------------------------------------------------ conversion
+    @classmethod
+    def from_sequential(cls, seq: nn.Sequential, in_features: int | None = None) -> GrowableMLP:
+        """Build a GrowableMLP from ``Sequential(Flatten?, Linear, ReLU, ..., Linear)``.
+
+        Weights are copied. Anything but ``Linear``/``ReLU`` (plus ``Flatten``/``Dropout``)
+        raises a ``GrowthError`` naming the offending module: SWE and the inactivity
+        measures are defined for ReLU units only.
+        """
+        linears: list[nn.Linear] = []
+        for idx, mod in enumerate(seq):
+            if isinstance(mod, nn.Linear):
+                linears.append(mod)
+            elif isinstance(mod, (nn.ReLU, nn.Flatten, nn.Dropout, nn.Identity)):
+                continue
+            else:
+                raise GrowthError(
+                    f"cannot grow module {idx} ({type(mod).__name__}): growable layers must be "
+                    "Linear followed by ReLU"
+                )
+        if len(linears) < 2:
+            raise GrowthError("a growable model needs at least one hidden Linear+ReLU and a head")
+        acts = [m for m in seq if isinstance(m, nn.ReLU)]
+        if len(acts) != len(linears) - 1:
+            raise GrowthError("every hidden Linear must be followed by a ReLU (and the head by none)")
+        first = linears[0].in_features if in_features is None else in_features
+        model = cls(first, [lin.out_features for lin in linears[:-1]], linears[-1].out_features)
+        with torch.no_grad():
+            for dst, src in zip(list(model.hidden) + [model.head], linears):
+                dst.weight.copy_(src.weight)
+                if src.bias is not None:
+                    dst.bias.copy_(src.bias)
+                else:
+                    dst.bias.zero_()
+        return model

@@ -1,0 +1,61 @@
+"""Net2Net-style split (Chen et al., ICLR 2016): new units are noisy copies of old ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from clgrow.extender import Extender, LossFn, extenders
+from clgrow.model import GrowableMLP
+
+__all__ = ["Net2NetExtender"]
+
+
+@extenders.register("net2net")
+class Net2NetExtender(Extender):
+    """Split existing units: copy a unit's incoming row and bias, share its outgoing weight.
+
+    A source unit ``i`` copied ``c_i`` times ends with ``c_i + 1`` units, each carrying
+    ``V[:, i] / (c_i + 1)``; without noise the output is unchanged exactly. Gaussian noise of
+    standard deviation ``noise * std(W)`` on the copies' incoming rows breaks the symmetry
+    between a unit and its copies.
+
+    Parameters
+    ----------
+    noise : float
+        Relative noise on the copied incoming weights (0 keeps copies identical).
+    """
+
+    def __init__(self, noise: float = 0.01) -> None:
+        super().__init__()
+        if noise < 0:
+            raise ValueError(f"Net2NetExtender noise must be >= 0, got {noise}")
+        self.noise = float(noise)
+
+    def __repr__(self) -> str:
+        return f"Net2NetExtender(noise={self.noise})"
+
+    def _extend_layer(
+        self, model: GrowableMLP, layer: int, k: int, loader: Iterable[Any], loss_fn: LossFn, cohort: int
+    ) -> Tensor:
+        lin = model.hidden[layer]
+        n = lin.out_features
+        with torch.no_grad():
+            if k <= n:
+                src = torch.randperm(n)[:k]
+            else:
+                src = torch.randint(0, n, (k,))
+            src = src.to(lin.weight.device)
+            copies = torch.bincount(src, minlength=n).to(lin.weight.dtype)
+            share = 1.0 / (copies + 1.0)  # (n,)
+            w = lin.weight[src].clone()
+            w += torch.randn_like(w) * self.noise * lin.weight.std().nan_to_num(0.0)
+            b = lin.bias[src].clone()
+            outs = []
+            for cons in model.consumers(layer):
+                cons.weight.mul_(share)  # the old columns keep their share
+                outs.append(cons.weight[:, src].clone())
+        return model.add_units(layer, w, b, outs, cohort=cohort)

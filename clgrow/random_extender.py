@@ -1,0 +1,29 @@
+"""Plain function-preserving growth: default-initialised incoming weights, zero outgoing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from torch import Tensor
+
+from clgrow.extender import Extender, LossFn, extenders
+from clgrow.model import GrowableMLP, default_linear_init
+
+__all__ = ["RandomExtender"]
+
+
+@extenders.register("random")
+class RandomExtender(Extender):
+    """New units get ``nn.Linear``'s default init for ``W``/``b`` and zero columns in ``V``.
+
+    The network's output is unchanged exactly; whether the new units ever fire is left
+    to training (the baseline that SWE is compared against).
+    """
+
+    def _extend_layer(
+        self, model: GrowableMLP, layer: int, k: int, loader: Iterable[Any], loss_fn: LossFn, cohort: int
+    ) -> Tensor:
+        m = model.hidden[layer].in_features
+        w, b = default_linear_init(k, m)
+        return model.add_units(layer, w, b, None, cohort=cohort)

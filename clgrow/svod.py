@@ -1,0 +1,162 @@
+r"""Steepest Voting Distributor (SVoD).
+
+Decides how many of ``K`` new units each hidden layer gets, on a throw-away copy:
+
+1. Add ``candidates * K`` candidate units to every eligible hidden layer (incoming weights,
+   biases and the new outgoing columns uniform in ``±init_range``).
+2. Train the whole copy for ``train_passes`` passes (RMSprop, lr 1e-3, momentum 0.1, alpha 0.9).
+3. Gate the candidates: their pre-activations :math:`z_j` become :math:`z_j (1 + y_j)` with
+   ``y = 0``. One more pass without updates (``vote_passes``) averages
+   :math:`\partial L / \partial y_j` over the batches.
+4. Pool the candidates of all layers and sort ascending: the ``K`` most negative
+   derivatives (the steepest descent directions) each cast one vote for their layer.
+
+The allocation is the vote count per layer, so it always sums to ``K``. The original model
+is never touched.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from clgrow.data import iter_passes, unpack
+from clgrow.distributor import Distributor, _eligible, distributors
+from clgrow.errors import GrowthError
+from clgrow.extender import LossFn, model_device
+from clgrow.model import GrowableMLP
+
+__all__ = ["SVoD"]
+
+
+@distributors.register("svod")
+class SVoD(Distributor):
+    """Steepest Voting Distributor.
+
+    Parameters
+    ----------
+    train_passes : float
+        Budget for training the candidate copy (passes over the growth data; 0 skips it).
+    vote_passes : float
+        Budget for accumulating the gate gradients (> 0).
+    candidates : int
+        Candidates per layer, as a multiple of ``K`` (the paper uses 2).
+    init_range : float
+        Candidates' weights are uniform in ``±init_range``.
+    lr, momentum, alpha : float
+        RMSprop settings for step 2.
+    """
+
+    def __init__(
+        self,
+        train_passes: float = 1.0,
+        vote_passes: float = 1.0,
+        candidates: int = 2,
+        init_range: float = 0.01,
+        lr: float = 1e-3,
+        momentum: float = 0.1,
+        alpha: float = 0.9,
+    ) -> None:
+        super().__init__()
+        if train_passes < 0 or not math.isfinite(train_passes):
+            raise GrowthError(f"SVoD train_passes must be a finite number >= 0, got {train_passes}")
+        if vote_passes <= 0 or not math.isfinite(vote_passes):
+            raise GrowthError(f"SVoD vote_passes must be a finite number > 0, got {vote_passes}")
+        if candidates < 1:
+            raise GrowthError(f"SVoD candidates must be >= 1 (a multiple of K), got {candidates}")
+        self.train_passes = float(train_passes)
+        self.vote_passes = float(vote_passes)
+        self.candidates = int(candidates)
+        self.init_range = float(init_range)
+        self.lr, self.momentum, self.alpha = float(lr), float(momentum), float(alpha)
+
+    def __repr__(self) -> str:
+        return (
+            f"SVoD(train_passes={self.train_passes}, vote_passes={self.vote_passes}, "
+            f"candidates={self.candidates})"
+        )
+
+    def allocate(
+        self,
+        model: GrowableMLP,
+        k: int,
+        loader: Iterable[Any] | None = None,
+        loss_fn: LossFn | None = None,
+        layers: Sequence[int] | None = None,
+    ) -> dict[int, int]:
+        """Vote on a copy of ``model``; return ``{layer: votes}`` summing to ``k``."""
+        ls = _eligible(model, layers)
+        if k == 0:
+            self.info = {"scores": {}}
+            return {i: 0 for i in ls}
+        if loader is None or loss_fn is None:
+            raise GrowthError("SVoD needs growth data (loader) and a loss function")
+        scores = self.candidate_scores(model, k, loader, loss_fn, ls)
+        pooled = torch.cat([scores[i] for i in ls])
+        owner = torch.cat([torch.full_like(scores[i], i, dtype=torch.long) for i in ls])
+        order = torch.sort(pooled, stable=True).indices[:k]
+        votes = torch.bincount(owner[order], minlength=model.num_hidden_layers)
+        self.info = {"scores": {i: scores[i].tolist() for i in ls}}
+        return {i: int(votes[i]) for i in ls}
+
+    def candidate_scores(
+        self, model: GrowableMLP, k: int, loader: Iterable[Any], loss_fn: LossFn, layers: Sequence[int]
+    ) -> dict[int, Tensor]:
+        """Mean ``dL/dy`` of every candidate, per layer (each of shape ``(candidates * k,)``)."""
+        device = model_device(model)
+        cand = self.candidates * k
+        probe = copy.deepcopy(model)
+        for p in probe.parameters():
+            p.requires_grad_(True)
+        r = self.init_range
+        with torch.no_grad():
+            for i in layers:
+                m = probe.hidden[i].in_features
+                outs = [
+                    torch.empty(cons.out_features, cand, device=device).uniform_(-r, r)
+                    for cons in probe.consumers(i)
+                ]
+                probe.add_units(
+                    i,
+                    torch.empty(cand, m, device=device).uniform_(-r, r),
+                    torch.empty(cand, device=device).uniform_(-r, r),
+                    outs,
+                )
+        if self.train_passes > 0:
+            probe.train()
+            opt = torch.optim.RMSprop(
+                probe.parameters(), lr=self.lr, momentum=self.momentum, alpha=self.alpha
+            )
+            for batch in iter_passes(loader, self.train_passes):
+                x, y, t = unpack(batch, device)
+                loss = loss_fn(probe(x, t), y)
+                if not torch.isfinite(loss):
+                    raise GrowthError(f"SVoD candidate training: loss became {loss.item()}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        probe.eval()
+        for p in probe.parameters():
+            p.requires_grad_(False)
+        ys = {i: torch.zeros(cand, device=device, requires_grad=True) for i in layers}
+        sizes = probe.hidden_sizes
+        total = {i: torch.zeros(cand, device=device) for i in layers}
+        batches = 0
+        for batch in iter_passes(loader, self.vote_passes):
+            x, y, t = unpack(batch, device)
+            gates = {
+                i: torch.cat([torch.ones(sizes[i] - cand, device=device), 1.0 + ys[i]]) for i in layers
+            }
+            logits, _ = probe.run(x, t, gates=gates)
+            grads = torch.autograd.grad(loss_fn(logits, y), [ys[i] for i in layers], allow_unused=True)
+            for i, g in zip(layers, grads):
+                if g is not None:
+                    total[i] += g
+            batches += 1
+        del probe
+        return {i: total[i] / max(batches, 1) for i in layers}

@@ -1,0 +1,99 @@
+"""grow(): argument checks and bit-identical rollback on failure."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from clgrow import Distributor, GrowthError, grow
+from tests.helpers import state_equal
+
+
+def _unchanged(model, fn):
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    ids = [id(p) for p in model.parameters()]
+    fn()
+    assert state_equal(state, model.state_dict())
+    assert [id(p) for p in model.parameters()] == ids
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(k=-1), "must be >= 0"),
+        (dict(k=2.5), "must be an integer"),
+        (dict(k=True), "must be an integer"),
+        (dict(layers=[3]), "unknown hidden layer 3"),
+        (dict(layers=[]), "layers is empty"),
+        (dict(extender="nope"), "unknown extender 'nope'"),
+        (dict(distributor="nope"), "unknown distributor 'nope'"),
+    ],
+)
+def test_bad_arguments_are_named_and_change_nothing(trained_mlp, digits_loader, kwargs, message):
+    args = dict(k=4, loader=digits_loader, extender="random", distributor="uniform") | kwargs
+
+    def run():
+        with pytest.raises(GrowthError, match=message):
+            grow(trained_mlp, **args)
+
+    _unchanged(trained_mlp, run)
+
+
+def test_empty_loader_is_refused(trained_mlp):
+    empty = DataLoader(TensorDataset(torch.zeros(0, 64), torch.zeros(0, dtype=torch.long)), batch_size=4)
+
+    def run():
+        with pytest.raises(GrowthError, match="loader is empty"):
+            grow(trained_mlp, 4, empty, "random", "uniform")
+
+    _unchanged(trained_mlp, run)
+
+
+def test_failure_inside_extender_rolls_back_every_layer(trained_mlp, digits_loader, monkeypatch):
+    """Layer 2 is extended first; a failure on layer 0 must undo layer 2 as well."""
+    from clgrow import RandomExtender
+
+    real = RandomExtender._extend_layer
+
+    def flaky(self, model, layer, *a, **kw):
+        if layer == 0:
+            raise RuntimeError("simulated out of memory")
+        return real(self, model, layer, *a, **kw)
+
+    monkeypatch.setattr(RandomExtender, "_extend_layer", flaky)
+
+    def run():
+        with pytest.raises(GrowthError, match="simulated out of memory.*left unchanged"):
+            grow(trained_mlp, 6, digits_loader, "random", "uniform")
+
+    _unchanged(trained_mlp, run)
+    assert int(trained_mlp.growth_steps) == 0
+
+
+def test_a_distributor_that_miscounts_is_caught(trained_mlp, digits_loader):
+    class Bad(Distributor):
+        def allocate(self, model, k, loader=None, loss_fn=None, layers=None):
+            return {0: k + 1}
+
+    def run():
+        with pytest.raises(GrowthError, match="invalid allocation"):
+            grow(trained_mlp, 3, digits_loader, "random", Bad())
+
+    _unchanged(trained_mlp, run)
+
+
+def test_k_zero_is_a_no_op(trained_mlp, digits_loader):
+    def run():
+        report = grow(trained_mlp, 0, digits_loader)
+        assert report.allocation == {0: 0, 1: 0, 2: 0} and report.cohort == 0
+
+    _unchanged(trained_mlp, run)
+
+
+def test_cohorts_count_growth_steps(trained_mlp, digits_loader):
+    r1 = grow(trained_mlp, 3, digits_loader, "random", "uniform")
+    r2 = grow(trained_mlp, 3, digits_loader, "random", "uniform")
+    assert (r1.cohort, r2.cohort) == (1, 2)
+    assert trained_mlp.cohort(0).tolist() == [0] * 16 + [1, 2]
+    assert set(r1.seconds) == {"distributor", "extender", "total"}

@@ -1,0 +1,61 @@
+"""SVoD: allocations sum to K, the model is untouched, votes go where the loss can drop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from clgrow import GrowableMLP, GrowthError, SVoD, grow
+from tests.helpers import state_equal, train
+
+
+@settings(max_examples=25, deadline=None)
+@given(widths=st.lists(st.integers(1, 8), min_size=1, max_size=4), k=st.integers(0, 12),
+       seed=st.integers(0, 2**16), eligible_frac=st.floats(0, 1))
+def test_allocation_sums_to_k_and_model_untouched(widths, k, seed, eligible_frac):
+    torch.manual_seed(seed)
+    model = GrowableMLP(5, widths, 3)
+    data = TensorDataset(torch.randn(40, 5), torch.randint(0, 3, (40,)))
+    loader = DataLoader(data, batch_size=16)
+    layers = list(range(max(1, int(eligible_frac * len(widths)))))
+    ids = [id(p) for p in model.parameters()]
+    state = {n: v.clone() for n, v in model.state_dict().items()}
+    alloc = SVoD(train_passes=1, vote_passes=1).allocate(model, k, loader, nn.CrossEntropyLoss(), layers)
+    assert sorted(alloc) == layers
+    assert sum(alloc.values()) == k
+    assert all(v >= 0 for v in alloc.values())
+    assert state_equal(state, model.state_dict())
+    assert [id(p) for p in model.parameters()] == ids
+
+
+@pytest.mark.parametrize("widths,bottleneck", [([1, 48], 0), ([48, 1], 1)])
+def test_votes_go_to_the_only_layer_that_can_reduce_the_loss(digits_loader, widths, bottleneck):
+    """A one-unit bottleneck discards the input: only units in that layer can bring it back."""
+    torch.manual_seed(0)
+    model = GrowableMLP(64, widths, 10)
+    train(model, digits_loader, epochs=3)
+    alloc = SVoD().allocate(model, 8, digits_loader, nn.CrossEntropyLoss())
+    assert alloc[bottleneck] == 8
+
+
+def test_scores_have_one_entry_per_candidate(trained_mlp, digits_loader):
+    scores = SVoD(candidates=3).candidate_scores(trained_mlp, 4, digits_loader, nn.CrossEntropyLoss(), [0, 2])
+    assert {i: s.shape for i, s in scores.items()} == {0: (12,), 2: (12,)}
+    assert all(torch.isfinite(s).all() for s in scores.values())
+
+
+def test_grow_with_svod_records_allocation(trained_mlp, digits_loader):
+    report = grow(trained_mlp, 10, digits_loader, "random", SVoD(train_passes=0.5, vote_passes=0.5))
+    assert sum(report.allocation.values()) == 10
+    assert trained_mlp.hidden_sizes == [16 + report.allocation[i] for i in range(3)]
+    assert set(report.info["distributor"]["scores"]) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("kwargs", [dict(train_passes=-1), dict(vote_passes=0), dict(candidates=0)])
+def test_svod_arguments_are_validated(kwargs):
+    with pytest.raises(GrowthError):
+        SVoD(**kwargs)

@@ -1,0 +1,126 @@
+"""SWE: column-sum conservation, baking, frozen weights, memory guard, NaN rollback."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import clgrow.swe as swe_module
+from clgrow import SWE, GrowableMLP, GrowthError, coupled_weights, grow
+from tests.helpers import state_equal
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 9), k=st.integers(1, 6), m=st.integers(1, 9), seed=st.integers(0, 2**16),
+       subset=st.booleans())
+def test_coupling_conserves_column_sums(n, k, m, seed, subset):
+    g = torch.Generator().manual_seed(seed)
+    weight, bias = torch.randn(n + k, m, generator=g), torch.randn(n + k, generator=g)
+    s = max(1, n // 2) if subset else n
+    partners = torch.randperm(n, generator=g)[:s]
+    C, c = torch.randn(k, s, m, generator=g), torch.randn(k, s, generator=g)
+    w, b = coupled_weights(weight, bias, n, partners, C, c)
+    torch.testing.assert_close(w.sum(0), weight.sum(0), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(b.sum(), bias.sum(), rtol=1e-5, atol=1e-4)
+    # old units that are not partners keep their weights exactly
+    others = torch.ones(n, dtype=torch.bool)
+    others[partners] = False
+    assert torch.equal(w[:n][others], weight[:n][others])
+
+
+def _record_new_rows(monkeypatch) -> list[torch.Tensor]:
+    rows: list[torch.Tensor] = []
+    real = swe_module.default_linear_init
+
+    def spy(k, m):
+        w, b = real(k, m)
+        rows.append(torch.cat([w, b[:, None]], 1).clone())
+        return w, b
+
+    monkeypatch.setattr(swe_module, "default_linear_init", spy)
+    return rows
+
+
+def test_swe_moves_only_coupling_and_consumer(trained_mlp, digits_loader, monkeypatch):
+    """After SWE on layer 1: column sums of [W|b] of layer 1 are those of old rows + r; every
+    other parameter except the consumer's weight is bit-identical."""
+    torch.manual_seed(1)
+    rows = _record_new_rows(monkeypatch)
+    model = trained_mlp
+    old = {k: v.clone() for k, v in model.state_dict().items()}
+    # weight decay on the *training* optimizer must be irrelevant: SWE builds its own
+    report = grow(model, 5, digits_loader, SWE(passes=1.0), "fixed", layers=[1])
+    assert report.allocation == {1: 5}
+    new = model.state_dict()
+    wb_before = torch.cat([old["hidden.1.weight"], old["hidden.1.bias"][:, None]], 1)
+    wb_after = torch.cat([new["hidden.1.weight"], new["hidden.1.bias"][:, None]], 1)
+    expected = wb_before.sum(0) + rows[0].sum(0)
+    torch.testing.assert_close(wb_after.sum(0), expected, rtol=1e-5, atol=1e-5)
+    # the coupling did move weight from old units to new ones
+    assert not torch.allclose(wb_after[:16], wb_before, atol=1e-7)
+    for name in ["hidden.0.weight", "hidden.0.bias", "head.weight", "head.bias", "hidden.2.bias"]:
+        assert torch.equal(new[name], old[name]), name
+    # the consumer (hidden.2) trained: old columns moved, new columns left zero
+    assert new["hidden.2.weight"].shape == (16, 21)
+    assert not torch.equal(new["hidden.2.weight"][:, :16], old["hidden.2.weight"])
+    assert new["hidden.2.weight"][:, 16:].abs().sum() > 0
+
+
+def test_baked_model_is_a_plain_growable_mlp(trained_mlp, digits_loader):
+    names_before = [n for n, _ in trained_mlp.named_parameters()]
+    grow(trained_mlp, 6, digits_loader, SWE(passes=0.5), "uniform")
+    assert type(trained_mlp) is GrowableMLP
+    assert [n for n, _ in trained_mlp.named_parameters()] == names_before
+    assert trained_mlp.hidden_sizes == [18, 18, 18]
+    fresh = GrowableMLP(64, [18, 18, 18], 10)
+    assert trained_mlp.state_dict().keys() == fresh.state_dict().keys()
+    fresh.load_state_dict(trained_mlp.state_dict())
+
+
+def test_frozen_flags_and_training_mode_are_restored(trained_mlp, digits_loader):
+    trained_mlp.hidden[0].weight.requires_grad_(False)
+    trained_mlp.train()
+    grow(trained_mlp, 3, digits_loader, SWE(passes=0.25), "uniform")
+    assert trained_mlp.training
+    assert not trained_mlp.hidden[0].weight.requires_grad
+    assert all(p.requires_grad for n, p in trained_mlp.named_parameters() if n != "hidden.0.weight")
+    assert all(p.grad is None for p in trained_mlp.parameters())
+
+
+def test_memory_guard_refuses_before_any_change(trained_mlp, digits_loader):
+    state = {k: v.clone() for k, v in trained_mlp.state_dict().items()}
+    with pytest.raises(GrowthError, match="max_coupling_bytes"):
+        grow(trained_mlp, 8, digits_loader, SWE(max_coupling_bytes=1000), "uniform")
+    assert state_equal(state, trained_mlp.state_dict())
+
+
+def test_memory_guard_can_subsample_partners(trained_mlp, digits_loader):
+    ext = SWE(passes=0.25, max_coupling_bytes=16 * 4 * 64 * 5, on_oversize="subsample")
+    report = grow(trained_mlp, 4, digits_loader, ext, "fixed", layers=[0])
+    assert report.info["extender"]["layer0"]["partners"] == 5
+
+
+def test_nan_loss_during_adjustment_rolls_back(trained_mlp, digits_loader):
+    state = {k: v.clone() for k, v in trained_mlp.state_dict().items()}
+    ids = [id(p) for p in trained_mlp.parameters()]
+    calls = {"n": 0}
+
+    def loss_fn(logits, y):
+        calls["n"] += 1
+        loss = nn.functional.cross_entropy(logits, y)
+        return loss * float("nan") if calls["n"] > 3 else loss
+
+    with pytest.raises(GrowthError, match="loss became nan"):
+        grow(trained_mlp, 6, digits_loader, SWE(), "uniform", loss_fn=loss_fn)
+    assert state_equal(state, trained_mlp.state_dict())
+    assert [id(p) for p in trained_mlp.parameters()] == ids
+    assert trained_mlp.hidden_sizes == [16, 16, 16]
+
+
+@pytest.mark.parametrize("kwargs", [dict(passes=-1), dict(lr=0), dict(partners=0), dict(on_oversize="x")])
+def test_swe_arguments_are_validated(kwargs):
+    with pytest.raises(GrowthError):
+        SWE(**kwargs)
