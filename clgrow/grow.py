@@ -64,6 +64,19 @@ def _validate_k(k: Any) -> int:
     return k
 
 
+def cap_allocation(allocation: dict[int, int], sizes: Sequence[int], cap: int) -> dict[int, int]:
+    """Move units allotted beyond ``cap`` to the layers with the most room (ties: earliest)."""
+    out = {i: min(v, max(0, cap - sizes[i])) for i, v in allocation.items()}
+    surplus = sum(allocation.values()) - sum(out.values())
+    while surplus > 0:
+        best = max(out, key=lambda i: (cap - sizes[i] - out[i], -i))
+        if cap - sizes[best] - out[best] <= 0:
+            raise GrowthError(f"no room left under max_hidden_size={cap} for {surplus} more units")
+        out[best] += 1
+        surplus -= 1
+    return out
+
+
 def grow(
     model: GrowableMLP,
     k: int,
@@ -73,6 +86,7 @@ def grow(
     loss_fn: LossFn | None = None,
     *,
     layers: Sequence[int] | None = None,
+    max_hidden_size: int | None = None,
 ) -> GrowthReport:
     """Grow ``model`` in place by ``k`` hidden units.
 
@@ -88,6 +102,9 @@ def grow(
         ``loss_fn(logits, targets)``; cross-entropy by default.
     layers : sequence of int, optional
         Hidden layers allowed to grow (default: all).
+    max_hidden_size : int, optional
+        No hidden layer grows beyond this width: units a distributor allots past the cap go
+        to the eligible layers with the most room left.
 
     Returns
     -------
@@ -130,6 +147,12 @@ def grow(
     if k == 0:
         return GrowthReport({i: 0 for i in eligible}, {}, {"distributor": 0.0, "extender": 0.0, "total": 0.0},
                             0, before, before, repr(ext), repr(dist))
+    if max_hidden_size is not None:
+        room = sum(max(0, max_hidden_size - before[i]) for i in eligible)
+        if room < k:
+            raise GrowthError(
+                f"cannot add {k} units: max_hidden_size={max_hidden_size} leaves room for {room} in layers {eligible}"
+            )
     check_loader(loader)
     cohort = int(model.growth_steps) + 1
     snap = model.snapshot()
@@ -139,6 +162,8 @@ def grow(
         bad = [i for i in allocation if i not in eligible]
         if bad or sum(allocation.values()) != k or any(v < 0 for v in allocation.values()):
             raise GrowthError(f"{dist!r} returned an invalid allocation {allocation} for k={k}, layers {eligible}")
+        if max_hidden_size is not None:
+            allocation = cap_allocation(allocation, before, max_hidden_size)
         t1 = time.perf_counter()
         new_units = ext.extend(model, allocation, loader, loss_fn, cohort)
         t2 = time.perf_counter()

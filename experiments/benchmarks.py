@@ -1,0 +1,170 @@
+"""Benchmarks by name: embedded ones (no files) and Avalanche's own classes on files on disk.
+
+Nothing here downloads: on-disk benchmarks check that the expected files exist under
+``--data-root`` first and raise :class:`DataMissingError` naming them otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from experiments.embedded import load_embedded
+
+__all__ = ["BenchmarkInfo", "BENCHMARKS", "make_benchmark", "DataMissingError", "expected_files", "cifar_backbone"]
+
+
+class DataMissingError(FileNotFoundError):
+    """The files of an on-disk benchmark are not where they are expected."""
+
+
+@dataclass
+class BenchmarkInfo:
+    """A built benchmark and what a model for it needs to know."""
+
+    name: str
+    scenario: Any
+    in_features: int
+    num_classes: int
+    classes_per_experience: int
+    task_labels: bool
+    backbone: Callable[[], nn.Module] | None = None
+    domain_incremental: bool = False
+
+    @property
+    def head_size(self) -> int:
+        """Outputs of a single head (multi-head models: per task)."""
+        return self.classes_per_experience if self.task_labels else self.num_classes
+
+
+class _Tensors(TensorDataset):
+    """A TensorDataset with the ``targets`` list Avalanche's generators read."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        super().__init__(x, y)
+        self.targets = y.tolist()
+
+
+def _embedded(data_name: str) -> Callable[..., BenchmarkInfo]:
+    def build(name: str, n_experiences: int, seed: int, task_labels: bool, data_root: Path | None) -> BenchmarkInfo:
+        from avalanche.benchmarks import nc_benchmark
+
+        data = load_embedded(data_name)
+        n_classes = data.num_classes
+        _check_split(name, n_classes, n_experiences)
+        scenario = nc_benchmark(
+            _Tensors(data.x_train, data.y_train),
+            _Tensors(data.x_test, data.y_test),
+            n_experiences=n_experiences,
+            task_labels=task_labels,
+            seed=seed,
+            class_ids_from_zero_in_each_exp=task_labels,
+        )
+        return BenchmarkInfo(name, scenario, data.x_train.shape[1], n_classes, n_classes // n_experiences, task_labels)
+
+    return build
+
+
+def _check_split(name: str, n_classes: int, n_experiences: int) -> None:
+    if n_experiences < 1 or n_classes % n_experiences:
+        raise ValueError(
+            f"{name}: {n_classes} classes cannot be split evenly into {n_experiences} experiences "
+            f"(use one of {[d for d in range(1, n_classes + 1) if n_classes % d == 0]})"
+        )
+
+
+_MNIST_RAW = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+_FILES = {
+    "split-mnist": [f"MNIST/raw/{f}" for f in _MNIST_RAW],
+    "permuted-mnist": [f"MNIST/raw/{f}" for f in _MNIST_RAW],
+    "split-fmnist": [f"FashionMNIST/raw/{f}" for f in _MNIST_RAW],
+    "split-cifar10": [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)]
+    + ["cifar-10-batches-py/test_batch", "cifar-10-batches-py/batches.meta"],
+    "split-cifar100": ["cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"],
+}
+
+
+def expected_files(name: str, data_root: Path) -> list[Path]:
+    """Files an on-disk benchmark reads under ``data_root``."""
+    return [data_root / f for f in _FILES[name]]
+
+
+def _require(name: str, data_root: Path | None) -> Path:
+    if data_root is None:
+        raise DataMissingError(
+            f"{name} reads its data from disk: pass --data-root DIR, where DIR holds "
+            + ", ".join(_FILES[name])
+        )
+    root = Path(data_root).expanduser()
+    missing = [str(p) for p in expected_files(name, root) if not p.is_file()]
+    if missing:
+        raise DataMissingError(
+            f"{name}: missing under data root {root}: {', '.join(missing)} "
+            "(clgrow never downloads; copy the torchvision-format files there)"
+        )
+    return root
+
+
+def cifar_backbone() -> nn.Module:
+    """A small conv backbone for 32x32 RGB images; 64 x 4 x 4 = 1,024 features."""
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+    )
+
+
+def _on_disk(kind: str) -> Callable[..., BenchmarkInfo]:
+    def build(name: str, n_experiences: int, seed: int, task_labels: bool, data_root: Path | None) -> BenchmarkInfo:
+        root = _require(name, data_root)
+        from avalanche.benchmarks.classic import PermutedMNIST, SplitCIFAR10, SplitCIFAR100, SplitFMNIST, SplitMNIST
+
+        if kind == "permuted-mnist":
+            scenario = PermutedMNIST(n_experiences=n_experiences, seed=seed, dataset_root=root)
+            return BenchmarkInfo(name, scenario, 784, 10, 10, False, domain_incremental=True)
+        n_classes = 100 if kind == "split-cifar100" else 10
+        _check_split(name, n_classes, n_experiences)
+        common = dict(return_task_id=task_labels, seed=seed, dataset_root=root,
+                      class_ids_from_zero_in_each_exp=task_labels)
+        cls = {"split-mnist": SplitMNIST, "split-fmnist": SplitFMNIST,
+               "split-cifar10": SplitCIFAR10, "split-cifar100": SplitCIFAR100}[kind]
+        scenario = cls(n_experiences, **common)
+        if kind.startswith("split-cifar"):
+            return BenchmarkInfo(name, scenario, 1024, n_classes, n_classes // n_experiences, task_labels,
+                                 backbone=cifar_backbone)
+        return BenchmarkInfo(name, scenario, 784, n_classes, n_classes // n_experiences, task_labels)
+
+    return build
+
+
+BENCHMARKS: dict[str, Callable[..., BenchmarkInfo]] = {
+    "split-digits": _embedded("digits"),
+    "split-mnist-5k": _embedded("mnist-5k"),
+    "split-mnist1d": _embedded("mnist1d"),
+    "split-mnist": _on_disk("split-mnist"),
+    "permuted-mnist": _on_disk("permuted-mnist"),
+    "split-fmnist": _on_disk("split-fmnist"),
+    "split-cifar10": _on_disk("split-cifar10"),
+    "split-cifar100": _on_disk("split-cifar100"),
+}
+
+EMBEDDED_BENCHMARKS = ("split-digits", "split-mnist-5k", "split-mnist1d")
+
+
+def make_benchmark(
+    name: str, n_experiences: int = 5, seed: int = 0, task_labels: bool = False, data_root: str | Path | None = None
+) -> BenchmarkInfo:
+    """Build a benchmark by name (see ``BENCHMARKS``)."""
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+    if task_labels and name == "permuted-mnist":
+        raise ValueError("permuted-mnist is domain-incremental: task labels are not supported")
+    root = None if data_root is None else Path(data_root)
+    return BENCHMARKS[name](name, n_experiences, seed, task_labels, root)

@@ -1,0 +1,198 @@
+"""Named strategy builders and growth presets, so an experiment is a table of names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from avalanche.training import AGEM, EWC, GEM, LwF, SynapticIntelligence
+from avalanche.training.supervised import Cumulative, Naive, Replay
+from avalanche.training.templates import SupervisedTemplate
+from torch import nn
+
+from clgrow import Distributor, Extender, GrowthError, distributors, extenders
+from strategies.plugin import GrowPlugin
+
+__all__ = ["GROWTH_PRESETS", "STRATEGIES", "GrowthSpec", "parse_growth", "build_strategy", "make_grow_plugin"]
+
+
+@dataclass(frozen=True)
+class GrowthSpec:
+    """An extender and a distributor, by registry name, with keyword arguments."""
+
+    extender: str
+    distributor: str
+    extender_kwargs: dict[str, Any] = field(default_factory=dict)
+    distributor_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> tuple[Extender, Distributor]:
+        """Instantiate both methods."""
+        return (
+            extenders[self.extender](**self.extender_kwargs),
+            distributors[self.distributor](**self.distributor_kwargs),
+        )
+
+
+# The paper's budget: one pass to train SVoD's candidates, one to vote, one SWE
+# adjustment pass per layer.
+_PAPER_SWE = {"passes": 1.0}
+_PAPER_SVOD = {"train_passes": 1.0, "vote_passes": 1.0}
+
+GROWTH_PRESETS: dict[str, GrowthSpec | None] = {
+    "none": None,
+    "swe-svod": GrowthSpec("swe", "svod"),
+    "swe-svod-paper": GrowthSpec("swe", "svod", _PAPER_SWE, _PAPER_SVOD),
+    "swe-uniform": GrowthSpec("swe", "uniform"),
+    "swe-proportional": GrowthSpec("swe", "proportional"),
+    "random-svod": GrowthSpec("random", "svod"),
+    "random-uniform": GrowthSpec("random", "uniform"),
+    "net2net-svod": GrowthSpec("net2net", "svod"),
+    "net2net-uniform": GrowthSpec("net2net", "uniform"),
+    "gradmax-svod": GrowthSpec("gradmax", "svod"),
+    "gradmax-uniform": GrowthSpec("gradmax", "uniform"),
+}
+
+
+def parse_growth(growth: str | GrowthSpec | None) -> GrowthSpec | None:
+    """A preset name, ``EXTENDER+DISTRIBUTOR``, a ``GrowthSpec`` or ``None`` (no growth)."""
+    if growth is None or isinstance(growth, GrowthSpec):
+        return growth
+    if not isinstance(growth, str):
+        raise GrowthError(f"growth must be a preset name or 'EXTENDER+DISTRIBUTOR', got {growth!r}")
+    if growth in GROWTH_PRESETS:
+        return GROWTH_PRESETS[growth]
+    if "+" in growth:
+        ext, dist = (s.strip() for s in growth.split("+", 1))
+        if ext not in extenders:
+            raise GrowthError(f"unknown extender {ext!r} in growth {growth!r}; known: {', '.join(sorted(extenders))}")
+        if dist not in distributors:
+            raise GrowthError(
+                f"unknown distributor {dist!r} in growth {growth!r}; known: {', '.join(sorted(distributors))}"
+            )
+        return GrowthSpec(ext, dist)
+    raise GrowthError(
+        f"unknown growth {growth!r}; presets: {', '.join(GROWTH_PRESETS)}, or EXTENDER+DISTRIBUTOR with "
+        f"extenders {', '.join(sorted(extenders))} and distributors {', '.join(sorted(distributors))}"
+    )
+
+
+def make_grow_plugin(growth: str | GrowthSpec | None, **kwargs: Any) -> GrowPlugin | None:
+    """A GrowPlugin for a growth preset (``None`` for ``"none"``)."""
+    spec = parse_growth(growth)
+    if spec is None:
+        return None
+    ext, dist = spec.build()
+    return GrowPlugin(extender=ext, distributor=dist, **kwargs)
+
+
+def _naive(**kw: Any) -> SupervisedTemplate:
+    return Naive(**kw)
+
+
+def _replay(mem_size: int = 500, **kw: Any) -> SupervisedTemplate:
+    return Replay(mem_size=mem_size, **kw)
+
+
+def _ewc(ewc_lambda: float = 100.0, mode: str = "separate", **kw: Any) -> SupervisedTemplate:
+    return EWC(ewc_lambda=ewc_lambda, mode=mode, **kw)
+
+
+def _si(si_lambda: float = 1.0, **kw: Any) -> SupervisedTemplate:
+    return SynapticIntelligence(si_lambda=si_lambda, **kw)
+
+
+def _lwf(alpha: float = 1.0, temperature: float = 2.0, **kw: Any) -> SupervisedTemplate:
+    return LwF(alpha=alpha, temperature=temperature, **kw)
+
+
+def _agem(patterns_per_exp: int = 100, sample_size: int = 64, **kw: Any) -> SupervisedTemplate:
+    return AGEM(patterns_per_exp=patterns_per_exp, sample_size=sample_size, **kw)
+
+
+def _gem(patterns_per_exp: int = 100, memory_strength: float = 0.5, **kw: Any) -> SupervisedTemplate:
+    return GEM(patterns_per_exp=patterns_per_exp, memory_strength=memory_strength, **kw)
+
+
+def _cumulative(**kw: Any) -> SupervisedTemplate:
+    return Cumulative(**kw)
+
+
+STRATEGIES: dict[str, Callable[..., SupervisedTemplate]] = {
+    "naive": _naive,
+    "replay": _replay,
+    "ewc": _ewc,
+    "si": _si,
+    "lwf": _lwf,
+    "agem": _agem,
+    "gem": _gem,
+    "cumulative": _cumulative,
+}
+
+_GROW_KEYS = ("neurons_per_experience", "grow_from_experience", "max_hidden_size", "grow_every_epochs",
+              "layers", "grow_head", "carry_optimizer_state")
+
+
+def build_strategy(
+    name: str,
+    model: nn.Module,
+    growth: str | GrowthSpec | None = "swe-svod",
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr: float = 1e-3,
+    criterion: nn.Module | None = None,
+    train_mb_size: int = 64,
+    train_epochs: int = 1,
+    eval_mb_size: int = 256,
+    device: str | torch.device = "cpu",
+    evaluator: Any = None,
+    plugins: Sequence[Any] | None = None,
+    **hyperparameters: Any,
+) -> SupervisedTemplate:
+    """Build a named Avalanche strategy with growth.
+
+    Parameters
+    ----------
+    name : str
+        One of ``STRATEGIES`` (``naive``, ``replay``, ``ewc``, ``si``, ``lwf``, ``agem``,
+        ``gem``, ``cumulative``).
+    model : nn.Module
+        A :class:`~clgrow.GrowableMLP` when ``growth`` is not ``"none"``.
+    growth : str or GrowthSpec or None
+        A preset of ``GROWTH_PRESETS`` or ``EXTENDER+DISTRIBUTOR``.
+    optimizer : Optimizer, optional
+        Default: Adam over the model's parameters with learning rate ``lr``.
+    **hyperparameters
+        GrowPlugin options (``neurons_per_experience``, ``grow_from_experience``,
+        ``max_hidden_size``, ``grow_every_epochs``, ``layers``, ``grow_head``,
+        ``carry_optimizer_state``) and the strategy's own (``mem_size``, ``ewc_lambda``, ``si_lambda``,
+        ``alpha``, ``temperature``, ``patterns_per_exp``, ``memory_strength``, ...).
+    """
+    if name not in STRATEGIES:
+        raise GrowthError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
+    grow_kwargs = {k: hyperparameters.pop(k) for k in _GROW_KEYS if k in hyperparameters}
+    plugin = make_grow_plugin(growth, **grow_kwargs)
+    if plugin is not None:
+        GrowPlugin.check_model(model)
+    all_plugins = list(plugins or [])
+    if plugin is not None:
+        all_plugins.append(plugin)
+    if optimizer is None:
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    common = dict(
+        model=model,
+        optimizer=optimizer,
+        criterion=criterion if criterion is not None else nn.CrossEntropyLoss(),
+        train_mb_size=train_mb_size,
+        train_epochs=train_epochs,
+        eval_mb_size=eval_mb_size,
+        device=device,
+        plugins=all_plugins,
+    )
+    if evaluator is not None:
+        common["evaluator"] = evaluator
+    try:
+        return STRATEGIES[name](**common, **hyperparameters)
+    except TypeError as err:
+        raise GrowthError(f"strategy {name!r}: {err}") from None

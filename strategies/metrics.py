@@ -1,0 +1,225 @@
+"""Avalanche metrics for neuron inactivity and growth, shown by every logger.
+
+Names follow Avalanche's convention ``{Metric}/{phase}_phase/{stream}_stream[/...]``:
+
+* ``NeuronDead``, ``NeuronDormant`` (fractions over all hidden units of the evaluated
+  stream), with ``/layer{i}`` per hidden layer and ``/cohort_exp{e}`` for the units added at
+  training experience ``e`` (``cohort_initial``: the units the model started with);
+* ``NewNeuronDead``, ``NewNeuronDormant`` over all units added by growth;
+* ``HiddenSizes/.../layer{i}`` after each training experience, ``GrowthAllocation/.../layer{i}``
+  and ``GrowthTime`` (seconds, ``/distributor`` and ``/extender``) after each experience that grew.
+
+Inactivity is collected from the strategy's own evaluation forward passes (hooks on the
+hidden layers): no extra pass over the data.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from avalanche.evaluation import PluginMetric
+from avalanche.evaluation.metric_results import MetricValue
+
+from clgrow import GrowableMLP
+from clgrow.inactivity import InactivityStats, inactivity_from_activations
+from strategies.plugin import GrowPlugin
+
+__all__ = ["InactivityMetric", "GrowthMetric", "inactivity_metrics", "growth_metrics", "find_grow_plugin"]
+
+
+def find_grow_plugin(strategy: Any) -> GrowPlugin | None:
+    """The strategy's GrowPlugin, if any (looked up each time: checkpoints replace plugins)."""
+    for p in getattr(strategy, "plugins", []):
+        if isinstance(p, GrowPlugin):
+            return p
+    return None
+
+
+def _stream_name(strategy: Any) -> str:
+    exp = strategy.experience
+    stream = getattr(exp, "origin_stream", None)
+    return getattr(stream, "name", "test")
+
+
+class InactivityMetric(PluginMetric[float]):
+    """Dead and τ-dormant fractions of hidden units on each evaluated stream.
+
+    Parameters
+    ----------
+    tau : float
+        Dormancy threshold (0.025 by default; 0 makes dormant equal dead).
+    per_layer, per_cohort : bool
+        Also emit one value per hidden layer / per growth cohort.
+    """
+
+    def __init__(self, tau: float = 0.025, per_layer: bool = True, per_cohort: bool = True) -> None:
+        super().__init__()
+        if tau < 0 or not math.isfinite(tau):
+            raise ValueError(f"tau must be a finite number >= 0, got {tau}")
+        self.tau = float(tau)
+        self.per_layer = per_layer
+        self.per_cohort = per_cohort
+        self._acc: dict[str, dict[str, Any]] = {}
+        self._handles: list[Any] = []
+        self._stream = "test"
+        self.last: dict[str, InactivityStats] = {}
+
+    def reset(self) -> None:
+        """Forget accumulated activations."""
+        self._acc = {}
+
+    def result(self) -> dict[str, InactivityStats]:
+        """The last stats per stream name."""
+        return self.last
+
+    def _hook(self, layer: int):
+        def hook(_mod: Any, _args: Any, out: torch.Tensor) -> None:
+            acc = self._acc.get(self._stream)
+            if acc is None:
+                return
+            h = torch.relu(out.detach())
+            if acc["abs"][layer] is None or acc["abs"][layer].shape[0] != h.shape[1]:
+                acc["abs"][layer] = torch.zeros(h.shape[1], device=h.device)
+                acc["nz"][layer] = torch.zeros(h.shape[1], dtype=torch.bool, device=h.device)
+            acc["abs"][layer] += h.abs().sum(0)
+            acc["nz"][layer] |= (h != 0).any(0)
+            if layer == 0:
+                acc["n"] += h.shape[0]
+
+        return hook
+
+    def before_eval(self, strategy: Any) -> None:
+        """Attach hooks to the hidden layers for the whole evaluation call."""
+        self.reset()
+        self._remove_hooks()
+        if isinstance(strategy.model, GrowableMLP):
+            self._handles = [lin.register_forward_hook(self._hook(i)) for i, lin in enumerate(strategy.model.hidden)]
+
+    def before_eval_exp(self, strategy: Any) -> None:
+        """Route activations to the stream being evaluated."""
+        self._stream = _stream_name(strategy)
+        if isinstance(strategy.model, GrowableMLP) and self._stream not in self._acc:
+            n = strategy.model.num_hidden_layers
+            self._acc[self._stream] = {"abs": [None] * n, "nz": [None] * n, "n": 0}
+
+    def after_eval(self, strategy: Any) -> list[MetricValue]:
+        """Emit fractions per stream, layer and cohort."""
+        self._remove_hooks()
+        model = strategy.model
+        if not isinstance(model, GrowableMLP):
+            return []
+        plugin = find_grow_plugin(strategy)
+        cohort_exp = plugin.cohort_experience if plugin is not None else {0: -1}
+        values: list[MetricValue] = []
+        x = strategy.clock.train_iterations
+        for stream, acc in self._acc.items():
+            if acc["n"] == 0 or any(a is None for a in acc["abs"]):
+                continue
+            layers = [
+                inactivity_from_activations(acc["abs"][i], acc["nz"][i], acc["n"], model.cohort(i).to(acc["abs"][i].device), self.tau)
+                for i in range(model.num_hidden_layers)
+            ]
+            stats = InactivityStats(layers, self.tau, acc["n"])
+            self.last[stream] = stats
+            base = f"/eval_phase/{stream}_stream"
+
+            def emit(name: str, value: float) -> None:
+                if not math.isnan(value):
+                    values.append(MetricValue(self, name, float(value), x))
+
+            emit("NeuronDead" + base, stats.dead_fraction)
+            emit("NeuronDormant" + base, stats.dormant_fraction)
+            emit("NewNeuronDead" + base, stats.new_dead_fraction)
+            emit("NewNeuronDormant" + base, stats.new_dormant_fraction)
+            if self.per_layer:
+                for i, layer in enumerate(layers):
+                    emit(f"NeuronDead{base}/layer{i}", layer.dead / layer.units)
+                    emit(f"NeuronDormant{base}/layer{i}", layer.dormant / layer.units)
+            if self.per_cohort:
+                by_exp: dict[int, list[int]] = {}
+                for layer in layers:
+                    for c, cc in layer.cohorts.items():
+                        t = by_exp.setdefault(cohort_exp.get(c, c), [0, 0, 0])
+                        t[0] += cc.units
+                        t[1] += cc.dead
+                        t[2] += cc.dormant
+                for e, (u, d, s) in sorted(by_exp.items()):
+                    tag = "cohort_initial" if e < 0 else f"cohort_exp{e}"
+                    emit(f"NeuronDead{base}/{tag}", d / u)
+                    emit(f"NeuronDormant{base}/{tag}", s / u)
+        return values
+
+    def _remove_hooks(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handles"] = []  # hook handles do not survive pickling (checkpoints)
+        state["_acc"] = {}
+        return state
+
+    def __str__(self) -> str:
+        return "NeuronInactivity"
+
+
+class GrowthMetric(PluginMetric[dict]):
+    """Hidden sizes after each training experience; allocation and time of its growth steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen = 0
+
+    def reset(self) -> None:
+        """Nothing to reset between experiences."""
+
+    def result(self) -> dict:
+        """Empty: values are emitted directly."""
+        return {}
+
+    def after_training_exp(self, strategy: Any) -> list[MetricValue]:
+        """Emit widths, and the allocation and seconds of the steps taken in this experience."""
+        model = strategy.model
+        if not isinstance(model, GrowableMLP):
+            return []
+        x = strategy.clock.train_iterations
+        values = [
+            MetricValue(self, f"HiddenSizes/train_phase/train_stream/layer{i}", float(n), x)
+            for i, n in enumerate(model.hidden_sizes)
+        ]
+        values.append(MetricValue(self, "HiddenUnits/train_phase/train_stream", float(sum(model.hidden_sizes)), x))
+        plugin = find_grow_plugin(strategy)
+        if plugin is None:
+            return values
+        new_events = plugin.events[self._seen:]
+        self._seen = len(plugin.events)
+        if new_events:
+            alloc: dict[int, int] = {}
+            secs = {"distributor": 0.0, "extender": 0.0}
+            for ev in new_events:
+                for i, v in ev.report.allocation.items():
+                    alloc[i] = alloc.get(i, 0) + v
+                for key in secs:
+                    secs[key] += ev.report.seconds[key]
+            for i, v in sorted(alloc.items()):
+                values.append(MetricValue(self, f"GrowthAllocation/train_phase/train_stream/layer{i}", float(v), x))
+            values.append(MetricValue(self, "GrowthTime/train_phase/train_stream", secs["distributor"] + secs["extender"], x))
+            for key, v in secs.items():
+                values.append(MetricValue(self, f"GrowthTime/train_phase/train_stream/{key}", v, x))
+        return values
+
+    def __str__(self) -> str:
+        return "Growth"
+
+
+def inactivity_metrics(tau: float = 0.025, per_layer: bool = True, per_cohort: bool = True) -> list[PluginMetric]:
+    """Metrics for an ``EvaluationPlugin``: dead/dormant fractions (all, new, per layer, per cohort)."""
+    return [InactivityMetric(tau, per_layer, per_cohort)]
+
+
+def growth_metrics() -> list[PluginMetric]:
+    """Metrics for an ``EvaluationPlugin``: hidden sizes, growth allocation and growth time."""
+    return [GrowthMetric()]

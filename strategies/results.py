@@ -1,0 +1,110 @@
+"""A logger that keeps every metric value: one tidy CSV and a JSON summary per run.
+
+Avalanche's ``CSVLogger`` writes a fixed set of metrics and drops the rest; this writer keeps
+all of them, tagged with the training experience they follow, so forgetting and inactivity
+sit side by side per experience.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from avalanche.logging import BaseLogger
+
+__all__ = ["ResultsWriter"]
+
+
+def _scalar(value: Any) -> float | None:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+class ResultsWriter(BaseLogger):
+    """Record every scalar metric value as ``(experience, metric, value, x_plot)``.
+
+    ``experience`` is the index of the training experience most recently started (``-1``
+    before any training), so evaluation rows after training experience ``e`` carry ``e``.
+
+    Parameters
+    ----------
+    out_dir : path, optional
+        Where ``metrics.csv`` and ``metrics.json`` are written after every training
+        experience and evaluation (nothing is written when ``None``).
+    """
+
+    def __init__(self, out_dir: str | Path | None = None) -> None:
+        super().__init__()
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.rows: list[dict[str, Any]] = []
+        self._pending: list[tuple[str, float, int]] = []
+        self.experience = -1
+
+    def log_single_metric(self, name: str, value: Any, x_plot: int) -> None:
+        """Queue a value; it is tagged with its experience at the next callback."""
+        v = _scalar(value)
+        if v is not None:
+            self._pending.append((name, v, int(x_plot)))
+
+    def _flush(self) -> None:
+        for name, v, x in self._pending:
+            self.rows.append({"experience": self.experience, "metric": name, "value": v, "x_plot": x})
+        self._pending = []
+
+    def before_training_exp(self, strategy: Any, metric_values: Any) -> None:
+        """Tag what came before with the previous experience, then advance."""
+        self._flush()
+        self.experience = int(strategy.clock.train_exp_counter)
+
+    def after_training_epoch(self, strategy: Any, metric_values: Any) -> None:
+        """Tag epoch-level values."""
+        self._flush()
+
+    def after_training_exp(self, strategy: Any, metric_values: Any) -> None:
+        """Tag and write."""
+        self._flush()
+        self.write()
+
+    def after_eval_exp(self, strategy: Any, metric_values: Any) -> None:
+        """Tag per-experience evaluation values."""
+        self._flush()
+
+    def after_eval(self, strategy: Any, metric_values: Any) -> None:
+        """Tag stream-level evaluation values and write."""
+        self._flush()
+        self.write()
+
+    def last(self) -> dict[str, float]:
+        """The last value of every metric."""
+        self._flush()
+        return {r["metric"]: r["value"] for r in self.rows}
+
+    def series(self, metric: str) -> dict[int, float]:
+        """``{experience: last value}`` of one metric."""
+        self._flush()
+        return {r["experience"]: r["value"] for r in self.rows if r["metric"] == metric}
+
+    def write(self) -> None:
+        """Write ``metrics.csv`` (tidy) and ``metrics.json`` (last value and per-experience series)."""
+        if self.out_dir is None:
+            return
+        self._flush()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / "metrics.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["experience", "metric", "value", "x_plot"])
+            w.writeheader()
+            w.writerows(self.rows)
+        per_exp: dict[str, dict[str, float]] = {}
+        for r in self.rows:
+            if math.isfinite(r["value"]):
+                per_exp.setdefault(r["metric"], {})[str(r["experience"])] = r["value"]
+        summary = {"last": {k: v for k, v in self.last().items() if math.isfinite(v)}, "by_experience": per_exp}
+        with open(self.out_dir / "metrics.json", "w") as f:
+            json.dump(summary, f, indent=1, sort_keys=True)

@@ -1,0 +1,84 @@
+"""Inactivity and growth metrics, and the results writer that keeps them all."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
+from avalanche.training.plugins import EvaluationPlugin
+from torch.utils.data import ConcatDataset, DataLoader
+
+from clgrow import GrowableMLP, measure_inactivity
+from strategies import ResultsWriter, build_strategy, growth_metrics, inactivity_metrics
+from tests.strategies.conftest import fast_plugin
+
+
+@pytest.fixture()
+def run(split_digits, tmp_path):
+    model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+    writer = ResultsWriter(tmp_path)
+    evaluator = EvaluationPlugin(
+        accuracy_metrics(experience=True, stream=True), forgetting_metrics(experience=True, stream=True),
+        *inactivity_metrics(tau=0.1), *growth_metrics(), loggers=[writer],
+    )
+    plugin = fast_plugin(neurons_per_experience=6)
+    strategy = build_strategy("naive", model, None, plugins=[plugin], evaluator=evaluator, train_mb_size=32,
+                              train_epochs=2, lr=1e-2)
+    for exp in split_digits.scenario.train_stream[:3]:
+        strategy.train(exp)
+        strategy.eval(split_digits.scenario.test_stream)
+    return model, writer, plugin, tmp_path
+
+
+def test_inactivity_metric_matches_measure_inactivity(run, split_digits):
+    model, writer, plugin, _ = run
+    probe = DataLoader(ConcatDataset([e.dataset.eval() for e in split_digits.scenario.test_stream]), batch_size=100)
+    stats = measure_inactivity(model, probe, tau=0.1)
+    last = writer.last()
+    base = "/eval_phase/test_stream"
+    assert last["NeuronDead" + base] == pytest.approx(stats.dead_fraction)
+    assert last["NeuronDormant" + base] == pytest.approx(stats.dormant_fraction)
+    assert last["NewNeuronDead" + base] == pytest.approx(stats.new_dead_fraction)
+    assert last["NewNeuronDormant" + base] == pytest.approx(stats.new_dormant_fraction)
+    for i, layer in enumerate(stats.layers):
+        assert last[f"NeuronDormant{base}/layer{i}"] == pytest.approx(layer.dormant / layer.units)
+    # cohorts are named by the experience that added them
+    assert {k.rsplit("/", 1)[1] for k in last if k.startswith("NeuronDead" + base + "/cohort")} == {
+        "cohort_initial", "cohort_exp1", "cohort_exp2"}
+    assert plugin.cohort_experience == {0: -1, 1: 1, 2: 2}
+
+
+def test_growth_metrics(run):
+    model, writer, plugin, _ = run
+    sizes = writer.series("HiddenUnits/train_phase/train_stream")
+    assert sizes == {0: 16.0, 1: 22.0, 2: 28.0}
+    last = writer.last()
+    assert [last[f"HiddenSizes/train_phase/train_stream/layer{i}"] for i in range(2)] == model.hidden_sizes
+    alloc = sum(v for k, v in last.items() if k.startswith("GrowthAllocation"))
+    assert alloc == 6
+    assert last["GrowthTime/train_phase/train_stream"] == pytest.approx(
+        last["GrowthTime/train_phase/train_stream/distributor"] + last["GrowthTime/train_phase/train_stream/extender"])
+
+
+def test_results_writer_keeps_everything(run):
+    _, writer, _, out = run
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    metrics = {r["metric"] for r in rows}
+    assert "StreamForgetting/eval_phase/test_stream" in metrics
+    assert "NeuronDormant/eval_phase/test_stream" in metrics
+    assert "Top1_Acc_Stream/eval_phase/test_stream/Task000" in metrics
+    exps = {int(r["experience"]) for r in rows if r["metric"] == "NeuronDead/eval_phase/test_stream"}
+    assert exps == {0, 1, 2}
+    summary = json.loads((out / "metrics.json").read_text())
+    assert set(summary["by_experience"]["NeuronDead/eval_phase/test_stream"]) == {"0", "1", "2"}
+    assert summary["last"]["StreamForgetting/eval_phase/test_stream"] == writer.last()[
+        "StreamForgetting/eval_phase/test_stream"]
+
+
+def test_metric_validates_tau():
+    with pytest.raises(ValueError, match="tau"):
+        inactivity_metrics(tau=-0.5)

@@ -1,0 +1,199 @@
+"""GrowPlugin with Avalanche 0.6: optimizer coverage, when growth happens, which data it sees."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from avalanche.core import SupervisedPlugin
+from avalanche.models import SimpleMLP
+from avalanche.training.plugins import LRSchedulerPlugin
+
+from clgrow import Distributor, GrowableMLP, GrowthError, UniformDistributor
+from strategies import STRATEGIES, GrowPlugin, MultiHeadGrowableMLP, build_strategy
+from tests.strategies.conftest import all_params_optimized, fast_plugin, quiet
+
+_HP = {"replay": dict(mem_size=60), "agem": dict(patterns_per_exp=20, sample_size=16),
+       "gem": dict(patterns_per_exp=20), "ewc": dict(ewc_lambda=10.0), "si": dict(si_lambda=0.1)}
+
+
+def make(*args, **kwargs):
+    """build_strategy with a quiet evaluator."""
+    kwargs.setdefault("evaluator", quiet())
+    return build_strategy(*args, **kwargs)
+
+
+class OptimizerCoverage(SupervisedPlugin):
+    """Records, at every training iteration, whether the optimizer covers the model exactly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checks: list[bool] = []
+
+    def before_training_iteration(self, strategy, **kwargs):
+        self.checks.append(all_params_optimized(strategy))
+
+
+def _run(strategy, bm, n_exp=3):
+    for exp in bm.scenario.train_stream[:n_exp]:
+        strategy.train(exp)
+        strategy.eval(bm.scenario.test_stream[:n_exp])
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+@pytest.mark.parametrize("opt_name", ["adam", "sgd-momentum"])
+def test_every_parameter_optimized_after_growth(split_digits, name, opt_name):
+    model = GrowableMLP(split_digits.in_features, [8, 8, 8], split_digits.num_classes)
+    if opt_name == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    coverage = OptimizerCoverage()
+    sched = LRSchedulerPlugin(torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.9))
+    plugin = fast_plugin(distributor=UniformDistributor())  # uniform: every layer grows, every step
+    strategy = make(name, model, None, optimizer=opt, train_mb_size=32, train_epochs=1,
+                              plugins=[plugin, coverage, sched], **_HP.get(name, {}))
+    _run(strategy, split_digits)
+    assert model.hidden_sizes == [12, 10, 10]  # uniform 4 = 2 + 1 + 1, twice
+    assert len(plugin.events) == 2
+    assert coverage.checks and all(coverage.checks)
+    assert strategy.optimizer is opt  # the user's optimizer object is kept (schedulers hold it)
+
+
+def test_growth_only_while_training(split_digits):
+    model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+    plugin = fast_plugin(grow_from_experience=0)
+    strategy = make("naive", model, None, plugins=[plugin], train_mb_size=32)
+    strategy.eval(split_digits.scenario.test_stream)
+    assert model.hidden_sizes == [8, 8] and not plugin.events
+    strategy.train(split_digits.scenario.train_stream[0])
+    sizes = model.hidden_sizes
+    strategy.eval(split_digits.scenario.test_stream)
+    assert model.hidden_sizes == sizes and sum(sizes) == 20 and len(plugin.events) == 1
+
+
+class RecordingDistributor(Distributor):
+    """Uniform allocation that records the labels of the growth data it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.labels: list[set[int]] = []
+
+    def allocate(self, model, k, loader=None, loss_fn=None, layers=None):
+        seen = set()
+        for batch in loader:
+            seen |= set(batch[1].tolist())
+        self.labels.append(seen)
+        return UniformDistributor().allocate(model, k, layers=layers)
+
+
+def test_growth_data_includes_replay_samples(split_digits):
+    model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+    dist = RecordingDistributor()
+    plugin = fast_plugin(distributor=dist)
+    strategy = make("replay", model, None, plugins=[plugin], mem_size=40, train_mb_size=16)
+    _run(strategy, split_digits, 2)
+    stream = split_digits.scenario.train_stream
+    current = set(stream[1].classes_in_this_experience)
+    previous = set(stream[0].classes_in_this_experience)
+    assert dist.labels == [current | previous]
+
+
+def test_growth_within_an_experience_every_n_epochs(split_digits):
+    model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+    plugin = fast_plugin(grow_every_epochs=2, grow_from_experience=1)
+    coverage = OptimizerCoverage()
+    strategy = make("naive", model, None, plugins=[plugin, coverage], train_epochs=5, train_mb_size=32)
+    strategy.train(split_digits.scenario.train_stream[0])
+    assert [(e.experience, e.epoch) for e in plugin.events] == [(0, 2), (0, 4)]
+    assert sum(model.hidden_sizes) == 16 + 8 and all(coverage.checks)
+    assert model.cohort(0).max() == 2
+
+
+def test_neurons_per_experience_callable_and_cap(split_digits):
+    model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+    plugin = fast_plugin(neurons_per_experience=lambda e: 3 * e, max_hidden_size=11, distributor="uniform")
+    strategy = make("naive", model, None, plugins=[plugin], train_mb_size=32)
+    _run(strategy, split_digits, 4)
+    # room is 2 x 3 units: exp 1 adds 3, exp 2 asks 6 but gets the 3 left, exp 3 adds nothing
+    assert [e.report.added for e in plugin.events] == [3, 3]
+    assert model.hidden_sizes == [11, 11]
+
+
+def test_head_grows_for_new_classes(split_digits):
+    model = GrowableMLP(split_digits.in_features, [8, 8], 2)
+    plugin = fast_plugin(grow_head=True)
+    coverage = OptimizerCoverage()
+    strategy = make("naive", model, None, plugins=[plugin, coverage], train_mb_size=32)
+    stream = split_digits.scenario.train_stream
+    strategy.train(stream[0])
+    assert model.num_classes == max(stream[0].classes_in_this_experience) + 1
+    strategy.eval(split_digits.scenario.test_stream)  # all classes evaluated: head covers them
+    assert model.num_classes == 10
+    strategy.train(stream[1])
+    assert all(coverage.checks) and sum(model.hidden_sizes) == 20
+
+
+def test_task_incremental_multi_head(split_digits_tasks):
+    bm = split_digits_tasks
+    model = MultiHeadGrowableMLP(bm.in_features, [8, 8], bm.head_size)
+    coverage = OptimizerCoverage()
+    plugin = fast_plugin()
+    strategy = make("naive", model, None, plugins=[plugin, coverage], train_mb_size=32)
+    _run(strategy, bm, 3)
+    assert sorted(model.heads, key=int) == ["0", "1", "2"]
+    assert all(h.in_features == model.hidden_sizes[-1] for h in model.heads.values())
+    assert all(coverage.checks) and sum(model.hidden_sizes) == 24
+    x = torch.stack([bm.scenario.test_stream[1].dataset[i][0] for i in range(4)])
+    out1, out0 = model(x, torch.ones(4, dtype=torch.long)), model(x, torch.zeros(4, dtype=torch.long))
+    assert out1.shape == (4, 2) and not torch.allclose(out0, out1)
+
+
+def test_model_that_cannot_grow_fails_at_start(split_digits):
+    model = SimpleMLP(num_classes=10, input_size=64, hidden_size=8)
+    strategy = make("naive", model, None, plugins=[fast_plugin()], train_mb_size=32)
+    with pytest.raises(GrowthError, match="needs a clgrow.GrowableMLP.*SimpleMLP"):
+        strategy.train(split_digits.scenario.train_stream[0])
+    with pytest.raises(GrowthError, match="GrowableMLP"):
+        make("naive", model, "swe-svod")
+
+
+@pytest.mark.parametrize("kwargs", [dict(neurons_per_experience=-1), dict(neurons_per_experience=2.5),
+                                    dict(grow_every_epochs=0), dict(extender="nope"), dict(max_hidden_size=0)])
+def test_plugin_arguments_validated(kwargs):
+    with pytest.raises(GrowthError):
+        GrowPlugin(**kwargs)
+
+
+def test_optimizer_state_of_old_entries_is_carried(split_digits):
+    model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    plugin = fast_plugin(distributor="uniform")
+    strategy = make("naive", model, None, optimizer=opt, plugins=[plugin], train_mb_size=32)
+    strategy.train(split_digits.scenario.train_stream[0])
+    before = opt.state[model.hidden[0].weight]["exp_avg_sq"].clone()
+    snapshot = {}
+
+    class Peek(SupervisedPlugin):
+        def before_training_iteration(self, strategy, **kw):
+            if not snapshot:
+                snapshot["v"] = opt.state[model.hidden[0].weight]["exp_avg_sq"].clone()
+
+    strategy.plugins.append(Peek())
+    strategy.train(split_digits.scenario.train_stream[1])
+    grown = snapshot["v"]
+    assert grown.shape == (10, 64)
+    assert torch.equal(grown[:8], before) and torch.equal(grown[8:], torch.zeros(2, 64))
+
+
+def test_build_strategy_names_bad_input():
+    model = GrowableMLP(4, [3], 2)
+    with pytest.raises(GrowthError, match="unknown strategy 'foo'"):
+        make("foo", model)
+    with pytest.raises(GrowthError, match="unknown growth 'bar'"):
+        make("naive", model, "bar")
+    with pytest.raises(GrowthError, match="unknown distributor 'x'"):
+        make("naive", model, "swe+x")
+    with pytest.raises(GrowthError, match="strategy 'naive'"):
+        make("naive", model, "none", mem_size=3)
+    plugins = make("naive", model, "random+uniform").plugins
+    assert [type(p.extender).__name__ for p in plugins if isinstance(p, GrowPlugin)] == ["RandomExtender"]
