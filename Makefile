@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m experiments.growth_demo
+	$(BIN)/clgrow compare experiments/configs/quick.toml --out $(OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2

@@ -1,0 +1,199 @@
+"""The ``clgrow`` command: run, compare, plot, list.
+
+Invalid arguments and configurations exit with code 2 and a message naming the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse already exits 2; keep its format
+        self.print_usage(sys.stderr)
+        self.exit(2, f"clgrow: error: {message}\n")
+
+
+def _fail(message: str) -> int:
+    print(f"clgrow: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    from experiments.benchmarks import BENCHMARKS
+    from experiments.config import RunConfig
+    from strategies import STRATEGIES
+
+    d = RunConfig()
+    p = _Parser(prog="clgrow", description="Grow networks during continual learning and compare forgetting.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="one benchmark x strategy x growth run")
+    r.add_argument("--benchmark", default=d.benchmark, choices=list(BENCHMARKS))
+    r.add_argument("--strategy", default=d.strategy, choices=list(STRATEGIES))
+    r.add_argument("--growth", default=d.growth, help="preset (clgrow list) or EXTENDER+DISTRIBUTOR")
+    r.add_argument("--match-final-size", action="store_true",
+                   help="train a fixed model at the final widths --growth reaches (fair fixed-size baseline)")
+    r.add_argument("--seed", type=int, default=d.seed)
+    r.add_argument("--out", required=True, help="output directory")
+    r.add_argument("--data-root", default=None, help="directory holding on-disk data sets")
+    r.add_argument("--experiences", type=int, default=d.n_experiences, dest="n_experiences")
+    r.add_argument("--class-order-seed", type=int, default=d.class_order_seed)
+    r.add_argument("--task-labels", action="store_true", help="task-incremental: task labels and one head per task")
+    r.add_argument("--hidden", type=int, nargs="+", default=d.hidden_sizes, dest="hidden_sizes")
+    r.add_argument("--neurons", type=int, default=d.neurons_per_experience, dest="neurons_per_experience",
+                   help="units added per growth step")
+    r.add_argument("--grow-from", type=int, default=d.grow_from_experience, dest="grow_from_experience")
+    r.add_argument("--grow-every-epochs", type=int, default=None)
+    r.add_argument("--max-hidden-size", type=int, default=None)
+    r.add_argument("--epochs", type=int, default=d.train_epochs, dest="train_epochs")
+    r.add_argument("--batch-size", type=int, default=d.train_mb_size, dest="train_mb_size")
+    r.add_argument("--lr", type=float, default=d.lr)
+    r.add_argument("--optimizer", default=d.optimizer, choices=["adam", "sgd"])
+    r.add_argument("--tau", type=float, default=d.tau)
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="strategy hyperparameter, e.g. --set mem_size=200 (JSON values)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars or per-experience lines")
+
+    c = sub.add_parser("compare", help="run a grid from a TOML config, print a table, write figures")
+    c.add_argument("config")
+    c.add_argument("--out", required=True)
+    c.add_argument("--backend", default="local", choices=["local", "ray"])
+    c.add_argument("--workers", type=int, default=2)
+    c.add_argument("--ray-address", default=None)
+    c.add_argument("--data-root", default=None)
+    c.add_argument("--quiet", action="store_true")
+
+    pl = sub.add_parser("plot", help="(re)draw the figures of a run or grid directory")
+    pl.add_argument("dir")
+
+    sub.add_parser("list", help="benchmarks, strategies, extenders, distributors, growth presets")
+    return p
+
+
+def _parse_sets(items: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from experiments.config import RunConfig
+    from experiments.runner import run
+
+    fields = {k: getattr(args, k) for k in ("benchmark", "strategy", "growth", "seed", "data_root", "n_experiences",
+                                            "class_order_seed", "task_labels", "hidden_sizes", "neurons_per_experience",
+                                            "grow_from_experience", "grow_every_epochs", "max_hidden_size",
+                                            "train_epochs", "train_mb_size", "lr", "optimizer", "tau")}
+    fields["strategy_kwargs"] = _parse_sets(args.set)
+    out = Path(args.out)
+    verbose = not args.quiet
+    if args.match_final_size:
+        if fields["growth"] == "none":
+            return _fail("--match-final-size needs --growth naming the growth whose final widths to match")
+        ref_cfg = RunConfig(**fields).validate()
+        print(f"reference run ({ref_cfg.growth}) to find the final widths:", flush=True)
+        ref = run(ref_cfg, out / "reference", verbose=verbose, progress=verbose)
+        fields.update(match_final_size=fields["growth"], growth="none")
+        cfg = RunConfig(**fields).validate()
+        print(f"fixed model at {ref['final_hidden_sizes']}:", flush=True)
+        summary = run(cfg, out, hidden_sizes=ref["final_hidden_sizes"], verbose=verbose, progress=verbose)
+    else:
+        cfg = RunConfig(**fields).validate()
+        summary = run(cfg, out, verbose=verbose, progress=verbose)
+    print(f"final stream accuracy {summary['final_accuracy']:.4f}, average forgetting "
+          f"{summary['average_forgetting']:.4f}, hidden sizes {summary['final_hidden_sizes']}; wrote {out}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from experiments.config import load_grid
+    from experiments.grid import run_grid, write_outputs
+
+    grid = load_grid(args.config)
+    if args.data_root is not None:
+        grid.base.data_root = args.data_root
+    if args.workers < 1:
+        return _fail(f"--workers must be >= 1 (got {args.workers})")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = run_grid(grid, out, backend=args.backend, workers=args.workers, ray_address=args.ray_address,
+                         progress=not args.quiet)
+    table = write_outputs(summaries, out)
+    print(f"\n{grid.base.benchmark}, {len(grid.seeds)} seed(s); fractions in % (mean ± std over seeds)\n")
+    print(table)
+    print(f"\nwrote {out / 'summary.csv'}, {out / 'table.md'} and {out / 'figures'}")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from experiments.grid import load_cells, write_outputs
+    from experiments.plots import plot_run
+
+    d = Path(args.dir)
+    if (d / "summary.json").is_file():
+        paths = plot_run(json.loads((d / "summary.json").read_text()), d / "figures")
+    elif (d / "cells").is_dir():
+        cells = load_cells(d)
+        if not cells:
+            return _fail(f"{d / 'cells'} holds no finished cell")
+        write_outputs(cells, d)
+        paths = sorted((d / "figures").glob("*.png"))
+    else:
+        return _fail(f"{d} is neither a run directory (summary.json) nor a grid directory (cells/)")
+    for p in paths:
+        print(p)
+    return 0
+
+
+def _cmd_list() -> int:
+    from clgrow import distributors, extenders
+    from experiments.benchmarks import BENCHMARKS, EMBEDDED_BENCHMARKS
+    from strategies import GROWTH_PRESETS, STRATEGIES
+
+    print("benchmarks (embedded):", ", ".join(EMBEDDED_BENCHMARKS))
+    print("benchmarks (on disk, --data-root):", ", ".join(b for b in BENCHMARKS if b not in EMBEDDED_BENCHMARKS))
+    print("strategies:", ", ".join(STRATEGIES))
+    print("extenders:", ", ".join(sorted(extenders)))
+    print("distributors:", ", ".join(sorted(distributors)))
+    print("growth presets:", ", ".join(GROWTH_PRESETS), "(or EXTENDER+DISTRIBUTOR; fixed-final in grids)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``clgrow`` command; returns the exit code."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*QP solver.*")
+    args = _parser().parse_args(argv)
+    from clgrow import GrowthError
+    from experiments.benchmarks import DataMissingError
+    from experiments.config import ConfigError
+
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "compare":
+            return _cmd_compare(args)
+        if args.command == "plot":
+            return _cmd_plot(args)
+        return _cmd_list()
+    except (ConfigError, DataMissingError, GrowthError, ValueError) as err:
+        return _fail(str(err))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Run and grid configurations, validated field by field (errors name the field).
+
+A grid is a TOML file::
+
+    [grid]
+    benchmark = "split-mnist-5k"
+    strategies = ["naive", "replay"]
+    growth = ["none", "fixed-final", "random-uniform", "swe-uniform", "swe-svod"]
+    seeds = [0, 1]
+
+    [run]                      # any RunConfig field, shared by every cell
+    hidden_sizes = [64, 64]
+    neurons_per_experience = 32
+
+    [strategy.replay]          # hyperparameters of one strategy
+    mem_size = 200
+
+``fixed-final`` is the fair fixed-size baseline: no growth, at the final widths reached by the
+growth named in ``match_growth`` (default ``swe-svod``) for the same strategy and seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clgrow import GrowthError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+from experiments.benchmarks import BENCHMARKS
+from strategies import STRATEGIES, parse_growth
+
+__all__ = ["ConfigError", "RunConfig", "GridConfig", "load_grid", "FIXED_FINAL"]
+
+FIXED_FINAL = "fixed-final"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the field."""
+
+
+@dataclass
+class RunConfig:
+    """Everything one run needs; defaults make a small, quick run."""
+
+    benchmark: str = "split-mnist-5k"
+    n_experiences: int = 5
+    class_order_seed: int = 0
+    task_labels: bool = False
+    data_root: str | None = None
+    strategy: str = "naive"
+    strategy_kwargs: dict[str, Any] = field(default_factory=dict)
+    growth: str = "swe-svod"
+    match_final_size: str | None = None
+    neurons_per_experience: int = 32
+    grow_from_experience: int = 1
+    max_hidden_size: int | None = None
+    grow_every_epochs: int | None = None
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    train_epochs: int = 3
+    train_mb_size: int = 32
+    eval_mb_size: int = 512
+    tau: float = 0.025
+    seed: int = 0
+    threads: int | None = None
+
+    def validate(self) -> RunConfig:
+        """Raise ``ConfigError`` naming the first invalid field; return ``self``."""
+        def need(cond: bool, name: str, msg: str) -> None:
+            if not cond:
+                raise ConfigError(f"{name}: {msg} (got {getattr(self, name)!r})")
+
+        need(self.benchmark in BENCHMARKS, "benchmark", f"must be one of {', '.join(BENCHMARKS)}")
+        need(self.strategy in STRATEGIES, "strategy", f"must be one of {', '.join(STRATEGIES)}")
+        if self.growth != FIXED_FINAL:
+            try:
+                parse_growth(self.growth)
+            except GrowthError as err:
+                raise ConfigError(f"growth: {err}") from None
+        if self.match_final_size is not None:
+            try:
+                need(parse_growth(self.match_final_size) is not None, "match_final_size", "must name a growth method")
+            except GrowthError as err:
+                raise ConfigError(f"match_final_size: {err}") from None
+        for name in ("n_experiences", "train_epochs", "train_mb_size", "eval_mb_size"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, "must be an integer >= 1")
+        for name in ("neurons_per_experience", "grow_from_experience", "seed", "class_order_seed"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, name, "must be an integer >= 0")
+        need(isinstance(self.hidden_sizes, list) and len(self.hidden_sizes) >= 1
+             and all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.hidden_sizes),
+             "hidden_sizes", "must be a non-empty list of integers >= 1")
+        need(self.optimizer in ("adam", "sgd"), "optimizer", "must be 'adam' or 'sgd'")
+        need(isinstance(self.lr, (int, float)) and self.lr > 0, "lr", "must be a number > 0")
+        need(isinstance(self.tau, (int, float)) and self.tau >= 0, "tau", "must be a number >= 0")
+        need(self.max_hidden_size is None or (isinstance(self.max_hidden_size, int) and self.max_hidden_size >= 1),
+             "max_hidden_size", "must be an integer >= 1 or absent")
+        need(self.grow_every_epochs is None or (isinstance(self.grow_every_epochs, int) and self.grow_every_epochs >= 1),
+             "grow_every_epochs", "must be an integer >= 1 or absent")
+        need(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
+             "threads", "must be an integer >= 1 or absent")
+        need(isinstance(self.task_labels, bool), "task_labels", "must be true or false")
+        need(isinstance(self.strategy_kwargs, dict), "strategy_kwargs", "must be a table")
+        return self
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "run") -> RunConfig:
+        """Build from a mapping, refusing unknown fields by name."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        return cls(**data).validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (JSON/TOML friendly)."""
+        return dataclasses.asdict(self)
+
+    @property
+    def growth_label(self) -> str:
+        """Name of the growth setting for tables (``fixed-final`` for matched fixed models)."""
+        return FIXED_FINAL if self.match_final_size else self.growth
+
+
+@dataclass
+class GridConfig:
+    """A grid of runs: strategies x growth settings x seeds over one shared RunConfig."""
+
+    base: RunConfig
+    strategies: list[str]
+    growth: list[str]
+    seeds: list[int]
+    strategy_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    match_growth: str = "swe-svod"
+
+    def cells(self) -> list[RunConfig]:
+        """One RunConfig per cell, reference growth runs before the fixed-final ones."""
+        out = []
+        for strategy in self.strategies:
+            for growth in self.growth:
+                for seed in self.seeds:
+                    d = self.base.to_dict()
+                    d.update(strategy=strategy, seed=seed, strategy_kwargs=dict(self.strategy_kwargs.get(strategy, {})))
+                    if growth == FIXED_FINAL:
+                        d.update(growth="none", match_final_size=self.match_growth)
+                    else:
+                        d.update(growth=growth, match_final_size=None)
+                    out.append(RunConfig(**d).validate())
+        return out
+
+
+def load_grid(path: str | Path) -> GridConfig:
+    """Read and validate a grid TOML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    unknown = sorted(set(data) - {"grid", "run", "strategy"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; known: grid, run, strategy")
+    grid = dict(data.get("grid", {}))
+    allowed = {"benchmark", "strategies", "growth", "seeds", "match_growth", "n_experiences", "task_labels",
+               "data_root", "class_order_seed"}
+    unknown = sorted(set(grid) - allowed)
+    if unknown:
+        raise ConfigError(f"grid: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
+    run = dict(data.get("run", {}))
+    for key in ("benchmark", "n_experiences", "task_labels", "data_root", "class_order_seed"):
+        if key in grid:
+            run[key] = grid.pop(key)
+    for key in ("strategies", "growth", "seeds"):
+        if key not in grid:
+            raise ConfigError(f"grid.{key}: missing (a list)")
+        if not isinstance(grid[key], list) or not grid[key]:
+            raise ConfigError(f"grid.{key}: must be a non-empty list (got {grid[key]!r})")
+    for s in grid["strategies"]:
+        if s not in STRATEGIES:
+            raise ConfigError(f"grid.strategies: unknown strategy {s!r}; known: {', '.join(STRATEGIES)}")
+    for g in grid["growth"]:
+        if g != FIXED_FINAL:
+            try:
+                parse_growth(g)
+            except GrowthError as err:
+                raise ConfigError(f"grid.growth: {err}") from None
+    for s in grid["seeds"]:
+        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+            raise ConfigError(f"grid.seeds: seeds must be integers >= 0 (got {s!r})")
+    strategy_kwargs = data.get("strategy", {})
+    for name in strategy_kwargs:
+        if name not in STRATEGIES:
+            raise ConfigError(f"strategy.{name}: unknown strategy; known: {', '.join(STRATEGIES)}")
+    base = RunConfig.from_dict(run, where="run")
+    match = grid.get("match_growth", "swe-svod")
+    try:
+        if parse_growth(match) is None:
+            raise ConfigError("grid.match_growth: must name a growth method, not 'none'")
+    except GrowthError as err:
+        raise ConfigError(f"grid.match_growth: {err}") from None
+    return GridConfig(base, list(grid["strategies"]), list(grid["growth"]), list(grid["seeds"]), strategy_kwargs, match)

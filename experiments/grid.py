@@ -1,0 +1,242 @@
+"""Run a comparison grid (locally in processes, or as Ray tasks), then tabulate and plot it.
+
+Each cell writes ``DIR/cells/<strategy>__<growth>__seed<s>/`` with its own ``summary.json``;
+a cell whose summary exists is not run again, so a restarted grid resumes. ``fixed-final``
+cells run after their reference growth cells, at the widths those reached.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+import sys
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from experiments.config import GridConfig, RunConfig
+
+__all__ = ["run_grid", "cell_dir", "aggregate", "markdown_table", "load_cells", "write_outputs"]
+
+TABLE_COLUMNS = [
+    ("final_accuracy", "final acc", True),
+    ("average_forgetting", "forgetting", True),
+    ("dead", "dead", True),
+    ("dormant", "dormant", True),
+    ("new_dead", "new dead", True),
+    ("new_dormant", "new dormant", True),
+    ("units", "hidden units", False),
+    ("parameters", "params", False),
+    ("growth_over_train", "growth / train time", False),
+]
+
+
+def cell_name(cfg: RunConfig) -> str:
+    """Directory name of a cell."""
+    return f"{cfg.strategy}__{cfg.growth_label}__seed{cfg.seed}"
+
+
+def cell_dir(out: Path, cfg: RunConfig) -> Path:
+    """Where a cell writes its results."""
+    return out / "cells" / cell_name(cfg)
+
+
+def _run_cell(cfg_dict: dict[str, Any], out_dir: str, hidden_sizes: list[int] | None) -> dict[str, Any]:
+    """Worker entry point (plain data in and out, so it pickles for processes and Ray)."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from experiments.runner import run
+
+    cfg = RunConfig(**cfg_dict)
+    return run(cfg, out_dir, hidden_sizes=hidden_sizes)
+
+
+def _reference(cfg: RunConfig) -> RunConfig:
+    d = cfg.to_dict()
+    d.update(growth=cfg.match_final_size, match_final_size=None)
+    return RunConfig(**d)
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    f = path / "summary.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def run_grid(grid: GridConfig, out: str | Path, backend: str = "local", workers: int = 2,
+             ray_address: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Run every cell not yet done; return all summaries in grid order."""
+    out = Path(out)
+    cells = grid.cells()
+    first = [c for c in cells if not c.match_final_size]
+    second = [c for c in cells if c.match_final_size]
+    refs = {cell_name(_reference(c)): _reference(c) for c in second}
+    for name, ref in refs.items():  # fixed-final needs its reference even if the grid lacks it
+        if all(cell_name(c) != name for c in first):
+            first.append(ref)
+    submit = _make_submitter(backend, workers, ray_address, len(first) + len(second))
+    try:
+        done = _run_wave(first, out, lambda c: None, submit, progress, "grid")
+        def sizes(c: RunConfig) -> list[int]:
+            ref = done.get(cell_name(_reference(c))) or _load(cell_dir(out, _reference(c)))
+            return list(ref["final_hidden_sizes"])
+        done.update(_run_wave(second, out, sizes, submit, progress, "fixed-final"))
+    finally:
+        submit.close()
+    return [done[cell_name(c)] for c in cells]
+
+
+class _Submitter:
+    def __init__(self, fn: Callable[..., Any], gather: Callable[[list[Any]], list[Any]], close: Callable[[], None]):
+        self.fn, self.gather, self.close = fn, gather, close
+
+
+def _make_submitter(backend: str, workers: int, ray_address: str | None, n: int) -> _Submitter:
+    if backend == "ray":
+        try:
+            import ray
+        except ImportError:
+            raise SystemExit("clgrow: error: --backend ray needs Ray: pip install 'clgrow[ray]'") from None
+        started = False
+        if not ray.is_initialized():
+            if ray_address:
+                ray.init(address=ray_address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
+            started = True
+        remote = ray.remote(num_cpus=1)(_run_cell)
+
+        def close() -> None:
+            if started:
+                ray.shutdown()
+
+        return _Submitter(lambda *a: remote.remote(*a), lambda fs: ray.get(fs), close)
+    if backend != "local":
+        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+    if workers <= 1 or n <= 1:
+        return _Submitter(lambda *a: _run_cell(*a), lambda fs: fs, lambda: None)
+    pool = ProcessPoolExecutor(max_workers=workers)
+    return _Submitter(lambda *a: pool.submit(_run_cell, *a), lambda fs: [f.result() for f in fs],
+                      lambda: pool.shutdown(cancel_futures=True))
+
+
+def _run_wave(cells: list[RunConfig], out: Path, sizes: Callable[[RunConfig], list[int] | None],
+              submit: _Submitter, progress: bool, label: str) -> dict[str, dict[str, Any]]:
+    done: dict[str, dict[str, Any]] = {}
+    todo = []
+    for c in cells:
+        prev = _load(cell_dir(out, c))
+        if prev is not None and _same_config(prev.get("config"), c):
+            done[cell_name(c)] = prev
+        else:
+            todo.append(c)
+    if not todo:
+        return done
+    for c in todo:
+        if c.threads is None:
+            c.threads = 1  # one thread per cell: the cells themselves fill the cores
+    futures = [submit.fn(c.to_dict(), str(cell_dir(out, c)), sizes(c)) for c in todo]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"{label} cells", unit="cell", file=sys.stderr)
+    results = []
+    for fut in futures:  # gather one at a time so the bar moves
+        results.extend(submit.gather([fut]))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    for c, s in zip(todo, results):
+        done[cell_name(c)] = s
+    return done
+
+
+def _same_config(saved: dict[str, Any] | None, cfg: RunConfig) -> bool:
+    """A finished cell counts as done when its configuration matches (thread count aside)."""
+    if saved is None:
+        return False
+    want = cfg.to_dict()
+    return {k: v for k, v in saved.items() if k != "threads"} == {k: v for k, v in want.items() if k != "threads"}
+
+
+def _last(values: list[Any]) -> float:
+    for v in reversed(values or []):
+        if v is not None:
+            return float(v)
+    return math.nan
+
+
+def cell_row(s: dict[str, Any]) -> dict[str, Any]:
+    """One flat row of a cell summary (the columns of ``summary.csv``)."""
+    train = s.get("train_seconds") or math.nan
+    return {
+        "benchmark": s["benchmark"], "strategy": s["strategy"], "growth": s["growth"], "seed": s["seed"],
+        "final_accuracy": s["final_accuracy"], "average_forgetting": s["average_forgetting"],
+        "dead": _last(s["dead_fraction"]), "dormant": _last(s["dormant_fraction"]),
+        "new_dead": _last(s["new_dead_fraction"]), "new_dormant": _last(s["new_dormant_fraction"]),
+        "units": sum(s["final_hidden_sizes"]), "hidden_sizes": "x".join(map(str, s["final_hidden_sizes"])),
+        "parameters": s["parameters"], "train_seconds": s["train_seconds"], "growth_seconds": s["growth_seconds"],
+        "growth_over_train": (s["growth_seconds"] / train) if train and not math.isnan(train) else math.nan,
+    }
+
+
+def aggregate(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and std over seeds per (strategy, growth), in grid order."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for s in summaries:
+        groups.setdefault((s["strategy"], s["growth"]), []).append(cell_row(s))
+    out = []
+    for (strategy, growth), rows in groups.items():
+        agg: dict[str, Any] = {"strategy": strategy, "growth": growth, "seeds": len(rows)}
+        for key, _, _ in TABLE_COLUMNS:
+            vals = [r[key] for r in rows if r[key] is not None and not math.isnan(float(r[key]))]
+            agg[key] = statistics.fmean(vals) if vals else math.nan
+            agg[key + "_std"] = statistics.stdev(vals) if len(vals) > 1 else (0.0 if vals else math.nan)
+        out.append(agg)
+    return out
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """Mean ± std table; fractions in %."""
+    head = "| strategy | growth | " + " | ".join(label for _, label, _ in TABLE_COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(TABLE_COLUMNS) + 2)]
+    for r in rows:
+        cells = []
+        for key, _, pct in TABLE_COLUMNS:
+            m, sd = r[key], r[key + "_std"]
+            if m is None or math.isnan(m):
+                cells.append("—")
+            elif pct:
+                cells.append(f"{100 * m:.1f} ± {100 * sd:.1f}")
+            elif key == "growth_over_train":
+                cells.append(f"{m:.2f}")
+            else:
+                cells.append(f"{m:.0f}")
+        lines.append(f"| {r['strategy']} | {r['growth']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def load_cells(out: str | Path) -> list[dict[str, Any]]:
+    """Every cell summary under ``DIR/cells``."""
+    return [json.loads(p.read_text()) for p in sorted(Path(out).glob("cells/*/summary.json"))]
+
+
+def write_outputs(summaries: list[dict[str, Any]], out: str | Path) -> str:
+    """Write ``summary.csv``, ``table.md`` and comparison figures; return the table."""
+    from experiments.plots import plot_grid
+
+    out = Path(out)
+    rows = [cell_row(s) for s in summaries]
+    with open(out / "summary.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    table = markdown_table(aggregate(summaries))
+    (out / "table.md").write_text(table + "\n")
+    plot_grid(summaries, out / "figures")
+    return table

@@ -1,0 +1,197 @@
+"""Figures for one run and for a comparison grid (matplotlib, Agg backend, PNG files)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["plot_run", "plot_grid"]
+
+
+def _nan(values: Sequence[Any]) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+
+
+def _nanmean(arr: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Mean ignoring missing values; all-missing positions stay nan without a warning
+    (series start with missing values: no new units before the first growth)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(arr, axis=axis)
+
+
+def _heatmap(ax: Any, mat: Sequence[Sequence[Any]], title: str) -> None:
+    arr = np.array([_nan(r) for r in mat])
+    ax.imshow(arr, vmin=0, vmax=1, cmap="viridis")
+    n = arr.shape[0]
+    for i in range(n):
+        for j in range(arr.shape[1]):
+            if not np.isnan(arr[i, j]):
+                ax.text(j, i, f"{arr[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if arr[i, j] < 0.5 else "black")
+    ax.set_xlabel("evaluated on experience")
+    ax.set_ylabel("after training experience")
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks(range(arr.shape[1]))
+    ax.set_yticks(range(n))
+
+
+def plot_run(summary: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Accuracy matrix, metrics per experience, widths per experience, cohort dormancy."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"{summary['benchmark']} · {summary['strategy']} · {summary['growth']} · seed {summary['seed']}"
+    paths = []
+    n = summary["n_experiences"]
+    x = np.arange(n)
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    _heatmap(ax, summary["accuracy_matrix"], title)
+    paths.append(_save(fig, out / "accuracy_matrix.png"))
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    axes[0].plot(x, _nan(summary["stream_accuracy"]), "o-", label="stream accuracy")
+    axes[0].plot(x, _nan(summary["forgetting"]), "s-", label="stream forgetting")
+    axes[0].set_ylim(0, 1)
+    axes[0].set_xlabel("after training experience")
+    for a in axes:
+        a.set_xticks(x)
+    axes[0].legend(fontsize=8)
+    for key, style in [("dead_fraction", "o-"), ("dormant_fraction", "s-"),
+                       ("new_dead_fraction", "o--"), ("new_dormant_fraction", "s--")]:
+        axes[1].plot(x, _nan(summary[key]), style, label=key.replace("_fraction", "").replace("_", " "))
+    axes[1].set_ylim(0, 1)
+    axes[1].set_xlabel("after training experience")
+    axes[1].set_title("inactive hidden units (fraction)", fontsize=9)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    paths.append(_save(fig, out / "metrics_per_experience.png"))
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    _stacked_sizes(ax, summary["hidden_sizes"])
+    ax.set_title(title, fontsize=9)
+    paths.append(_save(fig, out / "hidden_sizes.png"))
+
+    if summary.get("cohort_dormant"):
+        fig, ax = plt.subplots(figsize=(5, 3.6))
+        for cohort, series in sorted(summary["cohort_dormant"].items()):
+            ax.plot(x, _nan(series), "o-", label=cohort.replace("cohort_", ""))
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xticks(x)
+        ax.set_xlabel("after training experience")
+        ax.set_ylabel("dormant fraction")
+        ax.set_title("dormant units by cohort · " + title, fontsize=8)
+        ax.legend(fontsize=7, title="added at", title_fontsize=7)
+        paths.append(_save(fig, out / "cohort_dormancy.png"))
+    return paths
+
+
+def _stacked_sizes(ax: Any, sizes: Sequence[Sequence[int]]) -> None:
+    arr = np.array(sizes, dtype=float)
+    bottom = np.zeros(arr.shape[0])
+    for layer in range(arr.shape[1]):
+        ax.bar(np.arange(arr.shape[0]), arr[:, layer], bottom=bottom, label=f"layer {layer}")
+        bottom += arr[:, layer]
+    ax.set_xticks(np.arange(arr.shape[0]))
+    ax.set_xlabel("after training experience")
+    ax.set_ylabel("hidden units")
+    ax.legend(fontsize=7)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_grid(summaries: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+    """Comparison figures over a grid: accuracy matrices, forgetting and inactivity per
+    experience, widths per experience, cohort dormancy (means over seeds)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for s in summaries:
+        groups[(s["strategy"], s["growth"])].append(s)
+    strategies = sorted({k[0] for k in groups})
+    growths = list(dict.fromkeys(s["growth"] for s in summaries))
+    paths = []
+
+    def mean_series(items: list[dict[str, Any]], key: str) -> np.ndarray:
+        return _nanmean(np.array([_nan(s[key]) for s in items]), axis=0) if items else np.array([])
+
+    fig, axes = plt.subplots(len(strategies), len(growths), figsize=(2.6 * len(growths), 2.6 * len(strategies)),
+                             squeeze=False)
+    for r, strat in enumerate(strategies):
+        for c, growth in enumerate(growths):
+            items = groups.get((strat, growth), [])
+            ax = axes[r][c]
+            if not items:
+                ax.axis("off")
+                continue
+            mats = np.array([[_nan(row) for row in s["accuracy_matrix"]] for s in items])
+            _heatmap(ax, _nanmean(mats, axis=0).tolist(), f"{strat} · {growth}")
+            ax.set_xlabel("")
+            ax.set_ylabel("")
+    paths.append(_save(fig, out / "accuracy_matrices.png"))
+
+    panels = [("stream_accuracy", "stream accuracy"), ("forgetting", "stream forgetting"),
+              ("dormant_fraction", "dormant fraction (all units)"), ("new_dormant_fraction", "dormant fraction (new units)"),
+              ("dead_fraction", "dead fraction (all units)"), ("new_dead_fraction", "dead fraction (new units)")]
+    fig, axes = plt.subplots(len(strategies), len(panels), figsize=(3.2 * len(panels), 2.8 * len(strategies)),
+                             squeeze=False)
+    for r, strat in enumerate(strategies):
+        for c, (key, label) in enumerate(panels):
+            ax = axes[r][c]
+            for growth in growths:
+                items = groups.get((strat, growth), [])
+                if items:
+                    y = mean_series(items, key)
+                    ax.plot(np.arange(len(y)), y, "o-", label=growth, markersize=3)
+                    ax.set_xticks(np.arange(len(y)))
+            ax.set_title(f"{strat}: {label}", fontsize=8)
+            ax.set_ylim(-0.02, 1.02)
+            if r == len(strategies) - 1:
+                ax.set_xlabel("after training experience", fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    paths.append(_save(fig, out / "per_experience.png"))
+
+    fig, axes = plt.subplots(len(strategies), len(growths), figsize=(2.6 * len(growths), 2.4 * len(strategies)),
+                             squeeze=False, sharey=True)
+    for r, strat in enumerate(strategies):
+        for c, growth in enumerate(growths):
+            items = groups.get((strat, growth), [])
+            ax = axes[r][c]
+            if items:
+                _stacked_sizes(ax, np.mean(np.array([s["hidden_sizes"] for s in items], dtype=float), axis=0))
+            ax.set_title(f"{strat} · {growth}", fontsize=8)
+            ax.set_xlabel("")
+    paths.append(_save(fig, out / "hidden_sizes.png"))
+
+    grown = [(k, v) for k, v in groups.items() if any(s.get("cohort_dormant") and len(s["cohort_dormant"]) > 1 for s in v)]
+    if grown:
+        fig, axes = plt.subplots(1, len(grown), figsize=(3.4 * len(grown), 3), squeeze=False)
+        for ax, ((strat, growth), items) in zip(axes[0], grown):
+            cohorts = sorted({c for s in items for c in s["cohort_dormant"]})
+            for cohort in cohorts:
+                ys = [_nan(s["cohort_dormant"][cohort]) for s in items if cohort in s["cohort_dormant"]]
+                y = _nanmean(np.array(ys), axis=0)
+                ax.plot(np.arange(len(y)), y, "o-", markersize=3, label=cohort.replace("cohort_", ""))
+            ax.set_title(f"{strat} · {growth}", fontsize=8)
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_xlabel("after training experience", fontsize=8)
+        axes[0][0].set_ylabel("dormant fraction of cohort")
+        axes[0][0].legend(fontsize=7, title="added at", title_fontsize=7)
+        paths.append(_save(fig, out / "cohort_dormancy.png"))
+    return paths

@@ -1,0 +1,226 @@
+"""Run one configuration end to end: benchmark, model, strategy, growth, metrics, summary."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from avalanche.core import SupervisedPlugin
+from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
+from avalanche.training.determinism.rng_manager import RNGManager
+from avalanche.training.plugins import EvaluationPlugin
+
+import clgrow
+from clgrow import GrowableMLP
+from experiments.benchmarks import BenchmarkInfo, make_benchmark
+from experiments.config import RunConfig
+from strategies import GrowPlugin, MultiHeadGrowableMLP, ResultsWriter, build_strategy, growth_metrics, inactivity_metrics
+
+__all__ = ["run", "build_model", "summarize", "accuracy_matrix", "library_versions"]
+
+_ACC_EXP = re.compile(r"^Top1_Acc_Exp/eval_phase/test_stream/Task\d+/Exp(\d+)$")
+_ACC_STREAM = re.compile(r"^Top1_Acc_Stream/eval_phase/test_stream/Task\d+$")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a result depends on."""
+    import avalanche
+    import numpy
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "avalanche": avalanche.__version__,
+            "numpy": numpy.__version__, "clgrow": clgrow.__version__}
+
+
+def build_model(cfg: RunConfig, bm: BenchmarkInfo, hidden_sizes: list[int] | None = None) -> GrowableMLP:
+    """The growable MLP for a benchmark (multi-head with task labels, conv backbone for CIFAR)."""
+    sizes = list(hidden_sizes or cfg.hidden_sizes)
+    backbone = bm.backbone() if bm.backbone is not None else None
+    if bm.task_labels:
+        return MultiHeadGrowableMLP(bm.in_features, sizes, bm.head_size, backbone=backbone)
+    return GrowableMLP(bm.in_features, sizes, bm.num_classes, backbone=backbone)
+
+
+class _Timer(SupervisedPlugin):
+    """Wall-clock time spent in training epochs, and a progress callback per iteration."""
+
+    def __init__(self, progress: Any = None) -> None:
+        super().__init__()
+        self.train_seconds = 0.0
+        self.epoch_seconds: list[float] = []
+        self._start = 0.0
+        self.progress = progress
+
+    def before_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
+        self._start = time.perf_counter()
+
+    def after_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
+        dt = time.perf_counter() - self._start
+        self.train_seconds += dt
+        self.epoch_seconds.append(dt)
+
+    def after_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
+        if self.progress is not None:
+            self.progress.update(1)
+
+
+def accuracy_matrix(writer: ResultsWriter, n: int) -> list[list[float | None]]:
+    """``acc[i][j]``: accuracy on test experience ``j`` after training experience ``i``."""
+    mat: list[list[float | None]] = [[None] * n for _ in range(n)]
+    for row in writer.rows:
+        m = _ACC_EXP.match(row["metric"])
+        if m and 0 <= row["experience"] < n:
+            mat[row["experience"]][int(m.group(1))] = row["value"]
+    return mat
+
+
+def _series(writer: ResultsWriter, metric: str, n: int) -> list[float | None]:
+    s = writer.series(metric)
+    return [s.get(i) for i in range(n)]
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_finite(x) for x in v]
+    return v
+
+
+def summarize(cfg: RunConfig, writer: ResultsWriter, model: GrowableMLP, plugin: GrowPlugin | None,
+              timer: _Timer, n: int) -> dict[str, Any]:
+    """The per-run summary written to ``summary.json``."""
+    stream_acc = [None] * n
+    for row in writer.rows:
+        if _ACC_STREAM.match(row["metric"]) and 0 <= row["experience"] < n:
+            stream_acc[row["experience"]] = row["value"]
+    base = "/eval_phase/test_stream"
+    growth_s = sum(e.report.seconds["total"] for e in plugin.events) if plugin else 0.0
+    cohorts = sorted({k.rsplit("/", 1)[1] for k in writer.last() if k.startswith("NeuronDormant" + base + "/cohort")})
+    return _finite({
+        "benchmark": cfg.benchmark,
+        "strategy": cfg.strategy,
+        "growth": cfg.growth_label,
+        "seed": cfg.seed,
+        "n_experiences": n,
+        "final_accuracy": stream_acc[-1],
+        "average_forgetting": writer.series("StreamForgetting" + base).get(n - 1, 0.0),
+        "stream_accuracy": stream_acc,
+        "forgetting": [writer.series("StreamForgetting" + base).get(i, 0.0 if i == 0 else None) for i in range(n)],
+        "accuracy_matrix": accuracy_matrix(writer, n),
+        "dead_fraction": _series(writer, "NeuronDead" + base, n),
+        "dormant_fraction": _series(writer, "NeuronDormant" + base, n),
+        "new_dead_fraction": _series(writer, "NewNeuronDead" + base, n),
+        "new_dormant_fraction": _series(writer, "NewNeuronDormant" + base, n),
+        "cohort_dormant": {c: _series(writer, f"NeuronDormant{base}/{c}", n) for c in cohorts},
+        "cohort_dead": {c: _series(writer, f"NeuronDead{base}/{c}", n) for c in cohorts},
+        "hidden_sizes": [
+            [int(writer.series(f"HiddenSizes/train_phase/train_stream/layer{l}").get(i, 0))
+             for l in range(model.num_hidden_layers)]
+            for i in range(n)
+        ],
+        "final_hidden_sizes": model.hidden_sizes,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_seconds": timer.train_seconds,
+        "growth_seconds": growth_s,
+        "epoch_seconds_median": sorted(timer.epoch_seconds)[len(timer.epoch_seconds) // 2] if timer.epoch_seconds else None,
+        "growth_events": [
+            {"experience": e.experience, "epoch": e.epoch, "allocation": {str(k): v for k, v in e.report.allocation.items()},
+             "seconds": e.report.seconds}
+            for e in (plugin.events if plugin else [])
+        ],
+        "versions": library_versions(),
+        "config": cfg.to_dict(),
+    })
+
+
+def _line(i: int, s: dict[str, Any]) -> str:
+    def f(v: Any) -> str:
+        return "  — " if v is None else f"{v:.3f}"
+
+    return (f"exp {i}: acc {f(s['stream_accuracy'][i])}  forgetting {f(s['forgetting'][i])}  "
+            f"dead {f(s['dead_fraction'][i])}  dormant {f(s['dormant_fraction'][i])}  "
+            f"new dead {f(s['new_dead_fraction'][i])}  new dormant {f(s['new_dormant_fraction'][i])}  "
+            f"sizes {s['hidden_sizes'][i]}")
+
+
+def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list[int] | None = None,
+        verbose: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Run ``cfg``; write ``summary.json``, ``metrics.csv``/``metrics.json`` and figures to ``out_dir``.
+
+    ``hidden_sizes`` overrides the initial widths (used for fixed-final baselines).
+    Returns the summary.
+    """
+    cfg.validate()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    out = None if out_dir is None else Path(out_dir)
+    bm = make_benchmark(cfg.benchmark, cfg.n_experiences, cfg.class_order_seed, cfg.task_labels, cfg.data_root)
+    RNGManager.set_random_seeds(cfg.seed)
+    model = build_model(cfg, bm, hidden_sizes)
+    if cfg.optimizer == "adam":
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
+    writer = ResultsWriter(out)
+    evaluator = EvaluationPlugin(
+        accuracy_metrics(experience=True, stream=True),
+        forgetting_metrics(experience=True, stream=True),
+        *inactivity_metrics(tau=cfg.tau),
+        *growth_metrics(),
+        loggers=[writer],
+    )
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=0, unit="it", leave=False, file=sys.stderr)
+    timer = _Timer(bar)
+    growth = "none" if cfg.match_final_size else cfg.growth
+    grow_kwargs = {}
+    if growth != "none":
+        grow_kwargs = dict(neurons_per_experience=cfg.neurons_per_experience,
+                           grow_from_experience=cfg.grow_from_experience,
+                           max_hidden_size=cfg.max_hidden_size, grow_every_epochs=cfg.grow_every_epochs)
+    strategy = build_strategy(
+        cfg.strategy, model, growth, optimizer=optimizer, train_mb_size=cfg.train_mb_size,
+        train_epochs=cfg.train_epochs, eval_mb_size=cfg.eval_mb_size, evaluator=evaluator, plugins=[timer],
+        **grow_kwargs, **cfg.strategy_kwargs,
+    )
+    plugin = next((p for p in strategy.plugins if isinstance(p, GrowPlugin)), None)
+    train_stream, test_stream = bm.scenario.train_stream, bm.scenario.test_stream
+    n = len(train_stream)
+    for i, exp in enumerate(train_stream):
+        if bar is not None:
+            batches = -(-len(exp.dataset) // cfg.train_mb_size)
+            bar.reset(total=batches * cfg.train_epochs)
+            bar.set_description(f"{cfg.strategy}/{cfg.growth_label} exp {i + 1}/{n}")
+        strategy.train(exp)
+        if bar is not None and plugin is not None and plugin.events and plugin.events[-1].experience == i:
+            bar.set_postfix_str(f"grew {sum(plugin.events[-1].report.allocation.values())} units")
+        strategy.eval(test_stream)
+        if verbose:
+            line = _line(i, summarize(cfg, writer, model, plugin, timer, n))
+            if bar is not None:
+                bar.write(line, file=sys.stdout)
+            else:
+                print(line, flush=True)
+    if bar is not None:
+        bar.close()
+    summary = summarize(cfg, writer, model, plugin, timer, n)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        writer.write()
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        from experiments.plots import plot_run
+
+        plot_run(summary, out / "figures")
+    return summary

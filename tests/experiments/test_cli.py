@@ -1,0 +1,96 @@
+"""The clgrow CLI end to end on embedded data, and its errors (exit code 2)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from experiments.cli import main
+from tests.experiments.conftest import TINY
+
+
+def _metrics(path):
+    with open(path / "metrics.csv") as f:
+        return [(r["experience"], r["metric"], r["value"]) for r in csv.DictReader(f) if "Time" not in r["metric"]]
+
+
+def test_run_end_to_end_writes_summary_metrics_and_figures(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", *TINY, "--strategy", "replay", "--growth", "swe-svod", "--seed", "3",
+                 "--set", "mem_size=50", "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    for key in ["benchmark", "strategy", "growth", "seed", "final_accuracy", "average_forgetting", "accuracy_matrix",
+                "dead_fraction", "dormant_fraction", "new_dead_fraction", "new_dormant_fraction", "hidden_sizes",
+                "parameters", "train_seconds", "growth_seconds", "versions"]:
+        assert key in s, key
+    assert (s["strategy"], s["growth"], s["seed"]) == ("replay", "swe-svod", 3)
+    assert s["hidden_sizes"][0] == [8, 8] and sum(s["hidden_sizes"][-1]) == 16 + 4 * 4
+    assert len(s["accuracy_matrix"]) == 5 and s["accuracy_matrix"][4][4] is not None
+    assert s["accuracy_matrix"][0][1] is not None  # every experience evaluated after every training step
+    assert s["config"]["strategy_kwargs"] == {"mem_size": 50}
+    assert {p.name for p in (out / "figures").glob("*.png")} >= {"accuracy_matrix.png", "hidden_sizes.png",
+                                                                  "metrics_per_experience.png"}
+    assert "final stream accuracy" in capsys.readouterr().out
+
+
+def test_seed_makes_a_run_bit_for_bit_reproducible(tmp_path):
+    args = ["run", *TINY, "--strategy", "naive", "--growth", "swe-svod", "--seed", "1"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    a, b = _metrics(tmp_path / "a"), _metrics(tmp_path / "b")
+    assert a == b and len(a) > 50
+    assert main(["run", *TINY, "--strategy", "naive", "--growth", "swe-svod", "--seed", "2",
+                 "--out", str(tmp_path / "c")]) == 0
+    assert _metrics(tmp_path / "c") != a
+
+
+def test_match_final_size_trains_a_fixed_model_at_the_grown_widths(tmp_path):
+    out = tmp_path / "m"
+    assert main(["run", *TINY, "--growth", "swe-svod", "--match-final-size", "--out", str(out)]) == 0
+    ref = json.loads((out / "reference" / "summary.json").read_text())
+    fixed = json.loads((out / "summary.json").read_text())
+    assert fixed["growth"] == "fixed-final" and fixed["growth_events"] == []
+    assert fixed["hidden_sizes"][0] == ref["final_hidden_sizes"] == fixed["final_hidden_sizes"]
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["run", "--out", "x", "--benchmark", "nope"], "invalid choice: 'nope'"),
+        (["run", "--out", "x", "--growth", "wat"], "growth: unknown growth 'wat'"),
+        (["run", "--out", "x", "--growth", "swe+nope"], "unknown distributor 'nope'"),
+        (["run", "--out", "x", "--epochs", "0"], "train_epochs: must be an integer >= 1"),
+        (["run", "--out", "x", "--hidden", "0"], "hidden_sizes"),
+        (["run", "--out", "x", "--lr", "-1"], "lr: must be a number > 0"),
+        (["run", "--out", "x", "--experiences", "3"], "cannot be split evenly into 3 experiences"),
+        (["run", "--out", "x", "--set", "mem_size"], "--set expects KEY=VALUE"),
+        (["run", "--out", "x", "--strategy", "naive", "--set", "mem_size=3"], "strategy 'naive'"),
+        (["run", "--out", "x", "--growth", "none", "--match-final-size"], "--match-final-size needs --growth"),
+        (["run"], "the following arguments are required: --out"),
+        (["compare", "missing.toml", "--out", "x"], "config file not found"),
+        (["plot", "."], "neither a run directory"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_problem(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        raise SystemExit(main(argv))
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_data_root_names_the_expected_files(tmp_path, capsys):
+    assert main(["run", "--benchmark", "split-mnist", "--out", str(tmp_path / "o")]) == 2
+    assert "pass --data-root DIR" in capsys.readouterr().err
+    assert main(["run", "--benchmark", "split-cifar10", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "cifar-10-batches-py" / "data_batch_1") in err and "never downloads" in err
+
+
+def test_list_names_everything(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ["split-mnist-5k", "split-cifar100", "replay", "swe", "svod", "gradmax", "swe-svod-paper"]:
+        assert word in out

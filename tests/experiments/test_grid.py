@@ -1,0 +1,106 @@
+"""Comparison grids: table, CSV, figures, restart without re-running, Ray = local."""
+
+from __future__ import annotations
+
+import csv
+import json
+import textwrap
+
+import pytest
+
+from experiments.cli import main
+from experiments.config import ConfigError, load_grid
+
+GRID = textwrap.dedent("""
+    [grid]
+    benchmark = "split-digits"
+    strategies = ["naive"]
+    growth = ["none", "fixed-final", "random-uniform"]
+    seeds = [0, 1]
+    match_growth = "random-uniform"
+
+    [run]
+    hidden_sizes = [8, 8]
+    neurons_per_experience = 4
+    train_epochs = 1
+    train_mb_size = 64
+""")
+
+
+@pytest.fixture()
+def grid_file(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text(GRID)
+    return path
+
+
+def _rows(out):
+    with open(out / "summary.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_compare_table_csv_figures_and_restart(grid_file, tmp_path, capsys):
+    out = tmp_path / "g"
+    assert main(["compare", str(grid_file), "--out", str(out), "--workers", "2", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| naive | fixed-final |" in printed and "± " in printed
+    rows = _rows(out)
+    assert len(rows) == 6 and {r["growth"] for r in rows} == {"none", "fixed-final", "random-uniform"}
+    by = {(r["growth"], r["seed"]): r for r in rows}
+    assert by[("fixed-final", "0")]["hidden_sizes"] == by[("random-uniform", "0")]["hidden_sizes"] == "16x16"
+    assert {p.name for p in (out / "figures").glob("*.png")} >= {
+        "accuracy_matrices.png", "per_experience.png", "hidden_sizes.png", "cohort_dormancy.png"}
+    # a restarted grid does not re-run finished cells
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/summary.json")}
+    assert len(stamps) == 6
+    assert main(["compare", str(grid_file), "--out", str(out), "--quiet"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("cells/*/summary.json")} == stamps
+    assert main(["plot", str(out)]) == 0
+
+
+def test_ray_backend_gives_the_local_results(grid_file, tmp_path):
+    pytest.importorskip("ray")
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    assert main(["compare", str(grid_file), "--out", str(local), "--workers", "1", "--quiet"]) == 0
+    assert main(["compare", str(grid_file), "--out", str(remote), "--backend", "ray", "--workers", "2",
+                 "--quiet"]) == 0
+    strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k and "over" not in k} for r in rows]  # noqa: E731
+    assert strip(_rows(local)) == strip(_rows(remote))
+    a = json.loads(next(local.glob("cells/naive__random-uniform__seed1/summary.json")).read_text())
+    b = json.loads(next(remote.glob("cells/naive__random-uniform__seed1/summary.json")).read_text())
+    assert a["accuracy_matrix"] == b["accuracy_matrix"]
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\n", "grid.seeds: missing"),
+        ("[grid]\nstrategies=['nope']\ngrowth=['none']\nseeds=[0]\n", "grid.strategies: unknown strategy 'nope'"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['x']\nseeds=[0]\n", "grid.growth: unknown growth 'x'"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[-1]\n", "grid.seeds"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nlr=0\n", "lr: must be a number > 0"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nlearning_rate=1\n",
+         "run: unknown field(s) learning_rate"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[extra]\n", "unknown section(s) extra"),
+        ("[grid\n", "not valid TOML"),
+    ],
+)
+def test_invalid_grid_names_the_field(tmp_path, text, message, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        load_grid(path)
+    assert main(["compare", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "clgrow: error:" in capsys.readouterr().err
+
+
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    import experiments
+
+    configs = sorted((Path(experiments.__file__).parent / "configs").glob("*.toml"))
+    assert configs
+    for path in configs:
+        grid = load_grid(path)
+        assert grid.cells()
