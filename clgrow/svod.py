@@ -42,8 +42,9 @@ class SVoD(Distributor):
     ----------
     train_passes : float
         Budget for training the candidate copy (passes over the growth data; 0 skips it).
+        The paper uses one pass; the default 0.1 is the measured budget (see ``SWE``).
     vote_passes : float
-        Budget for accumulating the gate gradients (> 0).
+        Budget for accumulating the gate gradients (> 0; paper: one pass, default 0.05).
     candidates : int
         Candidates per layer, as a multiple of ``K`` (the paper uses 2).
     init_range : float
@@ -54,8 +55,8 @@ class SVoD(Distributor):
 
     def __init__(
         self,
-        train_passes: float = 1.0,
-        vote_passes: float = 1.0,
+        train_passes: float = 0.1,
+        vote_passes: float = 0.05,
         candidates: int = 2,
         init_range: float = 0.01,
         lr: float = 1e-3,

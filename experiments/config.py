@@ -57,6 +57,8 @@ class RunConfig:
     strategy: str = "naive"
     strategy_kwargs: dict[str, Any] = field(default_factory=dict)
     growth: str = "swe-svod"
+    extender_kwargs: dict[str, Any] = field(default_factory=dict)
+    distributor_kwargs: dict[str, Any] = field(default_factory=dict)
     match_final_size: str | None = None
     neurons_per_experience: int = 32
     grow_from_experience: int = 1
@@ -90,6 +92,13 @@ class RunConfig:
                 need(parse_growth(self.match_final_size) is not None, "match_final_size", "must name a growth method")
             except GrowthError as err:
                 raise ConfigError(f"match_final_size: {err}") from None
+        if self.extender_kwargs or self.distributor_kwargs:
+            try:
+                spec = self.growth_spec()
+                if spec is not None:
+                    spec.build()
+            except (TypeError, GrowthError) as err:
+                raise ConfigError(f"extender_kwargs/distributor_kwargs: {err}") from None
         for name in ("n_experiences", "train_epochs", "train_mb_size", "eval_mb_size"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, "must be an integer >= 1")
@@ -109,7 +118,8 @@ class RunConfig:
         need(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
              "threads", "must be an integer >= 1 or absent")
         need(isinstance(self.task_labels, bool), "task_labels", "must be true or false")
-        need(isinstance(self.strategy_kwargs, dict), "strategy_kwargs", "must be a table")
+        for name in ("strategy_kwargs", "extender_kwargs", "distributor_kwargs"):
+            need(isinstance(getattr(self, name), dict), name, "must be a table")
         return self
 
     @classmethod
@@ -124,6 +134,17 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON/TOML friendly)."""
         return dataclasses.asdict(self)
+
+    def growth_spec(self) -> Any:
+        """The growth method with this run's extender/distributor keyword arguments (None: no growth)."""
+        spec = parse_growth("none" if self.match_final_size or self.growth == FIXED_FINAL else self.growth)
+        if spec is None:
+            return None
+        return dataclasses.replace(
+            spec,
+            extender_kwargs={**spec.extender_kwargs, **self.extender_kwargs},
+            distributor_kwargs={**spec.distributor_kwargs, **self.distributor_kwargs},
+        )
 
     @property
     def growth_label(self) -> str:

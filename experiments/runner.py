@@ -184,9 +184,9 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list
 
         bar = tqdm(total=0, unit="it", leave=False, file=sys.stderr)
     timer = _Timer(bar)
-    growth = "none" if cfg.match_final_size else cfg.growth
+    growth = cfg.growth_spec()
     grow_kwargs = {}
-    if growth != "none":
+    if growth is not None:
         grow_kwargs = dict(neurons_per_experience=cfg.neurons_per_experience,
                            grow_from_experience=cfg.grow_from_experience,
                            max_hidden_size=cfg.max_hidden_size, grow_every_epochs=cfg.grow_every_epochs)

@@ -114,7 +114,7 @@ def test_nan_loss_during_adjustment_rolls_back(trained_mlp, digits_loader):
         return loss * float("nan") if calls["n"] > 3 else loss
 
     with pytest.raises(GrowthError, match="loss became nan"):
-        grow(trained_mlp, 6, digits_loader, SWE(), "uniform", loss_fn=loss_fn)
+        grow(trained_mlp, 6, digits_loader, SWE(passes=1.0), "uniform", loss_fn=loss_fn)
     assert state_equal(state, trained_mlp.state_dict())
     assert [id(p) for p in trained_mlp.parameters()] == ids
     assert trained_mlp.hidden_sizes == [16, 16, 16]
