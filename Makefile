@@ -23,5 +23,9 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -m ""
 
+bench: $(STAMP)
+	$(BIN)/python -m experiments.bench.suite
+	$(BIN)/python -m experiments.bench.budget --budgets paper default --seeds 0 1 2
+
 clean:
 	rm -rf $(VENV) runs

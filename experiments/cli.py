@@ -21,6 +21,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"clgrow: error: {message}\n")
 
 
+def quiet_avalanche_deprecations() -> None:
+    """Drop Avalanche's own DeprecationWarnings from the console.
+
+    Avalanche's ``deprecated`` decorator calls ``warnings.simplefilter("once", ...)`` on every
+    call, which overrides any filter set before, so the warnings are dropped where they are shown.
+    """
+    shown = warnings.showwarning
+    if getattr(shown, "_clgrow_quiet", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, DeprecationWarning) and "avalanche" in str(filename):
+            return
+        shown(message, category, filename, lineno, file, line)
+
+    show._clgrow_quiet = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 def _fail(message: str) -> int:
     print(f"clgrow: error: {message}", file=sys.stderr)
     return 2
@@ -178,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``clgrow`` command; returns the exit code."""
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*QP solver.*")
+    quiet_avalanche_deprecations()
     args = _parser().parse_args(argv)
     from clgrow import GrowthError
     from experiments.benchmarks import DataMissingError

@@ -49,7 +49,10 @@ def _run_cell(cfg_dict: dict[str, Any], out_dir: str, hidden_sizes: list[int] | 
     import warnings
 
     warnings.filterwarnings("ignore")
+    from experiments.cli import quiet_avalanche_deprecations
     from experiments.runner import run
+
+    quiet_avalanche_deprecations()
 
     cfg = RunConfig(**cfg_dict)
     return run(cfg, out_dir, hidden_sizes=hidden_sizes)

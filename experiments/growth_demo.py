@@ -46,7 +46,11 @@ def accuracy(model: nn.Module, loader: DataLoader) -> float:
     return hits / total
 
 
-def run_seed(data_name: str, k: int, hidden: Sequence[int], epochs: int, seed: int, lr: float) -> list[dict]:
+_PAPER = {"swe": dict(passes=1.0), "gradmax": dict(passes=1.0)}
+
+
+def run_seed(data_name: str, k: int, hidden: Sequence[int], epochs: int, seed: int, lr: float,
+             paper: bool = False) -> list[dict]:
     """All extenders for one seed; one dict of figures per extender."""
     data = load_embedded(data_name)
     torch.manual_seed(seed)
@@ -61,7 +65,9 @@ def run_seed(data_name: str, k: int, hidden: Sequence[int], epochs: int, seed: i
     for name in sorted(extenders):
         model = copy.deepcopy(base)
         torch.manual_seed(seed + 1000)
-        report = grow(model, k, train, extenders[name](), SVoD())
+        ext_kwargs = _PAPER.get(name, {}) if paper else {}
+        dist = SVoD(train_passes=1.0, vote_passes=1.0) if paper else SVoD()
+        report = grow(model, k, train, extenders[name](**ext_kwargs), dist)
         grown = measure_inactivity(model, test)
         acc_grown = accuracy(model, test)
         train_epoch(model, train, torch.optim.Adam(model.parameters(), lr=lr))
@@ -105,13 +111,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3, help="training epochs before growth")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--paper", action="store_true",
+                        help="the paper's budgets (one pass for SVoD training, voting and each SWE layer) "
+                             "instead of the defaults")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     per_ext: dict[str, list[dict]] = {}
     for seed in args.seeds:
-        for row in run_seed(args.data, args.k, args.hidden, args.epochs, seed, args.lr):
+        for row in run_seed(args.data, args.k, args.hidden, args.epochs, seed, args.lr, args.paper):
             per_ext.setdefault(row["extender"], []).append(row)
-    print(f"\n{args.data}: MLP {args.hidden}, trained {args.epochs} epochs, grown by K={args.k} (SVoD), "
+    budget = "paper budgets" if args.paper else "default budgets"
+    print(f"\n{args.data}: MLP {args.hidden}, trained {args.epochs} epochs, grown by K={args.k} (SVoD, {budget}), "
           f"then 1 more pass; seeds {args.seeds}; fractions in %, times relative to one training epoch\n")
     cols = [
         ("acc before", "acc_before", True), ("acc grown", "acc_grown", True), ("acc +1 pass", "acc_after", True),

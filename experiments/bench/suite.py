@@ -1,0 +1,297 @@
+"""Benchmark suite: cost of growth and of the toolkit's machinery, as ratios measured in one run.
+
+    python -m experiments.bench.suite                 # everything (a few minutes on 2 cores)
+    python -m experiments.bench.suite --sections cost scaling
+
+Sections (every figure is a ratio of two timings taken in the same process, so machine
+speed cancels out; absolute times are not reported):
+
+* ``cost``: growth step / one training epoch per extender and distributor, default and
+  paper budgets;
+* ``scaling``: the same ratio for SVoD + SWE while one factor varies (depth, width, K, input);
+* ``memory``: peak extra memory of a growth step (fresh process each), SWE's coupling size,
+  and the guard that refuses or subsamples;
+* ``overhead``: Avalanche epoch with GrowPlugin attached but not growing / without it;
+  Avalanche loop vs a plain PyTorch loop (samples per second);
+* ``inactivity``: measuring inactivity / one evaluation pass, and Avalanche evaluation with
+  the inactivity metric / without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from clgrow import SWE, GrowableMLP, GrowthError, SVoD, distributors, extenders, grow, measure_inactivity
+
+warnings.filterwarnings("ignore")
+
+
+def _data(n: int, m: int, classes: int = 10, seed: int = 0) -> TensorDataset:
+    """Random inputs with labels from a random linear teacher (learnable, any size)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, m, generator=g)
+    y = (x @ torch.randn(m, classes, generator=g)).argmax(1)
+    return TensorDataset(x, y)
+
+
+def _epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer) -> float:
+    t = time.perf_counter()
+    model.train()
+    for x, y in loader:
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return time.perf_counter() - t
+
+
+def _median(fn: Callable[[], float], repeats: int) -> float:
+    return statistics.median(fn() for _ in range(repeats))
+
+
+def _setup(layers: int, width: int, m: int, n: int = 2048, batch: int = 64, seed: int = 0):
+    torch.manual_seed(seed)
+    loader = DataLoader(_data(n, m, seed=seed), batch_size=batch, shuffle=True)
+    model = GrowableMLP(m, [width] * layers, 10)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    _epoch(model, loader, opt)  # warm-up, and non-trivial weights
+    epoch = _median(lambda: _epoch(model, loader, opt), 3)
+    return model, loader, epoch
+
+
+def _grow_ratio(model: GrowableMLP, loader: DataLoader, epoch: float, k: int, ext: Any, dist: Any,
+                repeats: int = 2) -> dict[str, float]:
+    times = []
+    for r in range(repeats):
+        m = copy.deepcopy(model)
+        torch.manual_seed(r)
+        rep = grow(m, k, loader, ext, dist)
+        times.append(rep.seconds)
+    return {key: statistics.median(t[key] for t in times) / epoch for key in ("distributor", "extender", "total")}
+
+
+def section_cost(quick: bool) -> str:
+    """Growth step / epoch per extender and distributor, default and paper budgets."""
+    model, loader, epoch = _setup(3, 256, 784)
+    k = 64
+    rows = ["| method | budget | growth step / epoch |", "|---|---|---|"]
+    paper_ext = {"swe": dict(passes=1.0), "gradmax": dict(passes=1.0)}
+    for name in sorted(extenders):
+        for budget, kw in (("default", {}), ("paper", paper_ext.get(name))):
+            if kw is None:
+                continue
+            r = _grow_ratio(model, loader, epoch, k, extenders[name](**kw), "uniform")
+            rows.append(f"| extender `{name}` (uniform allocation) | {budget} | {r['extender']:.2f} |")
+    for name in sorted(distributors):
+        kws = [("default", {})] + ([("paper", dict(train_passes=1.0, vote_passes=1.0))] if name == "svod" else [])
+        for budget, kw in kws:
+            r = _grow_ratio(model, loader, epoch, k, "random", distributors[name](**kw))
+            rows.append(f"| distributor `{name}` | {budget} | {r['distributor']:.2f} |")
+    for budget, ext, dist in (("default", SWE(), SVoD()), ("paper", SWE(passes=1.0), SVoD(1.0, 1.0))):
+        r = _grow_ratio(model, loader, epoch, k, ext, dist)
+        rows.append(f"| **SVoD + SWE** | {budget} | **{r['total']:.2f}** |")
+    head = (f"MLP 784-[256, 256, 256]-10, K = {k}, 2,048 samples in batches of 64 (one epoch = 32 batches); "
+            "ratio = wall time of the growth step / median wall time of one training epoch (Adam)\n")
+    return head + "\n".join(rows)
+
+
+def section_scaling(quick: bool) -> str:
+    """SVoD + SWE growth step / epoch while one factor varies around depth 3, width 256, K 64, input 784."""
+    base = dict(layers=3, width=256, k=64, m=784)
+    grid = {"layers": [1, 3, 6], "width": [64, 256, 1024], "k": [16, 64, 256], "m": [64, 784, 3072]}
+    rows = ["| varied | value | coupling MiB (largest layer) | SVoD / epoch | SWE / epoch | total / epoch | paper budget total / epoch |",
+            "|---|---|---|---|---|---|---|"]
+    for factor, values in grid.items():
+        for v in values:
+            p = dict(base, **{factor: v})
+            model, loader, epoch = _setup(p["layers"], p["width"], p["m"])
+            d = _grow_ratio(model, loader, epoch, p["k"], SWE(on_oversize="subsample"), SVoD(), repeats=1)
+            paper = "—" if quick else f"{_grow_ratio(model, loader, epoch, p['k'], SWE(passes=1.0, on_oversize='subsample'), SVoD(1.0, 1.0), repeats=1)['total']:.2f}"
+            per_layer = p["k"] / p["layers"]
+            mib = max(SWE.coupling_bytes(int(per_layer + 1), p["width"], p["m"] if i == 0 else p["width"])
+                      for i in range(p["layers"])) / 2**20
+            rows.append(f"| {factor} | {v} | {mib:.0f} | {d['distributor']:.2f} | {d['extender']:.2f} | "
+                        f"{d['total']:.2f} | {paper} |")
+    return ("One factor varies, the others stay at depth 3, width 256, K 64, input 784; default budgets; "
+            "K spread evenly for the coupling estimate\n" + "\n".join(rows))
+
+
+_MEM_CHILD = r"""
+import json, sys, torch, warnings
+warnings.filterwarnings("ignore")
+torch.set_num_threads(1)
+from experiments.bench.suite import _setup
+from clgrow import grow, SWE, SVoD
+def status(key):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) / 1024
+layers, width, m, k, passes = json.loads(sys.argv[1])
+model, loader, epoch = _setup(layers, width, m, n=512)
+open("/proc/self/clear_refs", "w").write("5")  # Linux: reset the peak resident set (VmHWM) to now
+base = status("VmRSS")
+rep = grow(model, k, loader, SWE(passes=passes), "fixed")
+peak = status("VmHWM")
+params = sum(p.numel() for p in model.parameters()) * 4
+print(json.dumps({"peak_extra_mib": peak - base, "coupling_mib": rep.info["extender"][f"layer{layers-1}"]["coupling_mib"], "model_mib": params / 2**20}))
+"""
+
+
+def section_memory(quick: bool) -> str:
+    """Peak extra RSS of an SWE growth step (fresh process per row) against the coupling estimate."""
+    rows = ["| width | input | K (one layer) | model MiB | SWE coupling estimate MiB | measured peak extra MiB |",
+            "|---|---|---|---|---|---|"]
+    configs = [(1, 256, 784, 64), (1, 1024, 784, 128), (1, 1024, 3072, 128)]
+    if not quick:
+        configs.append((1, 2048, 3072, 128))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
+    for layers, width, m, k in configs:
+        out = subprocess.run([sys.executable, "-c", _MEM_CHILD, json.dumps([layers, width, m, k, 0.05])],
+                             capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            last = out.stderr.strip().splitlines()[-1]
+            verdict = "refused by the default 2 GiB guard" if "max_coupling_bytes" in last else f"failed: {last}"
+            need = SWE.coupling_bytes(k, width, m) / 2**20
+            rows.append(f"| {width} | {m} | {k} | — | {need:.0f} | {verdict} |")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append(f"| {width} | {m} | {k} | {r['model_mib']:.1f} | {r['coupling_mib']:.0f} | {r['peak_extra_mib']:.0f} |")
+    # The guard: refuse, or subsample the partners, before anything is allocated.
+    model, loader, _ = _setup(1, 1024, 3072, n=256)
+    guard = SWE(max_coupling_bytes=512 * 2**20)
+    try:
+        grow(model, 256, loader, guard, "fixed")
+        refused = "not refused"
+    except GrowthError as err:
+        refused = str(err)
+    sub = grow(copy.deepcopy(model), 256, loader, SWE(max_coupling_bytes=512 * 2**20, on_oversize="subsample"), "fixed")
+    info = sub.info["extender"]["layer0"]
+    return ("SWE on one hidden layer (the largest coupling case), default budget; peak extra = peak resident set "
+            "during the step (Linux VmHWM, reset before the step) minus the resident set before it; estimate = C with its gradient and Adam's two moments\n"
+            + "\n".join(rows)
+            + f"\n\nGuard at 512 MiB, K = 256 on a 3072-1024 layer (coupling would need "
+              f"{SWE.coupling_bytes(256, 1024, 3072) / 2**30:.1f} GiB):\n\n"
+              f"- `on_oversize='error'` (default): `GrowthError: {refused}`\n"
+              f"- `on_oversize='subsample'`: each new unit couples with {info['partners']} of 1024 old units "
+              f"({info['coupling_mib']:.0f} MiB)")
+
+
+def section_overhead(quick: bool) -> str:
+    """Plugin overhead and Avalanche vs plain PyTorch, same model and data."""
+    from avalanche.training.plugins import EvaluationPlugin
+
+    from experiments.benchmarks import make_benchmark
+    from strategies import GrowPlugin, build_strategy
+
+    bm = make_benchmark("split-mnist-5k", 1, seed=0)
+    exp = bm.scenario.train_stream[0]
+    n = len(exp.dataset)
+    epochs = 2 if quick else 4
+
+    def avalanche_time(with_plugin: bool) -> float:
+        torch.manual_seed(0)
+        model = GrowableMLP(784, [256, 256], 10)
+        plugins = [GrowPlugin(grow_from_experience=10**6)] if with_plugin else []
+        s = build_strategy("naive", model, None, plugins=plugins, train_mb_size=64, train_epochs=epochs,
+                           evaluator=EvaluationPlugin(loggers=[]))
+        t = time.perf_counter()
+        s.train(exp)
+        return (time.perf_counter() - t) / epochs
+
+    xs = torch.stack([exp.dataset[i][0] for i in range(n)])
+    ys = torch.tensor([exp.dataset[i][1] for i in range(n)])
+    plain_loader = DataLoader(TensorDataset(xs, ys), batch_size=64, shuffle=True)
+
+    def plain_time() -> float:
+        torch.manual_seed(0)
+        model = GrowableMLP(784, [256, 256], 10)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        return statistics.mean(_epoch(model, plain_loader, opt) for _ in range(epochs))
+
+    avalanche_time(False)  # warm-up (first-call costs of Avalanche and torch)
+    pairs = [(avalanche_time(True), avalanche_time(False)) for _ in range(2 if quick else 5)]
+    with_p = statistics.median(a for a, _ in pairs)
+    without = statistics.median(b for _, b in pairs)
+    plain = statistics.median(plain_time() for _ in range(3))
+    return ("Naive on the 4,000 MNIST-5k training images (one experience, all classes), MLP [256, 256], batch 64; "
+            "medians of 5 alternating runs after a warm-up\n"
+            "| comparison | ratio |\n|---|---|\n"
+            f"| epoch with GrowPlugin attached (not growing) / without | {with_p / without:.3f} |\n"
+            f"| Avalanche samples/s / plain PyTorch loop samples/s | {plain / without:.2f} |")
+
+
+def section_inactivity(quick: bool) -> str:
+    """Inactivity measurement cost relative to one evaluation pass."""
+    from avalanche.evaluation.metrics import accuracy_metrics
+    from avalanche.training.plugins import EvaluationPlugin
+
+    from experiments.benchmarks import make_benchmark
+    from strategies import build_strategy, inactivity_metrics
+
+    model, loader, _ = _setup(3, 256, 784, n=4096, batch=512)
+
+    @torch.no_grad()
+    def eval_pass() -> float:
+        t = time.perf_counter()
+        model.eval()
+        for x, _ in loader:
+            model(x)
+        return time.perf_counter() - t
+
+    def measure() -> float:
+        t = time.perf_counter()
+        measure_inactivity(model, loader)
+        return time.perf_counter() - t
+
+    ratio = _median(measure, 5) / _median(eval_pass, 5)
+    bm = make_benchmark("split-mnist-5k", 5, seed=0)
+
+    def avalanche_eval(with_metric: bool) -> float:
+        m = GrowableMLP(784, [256, 256, 256], 10)
+        metrics = [accuracy_metrics(stream=True)] + (inactivity_metrics() if with_metric else [])
+        s = build_strategy("naive", m, None, evaluator=EvaluationPlugin(*metrics, loggers=[]), eval_mb_size=512)
+        t = time.perf_counter()
+        s.eval(bm.scenario.test_stream)
+        return time.perf_counter() - t
+
+    pairs = [(avalanche_eval(True), avalanche_eval(False)) for _ in range(5)]
+    r2 = statistics.median(a for a, _ in pairs) / statistics.median(b for _, b in pairs)
+    return ("MLP 784-[256, 256, 256]-10\n| comparison | ratio |\n|---|---|\n"
+            f"| `measure_inactivity` on 4,096 samples / one plain evaluation pass over them | {ratio:.2f} |\n"
+            f"| Avalanche test-stream evaluation with the inactivity metric / without (1,000 images) | {r2:.2f} |")
+
+
+SECTIONS = {"cost": section_cost, "scaling": section_scaling, "memory": section_memory,
+            "overhead": section_overhead, "inactivity": section_inactivity}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the chosen sections and print Markdown."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
+    p.add_argument("--quick", action="store_true", help="fewer repeats and configurations")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPU(s)\n")
+    for name in a.sections:
+        t = time.perf_counter()
+        print(f"## {name}\n")
+        print(SECTIONS[name](a.quick))
+        print(f"\n(section took {time.perf_counter() - t:.0f} s)\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
