@@ -7,7 +7,6 @@ import copy
 import pytest
 import torch
 from sklearn.datasets import load_digits
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from clgrow import GrowableMLP

@@ -32,10 +32,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from clgrow import SWE, GrowableMLP, GrowthError, SVoD, distributors, extenders, grow, measure_inactivity
+from experiments.growth_demo import train_epoch as _epoch
 
 warnings.filterwarnings("ignore")
 
@@ -46,16 +46,6 @@ def _data(n: int, m: int, classes: int = 10, seed: int = 0) -> TensorDataset:
     x = torch.randn(n, m, generator=g)
     y = (x @ torch.randn(m, classes, generator=g)).argmax(1)
     return TensorDataset(x, y)
-
-
-def _epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer) -> float:
-    t = time.perf_counter()
-    model.train()
-    for x, y in loader:
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    return time.perf_counter() - t
 
 
 def _median(fn: Callable[[], float], repeats: int) -> float:

@@ -6,7 +6,6 @@ import csv
 import json
 
 import pytest
-import torch
 from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
 from avalanche.training.plugins import EvaluationPlugin
 from torch.utils.data import ConcatDataset, DataLoader
