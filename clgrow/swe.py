@@ -78,7 +78,7 @@ def coupled_weights(
     return torch.cat([w_old, w_new]), torch.cat([b_old, b_new])
 
 
-def _adam(params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+def _adam(params: list[Any], lr: float) -> torch.optim.Optimizer:
     """Adam, fused where the build supports it: the coupling tensor is large, and the fused
     kernel updates it several times faster than the per-tensor loop (same algorithm)."""
     try:
@@ -109,6 +109,10 @@ class SWE(Extender):
         Memory guard for the coupling tensor with its gradient and optimizer state.
     on_oversize : {"error", "subsample"}
         What to do when the guard is exceeded.
+    coupling_lr : float, optional
+        Adam learning rate for ``C`` and ``c`` only (default: ``lr``). Each old unit moves by
+        the sum of ``k`` coupling slices, so under Adam it moves about ``k`` times faster than
+        ``lr`` suggests; a smaller ``coupling_lr`` limits that disturbance.
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class SWE(Extender):
         partners: int | None = None,
         max_coupling_bytes: int = 2 * 1024**3,
         on_oversize: str = "error",
+        coupling_lr: float | None = None,
     ) -> None:
         super().__init__()
         if passes < 0 or not math.isfinite(passes):
@@ -137,6 +142,9 @@ class SWE(Extender):
         self.partners = partners
         self.max_coupling_bytes = int(max_coupling_bytes)
         self.on_oversize = on_oversize
+        if coupling_lr is not None and coupling_lr <= 0:
+            raise GrowthError(f"SWE coupling_lr must be > 0 or None, got {coupling_lr}")
+        self.coupling_lr = coupling_lr
 
     def __repr__(self) -> str:
         return (
@@ -219,7 +227,6 @@ class SWE(Extender):
         device: torch.device,
     ) -> int:
         lin = model.hidden[layer]
-        trainable = [C, c, *consumers]
         flags = {p: p.requires_grad for p in model.parameters()}
         modes = {mod: mod.training for mod in model.modules()}
         # Freezing by requires_grad (not only by leaving parameters out of the optimizer)
@@ -229,7 +236,8 @@ class SWE(Extender):
         for p in consumers:
             p.requires_grad_(True)
         model.eval()
-        opt = _adam(trainable, self.lr)
+        lr_c = self.lr if self.coupling_lr is None else self.coupling_lr
+        opt = _adam([{"params": [C, c], "lr": lr_c}, {"params": consumers, "lr": self.lr}], self.lr)
         steps = 0
         try:
             for batch in iter_passes(loader, self.passes):

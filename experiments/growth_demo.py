@@ -50,7 +50,7 @@ _PAPER = {"swe": dict(passes=1.0), "gradmax": dict(passes=1.0)}
 
 
 def run_seed(data_name: str, k: int, hidden: Sequence[int], epochs: int, seed: int, lr: float,
-             paper: bool = False) -> list[dict]:
+             paper: bool = False, swe_kwargs: dict | None = None) -> list[dict]:
     """All extenders for one seed; one dict of figures per extender."""
     data = load_embedded(data_name)
     torch.manual_seed(seed)
@@ -65,7 +65,9 @@ def run_seed(data_name: str, k: int, hidden: Sequence[int], epochs: int, seed: i
     for name in sorted(extenders):
         model = copy.deepcopy(base)
         torch.manual_seed(seed + 1000)
-        ext_kwargs = _PAPER.get(name, {}) if paper else {}
+        ext_kwargs = dict(_PAPER.get(name, {})) if paper else {}
+        if name == "swe" and swe_kwargs:
+            ext_kwargs.update(swe_kwargs)
         dist = SVoD(train_passes=1.0, vote_passes=1.0) if paper else SVoD()
         report = grow(model, k, train, extenders[name](**ext_kwargs), dist)
         grown = measure_inactivity(model, test)
@@ -114,13 +116,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--paper", action="store_true",
                         help="the paper's budgets (one pass for SVoD training, voting and each SWE layer) "
                              "instead of the defaults")
+    parser.add_argument("--swe", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="SWE keyword arguments, e.g. --swe passes=0.25 coupling_lr=3e-5")
     args = parser.parse_args(argv)
+    swe_kwargs = {}
+    for item in args.swe:
+        key, _, value = item.partition("=")
+        swe_kwargs[key] = float(value)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     per_ext: dict[str, list[dict]] = {}
     for seed in args.seeds:
-        for row in run_seed(args.data, args.k, args.hidden, args.epochs, seed, args.lr, args.paper):
+        for row in run_seed(args.data, args.k, args.hidden, args.epochs, seed, args.lr, args.paper, swe_kwargs):
             per_ext.setdefault(row["extender"], []).append(row)
-    budget = "paper budgets" if args.paper else "default budgets"
+    budget = ("paper budgets" if args.paper else "default budgets") + (f", SWE{swe_kwargs}" if swe_kwargs else "")
     print(f"\n{args.data}: MLP {args.hidden}, trained {args.epochs} epochs, grown by K={args.k} (SVoD, {budget}), "
           f"then 1 more pass; seeds {args.seeds}; fractions in %, times relative to one training epoch\n")
     cols = [

@@ -120,7 +120,21 @@ def test_nan_loss_during_adjustment_rolls_back(trained_mlp, digits_loader):
     assert trained_mlp.hidden_sizes == [16, 16, 16]
 
 
-@pytest.mark.parametrize("kwargs", [dict(passes=-1), dict(lr=0), dict(partners=0), dict(on_oversize="x")])
+@pytest.mark.parametrize("kwargs", [dict(passes=-1), dict(lr=0), dict(partners=0), dict(on_oversize="x"), dict(coupling_lr=0)])
 def test_swe_arguments_are_validated(kwargs):
     with pytest.raises(GrowthError):
         SWE(**kwargs)
+
+
+def test_coupling_lr_limits_how_far_old_units_move(trained_mlp, digits_loader):
+    import copy
+
+    def moved(ext):
+        model = copy.deepcopy(trained_mlp)
+        before = model.hidden[1].weight.detach().clone()
+        torch.manual_seed(0)
+        grow(model, 5, digits_loader, ext, "fixed", layers=[1])
+        return (model.hidden[1].weight[:16] - before).abs().sum().item()
+
+    fast, slow = moved(SWE(passes=0.5)), moved(SWE(passes=0.5, coupling_lr=1e-6))
+    assert 0 < slow < fast / 50

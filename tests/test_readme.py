@@ -1,0 +1,20 @@
+"""The README's Avalanche example runs as printed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_avalanche_example_runs(tmp_path):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    example = next(b for b in blocks if "GrowPlugin(" in b and "Naive(" in b)
+    res = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (tmp_path / "runs" / "example" / "metrics.csv").is_file()
+    sizes = res.stdout.strip().splitlines()[-1]
+    assert sizes.startswith("[") and "]" in sizes
