@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.models import SimpleMLP
@@ -197,3 +199,19 @@ def test_build_strategy_names_bad_input():
         make("naive", model, "none", mem_size=3)
     plugins = make("naive", model, "random+uniform").plugins
     assert [type(p.extender).__name__ for p in plugins if isinstance(p, GrowPlugin)] == ["RandomExtender"]
+
+
+@settings(max_examples=8, deadline=None)
+@given(widths=st.lists(st.integers(1, 12), min_size=1, max_size=4), k=st.integers(1, 9),
+       opt_name=st.sampled_from(["adam", "sgd", "rmsprop"]), dist=st.sampled_from(["uniform", "svod", "proportional"]))
+def test_optimizer_covers_every_parameter_for_random_shapes(split_digits, widths, k, opt_name, dist):
+    model = GrowableMLP(split_digits.in_features, widths, split_digits.num_classes)
+    opt = {"adam": lambda p: torch.optim.Adam(p, lr=1e-3), "sgd": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
+           "rmsprop": lambda p: torch.optim.RMSprop(p, lr=1e-3)}[opt_name](model.parameters())
+    coverage = OptimizerCoverage()
+    plugin = fast_plugin(neurons_per_experience=k, distributor=dist)
+    strategy = make("naive", model, None, optimizer=opt, plugins=[plugin, coverage], train_mb_size=64)
+    for exp in split_digits.scenario.train_stream[:2]:
+        strategy.train(exp)
+    assert sum(model.hidden_sizes) == sum(widths) + k
+    assert coverage.checks and all(coverage.checks)
