@@ -64,6 +64,11 @@ def _validate_k(k: Any) -> int:
     return k
 
 
+def room_under_cap(sizes: Sequence[int], layers: Sequence[int], cap: int) -> dict[int, int]:
+    """Units each of ``layers`` can still take before reaching width ``cap``."""
+    return {i: max(0, cap - sizes[i]) for i in layers}
+
+
 def cap_allocation(allocation: dict[int, int], sizes: Sequence[int], cap: int) -> dict[int, int]:
     """Move units allotted beyond ``cap`` to the layers with the most room (ties: earliest)."""
     out = {i: min(v, max(0, cap - sizes[i])) for i, v in allocation.items()}
@@ -148,7 +153,7 @@ def grow(
         return GrowthReport({i: 0 for i in eligible}, {}, {"distributor": 0.0, "extender": 0.0, "total": 0.0},
                             0, before, before, repr(ext), repr(dist))
     if max_hidden_size is not None:
-        room = sum(max(0, max_hidden_size - before[i]) for i in eligible)
+        room = sum(room_under_cap(before, eligible, max_hidden_size).values())
         if room < k:
             raise GrowthError(
                 f"cannot add {k} units: max_hidden_size={max_hidden_size} leaves room for {room} in layers {eligible}"

@@ -11,6 +11,7 @@ from avalanche.core import SupervisedPlugin
 from torch import nn
 
 from clgrow import Distributor, Extender, GrowableMLP, GrowthError, GrowthReport, distributors, extenders, grow
+from clgrow.grow import room_under_cap
 from strategies.compat import carry_optimizer_state, fix_regularizer_state, optimizer_state_by_name
 
 __all__ = ["GrowPlugin", "GrowthEvent"]
@@ -160,7 +161,7 @@ class GrowPlugin(SupervisedPlugin):
         k = self.units_for(experience)
         layers = list(range(model.num_hidden_layers)) if self.layers is None else self.layers
         if self.max_hidden_size is not None:
-            room = {i: max(0, self.max_hidden_size - model.hidden_sizes[i]) for i in layers}
+            room = room_under_cap(model.hidden_sizes, layers, self.max_hidden_size)
             layers = [i for i in layers if room[i] > 0]
             k = min(k, sum(room.values()))
         if k == 0 or not layers:
