@@ -149,7 +149,7 @@ class SWE(Extender):
     def __repr__(self) -> str:
         return (
             f"SWE(passes={self.passes}, lr={self.lr}, init_std={self.init_std}, partners={self.partners}, "
-            f"on_oversize={self.on_oversize!r})"
+            f"on_oversize={self.on_oversize!r}, coupling_lr={self.coupling_lr})"
         )
 
     @staticmethod
