@@ -40,7 +40,8 @@ class MultiHeadGrowableMLP(GrowableMLP, MultiTaskModule):
         super().__init__(in_features, hidden_sizes, classes_per_head, backbone=backbone, dropout=dropout)
         del self.head
         self.classes_per_head = int(classes_per_head)
-        self.heads = nn.ModuleDict({"0": nn.Linear(self.hidden_sizes[-1], self.classes_per_head)})
+        self.heads = nn.ModuleDict()
+        self.add_task(0)
 
     @property
     def num_classes(self) -> int:
