@@ -25,7 +25,8 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m experiments.bench.suite
-	$(BIN)/python -m experiments.bench.budget --budgets paper default --seeds 0 1 2
+	$(BIN)/python -m experiments.bench.frontier --setting staged
+	$(BIN)/python -m experiments.bench.frontier --setting stream --match default paper "old default" random gradmax
 
 clean:
 	rm -rf $(VENV) runs

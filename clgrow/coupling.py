@@ -11,21 +11,28 @@ and Adam's two moments.
 
 ``FactoredCoupling`` never builds ``C``. The gradient of the loss with respect to a pair's
 coupling is analytic, :math:`\partial L/\partial C_{j,i} = H_j - G_i` with
-:math:`G_i = \partial L/\partial \tilde W_i` and :math:`H_j = \partial L/\partial \tilde r_j`.
-Adam's first moment of a difference is the difference of first moments; its second moment is
-not separable, so each side keeps its own Adam moments and normalises its own gradient,
-:math:`\hat g_i = \hat m_{G,i} / (\sqrt{\hat v_{G,i}} + \epsilon)` and likewise :math:`\hat h_j`.
-The pair transfer :math:`\Delta C_{j,i} = \eta\,(\hat g_i - \hat h_j)` sums in closed form:
+:math:`G_i = \partial L/\partial \tilde W_i` and :math:`H_j = \partial L/\partial \tilde r_j`,
+and Adam's first moment of a difference is the difference of first moments, so each row keeps
+its own moments :math:`m_{G,i}, v_{G,i}` (old partners) and :math:`m_{H,j}, v_{H,j}` (new rows).
+The pair's second moment is what does not separate. Two approximations:
 
-.. math::
-    \Delta \tilde r_j = \eta\,\big(\textstyle\sum_i \hat g_i - s\,\hat h_j\big), \qquad
-    \Delta \tilde W_i = -\eta\,\big(k\,\hat g_i - \textstyle\sum_j \hat h_j\big),
+* ``normalise="column"`` (the default): one second moment per input column shared by every
+  pair, :math:`D = \sqrt{\overline{v_G} + \overline{v_H}}` (means over rows). With
+  :math:`g_i = m_{G,i}/D` and :math:`h_j = m_{H,j}/D`, optionally clipped to ``±clip``, the
+  pair transfer :math:`\Delta C_{j,i} = \eta\,(g_i - h_j)` sums in closed form:
 
-``O((s + k)·m)`` time and memory per step (four floats per row entry: two moments per side).
-Under dense Adam the same happens approximately: each ``C[j, i]`` moves about ``η`` per step in
-the direction of ``\hat g_i - \hat h_j``; the factored form drops only the cross term
-``E[H_j G_i]`` of the pair's second moment. An old unit moves about ``k·η`` per entry and step;
-``η = lr / k`` (the default of ``SWE``) makes that one ordinary Adam step.
+  .. math::
+      \Delta \tilde r_j = \eta\,\big(\textstyle\sum_i g_i - s\,h_j\big), \qquad
+      \Delta \tilde W_i = -\eta\,\big(k\,g_i - \textstyle\sum_j h_j\big),
+
+  ``O((s + k)·m)`` time and memory per step.
+* ``normalise="pair"``: :math:`\Delta C_{j,i} = \eta\,(m_{G,i} - m_{H,j}) /
+  (\sqrt{v_{G,i} + v_{H,j}} + \epsilon)`, dense Adam without the cross term
+  :math:`\mathbb E[H_j G_i]`: ``O(k·s·m)`` time in chunks of bounded memory.
+
+Normalising each side by its own second moment instead (tried, see BENCHMARKS.md) blows up the
+new units' own term: their gradient is tiny while the outgoing weights are near zero, and
+normalised it moves them ``s`` times an Adam step.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from torch import Tensor, nn
 
 __all__ = ["DenseCoupling", "FactoredCoupling", "coupled_weights"]
 
+NORMALISATIONS = ("column", "pair")
 BYTES_PER_DENSE_ENTRY = 16  # value + grad + Adam's exp_avg and exp_avg_sq, float32
 
 
@@ -131,11 +139,12 @@ class FactoredCoupling:
     """
 
     def __init__(
-        self, lin: nn.Linear, n_old: int, partners: Tensor, lr: float,
-        betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+        self, lin: nn.Linear, n_old: int, partners: Tensor, lr: float, normalise: str = "column",
+        clip: float | None = None, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, chunk_bytes: int = 64 * 2**20,
     ) -> None:
         self.lin, self.n_old, self.partners, self.lr = lin, n_old, partners, lr
-        self.betas, self.eps = betas, eps
+        self.normalise, self.betas, self.eps, self.chunk_bytes = normalise, betas, eps, chunk_bytes
+        self.clip = clip
         k, m, s = lin.out_features - n_old, lin.in_features, partners.numel()
         device = lin.weight.device
         # Moments of [grad W | grad b] per row: old partners first, then new rows.
@@ -145,8 +154,10 @@ class FactoredCoupling:
 
     @property
     def state_bytes(self) -> int:
-        """Bytes of the per-row moments and the update buffer."""
-        return 4 * 3 * self.exp_avg.numel()
+        """Bytes of the per-row moments, the update buffers and one chunk of pair terms."""
+        rows = self.exp_avg.numel()
+        pair = 0 if self.normalise != "pair" else min(self.chunk_bytes, 4 * 3 * rows * self.partners.numel())
+        return 4 * 4 * rows + pair
 
     def trainable(self) -> list[nn.Parameter]:
         """Tensors whose gradients :meth:`step` reads (the layer's weight and bias)."""
@@ -162,25 +173,55 @@ class FactoredCoupling:
         w, b = self.lin.weight, self.lin.bias
         if w.grad is None or b.grad is None:
             return
-        n = self.n_old
+        n, s = self.n_old, self.partners.numel()
         grad = torch.cat([w.grad, b.grad[:, None]], 1)
-        grad = torch.cat([grad[:n][self.partners], grad[n:]])
+        if s < n:
+            grad = torch.cat([grad[:n][self.partners], grad[n:]])
         beta1, beta2 = self.betas
         self.steps += 1
+        bc1, bc2 = 1 - beta1**self.steps, 1 - beta2**self.steps
         self.exp_avg.lerp_(grad, 1 - beta1)
         self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        m_hat = self.exp_avg / (1 - beta1**self.steps)
-        v_hat = self.exp_avg_sq / (1 - beta2**self.steps)
-        u = m_hat / (v_hat.sqrt() + self.eps)
-        s = self.partners.numel()
-        g_hat, h_hat = u[:s], u[s:]
-        k = h_hat.shape[0]
-        d_new = self.lr * (g_hat.sum(0) - s * h_hat)
-        d_old = -self.lr * (k * g_hat - h_hat.sum(0))
-        w[n:] += d_new[:, :-1]
-        b[n:] += d_new[:, -1]
-        w.index_add_(0, self.partners, d_old[:, :-1])
-        b.index_add_(0, self.partners, d_old[:, -1])
+        if self.normalise == "pair":
+            d_new, d_old = self._pair_transfers(
+                self.exp_avg[:s] / bc1, self.exp_avg_sq[:s] / bc2, self.exp_avg[s:] / bc1, self.exp_avg_sq[s:] / bc2
+            )
+            d = torch.cat([d_old, d_new])
+        else:
+            # One second moment per input column, shared by every pair: the sums separate.
+            v = self.exp_avg_sq
+            den = (v[:s].mean(0) + v[s:].mean(0)).div_(bc2).sqrt_().add_(self.eps)
+            u = self.exp_avg / den
+            u.div_(bc1)
+            if self.clip is not None:
+                u.clamp_(-self.clip, self.clip)
+            k = u.shape[0] - s
+            d = torch.empty_like(u)
+            torch.sub(u[s:].sum(0), u[:s], alpha=k, out=d[:s])
+            torch.sub(u[:s].sum(0), u[s:], alpha=s, out=d[s:])
+            d.mul_(self.lr)
+        if s == n:
+            w.add_(d[:, :-1])
+            b.add_(d[:, -1])
+        else:
+            w[n:] += d[s:, :-1]
+            b[n:] += d[s:, -1]
+            w.index_add_(0, self.partners, d[:s, :-1])
+            b.index_add_(0, self.partners, d[:s, -1])
+
+    def _pair_transfers(self, mg: Tensor, vg: Tensor, mh: Tensor, vh: Tensor) -> tuple[Tensor, Tensor]:
+        """Sum over pairs of ``η (m_G,i - m_H,j) / (sqrt(v_G,i + v_H,j) + ε)``, chunked over ``j``."""
+        s, k = mg.shape[0], mh.shape[0]
+        d_new = torch.empty_like(mh)
+        d_old = torch.zeros_like(mg)
+        per_j = 4 * 3 * mg.numel()
+        step = max(1, min(k, self.chunk_bytes // max(per_j, 1)))
+        for j0 in range(0, k, step):
+            j1 = min(k, j0 + step)
+            t = (mg[None] - mh[j0:j1, None]) / ((vg[None] + vh[j0:j1, None]).sqrt_().add_(self.eps))
+            d_new[j0:j1] = t.sum(1)
+            d_old -= t.sum(0)
+        return self.lr * d_new, self.lr * d_old
 
     def bake(self) -> None:
         """Nothing to fold: the transfers were applied to the weights directly."""

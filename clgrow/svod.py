@@ -53,6 +53,9 @@ class SVoD(Distributor):
         RMSprop settings for step 2.
     """
 
+    #: The paper's budget: one pass to train the candidates, one to vote.
+    PAPER: dict[str, Any] = {"train_passes": 1.0, "vote_passes": 1.0}
+
     def __init__(
         self,
         train_passes: float = 0.1,

@@ -40,7 +40,13 @@ from typing import Any, Union
 import torch
 from torch import Tensor
 
-from clgrow.coupling import BYTES_PER_DENSE_ENTRY, DenseCoupling, FactoredCoupling, coupled_weights
+from clgrow.coupling import (
+    BYTES_PER_DENSE_ENTRY,
+    NORMALISATIONS,
+    DenseCoupling,
+    FactoredCoupling,
+    coupled_weights,
+)
 from clgrow.data import iter_passes, unpack
 from clgrow.errors import GrowthError
 from clgrow.extender import Extender, LossFn, extenders, model_device
@@ -66,12 +72,16 @@ def _adam(params: list[Any], lr: float) -> torch.optim.Optimizer:
 class SWE(Extender):
     """Shared-Weights Extender.
 
+    The defaults are the measured frontier choice (``experiments.bench.frontier``,
+    BENCHMARKS.md): a factored coupling with a per-column second moment and transfers clipped
+    at ``0.5``, every growing layer adjusted jointly for half a pass. The paper's procedure is
+    ``SWE(coupling="dense", schedule="sequential", passes=1.0)`` (preset ``swe-svod-paper``).
+
     Parameters
     ----------
     passes : float
         Adjustment budget in passes over the growth data (fractions allowed; at least one
-        batch): per layer with ``schedule="sequential"``, in total with ``"joint"``. The paper
-        adjusts each layer for a full pass (preset ``swe-svod-paper``).
+        batch): per layer with ``schedule="sequential"``, in total with ``"joint"``.
     lr : float
         Adam learning rate for the consumer weights ``V`` (and the coupling, see ``coupling_lr``).
     init_std : float
@@ -87,27 +97,33 @@ class SWE(Extender):
         Step size of the coupling (Adam's for ``C``, or ``η`` of the factored transfers);
         default ``lr``. Each old unit moves by the sum of ``k`` pair transfers, so it moves about
         ``k`` times faster than this step size suggests.
-    per_unit_step : bool
-        Divide the coupling's step size by the layer's ``k``, so an old unit moves about one
-        step size per step whatever ``k`` is.
-    coupling : {"dense", "factored"}
+    coupling : {"factored", "dense"}
         How the coupling is represented and stepped (``clgrow.coupling``).
-    schedule : {"sequential", "joint"}
-        One layer at a time, last to first, or all growing layers in one adjustment.
+    schedule : {"joint", "sequential"}
+        All growing layers in one adjustment, or one layer at a time, last to first.
+    normalise : {"column", "pair"}
+        Second moment of the factored coupling: one per input column shared by all pairs
+        (``O((s + k)·m)`` work), or per pair without the cross term (``O(k·s·m)`` work, chunked).
+    clip : float, optional
+        Bound on the column-normalised step of each row (``None``: no bound).
     """
+
+    #: The paper's procedure: a dense coupling, one full pass per layer, last layer first.
+    PAPER: dict[str, Any] = {"coupling": "dense", "schedule": "sequential", "passes": 1.0}
 
     def __init__(
         self,
-        passes: float = 0.05,
+        passes: float = 0.5,
         lr: float = 1e-3,
         init_std: float = 1e-4,
         partners: int | None = None,
         max_coupling_bytes: int = 2 * 1024**3,
         on_oversize: str = "error",
         coupling_lr: float | None = None,
-        per_unit_step: bool = False,
-        coupling: str = "dense",
-        schedule: str = "sequential",
+        coupling: str = "factored",
+        schedule: str = "joint",
+        normalise: str = "column",
+        clip: float | None = 0.5,
     ) -> None:
         super().__init__()
         if isinstance(passes, bool) or passes < 0 or not math.isfinite(passes):
@@ -126,6 +142,10 @@ class SWE(Extender):
             raise GrowthError(f"SWE coupling must be one of {COUPLINGS}, got {coupling!r}")
         if schedule not in SCHEDULES:
             raise GrowthError(f"SWE schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if normalise not in NORMALISATIONS:
+            raise GrowthError(f"SWE normalise must be one of {NORMALISATIONS}, got {normalise!r}")
+        if clip is not None and (not clip > 0 or not math.isfinite(clip)):
+            raise GrowthError(f"SWE clip must be a finite number > 0 or None, got {clip}")
         self.passes = float(passes)
         self.lr = float(lr)
         self.init_std = float(init_std)
@@ -133,15 +153,16 @@ class SWE(Extender):
         self.max_coupling_bytes = int(max_coupling_bytes)
         self.on_oversize = on_oversize
         self.coupling_lr = coupling_lr
-        self.per_unit_step = bool(per_unit_step)
         self.coupling = coupling
         self.schedule = schedule
+        self.normalise = normalise
+        self.clip = clip
 
     def __repr__(self) -> str:
         return (
             f"SWE(passes={self.passes}, lr={self.lr}, coupling={self.coupling!r}, schedule={self.schedule!r}, "
-            f"coupling_lr={self.coupling_lr}, per_unit_step={self.per_unit_step}, partners={self.partners}, "
-            f"init_std={self.init_std}, on_oversize={self.on_oversize!r})"
+            f"normalise={self.normalise!r}, clip={self.clip}, coupling_lr={self.coupling_lr}, "
+            f"partners={self.partners}, init_std={self.init_std}, on_oversize={self.on_oversize!r})"
         )
 
     @staticmethod
@@ -170,7 +191,10 @@ class SWE(Extender):
         """Apply the memory guard to every layer before any layer changes."""
         for layer, k in allocation.items():
             if k > 0:
-                self._partners_for(model.hidden_sizes[layer], k, model.hidden[layer].in_features, layer)
+                m = model.hidden[layer].in_features
+                if self.schedule == "joint":  # the layer below grows before the couplings are built
+                    m += int(allocation.get(layer - 1, 0))
+                self._partners_for(model.hidden_sizes[layer], k, m, layer)
 
     def extend(
         self,
@@ -187,11 +211,16 @@ class SWE(Extender):
         groups = [order] if self.schedule == "joint" else [[layer] for layer in order]
         new_units: dict[int, Tensor] = {}
         for group in groups:
-            couplings: dict[int, Coupling] = {}
+            # Insert every unit of the group before building couplings: a layer's coupling spans
+            # the input columns that the layer below gains.
+            n_old = {layer: model.hidden_sizes[layer] for layer in group}
             for layer in group:
-                new_units[layer], cp = self._insert(model, layer, int(allocation[layer]), cohort)
-                if cp is not None:
-                    couplings[layer] = cp
+                new_units[layer] = self._insert(model, layer, int(allocation[layer]), cohort)
+            couplings: dict[int, Coupling] = {}
+            if self.passes > 0:
+                for layer in group:
+                    if n_old[layer] > 0:
+                        couplings[layer] = self._couple(model, layer, n_old[layer], int(allocation[layer]))
             if not couplings:
                 continue
             started = time.perf_counter()
@@ -210,15 +239,15 @@ class SWE(Extender):
                 }
         return new_units
 
-    def _insert(self, model: GrowableMLP, layer: int, k: int, cohort: int) -> tuple[Tensor, Coupling | None]:
-        """Add ``k`` default-initialised units with zero outgoing weights; build their coupling."""
+    def _insert(self, model: GrowableMLP, layer: int, k: int, cohort: int) -> Tensor:
+        """Add ``k`` default-initialised units with zero outgoing weights; their indices."""
+        w0, b0 = default_linear_init(k, model.hidden[layer].in_features)
+        return model.add_units(layer, w0, b0, None, cohort=cohort)
+
+    def _couple(self, model: GrowableMLP, layer: int, n_old: int, k: int) -> Coupling:
+        """The coupling of ``layer``'s ``k`` new units (its last rows) with ``n_old`` old ones."""
         lin = model.hidden[layer]
-        n_old, m = lin.weight.shape
-        s = self._partners_for(n_old, k, m, layer)
-        w0, b0 = default_linear_init(k, m)
-        new_idx = model.add_units(layer, w0, b0, None, cohort=cohort)
-        if n_old == 0 or self.passes == 0:
-            return new_idx, None
+        s = self._partners_for(n_old, k, lin.in_features, layer)
         device = lin.weight.device
         partners = (
             torch.arange(n_old, device=device)
@@ -226,13 +255,9 @@ class SWE(Extender):
             else torch.randperm(n_old, device=device)[:s].sort().values
         )
         step = self.lr if self.coupling_lr is None else self.coupling_lr
-        if self.per_unit_step:
-            step /= k
         if self.coupling == "dense":
-            cp: Coupling = DenseCoupling(lin, n_old, partners, step, self.init_std)
-        else:
-            cp = FactoredCoupling(lin, n_old, partners, step)
-        return new_idx, cp
+            return DenseCoupling(lin, n_old, partners, step, self.init_std)
+        return FactoredCoupling(lin, n_old, partners, step, self.normalise, self.clip)
 
     def _adjust(
         self, model: GrowableMLP, couplings: dict[int, Coupling], loader: Iterable[Any], loss_fn: LossFn

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from clgrow import GrowableMLP, SVoD, extenders, grow, measure_inactivity
+from clgrow import SWE, GrowableMLP, SVoD, extenders, grow, measure_inactivity
 from experiments.embedded import EMBEDDED, load_embedded
 
 
@@ -46,7 +46,7 @@ def accuracy(model: nn.Module, loader: DataLoader) -> float:
     return hits / total
 
 
-_PAPER = {"swe": dict(passes=1.0), "gradmax": dict(passes=1.0)}
+_PAPER = {"swe": SWE.PAPER, "gradmax": dict(passes=1.0)}
 
 
 def run_seed(data_name: str, k: int, hidden: Sequence[int], epochs: int, seed: int, lr: float,
@@ -68,7 +68,7 @@ def run_seed(data_name: str, k: int, hidden: Sequence[int], epochs: int, seed: i
         ext_kwargs = dict(_PAPER.get(name, {})) if paper else {}
         if name == "swe" and swe_kwargs:
             ext_kwargs.update(swe_kwargs)
-        dist = SVoD(train_passes=1.0, vote_passes=1.0) if paper else SVoD()
+        dist = SVoD(**SVoD.PAPER) if paper else SVoD()
         report = grow(model, k, train, extenders[name](**ext_kwargs), dist)
         grown = measure_inactivity(model, test)
         acc_grown = accuracy(model, test)

@@ -12,7 +12,7 @@ from avalanche.training.supervised import Cumulative, Naive, Replay
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
-from clgrow import Distributor, Extender, GrowthError, distributors, extenders
+from clgrow import SWE, Distributor, Extender, GrowthError, SVoD, distributors, extenders
 from strategies.plugin import GrowPlugin
 
 __all__ = ["GROWTH_PRESETS", "STRATEGIES", "GrowthSpec", "parse_growth", "build_strategy", "make_grow_plugin"]
@@ -37,8 +37,8 @@ class GrowthSpec:
 
 # The paper's budget: one pass to train SVoD's candidates, one to vote, one SWE
 # adjustment pass per layer.
-_PAPER_SWE = {"passes": 1.0}
-_PAPER_SVOD = {"train_passes": 1.0, "vote_passes": 1.0}
+_PAPER_SWE = SWE.PAPER
+_PAPER_SVOD = SVoD.PAPER
 
 GROWTH_PRESETS: dict[str, GrowthSpec | None] = {
     "none": None,

@@ -78,7 +78,7 @@ def section_cost(quick: bool) -> str:
     model, loader, epoch = _setup(3, 256, 784)
     k = 64
     rows = ["| method | budget | growth step / epoch |", "|---|---|---|"]
-    paper_ext = {"swe": dict(passes=1.0), "gradmax": dict(passes=1.0)}
+    paper_ext = {"swe": SWE.PAPER, "gradmax": dict(passes=1.0)}
     for name in sorted(extenders):
         for budget, kw in (("default", {}), ("paper", paper_ext.get(name))):
             if kw is None:
@@ -86,11 +86,11 @@ def section_cost(quick: bool) -> str:
             r = _grow_ratio(model, loader, epoch, k, extenders[name](**kw), "uniform")
             rows.append(f"| extender `{name}` (uniform allocation) | {budget} | {r['extender']:.2f} |")
     for name in sorted(distributors):
-        kws = [("default", {})] + ([("paper", dict(train_passes=1.0, vote_passes=1.0))] if name == "svod" else [])
+        kws = [("default", {})] + ([("paper", SVoD.PAPER)] if name == "svod" else [])
         for budget, kw in kws:
             r = _grow_ratio(model, loader, epoch, k, "random", distributors[name](**kw))
             rows.append(f"| distributor `{name}` | {budget} | {r['distributor']:.2f} |")
-    for budget, ext, dist in (("default", SWE(), SVoD()), ("paper", SWE(passes=1.0), SVoD(1.0, 1.0))):
+    for budget, ext, dist in (("default", SWE(), SVoD()), ("paper", SWE(**SWE.PAPER), SVoD(**SVoD.PAPER))):
         r = _grow_ratio(model, loader, epoch, k, ext, dist)
         rows.append(f"| **SVoD + SWE** | {budget} | **{r['total']:.2f}** |")
     head = (f"MLP 784-[256, 256, 256]-10, K = {k}, 2,048 samples in batches of 64 (one epoch = 32 batches); "
@@ -109,7 +109,7 @@ def section_scaling(quick: bool) -> str:
             p = dict(base, **{factor: v})
             model, loader, epoch = _setup(p["layers"], p["width"], p["m"])
             d = _grow_ratio(model, loader, epoch, p["k"], SWE(on_oversize="subsample"), SVoD(), repeats=1)
-            paper = "—" if quick else f"{_grow_ratio(model, loader, epoch, p['k'], SWE(passes=1.0, on_oversize='subsample'), SVoD(1.0, 1.0), repeats=1)['total']:.2f}"
+            paper = "—" if quick else f"{_grow_ratio(model, loader, epoch, p['k'], SWE(**SWE.PAPER, on_oversize='subsample'), SVoD(**SVoD.PAPER), repeats=1)['total']:.2f}"
             per_layer = p["k"] / p["layers"]
             mib = max(SWE.coupling_bytes(int(per_layer + 1), p["width"], p["m"] if i == 0 else p["width"])
                       for i in range(p["layers"])) / 2**20

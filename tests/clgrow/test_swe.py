@@ -1,4 +1,5 @@
-"""SWE: column-sum conservation, baking, frozen weights, memory guard, NaN rollback."""
+"""SWE: column-sum conservation, baking, frozen weights, memory guard, NaN rollback, for every
+coupling (dense, factored per column or per pair) and schedule (sequential, joint)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,56 @@ from torch import nn
 
 import clgrow.swe as swe_module
 from clgrow import SWE, GrowableMLP, GrowthError, coupled_weights, grow
+from clgrow.coupling import FactoredCoupling
 from tests.helpers import state_equal
+
+# Every variant the extender offers; each test below runs on all of them.
+VARIANTS = {
+    "default": {},
+    "paper": dict(SWE.PAPER),
+    "dense-joint": dict(coupling="dense", schedule="joint"),
+    "factored-sequential": dict(coupling="factored", schedule="sequential"),
+    "factored-pair": dict(coupling="factored", normalise="pair"),
+    "factored-column-unclipped": dict(coupling="factored", normalise="column", clip=None),
+}
+variants = pytest.mark.parametrize("variant", list(VARIANTS))
+
+
+def _swe(variant: str, **kwargs) -> SWE:
+    return SWE(**{**VARIANTS[variant], **kwargs})
+
+
+def _wb(model: GrowableMLP, layer: int) -> torch.Tensor:
+    lin = model.hidden[layer]
+    return torch.cat([lin.weight, lin.bias[:, None]], 1).detach().clone()
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 9), k=st.integers(1, 6), m=st.integers(1, 9), seed=st.integers(0, 2**16),
+       subset=st.booleans(), normalise=st.sampled_from(["column", "pair"]),
+       clip=st.sampled_from([None, 0.5]), steps=st.integers(1, 4))
+def test_factored_coupling_conserves_column_sums(n, k, m, seed, subset, normalise, clip, steps):
+    """Each step is a set of pair transfers: column sums of [W | b] never change, and old units
+    that are not partners are never touched."""
+    g = torch.Generator().manual_seed(seed)
+    lin = nn.Linear(m, n + k)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(n + k, m, generator=g))
+        lin.bias.copy_(torch.randn(n + k, generator=g))
+    s = max(1, n // 2) if subset else n
+    partners = torch.randperm(n, generator=g)[:s].sort().values
+    before = torch.cat([lin.weight, lin.bias[:, None]], 1).detach().clone()
+    cp = FactoredCoupling(lin, n, partners, lr=0.1, normalise=normalise, clip=clip)
+    for _ in range(steps):
+        lin.weight.grad = torch.randn(n + k, m, generator=g)
+        lin.bias.grad = torch.randn(n + k, generator=g)
+        cp.step()
+    after = torch.cat([lin.weight, lin.bias[:, None]], 1).detach()
+    torch.testing.assert_close(after.sum(0), before.sum(0), rtol=1e-5, atol=1e-4)
+    assert not torch.equal(after[n:], before[n:])
+    others = torch.ones(n, dtype=torch.bool)
+    others[partners] = False
+    assert torch.equal(after[:n][others], before[:n][others])
 
 
 @settings(max_examples=60, deadline=None)
@@ -44,7 +94,8 @@ def _record_new_rows(monkeypatch) -> list[torch.Tensor]:
     return rows
 
 
-def test_swe_moves_only_coupling_and_consumer(trained_mlp, digits_loader, monkeypatch):
+@variants
+def test_swe_moves_only_coupling_and_consumer(variant, trained_mlp, digits_loader, monkeypatch):
     """After SWE on layer 1: column sums of [W|b] of layer 1 are those of old rows + r; every
     other parameter except the consumer's weight is bit-identical."""
     torch.manual_seed(1)
@@ -52,7 +103,7 @@ def test_swe_moves_only_coupling_and_consumer(trained_mlp, digits_loader, monkey
     model = trained_mlp
     old = {k: v.clone() for k, v in model.state_dict().items()}
     # weight decay on the *training* optimizer must be irrelevant: SWE builds its own
-    report = grow(model, 5, digits_loader, SWE(passes=1.0), "fixed", layers=[1])
+    report = grow(model, 5, digits_loader, _swe(variant, passes=1.0), "fixed", layers=[1])
     assert report.allocation == {1: 5}
     new = model.state_dict()
     wb_before = torch.cat([old["hidden.1.weight"], old["hidden.1.bias"][:, None]], 1)
@@ -69,9 +120,10 @@ def test_swe_moves_only_coupling_and_consumer(trained_mlp, digits_loader, monkey
     assert new["hidden.2.weight"][:, 16:].abs().sum() > 0
 
 
-def test_baked_model_is_a_plain_growable_mlp(trained_mlp, digits_loader):
+@variants
+def test_baked_model_is_a_plain_growable_mlp(variant, trained_mlp, digits_loader):
     names_before = [n for n, _ in trained_mlp.named_parameters()]
-    grow(trained_mlp, 6, digits_loader, SWE(passes=0.5), "uniform")
+    grow(trained_mlp, 6, digits_loader, _swe(variant, passes=0.5), "uniform")
     assert type(trained_mlp) is GrowableMLP
     assert [n for n, _ in trained_mlp.named_parameters()] == names_before
     assert trained_mlp.hidden_sizes == [18, 18, 18]
@@ -80,10 +132,11 @@ def test_baked_model_is_a_plain_growable_mlp(trained_mlp, digits_loader):
     fresh.load_state_dict(trained_mlp.state_dict())
 
 
-def test_frozen_flags_and_training_mode_are_restored(trained_mlp, digits_loader):
+@variants
+def test_frozen_flags_and_training_mode_are_restored(variant, trained_mlp, digits_loader):
     trained_mlp.hidden[0].weight.requires_grad_(False)
     trained_mlp.train()
-    grow(trained_mlp, 3, digits_loader, SWE(passes=0.25), "uniform")
+    grow(trained_mlp, 3, digits_loader, _swe(variant, passes=0.25), "uniform")
     assert trained_mlp.training
     assert not trained_mlp.hidden[0].weight.requires_grad
     assert all(p.requires_grad for n, p in trained_mlp.named_parameters() if n != "hidden.0.weight")
@@ -93,17 +146,18 @@ def test_frozen_flags_and_training_mode_are_restored(trained_mlp, digits_loader)
 def test_memory_guard_refuses_before_any_change(trained_mlp, digits_loader):
     state = {k: v.clone() for k, v in trained_mlp.state_dict().items()}
     with pytest.raises(GrowthError, match="max_coupling_bytes"):
-        grow(trained_mlp, 8, digits_loader, SWE(max_coupling_bytes=1000), "uniform")
+        grow(trained_mlp, 8, digits_loader, SWE(coupling="dense", max_coupling_bytes=1000), "uniform")
     assert state_equal(state, trained_mlp.state_dict())
 
 
 def test_memory_guard_can_subsample_partners(trained_mlp, digits_loader):
-    ext = SWE(passes=0.25, max_coupling_bytes=16 * 4 * 64 * 5, on_oversize="subsample")
+    ext = SWE(coupling="dense", passes=0.25, max_coupling_bytes=16 * 4 * 64 * 5, on_oversize="subsample")
     report = grow(trained_mlp, 4, digits_loader, ext, "fixed", layers=[0])
     assert report.info["extender"]["layer0"]["partners"] == 5
 
 
-def test_nan_loss_during_adjustment_rolls_back(trained_mlp, digits_loader):
+@variants
+def test_nan_loss_during_adjustment_rolls_back(variant, trained_mlp, digits_loader):
     state = {k: v.clone() for k, v in trained_mlp.state_dict().items()}
     ids = [id(p) for p in trained_mlp.parameters()]
     calls = {"n": 0}
@@ -114,19 +168,23 @@ def test_nan_loss_during_adjustment_rolls_back(trained_mlp, digits_loader):
         return loss * float("nan") if calls["n"] > 3 else loss
 
     with pytest.raises(GrowthError, match="loss became nan"):
-        grow(trained_mlp, 6, digits_loader, SWE(passes=1.0), "uniform", loss_fn=loss_fn)
+        grow(trained_mlp, 6, digits_loader, _swe(variant, passes=1.0), "uniform", loss_fn=loss_fn)
     assert state_equal(state, trained_mlp.state_dict())
     assert [id(p) for p in trained_mlp.parameters()] == ids
     assert trained_mlp.hidden_sizes == [16, 16, 16]
 
 
-@pytest.mark.parametrize("kwargs", [dict(passes=-1), dict(lr=0), dict(partners=0), dict(on_oversize="x"), dict(coupling_lr=0)])
+@pytest.mark.parametrize("kwargs", [dict(passes=-1), dict(lr=0), dict(partners=0), dict(on_oversize="x"),
+                                    dict(coupling_lr=0), dict(coupling="x"), dict(schedule="x"),
+                                    dict(normalise="x"), dict(clip=0), dict(lr=float("nan")),
+                                    dict(coupling_lr=float("inf"))])
 def test_swe_arguments_are_validated(kwargs):
     with pytest.raises(GrowthError):
         SWE(**kwargs)
 
 
-def test_coupling_lr_limits_how_far_old_units_move(trained_mlp, digits_loader):
+@variants
+def test_coupling_lr_limits_how_far_old_units_move(variant, trained_mlp, digits_loader):
     import copy
 
     def moved(ext):
@@ -136,5 +194,44 @@ def test_coupling_lr_limits_how_far_old_units_move(trained_mlp, digits_loader):
         grow(model, 5, digits_loader, ext, "fixed", layers=[1])
         return (model.hidden[1].weight[:16] - before).abs().sum().item()
 
-    fast, slow = moved(SWE(passes=0.5)), moved(SWE(passes=0.5, coupling_lr=1e-6))
+    fast, slow = moved(_swe(variant, passes=0.5)), moved(_swe(variant, passes=0.5, coupling_lr=1e-6))
     assert 0 < slow < fast / 50
+
+
+def test_joint_schedule_conserves_column_sums_of_a_coupled_consumer(trained_mlp, digits_loader, monkeypatch):
+    """Layers 1 and 2 grow together: layer 2's rows are coupled and it also consumes layer 1's new
+    units. Its old input columns keep their sums (old rows + new default rows); only the columns
+    of layer 1's new units are trained directly."""
+    rows = _record_new_rows(monkeypatch)
+    model = trained_mlp
+    before = {i: _wb(model, i) for i in (1, 2)}
+    torch.manual_seed(0)
+    report = grow(model, 8, digits_loader, SWE(passes=1.0), "uniform", layers=[1, 2])
+    assert report.allocation == {1: 4, 2: 4}
+    new_rows = {2: rows[0], 1: rows[1]}  # inserted last layer first
+    after1 = _wb(model, 1)
+    torch.testing.assert_close(after1.sum(0), before[1].sum(0) + new_rows[1].sum(0), rtol=1e-5, atol=1e-5)
+    after2 = _wb(model, 2)  # columns: 16 old inputs, 4 new inputs, then the bias
+    old_cols = list(range(16)) + [20]
+    expected = before[2].sum(0) + new_rows[2][:, [*range(16), 16]].sum(0)
+    torch.testing.assert_close(after2[:, old_cols].sum(0), expected, rtol=1e-5, atol=1e-5)
+    assert after2[:, 16:20].abs().sum() > 0  # the new columns trained
+    assert not torch.equal(after1[:16], before[1])  # the coupling moved old units
+
+
+@pytest.mark.parametrize("variant", ["default", "factored-pair"])
+def test_factored_coupling_grows_a_layer_the_dense_guard_refuses(variant):
+    """K = 256 into a 1024-wide layer on 784 inputs: the dense coupling needs 3.1 GiB and is
+    refused; the factored ones grow under the same guard, reporting state within its bound."""
+    torch.manual_seed(0)
+    model = GrowableMLP(784, [1024], 10)
+    x, y = torch.rand(64, 784), torch.randint(0, 10, (64,))
+    loader = [(x, y)]
+    guard = 2 * 1024**3
+    with pytest.raises(GrowthError, match="max_coupling_bytes"):
+        grow(model, 256, loader, SWE(coupling="dense", max_coupling_bytes=guard), "fixed")
+    assert model.hidden_sizes == [1024]
+    report = grow(model, 256, loader, _swe(variant, max_coupling_bytes=guard), "fixed")
+    assert model.hidden_sizes == [1280]
+    mib = report.info["extender"]["layer0"]["coupling_mib"]
+    assert 0 < mib * 2**20 <= 64 * 2**20 + 4 * 4 * (1024 + 256) * 785

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
-from experiments.bench import budget, suite
+from clgrow import SWE, SVoD
+from experiments.bench import frontier, suite
 
 
 def test_inactivity_section_prints_ratios():
@@ -12,9 +11,17 @@ def test_inactivity_section_prints_ratios():
     assert "| `measure_inactivity`" in text and text.count("|") > 10
 
 
-def test_budget_labels():
-    assert budget.parse_budget("paper")[1] == {"passes": 1.0}
-    assert budget.parse_budget("0.1,0.05,0.05")[2] == {"train_passes": 0.1, "vote_passes": 0.05}
-    assert budget.parse_budget("default")[0].startswith("default (0.1, 0.05, 0.05")
-    with pytest.raises(SystemExit):
-        budget.parse_budget("fast")
+def test_frontier_names_the_default_and_the_paper_preset():
+    assert frontier.VARIANTS[frontier.DEFAULT] == ("swe", {}, {})
+    assert frontier.VARIANTS[frontier.PAPER] == ("swe", SWE.PAPER, SVoD.PAPER)
+    assert len(frontier.VARIANTS) == len(set(frontier.VARIANTS))
+
+
+def test_frontier_staged_prints_one_row_per_variant(capsys):
+    frontier.main(["--data", "digits", "--seeds", "0", "--hidden", "8", "8", "--k", "4", "--growths", "1",
+                   "--epochs-before", "1", "--epochs-between", "1", "--workers", "1",
+                   "--variants", "random", frontier.DEFAULT])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "variant" not in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| random", "| " + frontier.DEFAULT]
+    assert all("nan" not in r for r in rows)

@@ -1,0 +1,210 @@
+"""SWE's quality-versus-cost frontier: extender variants x budgets, over seeds.
+
+Two settings:
+
+* ``staged`` (plain PyTorch, the paper's setting): train an MLP, grow it ``--growths`` times by
+  ``--k`` units (allocation by the distributor of the variant, default SVoD), train
+  ``--epochs-between`` epochs after each growth. Reports new-unit dead/dormant at the end (on the
+  test split), accuracy before the first growth, right after it and at the end, growth step /
+  training epoch (both timed in the same process) and the extender's peak extra state.
+* ``stream`` (continual learning): the runner's stream (default Replay on split-mnist-5k, as in
+  the quick grid), growing at every experience.
+
+    python -m experiments.bench.frontier --setting staged --data mnist-5k mnist1d --seeds 0 1 2
+    python -m experiments.bench.frontier --setting stream --seeds 0 1 2
+
+Variants are named in ``VARIANTS`` (``--variants`` picks some).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import statistics
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from clgrow.svod import SVoD as _SVoD
+from clgrow.swe import SWE as _SWE
+
+SWE_PAPER, SVOD_PAPER = _SWE.PAPER, _SVoD.PAPER
+
+# label -> (extender name, extender kwargs, distributor kwargs); SVoD always distributes, with its
+# default budget unless the row says otherwise.
+DEFAULT = "**default**: factored-column, joint, 0.5 pass, clip 0.5"
+PAPER = "swe paper preset (dense, sequential, 1 pass/layer; SVoD 1 + 1)"
+_COL = {"coupling": "factored", "normalise": "column", "schedule": "joint"}
+VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "random": ("random", {}, {}),
+    "net2net": ("net2net", {}, {}),
+    "gradmax": ("gradmax", {}, {}),
+    PAPER: ("swe", dict(SWE_PAPER), dict(SVOD_PAPER)),
+    "swe dense, sequential, 0.05 pass/layer (old default)": (
+        "swe", {"coupling": "dense", "schedule": "sequential", "passes": 0.05}, {}),
+    "swe dense, sequential, 0.25 pass/layer": (
+        "swe", {"coupling": "dense", "schedule": "sequential", "passes": 0.25}, {}),
+    "swe dense, sequential, 1 pass/layer (SVoD default)": (
+        "swe", {"coupling": "dense", "schedule": "sequential", "passes": 1.0}, {}),
+    "swe dense, joint, 0.5 pass": ("swe", {"coupling": "dense", "schedule": "joint", "passes": 0.5}, {}),
+    "swe dense, joint, 1 pass": ("swe", {"coupling": "dense", "schedule": "joint", "passes": 1.0}, {}),
+    "swe factored-pair, joint, 0.5 pass": (
+        "swe", {"coupling": "factored", "normalise": "pair", "schedule": "joint", "passes": 0.5}, {}),
+    "swe factored-pair, joint, 1 pass": (
+        "swe", {"coupling": "factored", "normalise": "pair", "schedule": "joint", "passes": 1.0}, {}),
+    "swe factored-column, joint, 0.5 pass, no clip": ("swe", {**_COL, "passes": 0.5, "clip": None}, {}),
+    "swe factored-column, joint, 0.5 pass, clip 0.25": ("swe", {**_COL, "passes": 0.5, "clip": 0.25}, {}),
+    "swe factored-column, joint, 0.3 pass, clip 0.5": ("swe", {**_COL, "passes": 0.3, "clip": 0.5}, {}),
+    "swe factored-column, joint, 0.5 pass, clip 0.5, coupling_lr 2e-3": (
+        "swe", {**_COL, "passes": 0.5, "clip": 0.5, "coupling_lr": 2e-3}, {}),
+    "swe factored-column, joint, 1 pass, clip 0.5": ("swe", {**_COL, "passes": 1.0, "clip": 0.5}, {}),
+    "swe factored-column, sequential, 0.25 pass/layer, clip 0.5": (
+        "swe", {**_COL, "schedule": "sequential", "passes": 0.25, "clip": 0.5}, {}),
+    DEFAULT: ("swe", {}, {}),
+}
+
+
+def _staged(job: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from clgrow import SVoD, extenders, grow, measure_inactivity
+    from clgrow.model import GrowableMLP
+    from experiments.embedded import load_embedded
+    from experiments.growth_demo import accuracy, train_epoch
+
+    torch.set_num_threads(1)
+    ext_name, ext_kwargs, dist_kwargs = VARIANTS[job["variant"]]
+    data = load_embedded(job["data"])
+    seed = job["seed"]
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    train = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=job["batch"], shuffle=True,
+                       generator=gen)
+    test = DataLoader(TensorDataset(data.x_test, data.y_test), batch_size=1000)
+    model = GrowableMLP(data.x_train.shape[1], job["hidden"], data.num_classes)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    epochs = [train_epoch(model, train, opt) for _ in range(job["epochs_before"])]
+    acc_before = accuracy(model, test)
+    growth_s, acc_grown, extra_mib = [], [], 0.0
+    torch.manual_seed(seed + 1000)
+    for _ in range(job["growths"]):
+        report = grow(model, job["k"], train, extenders[ext_name](**ext_kwargs), SVoD(**dist_kwargs))
+        growth_s.append(report.seconds["total"])
+        extra_mib = max([extra_mib] + [v.get("coupling_mib", 0.0) for v in report.info["extender"].values()])
+        acc_grown.append(accuracy(model, test))
+        if len(acc_grown) == 1:
+            first = measure_inactivity(model, test)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        epochs += [train_epoch(model, train, opt) for _ in range(job["epochs_between"])]
+    stats = measure_inactivity(model, test)
+    epoch = statistics.median(epochs)
+    return {
+        **job,
+        "growth_per_epoch": statistics.fmean(growth_s) / epoch,
+        "acc_before": acc_before,
+        "acc_grown": acc_grown[0],
+        "acc_final": accuracy(model, test),
+        "new_dead": stats.new_dead_fraction,
+        "new_dormant": stats.new_dormant_fraction,
+        "grown_dormant": first.new_dormant_fraction,
+        "extra_mib": extra_mib,
+    }
+
+
+def _stream(job: dict[str, Any]) -> dict[str, Any]:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from experiments.config import RunConfig
+    from experiments.runner import run
+
+    ext_name, ext_kwargs, dist_kwargs = VARIANTS[job["variant"]]
+    growth = "swe-svod" if ext_name == "swe" else f"{ext_name}-svod"
+    cfg = RunConfig(benchmark=job["data"], strategy="replay", growth=growth, seed=job["seed"],
+                    hidden_sizes=job["hidden"], neurons_per_experience=job["k"], extender_kwargs=ext_kwargs,
+                    distributor_kwargs=dist_kwargs, threads=1, strategy_kwargs={"mem_size": 200})
+    s = run(cfg.validate())
+    steps = s["growth_events"]
+    return {
+        **job,
+        "growth_per_epoch": statistics.fmean(e["seconds"]["total"] for e in steps) / s["epoch_seconds_median"],
+        "acc_final": s["final_accuracy"],
+        "forgetting": s["average_forgetting"],
+        "new_dead": s["new_dead_fraction"][-1],
+        "new_dormant": s["new_dormant_fraction"][-1],
+        "extra_mib": max([0.0] + [v.get("coupling_mib", 0.0) for e in steps
+                                  for v in e.get("info", {}).get("extender", {}).values()
+                                  if isinstance(v, dict)]),
+    }
+
+
+def _ms(vals: Sequence[float], pct: bool, digits: int | None = None) -> str:
+    k = 100.0 if pct else 1.0
+    vals = [v * k for v in vals if v is not None and not math.isnan(v)]
+    if not vals:
+        return "—"
+    d = (1 if pct else 2) if digits is None else digits
+    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return f"{statistics.fmean(vals):.{d}f} ± {sd:.{d}f}"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Print the frontier as Markdown tables, one per data set."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--setting", choices=["staged", "stream"], default="staged")
+    p.add_argument("--data", nargs="+", default=None,
+                   help="embedded data sets (staged: mnist-5k, mnist1d) or benchmarks (stream)")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), metavar="LABEL")
+    p.add_argument("--match", nargs="+", default=None, metavar="TEXT",
+                   help="run the variants whose label contains any of these texts")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--hidden", type=int, nargs="+", default=None)
+    p.add_argument("--k", type=int, default=None, help="units per growth step")
+    p.add_argument("--growths", type=int, default=2)
+    p.add_argument("--epochs-before", type=int, default=3)
+    p.add_argument("--epochs-between", type=int, default=2)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2)
+    a = p.parse_args(argv)
+    if a.match:
+        a.variants = [v for v in VARIANTS if any(t in v for t in a.match)]
+    unknown = [v for v in a.variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+    staged = a.setting == "staged"
+    datas = a.data or (["mnist-5k", "mnist1d"] if staged else ["split-mnist-5k"])
+    hidden = a.hidden or ([32, 32, 32] if staged else [64, 64])
+    k = a.k or (48 if staged else 32)
+    jobs = [dict(variant=v, data=d, seed=s, hidden=hidden, k=k, growths=a.growths, batch=a.batch,
+                 epochs_before=a.epochs_before, epochs_between=a.epochs_between)
+            for d in datas for v in a.variants for s in a.seeds]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=a.workers) as pool:
+        results = list(pool.map(_staged if staged else _stream, jobs))
+    if staged:
+        cols = [("new dormant", "new_dormant", True), ("new dead", "new_dead", True),
+                ("new dormant right after growth 1", "grown_dormant", True), ("acc before", "acc_before", True), ("acc right after growth 1", "acc_grown", True),
+                ("acc final", "acc_final", True), ("growth step / epoch", "growth_per_epoch", False),
+                ("extender state MiB", "extra_mib", False)]
+        what = (f"MLP {hidden}, trained {a.epochs_before} epochs, grown {a.growths}x by K={k} (SVoD), "
+                f"{a.epochs_between} epochs after each growth, batch {a.batch}")
+    else:
+        cols = [("new dormant", "new_dormant", True), ("new dead", "new_dead", True),
+                ("final acc", "acc_final", True), ("forgetting", "forgetting", True),
+                ("growth step / epoch", "growth_per_epoch", False), ("extender state MiB", "extra_mib", False)]
+        what = f"Replay (200) stream, MLP {hidden}, K={k} per experience"
+    for d in datas:
+        print(f"\n{d}: {what}; seeds {a.seeds}; fractions in %, mean ± std\n")
+        print("| variant | " + " | ".join(c[0] for c in cols) + " |")
+        print("|---" * (len(cols) + 1) + "|")
+        for v in a.variants:
+            rs = [r for r in results if r["variant"] == v and r["data"] == d]
+            print(f"| {v} | " + " | ".join(_ms([r[key] for r in rs], pct) for _, key, pct in cols) + " |")
+    print(f"\n({time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
