@@ -57,6 +57,7 @@ __all__ = ["SWE", "coupled_weights"]
 Coupling = Union[DenseCoupling, FactoredCoupling]
 COUPLINGS = ("dense", "factored")
 SCHEDULES = ("sequential", "joint")
+COUPLING_SCALES = ("none", "k", "sqrt")
 
 
 def _adam(params: list[Any], lr: float) -> torch.optim.Optimizer:
@@ -73,9 +74,10 @@ class SWE(Extender):
     """Shared-Weights Extender.
 
     The defaults are the measured frontier choice (``experiments.bench.frontier``,
-    BENCHMARKS.md): a factored coupling with a per-column second moment and transfers clipped
-    at ``0.5``, every growing layer adjusted jointly for half a pass. The paper's procedure is
-    ``SWE(coupling="dense", schedule="sequential", passes=1.0)`` (preset ``swe-svod-paper``).
+    BENCHMARKS.md): a factored coupling with a per-column second moment, steps clipped at
+    ``0.5`` and scaled by ``1/sqrt(k·s)``, every growing layer adjusted jointly for half a pass.
+    The paper's procedure is ``SWE(**SWE.PAPER)`` (dense, sequential, one pass per layer, Adam at
+    ``lr`` on ``C``; preset ``swe-svod-paper``).
 
     Parameters
     ----------
@@ -94,9 +96,13 @@ class SWE(Extender):
     on_oversize : {"error", "subsample"}
         What a dense coupling does when the guard is exceeded.
     coupling_lr : float, optional
-        Step size of the coupling (Adam's for ``C``, or ``η`` of the factored transfers);
-        default ``lr``. Each old unit moves by the sum of ``k`` pair transfers, so it moves about
-        ``k`` times faster than this step size suggests.
+        Step size of the coupling (Adam's for ``C``, or ``η`` of the factored transfers) before
+        ``coupling_scale``; ``None`` means ``lr``. Each old unit moves by the sum of ``k`` pair
+        transfers and each new unit by the sum of ``s``.
+    coupling_scale : {"sqrt", "k", "none"}
+        Divide the step size by ``sqrt(k·s)`` (an old unit then moves about
+        ``coupling_lr·sqrt(k/s)`` per entry and step, a new one ``coupling_lr·sqrt(s/k)``, at any
+        width), by ``k`` (old units move about one step size), or not at all (the paper).
     coupling : {"factored", "dense"}
         How the coupling is represented and stepped (``clgrow.coupling``).
     schedule : {"joint", "sequential"}
@@ -109,7 +115,9 @@ class SWE(Extender):
     """
 
     #: The paper's procedure: a dense coupling, one full pass per layer, last layer first.
-    PAPER: dict[str, Any] = {"coupling": "dense", "schedule": "sequential", "passes": 1.0}
+    PAPER: dict[str, Any] = {
+        "coupling": "dense", "schedule": "sequential", "passes": 1.0, "coupling_lr": None, "coupling_scale": "none",
+    }
 
     def __init__(
         self,
@@ -119,11 +127,12 @@ class SWE(Extender):
         partners: int | None = None,
         max_coupling_bytes: int = 2 * 1024**3,
         on_oversize: str = "error",
-        coupling_lr: float | None = None,
+        coupling_lr: float | None = 0.03,
         coupling: str = "factored",
         schedule: str = "joint",
         normalise: str = "column",
         clip: float | None = 0.5,
+        coupling_scale: str = "sqrt",
     ) -> None:
         super().__init__()
         if isinstance(passes, bool) or passes < 0 or not math.isfinite(passes):
@@ -146,6 +155,8 @@ class SWE(Extender):
             raise GrowthError(f"SWE normalise must be one of {NORMALISATIONS}, got {normalise!r}")
         if clip is not None and (not clip > 0 or not math.isfinite(clip)):
             raise GrowthError(f"SWE clip must be a finite number > 0 or None, got {clip}")
+        if coupling_scale not in COUPLING_SCALES:
+            raise GrowthError(f"SWE coupling_scale must be one of {COUPLING_SCALES}, got {coupling_scale!r}")
         self.passes = float(passes)
         self.lr = float(lr)
         self.init_std = float(init_std)
@@ -157,6 +168,7 @@ class SWE(Extender):
         self.schedule = schedule
         self.normalise = normalise
         self.clip = clip
+        self.coupling_scale = coupling_scale
 
     def __repr__(self) -> str:
         return (
@@ -255,6 +267,10 @@ class SWE(Extender):
             else torch.randperm(n_old, device=device)[:s].sort().values
         )
         step = self.lr if self.coupling_lr is None else self.coupling_lr
+        if self.coupling_scale == "k":
+            step /= k
+        elif self.coupling_scale == "sqrt":
+            step /= math.sqrt(k * s)
         if self.coupling == "dense":
             return DenseCoupling(lin, n_old, partners, step, self.init_std)
         return FactoredCoupling(lin, n_old, partners, step, self.normalise, self.clip)

@@ -1,6 +1,6 @@
 """SWE's quality-versus-cost frontier: extender variants x budgets, over seeds.
 
-Two settings:
+Three settings:
 
 * ``staged`` (plain PyTorch, the paper's setting): train an MLP, grow it ``--growths`` times by
   ``--k`` units (allocation by the distributor of the variant, default SVoD), train
@@ -9,17 +9,19 @@ Two settings:
   training epoch (both timed in the same process) and the extender's peak extra state.
 * ``stream`` (continual learning): the runner's stream (default Replay on split-mnist-5k, as in
   the quick grid), growing at every experience.
+* ``scale``: one wide layer (default 784-[1024]-10) grown once by a large ``K`` (256): cost, peak
+  extra resident memory during the step (Linux ``VmHWM``), accuracy one epoch later.
 
     python -m experiments.bench.frontier --setting staged --data mnist-5k mnist1d --seeds 0 1 2
     python -m experiments.bench.frontier --setting stream --seeds 0 1 2
+    python -m experiments.bench.frontier --setting scale --epochs-before 1 --match default random subsample
 
-Variants are named in ``VARIANTS`` (``--variants`` picks some).
+Variants are named in ``VARIANTS`` (``--variants`` picks some, ``--match`` by substring).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import statistics
 import time
@@ -34,26 +36,28 @@ SWE_PAPER, SVOD_PAPER = _SWE.PAPER, _SVoD.PAPER
 
 # label -> (extender name, extender kwargs, distributor kwargs); SVoD always distributes, with its
 # default budget unless the row says otherwise.
-DEFAULT = "**default**: factored-column, joint, 0.5 pass, clip 0.5"
+DEFAULT = "**default**: factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks)"
 PAPER = "swe paper preset (dense, sequential, 1 pass/layer; SVoD 1 + 1)"
-_COL = {"coupling": "factored", "normalise": "column", "schedule": "joint"}
+_UNSCALED = {"coupling_lr": None, "coupling_scale": "none"}  # the step size of the paper (Adam at lr)
+# Exploration rows before the step was scaled with the layer: coupling_lr 1e-3, unscaled.
+_COL = {**_UNSCALED, "coupling": "factored", "normalise": "column", "schedule": "joint"}
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "random": ("random", {}, {}),
     "net2net": ("net2net", {}, {}),
     "gradmax": ("gradmax", {}, {}),
     PAPER: ("swe", dict(SWE_PAPER), dict(SVOD_PAPER)),
     "swe dense, sequential, 0.05 pass/layer (old default)": (
-        "swe", {"coupling": "dense", "schedule": "sequential", "passes": 0.05}, {}),
+        "swe", {**_UNSCALED, "coupling": "dense", "schedule": "sequential", "passes": 0.05}, {}),
     "swe dense, sequential, 0.25 pass/layer": (
-        "swe", {"coupling": "dense", "schedule": "sequential", "passes": 0.25}, {}),
+        "swe", {**_UNSCALED, "coupling": "dense", "schedule": "sequential", "passes": 0.25}, {}),
     "swe dense, sequential, 1 pass/layer (SVoD default)": (
-        "swe", {"coupling": "dense", "schedule": "sequential", "passes": 1.0}, {}),
-    "swe dense, joint, 0.5 pass": ("swe", {"coupling": "dense", "schedule": "joint", "passes": 0.5}, {}),
-    "swe dense, joint, 1 pass": ("swe", {"coupling": "dense", "schedule": "joint", "passes": 1.0}, {}),
+        "swe", {**_UNSCALED, "coupling": "dense", "schedule": "sequential", "passes": 1.0}, {}),
+    "swe dense, joint, 0.5 pass": ("swe", {**_UNSCALED, "coupling": "dense", "schedule": "joint", "passes": 0.5}, {}),
+    "swe dense, joint, 1 pass": ("swe", {**_UNSCALED, "coupling": "dense", "schedule": "joint", "passes": 1.0}, {}),
     "swe factored-pair, joint, 0.5 pass": (
-        "swe", {"coupling": "factored", "normalise": "pair", "schedule": "joint", "passes": 0.5}, {}),
+        "swe", {**_UNSCALED, "coupling": "factored", "normalise": "pair", "schedule": "joint", "passes": 0.5}, {}),
     "swe factored-pair, joint, 1 pass": (
-        "swe", {"coupling": "factored", "normalise": "pair", "schedule": "joint", "passes": 1.0}, {}),
+        "swe", {**_UNSCALED, "coupling": "factored", "normalise": "pair", "schedule": "joint", "passes": 1.0}, {}),
     "swe factored-column, joint, 0.5 pass, no clip": ("swe", {**_COL, "passes": 0.5, "clip": None}, {}),
     "swe factored-column, joint, 0.5 pass, clip 0.25": ("swe", {**_COL, "passes": 0.5, "clip": 0.25}, {}),
     "swe factored-column, joint, 0.3 pass, clip 0.5": ("swe", {**_COL, "passes": 0.3, "clip": 0.5}, {}),
@@ -63,6 +67,15 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "swe factored-column, sequential, 0.25 pass/layer, clip 0.5": (
         "swe", {**_COL, "schedule": "sequential", "passes": 0.25, "clip": 0.5}, {}),
     DEFAULT: ("swe", {}, {}),
+    "swe factored-column, joint, 0.5 pass, clip 0.5, unscaled step 1e-3": (
+        "swe", {"coupling_scale": "none", "coupling_lr": 1e-3}, {}),
+    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.016/k": (
+        "swe", {"coupling_scale": "k", "coupling_lr": 0.016}, {}),
+    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.02/sqrt(ks)": ("swe", {"coupling_lr": 0.02}, {}),
+    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.04/sqrt(ks)": ("swe", {"coupling_lr": 0.04}, {}),
+    "swe dense, sequential, 0.05 pass/layer, subsample to 512 MiB": (
+        "swe", {**_UNSCALED, "coupling": "dense", "schedule": "sequential", "passes": 0.05, "on_oversize": "subsample",
+                "max_coupling_bytes": 512 * 2**20}, {}),
 }
 
 
@@ -114,6 +127,50 @@ def _staged(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _rss_mib(key: str) -> float:
+    """``VmRSS`` or ``VmHWM`` of this process in MiB (Linux)."""
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith(key)).split()[1]) / 1024
+
+
+def _scale(job: dict[str, Any]) -> dict[str, Any]:
+    """One wide layer grown once by ``k``: cost, peak extra memory, accuracy one epoch later."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from clgrow import GrowthError, SVoD, extenders, grow
+    from clgrow.model import GrowableMLP
+    from experiments.embedded import load_embedded
+    from experiments.growth_demo import accuracy, train_epoch
+
+    torch.set_num_threads(1)
+    ext_name, ext_kwargs, dist_kwargs = VARIANTS[job["variant"]]
+    data = load_embedded(job["data"])
+    torch.manual_seed(job["seed"])
+    gen = torch.Generator().manual_seed(job["seed"])
+    train = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=job["batch"], shuffle=True,
+                       generator=gen)
+    test = DataLoader(TensorDataset(data.x_test, data.y_test), batch_size=1000)
+    model = GrowableMLP(data.x_train.shape[1], job["hidden"], data.num_classes)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    epochs = [train_epoch(model, train, opt) for _ in range(job["epochs_before"])]
+    acc_before = accuracy(model, test)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # Linux: reset the peak resident set (VmHWM) to now
+    base = _rss_mib("VmRSS")
+    try:
+        report = grow(model, job["k"], train, extenders[ext_name](**ext_kwargs), SVoD(**dist_kwargs))
+    except GrowthError as err:
+        return {**job, "refused": str(err)}
+    peak = _rss_mib("VmHWM") - base
+    acc_grown = accuracy(model, test)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    epochs.append(train_epoch(model, train, opt))
+    return {**job, "growth_per_epoch": report.seconds["total"] / statistics.median(epochs),
+            "acc_before": acc_before, "acc_grown": acc_grown, "acc_final": accuracy(model, test),
+            "peak_mib": peak}
+
+
 def _stream(job: dict[str, Any]) -> dict[str, Any]:
     import warnings
 
@@ -154,7 +211,7 @@ def _ms(vals: Sequence[float], pct: bool, digits: int | None = None) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     """Print the frontier as Markdown tables, one per data set."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--setting", choices=["staged", "stream"], default="staged")
+    p.add_argument("--setting", choices=["staged", "stream", "scale"], default="staged")
     p.add_argument("--data", nargs="+", default=None,
                    help="embedded data sets (staged: mnist-5k, mnist1d) or benchmarks (stream)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), metavar="LABEL")
@@ -175,16 +232,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; known: {list(VARIANTS)}")
     staged = a.setting == "staged"
-    datas = a.data or (["mnist-5k", "mnist1d"] if staged else ["split-mnist-5k"])
-    hidden = a.hidden or ([32, 32, 32] if staged else [64, 64])
-    k = a.k or (48 if staged else 32)
+    defaults = {"staged": (["mnist-5k", "mnist1d"], [32, 32, 32], 48), "stream": (["split-mnist-5k"], [64, 64], 32),
+                "scale": (["mnist-5k"], [1024], 256)}[a.setting]
+    datas = a.data or defaults[0]
+    hidden = a.hidden or defaults[1]
+    k = a.k or defaults[2]
     jobs = [dict(variant=v, data=d, seed=s, hidden=hidden, k=k, growths=a.growths, batch=a.batch,
                  epochs_before=a.epochs_before, epochs_between=a.epochs_between)
             for d in datas for v in a.variants for s in a.seeds]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=a.workers) as pool:
-        results = list(pool.map(_staged if staged else _stream, jobs))
-    if staged:
+        results = list(pool.map({"staged": _staged, "stream": _stream, "scale": _scale}[a.setting], jobs))
+    if a.setting == "scale":
+        cols = [("acc before", "acc_before", True), ("acc right after growth", "acc_grown", True),
+                ("acc +1 epoch", "acc_final", True), ("growth step / epoch", "growth_per_epoch", False),
+                ("peak extra MiB (VmHWM)", "peak_mib", False)]
+        what = f"MLP {hidden}, trained {a.epochs_before} epochs, grown once by K={k}, then 1 epoch, batch {a.batch}"
+    elif staged:
         cols = [("new dormant", "new_dormant", True), ("new dead", "new_dead", True),
                 ("new dormant right after growth 1", "grown_dormant", True), ("acc before", "acc_before", True), ("acc right after growth 1", "acc_grown", True),
                 ("acc final", "acc_final", True), ("growth step / epoch", "growth_per_epoch", False),
@@ -202,6 +266,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("|---" * (len(cols) + 1) + "|")
         for v in a.variants:
             rs = [r for r in results if r["variant"] == v and r["data"] == d]
+            refused = [r["refused"] for r in rs if "refused" in r]
+            if refused:
+                print(f"| {v} | refused ({len(refused)}/{len(rs)} seeds): {refused[0][:90]}… |")
+                continue
             print(f"| {v} | " + " | ".join(_ms([r[key] for r in rs], pct) for _, key, pct in cols) + " |")
     print(f"\n({time.perf_counter() - started:.0f} s)")
 
