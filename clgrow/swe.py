@@ -75,7 +75,7 @@ class SWE(Extender):
 
     The defaults are the measured frontier choice (``experiments.bench.frontier``,
     BENCHMARKS.md): a factored coupling with a per-column second moment, steps clipped at
-    ``0.5`` and scaled by ``1/sqrt(k·s)``, every growing layer adjusted jointly for half a pass.
+    ``0.5`` and ``0.01/sqrt(k·s)``, every growing layer adjusted jointly for half a pass.
     The paper's procedure is ``SWE(**SWE.PAPER)`` (dense, sequential, one pass per layer, Adam at
     ``lr`` on ``C``; preset ``swe-svod-paper``).
 
@@ -127,7 +127,7 @@ class SWE(Extender):
         partners: int | None = None,
         max_coupling_bytes: int = 2 * 1024**3,
         on_oversize: str = "error",
-        coupling_lr: float | None = 0.03,
+        coupling_lr: float | None = 0.01,
         coupling: str = "factored",
         schedule: str = "joint",
         normalise: str = "column",
