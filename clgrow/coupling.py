@@ -75,27 +75,40 @@ def coupled_weights(
     return torch.cat([w_old, w_new]), torch.cat([b_old, b_new])
 
 
-class DenseCoupling:
-    """``C (k, s, m)`` and ``c (k, s)`` as trainable tensors (the paper's SWE).
+class _Coupling:
+    """What both couplings hold: the grown layer and which of its rows are coupled.
 
     Parameters
     ----------
     lin : nn.Linear
-        The grown layer (``n_old + k`` rows).
+        The grown layer (``n_old + k`` rows, new rows last).
     n_old : int
     partners : LongTensor ``(s,)``
+        Old units coupled with the new ones.
     lr : float
-        Adam's step size for ``C`` and ``c``.
+        Step size of the coupling.
+    """
+
+    def __init__(self, lin: nn.Linear, n_old: int, partners: Tensor, lr: float) -> None:
+        self.lin, self.n_old, self.partners, self.lr = lin, n_old, partners, lr
+        self.k, self.m, self.s = lin.out_features - n_old, lin.in_features, partners.numel()
+
+
+class DenseCoupling(_Coupling):
+    """``C (k, s, m)`` and ``c (k, s)`` as trainable tensors (the paper's SWE), trained by Adam
+    at ``lr`` (see :class:`_Coupling` for the other arguments).
+
+    Parameters
+    ----------
     init_std : float
         ``C`` and ``c`` start ``N(0, init_std²)``.
     """
 
     def __init__(self, lin: nn.Linear, n_old: int, partners: Tensor, lr: float, init_std: float) -> None:
-        self.lin, self.n_old, self.partners, self.lr = lin, n_old, partners, lr
-        k, m, s = lin.out_features - n_old, lin.in_features, partners.numel()
+        super().__init__(lin, n_old, partners, lr)
         device = lin.weight.device
-        self.C = nn.Parameter(torch.randn(k, s, m, device=device) * init_std)
-        self.c = nn.Parameter(torch.randn(k, s, device=device) * init_std)
+        self.C = nn.Parameter(torch.randn(self.k, self.s, self.m, device=device) * init_std)
+        self.c = nn.Parameter(torch.randn(self.k, self.s, device=device) * init_std)
 
     @property
     def state_bytes(self) -> int:
@@ -121,42 +134,42 @@ class DenseCoupling:
         self.lin.bias.copy_(b)
 
 
-class FactoredCoupling:
-    """Pairwise transfers from per-row Adam-normalised gradients; no ``C`` is stored.
+class FactoredCoupling(_Coupling):
+    """Pairwise transfers from per-row Adam moments; no ``C`` is stored (``lr`` is ``η`` of one
+    pair's transfer; see :class:`_Coupling` for the other arguments).
 
     The layer's own weight and bias are the effective ones: the caller lets autograd fill
     their ``.grad`` (``∂L/∂W̃`` and ``∂L/∂r̃``) and calls :meth:`step`.
 
     Parameters
     ----------
-    lin : nn.Linear
-        The grown layer (``n_old + k`` rows).
-    n_old : int
-    partners : LongTensor ``(s,)``
-    lr : float
-        Step size ``η`` of one pair's transfer.
+    normalise : {"column", "pair"}
+    clip : float, optional
+        Bound on the column-normalised step of each row.
     betas, eps : Adam's constants.
+    chunk_bytes : int
+        Memory bound of one chunk of pair terms (``normalise="pair"``).
     """
 
     def __init__(
         self, lin: nn.Linear, n_old: int, partners: Tensor, lr: float, normalise: str = "column",
-        clip: float | None = None, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, chunk_bytes: int = 64 * 2**20,
+        clip: float | None = None, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+        chunk_bytes: int = 64 * 2**20,
     ) -> None:
-        self.lin, self.n_old, self.partners, self.lr = lin, n_old, partners, lr
+        super().__init__(lin, n_old, partners, lr)
         self.normalise, self.betas, self.eps, self.chunk_bytes = normalise, betas, eps, chunk_bytes
         self.clip = clip
-        k, m, s = lin.out_features - n_old, lin.in_features, partners.numel()
         device = lin.weight.device
         # Moments of [grad W | grad b] per row: old partners first, then new rows.
-        self.exp_avg = torch.zeros(s + k, m + 1, device=device)
-        self.exp_avg_sq = torch.zeros(s + k, m + 1, device=device)
+        self.exp_avg = torch.zeros(self.s + self.k, self.m + 1, device=device)
+        self.exp_avg_sq = torch.zeros(self.s + self.k, self.m + 1, device=device)
         self.steps = 0
 
     @property
     def state_bytes(self) -> int:
         """Bytes of the per-row moments, the update buffers and one chunk of pair terms."""
         rows = self.exp_avg.numel()
-        pair = 0 if self.normalise != "pair" else min(self.chunk_bytes, 4 * 3 * rows * self.partners.numel())
+        pair = 0 if self.normalise != "pair" else min(self.chunk_bytes, 4 * 3 * rows * self.s)
         return 4 * 4 * rows + pair
 
     def trainable(self) -> list[nn.Parameter]:
@@ -173,7 +186,7 @@ class FactoredCoupling:
         w, b = self.lin.weight, self.lin.bias
         if w.grad is None or b.grad is None:
             return
-        n, s = self.n_old, self.partners.numel()
+        n, s, k = self.n_old, self.s, self.k
         grad = torch.cat([w.grad, b.grad[:, None]], 1)
         if s < n:
             grad = torch.cat([grad[:n][self.partners], grad[n:]])
@@ -195,7 +208,6 @@ class FactoredCoupling:
             u.div_(bc1)
             if self.clip is not None:
                 u.clamp_(-self.clip, self.clip)
-            k = u.shape[0] - s
             d = torch.empty_like(u)
             torch.sub(u[s:].sum(0), u[:s], alpha=k, out=d[:s])
             torch.sub(u[:s].sum(0), u[s:], alpha=s, out=d[s:])

@@ -14,7 +14,7 @@ from torch import Tensor
 from clgrow.model import GrowableMLP
 from clgrow.registry import Registry
 
-__all__ = ["Extender", "extenders", "LossFn"]
+__all__ = ["Extender", "extenders", "LossFn", "growth_order"]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -45,7 +45,7 @@ class Extender:
         self.info = {}
         self.check(model, allocation)
         new_units: dict[int, Tensor] = {}
-        for layer in sorted((l for l, k in allocation.items() if k > 0), reverse=True):
+        for layer in growth_order(allocation):
             new_units[layer] = self._extend_layer(model, layer, int(allocation[layer]), loader, loss_fn, cohort)
         return new_units
 
@@ -59,6 +59,11 @@ class Extender:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def growth_order(allocation: Mapping[int, int]) -> list[int]:
+    """Layers that receive units, last to first (the order extenders process them in)."""
+    return sorted((layer for layer, k in allocation.items() if k > 0), reverse=True)
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

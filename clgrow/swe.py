@@ -49,7 +49,7 @@ from clgrow.coupling import (
 )
 from clgrow.data import iter_passes, unpack
 from clgrow.errors import GrowthError
-from clgrow.extender import Extender, LossFn, extenders, model_device
+from clgrow.extender import Extender, LossFn, extenders, growth_order, model_device
 from clgrow.model import GrowableMLP, default_linear_init
 
 __all__ = ["SWE", "coupled_weights"]
@@ -219,7 +219,7 @@ class SWE(Extender):
         """Insert the allotted units, adjust the couplings, bake them in; new indices per layer."""
         self.info = {}
         self.check(model, allocation)
-        order = sorted((l for l, k in allocation.items() if k > 0), reverse=True)
+        order = growth_order(allocation)
         groups = [order] if self.schedule == "joint" else [[layer] for layer in order]
         new_units: dict[int, Tensor] = {}
         for group in groups:
@@ -241,10 +241,9 @@ class SWE(Extender):
                 cp.bake()
             seconds = time.perf_counter() - started
             for layer, cp in couplings.items():
-                k, s = int(allocation[layer]), cp.partners.numel()
                 self.info[f"layer{layer}"] = {
-                    "k": k,
-                    "partners": s,
+                    "k": cp.k,
+                    "partners": cp.s,
                     "coupling_mib": cp.state_bytes / 2**20,
                     "steps": steps,
                     "seconds": seconds,

@@ -79,27 +79,38 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
 }
 
 
-def _staged(job: dict[str, Any]) -> dict[str, Any]:
+def _trained_base(job: dict[str, Any]) -> tuple[Any, Any, Any, list[float]]:
+    """``(model, train loader, test loader, epoch seconds)``: the job's MLP trained
+    ``epochs_before`` epochs on its embedded data, seeded by the job (one thread)."""
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from clgrow import SVoD, extenders, grow, measure_inactivity
     from clgrow.model import GrowableMLP
     from experiments.embedded import load_embedded
-    from experiments.growth_demo import accuracy, train_epoch
+    from experiments.growth_demo import train_epoch
 
     torch.set_num_threads(1)
-    ext_name, ext_kwargs, dist_kwargs = VARIANTS[job["variant"]]
     data = load_embedded(job["data"])
-    seed = job["seed"]
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(job["seed"])
+    gen = torch.Generator().manual_seed(job["seed"])
     train = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=job["batch"], shuffle=True,
                        generator=gen)
     test = DataLoader(TensorDataset(data.x_test, data.y_test), batch_size=1000)
     model = GrowableMLP(data.x_train.shape[1], job["hidden"], data.num_classes)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     epochs = [train_epoch(model, train, opt) for _ in range(job["epochs_before"])]
+    return model, train, test, epochs
+
+
+def _staged(job: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from clgrow import SVoD, extenders, grow, measure_inactivity
+    from experiments.growth_demo import accuracy, train_epoch
+
+    ext_name, ext_kwargs, dist_kwargs = VARIANTS[job["variant"]]
+    model, train, test, epochs = _trained_base(job)
+    seed = job["seed"]
     acc_before = accuracy(model, test)
     growth_s, acc_grown, extra_mib = [], [], 0.0
     torch.manual_seed(seed + 1000)
@@ -136,24 +147,12 @@ def _rss_mib(key: str) -> float:
 def _scale(job: dict[str, Any]) -> dict[str, Any]:
     """One wide layer grown once by ``k``: cost, peak extra memory, accuracy one epoch later."""
     import torch
-    from torch.utils.data import DataLoader, TensorDataset
 
     from clgrow import GrowthError, SVoD, extenders, grow
-    from clgrow.model import GrowableMLP
-    from experiments.embedded import load_embedded
     from experiments.growth_demo import accuracy, train_epoch
 
-    torch.set_num_threads(1)
     ext_name, ext_kwargs, dist_kwargs = VARIANTS[job["variant"]]
-    data = load_embedded(job["data"])
-    torch.manual_seed(job["seed"])
-    gen = torch.Generator().manual_seed(job["seed"])
-    train = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=job["batch"], shuffle=True,
-                       generator=gen)
-    test = DataLoader(TensorDataset(data.x_test, data.y_test), batch_size=1000)
-    model = GrowableMLP(data.x_train.shape[1], job["hidden"], data.num_classes)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    epochs = [train_epoch(model, train, opt) for _ in range(job["epochs_before"])]
+    model, train, test, epochs = _trained_base(job)
     acc_before = accuracy(model, test)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # Linux: reset the peak resident set (VmHWM) to now
@@ -192,9 +191,6 @@ def _stream(job: dict[str, Any]) -> dict[str, Any]:
         "forgetting": s["average_forgetting"],
         "new_dead": s["new_dead_fraction"][-1],
         "new_dormant": s["new_dormant_fraction"][-1],
-        "extra_mib": max([0.0] + [v.get("coupling_mib", 0.0) for e in steps
-                                  for v in e.get("info", {}).get("extender", {}).values()
-                                  if isinstance(v, dict)]),
     }
 
 
@@ -258,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         cols = [("new dormant", "new_dormant", True), ("new dead", "new_dead", True),
                 ("final acc", "acc_final", True), ("forgetting", "forgetting", True),
-                ("growth step / epoch", "growth_per_epoch", False), ("extender state MiB", "extra_mib", False)]
+                ("growth step / epoch", "growth_per_epoch", False)]
         what = f"Replay (200) stream, MLP {hidden}, K={k} per experience"
     for d in datas:
         print(f"\n{d}: {what}; seeds {a.seeds}; fractions in %, mean ± std\n")
