@@ -24,8 +24,10 @@ extenders: Registry[Extender] = Registry("extender")
 class Extender:
     """Base class: adds ``allocation[l]`` units to each hidden layer ``l``.
 
-    Subclasses implement :meth:`_extend_layer`; layers are processed from the last to the
-    first, so a layer's adjustment sees the already-extended layers above it.
+    :meth:`extend` resets ``info`` and runs :meth:`check` before anything changes, then calls
+    :meth:`_extend_all`, which by default runs :meth:`_extend_layer` on each layer from the last
+    to the first (so a layer's adjustment sees the already-extended layers above it). Methods
+    that treat layers together (SWE's joint schedule) override :meth:`_extend_all`.
     """
 
     name: str = "extender"
@@ -44,6 +46,11 @@ class Extender:
         """Add the allotted units; return the indices of the new units per layer."""
         self.info = {}
         self.check(model, allocation)
+        return self._extend_all(model, allocation, loader, loss_fn, cohort)
+
+    def _extend_all(
+        self, model: GrowableMLP, allocation: Mapping[int, int], loader: Iterable[Any], loss_fn: LossFn, cohort: int
+    ) -> dict[int, Tensor]:
         new_units: dict[int, Tensor] = {}
         for layer in growth_order(allocation):
             new_units[layer] = self._extend_layer(model, layer, int(allocation[layer]), loader, loss_fn, cohort)

@@ -208,17 +208,10 @@ class SWE(Extender):
                     m += int(allocation.get(layer - 1, 0))
                 self._partners_for(model.hidden_sizes[layer], k, m, layer)
 
-    def extend(
-        self,
-        model: GrowableMLP,
-        allocation: Mapping[int, int],
-        loader: Iterable[Any],
-        loss_fn: LossFn,
-        cohort: int,
+    def _extend_all(
+        self, model: GrowableMLP, allocation: Mapping[int, int], loader: Iterable[Any], loss_fn: LossFn, cohort: int
     ) -> dict[int, Tensor]:
         """Insert the allotted units, adjust the couplings, bake them in; new indices per layer."""
-        self.info = {}
-        self.check(model, allocation)
         order = growth_order(allocation)
         groups = [order] if self.schedule == "joint" else [[layer] for layer in order]
         new_units: dict[int, Tensor] = {}
