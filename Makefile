@@ -24,9 +24,9 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -m ""
 
 bench: $(STAMP)
-	$(BIN)/python -m experiments.bench.suite
-	$(BIN)/python -m experiments.bench.frontier --setting staged
-	$(BIN)/python -m experiments.bench.frontier --setting stream --match default paper "old default" random gradmax
+	$(BIN)/python -m clgrow.experiments.bench.suite
+	$(BIN)/python -m clgrow.experiments.bench.frontier --setting staged
+	$(BIN)/python -m clgrow.experiments.bench.frontier --setting stream --match default paper "old default" random gradmax
 
 clean:
 	rm -rf $(VENV) runs

@@ -73,7 +73,7 @@ def _adam(params: list[Any], lr: float) -> torch.optim.Optimizer:
 class SWE(Extender):
     """Shared-Weights Extender.
 
-    The defaults are the measured frontier choice (``experiments.bench.frontier``,
+    The defaults are the measured frontier choice (``clgrow.experiments.bench.frontier``,
     BENCHMARKS.md): a factored coupling with a per-column second moment, steps clipped at
     ``0.5`` and ``0.01/sqrt(k·s)``, every growing layer adjusted jointly for half a pass.
     The paper's procedure is ``SWE(**SWE.PAPER)`` (dense, sequential, one pass per layer, Adam at

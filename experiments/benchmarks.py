@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from experiments.embedded import load_embedded
+from clgrow.experiments.embedded import load_embedded
 
 __all__ = ["BenchmarkInfo", "BENCHMARKS", "make_benchmark", "DataMissingError", "expected_files", "cifar_backbone"]
 

@@ -12,6 +12,8 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from clgrow.experiments.console import quiet_avalanche_deprecations
+
 __all__ = ["main"]
 
 
@@ -21,34 +23,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"clgrow: error: {message}\n")
 
 
-def quiet_avalanche_deprecations() -> None:
-    """Drop Avalanche's own DeprecationWarnings from the console.
-
-    Avalanche's ``deprecated`` decorator calls ``warnings.simplefilter("once", ...)`` on every
-    call, which overrides any filter set before, so the warnings are dropped where they are shown.
-    """
-    shown = warnings.showwarning
-    if getattr(shown, "_clgrow_quiet", False):
-        return
-
-    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
-        if issubclass(category, DeprecationWarning) and "avalanche" in str(filename):
-            return
-        shown(message, category, filename, lineno, file, line)
-
-    show._clgrow_quiet = True  # type: ignore[attr-defined]
-    warnings.showwarning = show
-
-
 def _fail(message: str) -> int:
     print(f"clgrow: error: {message}", file=sys.stderr)
     return 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    from experiments.benchmarks import BENCHMARKS
-    from experiments.config import RunConfig
-    from strategies import STRATEGIES
+    from clgrow.experiments.benchmarks import BENCHMARKS
+    from clgrow.experiments.config import RunConfig
+    from clgrow.strategies import STRATEGIES
 
     d = RunConfig()
     p = _Parser(prog="clgrow", description="Grow networks during continual learning and compare forgetting.")
@@ -111,8 +94,8 @@ def _parse_sets(items: list[str]) -> dict[str, object]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from experiments.config import RunConfig
-    from experiments.runner import run
+    from clgrow.experiments.config import RunConfig
+    from clgrow.experiments.runner import run
 
     fields = {k: getattr(args, k) for k in ("benchmark", "strategy", "growth", "seed", "data_root", "n_experiences",
                                             "class_order_seed", "task_labels", "hidden_sizes", "neurons_per_experience",
@@ -140,8 +123,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from experiments.config import load_grid
-    from experiments.grid import run_grid, write_outputs
+    from clgrow.experiments.config import load_grid
+    from clgrow.experiments.grid import run_grid, write_outputs
 
     grid = load_grid(args.config)
     if args.data_root is not None:
@@ -160,8 +143,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from experiments.grid import load_cells, write_outputs
-    from experiments.plots import plot_run
+    from clgrow.experiments.grid import load_cells, write_outputs
+    from clgrow.experiments.plots import plot_run
 
     d = Path(args.dir)
     if (d / "summary.json").is_file():
@@ -181,8 +164,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 def _cmd_list() -> int:
     from clgrow import distributors, extenders
-    from experiments.benchmarks import BENCHMARKS, EMBEDDED_BENCHMARKS
-    from strategies import GROWTH_PRESETS, STRATEGIES
+    from clgrow.experiments.benchmarks import BENCHMARKS, EMBEDDED_BENCHMARKS
+    from clgrow.strategies import GROWTH_PRESETS, STRATEGIES
 
     print("benchmarks (embedded):", ", ".join(EMBEDDED_BENCHMARKS))
     print("benchmarks (on disk, --data-root):", ", ".join(b for b in BENCHMARKS if b not in EMBEDDED_BENCHMARKS))
@@ -200,8 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_avalanche_deprecations()
     args = _parser().parse_args(argv)
     from clgrow import GrowthError
-    from experiments.benchmarks import DataMissingError
-    from experiments.config import ConfigError
+    from clgrow.experiments.benchmarks import DataMissingError
+    from clgrow.experiments.config import ConfigError
 
     try:
         if args.command == "run":

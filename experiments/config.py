@@ -33,8 +33,8 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-from experiments.benchmarks import BENCHMARKS
-from strategies import STRATEGIES, parse_growth
+from clgrow.experiments.benchmarks import BENCHMARKS
+from clgrow.strategies import STRATEGIES, parse_growth
 
 __all__ = ["ConfigError", "RunConfig", "GridConfig", "load_grid", "FIXED_FINAL"]
 

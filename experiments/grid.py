@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from experiments.config import GridConfig, RunConfig
+from clgrow.experiments.config import GridConfig, RunConfig
 
 __all__ = ["run_grid", "cell_dir", "aggregate", "markdown_table", "load_cells", "write_outputs"]
 
@@ -49,8 +49,8 @@ def _run_cell(cfg_dict: dict[str, Any], out_dir: str, hidden_sizes: list[int] | 
     import warnings
 
     warnings.filterwarnings("ignore")
-    from experiments.cli import quiet_avalanche_deprecations
-    from experiments.runner import run
+    from clgrow.experiments.console import quiet_avalanche_deprecations
+    from clgrow.experiments.runner import run
 
     quiet_avalanche_deprecations()
 
@@ -231,7 +231,7 @@ def load_cells(out: str | Path) -> list[dict[str, Any]]:
 
 def write_outputs(summaries: list[dict[str, Any]], out: str | Path) -> str:
     """Write ``summary.csv``, ``table.md`` and comparison figures; return the table."""
-    from experiments.plots import plot_grid
+    from clgrow.experiments.plots import plot_grid
 
     out = Path(out)
     rows = [cell_row(s) for s in summaries]

@@ -4,7 +4,7 @@ Plain PyTorch, no continual learning: train a 3-hidden-layer ReLU MLP on an embe
 grow it by ``K`` units with each registered extender, train one more pass, and report
 new-unit dead/dormant fractions, accuracy and the cost of growth relative to one epoch.
 
-    python -m experiments.growth_demo --data mnist-5k --k 32 --seeds 0 1 2
+    python -m clgrow.experiments.growth_demo --data mnist-5k --k 32 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from clgrow import SWE, GrowableMLP, SVoD, extenders, grow, measure_inactivity
-from experiments.embedded import EMBEDDED, load_embedded
+from clgrow.experiments.embedded import EMBEDDED, load_embedded
 
 
 def train_epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer) -> float:

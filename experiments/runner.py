@@ -19,9 +19,9 @@ from avalanche.training.plugins import EvaluationPlugin
 
 import clgrow
 from clgrow import GrowableMLP
-from experiments.benchmarks import BenchmarkInfo, make_benchmark
-from experiments.config import RunConfig
-from strategies import GrowPlugin, MultiHeadGrowableMLP, ResultsWriter, build_strategy, growth_metrics, inactivity_metrics
+from clgrow.experiments.benchmarks import BenchmarkInfo, make_benchmark
+from clgrow.experiments.config import RunConfig
+from clgrow.strategies import GrowPlugin, MultiHeadGrowableMLP, ResultsWriter, build_strategy, growth_metrics, inactivity_metrics
 
 __all__ = ["run", "build_model", "summarize", "accuracy_matrix", "library_versions"]
 
@@ -220,7 +220,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list
         out.mkdir(parents=True, exist_ok=True)
         writer.write()
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
-        from experiments.plots import plot_run
+        from clgrow.experiments.plots import plot_run
 
         plot_run(summary, out / "figures")
     return summary

@@ -1,13 +1,10 @@
 """Avalanche integration: the growth plugin, inactivity and growth metrics, strategy builders."""
 
-from strategies.compat import make_optimizers_checkpointable
-from strategies.builders import GROWTH_PRESETS, STRATEGIES, GrowthSpec, build_strategy, make_grow_plugin, parse_growth
-from strategies.metrics import GrowthMetric, InactivityMetric, growth_metrics, inactivity_metrics
-from strategies.multihead import MultiHeadGrowableMLP
-from strategies.plugin import GrowPlugin, GrowthEvent
-from strategies.results import ResultsWriter
-
-make_optimizers_checkpointable()
+from clgrow.strategies.builders import GROWTH_PRESETS, STRATEGIES, GrowthSpec, build_strategy, make_grow_plugin, parse_growth
+from clgrow.strategies.metrics import GrowthMetric, InactivityMetric, growth_metrics, inactivity_metrics
+from clgrow.strategies.multihead import MultiHeadGrowableMLP
+from clgrow.strategies.plugin import GrowPlugin, GrowthEvent
+from clgrow.strategies.results import ResultsWriter
 
 __all__ = [
     "GrowPlugin",

@@ -13,7 +13,8 @@ from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
 from clgrow import SWE, Distributor, Extender, GrowthError, SVoD, distributors, extenders
-from strategies.plugin import GrowPlugin
+from clgrow.strategies.compat import make_optimizers_checkpointable
+from clgrow.strategies.plugin import GrowPlugin
 
 __all__ = ["GROWTH_PRESETS", "STRATEGIES", "GrowthSpec", "parse_growth", "build_strategy", "make_grow_plugin"]
 
@@ -171,6 +172,7 @@ def build_strategy(
     """
     if name not in STRATEGIES:
         raise GrowthError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
+    make_optimizers_checkpointable()  # so Avalanche's checkpoints can pickle the optimizer
     grow_kwargs = {k: hyperparameters.pop(k) for k in _GROW_KEYS if k in hyperparameters}
     plugin = make_grow_plugin(growth, **grow_kwargs)
     if plugin is not None:

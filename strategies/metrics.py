@@ -24,7 +24,7 @@ from avalanche.evaluation.metric_results import MetricValue
 
 from clgrow import GrowableMLP
 from clgrow.inactivity import InactivityStats, inactivity_from_activations
-from strategies.plugin import GrowPlugin
+from clgrow.strategies.plugin import GrowPlugin
 
 __all__ = ["InactivityMetric", "GrowthMetric", "inactivity_metrics", "growth_metrics", "find_grow_plugin"]
 

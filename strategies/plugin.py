@@ -12,7 +12,12 @@ from torch import nn
 
 from clgrow import Distributor, Extender, GrowableMLP, GrowthError, GrowthReport, distributors, extenders, grow
 from clgrow.grow import room_under_cap
-from strategies.compat import carry_optimizer_state, fix_regularizer_state, optimizer_state_by_name
+from clgrow.strategies.compat import (
+    carry_optimizer_state,
+    fix_regularizer_state,
+    make_optimizers_checkpointable,
+    optimizer_state_by_name,
+)
 
 __all__ = ["GrowPlugin", "GrowthEvent"]
 
@@ -73,6 +78,9 @@ class GrowPlugin(SupervisedPlugin):
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
+        # A grown strategy should survive Avalanche's checkpoints; dill needs torch.optim's
+        # submodules back on the package to pickle the optimizer (see compat).
+        make_optimizers_checkpointable()
         if not callable(neurons_per_experience):
             if isinstance(neurons_per_experience, bool) or int(neurons_per_experience) != neurons_per_experience:
                 raise GrowthError(f"neurons_per_experience must be an int or a callable, got {neurons_per_experience!r}")

@@ -12,9 +12,9 @@ Three settings:
 * ``scale``: one wide layer (default 784-[1024]-10) grown once by a large ``K`` (256): cost, peak
   extra resident memory during the step (Linux ``VmHWM``), accuracy one epoch later.
 
-    python -m experiments.bench.frontier --setting staged --data mnist-5k mnist1d --seeds 0 1 2
-    python -m experiments.bench.frontier --setting stream --seeds 0 1 2
-    python -m experiments.bench.frontier --setting scale --epochs-before 1 --match default random subsample
+    python -m clgrow.experiments.bench.frontier --setting staged --data mnist-5k mnist1d --seeds 0 1 2
+    python -m clgrow.experiments.bench.frontier --setting stream --seeds 0 1 2
+    python -m clgrow.experiments.bench.frontier --setting scale --epochs-before 1 --match default random subsample
 
 Variants are named in ``VARIANTS`` (``--variants`` picks some, ``--match`` by substring).
 """
@@ -86,8 +86,8 @@ def _trained_base(job: dict[str, Any]) -> tuple[Any, Any, Any, list[float]]:
     from torch.utils.data import DataLoader, TensorDataset
 
     from clgrow.model import GrowableMLP
-    from experiments.embedded import load_embedded
-    from experiments.growth_demo import train_epoch
+    from clgrow.experiments.embedded import load_embedded
+    from clgrow.experiments.growth_demo import train_epoch
 
     torch.set_num_threads(1)
     data = load_embedded(job["data"])
@@ -106,7 +106,7 @@ def _staged(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from clgrow import SVoD, extenders, grow, measure_inactivity
-    from experiments.growth_demo import accuracy, train_epoch
+    from clgrow.experiments.growth_demo import accuracy, train_epoch
 
     ext_name, ext_kwargs, dist_kwargs = VARIANTS[job["variant"]]
     model, train, test, epochs = _trained_base(job)
@@ -149,7 +149,7 @@ def _scale(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from clgrow import GrowthError, SVoD, extenders, grow
-    from experiments.growth_demo import accuracy, train_epoch
+    from clgrow.experiments.growth_demo import accuracy, train_epoch
 
     ext_name, ext_kwargs, dist_kwargs = VARIANTS[job["variant"]]
     model, train, test, epochs = _trained_base(job)
@@ -174,8 +174,8 @@ def _stream(job: dict[str, Any]) -> dict[str, Any]:
     import warnings
 
     warnings.filterwarnings("ignore")
-    from experiments.config import RunConfig
-    from experiments.runner import run
+    from clgrow.experiments.config import RunConfig
+    from clgrow.experiments.runner import run
 
     ext_name, ext_kwargs, dist_kwargs = VARIANTS[job["variant"]]
     growth = "swe-svod" if ext_name == "swe" else f"{ext_name}-svod"

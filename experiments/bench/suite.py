@@ -1,7 +1,7 @@
 """Benchmark suite: cost of growth and of the toolkit's machinery, as ratios measured in one run.
 
-    python -m experiments.bench.suite                 # everything (a few minutes on 2 cores)
-    python -m experiments.bench.suite --sections cost scaling
+    python -m clgrow.experiments.bench.suite                 # everything (a few minutes on 2 cores)
+    python -m clgrow.experiments.bench.suite --sections cost scaling
 
 Sections (every figure is a ratio of two timings taken in the same process, so machine
 speed cancels out; absolute times are not reported):
@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from clgrow import SWE, GrowableMLP, GrowthError, SVoD, distributors, extenders, grow, measure_inactivity
-from experiments.growth_demo import train_epoch as _epoch
+from clgrow.experiments.growth_demo import train_epoch as _epoch
 
 warnings.filterwarnings("ignore")
 
@@ -123,7 +123,7 @@ _MEM_CHILD = r"""
 import json, sys, torch, warnings
 warnings.filterwarnings("ignore")
 torch.set_num_threads(1)
-from experiments.bench.suite import _setup
+from clgrow.experiments.bench.suite import _setup
 from clgrow import grow, SWE, SVoD
 def status(key):
     return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) / 1024
@@ -181,8 +181,8 @@ def section_overhead(quick: bool) -> str:
     """Plugin overhead and Avalanche vs plain PyTorch, same model and data."""
     from avalanche.training.plugins import EvaluationPlugin
 
-    from experiments.benchmarks import make_benchmark
-    from strategies import GrowPlugin, build_strategy
+    from clgrow.experiments.benchmarks import make_benchmark
+    from clgrow.strategies import GrowPlugin, build_strategy
 
     bm = make_benchmark("split-mnist-5k", 1, seed=0)
     exp = bm.scenario.train_stream[0]
@@ -226,8 +226,8 @@ def section_inactivity(quick: bool) -> str:
     from avalanche.evaluation.metrics import accuracy_metrics
     from avalanche.training.plugins import EvaluationPlugin
 
-    from experiments.benchmarks import make_benchmark
-    from strategies import build_strategy, inactivity_metrics
+    from clgrow.experiments.benchmarks import make_benchmark
+    from clgrow.strategies import build_strategy, inactivity_metrics
 
     model, loader, _ = _setup(3, 256, 784, n=4096, batch=512)
 

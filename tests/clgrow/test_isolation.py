@@ -19,3 +19,72 @@ def test_clgrow_imports_and_grows_without_avalanche():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_layers_install_under_one_namespace_and_leave_users_packages_alone(tmp_path):
+    """A project with its own ``experiments`` and ``strategies`` packages still imports them."""
+    for name in ("experiments", "strategies"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text("MINE = True\n")
+    code = (
+        "import experiments, strategies\n"
+        "import clgrow.experiments.config, clgrow.strategies\n"
+        "assert experiments.MINE and strategies.MINE\n"
+        "assert clgrow.strategies.GrowPlugin.__module__ == 'clgrow.strategies.plugin'\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> clgrow modules it imports (at any level), read from the sources."""
+    import ast
+    import importlib.util
+    import pkgutil
+
+    graph: dict[str, set[str]] = {}
+    for root in ("clgrow", "clgrow.strategies", "clgrow.experiments", "clgrow.experiments.bench"):
+        path = importlib.util.find_spec(root).submodule_search_locations
+        names = [root] + [f"{root}.{m.name}" for m in pkgutil.iter_modules(path) if not m.ispkg]
+        for name in names:
+            spec = importlib.util.find_spec(name)
+            tree = ast.parse(open(spec.origin).read())
+            deps = set()
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("clgrow"):
+                    deps.add(node.module)
+                elif isinstance(node, ast.Import):
+                    deps.update(a.name for a in node.names if a.name.startswith("clgrow"))
+            graph[name] = deps - {name}
+    return graph
+
+
+def test_no_import_cycles_between_modules():
+    graph = _import_graph()
+    assert "clgrow.experiments.cli" in graph and "clgrow.strategies.plugin" in graph
+    # package __init__ files re-export their children; cycles through them are not real
+    inits = {n for n in graph if n in ("clgrow", "clgrow.strategies", "clgrow.experiments", "clgrow.experiments.bench")}
+    edges = {n: {d for d in deps if d not in inits and d in graph} for n, deps in graph.items() if n not in inits}
+    state: dict[str, int] = {}
+
+    def visit(n: str, path: list[str]) -> None:
+        state[n] = 1
+        for d in edges.get(n, ()):
+            if state.get(d) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(d):] + [d]))
+            if d not in state:
+                visit(d, path + [d])
+        state[n] = 2
+
+    for n in edges:
+        if n not in state:
+            visit(n, [n])
+
+
+def test_layers_import_downwards_only():
+    """clgrow never imports the Avalanche layer or the experiments; strategies never experiments."""
+    for name, deps in _import_graph().items():
+        if not name.startswith(("clgrow.strategies", "clgrow.experiments")):
+            assert not any(d.startswith(("clgrow.strategies", "clgrow.experiments")) for d in deps), name
+        if name.startswith("clgrow.strategies"):
+            assert not any(d.startswith("clgrow.experiments") for d in deps), name

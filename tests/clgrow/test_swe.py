@@ -57,7 +57,8 @@ def test_factored_coupling_conserves_column_sums(n, k, m, seed, subset, normalis
         cp.step()
     after = torch.cat([lin.weight, lin.bias[:, None]], 1).detach()
     torch.testing.assert_close(after.sum(0), before.sum(0), rtol=1e-5, atol=1e-4)
-    assert not torch.equal(after[n:], before[n:])
+    if clip is None:  # a clip can saturate both ends of a pair alike, which cancels the transfer
+        assert not torch.equal(after[n:], before[n:])
     others = torch.ones(n, dtype=torch.bool)
     others[partners] = False
     assert torch.equal(after[:n][others], before[:n][others])

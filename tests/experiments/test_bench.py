@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from clgrow import SWE, SVoD
-from experiments.bench import frontier, suite
+from clgrow.experiments.bench import frontier, suite
 
 
 def test_inactivity_section_prints_ratios():

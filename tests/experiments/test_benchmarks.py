@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from experiments.benchmarks import DataMissingError, expected_files, make_benchmark
+from clgrow.experiments.benchmarks import DataMissingError, expected_files, make_benchmark
 
 
 def _write_idx(path, array: np.ndarray) -> None:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from experiments.cli import main
+from clgrow.experiments.cli import main
 from tests.experiments.conftest import TINY
 
 

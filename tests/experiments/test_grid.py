@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from experiments.cli import main
-from experiments.config import ConfigError, load_grid
+from clgrow.experiments.cli import main
+from clgrow.experiments.config import ConfigError, load_grid
 
 GRID = textwrap.dedent("""
     [grid]
@@ -97,7 +97,7 @@ def test_invalid_grid_names_the_field(tmp_path, text, message, capsys):
 def test_shipped_configs_are_valid():
     from pathlib import Path
 
-    import experiments
+    from clgrow import experiments
 
     configs = sorted((Path(experiments.__file__).parent / "configs").glob("*.toml"))
     assert configs

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from experiments.growth_demo import main
+from clgrow.experiments.growth_demo import main
 
 
 def test_growth_demo_prints_a_row_per_extender(capsys):

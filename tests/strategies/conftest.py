@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from clgrow import SWE, SVoD
-from experiments.benchmarks import BenchmarkInfo, make_benchmark
-from strategies import GrowPlugin
+from clgrow.experiments.benchmarks import BenchmarkInfo, make_benchmark
+from clgrow.strategies import GrowPlugin
 
 warnings.filterwarnings("ignore", message=".*No loggers specified.*")
 warnings.filterwarnings("ignore", message=".*no QP solver.*")

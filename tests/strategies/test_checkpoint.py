@@ -10,7 +10,7 @@ from avalanche.training.determinism.rng_manager import RNGManager
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.checkpointing import maybe_load_checkpoint, save_checkpoint
 from clgrow import GrowableMLP
-from strategies import GrowPlugin, ResultsWriter, build_strategy, growth_metrics, inactivity_metrics
+from clgrow.strategies import GrowPlugin, ResultsWriter, build_strategy, growth_metrics, inactivity_metrics
 from tests.strategies.conftest import fast_plugin
 
 

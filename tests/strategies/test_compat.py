@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clgrow import GrowableMLP, UniformDistributor
-from strategies import build_strategy
-from strategies.compat import pad_leading
+from clgrow.strategies import build_strategy
+from clgrow.strategies.compat import pad_leading
 from tests.strategies.conftest import fast_plugin, quiet
 
 

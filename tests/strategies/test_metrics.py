@@ -11,7 +11,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from torch.utils.data import ConcatDataset, DataLoader
 
 from clgrow import GrowableMLP, measure_inactivity
-from strategies import ResultsWriter, build_strategy, growth_metrics, inactivity_metrics
+from clgrow.strategies import ResultsWriter, build_strategy, growth_metrics, inactivity_metrics
 from tests.strategies.conftest import fast_plugin
 
 

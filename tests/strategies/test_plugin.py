@@ -11,7 +11,7 @@ from avalanche.models import SimpleMLP
 from avalanche.training.plugins import LRSchedulerPlugin
 
 from clgrow import Distributor, GrowableMLP, GrowthError, UniformDistributor
-from strategies import STRATEGIES, GrowPlugin, MultiHeadGrowableMLP, build_strategy
+from clgrow.strategies import STRATEGIES, GrowPlugin, MultiHeadGrowableMLP, build_strategy
 from tests.strategies.conftest import all_params_optimized, fast_plugin, quiet
 
 _HP = {"replay": dict(mem_size=60), "agem": dict(patterns_per_exp=20, sample_size=16),
