@@ -11,7 +11,8 @@ from clgrow.distributor import (
     UniformDistributor,
     distributors,
 )
-from clgrow.errors import GrowthError
+from clgrow.config import GROWTH_PRESETS, GrowthConfig, parse_growth
+from clgrow.errors import ConfigError, GrowthError
 from clgrow.extender import Extender, extenders
 from clgrow.gradmax import GradMaxExtender
 from clgrow.grow import GrowthReport, grow
@@ -29,6 +30,10 @@ __all__ = [
     "grow",
     "GrowthReport",
     "GrowthError",
+    "ConfigError",
+    "GrowthConfig",
+    "GROWTH_PRESETS",
+    "parse_growth",
     "measure_inactivity",
     "InactivityStats",
     "LayerInactivity",

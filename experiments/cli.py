@@ -50,11 +50,6 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--class-order-seed", type=int, default=d.class_order_seed)
     r.add_argument("--task-labels", action="store_true", help="task-incremental: task labels and one head per task")
     r.add_argument("--hidden", type=int, nargs="+", default=d.hidden_sizes, dest="hidden_sizes")
-    r.add_argument("--neurons", type=int, default=d.neurons_per_experience, dest="neurons_per_experience",
-                   help="units added per growth step")
-    r.add_argument("--grow-from", type=int, default=d.grow_from_experience, dest="grow_from_experience")
-    r.add_argument("--grow-every-epochs", type=int, default=None)
-    r.add_argument("--max-hidden-size", type=int, default=None)
     r.add_argument("--epochs", type=int, default=d.train_epochs, dest="train_epochs")
     r.add_argument("--batch-size", type=int, default=d.train_mb_size, dest="train_mb_size")
     r.add_argument("--lr", type=float, default=d.lr)
@@ -63,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy hyperparameter, e.g. --set mem_size=200 (JSON values)")
     r.add_argument("--quiet", action="store_true", help="no progress bars or per-experience lines")
+    _add_growth_flags(r)
 
     c = sub.add_parser("compare", help="run a grid from a TOML config, print a table, write figures")
     c.add_argument("config")
@@ -78,6 +74,74 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="benchmarks, strategies, extenders, distributors, growth presets")
     return p
+
+
+_GROW = "grow."
+
+
+def _add_growth_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per GrowthConfig setting and per extender/distributor argument, read from their
+    declarations (defaults stay there: an absent flag leaves the setting at its default)."""
+    import dataclasses
+    import typing
+
+    from clgrow import GrowthConfig, distributors, extenders
+    from clgrow.config import method_parameters
+
+    g = p.add_argument_group("growth settings (clgrow.GrowthConfig; the method is --growth)")
+    hints = typing.get_type_hints(GrowthConfig)
+    for f in dataclasses.fields(GrowthConfig):
+        if f.name in GrowthConfig.METHOD_FIELDS:
+            continue
+        flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("flags", ())]
+        text = f.metadata.get("help", "")
+        kw: dict[str, typing.Any] = dict(dest=_GROW + f.name, default=argparse.SUPPRESS,
+                                         help=text if "default" in text else f"{text} (default: {f.default})")
+        args = typing.get_args(hints[f.name]) or (hints[f.name],)
+        if bool in args:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif any(typing.get_origin(a) is list for a in args):
+            kw.update(type=int, nargs="+", metavar="N")
+        else:
+            kw.update(type=int, metavar="N")
+        g.add_argument(*flags, **kw)
+    for kind, registry in (("extender", extenders), ("distributor", distributors)):
+        for name in sorted(registry):
+            params = method_parameters(registry[name])
+            if not params:
+                continue
+            grp = p.add_argument_group(f"{kind} {name} arguments (used when --growth names it)")
+            for prm in params.values():
+                grp.add_argument(f"--{name}-{prm.name.replace('_', '-')}", dest=f"{kind}.{name}.{prm.name}",
+                                 type=prm.parse, default=argparse.SUPPRESS, metavar=prm.type.__name__.upper(),
+                                 help=f"(default: {prm.default})")
+
+
+def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, object]:
+    """The GrowthConfig fields given on the command line; method arguments must fit ``growth``."""
+    from clgrow import ConfigError, GrowthError, parse_growth
+
+    given = vars(args)
+    settings: dict[str, object] = {k[len(_GROW):]: v for k, v in given.items() if k.startswith(_GROW)}
+    try:
+        method = parse_growth(growth)
+    except GrowthError as err:
+        raise ConfigError(f"growth: {err}") from None
+    for kind in ("extender", "distributor"):
+        chosen = None if method is None else getattr(method, kind)
+        kwargs = {}
+        for key, value in given.items():
+            if not key.startswith(kind + "."):
+                continue
+            _, name, arg = key.split(".")
+            if name != chosen:
+                flag = f"--{name}-{arg.replace('_', '-')}"
+                raise ValueError(f"{flag} sets an argument of {kind} {name!r}, but --growth {growth} uses "
+                                 f"{'no growth' if chosen is None else f'{kind} {chosen!r}'}")
+            kwargs[arg] = value
+        if kwargs:
+            settings[kind + "_kwargs"] = kwargs
+    return settings
 
 
 def _parse_sets(items: list[str]) -> dict[str, object]:
@@ -97,11 +161,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from clgrow.experiments.config import RunConfig
     from clgrow.experiments.runner import run
 
+    from clgrow import GrowthConfig
+
     fields = {k: getattr(args, k) for k in ("benchmark", "strategy", "growth", "seed", "data_root", "n_experiences",
-                                            "class_order_seed", "task_labels", "hidden_sizes", "neurons_per_experience",
-                                            "grow_from_experience", "grow_every_epochs", "max_hidden_size",
-                                            "train_epochs", "train_mb_size", "lr", "optimizer", "tau")}
+                                            "class_order_seed", "task_labels", "hidden_sizes", "train_epochs",
+                                            "train_mb_size", "lr", "optimizer", "tau")}
     fields["strategy_kwargs"] = _parse_sets(args.set)
+    fields["grow"] = GrowthConfig(**_growth_settings(args, args.growth))
     out = Path(args.out)
     verbose = not args.quiet
     if args.match_final_size:

@@ -10,7 +10,10 @@ A grid is a TOML file::
 
     [run]                      # any RunConfig field, shared by every cell
     hidden_sizes = [64, 64]
+
+    [run.grow]                 # any GrowthConfig field but the method (that is the growth axis)
     neurons_per_experience = 32
+    extender_kwargs = { passes = 0.5 }
 
     [strategy.replay]          # hyperparameters of one strategy
     mem_size = 200
@@ -21,28 +24,25 @@ growth named in ``match_growth`` (default ``swe-svod``) for the same strategy an
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clgrow import GrowthError
+from clgrow import ConfigError, GrowthConfig, GrowthError, parse_growth
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 from clgrow.experiments.benchmarks import BENCHMARKS
-from clgrow.strategies import STRATEGIES, parse_growth
+from clgrow.strategies import STRATEGIES
 
 __all__ = ["ConfigError", "RunConfig", "GridConfig", "load_grid", "FIXED_FINAL"]
 
 FIXED_FINAL = "fixed-final"
-
-
-class ConfigError(ValueError):
-    """An invalid configuration value; the message names the field."""
 
 
 @dataclass
@@ -57,13 +57,8 @@ class RunConfig:
     strategy: str = "naive"
     strategy_kwargs: dict[str, Any] = field(default_factory=dict)
     growth: str = "swe-svod"
-    extender_kwargs: dict[str, Any] = field(default_factory=dict)
-    distributor_kwargs: dict[str, Any] = field(default_factory=dict)
+    grow: GrowthConfig = field(default_factory=GrowthConfig)
     match_final_size: str | None = None
-    neurons_per_experience: int = 32
-    grow_from_experience: int = 1
-    max_hidden_size: int | None = None
-    grow_every_epochs: int | None = None
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -73,6 +68,10 @@ class RunConfig:
     tau: float = 0.025
     seed: int = 0
     threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.grow, dict):  # plain data from TOML or summary.json
+            self.grow = GrowthConfig.from_dict(self.grow, where="grow")
 
     def validate(self) -> RunConfig:
         """Raise ``ConfigError`` naming the first invalid field; return ``self``."""
@@ -92,17 +91,23 @@ class RunConfig:
                 need(parse_growth(self.match_final_size) is not None, "match_final_size", "must name a growth method")
             except GrowthError as err:
                 raise ConfigError(f"match_final_size: {err}") from None
-        if self.extender_kwargs or self.distributor_kwargs:
-            try:
-                spec = self.growth_spec()
-                if spec is not None:
-                    spec.build()
-            except (TypeError, GrowthError) as err:
-                raise ConfigError(f"extender_kwargs/distributor_kwargs: {err}") from None
+        need(isinstance(self.grow, GrowthConfig), "grow", "must be a table of growth settings")
+        default = GrowthConfig()
+        for name in ("extender", "distributor"):
+            if getattr(self.grow, name) != getattr(default, name):
+                raise ConfigError(f"grow.{name}: the growth method is set by growth (a preset or "
+                                  f"'EXTENDER+DISTRIBUTOR'), not here (got {getattr(self.grow, name)!r})")
+        self.grow.validate(prefix="grow.", methods=False)
+        need(not callable(self.grow.neurons_per_experience), "grow",
+             "neurons_per_experience must be an integer in a run configuration")
+        try:
+            self.growth_config()
+        except GrowthError as err:
+            raise ConfigError(f"grow: {err}") from None
         for name in ("n_experiences", "train_epochs", "train_mb_size", "eval_mb_size"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, "must be an integer >= 1")
-        for name in ("neurons_per_experience", "grow_from_experience", "seed", "class_order_seed"):
+        for name in ("seed", "class_order_seed"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, name, "must be an integer >= 0")
         need(isinstance(self.hidden_sizes, list) and len(self.hidden_sizes) >= 1
@@ -111,15 +116,10 @@ class RunConfig:
         need(self.optimizer in ("adam", "sgd"), "optimizer", "must be 'adam' or 'sgd'")
         need(isinstance(self.lr, (int, float)) and self.lr > 0, "lr", "must be a number > 0")
         need(isinstance(self.tau, (int, float)) and self.tau >= 0, "tau", "must be a number >= 0")
-        need(self.max_hidden_size is None or (isinstance(self.max_hidden_size, int) and self.max_hidden_size >= 1),
-             "max_hidden_size", "must be an integer >= 1 or absent")
-        need(self.grow_every_epochs is None or (isinstance(self.grow_every_epochs, int) and self.grow_every_epochs >= 1),
-             "grow_every_epochs", "must be an integer >= 1 or absent")
         need(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
              "threads", "must be an integer >= 1 or absent")
         need(isinstance(self.task_labels, bool), "task_labels", "must be true or false")
-        for name in ("strategy_kwargs", "extender_kwargs", "distributor_kwargs"):
-            need(isinstance(getattr(self, name), dict), name, "must be a table")
+        need(isinstance(self.strategy_kwargs, dict), "strategy_kwargs", "must be a table")
         return self
 
     @classmethod
@@ -129,22 +129,22 @@ class RunConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        data = dict(data)
+        if "grow" in data:
+            data["grow"] = GrowthConfig.from_dict(data["grow"], where=f"{where}.grow")
         return cls(**data).validate()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON/TOML friendly)."""
-        return dataclasses.asdict(self)
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["grow"] = self.grow.to_dict()
+        return copy.deepcopy(out)
 
-    def growth_spec(self) -> Any:
-        """The growth method with this run's extender/distributor keyword arguments (None: no growth)."""
-        spec = parse_growth("none" if self.match_final_size or self.growth == FIXED_FINAL else self.growth)
-        if spec is None:
+    def growth_config(self) -> GrowthConfig | None:
+        """The growth method of ``growth`` with this run's settings from ``grow`` (None: no growth)."""
+        if self.match_final_size or self.growth == FIXED_FINAL:
             return None
-        return dataclasses.replace(
-            spec,
-            extender_kwargs={**spec.extender_kwargs, **self.extender_kwargs},
-            distributor_kwargs={**spec.distributor_kwargs, **self.distributor_kwargs},
-        )
+        return parse_growth(self.growth, base=self.grow)
 
     @property
     def growth_label(self) -> str:

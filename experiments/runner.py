@@ -184,16 +184,10 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list
 
         bar = tqdm(total=0, unit="it", leave=False, file=sys.stderr)
     timer = _Timer(bar)
-    growth = cfg.growth_spec()
-    grow_kwargs = {}
-    if growth is not None:
-        grow_kwargs = dict(neurons_per_experience=cfg.neurons_per_experience,
-                           grow_from_experience=cfg.grow_from_experience,
-                           max_hidden_size=cfg.max_hidden_size, grow_every_epochs=cfg.grow_every_epochs)
     strategy = build_strategy(
-        cfg.strategy, model, growth, optimizer=optimizer, train_mb_size=cfg.train_mb_size,
+        cfg.strategy, model, cfg.growth_config(), optimizer=optimizer, train_mb_size=cfg.train_mb_size,
         train_epochs=cfg.train_epochs, eval_mb_size=cfg.eval_mb_size, evaluator=evaluator, plugins=[timer],
-        **grow_kwargs, **cfg.strategy_kwargs,
+        **cfg.strategy_kwargs,
     )
     plugin = next((p for p in strategy.plugins if isinstance(p, GrowPlugin)), None)
     train_stream, test_stream = bm.scenario.train_stream, bm.scenario.test_stream

@@ -1,6 +1,6 @@
 """Avalanche integration: the growth plugin, inactivity and growth metrics, strategy builders."""
 
-from clgrow.strategies.builders import GROWTH_PRESETS, STRATEGIES, GrowthSpec, build_strategy, make_grow_plugin, parse_growth
+from clgrow.strategies.builders import GROWTH_PRESETS, STRATEGIES, build_strategy, make_grow_plugin, parse_growth
 from clgrow.strategies.metrics import GrowthMetric, InactivityMetric, growth_metrics, inactivity_metrics
 from clgrow.strategies.multihead import MultiHeadGrowableMLP
 from clgrow.strategies.plugin import GrowPlugin, GrowthEvent
@@ -16,7 +16,6 @@ __all__ = [
     "build_strategy",
     "make_grow_plugin",
     "parse_growth",
-    "GrowthSpec",
     "GROWTH_PRESETS",
     "STRATEGIES",
     "MultiHeadGrowableMLP",

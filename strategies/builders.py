@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -12,80 +11,21 @@ from avalanche.training.supervised import Cumulative, Naive, Replay
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
-from clgrow import SWE, Distributor, Extender, GrowthError, SVoD, distributors, extenders
+from clgrow import GROWTH_PRESETS, GrowthConfig, GrowthError, parse_growth
 from clgrow.strategies.compat import make_optimizers_checkpointable
 from clgrow.strategies.plugin import GrowPlugin
 
-__all__ = ["GROWTH_PRESETS", "STRATEGIES", "GrowthSpec", "parse_growth", "build_strategy", "make_grow_plugin"]
+__all__ = ["GROWTH_PRESETS", "STRATEGIES", "parse_growth", "build_strategy", "make_grow_plugin"]
 
 
-@dataclass(frozen=True)
-class GrowthSpec:
-    """An extender and a distributor, by registry name, with keyword arguments."""
+def make_grow_plugin(growth: str | GrowthConfig | None, **settings: Any) -> GrowPlugin | None:
+    """A GrowPlugin for a growth preset, ``EXTENDER+DISTRIBUTOR`` or config (``None`` for ``"none"``).
 
-    extender: str
-    distributor: str
-    extender_kwargs: dict[str, Any] = field(default_factory=dict)
-    distributor_kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def build(self) -> tuple[Extender, Distributor]:
-        """Instantiate both methods."""
-        return (
-            extenders[self.extender](**self.extender_kwargs),
-            distributors[self.distributor](**self.distributor_kwargs),
-        )
-
-
-# The paper's budget: one pass to train SVoD's candidates, one to vote, one SWE
-# adjustment pass per layer.
-_PAPER_SWE = SWE.PAPER
-_PAPER_SVOD = SVoD.PAPER
-
-GROWTH_PRESETS: dict[str, GrowthSpec | None] = {
-    "none": None,
-    "swe-svod": GrowthSpec("swe", "svod"),
-    "swe-svod-paper": GrowthSpec("swe", "svod", _PAPER_SWE, _PAPER_SVOD),
-    "swe-uniform": GrowthSpec("swe", "uniform"),
-    "swe-proportional": GrowthSpec("swe", "proportional"),
-    "random-svod": GrowthSpec("random", "svod"),
-    "random-uniform": GrowthSpec("random", "uniform"),
-    "net2net-svod": GrowthSpec("net2net", "svod"),
-    "net2net-uniform": GrowthSpec("net2net", "uniform"),
-    "gradmax-svod": GrowthSpec("gradmax", "svod"),
-    "gradmax-uniform": GrowthSpec("gradmax", "uniform"),
-}
-
-
-def parse_growth(growth: str | GrowthSpec | None) -> GrowthSpec | None:
-    """A preset name, ``EXTENDER+DISTRIBUTOR``, a ``GrowthSpec`` or ``None`` (no growth)."""
-    if growth is None or isinstance(growth, GrowthSpec):
-        return growth
-    if not isinstance(growth, str):
-        raise GrowthError(f"growth must be a preset name or 'EXTENDER+DISTRIBUTOR', got {growth!r}")
-    if growth in GROWTH_PRESETS:
-        return GROWTH_PRESETS[growth]
-    if "+" in growth:
-        ext, dist = (s.strip() for s in growth.split("+", 1))
-        if ext not in extenders:
-            raise GrowthError(f"unknown extender {ext!r} in growth {growth!r}; known: {', '.join(sorted(extenders))}")
-        if dist not in distributors:
-            raise GrowthError(
-                f"unknown distributor {dist!r} in growth {growth!r}; known: {', '.join(sorted(distributors))}"
-            )
-        return GrowthSpec(ext, dist)
-    raise GrowthError(
-        f"unknown growth {growth!r}; presets: {', '.join(GROWTH_PRESETS)}, or EXTENDER+DISTRIBUTOR with "
-        f"extenders {', '.join(sorted(extenders))} and distributors {', '.join(sorted(distributors))}"
-    )
-
-
-def make_grow_plugin(growth: str | GrowthSpec | None, **kwargs: Any) -> GrowPlugin | None:
-    """A GrowPlugin for a growth preset (``None`` for ``"none"``)."""
-    spec = parse_growth(growth)
-    if spec is None:
-        return None
-    ext, dist = spec.build()
-    return GrowPlugin(extender=ext, distributor=dist, **kwargs)
+    ``settings`` are :class:`~clgrow.GrowthConfig` fields (keyword-argument tables are merged
+    into the preset's).
+    """
+    cfg = parse_growth(growth, **settings)
+    return None if cfg is None else GrowPlugin(cfg)
 
 
 def _naive(**kw: Any) -> SupervisedTemplate:
@@ -131,14 +71,10 @@ STRATEGIES: dict[str, Callable[..., SupervisedTemplate]] = {
     "cumulative": _cumulative,
 }
 
-_GROW_KEYS = ("neurons_per_experience", "grow_from_experience", "max_hidden_size", "grow_every_epochs",
-              "layers", "grow_head", "carry_optimizer_state")
-
-
 def build_strategy(
     name: str,
     model: nn.Module,
-    growth: str | GrowthSpec | None = "swe-svod",
+    growth: str | GrowthConfig | None = "swe-svod",
     *,
     optimizer: torch.optim.Optimizer | None = None,
     lr: float = 1e-3,
@@ -160,20 +96,19 @@ def build_strategy(
         ``gem``, ``cumulative``).
     model : nn.Module
         A :class:`~clgrow.GrowableMLP` when ``growth`` is not ``"none"``.
-    growth : str or GrowthSpec or None
-        A preset of ``GROWTH_PRESETS`` or ``EXTENDER+DISTRIBUTOR``.
+    growth : str or GrowthConfig or None
+        A preset of ``GROWTH_PRESETS``, ``EXTENDER+DISTRIBUTOR`` or a full config.
     optimizer : Optimizer, optional
         Default: Adam over the model's parameters with learning rate ``lr``.
     **hyperparameters
-        GrowPlugin options (``neurons_per_experience``, ``grow_from_experience``,
-        ``max_hidden_size``, ``grow_every_epochs``, ``layers``, ``grow_head``,
-        ``carry_optimizer_state``) and the strategy's own (``mem_size``, ``ewc_lambda``, ``si_lambda``,
+        :class:`~clgrow.GrowthConfig` fields (``neurons_per_experience``, ``extender_kwargs``,
+        ...) and the strategy's own (``mem_size``, ``ewc_lambda``, ``si_lambda``,
         ``alpha``, ``temperature``, ``patterns_per_exp``, ``memory_strength``, ...).
     """
     if name not in STRATEGIES:
         raise GrowthError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
     make_optimizers_checkpointable()  # so Avalanche's checkpoints can pickle the optimizer
-    grow_kwargs = {k: hyperparameters.pop(k) for k in _GROW_KEYS if k in hyperparameters}
+    grow_kwargs = {k: hyperparameters.pop(k) for k in GrowthConfig.field_names() if k in hyperparameters}
     plugin = make_grow_plugin(growth, **grow_kwargs)
     if plugin is not None:
         GrowPlugin.check_model(model)

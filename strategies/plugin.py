@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +10,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import nn
 
-from clgrow import Distributor, Extender, GrowableMLP, GrowthError, GrowthReport, distributors, extenders, grow
+from clgrow import ConfigError, GrowableMLP, GrowthConfig, GrowthError, GrowthReport, grow
 from clgrow.grow import room_under_cap
 from clgrow.strategies.compat import (
     carry_optimizer_state,
@@ -41,69 +41,31 @@ class GrowPlugin(SupervisedPlugin):
 
     Parameters
     ----------
-    neurons_per_experience : int or callable
-        Units added per growth step, or ``f(experience_index) -> int``.
-    extender, distributor : object or registry name
-        How units are initialised and where they go (``"swe"``, ``"svod"``, ...).
-    grow_from_experience : int
-        First experience (0-based) at whose start the model grows.
-    max_hidden_size : int, optional
-        Cap on the width of every hidden layer; growth stops at the cap.
-    grow_every_epochs : int, optional
-        Also grow after every ``n`` epochs inside any experience (the paper's own staged
-        setting: one experience, growth stages every ``n`` epochs).
-    layers : sequence of int, optional
-        Hidden layers allowed to grow (default: all).
-    grow_head : bool
-        Add head outputs when an experience brings labels beyond the head's size
-        (class-incremental streams with a head sized for the first classes only).
-    carry_optimizer_state : bool
-        Keep the optimizer state of old entries of grown tensors (zero-padded), instead of
-        Avalanche's reset.
+    config : GrowthConfig, optional
+        Every growth setting (units per step, extender and distributor with their arguments,
+        schedule, cap, layers, head growth, optimizer-state carry); default ``GrowthConfig()``.
     loss_fn : callable, optional
         Loss used for growth (default: the strategy's criterion).
+    **settings
+        :class:`~clgrow.GrowthConfig` fields overriding ``config``, e.g.
+        ``GrowPlugin(neurons_per_experience=32, extender="swe", distributor="svod")``.
     """
 
     def __init__(
         self,
-        neurons_per_experience: int | Callable[[int], int] = 32,
-        extender: Extender | str = "swe",
-        distributor: Distributor | str = "svod",
-        grow_from_experience: int = 1,
-        max_hidden_size: int | None = None,
-        grow_every_epochs: int | None = None,
-        layers: Sequence[int] | None = None,
-        grow_head: bool = False,
-        carry_optimizer_state: bool = True,
+        config: GrowthConfig | None = None,
+        *,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        **settings: Any,
     ) -> None:
         super().__init__()
         # A grown strategy should survive Avalanche's checkpoints; dill needs torch.optim's
         # submodules back on the package to pickle the optimizer (see compat).
         make_optimizers_checkpointable()
-        if not callable(neurons_per_experience):
-            if isinstance(neurons_per_experience, bool) or int(neurons_per_experience) != neurons_per_experience:
-                raise GrowthError(f"neurons_per_experience must be an int or a callable, got {neurons_per_experience!r}")
-            if neurons_per_experience < 0:
-                raise GrowthError(f"neurons_per_experience must be >= 0, got {neurons_per_experience}")
-        if grow_from_experience < 0:
-            raise GrowthError(f"grow_from_experience must be >= 0, got {grow_from_experience}")
-        if max_hidden_size is not None and max_hidden_size < 1:
-            raise GrowthError(f"max_hidden_size must be >= 1 or None, got {max_hidden_size}")
-        if grow_every_epochs is not None and grow_every_epochs < 1:
-            raise GrowthError(f"grow_every_epochs must be >= 1 or None, got {grow_every_epochs}")
-        try:
-            self.extender = extenders.build(extender)
-            self.distributor = distributors.build(distributor)
-        except KeyError as err:
-            raise GrowthError(str(err.args[0])) from None
-        self.neurons_per_experience = neurons_per_experience
-        self.grow_from_experience = int(grow_from_experience)
-        self.max_hidden_size = max_hidden_size
-        self.grow_every_epochs = grow_every_epochs
-        self.layers = None if layers is None else list(layers)
-        self.grow_head = grow_head
-        self.carry_optimizer_state = carry_optimizer_state
+        if config is not None and not isinstance(config, GrowthConfig):
+            raise ConfigError(f"GrowPlugin config must be a GrowthConfig, got {type(config).__name__}")
+        self.config = (config or GrowthConfig()).merged(**settings).validate()
+        self.extender, self.distributor = self.config.build()
         self.loss_fn = loss_fn
         self.events: list[GrowthEvent] = []
         self.cohort_experience: dict[int, int] = {0: -1}
@@ -111,11 +73,7 @@ class GrowPlugin(SupervisedPlugin):
     # ------------------------------------------------------------------ API
     def units_for(self, experience: int) -> int:
         """Units to add at ``experience`` (before the ``max_hidden_size`` cap)."""
-        k = self.neurons_per_experience
-        value = k(experience) if callable(k) else k
-        if isinstance(value, bool) or int(value) != value or value < 0:
-            raise GrowthError(f"neurons_per_experience({experience}) returned {value!r}; need an int >= 0")
-        return int(value)
+        return self.config.units_for(experience)
 
     @staticmethod
     def check_model(model: nn.Module) -> GrowableMLP:
@@ -135,19 +93,19 @@ class GrowPlugin(SupervisedPlugin):
             # Let Avalanche map parameter names to optimizer entries before anything grows:
             # a tensor replaced before that first mapping would stay in the optimizer as a stale copy.
             strategy.make_optimizer(reset_optimizer_state=True)
-        if self.layers is not None:
-            bad = [i for i in self.layers if not 0 <= i < model.num_hidden_layers]
+        if self.config.layers is not None:
+            bad = [i for i in self.config.layers if not 0 <= i < model.num_hidden_layers]
             if bad:
                 raise GrowthError(f"GrowPlugin layers {bad} do not exist: the model has layers 0..{model.num_hidden_layers - 1}")
 
     def after_train_dataset_adaptation(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """Grow the head for new classes before the strategy builds its optimizer."""
-        if self.grow_head:
+        if self.config.grow_head:
             self._fit_head(strategy.model, strategy.experience)
 
     def before_eval_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """Evaluation on classes not yet trained needs outputs for them too."""
-        if self.grow_head and isinstance(strategy.model, GrowableMLP):
+        if self.config.grow_head and isinstance(strategy.model, GrowableMLP):
             self._fit_head(strategy.model, strategy.experience)
 
     def before_training_epoch(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
@@ -159,30 +117,30 @@ class GrowPlugin(SupervisedPlugin):
         """At the start of experiences ``>= grow_from_experience``; every ``grow_every_epochs``
         epochs inside any experience (so a one-experience stream can grow in stages)."""
         if epoch == 0:
-            return experience >= self.grow_from_experience
-        return bool(self.grow_every_epochs) and epoch % self.grow_every_epochs == 0
+            return experience >= self.config.grow_from_experience
+        return bool(self.config.grow_every_epochs) and epoch % self.config.grow_every_epochs == 0
 
     # -------------------------------------------------------------- helpers
     def grow_now(self, strategy: Any, experience: int, epoch: int = 0) -> GrowthReport | None:
         """One growth step on the strategy's current dataloader; updates the optimizer."""
         model = self.check_model(strategy.model)
         k = self.units_for(experience)
-        layers = list(range(model.num_hidden_layers)) if self.layers is None else self.layers
-        if self.max_hidden_size is not None:
-            room = room_under_cap(model.hidden_sizes, layers, self.max_hidden_size)
+        layers = list(range(model.num_hidden_layers)) if self.config.layers is None else self.config.layers
+        if self.config.max_hidden_size is not None:
+            room = room_under_cap(model.hidden_sizes, layers, self.config.max_hidden_size)
             layers = [i for i in layers if room[i] > 0]
             k = min(k, sum(room.values()))
         if k == 0 or not layers:
             return None
         old_shapes = {n: p.shape for n, p in model.named_parameters()}
-        opt_state = optimizer_state_by_name(strategy.optimizer, model) if self.carry_optimizer_state else {}
+        opt_state = optimizer_state_by_name(strategy.optimizer, model) if self.config.carry_optimizer_state else {}
         loss_fn = self.loss_fn if self.loss_fn is not None else strategy._criterion
         report = grow(
             model, k, strategy.dataloader, self.extender, self.distributor, loss_fn,
-            layers=layers, max_hidden_size=self.max_hidden_size,
+            layers=layers, max_hidden_size=self.config.max_hidden_size,
         )
         strategy.make_optimizer()
-        if self.carry_optimizer_state:
+        if self.config.carry_optimizer_state:
             carry_optimizer_state(strategy.optimizer, model, opt_state, old_shapes)
         fix_regularizer_state(strategy.plugins, model, old_shapes)
         self.events.append(GrowthEvent(experience, epoch, report))

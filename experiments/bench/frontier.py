@@ -174,14 +174,16 @@ def _stream(job: dict[str, Any]) -> dict[str, Any]:
     import warnings
 
     warnings.filterwarnings("ignore")
+    from clgrow import GrowthConfig
     from clgrow.experiments.config import RunConfig
     from clgrow.experiments.runner import run
 
     ext_name, ext_kwargs, dist_kwargs = VARIANTS[job["variant"]]
     growth = "swe-svod" if ext_name == "swe" else f"{ext_name}-svod"
     cfg = RunConfig(benchmark=job["data"], strategy="replay", growth=growth, seed=job["seed"],
-                    hidden_sizes=job["hidden"], neurons_per_experience=job["k"], extender_kwargs=ext_kwargs,
-                    distributor_kwargs=dist_kwargs, threads=1, strategy_kwargs={"mem_size": 200})
+                    hidden_sizes=job["hidden"], threads=1,
+                    grow=GrowthConfig(neurons_per_experience=job["k"], extender_kwargs=ext_kwargs,
+                                      distributor_kwargs=dist_kwargs), strategy_kwargs={"mem_size": 200})
     s = run(cfg.validate())
     steps = s["growth_events"]
     return {

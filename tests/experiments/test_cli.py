@@ -69,6 +69,13 @@ def test_match_final_size_trains_a_fixed_model_at_the_grown_widths(tmp_path):
         (["run", "--out", "x", "--strategy", "naive", "--set", "mem_size=3"], "strategy 'naive'"),
         (["run", "--out", "x", "--growth", "none", "--match-final-size"], "--match-final-size needs --growth"),
         (["run"], "the following arguments are required: --out"),
+        (["run", "--out", "x", "--growth", "random-uniform", "--swe-passes", "0.2"],
+         "--swe-passes sets an argument of extender 'swe', but --growth random-uniform uses extender 'random'"),
+        (["run", "--out", "x", "--growth", "none", "--svod-vote-passes", "0.2"], "uses no growth"),
+        (["run", "--out", "x", "--swe-coupling", "bogus"], "extender_kwargs for swe"),
+        (["run", "--out", "x", "--swe-passes", "abc"], "argument --swe-passes: invalid parse value: 'abc'"),
+        (["run", "--out", "x", "--neurons", "-3"], "grow.neurons_per_experience: must be an integer >= 0"),
+        (["run", "--out", "x", "--layers", "-1"], "grow.layers"),
         (["compare", "missing.toml", "--out", "x"], "config file not found"),
         (["plot", "."], "neither a run directory"),
     ],
@@ -94,3 +101,18 @@ def test_list_names_everything(capsys):
     out = capsys.readouterr().out
     for word in ["split-mnist-5k", "split-cifar100", "replay", "swe", "svod", "gradmax", "swe-svod-paper"]:
         assert word in out
+
+
+def test_growth_flags_come_from_the_config_and_the_methods_signatures(tmp_path):
+    """Every GrowthConfig setting and every SWE/SVoD argument is settable, and reaches the run."""
+    out = tmp_path / "run"
+    assert main(["run", *TINY, "--growth", "swe-svod-paper", "--grow-from-experience", "2", "--max-hidden-size", "14",
+                 "--no-carry-optimizer-state", "--swe-passes", "0.25", "--swe-partners", "4",
+                 "--svod-vote-passes", "0.5", "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    grow = s["config"]["grow"]
+    assert (grow["grow_from_experience"], grow["max_hidden_size"], grow["carry_optimizer_state"]) == (2, 14, False)
+    assert grow["extender_kwargs"] == {"passes": 0.25, "partners": 4}
+    assert grow["distributor_kwargs"] == {"vote_passes": 0.5}
+    assert [e["experience"] for e in s["growth_events"]][0] == 2
+    assert max(s["final_hidden_sizes"]) <= 14

@@ -21,9 +21,11 @@ GRID = textwrap.dedent("""
 
     [run]
     hidden_sizes = [8, 8]
-    neurons_per_experience = 4
     train_epochs = 1
     train_mb_size = 64
+
+    [run.grow]
+    neurons_per_experience = 4
 """)
 
 
@@ -104,3 +106,17 @@ def test_shipped_configs_are_valid():
     for path in configs:
         grid = load_grid(path)
         assert grid.cells()
+
+
+@pytest.mark.parametrize("grow,message", [
+    ({"extender": "random"}, "grow.extender: the growth method is set by growth"),
+    ({"neurons": 3}, "run.grow: unknown field(s) neurons"),
+    ({"neurons_per_experience": -2}, "grow.neurons_per_experience"),
+    ({"extender_kwargs": {"passes": 0.5}}, "random has no argument(s) passes"),
+])
+def test_run_grow_table_is_validated_by_name(grow, message):
+    from clgrow.experiments.config import ConfigError, RunConfig
+
+    with pytest.raises(ConfigError) as err:
+        RunConfig.from_dict({"growth": "random-uniform", "grow": grow})
+    assert message in str(err.value)

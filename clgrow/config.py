@@ -1,0 +1,285 @@
+"""Growth settings, declared once: the plugin takes them, run configs nest them, the CLI reads them.
+
+:class:`GrowthConfig` is the single place where a growth option (units per step, extender and
+distributor with their keyword arguments, schedule, cap, layers, head growth, optimizer-state
+carry) is named, given its default and validated. ``GROWTH_PRESETS`` names common methods as
+partial configurations. :func:`method_parameters` reads an extender's or distributor's keyword
+arguments from its signature, so a command line can offer them without listing them again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from clgrow.distributor import Distributor, distributors
+from clgrow.errors import ConfigError
+from clgrow.extender import Extender, extenders
+from clgrow.svod import SVoD
+from clgrow.swe import SWE
+
+__all__ = ["GrowthConfig", "GROWTH_PRESETS", "parse_growth", "method_parameters", "MethodParameter"]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass
+class GrowthConfig:
+    """How and when a model grows.
+
+    Attributes
+    ----------
+    extender, distributor : str or object
+        Registry names (``clgrow list``) or instances: how new units are initialised, and where
+        they go.
+    extender_kwargs, distributor_kwargs : dict
+        Keyword arguments for the methods named by ``extender`` / ``distributor``.
+    neurons_per_experience : int or callable
+        Units added per growth step, or ``f(experience_index) -> int``.
+    grow_from_experience : int
+        First experience (0-based) at whose start the model grows.
+    grow_every_epochs : int, optional
+        Also grow every ``n`` epochs inside an experience (growth stages).
+    max_hidden_size : int, optional
+        Cap on every hidden layer's width; growth stops at the cap.
+    layers : list of int, optional
+        Hidden layers allowed to grow (default: all).
+    grow_head : bool
+        Add head outputs when an experience brings labels beyond the head's size.
+    carry_optimizer_state : bool
+        Keep the optimizer state of old entries of grown tensors (zero-padded).
+    """
+
+    extender: str | Extender = field(default="swe", metadata={"help": "extender (registry name)"})
+    distributor: str | Distributor = field(default="svod", metadata={"help": "distributor (registry name)"})
+    extender_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "extender keyword arguments"})
+    distributor_kwargs: dict[str, Any] = field(default_factory=dict,
+                                               metadata={"help": "distributor keyword arguments"})
+    neurons_per_experience: int | Callable[[int], int] = field(
+        default=32, metadata={"help": "units added per growth step", "flags": ("--neurons",)})
+    grow_from_experience: int = field(
+        default=1, metadata={"help": "first experience (0-based) that grows", "flags": ("--grow-from",)})
+    grow_every_epochs: int | None = field(
+        default=None, metadata={"help": "also grow every N epochs inside an experience"})
+    max_hidden_size: int | None = field(default=None, metadata={"help": "cap on every hidden layer's width"})
+    layers: list[int] | None = field(default=None, metadata={"help": "hidden layers allowed to grow (default: all)"})
+    grow_head: bool = field(default=False, metadata={"help": "add head outputs for labels beyond the head's size"})
+    carry_optimizer_state: bool = field(
+        default=True, metadata={"help": "keep the optimizer state of grown tensors' old entries"})
+
+    #: Fields that choose the growth method (the rest say how much and when).
+    METHOD_FIELDS: typing.ClassVar[tuple[str, ...]] = ("extender", "distributor", "extender_kwargs",
+                                                       "distributor_kwargs")
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """Names of every setting, in declaration order."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def validate(self, prefix: str = "", methods: bool = True) -> GrowthConfig:
+        """Raise :class:`ConfigError` naming the first invalid field (``prefix`` + name); return ``self``.
+
+        ``methods=False`` checks the schedule only (the method is chosen elsewhere, as in a run
+        configuration whose ``growth`` names it).
+        """
+
+        def need(cond: bool, name: str, msg: str) -> None:
+            if not cond:
+                raise ConfigError(f"{prefix}{name}: {msg} (got {getattr(self, name)!r})")
+
+        k = self.neurons_per_experience
+        need(callable(k) or (_is_int(k) and k >= 0), "neurons_per_experience",
+             "must be an integer >= 0 or a callable experience -> int")
+        need(_is_int(self.grow_from_experience) and self.grow_from_experience >= 0, "grow_from_experience",
+             "must be an integer >= 0")
+        for name in ("grow_every_epochs", "max_hidden_size"):
+            v = getattr(self, name)
+            need(v is None or (_is_int(v) and v >= 1), name, "must be an integer >= 1 or absent")
+        need(self.layers is None or (isinstance(self.layers, (list, tuple)) and len(self.layers) > 0
+                                     and all(_is_int(i) and i >= 0 for i in self.layers)),
+             "layers", "must be a non-empty list of hidden-layer indices >= 0, or absent (all layers)")
+        for name in ("grow_head", "carry_optimizer_state"):
+            need(isinstance(getattr(self, name), bool), name, "must be true or false")
+        for name in ("extender_kwargs", "distributor_kwargs"):
+            need(isinstance(getattr(self, name), Mapping), name, "must be a table of keyword arguments")
+        if not methods:
+            return self
+        for name, registry, base in (("extender", extenders, Extender), ("distributor", distributors, Distributor)):
+            v = getattr(self, name)
+            need(isinstance(v, base) or (isinstance(v, str) and v in registry), name,
+                 f"must be an instance or one of {', '.join(sorted(registry))}")
+            kwargs = getattr(self, name + "_kwargs")
+            if kwargs and not isinstance(v, str):
+                raise ConfigError(f"{prefix}{name}_kwargs: only apply to a {name} given by name, not an instance")
+            if isinstance(v, str):
+                known = [n for n in inspect.signature(registry[v].__init__).parameters if n != "self"]
+                unknown = sorted(set(kwargs) - set(known))
+                if unknown:
+                    raise ConfigError(f"{prefix}{name}_kwargs: {v} has no argument(s) {', '.join(unknown)}; "
+                                      f"known: {', '.join(known) or 'none'}")
+        self.build()  # the methods' own checks (ranges, combinations) name their argument
+        return self
+
+    def build(self) -> tuple[Extender, Distributor]:
+        """The extender and distributor instances these settings describe."""
+        out = []
+        for name, registry in (("extender", extenders), ("distributor", distributors)):
+            v, kwargs = getattr(self, name), getattr(self, name + "_kwargs")
+            if not isinstance(v, str):
+                out.append(v)
+                continue
+            try:
+                out.append(registry[v](**kwargs))
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"{name}_kwargs for {v}: {err}") from None
+        return out[0], out[1]
+
+    def units_for(self, experience: int) -> int:
+        """Units to add at ``experience`` (before any cap)."""
+        k = self.neurons_per_experience
+        value = k(experience) if callable(k) else k
+        if not _is_int(value) or value < 0:
+            raise ConfigError(f"neurons_per_experience({experience}) returned {value!r}; need an int >= 0")
+        return int(value)
+
+    def merged(self, **overrides: Any) -> GrowthConfig:
+        """A copy with ``overrides`` applied; keyword-argument tables are merged, not replaced."""
+        unknown = sorted(set(overrides) - set(self.field_names()))
+        if unknown:
+            raise ConfigError(f"unknown growth setting(s) {', '.join(unknown)}; known: {', '.join(self.field_names())}")
+        for name in ("extender_kwargs", "distributor_kwargs"):
+            if name in overrides and isinstance(overrides[name], Mapping):
+                overrides[name] = {**getattr(self, name), **overrides[name]}
+        return dataclasses.replace(self, **overrides)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "growth") -> GrowthConfig:
+        """Build from plain data (a TOML table), refusing unknown fields by name (call :meth:`validate`)."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: must be a table of growth settings (got {data!r})")
+        unknown = sorted(set(data) - set(cls.field_names()))
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(cls.field_names())}")
+        d = dict(data)
+        if isinstance(d.get("layers"), tuple):
+            d["layers"] = list(d["layers"])
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON/TOML friendly); instances are written as their ``repr``."""
+        out = {f: getattr(self, f) for f in self.field_names()}
+        for name in ("extender", "distributor", "neurons_per_experience"):
+            if not isinstance(out[name], (str, int)):
+                out[name] = repr(out[name])
+        out["extender_kwargs"] = dict(self.extender_kwargs)
+        out["distributor_kwargs"] = dict(self.distributor_kwargs)
+        out["layers"] = None if self.layers is None else list(self.layers)
+        return out
+
+
+#: Named growth methods, as the method fields of a GrowthConfig (``None``: no growth). The paper's
+#: budget is one pass to train SVoD's candidates, one to vote, one SWE adjustment pass per layer.
+GROWTH_PRESETS: dict[str, dict[str, Any] | None] = {
+    "none": None,
+    "swe-svod": {"extender": "swe", "distributor": "svod"},
+    "swe-svod-paper": {"extender": "swe", "distributor": "svod", "extender_kwargs": dict(SWE.PAPER),
+                       "distributor_kwargs": dict(SVoD.PAPER)},
+    "swe-uniform": {"extender": "swe", "distributor": "uniform"},
+    "swe-proportional": {"extender": "swe", "distributor": "proportional"},
+    "random-svod": {"extender": "random", "distributor": "svod"},
+    "random-uniform": {"extender": "random", "distributor": "uniform"},
+    "net2net-svod": {"extender": "net2net", "distributor": "svod"},
+    "net2net-uniform": {"extender": "net2net", "distributor": "uniform"},
+    "gradmax-svod": {"extender": "gradmax", "distributor": "svod"},
+    "gradmax-uniform": {"extender": "gradmax", "distributor": "uniform"},
+}
+
+
+def parse_growth(growth: str | GrowthConfig | None, base: GrowthConfig | None = None,
+                 **overrides: Any) -> GrowthConfig | None:
+    """Resolve a growth method to its settings (``None``: no growth).
+
+    Parameters
+    ----------
+    growth : str or GrowthConfig or None
+        A name of ``GROWTH_PRESETS``, ``"EXTENDER+DISTRIBUTOR"``, a config, or ``None``.
+    base : GrowthConfig, optional
+        Settings the method is applied onto (schedule, cap, ...; its keyword-argument tables
+        override the preset's).
+    **overrides
+        Further :class:`GrowthConfig` fields.
+    """
+    if growth is None:
+        return None
+    if isinstance(growth, GrowthConfig):
+        return growth.merged(**overrides).validate()
+    if not isinstance(growth, str):
+        raise ConfigError(f"growth must be a preset name or 'EXTENDER+DISTRIBUTOR', got {growth!r}")
+    if growth in GROWTH_PRESETS:
+        method = GROWTH_PRESETS[growth]
+        if method is None:
+            return None
+    elif "+" in growth:
+        ext, dist = (s.strip() for s in growth.split("+", 1))
+        if ext not in extenders:
+            raise ConfigError(f"unknown extender {ext!r} in growth {growth!r}; known: {', '.join(sorted(extenders))}")
+        if dist not in distributors:
+            raise ConfigError(
+                f"unknown distributor {dist!r} in growth {growth!r}; known: {', '.join(sorted(distributors))}")
+        method = {"extender": ext, "distributor": dist}
+    else:
+        raise ConfigError(
+            f"unknown growth {growth!r}; presets: {', '.join(GROWTH_PRESETS)}, or EXTENDER+DISTRIBUTOR with "
+            f"extenders {', '.join(sorted(extenders))} and distributors {', '.join(sorted(distributors))}"
+        )
+    cfg = GrowthConfig(**{k: (dict(v) if isinstance(v, dict) else v) for k, v in method.items()})
+    if base is not None:
+        own = {f: getattr(base, f) for f in GrowthConfig.field_names() if f not in ("extender", "distributor")}
+        cfg = cfg.merged(**own)
+    return cfg.merged(**overrides).validate()
+
+
+@dataclass(frozen=True)
+class MethodParameter:
+    """One keyword argument of an extender or distributor, read from its signature."""
+
+    name: str
+    type: type
+    default: Any
+    optional: bool
+
+    def parse(self, text: str) -> Any:
+        """Convert command-line text (``none`` for ``None`` where allowed)."""
+        if self.optional and text.lower() in ("none", "null"):
+            return None
+        if self.type is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"expected true or false, got {text!r}")
+            return text.lower() in ("true", "1")
+        value = self.type(text)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {text!r}")
+        return value
+
+
+def method_parameters(cls: type) -> dict[str, MethodParameter]:
+    """Keyword arguments of a method class with a scalar type (int, float, str, bool, or optional)."""
+    hints = typing.get_type_hints(cls.__init__)
+    out = {}
+    for name, p in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            continue
+        hint = hints.get(name, type(p.default))
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = type(None) in typing.get_args(hint)
+        base = args[0] if optional and len(args) == 1 else hint
+        if base in (int, float, str, bool):
+            out[name] = MethodParameter(name, base, p.default, optional)
+    return out
