@@ -16,7 +16,7 @@ from clgrow.errors import ConfigError, GrowthError
 from clgrow.extender import Extender, extenders
 from clgrow.gradmax import GradMaxExtender
 from clgrow.grow import GrowthReport, grow
-from clgrow.inactivity import InactivityStats, LayerInactivity, measure_inactivity
+from clgrow.inactivity import InactivityAccumulator, InactivityStats, LayerInactivity, measure_inactivity
 from clgrow.model import GrowableMLP, default_linear_init
 from clgrow.net2net import Net2NetExtender
 from clgrow.random_extender import RandomExtender
@@ -36,6 +36,7 @@ __all__ = [
     "parse_growth",
     "measure_inactivity",
     "InactivityStats",
+    "InactivityAccumulator",
     "LayerInactivity",
     "Extender",
     "Distributor",

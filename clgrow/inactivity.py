@@ -27,7 +27,13 @@ from clgrow.errors import GrowthError
 from clgrow.extender import model_device
 from clgrow.model import GrowableMLP
 
-__all__ = ["LayerInactivity", "InactivityStats", "measure_inactivity", "inactivity_from_activations"]
+__all__ = [
+    "LayerInactivity",
+    "InactivityStats",
+    "InactivityAccumulator",
+    "measure_inactivity",
+    "inactivity_from_activations",
+]
 
 
 def _fraction(part: int, whole: int) -> float:
@@ -148,6 +154,50 @@ def inactivity_from_activations(
     )
 
 
+class InactivityAccumulator:
+    """Running ``sum |h|``, ever-nonzero flags and sample count per hidden layer.
+
+    The one place activations are accumulated: :func:`measure_inactivity` feeds it from its
+    own forward passes, the Avalanche metric from hooks on the strategy's evaluation passes.
+    A layer whose width changed since the last batch (the model grew) starts afresh.
+    """
+
+    def __init__(self, num_layers: int) -> None:
+        self.abs_sum: list[Tensor | None] = [None] * num_layers
+        self.nonzero: list[Tensor | None] = [None] * num_layers
+        self.samples = 0
+
+    @torch.no_grad()
+    def add(self, layer: int, h: Tensor) -> None:
+        """Accumulate post-ReLU activations ``h`` of shape ``(batch, units)`` of one layer.
+
+        Samples are counted on layer 0, which every forward pass reaches first.
+        """
+        h = h.detach()
+        if self.abs_sum[layer] is None or self.abs_sum[layer].shape[0] != h.shape[1]:
+            self.abs_sum[layer] = torch.zeros(h.shape[1], device=h.device)
+            self.nonzero[layer] = torch.zeros(h.shape[1], dtype=torch.bool, device=h.device)
+        self.abs_sum[layer] += h.abs().sum(0)
+        self.nonzero[layer] |= (h != 0).any(0)
+        if layer == 0:
+            self.samples += h.shape[0]
+
+    @property
+    def complete(self) -> bool:
+        """Whether every layer has seen at least one sample."""
+        return self.samples > 0 and all(a is not None for a in self.abs_sum)
+
+    def stats(self, cohorts: list[Tensor], tau: float) -> InactivityStats:
+        """Counts per layer given each layer's cohort tensor ``(units,)``."""
+        if not self.complete:
+            raise GrowthError("no activations were accumulated: inactivity needs at least one sample")
+        layers = [
+            inactivity_from_activations(a, nz, self.samples, c.to(a.device), tau)  # type: ignore[arg-type]
+            for a, nz, c in zip(self.abs_sum, self.nonzero, cohorts)
+        ]
+        return InactivityStats(layers=layers, tau=float(tau), samples=self.samples)
+
+
 @torch.no_grad()
 def measure_inactivity(
     model: GrowableMLP, loader: Iterable[Any], tau: float = 0.025, max_batches: int | None = None
@@ -161,10 +211,7 @@ def measure_inactivity(
     if tau < 0 or not math.isfinite(tau):
         raise GrowthError(f"tau must be a finite number >= 0, got {tau}")
     device = model_device(model)
-    sizes = model.hidden_sizes
-    abs_sum = [torch.zeros(n, device=device) for n in sizes]
-    nonzero = [torch.zeros(n, dtype=torch.bool, device=device) for n in sizes]
-    samples = 0
+    acc = InactivityAccumulator(model.num_hidden_layers)
     was_training = model.training
     model.eval()
     try:
@@ -174,15 +221,9 @@ def measure_inactivity(
             x, _, t = unpack(batch, device)
             _, hs = model.run(x, t, capture=True)
             for i, h in enumerate(hs):
-                abs_sum[i] += h.abs().sum(0)
-                nonzero[i] |= (h != 0).any(0)
-            samples += x.shape[0]
+                acc.add(i, h)
     finally:
         model.train(was_training)
-    if samples == 0:
+    if acc.samples == 0:
         raise GrowthError("the probe loader is empty: inactivity needs at least one sample")
-    layers = [
-        inactivity_from_activations(abs_sum[i], nonzero[i], samples, model.cohort(i), tau)
-        for i in range(len(sizes))
-    ]
-    return InactivityStats(layers=layers, tau=float(tau), samples=samples)
+    return acc.stats([model.cohort(i) for i in range(model.num_hidden_layers)], tau)

@@ -23,7 +23,7 @@ from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
 from clgrow import GrowableMLP
-from clgrow.inactivity import InactivityStats, inactivity_from_activations
+from clgrow.inactivity import InactivityAccumulator, InactivityStats
 from clgrow.strategies.plugin import GrowPlugin
 
 __all__ = ["InactivityMetric", "GrowthMetric", "inactivity_metrics", "growth_metrics", "find_grow_plugin"]
@@ -61,7 +61,7 @@ class InactivityMetric(PluginMetric[float]):
         self.tau = float(tau)
         self.per_layer = per_layer
         self.per_cohort = per_cohort
-        self._acc: dict[str, dict[str, Any]] = {}
+        self._acc: dict[str, InactivityAccumulator] = {}
         self._handles: list[Any] = []
         self._stream = "test"
         self.last: dict[str, InactivityStats] = {}
@@ -77,16 +77,8 @@ class InactivityMetric(PluginMetric[float]):
     def _hook(self, layer: int):
         def hook(_mod: Any, _args: Any, out: torch.Tensor) -> None:
             acc = self._acc.get(self._stream)
-            if acc is None:
-                return
-            h = torch.relu(out.detach())
-            if acc["abs"][layer] is None or acc["abs"][layer].shape[0] != h.shape[1]:
-                acc["abs"][layer] = torch.zeros(h.shape[1], device=h.device)
-                acc["nz"][layer] = torch.zeros(h.shape[1], dtype=torch.bool, device=h.device)
-            acc["abs"][layer] += h.abs().sum(0)
-            acc["nz"][layer] |= (h != 0).any(0)
-            if layer == 0:
-                acc["n"] += h.shape[0]
+            if acc is not None:
+                acc.add(layer, torch.relu(out.detach()))
 
         return hook
 
@@ -101,8 +93,7 @@ class InactivityMetric(PluginMetric[float]):
         """Route activations to the stream being evaluated."""
         self._stream = _stream_name(strategy)
         if isinstance(strategy.model, GrowableMLP) and self._stream not in self._acc:
-            n = strategy.model.num_hidden_layers
-            self._acc[self._stream] = {"abs": [None] * n, "nz": [None] * n, "n": 0}
+            self._acc[self._stream] = InactivityAccumulator(strategy.model.num_hidden_layers)
 
     def after_eval(self, strategy: Any) -> list[MetricValue]:
         """Emit fractions per stream, layer and cohort."""
@@ -115,13 +106,10 @@ class InactivityMetric(PluginMetric[float]):
         values: list[MetricValue] = []
         x = strategy.clock.train_iterations
         for stream, acc in self._acc.items():
-            if acc["n"] == 0 or any(a is None for a in acc["abs"]):
+            if not acc.complete:
                 continue
-            layers = [
-                inactivity_from_activations(acc["abs"][i], acc["nz"][i], acc["n"], model.cohort(i).to(acc["abs"][i].device), self.tau)
-                for i in range(model.num_hidden_layers)
-            ]
-            stats = InactivityStats(layers, self.tau, acc["n"])
+            stats = acc.stats([model.cohort(i) for i in range(model.num_hidden_layers)], self.tau)
+            layers = stats.layers
             self.last[stream] = stats
             base = f"/eval_phase/{stream}_stream"
 

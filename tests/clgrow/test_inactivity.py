@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.utils.data import DataLoader, TensorDataset
 
 from clgrow import GrowableMLP, GrowthError, measure_inactivity
@@ -62,3 +64,29 @@ def test_mode_restored_and_errors():
     empty = DataLoader(TensorDataset(torch.zeros(0, 2), torch.zeros(0)), batch_size=2)
     with pytest.raises(GrowthError, match="probe loader is empty"):
         measure_inactivity(model, empty)
+
+
+@settings(max_examples=40, deadline=None)
+@given(widths=st.lists(st.integers(1, 7), min_size=1, max_size=3), cuts=st.lists(st.integers(1, 9), min_size=1, max_size=4),
+       seed=st.integers(0, 2**16), tau=st.sampled_from([0.0, 0.025, 0.5]))
+def test_accumulator_in_batches_equals_one_pass(widths, cuts, seed, tau):
+    """Batch order and batch sizes do not change the counts (sums and any() are associative)."""
+    from clgrow import InactivityAccumulator
+
+    g = torch.Generator().manual_seed(seed)
+    n = sum(cuts)
+    acts = [torch.relu(torch.randn(n, w, generator=g)) * (torch.rand(w, generator=g) > 0.3) for w in widths]
+    cohorts = [torch.randint(0, 3, (w,), generator=g) for w in widths]
+    whole, parts = InactivityAccumulator(len(widths)), InactivityAccumulator(len(widths))
+    for i, a in enumerate(acts):
+        whole.add(i, a)
+    start = 0
+    for c in cuts:
+        for i, a in enumerate(acts):
+            parts.add(i, a[start:start + c])
+        start += c
+    a, b = whole.stats(cohorts, tau), parts.stats(cohorts, tau)
+    assert a.samples == b.samples == n
+    assert [(l.dead, l.new_dead, l.units) for l in a.layers] == [(l.dead, l.new_dead, l.units) for l in b.layers]
+    assert [l.dormant for l in a.layers] == [l.dormant for l in b.layers]
+    assert a.dead_fraction == b.dead_fraction
