@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +32,26 @@ class GrowthEvent:
     experience: int
     epoch: int
     report: GrowthReport
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data without tensors or method details (what checkpoints keep).
+
+        New units are always appended, so their indices follow from the sizes before and after.
+        """
+        r = self.report
+        return {"experience": self.experience, "epoch": self.epoch, "allocation": dict(r.allocation),
+                "seconds": dict(r.seconds), "cohort": r.cohort, "hidden_sizes_before": list(r.hidden_sizes_before),
+                "hidden_sizes_after": list(r.hidden_sizes_after), "extender": r.extender,
+                "distributor": r.distributor}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GrowthEvent:
+        """Inverse of :meth:`to_dict` (``info`` is not kept)."""
+        before, after = d["hidden_sizes_before"], d["hidden_sizes_after"]
+        new_units = {i: torch.arange(b, a) for i, (b, a) in enumerate(zip(before, after)) if a > b}
+        report = GrowthReport(dict(d["allocation"]), new_units, dict(d["seconds"]), d["cohort"], list(before),
+                              list(after), d["extender"], d["distributor"])
+        return cls(d["experience"], d["epoch"], report)
 
 
 class GrowPlugin(SupervisedPlugin):
@@ -156,10 +179,29 @@ class GrowPlugin(SupervisedPlugin):
                 model.add_classes(need - model.num_classes)
 
     def state_dict(self) -> dict[str, Any]:
-        """Plugin state that a checkpoint must keep (also pickled with the strategy)."""
-        return {"events": list(self.events), "cohort_experience": dict(self.cohort_experience)}
+        """Plugin state that a checkpoint must keep: growth events as plain data, no tensors."""
+        return {"events": [e.to_dict() for e in self.events], "cohort_experience": dict(self.cohort_experience)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
-        self.events = list(state["events"])
-        self.cohort_experience = dict(state["cohort_experience"])
+        self.events = [GrowthEvent.from_dict(e) for e in state["events"]]
+        self.cohort_experience = {int(k): int(v) for k, v in state["cohort_experience"].items()}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Avalanche's checkpoints pickle the whole strategy, this plugin included: keep them small
+        # by writing the state_dict instead of every report's tensors and the methods' last details.
+        state = self.__dict__.copy()
+        state.update(self.state_dict())
+        cfg = {}
+        for name in ("extender", "distributor"):
+            method = copy.copy(state[name])
+            method.info = {}
+            state[name] = method
+            if not isinstance(getattr(self.config, name), str):
+                cfg[name] = method
+        state["config"] = dataclasses.replace(self.config, **cfg)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.load_state_dict({"events": state["events"], "cohort_experience": state["cohort_experience"]})

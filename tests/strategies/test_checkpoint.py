@@ -57,3 +57,35 @@ def test_interrupted_run_resumes_to_the_same_result(split_digits, tmp_path):
     for k, v in straight["metrics"].items():
         if "Time" not in k:
             assert resumed["metrics"][k] == v, k
+
+
+def test_plugin_pickles_its_state_dict_not_its_history(split_digits):
+    """Checkpoint size does not grow with the tensors and method details of past growth steps."""
+    import pickle
+
+    from clgrow import GrowthReport
+    from clgrow.strategies import GrowthEvent
+
+    def sized(n_events: int, k: int) -> tuple[int, GrowPlugin]:
+        plugin = fast_plugin()
+        plugin.distributor.info = {"scores": {0: [0.5] * (2 * k)}}
+        for e in range(n_events):
+            before = [8 + e * k, 8]
+            report = GrowthReport({0: k, 1: 0}, {0: torch.arange(before[0], before[0] + k)},
+                                  {"distributor": 0.1, "extender": 0.2, "total": 0.3}, e + 1, before,
+                                  [before[0] + k, 8], "SWE()", "SVoD()", {"distributor": {"scores": [0.1] * 2 * k}})
+            plugin.events.append(GrowthEvent(e + 1, 0, report))
+            plugin.cohort_experience[e + 1] = e + 1
+        return len(pickle.dumps(plugin)), plugin
+
+    small, _ = sized(3, 4)
+    big, plugin = sized(3, 20_000)
+    assert big < small + 2_000, (small, big)
+    again = pickle.loads(pickle.dumps(plugin))
+    assert again.cohort_experience == plugin.cohort_experience
+    for a, b in zip(again.events, plugin.events):
+        assert (a.experience, a.epoch, a.report.allocation, a.report.cohort) == \
+               (b.experience, b.epoch, b.report.allocation, b.report.cohort)
+        assert a.report.new_units.keys() == b.report.new_units.keys()
+        assert all(torch.equal(a.report.new_units[i], b.report.new_units[i]) for i in a.report.new_units)
+    assert plugin.distributor.info  # pickling leaves the live plugin alone
