@@ -178,13 +178,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ref = run(ref_cfg, out / "reference", verbose=verbose, progress=verbose)
         fields.update(match_final_size=fields["growth"], growth="none")
         cfg = RunConfig(**fields).validate()
-        print(f"fixed model at {ref['final_hidden_sizes']}:", flush=True)
-        summary = run(cfg, out, hidden_sizes=ref["final_hidden_sizes"], verbose=verbose, progress=verbose)
+        print(f"fixed model at {ref.final_hidden_sizes}:", flush=True)
+        summary = run(cfg, out, hidden_sizes=ref.final_hidden_sizes, verbose=verbose, progress=verbose)
     else:
         cfg = RunConfig(**fields).validate()
         summary = run(cfg, out, verbose=verbose, progress=verbose)
-    print(f"final stream accuracy {summary['final_accuracy']:.4f}, average forgetting "
-          f"{summary['average_forgetting']:.4f}, hidden sizes {summary['final_hidden_sizes']}; wrote {out}")
+    print(f"final stream accuracy {summary.final_accuracy:.4f}, average forgetting "
+          f"{summary.average_forgetting:.4f}, hidden sizes {summary.final_hidden_sizes}; wrote {out}")
     return 0
 
 
@@ -214,7 +214,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     d = Path(args.dir)
     if (d / "summary.json").is_file():
-        paths = plot_run(json.loads((d / "summary.json").read_text()), d / "figures")
+        from clgrow.strategies.summary import RunSummary
+
+        f = d / "summary.json"
+        paths = plot_run(RunSummary.from_dict(json.loads(f.read_text()), where=str(f)), d / "figures")
     elif (d / "cells").is_dir():
         cells = load_cells(d)
         if not cells:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from clgrow.experiments.config import GridConfig, RunConfig
+from clgrow.strategies.summary import RunSummary
 
 __all__ = ["run_grid", "cell_dir", "aggregate", "markdown_table", "load_cells", "write_outputs"]
 
@@ -44,7 +45,7 @@ def cell_dir(out: Path, cfg: RunConfig) -> Path:
     return out / "cells" / cell_name(cfg)
 
 
-def _run_cell(cfg_dict: dict[str, Any], out_dir: str, hidden_sizes: list[int] | None) -> dict[str, Any]:
+def _run_cell(cfg_dict: dict[str, Any], out_dir: str, hidden_sizes: list[int] | None) -> RunSummary:
     """Worker entry point (plain data in and out, so it pickles for processes and Ray)."""
     import warnings
 
@@ -64,13 +65,13 @@ def _reference(cfg: RunConfig) -> RunConfig:
     return RunConfig(**d)
 
 
-def _load(path: Path) -> dict[str, Any] | None:
+def _load(path: Path) -> RunSummary | None:
     f = path / "summary.json"
-    return json.loads(f.read_text()) if f.is_file() else None
+    return RunSummary.from_dict(json.loads(f.read_text()), where=str(f)) if f.is_file() else None
 
 
 def run_grid(grid: GridConfig, out: str | Path, backend: str = "local", workers: int = 2,
-             ray_address: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
+             ray_address: str | None = None, progress: bool = True) -> list[RunSummary]:
     """Run every cell not yet done; return all summaries in grid order."""
     out = Path(out)
     cells = grid.cells()
@@ -85,7 +86,7 @@ def run_grid(grid: GridConfig, out: str | Path, backend: str = "local", workers:
         done = _run_wave(first, out, lambda c: None, submit, progress, "grid")
         def sizes(c: RunConfig) -> list[int]:
             ref = done.get(cell_name(_reference(c))) or _load(cell_dir(out, _reference(c)))
-            return list(ref["final_hidden_sizes"])
+            return list(ref.final_hidden_sizes)
         done.update(_run_wave(second, out, sizes, submit, progress, "fixed-final"))
     finally:
         submit.close()
@@ -127,12 +128,12 @@ def _make_submitter(backend: str, workers: int, ray_address: str | None, n: int)
 
 
 def _run_wave(cells: list[RunConfig], out: Path, sizes: Callable[[RunConfig], list[int] | None],
-              submit: _Submitter, progress: bool, label: str) -> dict[str, dict[str, Any]]:
-    done: dict[str, dict[str, Any]] = {}
+              submit: _Submitter, progress: bool, label: str) -> dict[str, RunSummary]:
+    done: dict[str, RunSummary] = {}
     todo = []
     for c in cells:
         prev = _load(cell_dir(out, c))
-        if prev is not None and _same_config(prev.get("config"), c):
+        if prev is not None and _same_config(prev.config, c):
             done[cell_name(c)] = prev
         else:
             todo.append(c)
@@ -167,32 +168,25 @@ def _same_config(saved: dict[str, Any] | None, cfg: RunConfig) -> bool:
     return {k: v for k, v in saved.items() if k != "threads"} == {k: v for k, v in want.items() if k != "threads"}
 
 
-def _last(values: list[Any]) -> float:
-    for v in reversed(values or []):
-        if v is not None:
-            return float(v)
-    return math.nan
-
-
-def cell_row(s: dict[str, Any]) -> dict[str, Any]:
+def cell_row(s: RunSummary) -> dict[str, Any]:
     """One flat row of a cell summary (the columns of ``summary.csv``)."""
-    train = s.get("train_seconds") or math.nan
+    train = s.train_seconds or math.nan
     return {
-        "benchmark": s["benchmark"], "strategy": s["strategy"], "growth": s["growth"], "seed": s["seed"],
-        "final_accuracy": s["final_accuracy"], "average_forgetting": s["average_forgetting"],
-        "dead": _last(s["dead_fraction"]), "dormant": _last(s["dormant_fraction"]),
-        "new_dead": _last(s["new_dead_fraction"]), "new_dormant": _last(s["new_dormant_fraction"]),
-        "units": sum(s["final_hidden_sizes"]), "hidden_sizes": "x".join(map(str, s["final_hidden_sizes"])),
-        "parameters": s["parameters"], "train_seconds": s["train_seconds"], "growth_seconds": s["growth_seconds"],
-        "growth_over_train": (s["growth_seconds"] / train) if train and not math.isnan(train) else math.nan,
+        "benchmark": s.benchmark, "strategy": s.strategy, "growth": s.growth, "seed": s.seed,
+        "final_accuracy": s.final_accuracy, "average_forgetting": s.average_forgetting,
+        "dead": s.last("dead_fraction"), "dormant": s.last("dormant_fraction"),
+        "new_dead": s.last("new_dead_fraction"), "new_dormant": s.last("new_dormant_fraction"),
+        "units": sum(s.final_hidden_sizes), "hidden_sizes": "x".join(map(str, s.final_hidden_sizes)),
+        "parameters": s.parameters, "train_seconds": s.train_seconds, "growth_seconds": s.growth_seconds,
+        "growth_over_train": (s.growth_seconds / train) if train and not math.isnan(train) else math.nan,
     }
 
 
-def aggregate(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def aggregate(summaries: list[RunSummary]) -> list[dict[str, Any]]:
     """Mean and std over seeds per (strategy, growth), in grid order."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for s in summaries:
-        groups.setdefault((s["strategy"], s["growth"]), []).append(cell_row(s))
+        groups.setdefault((s.strategy, s.growth), []).append(cell_row(s))
     out = []
     for (strategy, growth), rows in groups.items():
         agg: dict[str, Any] = {"strategy": strategy, "growth": growth, "seeds": len(rows)}
@@ -224,12 +218,13 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def load_cells(out: str | Path) -> list[dict[str, Any]]:
+def load_cells(out: str | Path) -> list[RunSummary]:
     """Every cell summary under ``DIR/cells``."""
-    return [json.loads(p.read_text()) for p in sorted(Path(out).glob("cells/*/summary.json"))]
+    return [RunSummary.from_dict(json.loads(p.read_text()), where=str(p))
+            for p in sorted(Path(out).glob("cells/*/summary.json"))]
 
 
-def write_outputs(summaries: list[dict[str, Any]], out: str | Path) -> str:
+def write_outputs(summaries: list[RunSummary], out: str | Path) -> str:
     """Write ``summary.csv``, ``table.md`` and comparison figures; return the table."""
     from clgrow.experiments.plots import plot_grid
 

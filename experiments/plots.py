@@ -16,6 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from clgrow.strategies.summary import RunSummary  # noqa: E402
+
 __all__ = ["plot_run", "plot_grid"]
 
 
@@ -47,22 +49,22 @@ def _heatmap(ax: Any, mat: Sequence[Sequence[Any]], title: str) -> None:
     ax.set_yticks(range(n))
 
 
-def plot_run(summary: dict[str, Any], out_dir: str | Path) -> list[Path]:
+def plot_run(summary: RunSummary, out_dir: str | Path) -> list[Path]:
     """Accuracy matrix, metrics per experience, widths per experience, cohort dormancy."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    title = f"{summary['benchmark']} · {summary['strategy']} · {summary['growth']} · seed {summary['seed']}"
+    title = f"{summary.benchmark} · {summary.strategy} · {summary.growth} · seed {summary.seed}"
     paths = []
-    n = summary["n_experiences"]
+    n = summary.n_experiences
     x = np.arange(n)
 
     fig, ax = plt.subplots(figsize=(4.5, 4))
-    _heatmap(ax, summary["accuracy_matrix"], title)
+    _heatmap(ax, summary.accuracy_matrix, title)
     paths.append(_save(fig, out / "accuracy_matrix.png"))
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    axes[0].plot(x, _nan(summary["stream_accuracy"]), "o-", label="stream accuracy")
-    axes[0].plot(x, _nan(summary["forgetting"]), "s-", label="stream forgetting")
+    axes[0].plot(x, _nan(summary.stream_accuracy), "o-", label="stream accuracy")
+    axes[0].plot(x, _nan(summary.forgetting), "s-", label="stream forgetting")
     axes[0].set_ylim(0, 1)
     axes[0].set_xlabel("after training experience")
     for a in axes:
@@ -70,7 +72,7 @@ def plot_run(summary: dict[str, Any], out_dir: str | Path) -> list[Path]:
     axes[0].legend(fontsize=8)
     for key, style in [("dead_fraction", "o-"), ("dormant_fraction", "s-"),
                        ("new_dead_fraction", "o--"), ("new_dormant_fraction", "s--")]:
-        axes[1].plot(x, _nan(summary[key]), style, label=key.replace("_fraction", "").replace("_", " "))
+        axes[1].plot(x, _nan(getattr(summary, key)), style, label=key.replace("_fraction", "").replace("_", " "))
     axes[1].set_ylim(0, 1)
     axes[1].set_xlabel("after training experience")
     axes[1].set_title("inactive hidden units (fraction)", fontsize=9)
@@ -79,13 +81,13 @@ def plot_run(summary: dict[str, Any], out_dir: str | Path) -> list[Path]:
     paths.append(_save(fig, out / "metrics_per_experience.png"))
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    _stacked_sizes(ax, summary["hidden_sizes"])
+    _stacked_sizes(ax, summary.hidden_sizes)
     ax.set_title(title, fontsize=9)
     paths.append(_save(fig, out / "hidden_sizes.png"))
 
-    if summary.get("cohort_dormant"):
+    if summary.cohort_dormant:
         fig, ax = plt.subplots(figsize=(5, 3.6))
-        for cohort, series in sorted(summary["cohort_dormant"].items()):
+        for cohort, series in sorted(summary.cohort_dormant.items()):
             ax.plot(x, _nan(series), "o-", label=cohort.replace("cohort_", ""))
         ax.set_ylim(-0.02, 1.02)
         ax.set_xticks(x)
@@ -116,20 +118,20 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def plot_grid(summaries: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+def plot_grid(summaries: list[RunSummary], out_dir: str | Path) -> list[Path]:
     """Comparison figures over a grid: accuracy matrices, forgetting and inactivity per
     experience, widths per experience, cohort dormancy (means over seeds)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for s in summaries:
-        groups[(s["strategy"], s["growth"])].append(s)
+        groups[(s.strategy, s.growth)].append(s)
     strategies = sorted({k[0] for k in groups})
-    growths = list(dict.fromkeys(s["growth"] for s in summaries))
+    growths = list(dict.fromkeys(s.growth for s in summaries))
     paths = []
 
     def mean_series(items: list[dict[str, Any]], key: str) -> np.ndarray:
-        return _nanmean(np.array([_nan(s[key]) for s in items]), axis=0) if items else np.array([])
+        return _nanmean(np.array([_nan(getattr(s, key)) for s in items]), axis=0) if items else np.array([])
 
     fig, axes = plt.subplots(len(strategies), len(growths), figsize=(2.6 * len(growths), 2.6 * len(strategies)),
                              squeeze=False)
@@ -140,7 +142,7 @@ def plot_grid(summaries: list[dict[str, Any]], out_dir: str | Path) -> list[Path
             if not items:
                 ax.axis("off")
                 continue
-            mats = np.array([[_nan(row) for row in s["accuracy_matrix"]] for s in items])
+            mats = np.array([[_nan(row) for row in s.accuracy_matrix] for s in items])
             _heatmap(ax, _nanmean(mats, axis=0).tolist(), f"{strat} · {growth}")
             ax.set_xlabel("")
             ax.set_ylabel("")
@@ -174,18 +176,18 @@ def plot_grid(summaries: list[dict[str, Any]], out_dir: str | Path) -> list[Path
             items = groups.get((strat, growth), [])
             ax = axes[r][c]
             if items:
-                _stacked_sizes(ax, np.mean(np.array([s["hidden_sizes"] for s in items], dtype=float), axis=0))
+                _stacked_sizes(ax, np.mean(np.array([s.hidden_sizes for s in items], dtype=float), axis=0))
             ax.set_title(f"{strat} · {growth}", fontsize=8)
             ax.set_xlabel("")
     paths.append(_save(fig, out / "hidden_sizes.png"))
 
-    grown = [(k, v) for k, v in groups.items() if any(s.get("cohort_dormant") and len(s["cohort_dormant"]) > 1 for s in v)]
+    grown = [(k, v) for k, v in groups.items() if any(s.cohort_dormant and len(s.cohort_dormant) > 1 for s in v)]
     if grown:
         fig, axes = plt.subplots(1, len(grown), figsize=(3.4 * len(grown), 3), squeeze=False)
         for ax, ((strat, growth), items) in zip(axes[0], grown):
-            cohorts = sorted({c for s in items for c in s["cohort_dormant"]})
+            cohorts = sorted({c for s in items for c in s.cohort_dormant})
             for cohort in cohorts:
-                ys = [_nan(s["cohort_dormant"][cohort]) for s in items if cohort in s["cohort_dormant"]]
+                ys = [_nan(s.cohort_dormant[cohort]) for s in items if cohort in s.cohort_dormant]
                 y = _nanmean(np.array(ys), axis=0)
                 ax.plot(np.arange(len(y)), y, "o-", markersize=3, label=cohort.replace("cohort_", ""))
             ax.set_title(f"{strat} · {growth}", fontsize=8)

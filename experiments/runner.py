@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import math
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -21,13 +19,17 @@ import clgrow
 from clgrow import GrowableMLP
 from clgrow.experiments.benchmarks import BenchmarkInfo, make_benchmark
 from clgrow.experiments.config import RunConfig
-from clgrow.strategies import GrowPlugin, MultiHeadGrowableMLP, ResultsWriter, build_strategy, growth_metrics, inactivity_metrics
+from clgrow.strategies import (
+    GrowPlugin,
+    MultiHeadGrowableMLP,
+    ResultsWriter,
+    RunSummary,
+    build_strategy,
+    growth_metrics,
+    inactivity_metrics,
+)
 
-__all__ = ["run", "build_model", "summarize", "accuracy_matrix", "library_versions"]
-
-_ACC_EXP = re.compile(r"^Top1_Acc_Exp/eval_phase/test_stream/Task\d+/Exp(\d+)$")
-_ACC_STREAM = re.compile(r"^Top1_Acc_Stream/eval_phase/test_stream/Task\d+$")
-
+__all__ = ["run", "build_model", "summarize", "library_versions"]
 
 def library_versions() -> dict[str, str]:
     """Versions of Python and the libraries a result depends on."""
@@ -70,90 +72,27 @@ class _Timer(SupervisedPlugin):
             self.progress.update(1)
 
 
-def accuracy_matrix(writer: ResultsWriter, n: int) -> list[list[float | None]]:
-    """``acc[i][j]``: accuracy on test experience ``j`` after training experience ``i``."""
-    mat: list[list[float | None]] = [[None] * n for _ in range(n)]
-    for row in writer.rows:
-        m = _ACC_EXP.match(row["metric"])
-        if m and 0 <= row["experience"] < n:
-            mat[row["experience"]][int(m.group(1))] = row["value"]
-    return mat
+def summarize(cfg: RunConfig, strategy: Any, writer: ResultsWriter, timer: _Timer, task_labels: list[int]) -> RunSummary:
+    """The run's :class:`RunSummary` (written to ``summary.json``)."""
+    return RunSummary.collect(
+        strategy, writer, task_labels=task_labels, benchmark=cfg.benchmark, strategy_name=cfg.strategy,
+        growth=cfg.growth_label, seed=cfg.seed, train_seconds=timer.train_seconds, epoch_seconds=timer.epoch_seconds,
+        versions=library_versions(), config=cfg.to_dict(),
+    )
 
 
-def _series(writer: ResultsWriter, metric: str, n: int) -> list[float | None]:
-    s = writer.series(metric)
-    return [s.get(i) for i in range(n)]
-
-
-def _finite(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_finite(x) for x in v]
-    return v
-
-
-def summarize(cfg: RunConfig, writer: ResultsWriter, model: GrowableMLP, plugin: GrowPlugin | None,
-              timer: _Timer, n: int) -> dict[str, Any]:
-    """The per-run summary written to ``summary.json``."""
-    stream_acc = [None] * n
-    for row in writer.rows:
-        if _ACC_STREAM.match(row["metric"]) and 0 <= row["experience"] < n:
-            stream_acc[row["experience"]] = row["value"]
-    base = "/eval_phase/test_stream"
-    growth_s = sum(e.report.seconds["total"] for e in plugin.events) if plugin else 0.0
-    cohorts = sorted({k.rsplit("/", 1)[1] for k in writer.last() if k.startswith("NeuronDormant" + base + "/cohort")})
-    return _finite({
-        "benchmark": cfg.benchmark,
-        "strategy": cfg.strategy,
-        "growth": cfg.growth_label,
-        "seed": cfg.seed,
-        "n_experiences": n,
-        "final_accuracy": stream_acc[-1],
-        "average_forgetting": writer.series("StreamForgetting" + base).get(n - 1, 0.0),
-        "stream_accuracy": stream_acc,
-        "forgetting": [writer.series("StreamForgetting" + base).get(i, 0.0 if i == 0 else None) for i in range(n)],
-        "accuracy_matrix": accuracy_matrix(writer, n),
-        "dead_fraction": _series(writer, "NeuronDead" + base, n),
-        "dormant_fraction": _series(writer, "NeuronDormant" + base, n),
-        "new_dead_fraction": _series(writer, "NewNeuronDead" + base, n),
-        "new_dormant_fraction": _series(writer, "NewNeuronDormant" + base, n),
-        "cohort_dormant": {c: _series(writer, f"NeuronDormant{base}/{c}", n) for c in cohorts},
-        "cohort_dead": {c: _series(writer, f"NeuronDead{base}/{c}", n) for c in cohorts},
-        "hidden_sizes": [
-            [int(writer.series(f"HiddenSizes/train_phase/train_stream/layer{l}").get(i, 0))
-             for l in range(model.num_hidden_layers)]
-            for i in range(n)
-        ],
-        "final_hidden_sizes": model.hidden_sizes,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "train_seconds": timer.train_seconds,
-        "growth_seconds": growth_s,
-        "epoch_seconds_median": sorted(timer.epoch_seconds)[len(timer.epoch_seconds) // 2] if timer.epoch_seconds else None,
-        "growth_events": [
-            {"experience": e.experience, "epoch": e.epoch, "allocation": {str(k): v for k, v in e.report.allocation.items()},
-             "seconds": e.report.seconds}
-            for e in (plugin.events if plugin else [])
-        ],
-        "versions": library_versions(),
-        "config": cfg.to_dict(),
-    })
-
-
-def _line(i: int, s: dict[str, Any]) -> str:
+def _line(i: int, s: RunSummary) -> str:
     def f(v: Any) -> str:
         return "  — " if v is None else f"{v:.3f}"
 
-    return (f"exp {i}: acc {f(s['stream_accuracy'][i])}  forgetting {f(s['forgetting'][i])}  "
-            f"dead {f(s['dead_fraction'][i])}  dormant {f(s['dormant_fraction'][i])}  "
-            f"new dead {f(s['new_dead_fraction'][i])}  new dormant {f(s['new_dormant_fraction'][i])}  "
-            f"sizes {s['hidden_sizes'][i]}")
+    return (f"exp {i}: acc {f(s.stream_accuracy[i])}  forgetting {f(s.forgetting[i])}  "
+            f"dead {f(s.dead_fraction[i])}  dormant {f(s.dormant_fraction[i])}  "
+            f"new dead {f(s.new_dead_fraction[i])}  new dormant {f(s.new_dormant_fraction[i])}  "
+            f"sizes {s.hidden_sizes[i]}")
 
 
 def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list[int] | None = None,
-        verbose: bool = False, progress: bool = False) -> dict[str, Any]:
+        verbose: bool = False, progress: bool = False) -> RunSummary:
     """Run ``cfg``; write ``summary.json``, ``metrics.csv``/``metrics.json`` and figures to ``out_dir``.
 
     ``hidden_sizes`` overrides the initial widths (used for fixed-final baselines).
@@ -192,6 +131,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list
     plugin = next((p for p in strategy.plugins if isinstance(p, GrowPlugin)), None)
     train_stream, test_stream = bm.scenario.train_stream, bm.scenario.test_stream
     n = len(train_stream)
+    task_labels = [int(exp.task_label) for exp in test_stream]
     for i, exp in enumerate(train_stream):
         if bar is not None:
             batches = -(-len(exp.dataset) // cfg.train_mb_size)
@@ -202,18 +142,18 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list
             bar.set_postfix_str(f"grew {sum(plugin.events[-1].report.allocation.values())} units")
         strategy.eval(test_stream)
         if verbose:
-            line = _line(i, summarize(cfg, writer, model, plugin, timer, n))
+            line = _line(i, summarize(cfg, strategy, writer, timer, task_labels))
             if bar is not None:
                 bar.write(line, file=sys.stdout)
             else:
                 print(line, flush=True)
     if bar is not None:
         bar.close()
-    summary = summarize(cfg, writer, model, plugin, timer, n)
+    summary = summarize(cfg, strategy, writer, timer, task_labels)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         writer.write()
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=1))
         from clgrow.experiments.plots import plot_run
 
         plot_run(summary, out / "figures")

@@ -5,6 +5,7 @@ from clgrow.strategies.metrics import GrowthMetric, InactivityMetric, growth_met
 from clgrow.strategies.multihead import MultiHeadGrowableMLP
 from clgrow.strategies.plugin import GrowPlugin, GrowthEvent
 from clgrow.strategies.results import ResultsWriter
+from clgrow.strategies.summary import RunSummary
 
 __all__ = [
     "GrowPlugin",
@@ -20,4 +21,5 @@ __all__ = [
     "STRATEGIES",
     "MultiHeadGrowableMLP",
     "ResultsWriter",
+    "RunSummary",
 ]

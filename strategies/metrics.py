@@ -24,6 +24,7 @@ from avalanche.evaluation.metric_results import MetricValue
 
 from clgrow import GrowableMLP
 from clgrow.inactivity import InactivityAccumulator, InactivityStats
+from clgrow.strategies import names
 from clgrow.strategies.plugin import GrowPlugin
 
 __all__ = ["InactivityMetric", "GrowthMetric", "inactivity_metrics", "growth_metrics", "find_grow_plugin"]
@@ -41,6 +42,19 @@ def _stream_name(strategy: Any) -> str:
     exp = strategy.experience
     stream = getattr(exp, "origin_stream", None)
     return getattr(stream, "name", "test")
+
+
+def cohort_fractions_by_experience(stats: InactivityStats, cohort_experience: dict[int, int]) -> dict[int, tuple[float, float]]:
+    """``{experience: (dead, dormant fraction)}`` of the units added at each training experience
+    (``-1``: the initial units), pooling the growth steps taken within one experience."""
+    by_exp: dict[int, list[int]] = {}
+    for layer in stats.layers:
+        for c, cc in layer.cohorts.items():
+            t = by_exp.setdefault(cohort_experience.get(c, c), [0, 0, 0])
+            t[0] += cc.units
+            t[1] += cc.dead
+            t[2] += cc.dormant
+    return {e: (d / u, s / u) for e, (u, d, s) in sorted(by_exp.items())}
 
 
 class InactivityMetric(PluginMetric[float]):
@@ -65,6 +79,8 @@ class InactivityMetric(PluginMetric[float]):
         self._handles: list[Any] = []
         self._stream = "test"
         self.last: dict[str, InactivityStats] = {}
+        #: ``{training experience: {stream: (stats, cohort -> experience)}}`` after each evaluation
+        self.history: dict[int, dict[str, tuple[InactivityStats, dict[int, int]]]] = {}
 
     def reset(self) -> None:
         """Forget accumulated activations."""
@@ -109,34 +125,26 @@ class InactivityMetric(PluginMetric[float]):
             if not acc.complete:
                 continue
             stats = acc.stats([model.cohort(i) for i in range(model.num_hidden_layers)], self.tau)
-            layers = stats.layers
             self.last[stream] = stats
-            base = f"/eval_phase/{stream}_stream"
+            after = int(strategy.clock.train_exp_counter) - 1
+            self.history.setdefault(after, {})[stream] = (stats, dict(cohort_exp))
 
-            def emit(name: str, value: float) -> None:
+            def emit(metric: str, value: float, tag: str | None = None) -> None:
                 if not math.isnan(value):
-                    values.append(MetricValue(self, name, float(value), x))
+                    values.append(MetricValue(self, names.eval_name(metric, stream, tag), float(value), x))
 
-            emit("NeuronDead" + base, stats.dead_fraction)
-            emit("NeuronDormant" + base, stats.dormant_fraction)
-            emit("NewNeuronDead" + base, stats.new_dead_fraction)
-            emit("NewNeuronDormant" + base, stats.new_dormant_fraction)
+            emit(names.DEAD, stats.dead_fraction)
+            emit(names.DORMANT, stats.dormant_fraction)
+            emit(names.NEW_DEAD, stats.new_dead_fraction)
+            emit(names.NEW_DORMANT, stats.new_dormant_fraction)
             if self.per_layer:
-                for i, layer in enumerate(layers):
-                    emit(f"NeuronDead{base}/layer{i}", layer.dead / layer.units)
-                    emit(f"NeuronDormant{base}/layer{i}", layer.dormant / layer.units)
+                for i, layer in enumerate(stats.layers):
+                    emit(names.DEAD, layer.dead / layer.units, names.layer_tag(i))
+                    emit(names.DORMANT, layer.dormant / layer.units, names.layer_tag(i))
             if self.per_cohort:
-                by_exp: dict[int, list[int]] = {}
-                for layer in layers:
-                    for c, cc in layer.cohorts.items():
-                        t = by_exp.setdefault(cohort_exp.get(c, c), [0, 0, 0])
-                        t[0] += cc.units
-                        t[1] += cc.dead
-                        t[2] += cc.dormant
-                for e, (u, d, s) in sorted(by_exp.items()):
-                    tag = "cohort_initial" if e < 0 else f"cohort_exp{e}"
-                    emit(f"NeuronDead{base}/{tag}", d / u)
-                    emit(f"NeuronDormant{base}/{tag}", s / u)
+                for e, (dead, dormant) in cohort_fractions_by_experience(stats, cohort_exp).items():
+                    emit(names.DEAD, dead, names.cohort_tag(e))
+                    emit(names.DORMANT, dormant, names.cohort_tag(e))
         return values
 
     def _remove_hooks(self) -> None:
@@ -175,10 +183,10 @@ class GrowthMetric(PluginMetric[dict]):
             return []
         x = strategy.clock.train_iterations
         values = [
-            MetricValue(self, f"HiddenSizes/train_phase/train_stream/layer{i}", float(n), x)
+            MetricValue(self, names.train_name(names.HIDDEN_SIZES, names.layer_tag(i)), float(n), x)
             for i, n in enumerate(model.hidden_sizes)
         ]
-        values.append(MetricValue(self, "HiddenUnits/train_phase/train_stream", float(sum(model.hidden_sizes)), x))
+        values.append(MetricValue(self, names.train_name(names.HIDDEN_UNITS), float(sum(model.hidden_sizes)), x))
         plugin = find_grow_plugin(strategy)
         if plugin is None:
             return values
@@ -193,10 +201,10 @@ class GrowthMetric(PluginMetric[dict]):
                 for key in secs:
                     secs[key] += ev.report.seconds[key]
             for i, v in sorted(alloc.items()):
-                values.append(MetricValue(self, f"GrowthAllocation/train_phase/train_stream/layer{i}", float(v), x))
-            values.append(MetricValue(self, "GrowthTime/train_phase/train_stream", secs["distributor"] + secs["extender"], x))
+                values.append(MetricValue(self, names.train_name(names.GROWTH_ALLOCATION, names.layer_tag(i)), float(v), x))
+            values.append(MetricValue(self, names.train_name(names.GROWTH_TIME), secs["distributor"] + secs["extender"], x))
             for key, v in secs.items():
-                values.append(MetricValue(self, f"GrowthTime/train_phase/train_stream/{key}", v, x))
+                values.append(MetricValue(self, names.train_name(names.GROWTH_TIME, key), v, x))
         return values
 
     def __str__(self) -> str:

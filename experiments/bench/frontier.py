@@ -185,14 +185,13 @@ def _stream(job: dict[str, Any]) -> dict[str, Any]:
                     grow=GrowthConfig(neurons_per_experience=job["k"], extender_kwargs=ext_kwargs,
                                       distributor_kwargs=dist_kwargs), strategy_kwargs={"mem_size": 200})
     s = run(cfg.validate())
-    steps = s["growth_events"]
     return {
         **job,
-        "growth_per_epoch": statistics.fmean(e["seconds"]["total"] for e in steps) / s["epoch_seconds_median"],
-        "acc_final": s["final_accuracy"],
-        "forgetting": s["average_forgetting"],
-        "new_dead": s["new_dead_fraction"][-1],
-        "new_dormant": s["new_dormant_fraction"][-1],
+        "growth_per_epoch": statistics.fmean(e["seconds"]["total"] for e in s.growth_events) / s.epoch_seconds_median,
+        "acc_final": s.final_accuracy,
+        "forgetting": s.average_forgetting,
+        "new_dead": s.new_dead_fraction[-1],
+        "new_dormant": s.new_dormant_fraction[-1],
     }
 
 

@@ -1,0 +1,155 @@
+"""RunSummary: one run's results, typed, built from the metrics' own state and the plugin's events.
+
+Inactivity and widths come from :class:`~clgrow.strategies.InactivityMetric`'s typed history,
+growth from :class:`~clgrow.strategies.GrowPlugin`'s events, accuracy and forgetting (Avalanche's
+metrics) from the results writer under the names :mod:`clgrow.strategies.names` spells. Tables,
+figures, grids and benchmarks read this class; ``summary.json`` is its :meth:`RunSummary.to_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from clgrow.errors import ConfigError
+from clgrow.strategies import names
+from clgrow.strategies.metrics import InactivityMetric, cohort_fractions_by_experience, find_grow_plugin
+from clgrow.strategies.results import ResultsWriter
+
+__all__ = ["RunSummary"]
+
+Series = list  # one value per training experience, None where there is nothing to measure
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_finite(x) for x in v]
+    return v
+
+
+@dataclass
+class RunSummary:
+    """Results of one run; series are indexed by the training experience they follow.
+
+    ``accuracy_matrix[i][j]`` is the accuracy on test experience ``j`` after training experience
+    ``i``; fractions are of hidden units (``new_*``: of the units added by growth, ``cohort_*``:
+    of the units added at one experience, keyed ``cohort_initial`` / ``cohort_exp{e}``).
+    """
+
+    benchmark: str
+    strategy: str
+    growth: str
+    seed: int
+    n_experiences: int
+    final_accuracy: float | None
+    average_forgetting: float | None
+    stream_accuracy: Series
+    forgetting: Series
+    accuracy_matrix: list[Series]
+    dead_fraction: Series
+    dormant_fraction: Series
+    new_dead_fraction: Series
+    new_dormant_fraction: Series
+    cohort_dormant: dict[str, Series]
+    cohort_dead: dict[str, Series]
+    hidden_sizes: list[list[int]]
+    final_hidden_sizes: list[int]
+    parameters: int
+    train_seconds: float
+    growth_seconds: float
+    epoch_seconds_median: float | None
+    growth_events: list[dict[str, Any]] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def collect(cls, strategy: Any, writer: ResultsWriter, *, task_labels: Sequence[int], benchmark: str,
+                strategy_name: str, growth: str, seed: int, train_seconds: float = 0.0, epoch_seconds: Sequence[float] = (),
+                versions: dict[str, str] | None = None, config: dict[str, Any] | None = None) -> RunSummary:
+        """Gather a summary from a strategy that trained and evaluated on the test stream.
+
+        Parameters
+        ----------
+        strategy : avalanche strategy
+            Its evaluator must hold an :class:`InactivityMetric`; its model a GrowableMLP.
+        writer : ResultsWriter
+            The logger that recorded Avalanche's accuracy and forgetting.
+        task_labels : sequence of int
+            Task label of each test experience (all 0 without task labels).
+        """
+        n = len(task_labels)
+        inactivity = next((m for m in strategy.evaluator.metrics if isinstance(m, InactivityMetric)), None)
+        if inactivity is None:
+            raise ConfigError("RunSummary.collect needs an InactivityMetric among the evaluator's metrics")
+        model = strategy.model
+        per_exp = {i: inactivity.history.get(i, {}).get("test") for i in range(n)}
+
+        def stat(attr: str) -> Series:
+            return [None if per_exp[i] is None else getattr(per_exp[i][0], attr) for i in range(n)]
+
+        cohorts: dict[str, dict[int, tuple[float, float]]] = {}
+        for i, entry in per_exp.items():
+            if entry is not None:
+                for e, fr in cohort_fractions_by_experience(*entry).items():
+                    cohorts.setdefault(names.cohort_tag(e), {})[i] = fr
+        accuracy = [[writer.series(names.accuracy_exp(j, task_labels[j])).get(i) for j in range(n)] for i in range(n)]
+        stream_rows = [writer.series(names.accuracy_stream(t)) for t in sorted(set(task_labels))]
+        stream_acc = []
+        for i in range(n):  # tasks seen so far weigh equally (one value per task label)
+            vals = [r[i] for r in stream_rows if i in r]
+            stream_acc.append(sum(vals) / len(vals) if vals else None)
+        forgetting = writer.series(names.stream_forgetting())
+        plugin = find_grow_plugin(strategy)
+        events = plugin.events if plugin is not None else []
+        epochs = sorted(epoch_seconds)
+        return cls(
+            benchmark=benchmark, strategy=strategy_name, growth=growth, seed=seed, n_experiences=n,
+            final_accuracy=stream_acc[-1] if n else None,
+            average_forgetting=forgetting.get(n - 1, 0.0),
+            stream_accuracy=stream_acc,
+            forgetting=[forgetting.get(i, 0.0 if i == 0 else None) for i in range(n)],
+            accuracy_matrix=accuracy,
+            dead_fraction=stat("dead_fraction"), dormant_fraction=stat("dormant_fraction"),
+            new_dead_fraction=stat("new_dead_fraction"), new_dormant_fraction=stat("new_dormant_fraction"),
+            cohort_dormant={c: [v.get(i, (None, None))[1] for i in range(n)] for c, v in sorted(cohorts.items())},
+            cohort_dead={c: [v.get(i, (None, None))[0] for i in range(n)] for c, v in sorted(cohorts.items())},
+            hidden_sizes=[[] if per_exp[i] is None else [l.units for l in per_exp[i][0].layers] for i in range(n)],
+            final_hidden_sizes=list(model.hidden_sizes),
+            parameters=sum(p.numel() for p in model.parameters()),
+            train_seconds=train_seconds,
+            growth_seconds=sum(e.report.seconds["total"] for e in events),
+            epoch_seconds_median=epochs[len(epochs) // 2] if epochs else None,
+            growth_events=[{"experience": e.experience, "epoch": e.epoch,
+                            "allocation": {str(k): v for k, v in e.report.allocation.items()},
+                            "seconds": e.report.seconds} for e in events],
+            versions=dict(versions or {}), config=dict(config or {}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (non-finite numbers become ``null``)."""
+        return _finite(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "summary") -> RunSummary:
+        """Read :meth:`to_dict`'s output, naming any missing field."""
+        fields = dataclasses.fields(cls)
+        required = [f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise ConfigError(f"{where}: not a clgrow run summary (missing {', '.join(missing)})")
+        return cls(**{f.name: data[f.name] for f in fields if f.name in data})
+
+    def last(self, series: str) -> float:
+        """The last measured value of a per-experience series (``nan`` if none)."""
+        for v in reversed(getattr(self, series) or []):
+            if v is not None:
+                return float(v)
+        return math.nan
+
