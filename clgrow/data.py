@@ -42,8 +42,11 @@ def num_batches(loader: Iterable[Any]) -> int | None:
 def iter_passes(loader: Iterable[Any], passes: float) -> Iterator[Any]:
     """Yield batches covering ``passes`` passes over ``loader`` (fractions allowed).
 
-    A fraction ``f`` of a pass is the first ``ceil(f * len(loader))`` batches, so any
-    positive budget sees at least one batch. Loaders without ``len`` need whole passes.
+    A fraction ``f`` of a pass is ``ceil(f * len(loader))`` batches, so any positive budget
+    sees at least one batch. From an unshuffled ``DataLoader`` (sequential sampler) they are
+    spread evenly over the data, so data sorted by class or task is not read from its start
+    only; from any other loader they are its first batches (a shuffled loader's first batches
+    are already a draw from across the data). Loaders without ``len`` need whole passes.
     """
     if passes < 0 or not math.isfinite(passes):
         raise GrowthError(f"a budget in passes must be a finite number >= 0, got {passes}")
@@ -57,10 +60,31 @@ def iter_passes(loader: Iterable[Any], passes: float) -> Iterator[Any]:
         if n is None:
             raise GrowthError("fractional passes need a loader with a length")
         limit = max(1, math.ceil(frac * n))
+        spread = _spread_loader(loader, limit)
+        if spread is not None:
+            yield from spread
+            return
         for i, batch in enumerate(loader):
             if i >= limit:
                 break
             yield batch
+
+
+def _spread_loader(loader: Iterable[Any], limit: int) -> Iterable[Any] | None:
+    """``limit`` evenly spaced batches of an unshuffled DataLoader, or ``None`` for other loaders."""
+    from torch.utils.data import DataLoader, SequentialSampler
+
+    if type(loader) is not DataLoader or not isinstance(loader.sampler, SequentialSampler):
+        return None
+    if loader.batch_sampler is None:
+        return None
+    all_batches = list(loader.batch_sampler)
+    n = len(all_batches)
+    if limit >= n:
+        return None
+    picks = [all_batches[(j * n) // limit] for j in range(limit)]
+    return DataLoader(loader.dataset, batch_sampler=picks, collate_fn=loader.collate_fn,
+                      num_workers=loader.num_workers, pin_memory=loader.pin_memory)
 
 
 def check_loader(loader: Iterable[Any]) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from clgrow.errors import GrowthError
-from clgrow.extender import LossFn
+from clgrow.context import GrowthContext, LossFn, eligible_layers, model_device
 from clgrow.model import GrowableMLP
 from clgrow.registry import Registry
 
@@ -23,7 +23,12 @@ distributors: Registry[Distributor] = Registry("distributor")
 
 
 class Distributor:
-    """Base class: decides how many of ``k`` new units each eligible hidden layer gets."""
+    """Base class: decides how many of ``k`` new units each eligible hidden layer gets.
+
+    :meth:`allocate` validates the eligible layers, answers ``k = 0`` with zeros, builds the
+    step's :class:`GrowthContext` and checks what :meth:`_allocate` returns (only eligible
+    layers, non-negative, summing to ``k``); subclasses implement :meth:`_allocate` only.
+    """
 
     name: str = "distributor"
 
@@ -39,10 +44,26 @@ class Distributor:
         layers: Sequence[int] | None = None,
     ) -> dict[int, int]:
         """Return ``{layer: units}`` over the eligible ``layers`` (default: all), summing to ``k``."""
+        ls = eligible_layers(model.num_hidden_layers, layers)
+        self.info = {}
+        if k == 0:
+            return {i: 0 for i in ls}
+        ctx = GrowthContext(loader, loss_fn, ls, device=model_device(model))
+        return check_allocation(self, self._allocate(model, k, ctx), k, ls)
+
+    def _allocate(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, int]:
+        """``{layer: units}`` over ``ctx.layers`` summing to ``k > 0``."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def check_allocation(dist: Any, allocation: dict[int, int], k: int, layers: Sequence[int]) -> dict[int, int]:
+    """``allocation`` over every eligible layer, or a ``GrowthError`` if it is not a split of ``k``."""
+    if set(allocation) - set(layers) or sum(allocation.values()) != k or any(v < 0 for v in allocation.values()):
+        raise GrowthError(f"{dist!r} returned an invalid allocation {allocation} for k={k}, layers {list(layers)}")
+    return {i: int(allocation.get(i, 0)) for i in layers}
 
 
 def largest_remainder(k: int, weights: Sequence[float]) -> list[int]:
@@ -58,24 +79,13 @@ def largest_remainder(k: int, weights: Sequence[float]) -> list[int]:
     return counts
 
 
-def _eligible(model: GrowableMLP, layers: Sequence[int] | None) -> list[int]:
-    return list(range(model.num_hidden_layers)) if layers is None else list(layers)
-
-
 @distributors.register("uniform")
 class UniformDistributor(Distributor):
     """Equal shares; the remainder goes to the earliest layers."""
 
-    def allocate(
-        self,
-        model: GrowableMLP,
-        k: int,
-        loader: Iterable[Any] | None = None,
-        loss_fn: LossFn | None = None,
-        layers: Sequence[int] | None = None,
-    ) -> dict[int, int]:
+    def _allocate(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, int]:
         """Return ``k`` split evenly over the eligible layers."""
-        ls = _eligible(model, layers)
+        ls = ctx.layers
         return dict(zip(ls, largest_remainder(k, [1.0] * len(ls))))
 
 
@@ -83,16 +93,9 @@ class UniformDistributor(Distributor):
 class ProportionalDistributor(Distributor):
     """Shares proportional to each layer's current width."""
 
-    def allocate(
-        self,
-        model: GrowableMLP,
-        k: int,
-        loader: Iterable[Any] | None = None,
-        loss_fn: LossFn | None = None,
-        layers: Sequence[int] | None = None,
-    ) -> dict[int, int]:
+    def _allocate(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, int]:
         """Return ``k`` split in proportion to the current widths."""
-        ls = _eligible(model, layers)
+        ls = ctx.layers
         sizes = model.hidden_sizes
         return dict(zip(ls, largest_remainder(k, [float(sizes[i]) for i in ls])))
 
@@ -115,17 +118,10 @@ class FixedLayerDistributor(Distributor):
     def __repr__(self) -> str:
         return f"FixedLayerDistributor(layer={self.layer})"
 
-    def allocate(
-        self,
-        model: GrowableMLP,
-        k: int,
-        loader: Iterable[Any] | None = None,
-        loss_fn: LossFn | None = None,
-        layers: Sequence[int] | None = None,
-    ) -> dict[int, int]:
+    def _allocate(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, int]:
         """Return ``{layer: k}`` (zeros elsewhere)."""
         n = model.num_hidden_layers
-        ls = _eligible(model, layers)
+        ls = ctx.layers
         if self.layer is None:
             target = max(ls)
         else:

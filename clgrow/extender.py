@@ -5,18 +5,16 @@ An extender inserts the units a distributor allotted and decides their initial w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-import torch
 from torch import Tensor
 
+from clgrow.context import GrowthContext, LossFn, model_device
 from clgrow.model import GrowableMLP
 from clgrow.registry import Registry
 
-__all__ = ["Extender", "extenders", "LossFn", "growth_order"]
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
+__all__ = ["Extender", "extenders", "LossFn", "growth_order", "model_device", "GrowthContext"]
 
 extenders: Registry[Extender] = Registry("extender")
 
@@ -39,29 +37,27 @@ class Extender:
         self,
         model: GrowableMLP,
         allocation: Mapping[int, int],
-        loader: Iterable[Any],
-        loss_fn: LossFn,
+        loader: Iterable[Any] | None,
+        loss_fn: LossFn | None,
         cohort: int,
     ) -> dict[int, Tensor]:
         """Add the allotted units; return the indices of the new units per layer."""
         self.info = {}
         self.check(model, allocation)
-        return self._extend_all(model, allocation, loader, loss_fn, cohort)
+        ctx = GrowthContext(loader, loss_fn, growth_order(allocation), cohort, model_device(model))
+        return self._extend_all(model, allocation, ctx)
 
-    def _extend_all(
-        self, model: GrowableMLP, allocation: Mapping[int, int], loader: Iterable[Any], loss_fn: LossFn, cohort: int
-    ) -> dict[int, Tensor]:
+    def _extend_all(self, model: GrowableMLP, allocation: Mapping[int, int], ctx: GrowthContext) -> dict[int, Tensor]:
         new_units: dict[int, Tensor] = {}
-        for layer in growth_order(allocation):
-            new_units[layer] = self._extend_layer(model, layer, int(allocation[layer]), loader, loss_fn, cohort)
+        for layer in ctx.layers:
+            new_units[layer] = self._extend_layer(model, layer, int(allocation[layer]), ctx)
         return new_units
 
     def check(self, model: GrowableMLP, allocation: Mapping[int, int]) -> None:
         """Refuse an allocation before anything changes (e.g. a memory guard)."""
 
-    def _extend_layer(
-        self, model: GrowableMLP, layer: int, k: int, loader: Iterable[Any], loss_fn: LossFn, cohort: int
-    ) -> Tensor:
+    def _extend_layer(self, model: GrowableMLP, layer: int, k: int, ctx: GrowthContext) -> Tensor:
+        """Add ``k`` units to ``layer`` (cohort ``ctx.cohort``); return their indices."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -73,8 +69,4 @@ def growth_order(allocation: Mapping[int, int]) -> list[int]:
     return sorted((layer for layer, k in allocation.items() if k > 0), reverse=True)
 
 
-def model_device(model: torch.nn.Module) -> torch.device:
-    """Device of the model's first parameter (CPU for a model without parameters)."""
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
+

@@ -20,14 +20,12 @@ initialisation (and units that stay dead under plain ReLU).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from clgrow.data import iter_passes, unpack
-from clgrow.extender import Extender, LossFn, extenders, model_device
+from clgrow.extender import Extender, GrowthContext, extenders
 from clgrow.model import GrowableMLP
 
 __all__ = ["GradMaxExtender"]
@@ -59,11 +57,10 @@ class GradMaxExtender(Extender):
     def __repr__(self) -> str:
         return f"GradMaxExtender(passes={self.passes}, out_scale={self.out_scale}, incoming_norm={self.incoming_norm})"
 
-    def gradient_product(
-        self, model: GrowableMLP, layer: int, loader: Iterable[Any], loss_fn: LossFn
-    ) -> list[Tensor]:
+    def gradient_product(self, model: GrowableMLP, layer: int, ctx: GrowthContext) -> list[Tensor]:
         """``M = E[g h^T]`` per consumer, each of shape ``(p, m)``."""
-        device = model_device(model)
+        device = ctx.device
+        loss_fn = ctx.loss_fn
         lin = model.hidden[layer]
         consumers = model.consumers(layer)
         store: dict[str, Any] = {}
@@ -85,8 +82,7 @@ class GradMaxExtender(Extender):
         sums = [torch.zeros(cons.out_features, lin.in_features, device=device) for cons in consumers]
         count = 0
         try:
-            for batch in iter_passes(loader, self.passes):
-                x, y, t = unpack(batch, device)
+            for x, y, t in ctx.batches(self.passes, "GradMax"):
                 model.zero_grad(set_to_none=True)
                 store.clear()
                 logits, _ = model.run(x, t)
@@ -105,12 +101,10 @@ class GradMaxExtender(Extender):
                 mod.training = mode
         return [s / max(count, 1) for s in sums]
 
-    def _extend_layer(
-        self, model: GrowableMLP, layer: int, k: int, loader: Iterable[Any], loss_fn: LossFn, cohort: int
-    ) -> Tensor:
+    def _extend_layer(self, model: GrowableMLP, layer: int, k: int, ctx: GrowthContext) -> Tensor:
         lin = model.hidden[layer]
         m = lin.in_features
-        products = self.gradient_product(model, layer, loader, loss_fn)
+        products = self.gradient_product(model, layer, ctx)
         outs, grads = [], torch.zeros(k, m, device=lin.weight.device)
         for M in products:
             U, _, _ = torch.linalg.svd(M, full_matrices=True)
@@ -124,4 +118,4 @@ class GradMaxExtender(Extender):
         target = 1.0 / math.sqrt(3.0) if self.incoming_norm is None else float(self.incoming_norm)
         w = -grads / grads.norm(dim=1, keepdim=True).clamp_min(1e-12) * target
         b = torch.zeros(k, device=w.device)
-        return model.add_units(layer, w, b, outs, cohort=cohort)
+        return model.add_units(layer, w, b, outs, cohort=ctx.cohort)

@@ -9,8 +9,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from clgrow.context import eligible_layers
 from clgrow.data import check_loader
-from clgrow.distributor import Distributor, distributors
+from clgrow.distributor import Distributor, check_allocation, distributors
 from clgrow.errors import GrowthError
 from clgrow.extender import Extender, LossFn, extenders
 from clgrow.model import GrowableMLP
@@ -126,18 +127,7 @@ def grow(
             "convert a Sequential MLP with GrowableMLP.from_sequential"
         )
     k = _validate_k(k)
-    n_layers = model.num_hidden_layers
-    if layers is None:
-        eligible = list(range(n_layers))
-    else:
-        eligible = []
-        for layer in layers:
-            if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
-                raise GrowthError(f"unknown hidden layer {layer!r}: this model has layers 0..{n_layers - 1}")
-            if layer not in eligible:
-                eligible.append(layer)
-        if not eligible:
-            raise GrowthError("layers is empty: name at least one hidden layer to grow")
+    eligible = eligible_layers(model.num_hidden_layers, layers)
     try:
         ext = extenders.build(extender)
         dist = distributors.build(distributor)
@@ -163,10 +153,8 @@ def grow(
     snap = model.snapshot()
     t0 = time.perf_counter()
     try:
-        allocation = dist.allocate(model, k, loader, loss_fn, eligible)
-        bad = [i for i in allocation if i not in eligible]
-        if bad or sum(allocation.values()) != k or any(v < 0 for v in allocation.values()):
-            raise GrowthError(f"{dist!r} returned an invalid allocation {allocation} for k={k}, layers {eligible}")
+        # checked again here: a subclass may override allocate() itself rather than _allocate()
+        allocation = check_allocation(dist, dist.allocate(model, k, loader, loss_fn, eligible), k, eligible)
         if max_hidden_size is not None:
             allocation = cap_allocation(allocation, before, max_hidden_size)
         t1 = time.perf_counter()

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 import torch
 from torch import Tensor
 
-from clgrow.extender import Extender, LossFn, extenders
+from clgrow.extender import Extender, GrowthContext, extenders
 from clgrow.model import GrowableMLP
 
 __all__ = ["Net2NetExtender"]
@@ -38,9 +35,7 @@ class Net2NetExtender(Extender):
     def __repr__(self) -> str:
         return f"Net2NetExtender(noise={self.noise})"
 
-    def _extend_layer(
-        self, model: GrowableMLP, layer: int, k: int, loader: Iterable[Any], loss_fn: LossFn, cohort: int
-    ) -> Tensor:
+    def _extend_layer(self, model: GrowableMLP, layer: int, k: int, ctx: GrowthContext) -> Tensor:
         lin = model.hidden[layer]
         n = lin.out_features
         with torch.no_grad():
@@ -58,4 +53,4 @@ class Net2NetExtender(Extender):
             for cons in model.consumers(layer):
                 cons.weight.mul_(share)  # the old columns keep their share
                 outs.append(cons.weight[:, src].clone())
-        return model.add_units(layer, w, b, outs, cohort=cohort)
+        return model.add_units(layer, w, b, outs, cohort=ctx.cohort)

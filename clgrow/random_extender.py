@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 from torch import Tensor
 
-from clgrow.extender import Extender, LossFn, extenders
+from clgrow.extender import Extender, GrowthContext, extenders
 from clgrow.model import GrowableMLP, default_linear_init
 
 __all__ = ["RandomExtender"]
@@ -21,9 +18,7 @@ class RandomExtender(Extender):
     to training (the baseline that SWE is compared against).
     """
 
-    def _extend_layer(
-        self, model: GrowableMLP, layer: int, k: int, loader: Iterable[Any], loss_fn: LossFn, cohort: int
-    ) -> Tensor:
+    def _extend_layer(self, model: GrowableMLP, layer: int, k: int, ctx: GrowthContext) -> Tensor:
         m = model.hidden[layer].in_features
         w, b = default_linear_init(k, m)
-        return model.add_units(layer, w, b, None, cohort=cohort)
+        return model.add_units(layer, w, b, None, cohort=ctx.cohort)

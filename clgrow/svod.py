@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from clgrow.data import iter_passes, unpack
-from clgrow.distributor import Distributor, _eligible, distributors
+from clgrow.context import GrowthContext, model_device
+from clgrow.distributor import Distributor, distributors
 from clgrow.errors import GrowthError
-from clgrow.extender import LossFn, model_device
+from clgrow.extender import LossFn
 from clgrow.model import GrowableMLP
 
 __all__ = ["SVoD"]
@@ -85,22 +85,10 @@ class SVoD(Distributor):
             f"candidates={self.candidates})"
         )
 
-    def allocate(
-        self,
-        model: GrowableMLP,
-        k: int,
-        loader: Iterable[Any] | None = None,
-        loss_fn: LossFn | None = None,
-        layers: Sequence[int] | None = None,
-    ) -> dict[int, int]:
+    def _allocate(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, int]:
         """Vote on a copy of ``model``; return ``{layer: votes}`` summing to ``k``."""
-        ls = _eligible(model, layers)
-        if k == 0:
-            self.info = {"scores": {}}
-            return {i: 0 for i in ls}
-        if loader is None or loss_fn is None:
-            raise GrowthError("SVoD needs growth data (loader) and a loss function")
-        scores = self.candidate_scores(model, k, loader, loss_fn, ls)
+        ls = ctx.layers
+        scores = self._scores(model, k, ctx)
         pooled = torch.cat([scores[i] for i in ls])
         owner = torch.cat([torch.full_like(scores[i], i, dtype=torch.long) for i in ls])
         order = torch.sort(pooled, stable=True).indices[:k]
@@ -112,7 +100,12 @@ class SVoD(Distributor):
         self, model: GrowableMLP, k: int, loader: Iterable[Any], loss_fn: LossFn, layers: Sequence[int]
     ) -> dict[int, Tensor]:
         """Mean ``dL/dy`` of every candidate, per layer (each of shape ``(candidates * k,)``)."""
-        device = model_device(model)
+        return self._scores(model, k, GrowthContext(loader, loss_fn, list(layers), device=model_device(model)))
+
+    def _scores(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, Tensor]:
+        device, layers, loss_fn = ctx.device, ctx.layers, ctx.loss_fn
+        if loss_fn is None:
+            raise GrowthError("SVoD needs growth data (a loader) and a loss function")
         cand = self.candidates * k
         probe = copy.deepcopy(model)
         for p in probe.parameters():
@@ -136,8 +129,7 @@ class SVoD(Distributor):
             opt = torch.optim.RMSprop(
                 probe.parameters(), lr=self.lr, momentum=self.momentum, alpha=self.alpha
             )
-            for batch in iter_passes(loader, self.train_passes):
-                x, y, t = unpack(batch, device)
+            for x, y, t in ctx.batches(self.train_passes, "SVoD"):
                 loss = loss_fn(probe(x, t), y)
                 if not torch.isfinite(loss):
                     raise GrowthError(f"SVoD candidate training: loss became {loss.item()}")
@@ -151,8 +143,7 @@ class SVoD(Distributor):
         sizes = probe.hidden_sizes
         total = {i: torch.zeros(cand, device=device) for i in layers}
         batches = 0
-        for batch in iter_passes(loader, self.vote_passes):
-            x, y, t = unpack(batch, device)
+        for x, y, t in ctx.batches(self.vote_passes, "SVoD"):
             gates = {
                 i: torch.cat([torch.ones(sizes[i] - cand, device=device), 1.0 + ys[i]]) for i in layers
             }

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Union
 
 import torch
@@ -47,9 +47,8 @@ from clgrow.coupling import (
     FactoredCoupling,
     coupled_weights,
 )
-from clgrow.data import iter_passes, unpack
 from clgrow.errors import GrowthError
-from clgrow.extender import Extender, LossFn, extenders, growth_order, model_device
+from clgrow.extender import Extender, GrowthContext, extenders
 from clgrow.model import GrowableMLP, default_linear_init
 
 __all__ = ["SWE", "coupled_weights"]
@@ -208,11 +207,9 @@ class SWE(Extender):
                     m += int(allocation.get(layer - 1, 0))
                 self._partners_for(model.hidden_sizes[layer], k, m, layer)
 
-    def _extend_all(
-        self, model: GrowableMLP, allocation: Mapping[int, int], loader: Iterable[Any], loss_fn: LossFn, cohort: int
-    ) -> dict[int, Tensor]:
+    def _extend_all(self, model: GrowableMLP, allocation: Mapping[int, int], ctx: GrowthContext) -> dict[int, Tensor]:
         """Insert the allotted units, adjust the couplings, bake them in; new indices per layer."""
-        order = growth_order(allocation)
+        order = ctx.layers
         groups = [order] if self.schedule == "joint" else [[layer] for layer in order]
         new_units: dict[int, Tensor] = {}
         for group in groups:
@@ -220,7 +217,7 @@ class SWE(Extender):
             # the input columns that the layer below gains.
             n_old = {layer: model.hidden_sizes[layer] for layer in group}
             for layer in group:
-                new_units[layer] = self._insert(model, layer, int(allocation[layer]), cohort)
+                new_units[layer] = self._insert(model, layer, int(allocation[layer]), ctx.cohort)
             couplings: dict[int, Coupling] = {}
             if self.passes > 0:
                 for layer in group:
@@ -229,7 +226,7 @@ class SWE(Extender):
             if not couplings:
                 continue
             started = time.perf_counter()
-            steps = self._adjust(model, couplings, loader, loss_fn)
+            steps = self._adjust(model, couplings, ctx)
             for cp in couplings.values():
                 cp.bake()
             seconds = time.perf_counter() - started
@@ -267,11 +264,9 @@ class SWE(Extender):
             return DenseCoupling(lin, n_old, partners, step, self.init_std)
         return FactoredCoupling(lin, n_old, partners, step, self.normalise, self.clip)
 
-    def _adjust(
-        self, model: GrowableMLP, couplings: dict[int, Coupling], loader: Iterable[Any], loss_fn: LossFn
-    ) -> int:
+    def _adjust(self, model: GrowableMLP, couplings: dict[int, Coupling], ctx: GrowthContext) -> int:
         """Train the couplings and their consumers jointly; return the number of steps."""
-        device = model_device(model)
+        loss_fn = ctx.loss_fn
         flags = {p: p.requires_grad for p in model.parameters()}
         modes = {mod: mod.training for mod in model.modules()}
         # Freezing by requires_grad (not only by leaving parameters out of the optimizer)
@@ -301,8 +296,7 @@ class SWE(Extender):
         steps = 0
         model.eval()
         try:
-            for batch in iter_passes(loader, self.passes):
-                x, y, t = unpack(batch, device)
+            for x, y, t in ctx.batches(self.passes, "SWE"):
                 weights = {layer: cp.effective() for layer, cp in couplings.items()}
                 logits, _ = model.run(x, t, weights=weights)
                 loss = loss_fn(logits, y)

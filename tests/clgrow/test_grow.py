@@ -97,3 +97,31 @@ def test_cohorts_count_growth_steps(trained_mlp, digits_loader):
     assert (r1.cohort, r2.cohort) == (1, 2)
     assert trained_mlp.cohort(0).tolist() == [0] * 16 + [1, 2]
     assert set(r1.seconds) == {"distributor", "extender", "total"}
+
+
+def test_a_template_distributor_that_miscounts_is_caught(trained_mlp, digits_loader):
+    class Bad(Distributor):
+        def _allocate(self, model, k, ctx):
+            return {ctx.layers[0]: k + 1}
+
+    def run():
+        with pytest.raises(GrowthError, match="invalid allocation"):
+            grow(trained_mlp, 3, digits_loader, "random", Bad())
+
+    _unchanged(trained_mlp, run)
+    assert Bad().allocate(trained_mlp, 0) == {0: 0, 1: 0, 2: 0}  # k = 0 never reaches _allocate
+
+
+def test_fractional_budget_spreads_over_an_unshuffled_loader():
+    """A quarter pass over data sorted by label sees labels from its whole range, not only the first."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from clgrow import iter_passes
+
+    y = torch.arange(10).repeat_interleave(20)
+    loader = DataLoader(TensorDataset(torch.randn(200, 3), y), batch_size=20, shuffle=False)
+    seen = [int(b[1][0]) for b in iter_passes(loader, 0.3)]
+    assert len(seen) == 3 and seen == [0, 3, 6]
+    shuffled = DataLoader(TensorDataset(torch.randn(200, 3), y), batch_size=20, shuffle=True)
+    assert len(list(iter_passes(shuffled, 0.3))) == 3
