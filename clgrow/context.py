@@ -67,8 +67,12 @@ class GrowthContext:
         """``(x, y, task_labels)`` on ``device`` for ``passes`` passes over the growth data.
 
         A fraction of a pass is drawn from across the data (see :func:`clgrow.iter_passes`).
+        Missing data or loss is refused here, at the call, not at the first batch.
         """
+        self.require_data(who)
+        return (unpack(batch, self.device) for batch in iter_passes(self.loader, passes))  # type: ignore[arg-type]
+
+    def require_data(self, who: str = "this method") -> None:
+        """Refuse a step that needs data when no loader or loss was given."""
         if self.loader is None or self.loss_fn is None:
             raise GrowthError(f"{who} needs growth data (a loader) and a loss function")
-        for batch in iter_passes(self.loader, passes):
-            yield unpack(batch, self.device)

@@ -223,7 +223,7 @@ class FactoredCoupling(_Coupling):
 
     def _pair_transfers(self, mg: Tensor, vg: Tensor, mh: Tensor, vh: Tensor) -> tuple[Tensor, Tensor]:
         """Sum over pairs of ``η (m_G,i - m_H,j) / (sqrt(v_G,i + v_H,j) + ε)``, chunked over ``j``."""
-        s, k = mg.shape[0], mh.shape[0]
+        k = mh.shape[0]
         d_new = torch.empty_like(mh)
         d_old = torch.zeros_like(mg)
         per_j = 4 * 3 * mg.numel()

@@ -67,6 +67,3 @@ class Extender:
 def growth_order(allocation: Mapping[int, int]) -> list[int]:
     """Layers that receive units, last to first (the order extenders process them in)."""
     return sorted((layer for layer, k in allocation.items() if k > 0), reverse=True)
-
-
-

@@ -15,7 +15,7 @@ per cohort.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,12 +103,16 @@ class InactivityStats:
         """τ-dormant units among those added by growth (``nan`` if none were added)."""
         return _fraction(self._sum("new_dormant"), self.new_units)
 
-    def cohort_fractions(self) -> dict[int, tuple[float, float]]:
-        """``{cohort: (dead fraction, dormant fraction)}`` over all layers."""
+    def cohort_fractions(self, group: Mapping[int, int] | None = None) -> dict[int, tuple[float, float]]:
+        """``{cohort: (dead fraction, dormant fraction)}`` over all layers.
+
+        ``group`` maps cohorts onto keys whose units are pooled (e.g. the training experience
+        each growth step happened in); cohorts it does not name keep their own number.
+        """
         totals: dict[int, list[int]] = {}
         for layer in self.layers:
             for c, cc in layer.cohorts.items():
-                t = totals.setdefault(c, [0, 0, 0])
+                t = totals.setdefault(c if group is None else group.get(c, c), [0, 0, 0])
                 t[0] += cc.units
                 t[1] += cc.dead
                 t[2] += cc.dormant

@@ -103,9 +103,8 @@ class SVoD(Distributor):
         return self._scores(model, k, GrowthContext(loader, loss_fn, list(layers), device=model_device(model)))
 
     def _scores(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, Tensor]:
+        ctx.require_data("SVoD")  # before the copy is made
         device, layers, loss_fn = ctx.device, ctx.layers, ctx.loss_fn
-        if loss_fn is None:
-            raise GrowthError("SVoD needs growth data (a loader) and a loss function")
         cand = self.candidates * k
         probe = copy.deepcopy(model)
         for p in probe.parameters():

@@ -120,9 +120,12 @@ def _add_growth_flags(p: argparse.ArgumentParser) -> None:
 def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, object]:
     """The GrowthConfig fields given on the command line; method arguments must fit ``growth``."""
     from clgrow import ConfigError, GrowthError, parse_growth
+    from clgrow.experiments.config import FIXED_FINAL
 
     given = vars(args)
     settings: dict[str, object] = {k[len(_GROW):]: v for k, v in given.items() if k.startswith(_GROW)}
+    if growth == FIXED_FINAL:  # alone it has no reference run: it would train the initial widths under that label
+        raise ConfigError(f"growth: {FIXED_FINAL} is a grid entry; for one run use --growth METHOD --match-final-size")
     try:
         method = parse_growth(growth)
     except GrowthError as err:

@@ -44,19 +44,6 @@ def _stream_name(strategy: Any) -> str:
     return getattr(stream, "name", "test")
 
 
-def cohort_fractions_by_experience(stats: InactivityStats, cohort_experience: dict[int, int]) -> dict[int, tuple[float, float]]:
-    """``{experience: (dead, dormant fraction)}`` of the units added at each training experience
-    (``-1``: the initial units), pooling the growth steps taken within one experience."""
-    by_exp: dict[int, list[int]] = {}
-    for layer in stats.layers:
-        for c, cc in layer.cohorts.items():
-            t = by_exp.setdefault(cohort_experience.get(c, c), [0, 0, 0])
-            t[0] += cc.units
-            t[1] += cc.dead
-            t[2] += cc.dormant
-    return {e: (d / u, s / u) for e, (u, d, s) in sorted(by_exp.items())}
-
-
 class InactivityMetric(PluginMetric[float]):
     """Dead and τ-dormant fractions of hidden units on each evaluated stream.
 
@@ -142,7 +129,7 @@ class InactivityMetric(PluginMetric[float]):
                     emit(names.DEAD, layer.dead / layer.units, names.layer_tag(i))
                     emit(names.DORMANT, layer.dormant / layer.units, names.layer_tag(i))
             if self.per_cohort:
-                for e, (dead, dormant) in cohort_fractions_by_experience(stats, cohort_exp).items():
+                for e, (dead, dormant) in stats.cohort_fractions(cohort_exp).items():
                     emit(names.DEAD, dead, names.cohort_tag(e))
                     emit(names.DORMANT, dormant, names.cohort_tag(e))
         return values

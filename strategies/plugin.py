@@ -14,6 +14,7 @@ from avalanche.core import SupervisedPlugin
 from torch import nn
 
 from clgrow import ConfigError, GrowableMLP, GrowthConfig, GrowthError, GrowthReport, grow
+from clgrow.context import eligible_layers
 from clgrow.grow import room_under_cap
 from clgrow.strategies.compat import (
     carry_optimizer_state,
@@ -148,7 +149,7 @@ class GrowPlugin(SupervisedPlugin):
         """One growth step on the strategy's current dataloader; updates the optimizer."""
         model = self.check_model(strategy.model)
         k = self.units_for(experience)
-        layers = list(range(model.num_hidden_layers)) if self.config.layers is None else self.config.layers
+        layers = eligible_layers(model.num_hidden_layers, self.config.layers)
         if self.config.max_hidden_size is not None:
             room = room_under_cap(model.hidden_sizes, layers, self.config.max_hidden_size)
             layers = [i for i in layers if room[i] > 0]

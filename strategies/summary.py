@@ -16,7 +16,7 @@ from typing import Any
 
 from clgrow.errors import ConfigError
 from clgrow.strategies import names
-from clgrow.strategies.metrics import InactivityMetric, cohort_fractions_by_experience, find_grow_plugin
+from clgrow.strategies.metrics import InactivityMetric, find_grow_plugin
 from clgrow.strategies.results import ResultsWriter
 
 __all__ = ["RunSummary"]
@@ -97,7 +97,8 @@ class RunSummary:
         cohorts: dict[str, dict[int, tuple[float, float]]] = {}
         for i, entry in per_exp.items():
             if entry is not None:
-                for e, fr in cohort_fractions_by_experience(*entry).items():
+                stats, cohort_experience = entry
+                for e, fr in stats.cohort_fractions(cohort_experience).items():
                     cohorts.setdefault(names.cohort_tag(e), {})[i] = fr
         accuracy = [[writer.series(names.accuracy_exp(j, task_labels[j])).get(i) for j in range(n)] for i in range(n)]
         stream_rows = [writer.series(names.accuracy_stream(t)) for t in sorted(set(task_labels))]
@@ -126,9 +127,9 @@ class RunSummary:
             train_seconds=train_seconds,
             growth_seconds=sum(e.report.seconds["total"] for e in events),
             epoch_seconds_median=epochs[len(epochs) // 2] if epochs else None,
-            growth_events=[{"experience": e.experience, "epoch": e.epoch,
-                            "allocation": {str(k): v for k, v in e.report.allocation.items()},
-                            "seconds": e.report.seconds} for e in events],
+            # allocation keys as JSON writes them, so a fresh summary equals one read back
+            growth_events=[{**e.to_dict(), "allocation": {str(k): v for k, v in e.report.allocation.items()}}
+                           for e in events],
             versions=dict(versions or {}), config=dict(config or {}),
         )
 

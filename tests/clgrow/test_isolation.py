@@ -36,6 +36,9 @@ def test_layers_install_under_one_namespace_and_leave_users_packages_alone(tmp_p
     assert res.returncode == 0, res.stderr
 
 
+_PACKAGES = ("clgrow", "clgrow.strategies", "clgrow.experiments", "clgrow.experiments.bench")
+
+
 def _import_graph() -> dict[str, set[str]]:
     """Module -> clgrow modules it imports (at any level), read from the sources."""
     import ast
@@ -43,7 +46,7 @@ def _import_graph() -> dict[str, set[str]]:
     import pkgutil
 
     graph: dict[str, set[str]] = {}
-    for root in ("clgrow", "clgrow.strategies", "clgrow.experiments", "clgrow.experiments.bench"):
+    for root in _PACKAGES:
         path = importlib.util.find_spec(root).submodule_search_locations
         names = [root] + [f"{root}.{m.name}" for m in pkgutil.iter_modules(path) if not m.ispkg]
         for name in names:
@@ -63,8 +66,7 @@ def test_no_import_cycles_between_modules():
     graph = _import_graph()
     assert "clgrow.experiments.cli" in graph and "clgrow.strategies.plugin" in graph
     # package __init__ files re-export their children; cycles through them are not real
-    inits = {n for n in graph if n in ("clgrow", "clgrow.strategies", "clgrow.experiments", "clgrow.experiments.bench")}
-    edges = {n: {d for d in deps if d not in inits and d in graph} for n, deps in graph.items() if n not in inits}
+    edges = {n: {d for d in deps if d not in _PACKAGES and d in graph} for n, deps in graph.items() if n not in _PACKAGES}
     state: dict[str, int] = {}
 
     def visit(n: str, path: list[str]) -> None:

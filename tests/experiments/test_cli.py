@@ -76,6 +76,7 @@ def test_match_final_size_trains_a_fixed_model_at_the_grown_widths(tmp_path):
         (["run", "--out", "x", "--swe-passes", "abc"], "argument --swe-passes: invalid parse value: 'abc'"),
         (["run", "--out", "x", "--neurons", "-3"], "grow.neurons_per_experience: must be an integer >= 0"),
         (["run", "--out", "x", "--layers", "-1"], "grow.layers"),
+        (["run", "--out", "x", "--growth", "fixed-final"], "use --growth METHOD --match-final-size"),
         (["compare", "missing.toml", "--out", "x"], "config file not found"),
         (["plot", "."], "neither a run directory"),
     ],
