@@ -6,13 +6,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from avalanche.training import AGEM, EWC, GEM, LwF, SynapticIntelligence
+from avalanche.training import AGEM, DER, ER_ACE, EWC, GEM, MAS, MIR, LwF
+from avalanche.training.plugins import LFLPlugin, RWalkPlugin
 from avalanche.training.supervised import Cumulative, Naive, Replay
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
 from clgrow import GROWTH_PRESETS, GrowthConfig, GrowthError, parse_growth
-from clgrow.strategies.compat import make_optimizers_checkpointable
+from clgrow.strategies.compat import SIPlugin, make_optimizers_checkpointable
 from clgrow.strategies.plugin import GrowPlugin
 
 __all__ = ["GROWTH_PRESETS", "STRATEGIES", "parse_growth", "build_strategy", "make_grow_plugin"]
@@ -40,8 +41,54 @@ def _ewc(ewc_lambda: float = 100.0, mode: str = "separate", **kw: Any) -> Superv
     return EWC(ewc_lambda=ewc_lambda, mode=mode, **kw)
 
 
-def _si(si_lambda: float = 1.0, **kw: Any) -> SupervisedTemplate:
-    return SynapticIntelligence(si_lambda=si_lambda, **kw)
+def _with_plugin(plugin: Any, kw: dict[str, Any]) -> SupervisedTemplate:
+    kw["plugins"] = [*kw.get("plugins", []), plugin]
+    return Naive(**kw)
+
+
+def _si(si_lambda: float = 1.0, eps: float = 1e-7, **kw: Any) -> SupervisedTemplate:
+    # Avalanche's SynapticIntelligence strategy is Naive plus its plugin; ours carries the CPU fix.
+    return _with_plugin(SIPlugin(si_lambda=si_lambda, eps=eps), kw)
+
+
+def _mas(lambda_reg: float = 1.0, alpha: float = 0.5, **kw: Any) -> SupervisedTemplate:
+    return MAS(lambda_reg=lambda_reg, alpha=alpha, **kw)
+
+
+def _rwalk(ewc_lambda: float = 0.1, ewc_alpha: float = 0.9, delta_t: int = 10, **kw: Any) -> SupervisedTemplate:
+    # Avalanche ships RWalk as a plugin only; the usual strategy is Naive with it.
+    return _with_plugin(RWalkPlugin(ewc_lambda=ewc_lambda, ewc_alpha=ewc_alpha, delta_t=delta_t), kw)
+
+
+class GrowingLFLPlugin(LFLPlugin):
+    """Less-forgetful learning on a model that grows.
+
+    Avalanche's LFL compares the features of the current and previous model, which needs both
+    to have the same width, and requires an Avalanche ``BaseModel``. Growth only appends units,
+    so the previous model's features are the leading block of the current ones: the penalty
+    keeps the old units' features and leaves the new ones free. Any model with
+    ``features(x)`` (a GrowableMLP) or ``get_features(x)`` works.
+    """
+
+    def compute_features(self, model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.prev_model is not None
+        model.eval()
+        self.prev_model.eval()
+        prev = _features(self.prev_model, x)
+        return _features(model, x)[:, : prev.shape[1]], prev
+
+    def before_training(self, strategy: Any, **kwargs: Any) -> None:
+        if not (hasattr(strategy.model, "features") or hasattr(strategy.model, "get_features")):
+            raise GrowthError(f"lfl needs a model with features(x) or get_features(x), got {type(strategy.model).__name__}")
+
+
+def _features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    fn = getattr(model, "features", None) or model.get_features
+    return fn(x)
+
+
+def _lfl(lambda_e: float = 1.0, **kw: Any) -> SupervisedTemplate:
+    return _with_plugin(GrowingLFLPlugin(lambda_e), kw)
 
 
 def _lwf(alpha: float = 1.0, temperature: float = 2.0, **kw: Any) -> SupervisedTemplate:
@@ -60,6 +107,19 @@ def _cumulative(**kw: Any) -> SupervisedTemplate:
     return Cumulative(**kw)
 
 
+def _der(mem_size: int = 200, batch_size_mem: int | None = None, alpha: float = 0.1, beta: float = 0.5,
+         **kw: Any) -> SupervisedTemplate:
+    return DER(mem_size=mem_size, batch_size_mem=batch_size_mem, alpha=alpha, beta=beta, **kw)
+
+
+def _er_ace(mem_size: int = 200, batch_size_mem: int = 10, **kw: Any) -> SupervisedTemplate:
+    return ER_ACE(mem_size=mem_size, batch_size_mem=batch_size_mem, **kw)
+
+
+def _mir(mem_size: int = 200, subsample: int = 50, batch_size_mem: int = 10, **kw: Any) -> SupervisedTemplate:
+    return MIR(mem_size=mem_size, subsample=subsample, batch_size_mem=batch_size_mem, **kw)
+
+
 STRATEGIES: dict[str, Callable[..., SupervisedTemplate]] = {
     "naive": _naive,
     "replay": _replay,
@@ -69,6 +129,12 @@ STRATEGIES: dict[str, Callable[..., SupervisedTemplate]] = {
     "agem": _agem,
     "gem": _gem,
     "cumulative": _cumulative,
+    "mas": _mas,
+    "rwalk": _rwalk,
+    "lfl": _lfl,
+    "der": _der,
+    "er-ace": _er_ace,
+    "mir": _mir,
 }
 
 def build_strategy(

@@ -17,8 +17,9 @@ from clgrow import ConfigError, GrowableMLP, GrowthConfig, GrowthError, GrowthRe
 from clgrow.context import eligible_layers
 from clgrow.grow import room_under_cap
 from clgrow.strategies.compat import (
+    align_param_state,
     carry_optimizer_state,
-    fix_regularizer_state,
+    find_param_state,
     make_optimizers_checkpointable,
     optimizer_state_by_name,
 )
@@ -157,6 +158,7 @@ class GrowPlugin(SupervisedPlugin):
         if k == 0 or not layers:
             return None
         old_shapes = {n: p.shape for n, p in model.named_parameters()}
+        stores = find_param_state(strategy.plugins, model)  # refuses an unalignable plugin before growing
         opt_state = optimizer_state_by_name(strategy.optimizer, model) if self.config.carry_optimizer_state else {}
         loss_fn = self.loss_fn if self.loss_fn is not None else strategy._criterion
         report = grow(
@@ -166,7 +168,7 @@ class GrowPlugin(SupervisedPlugin):
         strategy.make_optimizer()
         if self.config.carry_optimizer_state:
             carry_optimizer_state(strategy.optimizer, model, opt_state, old_shapes)
-        fix_regularizer_state(strategy.plugins, model, old_shapes)
+        align_param_state(stores, model, old_shapes)
         self.events.append(GrowthEvent(experience, epoch, report))
         self.cohort_experience[report.cohort] = experience
         return report

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 from avalanche.core import SupervisedPlugin
-from avalanche.training.plugins import EWCPlugin, SynapticIntelligencePlugin
+from avalanche.training.plugins import EWCPlugin, MASPlugin, RWalkPlugin, SynapticIntelligencePlugin
 from avalanche.training.utils import ParamData
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clgrow import GrowableMLP, UniformDistributor
+from clgrow import GrowableMLP, GrowthError, UniformDistributor
 from clgrow.strategies import build_strategy
 from clgrow.strategies.compat import pad_leading
 from tests.strategies.conftest import fast_plugin, quiet
@@ -47,27 +47,36 @@ class _FirstIteration(SupervisedPlugin):
 
 
 def _stores(reg, kind):
-    """(name, ParamData dict, flattened?) of every per-parameter store of the regulariser."""
+    """(name, ParamData dict, flattened?) of the per-parameter stores that persist from one
+    experience to the next (the others are recomputed by the plugin at every step)."""
     if kind == "ewc":
         return [("imp", reg.importances[0], False), ("saved", reg.saved_params[0], False)]
+    if kind == "mas":
+        return [("imp", reg.importance, False), ("saved", reg.params, False)]
+    if kind == "rwalk":
+        return [("imp", reg.exp_penalties, False), ("saved", reg.exp_params, False)]
     # SI re-extracts thetas, gradients and the per-experience trajectory itself at every
     # experience/iteration; the importances and the cumulative trajectory persist.
     return [("imp", reg.ewc_data[1], True), ("cum_trajectory", reg.syn_data["cum_trajectory"], True)]
 
 
-@pytest.mark.parametrize("kind", ["ewc", "si"])
+_REGULARISERS = (EWCPlugin, SynapticIntelligencePlugin, MASPlugin, RWalkPlugin)
+_REG_HP = {"ewc": dict(ewc_lambda=10.0), "si": dict(si_lambda=0.1), "mas": dict(lambda_reg=1.0), "rwalk": {}}
+
+
+@pytest.mark.parametrize("kind", sorted(_REG_HP))
 def test_regulariser_state_stays_aligned_after_growth(split_digits, kind):
     """Growth in both dimensions of hidden.1.weight: every stored tensor keeps its old values
     in the leading block (in the parameter's own shape) and gets zero importance elsewhere."""
     model = GrowableMLP(split_digits.in_features, [6, 6, 6], split_digits.num_classes)
-    hp = dict(ewc_lambda=10.0) if kind == "ewc" else dict(si_lambda=0.1)
     grow_plugin = fast_plugin(distributor=UniformDistributor(), neurons_per_experience=3)
     seen = {}
     probe = _FirstIteration(lambda strat: seen.update(
-        {label: d["hidden.1.weight"].data.clone() for label, d, _ in _stores(reg, kind)}))
+        {label: d["hidden.1.weight"].data.clone() for label, d, _ in _stores(reg, kind)},
+        weight=model.hidden[1].weight.detach().clone()))
     strategy = build_strategy(kind, model, None, plugins=[grow_plugin, probe], evaluator=quiet(),
-                              train_mb_size=32, **hp)
-    reg = next(p for p in strategy.plugins if isinstance(p, (EWCPlugin, SynapticIntelligencePlugin)))
+                              train_mb_size=32, **_REG_HP[kind])
+    reg = next(p for p in strategy.plugins if isinstance(p, _REGULARISERS))
     stream = split_digits.scenario.train_stream
     strategy.train(stream[0])
     name = "hidden.1.weight"
@@ -84,3 +93,83 @@ def test_regulariser_state_stays_aligned_after_growth(split_digits, kind):
         assert torch.equal(got[:6, :6], value), label
         if label != "saved":
             assert got[6].abs().sum() == 0 and got[:, 6].abs().sum() == 0, label
+        else:  # copies of the parameter take its values where it grew: no pull towards zero
+            w = seen["weight"]
+            assert torch.equal(got[6], w[6]) and torch.equal(got[:, 6], w[:, 6])
+
+
+class _ForeignPlugin(SupervisedPlugin):
+    """A plugin the toolkit has never heard of, keeping per-parameter state of its own."""
+
+    def __init__(self, model, layout="same"):
+        super().__init__()
+        params = dict(model.named_parameters())
+        self.anchor = {n: ParamData(n, init_tensor=p.detach().clone()) for n, p in params.items()}
+        self.stats = [{n: torch.ones_like(p) for n, p in params.items()}]
+        if layout == "transposed":
+            self.stats[0]["hidden.0.weight"] = params["hidden.0.weight"].detach().t().clone()
+
+
+def test_an_unknown_plugin_is_padded_by_what_its_state_holds(split_digits):
+    """Found without naming the class: a copy of the parameters is padded with their values,
+    any other per-parameter state (plain tensors in a list) with zeros, in the parameter's shape."""
+    from clgrow.strategies.compat import align_param_state, find_param_state
+
+    model = GrowableMLP(split_digits.in_features, [5, 5], split_digits.num_classes)
+    foreign = _ForeignPlugin(model)
+    old_shapes = {n: p.shape for n, p in model.named_parameters()}
+    stores = find_param_state([foreign], model)
+    assert sorted(s.path for s in stores) == ["anchor", "stats[0]"]
+    assert {s.path: s.snapshot for s in stores} == {"anchor": True, "stats[0]": False}
+    model.add_units(0, torch.randn(2, split_digits.in_features), torch.zeros(2))
+    model.add_units(1, torch.randn(3, 7), torch.zeros(3))
+    align_param_state(stores, model, old_shapes)
+    w1 = model.hidden[1].weight.detach()
+    assert foreign.anchor["hidden.1.weight"].data.shape == w1.shape == (8, 7)
+    assert torch.equal(foreign.anchor["hidden.1.weight"].data, w1)
+    stat = foreign.stats[0]["hidden.1.weight"]
+    assert stat.shape == (8, 7) and stat[:5, :5].eq(1).all() and stat.sum() == 25
+
+
+def test_an_unalignable_plugin_is_refused_before_growth(split_digits):
+    model = GrowableMLP(split_digits.in_features, [6, 6], split_digits.num_classes)
+    plugin = fast_plugin(distributor=UniformDistributor())
+    strategy = build_strategy("naive", model, None, plugins=[plugin, _ForeignPlugin(model, "transposed")],
+                              evaluator=quiet(), train_mb_size=32)
+    strategy.train(split_digits.scenario.train_stream[0])
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(GrowthError, match=r"_ForeignPlugin.*stats\[0\]\['hidden.0.weight'\].*\(64, 6\)"):
+        strategy.train(split_digits.scenario.train_stream[1])
+    assert model.hidden_sizes == [6, 6]
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def _si_importances(plugin_cls, split_digits):
+    torch.manual_seed(0)
+    model = GrowableMLP(split_digits.in_features, [16], split_digits.num_classes)
+    si = plugin_cls(si_lambda=1.0)
+    strategy = build_strategy("naive", model, None, plugins=[si], evaluator=quiet(), train_mb_size=32, lr=1e-2)
+    strategy.train(split_digits.scenario.train_stream[0])
+    return si.ewc_data[1]["hidden.0.weight"].data
+
+
+def test_si_on_cpu_learns_importances_where_avalanche_does_not(split_digits):
+    from clgrow.strategies.compat import SIPlugin
+
+    assert _si_importances(SynapticIntelligencePlugin, split_digits).abs().sum() == 0  # Avalanche 0.6 on CPU
+    ours = _si_importances(SIPlugin, split_digits)
+    assert ours.abs().sum() > 0 and ours.max() > 0
+
+
+def test_si_results_differ_from_naive(split_digits):
+    """With its penalty working, SI ends somewhere else than Naive on the same seed."""
+    def final_params(name, **hp):
+        torch.manual_seed(0)
+        model = GrowableMLP(split_digits.in_features, [16], split_digits.num_classes)
+        strategy = build_strategy(name, model, None, evaluator=quiet(), train_mb_size=32, lr=1e-2, **hp)
+        for exp in split_digits.scenario.train_stream[:2]:
+            strategy.train(exp)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    naive, si = final_params("naive"), final_params("si", si_lambda=10.0)
+    assert not torch.allclose(naive, si, atol=1e-4)

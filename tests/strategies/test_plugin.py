@@ -15,7 +15,8 @@ from clgrow.strategies import STRATEGIES, GrowPlugin, MultiHeadGrowableMLP, buil
 from tests.strategies.conftest import all_params_optimized, fast_plugin, quiet
 
 _HP = {"replay": dict(mem_size=60), "agem": dict(patterns_per_exp=20, sample_size=16),
-       "gem": dict(patterns_per_exp=20), "ewc": dict(ewc_lambda=10.0), "si": dict(si_lambda=0.1)}
+       "gem": dict(patterns_per_exp=20), "ewc": dict(ewc_lambda=10.0), "si": dict(si_lambda=0.1),
+       "der": dict(mem_size=60), "er-ace": dict(mem_size=60), "mir": dict(mem_size=60, subsample=20)}
 
 
 def make(*args, **kwargs):
