@@ -16,7 +16,8 @@ units'), which is what keeps it alive.
 
 Adjustment trains the coupling and the consumer's weight ``V`` (shape ``(p, n + k)``, new
 columns starting at zero) with Adam; every other parameter is left out of the optimizers and
-has ``requires_grad`` off, so nothing else moves (no weight-decay leak on frozen weights). Then
+has ``requires_grad`` off, so nothing else moves (no weight-decay leak on frozen weights); a
+consumer its owner froze (``requires_grad=False`` before growth) stays frozen. Then
 the coupling is folded into ``W``, ``b`` and dropped.
 
 Two choices the paper fixed are options here (``clgrow.coupling`` holds the maths):
@@ -278,6 +279,8 @@ class SWE(Extender):
             for p in cp.trainable():
                 p.requires_grad_(True)
             for cons in model.consumers(layer):
+                if not flags[cons.weight]:
+                    continue  # frozen by its owner (e.g. LFL's head): growth must not move it either
                 consumers.append(cons.weight)
                 cons.weight.requires_grad_(True)
                 if layer + 1 in couplings:

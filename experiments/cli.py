@@ -31,7 +31,7 @@ def _fail(message: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     from clgrow.experiments.benchmarks import BENCHMARKS
     from clgrow.experiments.config import RunConfig
-    from clgrow.strategies import STRATEGIES
+    from clgrow.strategies import OPTIMIZERS, STRATEGIES
 
     d = RunConfig()
     p = _Parser(prog="clgrow", description="Grow networks during continual learning and compare forgetting.")
@@ -53,7 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--epochs", type=int, default=d.train_epochs, dest="train_epochs")
     r.add_argument("--batch-size", type=int, default=d.train_mb_size, dest="train_mb_size")
     r.add_argument("--lr", type=float, default=d.lr)
-    r.add_argument("--optimizer", default=d.optimizer, choices=["adam", "sgd"])
+    r.add_argument("--optimizer", default=d.optimizer, choices=list(OPTIMIZERS))
+    r.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (default: 0.9)")
+    r.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    r.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:i or mps (default: auto)")
     r.add_argument("--tau", type=float, default=d.tau)
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy hyperparameter, e.g. --set mem_size=200 (JSON values)")
@@ -67,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=int, default=2)
     c.add_argument("--ray-address", default=None)
     c.add_argument("--data-root", default=None)
+    c.add_argument("--device", default=None, help="device of every cell (overrides the config's)")
     c.add_argument("--quiet", action="store_true")
 
     pl = sub.add_parser("plot", help="(re)draw the figures of a run or grid directory")
@@ -168,7 +172,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     fields = {k: getattr(args, k) for k in ("benchmark", "strategy", "growth", "seed", "data_root", "n_experiences",
                                             "class_order_seed", "task_labels", "hidden_sizes", "train_epochs",
-                                            "train_mb_size", "lr", "optimizer", "tau")}
+                                            "train_mb_size", "lr", "optimizer", "momentum", "weight_decay",
+                                            "device", "tau")}
     fields["strategy_kwargs"] = _parse_sets(args.set)
     fields["grow"] = GrowthConfig(**_growth_settings(args, args.growth))
     out = Path(args.out)
@@ -198,6 +203,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     grid = load_grid(args.config)
     if args.data_root is not None:
         grid.base.data_root = args.data_root
+    if args.device is not None:
+        grid.base.device = args.device
+        grid.base.validate()
     if args.workers < 1:
         return _fail(f"--workers must be >= 1 (got {args.workers})")
     out = Path(args.out)

@@ -26,23 +26,29 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from clgrow import ConfigError, GrowthConfig, GrowthError, parse_growth
+from clgrow.context import resolve_device
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 from clgrow.experiments.benchmarks import BENCHMARKS
-from clgrow.strategies import STRATEGIES
+from clgrow.strategies import OPTIMIZERS, STRATEGIES
 
 __all__ = ["ConfigError", "RunConfig", "GridConfig", "load_grid", "FIXED_FINAL"]
 
 FIXED_FINAL = "fixed-final"
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass
@@ -62,6 +68,9 @@ class RunConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     optimizer: str = "adam"
     lr: float = 1e-3
+    momentum: float | None = None
+    weight_decay: float = 0.0
+    device: str = "auto"
     train_epochs: int = 3
     train_mb_size: int = 32
     eval_mb_size: int = 512
@@ -113,8 +122,17 @@ class RunConfig:
         need(isinstance(self.hidden_sizes, list) and len(self.hidden_sizes) >= 1
              and all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.hidden_sizes),
              "hidden_sizes", "must be a non-empty list of integers >= 1")
-        need(self.optimizer in ("adam", "sgd"), "optimizer", "must be 'adam' or 'sgd'")
-        need(isinstance(self.lr, (int, float)) and self.lr > 0, "lr", "must be a number > 0")
+        need(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+        need(_number(self.lr) and self.lr > 0, "lr", "must be a finite number > 0")
+        need(self.momentum is None or (_number(self.momentum) and 0 <= self.momentum < 1), "momentum",
+             "must be a number in [0, 1) or absent")
+        need(self.momentum is None or self.optimizer == "sgd", "momentum",
+             f"applies to optimizer 'sgd' only (optimizer is {self.optimizer!r})")
+        need(_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "must be a finite number >= 0")
+        try:
+            resolve_device(self.device)
+        except ValueError as err:
+            raise ConfigError(f"device: {err}") from None
         need(isinstance(self.tau, (int, float)) and self.tau >= 0, "tau", "must be a number >= 0")
         need(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
              "threads", "must be an integer >= 1 or absent")

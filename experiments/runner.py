@@ -17,6 +17,7 @@ from avalanche.training.plugins import EvaluationPlugin
 
 import clgrow
 from clgrow import GrowableMLP
+from clgrow.context import resolve_device
 from clgrow.experiments.benchmarks import BenchmarkInfo, make_benchmark
 from clgrow.experiments.config import RunConfig
 from clgrow.strategies import (
@@ -24,6 +25,7 @@ from clgrow.strategies import (
     MultiHeadGrowableMLP,
     ResultsWriter,
     RunSummary,
+    build_optimizer,
     build_strategy,
     growth_metrics,
     inactivity_metrics,
@@ -77,7 +79,7 @@ def summarize(cfg: RunConfig, strategy: Any, writer: ResultsWriter, timer: _Time
     return RunSummary.collect(
         strategy, writer, task_labels=task_labels, benchmark=cfg.benchmark, strategy_name=cfg.strategy,
         growth=cfg.growth_label, seed=cfg.seed, train_seconds=timer.train_seconds, epoch_seconds=timer.epoch_seconds,
-        versions=library_versions(), config=cfg.to_dict(),
+        versions=library_versions(), config=cfg.to_dict(), device=str(strategy.device),
     )
 
 
@@ -105,10 +107,9 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list
     bm = make_benchmark(cfg.benchmark, cfg.n_experiences, cfg.class_order_seed, cfg.task_labels, cfg.data_root)
     RNGManager.set_random_seeds(cfg.seed)
     model = build_model(cfg, bm, hidden_sizes)
-    if cfg.optimizer == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
+    device = resolve_device(cfg.device)
+    model.to(device)
+    optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     writer = ResultsWriter(out)
     evaluator = EvaluationPlugin(
         accuracy_metrics(experience=True, stream=True),
@@ -125,7 +126,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list
     timer = _Timer(bar)
     strategy = build_strategy(
         cfg.strategy, model, cfg.growth_config(), optimizer=optimizer, train_mb_size=cfg.train_mb_size,
-        train_epochs=cfg.train_epochs, eval_mb_size=cfg.eval_mb_size, evaluator=evaluator, plugins=[timer],
+        train_epochs=cfg.train_epochs, eval_mb_size=cfg.eval_mb_size, evaluator=evaluator, plugins=[timer], device=device,
         **cfg.strategy_kwargs,
     )
     plugin = next((p for p in strategy.plugins if isinstance(p, GrowPlugin)), None)

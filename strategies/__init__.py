@@ -1,6 +1,15 @@
 """Avalanche integration: the growth plugin, inactivity and growth metrics, strategy builders."""
 
-from clgrow.strategies.builders import GROWTH_PRESETS, STRATEGIES, build_strategy, make_grow_plugin, parse_growth
+from clgrow.strategies.builders import (
+    GROWTH_PRESETS,
+    OPTIMIZERS,
+    STRATEGIES,
+    build_optimizer,
+    build_strategy,
+    make_grow_plugin,
+    parse_growth,
+)
+from clgrow.strategies.compat import SIPlugin
 from clgrow.strategies.metrics import GrowthMetric, InactivityMetric, growth_metrics, inactivity_metrics
 from clgrow.strategies.multihead import MultiHeadGrowableMLP
 from clgrow.strategies.plugin import GrowPlugin, GrowthEvent
@@ -15,6 +24,9 @@ __all__ = [
     "InactivityMetric",
     "GrowthMetric",
     "build_strategy",
+    "build_optimizer",
+    "OPTIMIZERS",
+    "SIPlugin",
     "make_grow_plugin",
     "parse_growth",
     "GROWTH_PRESETS",

@@ -16,7 +16,35 @@ from clgrow import GROWTH_PRESETS, GrowthConfig, GrowthError, parse_growth
 from clgrow.strategies.compat import SIPlugin, make_optimizers_checkpointable
 from clgrow.strategies.plugin import GrowPlugin
 
-__all__ = ["GROWTH_PRESETS", "STRATEGIES", "parse_growth", "build_strategy", "make_grow_plugin"]
+__all__ = ["GROWTH_PRESETS", "OPTIMIZERS", "STRATEGIES", "parse_growth", "build_optimizer", "build_strategy",
+           "make_grow_plugin"]
+
+#: Optimizers a run can name; SGD's momentum defaults to 0.9 when not given.
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+def build_optimizer(name: str, model: nn.Module, lr: float = 1e-3, *, momentum: float | None = None,
+                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """A named optimizer over the model's parameters.
+
+    Parameters
+    ----------
+    name : str
+        ``adam``, ``adamw`` (decoupled weight decay) or ``sgd``.
+    momentum : float, optional
+        SGD only (default 0.9).
+    weight_decay : float
+        Frozen weights (``requires_grad=False``, e.g. while SWE couples or LFL's frozen head)
+        have no gradient, and torch optimizers skip parameters without one: decay never reaches them.
+    """
+    params = model.parameters()
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9 if momentum is None else momentum, weight_decay=weight_decay)
+    raise GrowthError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
 
 
 def make_grow_plugin(growth: str | GrowthConfig | None, **settings: Any) -> GrowPlugin | None:

@@ -68,11 +68,13 @@ class RunSummary:
     growth_events: list[dict[str, Any]] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
 
     @classmethod
     def collect(cls, strategy: Any, writer: ResultsWriter, *, task_labels: Sequence[int], benchmark: str,
                 strategy_name: str, growth: str, seed: int, train_seconds: float = 0.0, epoch_seconds: Sequence[float] = (),
-                versions: dict[str, str] | None = None, config: dict[str, Any] | None = None) -> RunSummary:
+                versions: dict[str, str] | None = None, config: dict[str, Any] | None = None,
+                device: str = "cpu") -> RunSummary:
         """Gather a summary from a strategy that trained and evaluated on the test stream.
 
         Parameters
@@ -130,7 +132,7 @@ class RunSummary:
             # allocation keys as JSON writes them, so a fresh summary equals one read back
             growth_events=[{**e.to_dict(), "allocation": {str(k): v for k, v in e.report.allocation.items()}}
                            for e in events],
-            versions=dict(versions or {}), config=dict(config or {}),
+            versions=dict(versions or {}), config=dict(config or {}), device=device,
         )
 
     def to_dict(self) -> dict[str, Any]:
