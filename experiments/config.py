@@ -40,7 +40,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 from clgrow.experiments.benchmarks import BENCHMARKS
-from clgrow.strategies import OPTIMIZERS, STRATEGIES
+from clgrow.strategies import OPTIMIZERS, REFERENCE_STRATEGIES, STRATEGIES
 
 __all__ = ["ConfigError", "RunConfig", "GridConfig", "load_grid", "FIXED_FINAL"]
 
@@ -100,6 +100,14 @@ class RunConfig:
                 need(parse_growth(self.match_final_size) is not None, "match_final_size", "must name a growth method")
             except GrowthError as err:
                 raise ConfigError(f"match_final_size: {err}") from None
+        if self.strategy in REFERENCE_STRATEGIES:
+            need(self.growth == "none" and self.match_final_size is None, "growth",
+                 f"strategy {self.strategy!r} is a reference row without growth: use growth 'none'")
+        if self.strategy == "pnn":
+            need(self.task_labels is True, "task_labels",
+                 "strategy 'pnn' is task-incremental: it needs task labels (--task-labels, task_labels = true)")
+            need(isinstance(self.hidden_sizes, list) and len(set(self.hidden_sizes)) == 1, "hidden_sizes",
+                 "strategy 'pnn' builds columns of one width: give equal hidden sizes")
         need(isinstance(self.grow, GrowthConfig), "grow", "must be a table of growth settings")
         default = GrowthConfig()
         for name in ("extender", "distributor"):
@@ -186,6 +194,8 @@ class GridConfig:
         out = []
         for strategy in self.strategies:
             for growth in self.growth:
+                if strategy in REFERENCE_STRATEGIES and growth != "none":
+                    continue  # reference rows (joint, pnn) exist without growth only
                 for seed in self.seeds:
                     d = self.base.to_dict()
                     d.update(strategy=strategy, seed=seed, strategy_kwargs=dict(self.strategy_kwargs.get(strategy, {})))

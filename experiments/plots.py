@@ -100,7 +100,9 @@ def plot_run(summary: RunSummary, out_dir: str | Path) -> list[Path]:
 
 
 def _stacked_sizes(ax: Any, sizes: Sequence[Sequence[int]]) -> None:
-    arr = np.array(sizes, dtype=float)
+    # rows without a measurement (joint training evaluates once; PNN has no GrowableMLP) stay empty
+    depth = max((len(s) for s in sizes), default=0)
+    arr = np.array([list(s) if len(s) == depth else [np.nan] * depth for s in sizes], dtype=float).reshape(len(sizes), depth)
     bottom = np.zeros(arr.shape[0])
     for layer in range(arr.shape[1]):
         ax.bar(np.arange(arr.shape[0]), arr[:, layer], bottom=bottom, label=f"layer {layer}")
@@ -108,7 +110,8 @@ def _stacked_sizes(ax: Any, sizes: Sequence[Sequence[int]]) -> None:
     ax.set_xticks(np.arange(arr.shape[0]))
     ax.set_xlabel("after training experience")
     ax.set_ylabel("hidden units")
-    ax.legend(fontsize=7)
+    if depth:
+        ax.legend(fontsize=7)
 
 
 def _save(fig: Any, path: Path) -> Path:

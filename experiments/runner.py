@@ -19,7 +19,7 @@ import clgrow
 from clgrow import GrowableMLP
 from clgrow.context import resolve_device
 from clgrow.experiments.benchmarks import BenchmarkInfo, make_benchmark
-from clgrow.experiments.config import RunConfig
+from clgrow.experiments.config import ConfigError, RunConfig
 from clgrow.strategies import (
     GrowPlugin,
     MultiHeadGrowableMLP,
@@ -42,9 +42,17 @@ def library_versions() -> dict[str, str]:
             "numpy": numpy.__version__, "clgrow": clgrow.__version__}
 
 
-def build_model(cfg: RunConfig, bm: BenchmarkInfo, hidden_sizes: list[int] | None = None) -> GrowableMLP:
-    """The growable MLP for a benchmark (multi-head with task labels, conv backbone for CIFAR)."""
+def build_model(cfg: RunConfig, bm: BenchmarkInfo, hidden_sizes: list[int] | None = None) -> torch.nn.Module:
+    """The growable MLP for a benchmark (multi-head with task labels, conv backbone for CIFAR);
+    Avalanche's PNN for strategy ``pnn``."""
     sizes = list(hidden_sizes or cfg.hidden_sizes)
+    if cfg.strategy == "pnn":
+        from avalanche.models import PNN
+
+        if bm.backbone is not None:
+            raise ConfigError(f"strategy 'pnn': benchmark {cfg.benchmark!r} needs a convolutional backbone, "
+                              "which Avalanche's PNN does not take; use an MLP benchmark")
+        return PNN(num_layers=len(sizes), in_features=bm.in_features, hidden_features_per_column=sizes[0])
     backbone = bm.backbone() if bm.backbone is not None else None
     if bm.task_labels:
         return MultiHeadGrowableMLP(bm.in_features, sizes, bm.head_size, backbone=backbone)
@@ -133,9 +141,12 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list
     train_stream, test_stream = bm.scenario.train_stream, bm.scenario.test_stream
     n = len(train_stream)
     task_labels = [int(exp.task_label) for exp in test_stream]
-    for i, exp in enumerate(train_stream):
+    # joint trains once on every experience together: one step, evaluated like the others' last
+    steps = [train_stream] if cfg.strategy == "joint" else list(train_stream)
+    for i, exp in enumerate(steps):
         if bar is not None:
-            batches = -(-len(exp.dataset) // cfg.train_mb_size)
+            size = sum(len(e.dataset) for e in train_stream) if cfg.strategy == "joint" else len(exp.dataset)
+            batches = -(-size // cfg.train_mb_size)
             bar.reset(total=batches * cfg.train_epochs)
             bar.set_description(f"{cfg.strategy}/{cfg.growth_label} exp {i + 1}/{n}")
         strategy.train(exp)

@@ -3,6 +3,7 @@
 from clgrow.strategies.builders import (
     GROWTH_PRESETS,
     OPTIMIZERS,
+    REFERENCE_STRATEGIES,
     STRATEGIES,
     build_optimizer,
     build_strategy,
@@ -31,6 +32,7 @@ __all__ = [
     "parse_growth",
     "GROWTH_PRESETS",
     "STRATEGIES",
+    "REFERENCE_STRATEGIES",
     "MultiHeadGrowableMLP",
     "ResultsWriter",
     "RunSummary",

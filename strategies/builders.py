@@ -6,9 +6,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from avalanche.models import PNN
 from avalanche.training import AGEM, DER, ER_ACE, EWC, GEM, MAS, MIR, LwF
 from avalanche.training.plugins import LFLPlugin, RWalkPlugin
-from avalanche.training.supervised import Cumulative, Naive, Replay
+from avalanche.training.supervised import Cumulative, JointTraining, Naive, PNNStrategy, Replay
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
@@ -16,7 +17,7 @@ from clgrow import GROWTH_PRESETS, GrowthConfig, GrowthError, parse_growth
 from clgrow.strategies.compat import SIPlugin, make_optimizers_checkpointable
 from clgrow.strategies.plugin import GrowPlugin
 
-__all__ = ["GROWTH_PRESETS", "OPTIMIZERS", "STRATEGIES", "parse_growth", "build_optimizer", "build_strategy",
+__all__ = ["GROWTH_PRESETS", "OPTIMIZERS", "REFERENCE_STRATEGIES", "STRATEGIES", "parse_growth", "build_optimizer", "build_strategy",
            "make_grow_plugin"]
 
 #: Optimizers a run can name; SGD's momentum defaults to 0.9 when not given.
@@ -144,6 +145,14 @@ def _er_ace(mem_size: int = 200, batch_size_mem: int = 10, **kw: Any) -> Supervi
     return ER_ACE(mem_size=mem_size, batch_size_mem=batch_size_mem, **kw)
 
 
+def _joint(**kw: Any) -> SupervisedTemplate:
+    return JointTraining(**kw)
+
+
+def _pnn(**kw: Any) -> SupervisedTemplate:
+    return PNNStrategy(**kw)
+
+
 def _mir(mem_size: int = 200, subsample: int = 50, batch_size_mem: int = 10, **kw: Any) -> SupervisedTemplate:
     return MIR(mem_size=mem_size, subsample=subsample, batch_size_mem=batch_size_mem, **kw)
 
@@ -163,7 +172,14 @@ STRATEGIES: dict[str, Callable[..., SupervisedTemplate]] = {
     "der": _der,
     "er-ace": _er_ace,
     "mir": _mir,
+    "joint": _joint,
+    "pnn": _pnn,
 }
+
+#: Reference rows that run without GrowPlugin: ``joint`` trains once on every experience
+#: together (the usual upper bound), ``pnn`` is Avalanche's progressive columns (growth of
+#: another kind, with its own model; task-incremental only).
+REFERENCE_STRATEGIES = ("joint", "pnn")
 
 def build_strategy(
     name: str,
@@ -186,8 +202,11 @@ def build_strategy(
     Parameters
     ----------
     name : str
-        One of ``STRATEGIES`` (``naive``, ``replay``, ``ewc``, ``si``, ``lwf``, ``agem``,
-        ``gem``, ``cumulative``).
+        One of ``STRATEGIES``: ``naive``, ``replay``, ``ewc``, ``si`` (with the CPU fix of
+        :class:`SIPlugin`), ``lwf``, ``agem``, ``gem``, ``cumulative``, ``mas``, ``rwalk``,
+        ``lfl`` (growth-aware, :class:`GrowingLFLPlugin`), ``der``, ``er-ace``, ``mir``; and the
+        ``REFERENCE_STRATEGIES`` ``joint`` and ``pnn``, which take growth ``none`` only (``pnn``
+        with a :class:`avalanche.models.PNN`).
     model : nn.Module
         A :class:`~clgrow.GrowableMLP` when ``growth`` is not ``"none"``.
     growth : str or GrowthConfig or None
@@ -201,6 +220,10 @@ def build_strategy(
     """
     if name not in STRATEGIES:
         raise GrowthError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
+    if name in REFERENCE_STRATEGIES and parse_growth(growth) is not None:
+        raise GrowthError(f"strategy {name!r} is a reference without growth: use growth 'none' (got {growth!r})")
+    if name == "pnn" and not isinstance(model, PNN):
+        raise GrowthError(f"strategy 'pnn' needs Avalanche's PNN model (avalanche.models.PNN), got {type(model).__name__}")
     make_optimizers_checkpointable()  # so Avalanche's checkpoints can pickle the optimizer
     grow_kwargs = {k: hyperparameters.pop(k) for k in GrowthConfig.field_names() if k in hyperparameters}
     plugin = make_grow_plugin(growth, **grow_kwargs)

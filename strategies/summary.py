@@ -112,10 +112,12 @@ class RunSummary:
         plugin = find_grow_plugin(strategy)
         events = plugin.events if plugin is not None else []
         epochs = sorted(epoch_seconds)
+        # the last row evaluated (joint training evaluates once, after all experiences together)
+        last = max((i for i in range(n) if stream_acc[i] is not None), default=n - 1)
         return cls(
             benchmark=benchmark, strategy=strategy_name, growth=growth, seed=seed, n_experiences=n,
-            final_accuracy=stream_acc[-1] if n else None,
-            average_forgetting=forgetting.get(n - 1, 0.0),
+            final_accuracy=stream_acc[last] if n else None,
+            average_forgetting=forgetting.get(last, 0.0),
             stream_accuracy=stream_acc,
             forgetting=[forgetting.get(i, 0.0 if i == 0 else None) for i in range(n)],
             accuracy_matrix=accuracy,
@@ -124,7 +126,7 @@ class RunSummary:
             cohort_dormant={c: [v.get(i, (None, None))[1] for i in range(n)] for c, v in sorted(cohorts.items())},
             cohort_dead={c: [v.get(i, (None, None))[0] for i in range(n)] for c, v in sorted(cohorts.items())},
             hidden_sizes=[[] if per_exp[i] is None else [l.units for l in per_exp[i][0].layers] for i in range(n)],
-            final_hidden_sizes=list(model.hidden_sizes),
+            final_hidden_sizes=list(getattr(model, "hidden_sizes", [])),
             parameters=sum(p.numel() for p in model.parameters()),
             train_seconds=train_seconds,
             growth_seconds=sum(e.report.seconds["total"] for e in events),

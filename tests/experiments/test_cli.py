@@ -63,7 +63,7 @@ def test_match_final_size_trains_a_fixed_model_at_the_grown_widths(tmp_path):
         (["run", "--out", "x", "--growth", "swe+nope"], "unknown distributor 'nope'"),
         (["run", "--out", "x", "--epochs", "0"], "train_epochs: must be an integer >= 1"),
         (["run", "--out", "x", "--hidden", "0"], "hidden_sizes"),
-        (["run", "--out", "x", "--lr", "-1"], "lr: must be a number > 0"),
+        (["run", "--out", "x", "--lr", "-1"], "lr: must be a finite number > 0"),
         (["run", "--out", "x", "--experiences", "3"], "cannot be split evenly into 3 experiences"),
         (["run", "--out", "x", "--set", "mem_size"], "--set expects KEY=VALUE"),
         (["run", "--out", "x", "--strategy", "naive", "--set", "mem_size=3"], "strategy 'naive'"),
@@ -77,6 +77,15 @@ def test_match_final_size_trains_a_fixed_model_at_the_grown_widths(tmp_path):
         (["run", "--out", "x", "--neurons", "-3"], "grow.neurons_per_experience: must be an integer >= 0"),
         (["run", "--out", "x", "--layers", "-1"], "grow.layers"),
         (["run", "--out", "x", "--growth", "fixed-final"], "use --growth METHOD --match-final-size"),
+        (["run", "--out", "x", "--strategy", "joint"], "growth: strategy 'joint' is a reference row without growth"),
+        (["run", "--out", "x", "--strategy", "pnn", "--growth", "none"], "task_labels: strategy 'pnn' is task-incremental"),
+        (["run", "--out", "x", "--strategy", "pnn", "--growth", "none", "--task-labels", "--hidden", "8", "9"],
+         "hidden_sizes: strategy 'pnn' builds columns of one width"),
+        (["run", "--out", "x", "--device", "tpu"], "device: 'tpu' is not a device"),
+        (["run", "--out", "x", "--optimizer", "adam", "--momentum", "0.5"], "momentum: applies to optimizer 'sgd' only"),
+        (["run", "--out", "x", "--optimizer", "sgd", "--momentum", "1.5"], "momentum: must be a number in [0, 1)"),
+        (["run", "--out", "x", "--weight-decay", "-1"], "weight_decay: must be a finite number >= 0"),
+        (["run", "--out", "x", "--lr", "inf"], "lr: must be a finite number > 0"),
         (["compare", "missing.toml", "--out", "x"], "config file not found"),
         (["plot", "."], "neither a run directory"),
     ],
@@ -117,3 +126,19 @@ def test_growth_flags_come_from_the_config_and_the_methods_signatures(tmp_path):
     assert grow["distributor_kwargs"] == {"vote_passes": 0.5}
     assert [e["experience"] for e in s["growth_events"]][0] == 2
     assert max(s["final_hidden_sizes"]) <= 14
+
+
+def test_reference_rows_run_end_to_end(tmp_path):
+    """joint trains once on everything (one evaluated row); pnn on task labels with its own model."""
+    tiny = [a for a in TINY if a not in ("--neurons", "4")]
+    out = tmp_path / "joint"
+    assert main(["run", *tiny, "--strategy", "joint", "--growth", "none", "--optimizer", "adamw",
+                 "--weight-decay", "0.01", "--device", "cpu", "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["final_accuracy"] == s["stream_accuracy"][0] and s["stream_accuracy"][1:] == [None] * 4
+    assert all(v is not None for v in s["accuracy_matrix"][0]) and s["device"] == "cpu"
+    assert s["config"]["optimizer"] == "adamw" and s["config"]["weight_decay"] == 0.01
+    out = tmp_path / "pnn"
+    assert main(["run", *tiny, "--strategy", "pnn", "--growth", "none", "--task-labels", "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["final_accuracy"] > 0.5 and s["average_forgetting"] == pytest.approx(0.0, abs=1e-9)

@@ -80,7 +80,7 @@ def test_ray_backend_gives_the_local_results(grid_file, tmp_path):
         ("[grid]\nstrategies=['nope']\ngrowth=['none']\nseeds=[0]\n", "grid.strategies: unknown strategy 'nope'"),
         ("[grid]\nstrategies=['naive']\ngrowth=['x']\nseeds=[0]\n", "grid.growth: unknown growth 'x'"),
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[-1]\n", "grid.seeds"),
-        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nlr=0\n", "lr: must be a number > 0"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nlr=0\n", "lr: must be a finite number > 0"),
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nlearning_rate=1\n",
          "run: unknown field(s) learning_rate"),
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[extra]\n", "unknown section(s) extra"),
@@ -120,3 +120,13 @@ def test_run_grow_table_is_validated_by_name(grow, message):
     with pytest.raises(ConfigError) as err:
         RunConfig.from_dict({"growth": "random-uniform", "grow": grow})
     assert message in str(err.value)
+
+
+def test_reference_strategies_take_the_no_growth_column_only(tmp_path):
+    path = tmp_path / "g.toml"
+    path.write_text('[grid]\nbenchmark = "split-digits"\nstrategies = ["naive", "joint"]\n'
+                    'growth = ["none", "swe-svod", "fixed-final"]\nseeds = [0, 1]\n')
+    cells = [(c.strategy, c.growth_label) for c in load_grid(path).cells()]
+    assert ("joint", "none") in cells and ("naive", "swe-svod") in cells and ("naive", "fixed-final") in cells
+    assert not [c for c in cells if c[0] == "joint" and c[1] != "none"]
+    assert len(cells) == 3 * 2 + 1 * 2

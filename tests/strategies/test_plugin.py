@@ -11,7 +11,7 @@ from avalanche.models import SimpleMLP
 from avalanche.training.plugins import LRSchedulerPlugin
 
 from clgrow import Distributor, GrowableMLP, GrowthError, UniformDistributor
-from clgrow.strategies import STRATEGIES, GrowPlugin, MultiHeadGrowableMLP, build_strategy
+from clgrow.strategies import REFERENCE_STRATEGIES, STRATEGIES, GrowPlugin, MultiHeadGrowableMLP, build_strategy
 from tests.strategies.conftest import all_params_optimized, fast_plugin, quiet
 
 _HP = {"replay": dict(mem_size=60), "agem": dict(patterns_per_exp=20, sample_size=16),
@@ -42,7 +42,7 @@ def _run(strategy, bm, n_exp=3):
         strategy.eval(bm.scenario.test_stream[:n_exp])
 
 
-@pytest.mark.parametrize("name", sorted(STRATEGIES))
+@pytest.mark.parametrize("name", sorted(set(STRATEGIES) - set(REFERENCE_STRATEGIES)))
 @pytest.mark.parametrize("opt_name", ["adam", "sgd-momentum"])
 def test_every_parameter_optimized_after_growth(split_digits, name, opt_name):
     model = GrowableMLP(split_digits.in_features, [8, 8, 8], split_digits.num_classes)
@@ -216,3 +216,16 @@ def test_optimizer_covers_every_parameter_for_random_shapes(split_digits, widths
         strategy.train(exp)
     assert sum(model.hidden_sizes) == sum(widths) + k
     assert coverage.checks and all(coverage.checks)
+
+
+@pytest.mark.parametrize("name", REFERENCE_STRATEGIES)
+def test_reference_strategies_refuse_growth(split_digits, name):
+    model = GrowableMLP(split_digits.in_features, [8], split_digits.num_classes)
+    with pytest.raises(GrowthError, match=f"strategy '{name}' is a reference without growth"):
+        make(name, model, "swe-svod")
+
+
+def test_pnn_needs_its_own_model(split_digits):
+    model = GrowableMLP(split_digits.in_features, [8], split_digits.num_classes)
+    with pytest.raises(GrowthError, match="PNN model"):
+        make("pnn", model, "none")
