@@ -229,6 +229,10 @@ def build_strategy(
     plugin = make_grow_plugin(growth, **grow_kwargs)
     if plugin is not None:
         GrowPlugin.check_model(model)
+        if name == "der" and plugin.config.grow_head:
+            raise GrowthError("strategy 'der' replays stored logits of the head's width at storage time; with "
+                              "grow_head the head widens and they no longer match: give the model every class "
+                              "from the start (grow_head off)")
     all_plugins = list(plugins or [])
     if plugin is not None:
         all_plugins.append(plugin)

@@ -229,3 +229,9 @@ def test_pnn_needs_its_own_model(split_digits):
     model = GrowableMLP(split_digits.in_features, [8], split_digits.num_classes)
     with pytest.raises(GrowthError, match="PNN model"):
         make("pnn", model, "none")
+
+
+def test_der_with_a_growing_head_is_refused(split_digits):
+    model = GrowableMLP(split_digits.in_features, [8], 2)
+    with pytest.raises(GrowthError, match="'der' replays stored logits"):
+        make("der", model, "swe-svod", grow_head=True)
