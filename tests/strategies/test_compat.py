@@ -49,7 +49,7 @@ class _FirstIteration(SupervisedPlugin):
 def _stores(reg, kind):
     """(name, ParamData dict, flattened?) of the per-parameter stores that persist from one
     experience to the next (the others are recomputed by the plugin at every step)."""
-    if kind == "ewc":
+    if kind in ("ewc", "ewc-online"):
         return [("imp", reg.importances[0], False), ("saved", reg.saved_params[0], False)]
     if kind == "mas":
         return [("imp", reg.importance, False), ("saved", reg.params, False)]
@@ -61,7 +61,7 @@ def _stores(reg, kind):
 
 
 _REGULARISERS = (EWCPlugin, SynapticIntelligencePlugin, MASPlugin, RWalkPlugin)
-_REG_HP = {"ewc": dict(ewc_lambda=10.0), "si": dict(si_lambda=0.1), "mas": dict(lambda_reg=1.0), "rwalk": {}}
+_REG_HP = {"ewc": dict(ewc_lambda=10.0), "ewc-online": dict(ewc_lambda=10.0, mode="online", decay_factor=0.9), "si": dict(si_lambda=0.1), "mas": dict(lambda_reg=1.0), "rwalk": {}}
 
 
 @pytest.mark.parametrize("kind", sorted(_REG_HP))
@@ -74,7 +74,7 @@ def test_regulariser_state_stays_aligned_after_growth(split_digits, kind):
     probe = _FirstIteration(lambda strat: seen.update(
         {label: d["hidden.1.weight"].data.clone() for label, d, _ in _stores(reg, kind)},
         weight=model.hidden[1].weight.detach().clone()))
-    strategy = build_strategy(kind, model, None, plugins=[grow_plugin, probe], evaluator=quiet(),
+    strategy = build_strategy(kind.split("-")[0], model, None, plugins=[grow_plugin, probe], evaluator=quiet(),
                               train_mb_size=32, **_REG_HP[kind])
     reg = next(p for p in strategy.plugins if isinstance(p, _REGULARISERS))
     stream = split_digits.scenario.train_stream
