@@ -88,7 +88,10 @@ def _spread_loader(loader: Iterable[Any], limit: int) -> Iterable[Any] | None:
 
 
 def check_loader(loader: Iterable[Any]) -> None:
-    """Refuse loaders that yield nothing, before any change is made."""
+    """Refuse loaders that yield nothing, or only once, before any change is made."""
+    if iter(loader) is loader:  # a generator or iterator: the check itself would use up its data
+        raise GrowthError(f"the growth loader is a one-shot iterator ({type(loader).__name__}): growth reads "
+                          "its data more than once; pass a DataLoader, a list of batches or another re-iterable")
     n = num_batches(loader)
     if n == 0:
         raise GrowthError("the growth loader is empty: growth needs at least one batch of data")

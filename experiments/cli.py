@@ -151,6 +151,19 @@ def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, object]
     return settings
 
 
+def _check_out(path: Path) -> None:
+    """Refuse an output place that cannot take results, before anything trains."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path}: exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".clgrow-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"--out {path}: cannot write there ({err.strerror or err})") from None
+
+
 def _parse_sets(items: list[str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for item in items:
@@ -178,6 +191,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     fields["grow"] = GrowthConfig(**_growth_settings(args, args.growth))
     out = Path(args.out)
     verbose = not args.quiet
+    RunConfig(**{**fields, **({"growth": "none", "match_final_size": fields["growth"]} if args.match_final_size
+                              and fields["growth"] != "none" else {})}).validate()
+    _check_out(out)
     if args.match_final_size:
         if fields["growth"] == "none":
             return _fail("--match-final-size needs --growth naming the growth whose final widths to match")
@@ -209,7 +225,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.workers < 1:
         return _fail(f"--workers must be >= 1 (got {args.workers})")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_out(out)
     summaries = run_grid(grid, out, backend=args.backend, workers=args.workers, ray_address=args.ray_address,
                          progress=not args.quiet)
     table = write_outputs(summaries, out)
@@ -230,9 +246,12 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         f = d / "summary.json"
         paths = plot_run(RunSummary.from_dict(json.loads(f.read_text()), where=str(f)), d / "figures")
     elif (d / "cells").is_dir():
-        cells = load_cells(d)
+        cells, left_out = load_cells(d)
+        if left_out:
+            print(f"clgrow: warning: left out {len(left_out)} cell(s) that are not finished cells of the grid in "
+                  f"{d / 'grid.json'}: {', '.join(left_out)}", file=sys.stderr)
         if not cells:
-            return _fail(f"{d / 'cells'} holds no finished cell")
+            return _fail(f"{d / 'cells'} holds no finished cell of its grid")
         write_outputs(cells, d)
         paths = sorted((d / "figures").glob("*.png"))
     else:
@@ -265,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from clgrow import GrowthError
     from clgrow.experiments.benchmarks import DataMissingError
     from clgrow.experiments.config import ConfigError
+    from clgrow.errors import RunDiverged
 
     try:
         if args.command == "run":
@@ -276,6 +296,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_list()
     except (ConfigError, DataMissingError, GrowthError, ValueError) as err:
         return _fail(str(err))
+    except RunDiverged as err:
+        print(f"clgrow: diverged: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nclgrow: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `clgrow list | head -1`: the reader left, nothing is wrong
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -45,10 +45,48 @@ from clgrow.strategies import OPTIMIZERS, REFERENCE_STRATEGIES, STRATEGIES
 __all__ = ["ConfigError", "RunConfig", "GridConfig", "load_grid", "FIXED_FINAL"]
 
 FIXED_FINAL = "fixed-final"
+MAX_SEED = 2**32 - 1  # numpy's seeds stop there
 
 
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+#: What build_strategy sets itself; a strategy hyperparameter of the same name would clash.
+_BUILD_KEYS = ("model", "optimizer", "criterion", "train_mb_size", "train_epochs", "eval_mb_size", "device",
+               "evaluator", "plugins")
+
+
+def check_strategy_kwargs(strategy: str, kwargs: dict[str, Any], where: str = "strategy_kwargs") -> None:
+    """Refuse hyperparameters that clash with run or growth settings, and values of the wrong
+    type or sign for the builder's named hyperparameters (read from its signature)."""
+    import inspect
+
+    run_fields = {f.name for f in dataclasses.fields(RunConfig)}
+    for key, value in kwargs.items():
+        if key in run_fields or key in _BUILD_KEYS:
+            raise ConfigError(f"{where}.{key}: a run setting, not a strategy hyperparameter; set it as the run's "
+                              f"{key} (CLI flag or [run] field)")
+        if key in GrowthConfig.field_names():
+            raise ConfigError(f"{where}.{key}: a growth setting; set it in [run.grow] or with its --{key.replace('_', '-')} flag")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}.{key}: must be finite (got {value!r})")
+        prm = inspect.signature(STRATEGIES[strategy]).parameters.get(key)
+        if prm is None or prm.default is inspect.Parameter.empty or prm.default is None:
+            continue
+        default = prm.default
+        if isinstance(default, bool):
+            ok, what = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, what = isinstance(value, int) and not isinstance(value, bool) and value >= 0, "an integer >= 0"
+        elif isinstance(default, float):
+            ok, what = _number(value) and value >= 0, "a number >= 0"
+        elif isinstance(default, str):
+            ok, what = isinstance(value, str), "a string"
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"{where}.{key}: strategy {strategy!r} needs {what} (default {default!r}, got {value!r})")
 
 
 @dataclass
@@ -126,7 +164,8 @@ class RunConfig:
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, "must be an integer >= 1")
         for name in ("seed", "class_order_seed"):
             v = getattr(self, name)
-            need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, name, "must be an integer >= 0")
+            need(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEED, name,
+                 f"must be an integer in [0, {MAX_SEED}]")
         need(isinstance(self.hidden_sizes, list) and len(self.hidden_sizes) >= 1
              and all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.hidden_sizes),
              "hidden_sizes", "must be a non-empty list of integers >= 1")
@@ -145,7 +184,12 @@ class RunConfig:
         need(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
              "threads", "must be an integer >= 1 or absent")
         need(isinstance(self.task_labels, bool), "task_labels", "must be true or false")
+        cap = self.grow.max_hidden_size
+        if cap is not None and self.growth not in ("none", FIXED_FINAL) and self.match_final_size is None:
+            need(cap > min(self.hidden_sizes), "grow",
+                 f"max_hidden_size {cap} leaves no room above the initial widths {self.hidden_sizes}: nothing would grow")
         need(isinstance(self.strategy_kwargs, dict), "strategy_kwargs", "must be a table")
+        check_strategy_kwargs(self.strategy, self.strategy_kwargs)
         return self
 
     @classmethod
@@ -219,6 +263,12 @@ def load_grid(path: str | Path) -> GridConfig:
     unknown = sorted(set(data) - {"grid", "run", "strategy"})
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; known: grid, run, strategy")
+    for section in ("grid", "run", "strategy"):
+        if not isinstance(data.get(section, {}), dict):
+            raise ConfigError(f"{path}: [{section}] must be a table (got {data[section]!r})")
+    for name, table in data.get("strategy", {}).items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"strategy.{name}: must be a table of hyperparameters (got {table!r})")
     grid = dict(data.get("grid", {}))
     allowed = {"benchmark", "strategies", "growth", "seeds", "match_growth", "n_experiences", "task_labels",
                "data_root", "class_order_seed"}
@@ -228,12 +278,22 @@ def load_grid(path: str | Path) -> GridConfig:
     run = dict(data.get("run", {}))
     for key in ("benchmark", "n_experiences", "task_labels", "data_root", "class_order_seed"):
         if key in grid:
+            if key in run and run[key] != grid[key]:
+                raise ConfigError(f"{key}: set in [grid] ({grid[key]!r}) and in [run] ({run[key]!r}); keep one")
             run[key] = grid.pop(key)
+    for key, axis in (("seed", "seeds"), ("strategy", "strategies"), ("growth", "growth")):
+        if key in run:
+            raise ConfigError(f"run.{key}: a grid sets it per cell from grid.{axis}; remove it from [run]")
     for key in ("strategies", "growth", "seeds"):
         if key not in grid:
             raise ConfigError(f"grid.{key}: missing (a list)")
         if not isinstance(grid[key], list) or not grid[key]:
             raise ConfigError(f"grid.{key}: must be a non-empty list (got {grid[key]!r})")
+        if not all(isinstance(v, (int, str)) for v in grid[key]):
+            raise ConfigError(f"grid.{key}: entries must be names or integers (got {grid[key]!r})")
+        repeated = sorted({str(v) for v in grid[key] if grid[key].count(v) > 1})
+        if repeated:
+            raise ConfigError(f"grid.{key}: {', '.join(repeated)} listed more than once (each cell runs once)")
     for s in grid["strategies"]:
         if s not in STRATEGIES:
             raise ConfigError(f"grid.strategies: unknown strategy {s!r}; known: {', '.join(STRATEGIES)}")
@@ -244,8 +304,8 @@ def load_grid(path: str | Path) -> GridConfig:
             except GrowthError as err:
                 raise ConfigError(f"grid.growth: {err}") from None
     for s in grid["seeds"]:
-        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
-            raise ConfigError(f"grid.seeds: seeds must be integers >= 0 (got {s!r})")
+        if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= MAX_SEED:
+            raise ConfigError(f"grid.seeds: seeds must be integers in [0, {MAX_SEED}] (got {s!r})")
     strategy_kwargs = data.get("strategy", {})
     for name in strategy_kwargs:
         if name not in STRATEGIES:

@@ -17,7 +17,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from clgrow.experiments.config import GridConfig, RunConfig
+from clgrow.experiments.config import ConfigError, GridConfig, RunConfig
+from clgrow.experiments.runner import write_json_atomic
 from clgrow.strategies.summary import RunSummary
 
 __all__ = ["run_grid", "cell_dir", "aggregate", "markdown_table", "load_cells", "write_outputs"]
@@ -65,9 +66,20 @@ def _reference(cfg: RunConfig) -> RunConfig:
     return RunConfig(**d)
 
 
+MANIFEST = "grid.json"
+
+
 def _load(path: Path) -> RunSummary | None:
+    """A cell's summary, or None when absent or unreadable (a crash mid-write, a foreign file):
+    such a cell is simply not done."""
     f = path / "summary.json"
-    return RunSummary.from_dict(json.loads(f.read_text()), where=str(f)) if f.is_file() else None
+    if not f.is_file():
+        return None
+    try:
+        return RunSummary.from_dict(json.loads(f.read_text()), where=str(f))
+    except (json.JSONDecodeError, UnicodeDecodeError, ConfigError, TypeError) as err:
+        print(f"clgrow: warning: {f} is unreadable ({err}); the cell counts as not done", file=sys.stderr)
+        return None
 
 
 def run_grid(grid: GridConfig, out: str | Path, backend: str = "local", workers: int = 2,
@@ -81,6 +93,8 @@ def run_grid(grid: GridConfig, out: str | Path, backend: str = "local", workers:
     for name, ref in refs.items():  # fixed-final needs its reference even if the grid lacks it
         if all(cell_name(c) != name for c in first):
             first.append(ref)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / MANIFEST, {"cells": [c.to_dict() for c in first + second]})
     submit = _make_submitter(backend, workers, ray_address, len(first) + len(second))
     try:
         done = _run_wave(first, out, lambda c: None, submit, progress, "grid")
@@ -218,10 +232,29 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def load_cells(out: str | Path) -> list[RunSummary]:
-    """Every cell summary under ``DIR/cells``."""
-    return [RunSummary.from_dict(json.loads(p.read_text()), where=str(p))
-            for p in sorted(Path(out).glob("cells/*/summary.json"))]
+def load_cells(out: str | Path) -> tuple[list[RunSummary], list[str]]:
+    """The finished cells of the grid last run into ``out`` (its ``grid.json``), and the names
+    of the cell directories left out (another configuration, unfinished or unreadable).
+
+    Without a manifest (a grid written before there was one) every readable cell counts.
+    """
+    out = Path(out)
+    dirs = sorted(p.parent for p in out.glob("cells/*/summary.json"))
+    manifest = out / MANIFEST
+    if not manifest.is_file():
+        loaded = [(d, _load(d)) for d in dirs]
+        return [s for _, s in loaded if s is not None], [d.name for d, s in loaded if s is None]
+    try:
+        wanted = [RunConfig.from_dict(c, where=str(manifest)) for c in json.loads(manifest.read_text())["cells"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ConfigError(f"{manifest}: not a clgrow grid manifest ({err})") from None
+    summaries, used = [], set()
+    for cfg in wanted:
+        s = _load(cell_dir(out, cfg))
+        if s is not None and _same_config(s.config, cfg):
+            summaries.append(s)
+            used.add(cell_name(cfg))
+    return summaries, [d.name for d in dirs if d.name not in used]
 
 
 def write_outputs(summaries: list[RunSummary], out: str | Path) -> str:

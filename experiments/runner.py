@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
@@ -18,6 +19,7 @@ from avalanche.training.plugins import EvaluationPlugin
 import clgrow
 from clgrow import GrowableMLP
 from clgrow.context import resolve_device
+from clgrow.errors import RunDiverged
 from clgrow.experiments.benchmarks import BenchmarkInfo, make_benchmark
 from clgrow.experiments.config import ConfigError, RunConfig
 from clgrow.strategies import (
@@ -31,7 +33,7 @@ from clgrow.strategies import (
     inactivity_metrics,
 )
 
-__all__ = ["run", "build_model", "summarize", "library_versions"]
+__all__ = ["run", "build_model", "summarize", "library_versions", "write_json_atomic"]
 
 def library_versions() -> dict[str, str]:
     """Versions of Python and the libraries a result depends on."""
@@ -80,6 +82,27 @@ class _Timer(SupervisedPlugin):
     def after_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
         if self.progress is not None:
             self.progress.update(1)
+
+
+class _FiniteLoss(SupervisedPlugin):
+    """Stop a run whose loss is no longer finite, naming where (no summary is written)."""
+
+    def before_backward(self, strategy: Any, **kwargs: Any) -> None:
+        loss = strategy.loss
+        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all()):
+            c = strategy.clock
+            raise RunDiverged(
+                f"the training loss became {loss.detach().float().mean().item()} at experience {c.train_exp_counter}, "
+                f"epoch {c.train_exp_epochs}, iteration {c.train_epoch_iterations}; no summary was written "
+                "(a lower learning rate or a smaller regularisation weight usually helps)"
+            )
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so that a crash leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
 
 
 def summarize(cfg: RunConfig, strategy: Any, writer: ResultsWriter, timer: _Timer, task_labels: list[int]) -> RunSummary:
@@ -134,7 +157,8 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list
     timer = _Timer(bar)
     strategy = build_strategy(
         cfg.strategy, model, cfg.growth_config(), optimizer=optimizer, train_mb_size=cfg.train_mb_size,
-        train_epochs=cfg.train_epochs, eval_mb_size=cfg.eval_mb_size, evaluator=evaluator, plugins=[timer], device=device,
+        train_epochs=cfg.train_epochs, eval_mb_size=cfg.eval_mb_size, evaluator=evaluator, plugins=[timer, _FiniteLoss()],
+        device=device,
         **cfg.strategy_kwargs,
     )
     plugin = next((p for p in strategy.plugins if isinstance(p, GrowPlugin)), None)
@@ -165,7 +189,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         writer.write()
-        (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=1))
+        write_json_atomic(out / "summary.json", summary.to_dict())
         from clgrow.experiments.plots import plot_run
 
         plot_run(summary, out / "figures")

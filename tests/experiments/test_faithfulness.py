@@ -34,10 +34,10 @@ def _rwalk(ewc_lambda, ewc_alpha, delta_t, **kw):
 _REFERENCE = {
     "naive": (Naive, {}),
     "replay": (Replay, {"mem_size": 60}),
-    "ewc": (EWC, {"ewc_lambda": 50.0, "mode": "separate"}),
+    "ewc": (EWC, {"ewc_lambda": 1.0, "mode": "separate"}),
     "lwf": (LwF, {"alpha": 1.0, "temperature": 2.0}),
     "agem": (AGEM, {"patterns_per_exp": 20, "sample_size": 16}),
-    "mas": (MAS, {"lambda_reg": 1.0, "alpha": 0.5}),
+    "mas": (MAS, {"lambda_reg": 0.1, "alpha": 0.5}),
     "der": (DER, {"mem_size": 60, "batch_size_mem": None, "alpha": 0.1, "beta": 0.5}),
     "er-ace": (ER_ACE, {"mem_size": 60, "batch_size_mem": 10}),
     "mir": (MIR, {"mem_size": 60, "subsample": 20, "batch_size_mem": 10}),
