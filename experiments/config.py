@@ -310,6 +310,7 @@ def load_grid(path: str | Path) -> GridConfig:
     for name in strategy_kwargs:
         if name not in STRATEGIES:
             raise ConfigError(f"strategy.{name}: unknown strategy; known: {', '.join(STRATEGIES)}")
+        check_strategy_kwargs(name, strategy_kwargs[name], where=f"strategy.{name}")
     base = RunConfig.from_dict(run, where="run")
     match = grid.get("match_growth", "swe-svod")
     try:

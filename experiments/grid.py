@@ -94,7 +94,8 @@ def run_grid(grid: GridConfig, out: str | Path, backend: str = "local", workers:
         if all(cell_name(c) != name for c in first):
             first.append(ref)
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / MANIFEST, {"cells": [c.to_dict() for c in first + second]})
+    listed = cells + [c for c in first if c not in cells]  # grid order (tables follow it), then extra references
+    write_json_atomic(out / MANIFEST, {"cells": [c.to_dict() for c in listed]})
     submit = _make_submitter(backend, workers, ray_address, len(first) + len(second))
     try:
         done = _run_wave(first, out, lambda c: None, submit, progress, "grid")

@@ -125,3 +125,17 @@ def test_fractional_budget_spreads_over_an_unshuffled_loader():
     assert len(seen) == 3 and seen == [0, 3, 6]
     shuffled = DataLoader(TensorDataset(torch.randn(200, 3), y), batch_size=20, shuffle=True)
     assert len(list(iter_passes(shuffled, 0.3))) == 3
+
+
+def test_a_one_shot_iterator_is_refused_before_anything_changes():
+    import torch
+
+    from clgrow import SWE, GrowableMLP, GrowthError, SVoD, grow
+
+    torch.manual_seed(0)
+    model = GrowableMLP(4, [3], 2)
+    before = [p.detach().clone() for p in model.parameters()]
+    batches = ((torch.randn(8, 4), torch.randint(0, 2, (8,))) for _ in range(3))
+    with pytest.raises(GrowthError, match="one-shot iterator"):
+        grow(model, 2, batches, SWE(), SVoD(), torch.nn.functional.cross_entropy)
+    assert model.hidden_sizes == [3] and all(torch.equal(a, b) for a, b in zip(before, model.parameters()))

@@ -86,12 +86,22 @@ def test_match_final_size_trains_a_fixed_model_at_the_grown_widths(tmp_path):
         (["run", "--out", "x", "--optimizer", "sgd", "--momentum", "1.5"], "momentum: must be a number in [0, 1)"),
         (["run", "--out", "x", "--weight-decay", "-1"], "weight_decay: must be a finite number >= 0"),
         (["run", "--out", "x", "--lr", "inf"], "lr: must be a finite number > 0"),
+        (["run", "--out", "x", "--strategy", "replay", "--set", "mem_size=abc"],
+         "strategy_kwargs.mem_size: strategy 'replay' needs an integer >= 0"),
+        (["run", "--out", "x", "--strategy", "replay", "--set", "mem_size=-5"], "needs an integer >= 0"),
+        (["run", "--out", "x", "--set", "train_epochs=3"], "strategy_kwargs.train_epochs: a run setting"),
+        (["run", "--out", "x", "--set", "neurons_per_experience=3"], "neurons_per_experience: a growth setting"),
+        (["run", "--out", "x", "--strategy", "ewc", "--set", "ewc_lambda=NaN"], "ewc_lambda: must be finite"),
+        (["run", "--out", "x", "--seed", str(2**32)], "seed: must be an integer in [0, 4294967295]"),
+        (["run", "--out", "x", "--hidden", "16", "--max-hidden-size", "8"], "max_hidden_size 8 leaves no room"),
+        (["run", "--out", "afile"], "--out afile: exists and is not a directory"),
         (["compare", "missing.toml", "--out", "x"], "config file not found"),
         (["plot", "."], "neither a run directory"),
     ],
 )
 def test_bad_input_exits_2_naming_the_problem(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("")
     with pytest.raises(SystemExit) as exc:
         raise SystemExit(main(argv))
     assert exc.value.code == 2
@@ -142,3 +152,28 @@ def test_reference_rows_run_end_to_end(tmp_path):
     assert main(["run", *tiny, "--strategy", "pnn", "--growth", "none", "--task-labels", "--out", str(out)]) == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["final_accuracy"] > 0.5 and s["average_forgetting"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_diverged_run_exits_1_naming_where_and_writes_no_summary(tmp_path, capsys):
+    out = tmp_path / "div"
+    assert main(["run", *TINY, "--lr", "1e30", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "diverged" in err and "at experience 0, epoch 0" in err
+    assert not (out / "summary.json").exists()
+
+
+def test_interrupt_and_broken_pipe_end_without_a_traceback(monkeypatch, capsys):
+    from clgrow.experiments import cli
+
+    def interrupted(*a):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_list", interrupted)
+    assert cli.main(["list"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+    def broken(*a, **k):
+        raise BrokenPipeError
+
+    monkeypatch.setattr(cli, "_cmd_list", broken)
+    assert cli.main(["list"]) == 0

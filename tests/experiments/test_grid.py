@@ -85,6 +85,21 @@ def test_ray_backend_gives_the_local_results(grid_file, tmp_path):
          "run: unknown field(s) learning_rate"),
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[extra]\n", "unknown section(s) extra"),
         ("[grid\n", "not valid TOML"),
+        ("grid = 5\n", "[grid] must be a table"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\nstrategy = 5\n", "grid: unknown field(s) strategy"),
+        ("strategy = 5\n[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n", "[strategy] must be a table"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0, 0]\n", "grid.seeds: 0 listed more than once"),
+        ("[grid]\nstrategies=['naive', 'naive']\ngrowth=['none']\nseeds=[0]\n", "grid.strategies: naive listed more"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none', 'none']\nseeds=[0]\n", "grid.growth: none listed more"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[4294967296]\n", "grid.seeds: seeds must be integers in"),
+        ("[grid]\nbenchmark='split-digits'\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\n"
+         "benchmark='split-mnist1d'\n", "benchmark: set in [grid]"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nseed=3\n", "run.seed: a grid sets it"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nlr=true\n", "lr: must be a finite"),
+        ("[grid]\nstrategies=['replay']\ngrowth=['none']\nseeds=[0]\n[strategy.replay]\nmem_size=-5\n",
+         "mem_size: strategy 'replay' needs an integer >= 0"),
+        ("[grid]\nstrategies=['replay']\ngrowth=['none']\nseeds=[0]\n[strategy.replay]\ntrain_epochs=2\n",
+         "train_epochs: a run setting"),
     ],
 )
 def test_invalid_grid_names_the_field(tmp_path, text, message, capsys):
@@ -130,3 +145,24 @@ def test_reference_strategies_take_the_no_growth_column_only(tmp_path):
     assert ("joint", "none") in cells and ("naive", "swe-svod") in cells and ("naive", "fixed-final") in cells
     assert not [c for c in cells if c[0] == "joint" and c[1] != "none"]
     assert len(cells) == 3 * 2 + 1 * 2
+
+
+def test_plot_uses_only_the_grid_asked_for(grid_file, tmp_path, capsys):
+    """Cells left by another grid in the same directory stay out of the table, named in a warning;
+    a half-written summary counts as not done instead of breaking plot or compare."""
+    out = tmp_path / "g"
+    assert main(["compare", str(grid_file), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    table = (out / "table.md").read_text()
+    cells = sorted(p.name for p in (out / "cells").iterdir())
+    foreign = out / "cells" / "naive__none__seed99"
+    foreign.mkdir()
+    (foreign / "summary.json").write_text((out / "cells" / cells[0] / "summary.json").read_text())
+    capsys.readouterr()
+    assert main(["plot", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "left out 1 cell(s)" in err and "naive__none__seed99" in err
+    assert (out / "table.md").read_text() == table
+    (out / "cells" / cells[0] / "summary.json").write_text('{"benchmark": ')  # a crash mid-write
+    assert main(["plot", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "unreadable" in err and cells[0] in err
