@@ -129,7 +129,7 @@ def _on_disk(kind: str) -> Callable[..., BenchmarkInfo]:
         if kind == "permuted-mnist":
             scenario = PermutedMNIST(n_experiences=n_experiences, seed=seed, dataset_root=root)
             return BenchmarkInfo(name, scenario, 784, 10, 10, False, domain_incremental=True)
-        n_classes = 100 if kind == "split-cifar100" else 10
+        n_classes = N_CLASSES[kind]
         _check_split(name, n_classes, n_experiences)
         common = dict(return_task_id=task_labels, seed=seed, dataset_root=root,
                       class_ids_from_zero_in_each_exp=task_labels)
@@ -158,13 +158,25 @@ BENCHMARKS: dict[str, Callable[..., BenchmarkInfo]] = {
 EMBEDDED_BENCHMARKS = ("split-digits", "split-mnist-5k", "split-mnist1d")
 
 
-def make_benchmark(
-    name: str, n_experiences: int = 5, seed: int = 0, task_labels: bool = False, data_root: str | Path | None = None
-) -> BenchmarkInfo:
-    """Build a benchmark by name (see ``BENCHMARKS``)."""
+#: Classes of each class-split benchmark (permuted-mnist keeps all ten in every experience).
+N_CLASSES = {"split-digits": 10, "split-mnist-5k": 10, "split-mnist1d": 10, "split-mnist": 10, "split-fmnist": 10,
+             "split-cifar10": 10, "split-cifar100": 100}
+
+
+def check_benchmark(name: str, n_experiences: int, task_labels: bool = False) -> None:
+    """Refuse a benchmark setting that cannot be built, without loading any data."""
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
     if task_labels and name == "permuted-mnist":
         raise ValueError("permuted-mnist is domain-incremental: task labels are not supported")
+    if name in N_CLASSES:
+        _check_split(name, N_CLASSES[name], n_experiences)
+
+
+def make_benchmark(
+    name: str, n_experiences: int = 5, seed: int = 0, task_labels: bool = False, data_root: str | Path | None = None
+) -> BenchmarkInfo:
+    """Build a benchmark by name (see ``BENCHMARKS``)."""
+    check_benchmark(name, n_experiences, task_labels)
     root = None if data_root is None else Path(data_root)
     return BENCHMARKS[name](name, n_experiences, seed, task_labels, root)

@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy hyperparameter, e.g. --set mem_size=200 (JSON values)")
     r.add_argument("--quiet", action="store_true", help="no progress bars or per-experience lines")
+    r.add_argument("--check", action="store_true", help="validate everything, print the configuration, train nothing")
     _add_growth_flags(r)
 
     c = sub.add_parser("compare", help="run a grid from a TOML config, print a table, write figures")
@@ -72,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--data-root", default=None)
     c.add_argument("--device", default=None, help="device of every cell (overrides the config's)")
     c.add_argument("--quiet", action="store_true")
+    c.add_argument("--check", action="store_true", help="validate the grid, list its cells, train nothing")
 
     pl = sub.add_parser("plot", help="(re)draw the figures of a run or grid directory")
     pl.add_argument("dir")
@@ -193,6 +195,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     verbose = not args.quiet
     RunConfig(**{**fields, **({"growth": "none", "match_final_size": fields["growth"]} if args.match_final_size
                               and fields["growth"] != "none" else {})}).validate()
+    if args.check:
+        print(json.dumps(RunConfig(**fields).to_dict(), indent=1))
+        return 0
     _check_out(out)
     if args.match_final_size:
         if fields["growth"] == "none":
@@ -225,6 +230,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.workers < 1:
         return _fail(f"--workers must be >= 1 (got {args.workers})")
     out = Path(args.out)
+    if args.check:
+        for cell in grid.cells():
+            print(f"{cell.strategy} / {cell.growth_label} / seed {cell.seed}")
+        return 0
     _check_out(out)
     summaries = run_grid(grid, out, backend=args.backend, workers=args.workers, ray_address=args.ray_address,
                          progress=not args.quiet)

@@ -39,7 +39,7 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-from clgrow.experiments.benchmarks import BENCHMARKS
+from clgrow.experiments.benchmarks import BENCHMARKS, check_benchmark
 from clgrow.strategies import OPTIMIZERS, REFERENCE_STRATEGIES, STRATEGIES
 
 __all__ = ["ConfigError", "RunConfig", "GridConfig", "load_grid", "FIXED_FINAL"]
@@ -184,6 +184,10 @@ class RunConfig:
         need(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
              "threads", "must be an integer >= 1 or absent")
         need(isinstance(self.task_labels, bool), "task_labels", "must be true or false")
+        try:
+            check_benchmark(self.benchmark, self.n_experiences, self.task_labels)
+        except ValueError as err:
+            raise ConfigError(f"benchmark: {err}") from None
         cap = self.grow.max_hidden_size
         if cap is not None and self.growth not in ("none", FIXED_FINAL) and self.match_final_size is None:
             need(cap > min(self.hidden_sizes), "grow",
