@@ -51,6 +51,9 @@ class SVoD(Distributor):
         Candidates' weights are uniform in ``±init_range``.
     lr, momentum, alpha : float
         RMSprop settings for step 2.
+    max_copy_bytes : int
+        Refuse a step whose candidate copy (parameters, gradients and RMSprop state) would
+        need more memory than this (default 2 GiB), before anything is allocated.
     """
 
     #: The paper's budget: one pass to train the candidates, one to vote.
@@ -65,6 +68,7 @@ class SVoD(Distributor):
         lr: float = 1e-3,
         momentum: float = 0.1,
         alpha: float = 0.9,
+        max_copy_bytes: int = 2 * 1024**3,
     ) -> None:
         super().__init__()
         if train_passes < 0 or not math.isfinite(train_passes):
@@ -78,6 +82,7 @@ class SVoD(Distributor):
         self.candidates = int(candidates)
         self.init_range = float(init_range)
         self.lr, self.momentum, self.alpha = float(lr), float(momentum), float(alpha)
+        self.max_copy_bytes = int(max_copy_bytes)
 
     def __repr__(self) -> str:
         return (
@@ -102,10 +107,30 @@ class SVoD(Distributor):
         """Mean ``dL/dy`` of every candidate, per layer (each of shape ``(candidates * k,)``)."""
         return self._scores(model, k, GrowthContext(loader, loss_fn, list(layers), device=model_device(model)))
 
+    @staticmethod
+    def copy_numel(model: GrowableMLP, cand: int, layers: Sequence[int]) -> int:
+        """Parameters of the candidate copy: ``model`` with ``cand`` units added to each of ``layers``."""
+        grown = set(layers)
+        extra = 0
+        for i in grown:
+            lin = model.hidden[i]
+            extra += cand * (lin.in_features + 1) + sum(c.out_features * cand for c in model.consumers(i))
+            if i - 1 in grown:  # its new rows also take the candidates below as inputs
+                extra += cand * cand
+        return sum(p.numel() for p in model.parameters()) + extra
+
     def _scores(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, Tensor]:
         ctx.require_data("SVoD")  # before the copy is made
         device, layers, loss_fn = ctx.device, ctx.layers, ctx.loss_fn
         cand = self.candidates * k
+        copies = 4 if self.train_passes > 0 else 2  # weights and gradients, plus RMSprop's two buffers
+        need = self.copy_numel(model, cand, layers) * 4 * copies
+        if need > self.max_copy_bytes:
+            raise GrowthError(
+                f"SVoD: voting on K={k} with {self.candidates}x candidates per layer needs a copy of about "
+                f"{need / 1024**3:.2f} GiB, above max_copy_bytes={self.max_copy_bytes / 1024**3:.2f} GiB; grow fewer "
+                "units per step, use candidates=1, or raise max_copy_bytes"
+            )
         probe = copy.deepcopy(model)
         for p in probe.parameters():
             p.requires_grad_(True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -59,3 +61,29 @@ def test_grow_with_svod_records_allocation(trained_mlp, digits_loader):
 def test_svod_arguments_are_validated(kwargs):
     with pytest.raises(GrowthError):
         SVoD(**kwargs)
+
+
+@given(widths=st.lists(st.integers(1, 6), min_size=1, max_size=4), cand=st.integers(1, 5), data=st.data())
+def test_copy_size_estimate_is_exact(widths, cand, data):
+    """The memory guard's count equals the parameters of the copy SVoD would build."""
+    from clgrow import GrowableMLP
+
+    model = GrowableMLP(3, widths, 2)
+    layers = data.draw(st.lists(st.sampled_from(range(len(widths))), min_size=1, unique=True))
+    probe = copy.deepcopy(model)
+    for i in sorted(layers):
+        m = probe.hidden[i].in_features
+        probe.add_units(i, torch.zeros(cand, m), torch.zeros(cand))
+    assert SVoD.copy_numel(model, cand, layers) == sum(p.numel() for p in probe.parameters())
+
+
+def test_oversized_copy_is_refused_before_anything_is_allocated():
+    from clgrow import SWE, GrowableMLP, GrowthError, grow
+
+    torch.manual_seed(0)
+    model = GrowableMLP(4, [8, 8], 2)
+    before = [p.detach().clone() for p in model.parameters()]
+    data = [(torch.randn(16, 4), torch.randint(0, 2, (16,)))]
+    with pytest.raises(GrowthError, match=r"SVoD: voting on K=500 .* above max_copy_bytes"):
+        grow(model, 500, data, SWE(), SVoD(max_copy_bytes=1024**2), torch.nn.functional.cross_entropy)
+    assert model.hidden_sizes == [8, 8] and all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
