@@ -309,7 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"clgrow: diverged: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\nclgrow: interrupted", file=sys.stderr)
+        resume = ("run the same command again to resume: finished cells are kept" if args.command == "compare"
+                  else "no summary.json was written; run it again to start over")
+        print(f"\nclgrow: interrupted; {resume}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `clgrow list | head -1`: the reader left, nothing is wrong
         import os

@@ -8,6 +8,7 @@ cells run after their reference growth cells, at the widths those reached.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import statistics
@@ -19,6 +20,7 @@ from typing import Any
 
 from clgrow.experiments.config import ConfigError, GridConfig, RunConfig
 from clgrow.experiments.runner import write_json_atomic
+from clgrow.strategies.results import atomic_write_text
 from clgrow.strategies.summary import RunSummary
 
 __all__ = ["run_grid", "cell_dir", "aggregate", "markdown_table", "load_cells", "write_outputs"]
@@ -135,8 +137,8 @@ def _make_submitter(backend: str, workers: int, ray_address: str | None, n: int)
         return _Submitter(lambda *a: remote.remote(*a), lambda fs: ray.get(fs), close)
     if backend != "local":
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
-    if workers <= 1 or n <= 1:
-        return _Submitter(lambda *a: _run_cell(*a), lambda fs: fs, lambda: None)
+    if workers <= 1 or n <= 1:  # run lazily at gather time, so the progress bar moves cell by cell
+        return _Submitter(lambda *a: (lambda: _run_cell(*a)), lambda fs: [f() for f in fs], lambda: None)
     pool = ProcessPoolExecutor(max_workers=workers)
     return _Submitter(lambda *a: pool.submit(_run_cell, *a), lambda fs: [f.result() for f in fs],
                       lambda: pool.shutdown(cancel_futures=True))
@@ -264,11 +266,12 @@ def write_outputs(summaries: list[RunSummary], out: str | Path) -> str:
 
     out = Path(out)
     rows = [cell_row(s) for s in summaries]
-    with open(out / "summary.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out / "summary.csv", buf.getvalue())
     table = markdown_table(aggregate(summaries))
-    (out / "table.md").write_text(table + "\n")
+    atomic_write_text(out / "table.md", table + "\n")
     plot_grid(summaries, out / "figures")
     return table

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import sys
 import time
@@ -32,6 +31,7 @@ from clgrow.strategies import (
     growth_metrics,
     inactivity_metrics,
 )
+from clgrow.strategies.results import atomic_write_text
 
 __all__ = ["run", "build_model", "summarize", "library_versions", "write_json_atomic"]
 
@@ -100,9 +100,7 @@ class _FiniteLoss(SupervisedPlugin):
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON so that a crash leaves the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def summarize(cfg: RunConfig, strategy: Any, writer: ResultsWriter, timer: _Timer, task_labels: list[int]) -> RunSummary:
@@ -137,7 +135,13 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list
     out = None if out_dir is None else Path(out_dir)
     bm = make_benchmark(cfg.benchmark, cfg.n_experiences, cfg.class_order_seed, cfg.task_labels, cfg.data_root)
     RNGManager.set_random_seeds(cfg.seed)
-    model = build_model(cfg, bm, hidden_sizes)
+    try:
+        model = build_model(cfg, bm, hidden_sizes)
+    except (RuntimeError, MemoryError) as err:  # torch's allocator: a width this machine cannot hold
+        if "alloc" not in str(err).lower() and not isinstance(err, MemoryError):
+            raise
+        raise ConfigError(f"hidden_sizes: {list(hidden_sizes or cfg.hidden_sizes)} cannot be allocated on this "
+                          f"machine ({str(err).splitlines()[0][:120]})") from None
     device = resolve_device(cfg.device)
     model.to(device)
     optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

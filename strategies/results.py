@@ -8,8 +8,10 @@ sit side by side per experience.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,14 @@ import torch
 from avalanche.logging import BaseLogger
 
 __all__ = ["ResultsWriter"]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so a crash leaves the old
+    file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _scalar(value: Any) -> float | None:
@@ -97,14 +107,14 @@ class ResultsWriter(BaseLogger):
             return
         self._flush()
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.out_dir / "metrics.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["experience", "metric", "value", "x_plot"])
-            w.writeheader()
-            w.writerows(self.rows)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=["experience", "metric", "value", "x_plot"])
+        w.writeheader()
+        w.writerows(self.rows)
+        atomic_write_text(self.out_dir / "metrics.csv", buf.getvalue())
         per_exp: dict[str, dict[str, float]] = {}
         for r in self.rows:
             if math.isfinite(r["value"]):
                 per_exp.setdefault(r["metric"], {})[str(r["experience"])] = r["value"]
         summary = {"last": {k: v for k, v in self.last().items() if math.isfinite(v)}, "by_experience": per_exp}
-        with open(self.out_dir / "metrics.json", "w") as f:
-            json.dump(summary, f, indent=1, sort_keys=True)
+        atomic_write_text(self.out_dir / "metrics.json", json.dumps(summary, indent=1, sort_keys=True))

@@ -90,3 +90,15 @@ def test_accumulator_in_batches_equals_one_pass(widths, cuts, seed, tau):
     assert [(l.dead, l.new_dead, l.units) for l in a.layers] == [(l.dead, l.new_dead, l.units) for l in b.layers]
     assert [l.dormant for l in a.layers] == [l.dormant for l in b.layers]
     assert a.dead_fraction == b.dead_fraction
+
+
+def test_non_finite_activations_are_not_counted_as_dormant():
+    import torch
+
+    from clgrow import GrowableMLP, GrowthError, measure_inactivity
+
+    model = GrowableMLP(3, [4, 4], 2)
+    with torch.no_grad():
+        model.hidden[1].weight[0, 0] = float("nan")
+    with pytest.raises(GrowthError, match="hidden layer 1 are not finite"):
+        measure_inactivity(model, [(torch.rand(5, 3), torch.zeros(5, dtype=torch.long))])
