@@ -52,8 +52,11 @@ class SVoD(Distributor):
     lr, momentum, alpha : float
         RMSprop settings for step 2.
     max_copy_bytes : int
-        Refuse a step whose candidate copy (parameters, gradients and RMSprop state) would
-        need more memory than this (default 2 GiB), before anything is allocated.
+        Memory allowed for the candidate copy (parameters, gradients and RMSprop state; default
+        2 GiB), counted exactly before anything is allocated.
+    on_oversize : {"error", "reduce"}
+        Above ``max_copy_bytes``: refuse the step, or vote with fewer candidates per layer (as many
+        as fit, at least enough for ``K`` votes in all; the number used is in ``info``).
     """
 
     #: The paper's budget: one pass to train the candidates, one to vote.
@@ -69,8 +72,12 @@ class SVoD(Distributor):
         momentum: float = 0.1,
         alpha: float = 0.9,
         max_copy_bytes: int = 2 * 1024**3,
+        on_oversize: str = "error",
     ) -> None:
         super().__init__()
+        if on_oversize not in ("error", "reduce"):
+            raise GrowthError(f"SVoD on_oversize must be 'error' or 'reduce', got {on_oversize!r}")
+        self.on_oversize = on_oversize
         if train_passes < 0 or not math.isfinite(train_passes):
             raise GrowthError(f"SVoD train_passes must be a finite number >= 0, got {train_passes}")
         if vote_passes <= 0 or not math.isfinite(vote_passes):
@@ -98,7 +105,7 @@ class SVoD(Distributor):
         owner = torch.cat([torch.full_like(scores[i], i, dtype=torch.long) for i in ls])
         order = torch.sort(pooled, stable=True).indices[:k]
         votes = torch.bincount(owner[order], minlength=model.num_hidden_layers)
-        self.info = {"scores": {i: scores[i].tolist() for i in ls}}
+        self.info = {"scores": {i: scores[i].tolist() for i in ls}, "candidates_per_layer": len(scores[ls[0]])}
         return {i: int(votes[i]) for i in ls}
 
     def candidate_scores(
@@ -124,12 +131,23 @@ class SVoD(Distributor):
         device, layers, loss_fn = ctx.device, ctx.layers, ctx.loss_fn
         cand = self.candidates * k
         copies = 4 if self.train_passes > 0 else 2  # weights and gradients, plus RMSprop's two buffers
-        need = self.copy_numel(model, cand, layers) * 4 * copies
-        if need > self.max_copy_bytes:
+
+        def need(c: int) -> int:
+            return self.copy_numel(model, c, layers) * 4 * copies
+
+        fewest = -(-k // len(layers))  # the pooled candidates must hold K votes
+        if need(cand) > self.max_copy_bytes and self.on_oversize == "reduce" and need(fewest) <= self.max_copy_bytes:
+            lo, hi = fewest, cand  # need() grows with c: the largest c that fits
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                lo, hi = (mid, hi) if need(mid) <= self.max_copy_bytes else (lo, mid - 1)
+            cand = lo
+        size = need(cand)
+        if size > self.max_copy_bytes:
             raise GrowthError(
                 f"SVoD: voting on K={k} with {self.candidates}x candidates per layer needs a copy of about "
-                f"{need / 1024**3:.2f} GiB, above max_copy_bytes={self.max_copy_bytes / 1024**3:.2f} GiB; grow fewer "
-                "units per step, use candidates=1, or raise max_copy_bytes"
+                f"{size / 1024**3:.2f} GiB, above max_copy_bytes={self.max_copy_bytes / 1024**3:.2f} GiB; grow fewer "
+                "units per step, use candidates=1 or on_oversize='reduce', or raise max_copy_bytes"
             )
         probe = copy.deepcopy(model)
         for p in probe.parameters():

@@ -87,3 +87,19 @@ def test_oversized_copy_is_refused_before_anything_is_allocated():
     with pytest.raises(GrowthError, match=r"SVoD: voting on K=500 .* above max_copy_bytes"):
         grow(model, 500, data, SWE(), SVoD(max_copy_bytes=1024**2), torch.nn.functional.cross_entropy)
     assert model.hidden_sizes == [8, 8] and all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_reduce_votes_with_as_many_candidates_as_fit():
+    from clgrow import SWE, GrowableMLP, grow
+
+    torch.manual_seed(0)
+    model = GrowableMLP(4, [8, 8], 2)
+    data = [(torch.randn(16, 4), torch.randint(0, 2, (16,)))]
+    cap = 200_000
+    svod = SVoD(max_copy_bytes=cap, on_oversize="reduce")
+    report = grow(model, 100, data, SWE(passes=0.5), svod, torch.nn.functional.cross_entropy)
+    used = svod.info["candidates_per_layer"]
+    assert 50 <= used < 200  # fewer than 2K, at least K over two layers
+    assert SVoD.copy_numel(GrowableMLP(4, [8, 8], 2), used, [0, 1]) * 16 <= cap
+    assert SVoD.copy_numel(GrowableMLP(4, [8, 8], 2), used + 1, [0, 1]) * 16 > cap
+    assert sum(report.allocation.values()) == 100 and model.hidden_sizes[0] + model.hidden_sizes[1] == 116
