@@ -124,6 +124,18 @@ def cifar_backbone() -> nn.Module:
 def _on_disk(kind: str) -> Callable[..., BenchmarkInfo]:
     def build(name: str, n_experiences: int, seed: int, task_labels: bool, data_root: Path | None) -> BenchmarkInfo:
         root = _require(name, data_root)
+        try:
+            return _read(name, n_experiences, seed, task_labels, root)
+        except DataMissingError:
+            raise
+        except (OSError, RuntimeError, ValueError, EOFError, IndexError, AssertionError) as err:  # truncated files
+            raise DataMissingError(
+                f"{name}: the files under data root {root} could not be read ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:160] if str(err) else 'no detail'}); expected intact "
+                f"torchvision-format files: {', '.join(_FILES[name])}"
+            ) from None
+
+    def _read(name: str, n_experiences: int, seed: int, task_labels: bool, root: Path) -> BenchmarkInfo:
         from avalanche.benchmarks.classic import PermutedMNIST, SplitCIFAR10, SplitCIFAR100, SplitFMNIST, SplitMNIST
 
         if kind == "permuted-mnist":

@@ -177,3 +177,15 @@ def test_interrupt_and_broken_pipe_end_without_a_traceback(monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "_cmd_list", broken)
     assert cli.main(["list"]) == 0
+
+
+def test_truncated_data_files_are_named_not_a_traceback(tmp_path, capsys):
+    from clgrow.experiments.benchmarks import expected_files
+
+    for f in expected_files("split-mnist", tmp_path):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"\x00\x00\x08\x03" + b"\x01" * 20)  # an idx header, then too little data
+    assert main(["run", "--benchmark", "split-mnist", "--data-root", str(tmp_path), "--out", str(tmp_path / "o"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"the files under data root {tmp_path} could not be read" in err and "Traceback" not in err
