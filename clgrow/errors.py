@@ -14,4 +14,4 @@ class ConfigError(GrowthError):
 
 
 class RunDiverged(RuntimeError):
-    """Training produced a non-finite loss; the message names the experience, epoch and iteration."""
+    """Training produced a non-finite loss; the message names the experience and epoch."""

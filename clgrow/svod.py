@@ -135,14 +135,14 @@ class SVoD(Distributor):
         def need(c: int) -> int:
             return self.copy_numel(model, c, layers) * 4 * copies
 
+        size = need(cand)
         fewest = -(-k // len(layers))  # the pooled candidates must hold K votes
-        if need(cand) > self.max_copy_bytes and self.on_oversize == "reduce" and need(fewest) <= self.max_copy_bytes:
+        if size > self.max_copy_bytes and self.on_oversize == "reduce" and need(fewest) <= self.max_copy_bytes:
             lo, hi = fewest, cand  # need() grows with c: the largest c that fits
             while lo < hi:
                 mid = (lo + hi + 1) // 2
                 lo, hi = (mid, hi) if need(mid) <= self.max_copy_bytes else (lo, mid - 1)
-            cand = lo
-        size = need(cand)
+            cand, size = lo, need(lo)
         if size > self.max_copy_bytes:
             raise GrowthError(
                 f"SVoD: voting on K={k} with {self.candidates}x candidates per layer needs a copy of about "

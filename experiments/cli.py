@@ -193,24 +193,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     fields["grow"] = GrowthConfig(**_growth_settings(args, args.growth))
     out = Path(args.out)
     verbose = not args.quiet
-    RunConfig(**{**fields, **({"growth": "none", "match_final_size": fields["growth"]} if args.match_final_size
-                              and fields["growth"] != "none" else {})}).validate()
+    if args.match_final_size and fields["growth"] == "none":
+        return _fail("--match-final-size needs --growth naming the growth whose final widths to match")
+    cfg = RunConfig(**fields).validate()  # the run, or the reference run of --match-final-size
+    fixed = None
+    if args.match_final_size:
+        fixed = RunConfig(**{**fields, "match_final_size": fields["growth"], "growth": "none"}).validate()
     if args.check:
-        print(json.dumps(RunConfig(**fields).to_dict(), indent=1))
+        print(json.dumps(cfg.to_dict(), indent=1))
         return 0
     _check_out(out)
-    if args.match_final_size:
-        if fields["growth"] == "none":
-            return _fail("--match-final-size needs --growth naming the growth whose final widths to match")
-        ref_cfg = RunConfig(**fields).validate()
-        print(f"reference run ({ref_cfg.growth}) to find the final widths:", flush=True)
-        ref = run(ref_cfg, out / "reference", verbose=verbose, progress=verbose)
-        fields.update(match_final_size=fields["growth"], growth="none")
-        cfg = RunConfig(**fields).validate()
+    if fixed is not None:
+        print(f"reference run ({cfg.growth}) to find the final widths:", flush=True)
+        ref = run(cfg, out / "reference", verbose=verbose, progress=verbose)
         print(f"fixed model at {ref.final_hidden_sizes}:", flush=True)
-        summary = run(cfg, out, hidden_sizes=ref.final_hidden_sizes, verbose=verbose, progress=verbose)
+        summary = run(fixed, out, hidden_sizes=ref.final_hidden_sizes, verbose=verbose, progress=verbose)
     else:
-        cfg = RunConfig(**fields).validate()
         summary = run(cfg, out, verbose=verbose, progress=verbose)
     print(f"final stream accuracy {summary.final_accuracy:.4f}, average forgetting "
           f"{summary.average_forgetting:.4f}, hidden sizes {summary.final_hidden_sizes}; wrote {out}")

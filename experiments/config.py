@@ -63,6 +63,7 @@ def check_strategy_kwargs(strategy: str, kwargs: dict[str, Any], where: str = "s
     import inspect
 
     run_fields = {f.name for f in dataclasses.fields(RunConfig)}
+    named = inspect.signature(STRATEGIES[strategy]).parameters
     for key, value in kwargs.items():
         if key in run_fields or key in _BUILD_KEYS:
             raise ConfigError(f"{where}.{key}: a run setting, not a strategy hyperparameter; set it as the run's "
@@ -71,7 +72,7 @@ def check_strategy_kwargs(strategy: str, kwargs: dict[str, Any], where: str = "s
             raise ConfigError(f"{where}.{key}: a growth setting; set it in [run.grow] or with its --{key.replace('_', '-')} flag")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{where}.{key}: must be finite (got {value!r})")
-        prm = inspect.signature(STRATEGIES[strategy]).parameters.get(key)
+        prm = named.get(key)
         if prm is None or prm.default is inspect.Parameter.empty or prm.default is None:
             continue
         default = prm.default

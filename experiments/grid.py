@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from clgrow.experiments.config import ConfigError, GridConfig, RunConfig
-from clgrow.experiments.runner import write_json_atomic
 from clgrow.strategies.results import atomic_write_text
 from clgrow.strategies.summary import RunSummary
 
@@ -97,7 +96,7 @@ def run_grid(grid: GridConfig, out: str | Path, backend: str = "local", workers:
             first.append(ref)
     out.mkdir(parents=True, exist_ok=True)
     listed = cells + [c for c in first if c not in cells]  # grid order (tables follow it), then extra references
-    write_json_atomic(out / MANIFEST, {"cells": [c.to_dict() for c in listed]})
+    atomic_write_text(out / MANIFEST, json.dumps({"cells": [c.to_dict() for c in listed]}, indent=1))
     submit = _make_submitter(backend, workers, ray_address, len(first) + len(second))
     try:
         done = _run_wave(first, out, lambda c: None, submit, progress, "grid")

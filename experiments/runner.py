@@ -33,7 +33,7 @@ from clgrow.strategies import (
 )
 from clgrow.strategies.results import atomic_write_text
 
-__all__ = ["run", "build_model", "summarize", "library_versions", "write_json_atomic"]
+__all__ = ["run", "build_model", "summarize", "library_versions"]
 
 def library_versions() -> dict[str, str]:
     """Versions of Python and the libraries a result depends on."""
@@ -85,22 +85,31 @@ class _Timer(SupervisedPlugin):
 
 
 class _FiniteLoss(SupervisedPlugin):
-    """Stop a run whose loss is no longer finite, naming where (no summary is written)."""
+    """Stop a run whose loss is no longer finite, naming where (no summary is written).
+
+    The flag is kept on the loss's device and read once per epoch: a per-iteration read would
+    synchronise an accelerator at every step. Growth and evaluation only happen between epochs,
+    so neither ever sees a diverged model.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bad: torch.Tensor | None = None
 
     def before_backward(self, strategy: Any, **kwargs: Any) -> None:
         loss = strategy.loss
-        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all()):
+        if isinstance(loss, torch.Tensor):
+            bad = ~torch.isfinite(loss.detach()).all()
+            self._bad = bad if self._bad is None else self._bad | bad
+
+    def after_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
+        bad, self._bad = self._bad, None
+        if bad is not None and bool(bad):
             c = strategy.clock
             raise RunDiverged(
-                f"the training loss became {loss.detach().float().mean().item()} at experience {c.train_exp_counter}, "
-                f"epoch {c.train_exp_epochs}, iteration {c.train_epoch_iterations}; no summary was written "
-                "(a lower learning rate or a smaller regularisation weight usually helps)"
+                f"the training loss became non-finite at experience {c.train_exp_counter}, epoch {c.train_exp_epochs}; "
+                "no summary was written (a lower learning rate or a smaller regularisation weight usually helps)"
             )
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a crash leaves the old file or the new one, never half of one."""
-    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def summarize(cfg: RunConfig, strategy: Any, writer: ResultsWriter, timer: _Timer, task_labels: list[int]) -> RunSummary:
@@ -170,10 +179,11 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list
     n = len(train_stream)
     task_labels = [int(exp.task_label) for exp in test_stream]
     # joint trains once on every experience together: one step, evaluated like the others' last
-    steps = [train_stream] if cfg.strategy == "joint" else list(train_stream)
+    joint = cfg.strategy == "joint"
+    steps = [train_stream] if joint else list(train_stream)
     for i, exp in enumerate(steps):
         if bar is not None:
-            size = sum(len(e.dataset) for e in train_stream) if cfg.strategy == "joint" else len(exp.dataset)
+            size = sum(len(e.dataset) for e in (train_stream if joint else [exp]))
             batches = -(-size // cfg.train_mb_size)
             bar.reset(total=batches * cfg.train_epochs)
             bar.set_description(f"{cfg.strategy}/{cfg.growth_label} exp {i + 1}/{n}")
@@ -193,7 +203,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         writer.write()
-        write_json_atomic(out / "summary.json", summary.to_dict())
+        atomic_write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=1))
         from clgrow.experiments.plots import plot_run
 
         plot_run(summary, out / "figures")

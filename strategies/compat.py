@@ -105,9 +105,6 @@ class ParamStore:
     snapshot: bool
     flat: dict[str, bool]
 
-    def where(self, name: str) -> str:
-        return f"{type(self.plugin).__name__}.{self.path}[{name!r}]"
-
 
 def _tensor_of(value: Any) -> Tensor | None:
     if isinstance(value, ParamData):
@@ -137,13 +134,13 @@ def _declared_snapshot(plugin: Any, path: str) -> bool | None:
     return None
 
 
-def find_param_state(plugins: Iterable[Any], model: nn.Module, growing: Iterable[str] | None = None) -> list[ParamStore]:
+def find_param_state(plugins: Iterable[Any], model: nn.Module) -> list[ParamStore]:
     """Every per-parameter store the plugins keep, checked to be alignable before growth.
 
     A store is any mapping from parameter names to tensors or ``ParamData`` reachable from a
     plugin's attributes (through dicts, lists and tuples; models are skipped: they are copies
-    with their own shapes). Each entry of a parameter in ``growing`` (default: all) must have
-    the parameter's shape, its flattened shape, or be a scalar.
+    with their own shapes). Each entry must have the parameter's shape, its flattened shape,
+    or be a scalar.
 
     Raises
     ------
@@ -152,13 +149,14 @@ def find_param_state(plugins: Iterable[Any], model: nn.Module, growing: Iterable
         anything changes.
     """
     params = dict(model.named_parameters())
-    check = set(params) if growing is None else set(growing)
+    names = set(params)
     stores = []
     for plugin in plugins:
         for attr, value in vars(plugin).items():
-            for path, mapping in _mappings(value, attr, 0, set(params)):
+            for path, mapping in _mappings(value, attr, 0, names):
+                declared = _declared_snapshot(plugin, path)
                 flat: dict[str, bool] = {}
-                equal = True
+                equal = declared is None  # only an undeclared store is judged by its values
                 for name, entry in mapping.items():
                     p, t = params.get(name), _tensor_of(entry)
                     if p is None or t is None:
@@ -167,7 +165,7 @@ def find_param_state(plugins: Iterable[Any], model: nn.Module, growing: Iterable
                         flat[name] = False
                     elif t.dim() == 1 and p.dim() > 1 and t.numel() == p.numel():
                         flat[name] = True
-                    elif t.numel() == 1 or name not in check:
+                    elif t.numel() == 1:
                         continue
                     else:
                         raise GrowthError(
@@ -176,7 +174,6 @@ def find_param_state(plugins: Iterable[Any], model: nn.Module, growing: Iterable
                             f"{tuple(p.shape)}; remove the plugin or add its layout to clgrow.strategies.compat"
                         )
                     equal = equal and t.device == p.device and torch.equal(t.reshape(p.shape), p.detach())
-                declared = _declared_snapshot(plugin, path)
                 snapshot = equal and bool(flat) if declared is None else declared
                 stores.append(ParamStore(plugin, path, mapping, snapshot, flat))
     return stores
