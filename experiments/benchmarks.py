@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
 
+from clgrow.data import TensorSamples
 from clgrow.experiments.embedded import load_embedded
 
 __all__ = ["BenchmarkInfo", "BENCHMARKS", "make_benchmark", "DataMissingError", "expected_files", "cifar_backbone"]
@@ -43,14 +43,6 @@ class BenchmarkInfo:
         return self.classes_per_experience if self.task_labels else self.num_classes
 
 
-class _Tensors(TensorDataset):
-    """A TensorDataset with the ``targets`` list Avalanche's generators read."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        super().__init__(x, y)
-        self.targets = y.tolist()
-
-
 def _embedded(data_name: str) -> Callable[..., BenchmarkInfo]:
     def build(name: str, n_experiences: int, seed: int, task_labels: bool, data_root: Path | None) -> BenchmarkInfo:
         from avalanche.benchmarks import nc_benchmark
@@ -59,8 +51,8 @@ def _embedded(data_name: str) -> Callable[..., BenchmarkInfo]:
         n_classes = data.num_classes
         _check_split(name, n_classes, n_experiences)
         scenario = nc_benchmark(
-            _Tensors(data.x_train, data.y_train),
-            _Tensors(data.x_test, data.y_test),
+            TensorSamples(data.x_train, data.y_train),
+            TensorSamples(data.x_test, data.y_test),
             n_experiences=n_experiences,
             task_labels=task_labels,
             seed=seed,

@@ -15,6 +15,7 @@ from torch import nn
 
 from clgrow import GROWTH_PRESETS, GrowthConfig, GrowthError, parse_growth
 from clgrow.strategies.compat import SIPlugin, make_optimizers_checkpointable
+from clgrow.strategies.fastdata import BatchDataPlugin
 from clgrow.strategies.plugin import GrowPlugin
 
 __all__ = ["GROWTH_PRESETS", "OPTIMIZERS", "REFERENCE_STRATEGIES", "STRATEGIES", "parse_growth", "build_optimizer", "build_strategy",
@@ -195,6 +196,7 @@ def build_strategy(
     device: str | torch.device = "cpu",
     evaluator: Any = None,
     plugins: Sequence[Any] | None = None,
+    fast_data: bool = True,
     **hyperparameters: Any,
 ) -> SupervisedTemplate:
     """Build a named Avalanche strategy with growth.
@@ -213,6 +215,10 @@ def build_strategy(
         A preset of ``GROWTH_PRESETS``, ``EXTENDER+DISTRIBUTOR`` or a full config.
     optimizer : Optimizer, optional
         Default: Adam over the model's parameters with learning rate ``lr``.
+    fast_data : bool
+        Attach :class:`~clgrow.strategies.fastdata.BatchDataPlugin` (first, so growth reads its
+        loader too): the same batches as Avalanche's loaders, gathered from tensors wherever
+        that is exact. ``False`` keeps Avalanche's per-sample path everywhere.
     **hyperparameters
         :class:`~clgrow.GrowthConfig` fields (``neurons_per_experience``, ``extender_kwargs``,
         ...) and the strategy's own (``mem_size``, ``ewc_lambda``, ``si_lambda``,
@@ -233,7 +239,7 @@ def build_strategy(
             raise GrowthError("strategy 'der' replays stored logits of the head's width at storage time; with "
                               "grow_head the head widens and they no longer match: give the model every class "
                               "from the start (grow_head off)")
-    all_plugins = list(plugins or [])
+    all_plugins = ([BatchDataPlugin()] if fast_data else []) + list(plugins or [])
     if plugin is not None:
         all_plugins.append(plugin)
     if optimizer is None:

@@ -1,0 +1,294 @@
+"""A batch-level data path for Avalanche strategies: whole mini-batches gathered from tensors.
+
+Avalanche fetches every sample through ``AvalancheDataset.__getitem__`` (subset and concat
+index remapping, transform groups, data attributes) and collates them one by one; on an MLP that
+costs more than the forward and backward passes. :class:`BatchDataPlugin` replaces the strategy's
+data loader, once the strategy and its plugins have built it, by :class:`TensorBatchLoader`,
+which draws the *same* index batches from Avalanche's own samplers (same random stream, same
+order, replay buffer and task balancing included) and gathers each batch with one tensor index
+per leaf data set.
+
+It applies only where it can be exact: every leaf of every data set is a
+:class:`clgrow.data.TensorSamples`, no transform touches the inputs (target transforms, such as
+the class remapping of task-incremental benchmarks, are applied to the label values), and the
+only per-sample attribute is the task label. Each resolved data set is checked against
+Avalanche's own ``__getitem__`` on a few positions. Anything else (custom transforms, DER's stored
+logits, data sets of other kinds) keeps Avalanche's loader, unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from avalanche.benchmarks.utils.data import AvalancheDataset
+from avalanche.benchmarks.utils.data_loader import MultiDatasetDataLoader, MultiDatasetSampler
+from avalanche.benchmarks.utils.flat_data import ConstantSequence, FlatData, LazyIndices, LazyRange
+from avalanche.benchmarks.utils.transforms import TupleTransform
+from avalanche.core import SupervisedPlugin
+from torch import Tensor
+
+from clgrow.data import TensorSamples
+
+__all__ = ["BatchDataPlugin", "TensorBatchLoader", "resolve_dataset", "ResolvedDataset"]
+
+_TASK_ATTRIBUTE = "targets_task_labels"
+_SPOT_CHECKS = 4
+
+
+@dataclass
+class ResolvedDataset:
+    """Where each position of an Avalanche data set lives: leaf, row, label and task label.
+
+    Attributes
+    ----------
+    leaves : list of TensorSamples
+    leaf : LongTensor, shape (N,)
+        Index into ``leaves`` per position.
+    row : LongTensor, shape (N,)
+        Row inside that leaf.
+    y : LongTensor, shape (N,)
+        Labels after the data set's target transforms.
+    t : LongTensor, shape (N,)
+        Task labels.
+    """
+
+    leaves: list[TensorSamples]
+    leaf: Tensor
+    row: Tensor
+    y: Tensor
+    t: Tensor
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def gather(self, positions: Tensor) -> list[Tensor]:
+        """``[x, y, t]`` for ``positions`` (LongTensor, shape (B,)): what Avalanche's collate returns."""
+        rows = self.row[positions]
+        if len(self.leaves) == 1:
+            x = self.leaves[0].take(rows)
+        else:
+            which = self.leaf[positions]
+            parts = [(i, (which == i).nonzero().squeeze(1)) for i in range(len(self.leaves))]
+            parts = [(i, where) for i, where in parts if len(where)]
+            first = self.leaves[parts[0][0]].take(rows[parts[0][1]])
+            x = first.new_empty((len(positions), *first.shape[1:]))
+            x[parts[0][1]] = first
+            for i, where in parts[1:]:
+                x[where] = self.leaves[i].take(rows[where])
+        return [x, self.y[positions], self.t[positions]]
+
+
+def _index_array(indices: Any) -> np.ndarray:
+    if isinstance(indices, LazyRange):
+        return np.arange(indices._start, indices._end, dtype=np.int64) + indices._offset
+    if isinstance(indices, LazyIndices):
+        indices._to_eager()
+        eager = indices._eager_list
+        return _index_array(eager) if isinstance(eager, LazyIndices) else np.asarray(eager, dtype=np.int64)
+    return np.asarray(indices, dtype=np.int64)
+
+
+def _transforms(node: Any, group: str) -> list[Any]:
+    out = []
+    for attr in ("_frozen_transform_groups", "_transform_groups"):
+        groups = getattr(node, attr, None)
+        if groups is not None:
+            tf = groups.transform_groups.get(group)
+            if tf is not None:
+                out.append(tf)
+    return out
+
+
+class _Unresolvable(Exception):
+    pass
+
+
+def _label_map(transforms: list[Any]) -> list[Any]:
+    """The target transforms of a node, refusing any input transform."""
+    maps = []
+    for tf in transforms:
+        if not isinstance(tf, TupleTransform):
+            raise _Unresolvable(f"transform {tf!r}")
+        if tf.transforms and tf.transforms[0] is not None:
+            raise _Unresolvable("an input transform")
+        if any(t is not None for t in tf.transforms[2:]):
+            raise _Unresolvable("a transform on a third element")
+        if len(tf.transforms) > 1 and tf.transforms[1] is not None:
+            maps.append(tf.transforms[1])
+    return maps
+
+
+def _walk(node: Any, group: str, leaves: list[TensorSamples]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(leaf index, row, label) per position of ``node``; labels after the target transforms met on the way."""
+    if isinstance(node, TensorSamples):
+        for i, leaf in enumerate(leaves):
+            if leaf is node:
+                break
+        else:
+            leaves.append(node)
+            i = len(leaves) - 1
+        n = len(node)
+        return np.full(n, i, dtype=np.int64), np.arange(n, dtype=np.int64), node.y.numpy().astype(np.int64)
+    if isinstance(node, AvalancheDataset):
+        return _walk(node._flat_data, group, leaves)
+    if not isinstance(node, FlatData):
+        raise _Unresolvable(f"a data set of type {type(node).__name__}")
+    children = [_walk(child, group, leaves) for child in node._datasets]
+    leaf = np.concatenate([c[0] for c in children]) if children else np.zeros(0, np.int64)
+    row = np.concatenate([c[1] for c in children]) if children else np.zeros(0, np.int64)
+    y = np.concatenate([c[2] for c in children]) if children else np.zeros(0, np.int64)
+    if node._indices is not None:
+        idx = _index_array(node._indices)
+        leaf, row, y = leaf[idx], row[idx], y[idx]
+    for fn in _label_map(_transforms(node, group)):
+        values = np.unique(y)
+        table = {int(v): int(fn(int(v))) for v in values}
+        y = np.vectorize(table.__getitem__, otypes=[np.int64])(y) if len(y) else y
+    return leaf, row, y
+
+
+def _attribute_values(node: Any) -> np.ndarray:
+    """Values of a data attribute's flat data, vectorised for the layouts Avalanche builds."""
+    if isinstance(node, ConstantSequence):
+        return np.full(len(node), int(node._constant_value), dtype=np.int64)
+    if isinstance(node, FlatData):
+        parts = [_attribute_values(c) for c in node._datasets]
+        values = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        if node._indices is not None:
+            values = values[_index_array(node._indices)]
+        return values
+    if isinstance(node, Tensor):
+        return node.numpy().astype(np.int64)
+    return np.asarray(list(node), dtype=np.int64)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+    return bool(a == b)
+
+
+def resolve_dataset(dataset: Any) -> ResolvedDataset | None:
+    """Resolve an Avalanche data set to tensor rows, or ``None`` where the fast path would not be exact."""
+    if not isinstance(dataset, AvalancheDataset) or len(dataset) == 0:
+        return None
+    in_getitem = [name for name, da in dataset._data_attributes.items() if da.use_in_getitem]
+    if in_getitem != [_TASK_ATTRIBUTE]:
+        return None
+    group = dataset._flat_data._transform_groups.current_group
+    leaves: list[TensorSamples] = []
+    dataset[0]  # Avalanche fills some transform groups (class remapping) on first access
+    try:
+        leaf, row, y = _walk(dataset._flat_data, group, leaves)
+        t = _attribute_values(dataset._data_attributes[_TASK_ATTRIBUTE].data)
+    except (_Unresolvable, AttributeError, TypeError, ValueError, IndexError, KeyError):
+        return None
+    if not (len(leaf) == len(t) == len(dataset)):
+        return None
+    resolved = ResolvedDataset(leaves, torch.from_numpy(leaf), torch.from_numpy(row), torch.from_numpy(y),
+                               torch.from_numpy(t))
+    # Exactness guard: Avalanche's own __getitem__ at a few positions must agree.
+    n = len(dataset)
+    for pos in sorted({0, n - 1, *np.linspace(0, n - 1, _SPOT_CHECKS).astype(int).tolist()}):
+        ref = dataset[pos]
+        x, yy, tt = (v[0] for v in resolved.gather(torch.tensor([pos])))
+        if len(ref) != 3 or not (_same(ref[0], x) and _same(ref[1], yy) and _same(ref[2], tt)):
+            return None
+    return resolved
+
+
+class TensorBatchLoader:
+    """Drop-in for an Avalanche :class:`MultiDatasetDataLoader`: same batches, gathered from tensors.
+
+    Parameters
+    ----------
+    loader : MultiDatasetDataLoader
+        The loader it stands in for (train, replay, task-balanced or evaluation); its samplers
+        decide every batch.
+    resolved : list of ResolvedDataset
+        One per data set of ``loader``, in order.
+    """
+
+    def __init__(self, loader: MultiDatasetDataLoader, resolved: list[ResolvedDataset]) -> None:
+        self.reference = loader
+        self.datasets = loader.datasets
+        self.resolved = resolved
+        offsets = np.cumsum([0] + [len(r) for r in resolved])
+        if len(resolved) == 1:
+            self._all = resolved[0]
+        else:
+            leaves: list[TensorSamples] = []
+            leaf_parts = []
+            for r in resolved:
+                remap = []
+                for lf in r.leaves:
+                    found = next((i for i, known in enumerate(leaves) if known is lf), None)
+                    if found is None:
+                        leaves.append(lf)
+                        found = len(leaves) - 1
+                    remap.append(found)
+                leaf_parts.append(torch.tensor(remap, dtype=torch.long)[r.leaf])
+            self._all = ResolvedDataset(leaves, torch.cat(leaf_parts), torch.cat([r.row for r in resolved]),
+                                        torch.cat([r.y for r in resolved]), torch.cat([r.t for r in resolved]))
+        self._offsets = offsets
+
+    def __len__(self) -> int:
+        return len(self.reference)
+
+    def __iter__(self) -> Iterator[list[Tensor]]:
+        ref = self.reference
+        # torch's DataLoader draws its worker base seed from the global generator on every
+        # iteration; drawing it here too keeps the random stream (and so every later
+        # shuffle) identical to Avalanche's own path.
+        torch.empty((), dtype=torch.int64).random_()
+        samplers = ref._create_samplers(ref.datasets, ref.batch_sizes, ref.distributed_sampling, ref.loader_kwargs)
+        batches = MultiDatasetSampler(ref.datasets, samplers, termination_dataset_idx=ref.termination_dataset,
+                                      oversample_small_datasets=ref.oversample_small_datasets,
+                                      never_ending=ref.never_ending)
+        for positions in batches:
+            yield self._all.gather(torch.as_tensor(positions, dtype=torch.long))
+
+
+def fast_loader(loader: Any) -> TensorBatchLoader | None:
+    """A :class:`TensorBatchLoader` standing in for ``loader``, or ``None`` where it would not be exact."""
+    if isinstance(loader, TensorBatchLoader) or not isinstance(loader, MultiDatasetDataLoader):
+        return None
+    kw = loader.loader_kwargs
+    if kw.get("num_workers", 0) or "sampler" in kw or "batch_sampler" in kw:
+        return None
+    resolved = [resolve_dataset(d) for d in loader.datasets]
+    if any(r is None for r in resolved):
+        return None
+    return TensorBatchLoader(loader, resolved)  # type: ignore[arg-type]
+
+
+class BatchDataPlugin(SupervisedPlugin):
+    """Swap the strategy's data loader for a :class:`TensorBatchLoader` where that is exact.
+
+    Runs before every training epoch (after the strategy and its plugins, replay included, have
+    built the loader, and before growth reads it) and before every evaluated experience.
+    ``used`` counts the loaders replaced and ``kept`` those left to Avalanche.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.used = 0
+        self.kept = 0
+
+    def _swap(self, strategy: Any) -> None:
+        fast = fast_loader(strategy.dataloader)
+        if fast is not None:
+            strategy.dataloader = fast
+            self.used += 1
+        elif not isinstance(strategy.dataloader, TensorBatchLoader):
+            self.kept += 1
+
+    def before_training_epoch(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        self._swap(strategy)
+
+    def before_eval_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        self._swap(strategy)
