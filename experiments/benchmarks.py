@@ -1,4 +1,8 @@
-"""Benchmarks by name: embedded ones (no files) and Avalanche's own classes on files on disk.
+"""Benchmarks by name: embedded ones (no files) and on-disk ones (torchvision-format files).
+
+Both are built as Avalanche scenarios over :class:`~clgrow.data.TensorSamples`, so the strategies'
+batch-level data path applies to all of them; the on-disk files are read by
+:mod:`clgrow.experiments.ondisk` (no PIL, no per-sample conversion).
 
 Nothing here downloads: on-disk benchmarks check that the expected files exist under
 ``--data-root`` first and raise :class:`DataMissingError` naming them otherwise.
@@ -11,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from clgrow.data import TensorSamples
 from clgrow.experiments.embedded import load_embedded
+from clgrow.experiments.ondisk import CIFAR_MEAN, CIFAR_STD, Prepare, read_cifar, read_mnist
 
 __all__ = ["BenchmarkInfo", "BENCHMARKS", "make_benchmark", "DataMissingError", "expected_files", "cifar_backbone"]
 
@@ -128,18 +134,33 @@ def _on_disk(kind: str) -> Callable[..., BenchmarkInfo]:
             ) from None
 
     def _read(name: str, n_experiences: int, seed: int, task_labels: bool, root: Path) -> BenchmarkInfo:
-        from avalanche.benchmarks.classic import PermutedMNIST, SplitCIFAR10, SplitCIFAR100, SplitFMNIST, SplitMNIST
+        from avalanche.benchmarks import nc_benchmark
 
+        if kind.startswith("split-cifar"):
+            folder, key = (("cifar-10-batches-py", b"labels") if kind == "split-cifar10"
+                           else ("cifar-100-python", b"fine_labels"))
+            train_files = ([root / folder / f"data_batch_{i}" for i in range(1, 6)] if kind == "split-cifar10"
+                           else [root / folder / "train"])
+            x_tr, y_tr = read_cifar(train_files, key)
+            x_te, y_te = read_cifar([root / folder / "test" if kind == "split-cifar100" else root / folder / "test_batch"], key)
+            prepare = Prepare(mean=CIFAR_MEAN, std=CIFAR_STD)
+        else:
+            x_tr, y_tr, x_te, y_te = read_mnist(root / ("FashionMNIST" if kind == "split-fmnist" else "MNIST") / "raw")
+            prepare = Prepare()
         if kind == "permuted-mnist":
-            scenario = PermutedMNIST(n_experiences=n_experiences, seed=seed, dataset_root=root)
+            # Avalanche's PermutedMNIST draws its permutations the same way
+            rng = np.random.RandomState(seed)
+            perms = [Prepare(torch.from_numpy(rng.permutation(784)).long()) for _ in range(n_experiences)]
+            scenario = nc_benchmark([TensorSamples(x_tr, y_tr, p) for p in perms],
+                                    [TensorSamples(x_te, y_te, p) for p in perms],
+                                    n_experiences=n_experiences, task_labels=False, shuffle=False,
+                                    class_ids_from_zero_in_each_exp=True, one_dataset_per_exp=True)
             return BenchmarkInfo(name, scenario, 784, 10, 10, False, domain_incremental=True)
         n_classes = N_CLASSES[kind]
         _check_split(name, n_classes, n_experiences)
-        common = dict(return_task_id=task_labels, seed=seed, dataset_root=root,
-                      class_ids_from_zero_in_each_exp=task_labels)
-        cls = {"split-mnist": SplitMNIST, "split-fmnist": SplitFMNIST,
-               "split-cifar10": SplitCIFAR10, "split-cifar100": SplitCIFAR100}[kind]
-        scenario = cls(n_experiences, **common)
+        scenario = nc_benchmark(TensorSamples(x_tr, y_tr, prepare), TensorSamples(x_te, y_te, prepare),
+                                n_experiences=n_experiences, task_labels=task_labels, seed=seed,
+                                class_ids_from_zero_in_each_exp=task_labels)
         if kind.startswith("split-cifar"):
             return BenchmarkInfo(name, scenario, 1024, n_classes, n_classes // n_experiences, task_labels,
                                  backbone=cifar_backbone)

@@ -6,6 +6,7 @@ import struct
 
 import numpy as np
 import pytest
+import torch
 
 from clgrow.experiments.benchmarks import DataMissingError, expected_files, make_benchmark
 
@@ -33,7 +34,45 @@ def test_on_disk_benchmarks_read_files_from_the_data_root(tmp_path, name, folder
     assert len(bm.scenario.train_stream) == 5 and bm.in_features == 784
     assert sum(len(e.dataset) for e in bm.scenario.train_stream) == 100
     x = bm.scenario.train_stream[0].dataset[0][0]
-    assert tuple(x.shape) == (1, 28, 28)
+    assert tuple(x.shape) == (784,) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+
+
+def test_idx_reader_agrees_with_torchvision(tmp_path):
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    from clgrow.experiments.ondisk import read_mnist
+
+    _fake_mnist(tmp_path, "MNIST")
+    raw = tmp_path / "MNIST" / "raw"
+    x_tr, y_tr, x_te, y_te = read_mnist(raw)
+    assert torch.equal(x_tr.view(-1, 28, 28), read_image_file(str(raw / "train-images-idx3-ubyte")))
+    assert torch.equal(y_te, read_label_file(str(raw / "t10k-labels-idx1-ubyte")))
+
+
+def test_cifar_reader_reads_pickled_batches(tmp_path):
+    import pickle
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    written = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (20, 3072), dtype=np.uint8)
+        written[name] = data
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": data, b"labels": list(np.arange(20) % 10)}, f)
+    (folder / "batches.meta").write_bytes(pickle.dumps({}))
+    bm = make_benchmark("split-cifar10", 5, seed=0, data_root=tmp_path)
+    assert sum(len(e.dataset) for e in bm.scenario.train_stream) == 100
+    x = bm.scenario.test_stream[0].dataset[0][0]
+    assert tuple(x.shape) == (3, 32, 32) and x.dtype == torch.float32
+    from clgrow.experiments.ondisk import read_cifar
+
+    xs, _ = read_cifar([folder / "test_batch"], b"labels")
+    assert torch.equal(xs.reshape(20, -1), torch.from_numpy(written["test_batch"]))
+    (folder / "test_batch").write_bytes(b"not a pickle")
+    with pytest.raises(DataMissingError, match="test_batch"):
+        make_benchmark("split-cifar10", 5, seed=0, data_root=tmp_path)
 
 
 def test_permuted_mnist_is_domain_incremental(tmp_path):
@@ -41,6 +80,15 @@ def test_permuted_mnist_is_domain_incremental(tmp_path):
     bm = make_benchmark("permuted-mnist", 3, seed=0, data_root=tmp_path)
     assert bm.domain_incremental and bm.num_classes == 10
     assert all(len(e.dataset) == 100 for e in bm.scenario.train_stream)
+    # the permutations Avalanche's PermutedMNIST would draw for this seed
+    from clgrow.experiments.ondisk import read_mnist
+
+    x_tr, y_tr, _, _ = read_mnist(tmp_path / "MNIST" / "raw")
+    rng = np.random.RandomState(0)
+    for exp in bm.scenario.train_stream:
+        perm = torch.from_numpy(rng.permutation(784))
+        got = {(tuple(x.tolist()), int(y)) for x, y, _ in (exp.dataset[i] for i in range(len(exp.dataset)))}
+        assert got == {(tuple((x[perm].float() / 255).tolist()), int(y)) for x, y in zip(x_tr, y_tr)}
     with pytest.raises(ValueError, match="domain-incremental"):
         make_benchmark("permuted-mnist", 3, task_labels=True, data_root=tmp_path)
 
