@@ -3,25 +3,78 @@
 Pure PyTorch; nothing here imports Avalanche.
 """
 
-from clgrow.data import iter_passes, unpack
-from clgrow.distributor import (
-    Distributor,
-    FixedLayerDistributor,
-    ProportionalDistributor,
-    UniformDistributor,
-    distributors,
-)
-from clgrow.config import GROWTH_PRESETS, GrowthConfig, parse_growth
-from clgrow.errors import ConfigError, GrowthError
-from clgrow.extender import Extender, extenders
-from clgrow.gradmax import GradMaxExtender
-from clgrow.grow import GrowthReport, grow
-from clgrow.inactivity import InactivityAccumulator, InactivityStats, LayerInactivity, measure_inactivity
-from clgrow.model import GrowableMLP, default_linear_init
-from clgrow.net2net import Net2NetExtender
-from clgrow.random_extender import RandomExtender
-from clgrow.svod import SVoD
-from clgrow.swe import SWE, coupled_weights
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Names resolve on first use, so that ``import clgrow`` (and the command line's parser) does not
+# import torch before it is needed.
+_LAZY = {
+    "iter_passes": "clgrow.data",
+    "unpack": "clgrow.data",
+    "Distributor": "clgrow.distributor",
+    "FixedLayerDistributor": "clgrow.distributor",
+    "ProportionalDistributor": "clgrow.distributor",
+    "UniformDistributor": "clgrow.distributor",
+    "distributors": "clgrow.distributor",
+    "GROWTH_PRESETS": "clgrow.config",
+    "GrowthConfig": "clgrow.config",
+    "parse_growth": "clgrow.config",
+    "ConfigError": "clgrow.errors",
+    "GrowthError": "clgrow.errors",
+    "Extender": "clgrow.extender",
+    "extenders": "clgrow.extender",
+    "GradMaxExtender": "clgrow.gradmax",
+    "GrowthReport": "clgrow.grow",
+    "grow": "clgrow.grow",
+    "InactivityAccumulator": "clgrow.inactivity",
+    "InactivityStats": "clgrow.inactivity",
+    "LayerInactivity": "clgrow.inactivity",
+    "measure_inactivity": "clgrow.inactivity",
+    "GrowableMLP": "clgrow.model",
+    "default_linear_init": "clgrow.model",
+    "Net2NetExtender": "clgrow.net2net",
+    "RandomExtender": "clgrow.random_extender",
+    "SVoD": "clgrow.svod",
+    "SWE": "clgrow.swe",
+    "coupled_weights": "clgrow.swe",
+}
+
+if TYPE_CHECKING:
+    from clgrow.data import iter_passes, unpack
+    from clgrow.distributor import (
+        Distributor,
+        FixedLayerDistributor,
+        ProportionalDistributor,
+        UniformDistributor,
+        distributors,
+    )
+    from clgrow.config import GROWTH_PRESETS, GrowthConfig, parse_growth
+    from clgrow.errors import ConfigError, GrowthError
+    from clgrow.extender import Extender, extenders
+    from clgrow.gradmax import GradMaxExtender
+    from clgrow.grow import GrowthReport, grow
+    from clgrow.inactivity import InactivityAccumulator, InactivityStats, LayerInactivity, measure_inactivity
+    from clgrow.model import GrowableMLP, default_linear_init
+    from clgrow.net2net import Net2NetExtender
+    from clgrow.random_extender import RandomExtender
+    from clgrow.svod import SVoD
+    from clgrow.swe import SWE, coupled_weights
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        # the first public name loads them all, so the registries hold every built-in method
+        for key, module in _LAZY.items():
+            globals()[key] = getattr(importlib.import_module(module), key)
+        return globals()[name]
+    raise AttributeError(f"module 'clgrow' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __version__ = "0.1.0"
 

@@ -22,6 +22,7 @@ from clgrow.errors import ConfigError
 from clgrow.extender import Extender, extenders
 from clgrow.svod import SVoD
 from clgrow.swe import SWE
+from clgrow import methods as _methods  # noqa: F401  (registers every built-in method)
 
 __all__ = ["GrowthConfig", "GROWTH_PRESETS", "parse_growth", "method_parameters", "MethodParameter"]
 

@@ -15,6 +15,7 @@ from clgrow.distributor import Distributor, check_allocation, distributors
 from clgrow.errors import GrowthError
 from clgrow.extender import Extender, LossFn, extenders
 from clgrow.model import GrowableMLP
+from clgrow import methods as _methods  # noqa: F401  (registers every built-in method)
 
 __all__ = ["GrowthReport", "grow"]
 

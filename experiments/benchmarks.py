@@ -20,14 +20,21 @@ import torch
 from torch import nn
 
 from clgrow.data import TensorSamples
+from clgrow.experiments.catalog import (
+    _FILES,
+    BENCHMARK_NAMES,
+    EMBEDDED_BENCHMARKS,
+    N_CLASSES,
+    DataMissingError,
+    _check_split,
+    check_benchmark,
+    expected_files,
+)
 from clgrow.experiments.embedded import load_embedded
 from clgrow.experiments.ondisk import CIFAR_MEAN, CIFAR_STD, Prepare, read_cifar, read_mnist
 
-__all__ = ["BenchmarkInfo", "BENCHMARKS", "make_benchmark", "DataMissingError", "expected_files", "cifar_backbone"]
-
-
-class DataMissingError(FileNotFoundError):
-    """The files of an on-disk benchmark are not where they are expected."""
+__all__ = ["BenchmarkInfo", "BENCHMARKS", "EMBEDDED_BENCHMARKS", "N_CLASSES", "make_benchmark", "check_benchmark",
+           "DataMissingError", "expected_files", "cifar_backbone"]
 
 
 @dataclass
@@ -67,31 +74,6 @@ def _embedded(data_name: str) -> Callable[..., BenchmarkInfo]:
         return BenchmarkInfo(name, scenario, data.x_train.shape[1], n_classes, n_classes // n_experiences, task_labels)
 
     return build
-
-
-def _check_split(name: str, n_classes: int, n_experiences: int) -> None:
-    if n_experiences < 1 or n_classes % n_experiences:
-        raise ValueError(
-            f"{name}: {n_classes} classes cannot be split evenly into {n_experiences} experiences "
-            f"(use one of {[d for d in range(1, n_classes + 1) if n_classes % d == 0]})"
-        )
-
-
-_MNIST_RAW = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-
-_FILES = {
-    "split-mnist": [f"MNIST/raw/{f}" for f in _MNIST_RAW],
-    "permuted-mnist": [f"MNIST/raw/{f}" for f in _MNIST_RAW],
-    "split-fmnist": [f"FashionMNIST/raw/{f}" for f in _MNIST_RAW],
-    "split-cifar10": [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)]
-    + ["cifar-10-batches-py/test_batch", "cifar-10-batches-py/batches.meta"],
-    "split-cifar100": ["cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"],
-}
-
-
-def expected_files(name: str, data_root: Path) -> list[Path]:
-    """Files an on-disk benchmark reads under ``data_root``."""
-    return [data_root / f for f in _FILES[name]]
 
 
 def _require(name: str, data_root: Path | None) -> Path:
@@ -180,22 +162,8 @@ BENCHMARKS: dict[str, Callable[..., BenchmarkInfo]] = {
     "split-cifar100": _on_disk("split-cifar100"),
 }
 
-EMBEDDED_BENCHMARKS = ("split-digits", "split-mnist-5k", "split-mnist1d")
-
-
-#: Classes of each class-split benchmark (permuted-mnist keeps all ten in every experience).
-N_CLASSES = {"split-digits": 10, "split-mnist-5k": 10, "split-mnist1d": 10, "split-mnist": 10, "split-fmnist": 10,
-             "split-cifar10": 10, "split-cifar100": 100}
-
-
-def check_benchmark(name: str, n_experiences: int, task_labels: bool = False) -> None:
-    """Refuse a benchmark setting that cannot be built, without loading any data."""
-    if name not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
-    if task_labels and name == "permuted-mnist":
-        raise ValueError("permuted-mnist is domain-incremental: task labels are not supported")
-    if name in N_CLASSES:
-        _check_split(name, N_CLASSES[name], n_experiences)
+if tuple(BENCHMARKS) != BENCHMARK_NAMES:  # the catalog is what the command line validates with
+    raise ImportError(f"clgrow.experiments.catalog.BENCHMARK_NAMES {BENCHMARK_NAMES} != {tuple(BENCHMARKS)}")
 
 
 def make_benchmark(

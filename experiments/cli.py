@@ -28,41 +28,25 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _parser() -> argparse.ArgumentParser:
-    from clgrow.experiments.benchmarks import BENCHMARKS
-    from clgrow.experiments.config import RunConfig
-    from clgrow.strategies import OPTIMIZERS, STRATEGIES
+def _command(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
 
-    d = RunConfig()
+
+def _parser(full_run: bool = True) -> argparse.ArgumentParser:
+    """The command line. ``full_run=False`` leaves out ``run``'s defaults and growth flags, which
+    are read from the declarations in torch modules: the other commands, ``--help`` and argument
+    errors then answer without importing torch or Avalanche."""
+    from clgrow.experiments.catalog import BENCHMARK_NAMES
+    from clgrow.strategies.catalog import OPTIMIZERS, STRATEGY_NAMES
+
     p = _Parser(prog="clgrow", description="Grow networks during continual learning and compare forgetting.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="one benchmark x strategy x growth run")
-    r.add_argument("--benchmark", default=d.benchmark, choices=list(BENCHMARKS))
-    r.add_argument("--strategy", default=d.strategy, choices=list(STRATEGIES))
-    r.add_argument("--growth", default=d.growth, help="preset (clgrow list) or EXTENDER+DISTRIBUTOR")
-    r.add_argument("--match-final-size", action="store_true",
-                   help="train a fixed model at the final widths --growth reaches (fair fixed-size baseline)")
-    r.add_argument("--seed", type=int, default=d.seed)
-    r.add_argument("--out", required=True, help="output directory")
-    r.add_argument("--data-root", default=None, help="directory holding on-disk data sets")
-    r.add_argument("--experiences", type=int, default=d.n_experiences, dest="n_experiences")
-    r.add_argument("--class-order-seed", type=int, default=d.class_order_seed)
-    r.add_argument("--task-labels", action="store_true", help="task-incremental: task labels and one head per task")
-    r.add_argument("--hidden", type=int, nargs="+", default=d.hidden_sizes, dest="hidden_sizes")
-    r.add_argument("--epochs", type=int, default=d.train_epochs, dest="train_epochs")
-    r.add_argument("--batch-size", type=int, default=d.train_mb_size, dest="train_mb_size")
-    r.add_argument("--lr", type=float, default=d.lr)
-    r.add_argument("--optimizer", default=d.optimizer, choices=list(OPTIMIZERS))
-    r.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (default: 0.9)")
-    r.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    r.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:i or mps (default: auto)")
-    r.add_argument("--tau", type=float, default=d.tau)
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="strategy hyperparameter, e.g. --set mem_size=200 (JSON values)")
-    r.add_argument("--quiet", action="store_true", help="no progress bars or per-experience lines")
-    r.add_argument("--check", action="store_true", help="validate everything, print the configuration, train nothing")
-    _add_growth_flags(r)
+    if not full_run:
+        r.add_argument("rest", nargs=argparse.REMAINDER)
+    else:
+        _add_run_arguments(r, BENCHMARK_NAMES, STRATEGY_NAMES, OPTIMIZERS)
 
     c = sub.add_parser("compare", help="run a grid from a TOML config, print a table, write figures")
     c.add_argument("config")
@@ -80,6 +64,38 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="benchmarks, strategies, extenders, distributors, growth presets")
     return p
+
+
+def _add_run_arguments(r: argparse.ArgumentParser, benchmarks: Sequence[str], strategies: Sequence[str],
+                       optimizers: Sequence[str]) -> None:
+    from clgrow.experiments.config import RunConfig
+
+    d = RunConfig()
+    r.add_argument("--benchmark", default=d.benchmark, choices=list(benchmarks))
+    r.add_argument("--strategy", default=d.strategy, choices=list(strategies))
+    r.add_argument("--growth", default=d.growth, help="preset (clgrow list) or EXTENDER+DISTRIBUTOR")
+    r.add_argument("--match-final-size", action="store_true",
+                   help="train a fixed model at the final widths --growth reaches (fair fixed-size baseline)")
+    r.add_argument("--seed", type=int, default=d.seed)
+    r.add_argument("--out", required=True, help="output directory")
+    r.add_argument("--data-root", default=None, help="directory holding on-disk data sets")
+    r.add_argument("--experiences", type=int, default=d.n_experiences, dest="n_experiences")
+    r.add_argument("--class-order-seed", type=int, default=d.class_order_seed)
+    r.add_argument("--task-labels", action="store_true", help="task-incremental: task labels and one head per task")
+    r.add_argument("--hidden", type=int, nargs="+", default=d.hidden_sizes, dest="hidden_sizes")
+    r.add_argument("--epochs", type=int, default=d.train_epochs, dest="train_epochs")
+    r.add_argument("--batch-size", type=int, default=d.train_mb_size, dest="train_mb_size")
+    r.add_argument("--lr", type=float, default=d.lr)
+    r.add_argument("--optimizer", default=d.optimizer, choices=list(optimizers))
+    r.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (default: 0.9)")
+    r.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    r.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:i or mps (default: auto)")
+    r.add_argument("--tau", type=float, default=d.tau)
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="strategy hyperparameter, e.g. --set mem_size=200 (JSON values)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars or per-experience lines")
+    r.add_argument("--check", action="store_true", help="validate everything, print the configuration, train nothing")
+    _add_growth_flags(r)
 
 
 _GROW = "grow."
@@ -216,8 +232,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    if not Path(args.config).is_file():
+        return _fail(f"config file not found: {args.config}")
     from clgrow.experiments.config import load_grid
-    from clgrow.experiments.grid import run_grid, write_outputs
 
     grid = load_grid(args.config)
     if args.data_root is not None:
@@ -233,6 +250,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             print(f"{cell.strategy} / {cell.growth_label} / seed {cell.seed}")
         return 0
     _check_out(out)
+    from clgrow.experiments.grid import run_grid, write_outputs  # Avalanche: only once everything is valid
+
     summaries = run_grid(grid, out, backend=args.backend, workers=args.workers, ray_address=args.ray_address,
                          progress=not args.quiet)
     table = write_outputs(summaries, out)
@@ -243,16 +262,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
+    d = Path(args.dir)
+    if not (d / "summary.json").is_file() and not (d / "cells").is_dir():
+        return _fail(f"{d} is neither a run directory (summary.json) nor a grid directory (cells/)")
     from clgrow.experiments.grid import load_cells, write_outputs
     from clgrow.experiments.plots import plot_run
 
-    d = Path(args.dir)
     if (d / "summary.json").is_file():
         from clgrow.strategies.summary import RunSummary
 
         f = d / "summary.json"
         paths = plot_run(RunSummary.from_dict(json.loads(f.read_text()), where=str(f)), d / "figures")
-    elif (d / "cells").is_dir():
+    else:
         cells, left_out = load_cells(d)
         if left_out:
             print(f"clgrow: warning: left out {len(left_out)} cell(s) that are not finished cells of the grid in "
@@ -261,21 +282,19 @@ def _cmd_plot(args: argparse.Namespace) -> int:
             return _fail(f"{d / 'cells'} holds no finished cell of its grid")
         write_outputs(cells, d)
         paths = sorted((d / "figures").glob("*.png"))
-    else:
-        return _fail(f"{d} is neither a run directory (summary.json) nor a grid directory (cells/)")
     for p in paths:
         print(p)
     return 0
 
 
 def _cmd_list() -> int:
-    from clgrow import distributors, extenders
-    from clgrow.experiments.benchmarks import BENCHMARKS, EMBEDDED_BENCHMARKS
-    from clgrow.strategies import GROWTH_PRESETS, STRATEGIES
+    from clgrow import GROWTH_PRESETS, distributors, extenders
+    from clgrow.experiments.catalog import BENCHMARK_NAMES, EMBEDDED_BENCHMARKS
+    from clgrow.strategies.catalog import STRATEGY_NAMES
 
     print("benchmarks (embedded):", ", ".join(EMBEDDED_BENCHMARKS))
-    print("benchmarks (on disk, --data-root):", ", ".join(b for b in BENCHMARKS if b not in EMBEDDED_BENCHMARKS))
-    print("strategies:", ", ".join(STRATEGIES))
+    print("benchmarks (on disk, --data-root):", ", ".join(b for b in BENCHMARK_NAMES if b not in EMBEDDED_BENCHMARKS))
+    print("strategies:", ", ".join(STRATEGY_NAMES))
     print("extenders:", ", ".join(sorted(extenders)))
     print("distributors:", ", ".join(sorted(distributors)))
     print("growth presets:", ", ".join(GROWTH_PRESETS), "(or EXTENDER+DISTRIBUTOR; fixed-final in grids)")
@@ -287,11 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*QP solver.*")
     quiet_avalanche_deprecations()
-    args = _parser().parse_args(argv)
-    from clgrow import GrowthError
-    from clgrow.experiments.benchmarks import DataMissingError
-    from clgrow.experiments.config import ConfigError
-    from clgrow.errors import RunDiverged
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser(full_run=_command(argv) == "run").parse_args(argv)
+    from clgrow.errors import ConfigError, GrowthError, RunDiverged
+    from clgrow.experiments.catalog import DataMissingError
 
     try:
         if args.command == "run":

@@ -39,8 +39,10 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-from clgrow.experiments.benchmarks import BENCHMARKS, check_benchmark
-from clgrow.strategies import OPTIMIZERS, REFERENCE_STRATEGIES, STRATEGIES
+from clgrow.experiments.catalog import BENCHMARK_NAMES as BENCHMARKS
+from clgrow.experiments.catalog import check_benchmark
+from clgrow.strategies.catalog import OPTIMIZERS, REFERENCE_STRATEGIES
+from clgrow.strategies.catalog import STRATEGY_NAMES as STRATEGIES
 
 __all__ = ["ConfigError", "RunConfig", "GridConfig", "load_grid", "FIXED_FINAL"]
 
@@ -63,7 +65,11 @@ def check_strategy_kwargs(strategy: str, kwargs: dict[str, Any], where: str = "s
     import inspect
 
     run_fields = {f.name for f in dataclasses.fields(RunConfig)}
-    named = inspect.signature(STRATEGIES[strategy]).parameters
+    if not kwargs:
+        return
+    from clgrow.strategies.builders import STRATEGIES as BUILDERS  # Avalanche: only when there is something to check
+
+    named = inspect.signature(BUILDERS[strategy]).parameters
     for key, value in kwargs.items():
         if key in run_fields or key in _BUILD_KEYS:
             raise ConfigError(f"{where}.{key}: a run setting, not a strategy hyperparameter; set it as the run's "

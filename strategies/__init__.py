@@ -1,21 +1,65 @@
-"""Avalanche integration: the growth plugin, inactivity and growth metrics, strategy builders."""
+"""Avalanche integration: the growth plugin, inactivity and growth metrics, strategy builders.
 
-from clgrow.strategies.builders import (
-    GROWTH_PRESETS,
-    OPTIMIZERS,
-    REFERENCE_STRATEGIES,
-    STRATEGIES,
-    build_optimizer,
-    build_strategy,
-    make_grow_plugin,
-    parse_growth,
-)
-from clgrow.strategies.compat import SIPlugin
-from clgrow.strategies.metrics import GrowthMetric, InactivityMetric, growth_metrics, inactivity_metrics
-from clgrow.strategies.multihead import MultiHeadGrowableMLP
-from clgrow.strategies.plugin import GrowPlugin, GrowthEvent
-from clgrow.strategies.results import ResultsWriter
-from clgrow.strategies.summary import RunSummary
+Names resolve on first use: ``clgrow.strategies.catalog`` (names only) imports neither
+Avalanche nor torch, which is what lets the command line answer before importing them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "GROWTH_PRESETS": "clgrow.strategies.builders",
+    "OPTIMIZERS": "clgrow.strategies.builders",
+    "REFERENCE_STRATEGIES": "clgrow.strategies.builders",
+    "STRATEGIES": "clgrow.strategies.builders",
+    "build_optimizer": "clgrow.strategies.builders",
+    "build_strategy": "clgrow.strategies.builders",
+    "make_grow_plugin": "clgrow.strategies.builders",
+    "parse_growth": "clgrow.strategies.builders",
+    "SIPlugin": "clgrow.strategies.compat",
+    "GrowthMetric": "clgrow.strategies.metrics",
+    "InactivityMetric": "clgrow.strategies.metrics",
+    "growth_metrics": "clgrow.strategies.metrics",
+    "inactivity_metrics": "clgrow.strategies.metrics",
+    "MultiHeadGrowableMLP": "clgrow.strategies.multihead",
+    "GrowPlugin": "clgrow.strategies.plugin",
+    "GrowthEvent": "clgrow.strategies.plugin",
+    "ResultsWriter": "clgrow.strategies.results",
+    "RunSummary": "clgrow.strategies.summary",
+}
+
+if TYPE_CHECKING:
+    from clgrow.strategies.builders import (
+        GROWTH_PRESETS,
+        OPTIMIZERS,
+        REFERENCE_STRATEGIES,
+        STRATEGIES,
+        build_optimizer,
+        build_strategy,
+        make_grow_plugin,
+        parse_growth,
+    )
+    from clgrow.strategies.compat import SIPlugin
+    from clgrow.strategies.metrics import GrowthMetric, InactivityMetric, growth_metrics, inactivity_metrics
+    from clgrow.strategies.multihead import MultiHeadGrowableMLP
+    from clgrow.strategies.plugin import GrowPlugin, GrowthEvent
+    from clgrow.strategies.results import ResultsWriter
+    from clgrow.strategies.summary import RunSummary
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'clgrow.strategies' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "GrowPlugin",

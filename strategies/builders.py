@@ -14,6 +14,7 @@ from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
 from clgrow import GROWTH_PRESETS, GrowthConfig, GrowthError, parse_growth
+from clgrow.strategies.catalog import OPTIMIZERS, REFERENCE_STRATEGIES, STRATEGY_NAMES
 from clgrow.strategies.compat import SIPlugin, make_optimizers_checkpointable
 from clgrow.strategies.fastdata import BatchDataPlugin
 from clgrow.strategies.plugin import GrowPlugin
@@ -21,8 +22,6 @@ from clgrow.strategies.plugin import GrowPlugin
 __all__ = ["GROWTH_PRESETS", "OPTIMIZERS", "REFERENCE_STRATEGIES", "STRATEGIES", "parse_growth", "build_optimizer", "build_strategy",
            "make_grow_plugin"]
 
-#: Optimizers a run can name; SGD's momentum defaults to 0.9 when not given.
-OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
 def build_optimizer(name: str, model: nn.Module, lr: float = 1e-3, *, momentum: float | None = None,
@@ -177,10 +176,8 @@ STRATEGIES: dict[str, Callable[..., SupervisedTemplate]] = {
     "pnn": _pnn,
 }
 
-#: Reference rows that run without GrowPlugin: ``joint`` trains once on every experience
-#: together (the usual upper bound), ``pnn`` is Avalanche's progressive columns (growth of
-#: another kind, with its own model; task-incremental only).
-REFERENCE_STRATEGIES = ("joint", "pnn")
+if tuple(STRATEGIES) != STRATEGY_NAMES:  # the catalog is what the command line validates with
+    raise ImportError(f"clgrow.strategies.catalog.STRATEGY_NAMES {STRATEGY_NAMES} != builders {tuple(STRATEGIES)}")
 
 def build_strategy(
     name: str,

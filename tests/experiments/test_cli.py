@@ -189,3 +189,26 @@ def test_truncated_data_files_are_named_not_a_traceback(tmp_path, capsys):
                  "--quiet"]) == 2
     err = capsys.readouterr().err
     assert f"the files under data root {tmp_path} could not be read" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv,torch_ok", [
+    (["--help"], False),
+    (["compare", "--workers"], False),  # an argument error
+    (["plot", "/nonexistent-dir"], False),
+    (["compare", "missing.toml", "--out", "o"], False),
+    (["list"], True),  # extenders and presets are declared in torch modules, Avalanche stays out
+    (["run", "--benchmark", "nope", "--out", "o"], True),
+])
+def test_answers_before_importing_avalanche(argv, torch_ok):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom clgrow.experiments.cli import main\n"
+            f"try:\n    rc = main({argv!r})\nexcept SystemExit as e:\n    rc = e.code\n"
+            "print('MODULES', 'avalanche' in sys.modules, 'torch' in sys.modules, rc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    line = next(l for l in out.splitlines() if l.startswith("MODULES"))
+    _, avalanche, torch_loaded, _rc = line.split()
+    assert avalanche == "False", argv
+    if not torch_ok:
+        assert torch_loaded == "False", argv
