@@ -5,3 +5,5 @@ Modules that look methods up by name (:mod:`clgrow.grow`, :mod:`clgrow.config`) 
 """
 
 from clgrow import distributor, gradmax, net2net, random_extender, svod, swe  # noqa: F401
+
+__all__ = ["distributor", "gradmax", "net2net", "random_extender", "svod", "swe"]

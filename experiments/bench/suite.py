@@ -262,8 +262,221 @@ def section_inactivity(quick: bool) -> str:
             f"| Avalanche test-stream evaluation with the inactivity metric / without (1,000 images) | {r2:.2f} |")
 
 
+def _plain_train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int,
+                 opt: torch.optim.Optimizer) -> float:
+    """The strongest plain loop: a shuffled permutation per epoch, each batch gathered by one index."""
+    t = time.perf_counter()
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(y))
+        for i in range(0, len(y), batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    return time.perf_counter() - t
+
+
+def _stream_tensors(stream: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    from clgrow.strategies.fastdata import resolve_dataset
+
+    out = []
+    for exp in stream:
+        r = resolve_dataset(exp.dataset)
+        x, y, _ = r.gather(torch.arange(len(r)))
+        out.append((x, y))
+    return out
+
+
+def _avalanche_train(bm: Any, strategy: str, fast: bool, epochs: int, batch: int = 128) -> tuple[float, int]:
+    """Seconds spent in training epochs over the whole stream, and samples the model saw (replay included)."""
+    from avalanche.core import SupervisedPlugin
+    from avalanche.evaluation.metrics import accuracy_metrics
+    from avalanche.training.plugins import EvaluationPlugin
+
+    from clgrow.strategies import build_optimizer, build_strategy
+
+    class Clock(SupervisedPlugin):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds, self.samples, self._t = 0.0, 0, 0.0
+
+        def before_training_epoch(self, strategy: Any, **kw: Any) -> None:
+            self._t = time.perf_counter()
+
+        def after_training_epoch(self, strategy: Any, **kw: Any) -> None:
+            self.seconds += time.perf_counter() - self._t
+
+        def after_training_iteration(self, strategy: Any, **kw: Any) -> None:
+            self.samples += len(strategy.mb_y)
+
+    torch.manual_seed(0)
+    model = GrowableMLP(bm.in_features, [256], bm.num_classes)
+    clock = Clock()
+    kw = {"mem_size": 500} if strategy == "replay" else {}
+    s = build_strategy(strategy, model, None, optimizer=build_optimizer("adam", model, 1e-3), train_mb_size=batch,
+                       train_epochs=epochs, evaluator=EvaluationPlugin(accuracy_metrics(stream=True), loggers=[]),
+                       plugins=[clock], fast_data=fast, **kw)
+    for exp in bm.scenario.train_stream:
+        s.train(exp)
+    return clock.seconds, clock.samples
+
+
+def _synthetic_mnist_root() -> str:
+    """60,000 + 10,000 images in MNIST's idx format (mnist-5k's images tiled with noise): the on-disk
+    path's cost does not depend on what the pixels show."""
+    import struct
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from clgrow.experiments.embedded import load_embedded
+
+    d = load_embedded("mnist-5k")
+    x = torch.cat([d.x_train, d.x_test]).mul(255).round().to(torch.uint8).numpy().reshape(-1, 28, 28)
+    y = torch.cat([d.y_train, d.y_test]).numpy().astype(np.uint8)
+    rng = np.random.default_rng(0)
+    root = Path(tempfile.mkdtemp(prefix="clgrow-bench-")) / "MNIST" / "raw"
+    root.mkdir(parents=True)
+    for prefix, n in (("train", 60000), ("t10k", 10000)):
+        idx = rng.integers(0, len(y), n)
+        imgs = np.clip(x[idx].astype(np.int16) + rng.integers(-8, 9, (n, 28, 28)), 0, 255).astype(np.uint8)
+        for kind, arr in (("images-idx3", imgs), ("labels-idx1", y[idx])):
+            header = struct.pack(">HBB", 0, 8, arr.ndim) + b"".join(struct.pack(">I", v) for v in arr.shape)
+            (root / f"{prefix}-{kind}-ubyte").write_bytes(header + arr.tobytes())
+    return str(root.parent.parent)
+
+
+def section_throughput(quick: bool, data_root: str | None = None) -> str:
+    """Whole-stream training throughput against the strongest plain PyTorch loop, per sample seen."""
+    from clgrow.experiments.benchmarks import expected_files, make_benchmark
+
+    rows = ["| data | strategy | epochs/exp | plain loop samples/s | Avalanche per-sample path / plain | "
+            "**batch path / plain** | batch path / per-sample path |", "|---|---|---|---|---|---|---|"]
+    from pathlib import Path
+
+    real = data_root is not None and all(p.is_file() for p in expected_files("split-mnist", Path(data_root)))
+    disk_root = data_root if real else _synthetic_mnist_root()
+    cases = [("split-mnist-5k (embedded)", make_benchmark("split-mnist-5k", 5, seed=0), 2 if quick else 10),
+             (f"split-mnist from disk ({'your files' if real else 'synthetic idx files, 60,000 images'})",
+              make_benchmark("split-mnist", 5, seed=0, data_root=disk_root), 1)]
+    for label, bm, epochs in cases:
+        tensors = _stream_tensors(bm.scenario.train_stream)
+        for strategy in ("naive", "replay"):
+            _avalanche_train(bm, strategy, True, 1)  # warm-up
+            slow_s, slow_n = _avalanche_train(bm, strategy, False, epochs)
+            fast_s, fast_n = _avalanche_train(bm, strategy, True, epochs)
+            # the plain loop does the same work per step: replay doubles each batch (current + buffer)
+            batch = 128 * (2 if strategy == "replay" else 1)
+            torch.manual_seed(0)
+            model = GrowableMLP(bm.in_features, [256], bm.num_classes)
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            plain_s = sum(_plain_train(model, x, y, batch, epochs, opt) for x, y in tensors)
+            plain_n = sum(len(y) for _, y in tensors) * epochs * (2 if strategy == "replay" else 1)
+            plain = plain_n / plain_s
+            rows.append(f"| {label} | {strategy} | {epochs} | {plain:,.0f} | {slow_n / slow_s / plain:.2f} | "
+                        f"**{fast_n / fast_s / plain:.2f}** | {(fast_n / fast_s) / (slow_n / slow_s):.1f}x |")
+    return ("MLP 784-[256]-10, batch 128 (replay: + 128 buffer samples per step, mem_size 500), Adam 1e-3, "
+            "5 experiences; samples/s = samples the model trained on / seconds inside training epochs; the "
+            "plain loop indexes the same tensors by a shuffled permutation (replay: batches of 256)\n"
+            + "\n".join(rows))
+
+
+def section_eval(quick: bool) -> str:
+    """Avalanche evaluation with the inactivity metric against a plain evaluation pass."""
+    from avalanche.evaluation.metrics import accuracy_metrics
+    from avalanche.training.plugins import EvaluationPlugin
+
+    from clgrow.experiments.benchmarks import make_benchmark
+    from clgrow.strategies import build_strategy, inactivity_metrics
+
+    bm = make_benchmark("split-mnist-5k", 5, seed=0)
+    tensors = _stream_tensors(bm.scenario.test_stream)
+    model = GrowableMLP(784, [256, 256, 256], 10)
+
+    def avalanche_eval(fast: bool, inactivity: bool = True) -> float:
+        metrics = [accuracy_metrics(stream=True)] + (inactivity_metrics() if inactivity else [])
+        s = build_strategy("naive", model, None, evaluator=EvaluationPlugin(*metrics, loggers=[]),
+                           eval_mb_size=512, fast_data=fast)
+        t = time.perf_counter()
+        s.eval(bm.scenario.test_stream)
+        return time.perf_counter() - t
+
+    @torch.no_grad()
+    def plain_eval() -> float:
+        t = time.perf_counter()
+        model.eval()
+        hits = 0
+        for x, y in tensors:
+            for i in range(0, len(y), 512):
+                hits += int((model(x[i:i + 512]).argmax(1) == y[i:i + 512]).sum())
+        return time.perf_counter() - t
+
+    avalanche_eval(True)
+    reps = 3 if quick else 7
+    plain = _median(plain_eval, reps)
+    fast = _median(lambda: avalanche_eval(True), reps)
+    fast_acc = _median(lambda: avalanche_eval(True, False), reps)
+    slow = _median(lambda: avalanche_eval(False), reps)
+    return ("MLP 784-[256, 256, 256]-10, the 1,000 test images of split-mnist-5k in 5 experiences, batch 512; "
+            f"medians of {reps}\n| comparison | ratio |\n|---|---|\n"
+            f"| Avalanche eval with accuracy + inactivity metrics, per-sample path / plain evaluation pass | {slow / plain:.2f} |\n"
+            f"| **same, batch path / plain evaluation pass** | **{fast / plain:.2f}** |\n"
+            f"| batch path, accuracy only / plain evaluation pass | {fast_acc / plain:.2f} |")
+
+
+def section_cli(quick: bool) -> str:
+    """Wall time of commands that should answer at once (fresh process each, medians of 3)."""
+    import shutil
+
+    exe = shutil.which("clgrow") or os.path.join(os.path.dirname(sys.executable), "clgrow")
+    cmds = [["--help"], ["list"], ["plot", "/nonexistent"], ["compare", "missing.toml", "--out", "/tmp/x"],
+            ["compare", "--workers", "x"], ["run", "--benchmark", "nope", "--out", "/tmp/x"], ["run", "--help"],
+            ["compare", "experiments/configs/quick.toml", "--out", "/tmp/x", "--check"]]
+
+    def once(cmd: list[str]) -> float:
+        t = time.perf_counter()
+        subprocess.run([exe, *cmd], capture_output=True)
+        return time.perf_counter() - t
+
+    torch_s = _median(lambda: once_py("import torch"), 3)
+    rows = ["| command | seconds |", "|---|---|"] + [f"| `clgrow {' '.join(c)}` | {_median(lambda: once(c), 3):.2f} |"
+                                                       for c in cmds]
+    return (f"For scale: `python -c 'import torch'` takes {torch_s:.2f} s here.\n" + "\n".join(rows))
+
+
+def once_py(code: str) -> float:
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], capture_output=True)
+    return time.perf_counter() - t
+
+
+def section_profile(quick: bool) -> str:
+    """Where a Naive run's training time goes, per-sample path and batch path (cProfile, top entries)."""
+    import cProfile
+    import io
+    import pstats
+
+    from clgrow.experiments.benchmarks import make_benchmark
+
+    bm = make_benchmark("split-mnist-5k", 5, seed=0)
+    out = []
+    for fast in (False, True):
+        pr = cProfile.Profile()
+        pr.enable()
+        _avalanche_train(bm, "naive", fast, 2)
+        pr.disable()
+        buf = io.StringIO()
+        pstats.Stats(pr, stream=buf).sort_stats("cumulative").print_stats(r"avalanche|clgrow|torch/optim|torch/utils/data", 12)
+        lines = [l for l in buf.getvalue().splitlines() if l.strip() and (l.lstrip()[0].isdigit() or "ncalls" in l)]
+        out.append(f"{'batch' if fast else 'per-sample'} path:\n```\n" + "\n".join(lines[:14]) + "\n```")
+    return "\n\n".join(out)
+
+
 SECTIONS = {"cost": section_cost, "scaling": section_scaling, "memory": section_memory,
-            "overhead": section_overhead, "inactivity": section_inactivity}
+            "overhead": section_overhead, "inactivity": section_inactivity, "throughput": section_throughput,
+            "eval": section_eval, "cli": section_cli, "profile": section_profile}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -272,6 +485,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
     p.add_argument("--quick", action="store_true", help="fewer repeats and configurations")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--data-root", default=None, help="real MNIST files for the throughput section (default: "
+                   "synthetic files in MNIST's format)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -279,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name in a.sections:
         t = time.perf_counter()
         print(f"## {name}\n")
-        print(SECTIONS[name](a.quick))
+        print(SECTIONS[name](a.quick, a.data_root) if name == "throughput" else SECTIONS[name](a.quick))
         print(f"\n(section took {time.perf_counter() - t:.0f} s)\n", flush=True)
 
 
