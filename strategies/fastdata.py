@@ -30,6 +30,7 @@ from avalanche.benchmarks.utils.flat_data import ConstantSequence, FlatData, Laz
 from avalanche.benchmarks.utils.transforms import TupleTransform
 from avalanche.core import SupervisedPlugin
 from torch import Tensor
+from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
 
 from clgrow.data import TensorSamples
 
@@ -246,11 +247,36 @@ class TensorBatchLoader:
         # shuffle) identical to Avalanche's own path.
         torch.empty((), dtype=torch.int64).random_()
         samplers = ref._create_samplers(ref.datasets, ref.batch_sizes, ref.distributed_sampling, ref.loader_kwargs)
+        whole = _whole_epoch(samplers, len(self._all)) if len(samplers) == 1 else None
+        if whole is not None:  # one data set: the epoch's order in one tensor op, as the sampler draws it
+            order, size, drop_last = whole
+            stop = len(order) - len(order) % size if drop_last else len(order)
+            for i in range(0, stop, size):
+                yield self._all.gather(order[i:i + size])
+            return
         batches = MultiDatasetSampler(ref.datasets, samplers, termination_dataset_idx=ref.termination_dataset,
                                       oversample_small_datasets=ref.oversample_small_datasets,
                                       never_ending=ref.never_ending)
         for positions in batches:
             yield self._all.gather(torch.as_tensor(positions, dtype=torch.long))
+
+
+def _whole_epoch(samplers: list[Any], n: int) -> tuple[Tensor, int, bool] | None:
+    """The epoch's positions for a lone ``BatchSampler`` over a sequential or plain random sampler,
+    drawn exactly as ``RandomSampler.__iter__`` draws them (one seed from the global generator,
+    then ``randperm``); ``None`` for any other sampler."""
+    bs = samplers[0]
+    if type(bs) is not BatchSampler:
+        return None
+    inner = bs.sampler
+    if type(inner) is SequentialSampler:
+        return torch.arange(n), bs.batch_size, bs.drop_last
+    if type(inner) is RandomSampler and not inner.replacement and inner.generator is None and inner.num_samples == n:
+        seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        generator = torch.Generator()
+        generator.manual_seed(seed)
+        return torch.randperm(n, generator=generator), bs.batch_size, bs.drop_last
+    return None
 
 
 def fast_loader(loader: Any) -> TensorBatchLoader | None:

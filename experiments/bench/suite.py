@@ -14,7 +14,13 @@ speed cancels out; absolute times are not reported):
 * ``overhead``: Avalanche epoch with GrowPlugin attached but not growing / without it;
   Avalanche loop vs a plain PyTorch loop (samples per second);
 * ``inactivity``: measuring inactivity / one evaluation pass, and Avalanche evaluation with
-  the inactivity metric / without it.
+  the inactivity metric / without it;
+* ``throughput``: whole-stream training samples/s, Avalanche's per-sample path and the batch
+  path (:mod:`clgrow.strategies.fastdata`) against the strongest plain PyTorch loop, Naive and
+  Replay, embedded and from disk (``--data-root`` with MNIST's files, else synthetic ones);
+* ``eval``: Avalanche evaluation with the inactivity metric / a plain evaluation pass;
+* ``cli``: seconds until ``clgrow --help``, ``list`` and argument errors answer;
+* ``profile``: cProfile's top entries of a Naive run, per-sample path and batch path.
 """
 
 from __future__ import annotations
@@ -35,9 +41,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from clgrow import SWE, GrowableMLP, GrowthError, SVoD, distributors, extenders, grow, measure_inactivity
+from clgrow.experiments.console import quiet_avalanche_deprecations
 from clgrow.experiments.growth_demo import train_epoch as _epoch
 
 warnings.filterwarnings("ignore")
+quiet_avalanche_deprecations()
 
 
 def _data(n: int, m: int, classes: int = 10, seed: int = 0) -> TensorDataset:
@@ -373,10 +381,23 @@ def section_throughput(quick: bool, data_root: str | None = None) -> str:
             model = GrowableMLP(bm.in_features, [256], bm.num_classes)
             opt = torch.optim.Adam(model.parameters(), lr=1e-3)
             plain_s = sum(_plain_train(model, x, y, batch, epochs, opt) for x, y in tensors)
-            plain_n = sum(len(y) for _, y in tensors) * epochs * (2 if strategy == "replay" else 1)
-            plain = plain_n / plain_s
+            plain = sum(len(y) for _, y in tensors) * epochs / plain_s
             rows.append(f"| {label} | {strategy} | {epochs} | {plain:,.0f} | {slow_n / slow_s / plain:.2f} | "
                         f"**{fast_n / fast_s / plain:.2f}** | {(fast_n / fast_s) / (slow_n / slow_s):.1f}x |")
+        # what `clgrow run` reports: the runner with every metric, timer and guard attached
+        from clgrow.experiments.config import RunConfig
+        from clgrow.experiments.runner import run
+
+        cfg = RunConfig(benchmark=bm.name, strategy="naive", growth="none", hidden_sizes=[256], train_mb_size=128,
+                        train_epochs=epochs, data_root=None if bm.name.endswith("5k") else disk_root, lr=1e-3)
+        summary = run(cfg)
+        n = sum(len(y) for _, y in tensors) * epochs
+        torch.manual_seed(0)
+        model = GrowableMLP(bm.in_features, [256], bm.num_classes)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        plain = n / sum(_plain_train(model, x, y, 128, epochs, opt) for x, y in tensors)
+        rows.append(f"| {label} | naive, `clgrow run` (all metrics; `train_seconds`) | {epochs} | {plain:,.0f} | — | "
+                    f"**{n / summary.train_seconds / plain:.2f}** | — |")
     return ("MLP 784-[256]-10, batch 128 (replay: + 128 buffer samples per step, mem_size 500), Adam 1e-3, "
             "5 experiences; samples/s = samples the model trained on / seconds inside training epochs; the "
             "plain loop indexes the same tensors by a shuffled permutation (replay: batches of 256)\n"
@@ -391,39 +412,41 @@ def section_eval(quick: bool) -> str:
     from clgrow.experiments.benchmarks import make_benchmark
     from clgrow.strategies import build_strategy, inactivity_metrics
 
-    bm = make_benchmark("split-mnist-5k", 5, seed=0)
-    tensors = _stream_tensors(bm.scenario.test_stream)
-    model = GrowableMLP(784, [256, 256, 256], 10)
-
-    def avalanche_eval(fast: bool, inactivity: bool = True) -> float:
-        metrics = [accuracy_metrics(stream=True)] + (inactivity_metrics() if inactivity else [])
-        s = build_strategy("naive", model, None, evaluator=EvaluationPlugin(*metrics, loggers=[]),
-                           eval_mb_size=512, fast_data=fast)
-        t = time.perf_counter()
-        s.eval(bm.scenario.test_stream)
-        return time.perf_counter() - t
-
-    @torch.no_grad()
-    def plain_eval() -> float:
-        t = time.perf_counter()
-        model.eval()
-        hits = 0
-        for x, y in tensors:
-            for i in range(0, len(y), 512):
-                hits += int((model(x[i:i + 512]).argmax(1) == y[i:i + 512]).sum())
-        return time.perf_counter() - t
-
-    avalanche_eval(True)
+    rows = ["| test data | per-sample path, accuracy + inactivity / plain | **batch path, accuracy + inactivity / plain** "
+            "| batch path, accuracy only / plain |", "|---|---|---|---|"]
     reps = 3 if quick else 7
-    plain = _median(plain_eval, reps)
-    fast = _median(lambda: avalanche_eval(True), reps)
-    fast_acc = _median(lambda: avalanche_eval(True, False), reps)
-    slow = _median(lambda: avalanche_eval(False), reps)
-    return ("MLP 784-[256, 256, 256]-10, the 1,000 test images of split-mnist-5k in 5 experiences, batch 512; "
-            f"medians of {reps}\n| comparison | ratio |\n|---|---|\n"
-            f"| Avalanche eval with accuracy + inactivity metrics, per-sample path / plain evaluation pass | {slow / plain:.2f} |\n"
-            f"| **same, batch path / plain evaluation pass** | **{fast / plain:.2f}** |\n"
-            f"| batch path, accuracy only / plain evaluation pass | {fast_acc / plain:.2f} |")
+    for label, bm in (("split-mnist-5k: 1,000 images", make_benchmark("split-mnist-5k", 5, seed=0)),
+                      ("split-mnist from disk (synthetic): 10,000 images",
+                       make_benchmark("split-mnist", 5, seed=0, data_root=_synthetic_mnist_root()))):
+        tensors = _stream_tensors(bm.scenario.test_stream)
+        model = GrowableMLP(784, [256, 256, 256], 10)
+
+        def avalanche_eval(fast: bool, inactivity: bool = True) -> float:
+            metrics = [accuracy_metrics(stream=True)] + (inactivity_metrics() if inactivity else [])
+            s = build_strategy("naive", model, None, evaluator=EvaluationPlugin(*metrics, loggers=[]),
+                               eval_mb_size=512, fast_data=fast)
+            t = time.perf_counter()
+            s.eval(bm.scenario.test_stream)
+            return time.perf_counter() - t
+
+        @torch.no_grad()
+        def plain_eval() -> float:
+            t = time.perf_counter()
+            model.eval()
+            hits = 0
+            for x, y in tensors:
+                for i in range(0, len(y), 512):
+                    hits += int((model(x[i:i + 512]).argmax(1) == y[i:i + 512]).sum())
+            return time.perf_counter() - t
+
+        avalanche_eval(True)
+        plain = _median(plain_eval, reps)
+        fast = _median(lambda: avalanche_eval(True), reps)
+        fast_acc = _median(lambda: avalanche_eval(True, False), reps)
+        slow = _median(lambda: avalanche_eval(False), reps)
+        rows.append(f"| {label} | {slow / plain:.2f} | **{fast / plain:.2f}** | {fast_acc / plain:.2f} |")
+    return (f"MLP 784-[256, 256, 256]-10, the test stream in 5 experiences, batch 512; medians of {reps}\n"
+            + "\n".join(rows))
 
 
 def section_cli(quick: bool) -> str:

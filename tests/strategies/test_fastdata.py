@@ -117,3 +117,23 @@ def test_loader_length_matches():
     s.train(bm.scenario.train_stream[0])
     (kind, length, iterations), = seen
     assert kind is TensorBatchLoader and length == iterations == -(-len(bm.scenario.train_stream[0].dataset) // 7)
+
+
+def test_single_data_set_epochs_take_the_vectorised_order(monkeypatch):
+    from clgrow.strategies import fastdata
+
+    taken = []
+    real = fastdata._whole_epoch
+
+    def spy(samplers, n):
+        out = real(samplers, n)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(fastdata, "_whole_epoch", spy)
+    bm = make_benchmark("split-digits", 5, seed=0)
+    fast, fast_rng, _, _ = _run(bm, "naive", True)
+    monkeypatch.setattr(fastdata, "_whole_epoch", real)
+    ref, ref_rng, _, _ = _run(bm, "naive", False)
+    assert taken and all(taken)  # training (shuffled) and evaluation (sequential) epochs
+    assert _same_batches(ref, fast) and torch.equal(ref_rng, fast_rng)
