@@ -71,15 +71,12 @@ class ResolvedDataset:
         rows = self.row[positions]
         if len(self.leaves) == 1:
             x = self.leaves[0].take(rows)
-        else:
+        else:  # one index per leaf, then the rows put back in batch order
             which = self.leaf[positions]
-            parts = [(i, (which == i).nonzero().squeeze(1)) for i in range(len(self.leaves))]
-            parts = [(i, where) for i, where in parts if len(where)]
-            first = self.leaves[parts[0][0]].take(rows[parts[0][1]])
-            x = first.new_empty((len(positions), *first.shape[1:]))
-            x[parts[0][1]] = first
-            for i, where in parts[1:]:
-                x[where] = self.leaves[i].take(rows[where])
+            wheres = [(which == i).nonzero().squeeze(1) for i in range(len(self.leaves))]
+            taken = torch.cat([leaf.take(rows[w]) for leaf, w in zip(self.leaves, wheres)])
+            x = torch.empty_like(taken)
+            x[torch.cat(wheres)] = taken
         return [x, self.y[positions], self.t[positions]]
 
 
@@ -108,6 +105,24 @@ class _Unresolvable(Exception):
     pass
 
 
+def _leaf_index(leaves: list[TensorSamples], leaf: TensorSamples) -> int:
+    """Position of ``leaf`` in ``leaves`` (by identity), appending it if new."""
+    for i, known in enumerate(leaves):
+        if known is leaf:
+            return i
+    leaves.append(leaf)
+    return len(leaves) - 1
+
+
+def _concat_select(node: Any, parts: list[tuple[np.ndarray, ...]], width: int) -> tuple[np.ndarray, ...]:
+    """A flat-data node's per-position columns: its children's concatenated, then its own subset."""
+    cols = [np.concatenate([p[k] for p in parts]) if parts else np.zeros(0, np.int64) for k in range(width)]
+    if node._indices is not None:
+        idx = _index_array(node._indices)
+        cols = [c[idx] for c in cols]
+    return tuple(cols)
+
+
 def _label_map(transforms: list[Any]) -> list[Any]:
     """The target transforms of a node, refusing any input transform."""
     maps = []
@@ -126,25 +141,14 @@ def _label_map(transforms: list[Any]) -> list[Any]:
 def _walk(node: Any, group: str, leaves: list[TensorSamples]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(leaf index, row, label) per position of ``node``; labels after the target transforms met on the way."""
     if isinstance(node, TensorSamples):
-        for i, leaf in enumerate(leaves):
-            if leaf is node:
-                break
-        else:
-            leaves.append(node)
-            i = len(leaves) - 1
         n = len(node)
-        return np.full(n, i, dtype=np.int64), np.arange(n, dtype=np.int64), node.y.numpy().astype(np.int64)
+        return (np.full(n, _leaf_index(leaves, node), dtype=np.int64), np.arange(n, dtype=np.int64),
+                node.y.numpy().astype(np.int64))
     if isinstance(node, AvalancheDataset):
         return _walk(node._flat_data, group, leaves)
     if not isinstance(node, FlatData):
         raise _Unresolvable(f"a data set of type {type(node).__name__}")
-    children = [_walk(child, group, leaves) for child in node._datasets]
-    leaf = np.concatenate([c[0] for c in children]) if children else np.zeros(0, np.int64)
-    row = np.concatenate([c[1] for c in children]) if children else np.zeros(0, np.int64)
-    y = np.concatenate([c[2] for c in children]) if children else np.zeros(0, np.int64)
-    if node._indices is not None:
-        idx = _index_array(node._indices)
-        leaf, row, y = leaf[idx], row[idx], y[idx]
+    leaf, row, y = _concat_select(node, [_walk(child, group, leaves) for child in node._datasets], 3)
     for fn in _label_map(_transforms(node, group)):
         values = np.unique(y)
         table = {int(v): int(fn(int(v))) for v in values}
@@ -157,11 +161,7 @@ def _attribute_values(node: Any) -> np.ndarray:
     if isinstance(node, ConstantSequence):
         return np.full(len(node), int(node._constant_value), dtype=np.int64)
     if isinstance(node, FlatData):
-        parts = [_attribute_values(c) for c in node._datasets]
-        values = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-        if node._indices is not None:
-            values = values[_index_array(node._indices)]
-        return values
+        return _concat_select(node, [(_attribute_values(c),) for c in node._datasets], 1)[0]
     if isinstance(node, Tensor):
         return node.numpy().astype(np.int64)
     return np.asarray(list(node), dtype=np.int64)
@@ -181,21 +181,22 @@ def resolve_dataset(dataset: Any) -> ResolvedDataset | None:
     if in_getitem != [_TASK_ATTRIBUTE]:
         return None
     group = dataset._flat_data._transform_groups.current_group
+    # Read the reference samples first: Avalanche fills some transform groups (class remapping)
+    # on first access, and the walk below must see them.
+    n = len(dataset)
+    checks = {pos: dataset[pos] for pos in sorted({0, n - 1, *np.linspace(0, n - 1, _SPOT_CHECKS).astype(int).tolist()})}
     leaves: list[TensorSamples] = []
-    dataset[0]  # Avalanche fills some transform groups (class remapping) on first access
     try:
         leaf, row, y = _walk(dataset._flat_data, group, leaves)
         t = _attribute_values(dataset._data_attributes[_TASK_ATTRIBUTE].data)
     except (_Unresolvable, AttributeError, TypeError, ValueError, IndexError, KeyError):
         return None
-    if not (len(leaf) == len(t) == len(dataset)):
+    if not (len(leaf) == len(t) == n):
         return None
     resolved = ResolvedDataset(leaves, torch.from_numpy(leaf), torch.from_numpy(row), torch.from_numpy(y),
                                torch.from_numpy(t))
     # Exactness guard: Avalanche's own __getitem__ at a few positions must agree.
-    n = len(dataset)
-    for pos in sorted({0, n - 1, *np.linspace(0, n - 1, _SPOT_CHECKS).astype(int).tolist()}):
-        ref = dataset[pos]
+    for pos, ref in checks.items():
         x, yy, tt = (v[0] for v in resolved.gather(torch.tensor([pos])))
         if len(ref) != 3 or not (_same(ref[0], x) and _same(ref[1], yy) and _same(ref[2], tt)):
             return None
@@ -216,26 +217,15 @@ class TensorBatchLoader:
 
     def __init__(self, loader: MultiDatasetDataLoader, resolved: list[ResolvedDataset]) -> None:
         self.reference = loader
-        self.datasets = loader.datasets
-        self.resolved = resolved
-        offsets = np.cumsum([0] + [len(r) for r in resolved])
+        self.datasets = loader.datasets  # as Avalanche's loaders expose them
         if len(resolved) == 1:
             self._all = resolved[0]
-        else:
+        else:  # the concatenation the samplers' positions index, over one list of leaves
             leaves: list[TensorSamples] = []
-            leaf_parts = []
-            for r in resolved:
-                remap = []
-                for lf in r.leaves:
-                    found = next((i for i, known in enumerate(leaves) if known is lf), None)
-                    if found is None:
-                        leaves.append(lf)
-                        found = len(leaves) - 1
-                    remap.append(found)
-                leaf_parts.append(torch.tensor(remap, dtype=torch.long)[r.leaf])
+            leaf_parts = [torch.tensor([_leaf_index(leaves, lf) for lf in r.leaves], dtype=torch.long)[r.leaf]
+                          for r in resolved]
             self._all = ResolvedDataset(leaves, torch.cat(leaf_parts), torch.cat([r.row for r in resolved]),
                                         torch.cat([r.y for r in resolved]), torch.cat([r.t for r in resolved]))
-        self._offsets = offsets
 
     def __len__(self) -> int:
         return len(self.reference)
