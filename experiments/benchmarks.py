@@ -119,12 +119,11 @@ def _on_disk(kind: str) -> Callable[..., BenchmarkInfo]:
         from avalanche.benchmarks import nc_benchmark
 
         if kind.startswith("split-cifar"):
-            folder, key = (("cifar-10-batches-py", b"labels") if kind == "split-cifar10"
-                           else ("cifar-100-python", b"fine_labels"))
-            train_files = ([root / folder / f"data_batch_{i}" for i in range(1, 6)] if kind == "split-cifar10"
-                           else [root / folder / "train"])
-            x_tr, y_tr = read_cifar(train_files, key)
-            x_te, y_te = read_cifar([root / folder / "test" if kind == "split-cifar100" else root / folder / "test_batch"], key)
+            # the files _require has checked: training batches, then the test batch (then meta)
+            files = expected_files(name, root)
+            key = b"labels" if kind == "split-cifar10" else b"fine_labels"
+            x_tr, y_tr = read_cifar(files[:-2], key)
+            x_te, y_te = read_cifar(files[-2:-1], key)
             prepare = Prepare(mean=CIFAR_MEAN, std=CIFAR_STD)
         else:
             x_tr, y_tr, x_te, y_te = read_mnist(root / ("FashionMNIST" if kind == "split-fmnist" else "MNIST") / "raw")

@@ -33,6 +33,8 @@ def _check_split(name: str, n_classes: int, n_experiences: int) -> None:
 
 _MNIST_RAW = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
+#: Files per on-disk benchmark; CIFAR lists its training batches, then the test batch, then meta
+#: (the reader takes them in that order).
 _FILES = {
     "split-mnist": [f"MNIST/raw/{f}" for f in _MNIST_RAW],
     "permuted-mnist": [f"MNIST/raw/{f}" for f in _MNIST_RAW],

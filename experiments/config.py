@@ -64,9 +64,9 @@ def check_strategy_kwargs(strategy: str, kwargs: dict[str, Any], where: str = "s
     type or sign for the builder's named hyperparameters (read from its signature)."""
     import inspect
 
-    run_fields = {f.name for f in dataclasses.fields(RunConfig)}
     if not kwargs:
         return
+    run_fields = {f.name for f in dataclasses.fields(RunConfig)}
     from clgrow.strategies.builders import STRATEGIES as BUILDERS  # Avalanche: only when there is something to check
 
     named = inspect.signature(BUILDERS[strategy]).parameters

@@ -46,14 +46,14 @@ def read_mnist(raw_dir: Path) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(x_train, y_train, x_test, y_test)``: uint8 images (N, 784), int64 labels."""
     out = []
     for split in ("train", "t10k"):
-        images = read_idx(raw_dir / f"{split}-images-idx3-ubyte")
-        labels = read_idx(raw_dir / f"{split}-labels-idx1-ubyte")
+        image_file, label_file = raw_dir / f"{split}-images-idx3-ubyte", raw_dir / f"{split}-labels-idx1-ubyte"
+        images, labels = read_idx(image_file), read_idx(label_file)
         if images.ndim != 3 or images.shape[1:] != (28, 28):
-            raise ValueError(f"{raw_dir / f'{split}-images-idx3-ubyte'}: expected 28x28 images, got shape {images.shape}")
+            raise ValueError(f"{image_file}: expected 28x28 images, got shape {images.shape}")
         if labels.ndim != 1 or len(labels) != len(images):
-            raise ValueError(f"{raw_dir / f'{split}-labels-idx1-ubyte'}: {labels.shape} labels for {len(images)} images")
+            raise ValueError(f"{label_file}: {labels.shape} labels for {len(images)} images")
         if labels.size and labels.max() > 9:
-            raise ValueError(f"{raw_dir / f'{split}-labels-idx1-ubyte'}: label {int(labels.max())} outside 0..9")
+            raise ValueError(f"{label_file}: label {int(labels.max())} outside 0..9")
         out += [torch.from_numpy(images.reshape(len(images), 784).copy()), torch.from_numpy(labels.astype(np.int64))]
     return out[0], out[1], out[2], out[3]
 
