@@ -5,8 +5,9 @@ Pure PyTorch; nothing here imports Avalanche.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from clgrow._lazy import lazy_attributes
 
 # Names resolve on first use, so that ``import clgrow`` (and the command line's parser) does not
 # import torch before it is needed.
@@ -63,17 +64,7 @@ if TYPE_CHECKING:
     from clgrow.swe import SWE, coupled_weights
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        # the first public name loads them all, so the registries hold every built-in method
-        for key, module in _LAZY.items():
-            globals()[key] = getattr(importlib.import_module(module), key)
-        return globals()[name]
-    raise AttributeError(f"module 'clgrow' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals(), load_all=True)
 
 
 __version__ = "0.1.0"

@@ -6,8 +6,9 @@ Avalanche nor torch, which is what lets the command line answer before importing
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from clgrow._lazy import lazy_attributes
 
 _LAZY = {
     "GROWTH_PRESETS": "clgrow.strategies.builders",
@@ -49,16 +50,7 @@ if TYPE_CHECKING:
     from clgrow.strategies.summary import RunSummary
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'clgrow.strategies' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [
