@@ -36,9 +36,6 @@ def _parser(full_run: bool = True) -> argparse.ArgumentParser:
     """The command line. ``full_run=False`` leaves out ``run``'s defaults and growth flags, which
     are read from the declarations in torch modules: the other commands, ``--help`` and argument
     errors then answer without importing torch or Avalanche."""
-    from clgrow.experiments.catalog import BENCHMARK_NAMES
-    from clgrow.strategies.catalog import OPTIMIZERS, STRATEGY_NAMES
-
     p = _Parser(prog="clgrow", description="Grow networks during continual learning and compare forgetting.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -46,7 +43,7 @@ def _parser(full_run: bool = True) -> argparse.ArgumentParser:
     if not full_run:
         r.add_argument("rest", nargs=argparse.REMAINDER)
     else:
-        _add_run_arguments(r, BENCHMARK_NAMES, STRATEGY_NAMES, OPTIMIZERS)
+        _add_run_arguments(r)
 
     c = sub.add_parser("compare", help="run a grid from a TOML config, print a table, write figures")
     c.add_argument("config")
@@ -66,13 +63,14 @@ def _parser(full_run: bool = True) -> argparse.ArgumentParser:
     return p
 
 
-def _add_run_arguments(r: argparse.ArgumentParser, benchmarks: Sequence[str], strategies: Sequence[str],
-                       optimizers: Sequence[str]) -> None:
+def _add_run_arguments(r: argparse.ArgumentParser) -> None:
+    from clgrow.experiments.catalog import BENCHMARK_NAMES
     from clgrow.experiments.config import RunConfig
+    from clgrow.strategies.catalog import OPTIMIZERS, STRATEGY_NAMES
 
     d = RunConfig()
-    r.add_argument("--benchmark", default=d.benchmark, choices=list(benchmarks))
-    r.add_argument("--strategy", default=d.strategy, choices=list(strategies))
+    r.add_argument("--benchmark", default=d.benchmark, choices=list(BENCHMARK_NAMES))
+    r.add_argument("--strategy", default=d.strategy, choices=list(STRATEGY_NAMES))
     r.add_argument("--growth", default=d.growth, help="preset (clgrow list) or EXTENDER+DISTRIBUTOR")
     r.add_argument("--match-final-size", action="store_true",
                    help="train a fixed model at the final widths --growth reaches (fair fixed-size baseline)")
@@ -86,7 +84,7 @@ def _add_run_arguments(r: argparse.ArgumentParser, benchmarks: Sequence[str], st
     r.add_argument("--epochs", type=int, default=d.train_epochs, dest="train_epochs")
     r.add_argument("--batch-size", type=int, default=d.train_mb_size, dest="train_mb_size")
     r.add_argument("--lr", type=float, default=d.lr)
-    r.add_argument("--optimizer", default=d.optimizer, choices=list(optimizers))
+    r.add_argument("--optimizer", default=d.optimizer, choices=list(OPTIMIZERS))
     r.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (default: 0.9)")
     r.add_argument("--weight-decay", type=float, default=d.weight_decay)
     r.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:i or mps (default: auto)")

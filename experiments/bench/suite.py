@@ -360,10 +360,10 @@ def section_throughput(quick: bool, data_root: str | None = None) -> str:
     """Whole-stream training throughput against the strongest plain PyTorch loop, per sample seen."""
     from clgrow.experiments.benchmarks import expected_files, make_benchmark
 
-    rows = ["| data | strategy | epochs/exp | plain loop samples/s | Avalanche per-sample path / plain | "
-            "**batch path / plain** | batch path / per-sample path |", "|---|---|---|---|---|---|---|"]
     from pathlib import Path
 
+    rows = ["| data | strategy | epochs/exp | plain loop samples/s | Avalanche per-sample path / plain | "
+            "**batch path / plain** | batch path / per-sample path |", "|---|---|---|---|---|---|---|"]
     real = data_root is not None and all(p.is_file() for p in expected_files("split-mnist", Path(data_root)))
     disk_root = data_root if real else _synthetic_mnist_root()
     cases = [("split-mnist-5k (embedded)", make_benchmark("split-mnist-5k", 5, seed=0), 2 if quick else 10),
@@ -463,13 +463,13 @@ def section_cli(quick: bool) -> str:
         subprocess.run([exe, *cmd], capture_output=True)
         return time.perf_counter() - t
 
-    torch_s = _median(lambda: once_py("import torch"), 3)
+    torch_s = _median(lambda: _once_py("import torch"), 3)
     rows = ["| command | seconds |", "|---|---|"] + [f"| `clgrow {' '.join(c)}` | {_median(lambda: once(c), 3):.2f} |"
                                                        for c in cmds]
     return (f"For scale: `python -c 'import torch'` takes {torch_s:.2f} s here.\n" + "\n".join(rows))
 
 
-def once_py(code: str) -> float:
+def _once_py(code: str) -> float:
     t = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], capture_output=True)
     return time.perf_counter() - t
