@@ -37,6 +37,12 @@ _LAZY = {
     "default_linear_init": "clgrow.model",
     "Net2NetExtender": "clgrow.net2net",
     "RandomExtender": "clgrow.random_extender",
+    "ReDo": "clgrow.plasticity",
+    "ContinualBackprop": "clgrow.plasticity",
+    "Resetter": "clgrow.plasticity",
+    "resetters": "clgrow.plasticity",
+    "reset_units": "clgrow.plasticity",
+    "build_resetter": "clgrow.plasticity",
     "SVoD": "clgrow.svod",
     "SWE": "clgrow.swe",
     "coupled_weights": "clgrow.swe",
@@ -59,6 +65,7 @@ if TYPE_CHECKING:
     from clgrow.inactivity import InactivityAccumulator, InactivityStats, LayerInactivity, measure_inactivity
     from clgrow.model import GrowableMLP, default_linear_init
     from clgrow.net2net import Net2NetExtender
+    from clgrow.plasticity import ContinualBackprop, ReDo, Resetter, build_resetter, reset_units, resetters
     from clgrow.random_extender import RandomExtender
     from clgrow.svod import SVoD
     from clgrow.swe import SWE, coupled_weights
@@ -95,6 +102,12 @@ __all__ = [
     "extenders",
     "distributors",
     "coupled_weights",
+    "ReDo",
+    "ContinualBackprop",
+    "Resetter",
+    "resetters",
+    "reset_units",
+    "build_resetter",
     "default_linear_init",
     "iter_passes",
     "unpack",

@@ -33,6 +33,7 @@ __all__ = [
     "InactivityAccumulator",
     "measure_inactivity",
     "inactivity_from_activations",
+    "dormant_mask",
 ]
 
 
@@ -119,6 +120,29 @@ class InactivityStats:
         return {c: (_fraction(d, u), _fraction(s, u)) for c, (u, d, s) in sorted(totals.items())}
 
 
+def dormant_mask(mean_abs: Tensor, tau: float) -> Tensor:
+    """Which units of one layer are τ-dormant, from their mean absolute activation.
+
+    The one place the rule is written: the metrics count it, ReDo resets by it.
+
+    Parameters
+    ----------
+    mean_abs : Tensor ``(n,)``
+        Mean over samples of ``|h_i|``.
+    tau : float
+
+    Returns
+    -------
+    Tensor ``(n,)`` of bool
+        ``s_i <= tau`` with ``s_i = mean_abs_i / mean_k mean_abs_k``; every unit of a layer
+        whose units are all silent.
+    """
+    layer_mean = mean_abs.mean() if mean_abs.numel() else mean_abs.new_zeros(())
+    if layer_mean > 0:
+        return mean_abs / layer_mean <= tau
+    return torch.ones(mean_abs.shape, dtype=torch.bool, device=mean_abs.device)
+
+
 def inactivity_from_activations(
     abs_sum: Tensor, nonzero: Tensor, samples: int, cohort: Tensor, tau: float
 ) -> LayerInactivity:
@@ -134,13 +158,8 @@ def inactivity_from_activations(
     cohort : LongTensor ``(n,)``
     tau : float
     """
-    mean_abs = abs_sum / max(samples, 1)
-    layer_mean = mean_abs.mean() if mean_abs.numel() else mean_abs.new_zeros(())
     dead = ~nonzero
-    if layer_mean > 0:
-        dormant = mean_abs / layer_mean <= tau
-    else:
-        dormant = torch.ones_like(dead)
+    dormant = dormant_mask(abs_sum / max(samples, 1), tau)
     new = cohort > 0
     cohorts = {
         int(c): CohortCounts(int((cohort == c).sum()), int((dead & (cohort == c)).sum()),

@@ -1,0 +1,320 @@
+"""Plasticity resets at equal size: ReDo and continual backprop (torch only).
+
+Both methods re-initialise hidden units in place instead of adding new ones:
+
+* **ReDo** (Sokar et al., ICML 2023) re-initialises the τ-dormant units of a batch — the same
+  τ-dormant rule the inactivity metrics count (:func:`clgrow.inactivity.dormant_mask`).
+* **Continual backprop** (CBP; Dohare et al., Nature 2024) keeps a running utility
+  ``u ← η·u + (1 − η)·|h|·Σ|w_out|`` and an age per unit, and every step replaces a trickle
+  (``ρ`` × the number of mature units) of the lowest-utility mature units.
+
+A reset unit gets fresh incoming weights and bias (the layer's own initialisation, that of
+``nn.Linear``) and zero outgoing weights, so the network's function does not depend on its new
+incoming weights at the moment of the reset; CBP first folds the unit's mean contribution into the
+consumer's bias. The optimizer state (Adam's moments, SGD's momentum) of exactly the reset rows and
+columns is cleared. Parameters keep their identity, so no optimizer needs rebuilding.
+
+The Avalanche plugin that schedules these calls is :class:`clgrow.strategies.PlasticityPlugin`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from clgrow.errors import ConfigError, GrowthError
+from clgrow.inactivity import dormant_mask
+from clgrow.model import GrowableMLP, default_linear_init
+from clgrow.registry import Registry
+
+__all__ = ["Resetter", "ReDo", "ContinualBackprop", "resetters", "reset_units", "clear_optimizer_entries",
+           "build_resetter", "hidden_activations"]
+
+resetters: Registry[Resetter] = Registry("plasticity method")
+
+
+@torch.no_grad()
+def clear_optimizer_entries(optimizer: torch.optim.Optimizer | None, param: Tensor, index: Tensor, dim: int) -> int:
+    """Zero the optimizer state of ``param``'s slices ``index`` along ``dim``.
+
+    Every state tensor of ``param``'s own shape is cleared there (Adam's ``exp_avg``,
+    ``exp_avg_sq``, ``max_exp_avg_sq``; SGD's ``momentum_buffer``; RMSprop's ``square_avg``...);
+    scalars such as Adam's ``step`` are shared by the whole tensor and kept. Returns the number of
+    state tensors touched.
+    """
+    if optimizer is None or index.numel() == 0:
+        return 0
+    state = optimizer.state.get(param)
+    if not state:
+        return 0
+    touched = 0
+    for value in state.values():
+        if isinstance(value, Tensor) and value.shape == param.shape:
+            value.index_fill_(dim, index.to(value.device), 0)
+            touched += 1
+    return touched
+
+
+@torch.no_grad()
+def reset_units(
+    model: GrowableMLP,
+    layer: int,
+    units: Tensor,
+    optimizer: torch.optim.Optimizer | None = None,
+    fold_mean: Tensor | None = None,
+) -> None:
+    """Re-initialise ``units`` of hidden layer ``layer`` in place.
+
+    Parameters
+    ----------
+    model : GrowableMLP
+    layer : int
+    units : LongTensor ``(k,)``
+        Indices of the units to reset.
+    optimizer : Optimizer, optional
+        Its state is cleared for the reset rows of ``W``, ``b`` and columns of every consumer's ``V``.
+    fold_mean : Tensor ``(n,)``, optional
+        Mean activation of every unit of the layer: each reset unit's mean contribution
+        ``V[:, j] · mean_j`` is added to the consumer's bias before its column is zeroed (CBP).
+    """
+    if not isinstance(model, GrowableMLP):
+        raise GrowthError(f"resets need a clgrow.GrowableMLP, got {type(model).__name__}")
+    lin = model.hidden[layer]
+    units = units.to(device=lin.weight.device, dtype=torch.long)
+    n = lin.out_features
+    if units.numel() == 0:
+        return
+    if units.min() < 0 or units.max() >= n:
+        raise GrowthError(f"reset units of layer {layer} must lie in 0..{n - 1}")
+    w, b = default_linear_init(units.numel(), lin.in_features)
+    lin.weight[units] = w.to(lin.weight)
+    lin.bias[units] = b.to(lin.bias)
+    clear_optimizer_entries(optimizer, lin.weight, units, 0)
+    clear_optimizer_entries(optimizer, lin.bias, units, 0)
+    for cons in model.consumers(layer):
+        if fold_mean is not None and cons.bias is not None:
+            cons.bias += cons.weight[:, units] @ fold_mean[units].to(cons.weight)
+        cons.weight[:, units] = 0.0
+        clear_optimizer_entries(optimizer, cons.weight, units, 1)
+
+
+class Resetter:
+    """Base class: decides which hidden units to reset, from activations of training batches.
+
+    The plugin calls :meth:`at_experience` at the start of an experience with one batch's
+    activations, and :meth:`after_step` after every optimizer step (when :attr:`needs_steps`)
+    with the activations of the batch just trained on. Both reset units in place and return
+    ``{layer: indices reset}``.
+    """
+
+    name: str = "resetter"
+    #: whether :meth:`after_step` does anything (the plugin then captures training activations)
+    needs_steps: bool = False
+
+    def at_experience(self, model: GrowableMLP, experience: int, activations: Sequence[Tensor],
+                      optimizer: torch.optim.Optimizer | None = None) -> dict[int, Tensor]:
+        """Resets due at the start of training experience ``experience``."""
+        return {}
+
+    def wants_probe(self, experience: int) -> bool:
+        """Whether :meth:`at_experience` needs a probe batch at ``experience``."""
+        return False
+
+    def after_step(self, model: GrowableMLP, step: int, activations: Sequence[Tensor],
+                   optimizer: torch.optim.Optimizer | None = None) -> dict[int, Tensor]:
+        """Resets due after training step ``step`` (counted within the experience, from 1)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Running state a checkpoint must keep."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+@resetters.register("redo")
+class ReDo(Resetter):
+    """Recycle τ-dormant units (Sokar et al., ICML 2023).
+
+    Parameters
+    ----------
+    tau : float
+        Dormancy threshold on ``s_i = mean|h_i| / mean_k mean|h_k|`` over the probe batch.
+        0.025 is the paper's threshold for showing the phenomenon (its authors use 0.1 for
+        performance), and the inactivity metrics' default.
+    every : int, optional
+        Also reset every ``every`` training steps, scored on the batch just trained on.
+    from_experience : int
+        First experience at whose start units are reset (default 1: after the first task).
+    """
+
+    def __init__(self, tau: float = 0.025, every: int | None = None, from_experience: int = 1) -> None:
+        if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau >= 0):
+            raise ValueError(f"tau must be a finite number >= 0, got {tau!r}")
+        if every is not None and not (isinstance(every, int) and every >= 1):
+            raise ValueError(f"every must be an integer >= 1 or absent, got {every!r}")
+        if not (isinstance(from_experience, int) and from_experience >= 0):
+            raise ValueError(f"from_experience must be an integer >= 0, got {from_experience!r}")
+        self.tau = float(tau)
+        self.every = every
+        self.from_experience = from_experience
+        self.needs_steps = every is not None
+
+    def wants_probe(self, experience: int) -> bool:
+        return experience >= self.from_experience
+
+    def dormant(self, activations: Sequence[Tensor]) -> dict[int, Tensor]:
+        """``{layer: indices}`` of the τ-dormant units of a batch's post-ReLU activations ``(batch, n)``."""
+        return {i: torch.nonzero(dormant_mask(h.detach().abs().mean(0), self.tau)).flatten()
+                for i, h in enumerate(activations)}
+
+    def _reset(self, model: GrowableMLP, activations: Sequence[Tensor],
+               optimizer: torch.optim.Optimizer | None) -> dict[int, Tensor]:
+        out = {}
+        for layer, units in self.dormant(activations).items():
+            if units.numel():
+                reset_units(model, layer, units, optimizer)
+                out[layer] = units
+        return out
+
+    def at_experience(self, model: GrowableMLP, experience: int, activations: Sequence[Tensor],
+                      optimizer: torch.optim.Optimizer | None = None) -> dict[int, Tensor]:
+        return self._reset(model, activations, optimizer) if self.wants_probe(experience) else {}
+
+    def after_step(self, model: GrowableMLP, step: int, activations: Sequence[Tensor],
+                   optimizer: torch.optim.Optimizer | None = None) -> dict[int, Tensor]:
+        if self.every is None or step % self.every:
+            return {}
+        return self._reset(model, activations, optimizer)
+
+    def __repr__(self) -> str:
+        return f"ReDo(tau={self.tau}, every={self.every}, from_experience={self.from_experience})"
+
+
+@resetters.register("cbp")
+class ContinualBackprop(Resetter):
+    """Continual backprop's generate-and-test (Dohare et al., Nature 2024).
+
+    Per hidden unit: a utility ``u ← η·u + (1 − η)·mean|h|·Σ|w_out|`` (over the consumers'
+    outgoing weights), a running mean activation and an age in steps. After every step each
+    layer accrues ``ρ`` × (units older than ``maturity``) replacements; whole ones replace the
+    lowest-utility mature units. Units added by growth start at age 0.
+
+    Parameters
+    ----------
+    replacement_rate : float
+        ``ρ`` (paper: 1e-4).
+    decay : float
+        ``η`` (paper: 0.99).
+    maturity : int
+        ``m``, steps a unit is protected after its birth or reset (paper: 100).
+    """
+
+    needs_steps = True
+
+    def __init__(self, replacement_rate: float = 1e-4, decay: float = 0.99, maturity: int = 100) -> None:
+        if not (isinstance(replacement_rate, (int, float)) and 0 <= replacement_rate <= 1):
+            raise ValueError(f"replacement_rate must be a number in [0, 1], got {replacement_rate!r}")
+        if not (isinstance(decay, (int, float)) and 0 <= decay < 1):
+            raise ValueError(f"decay must be a number in [0, 1), got {decay!r}")
+        if not (isinstance(maturity, int) and maturity >= 0):
+            raise ValueError(f"maturity must be an integer >= 0, got {maturity!r}")
+        self.replacement_rate = float(replacement_rate)
+        self.decay = float(decay)
+        self.maturity = maturity
+        self.utility: list[Tensor] = []
+        self.mean_act: list[Tensor] = []
+        self.age: list[Tensor] = []
+        self.accrued: list[float] = []
+
+    def _sync(self, model: GrowableMLP) -> None:
+        """Match the state to the model's widths: new layers and units start at zero."""
+        dev = model.hidden[0].weight.device
+        for i, n in enumerate(model.hidden_sizes):
+            if i == len(self.utility):
+                self.utility.append(torch.zeros(0, device=dev))
+                self.mean_act.append(torch.zeros(0, device=dev))
+                self.age.append(torch.zeros(0, dtype=torch.long, device=dev))
+                self.accrued.append(0.0)
+            extra = n - self.utility[i].numel()
+            if extra < 0:
+                raise GrowthError(f"continual backprop: layer {i} shrank from {self.utility[i].numel()} to {n} units")
+            if extra:
+                self.utility[i] = torch.cat([self.utility[i].to(dev), torch.zeros(extra, device=dev)])
+                self.mean_act[i] = torch.cat([self.mean_act[i].to(dev), torch.zeros(extra, device=dev)])
+                self.age[i] = torch.cat([self.age[i].to(dev), torch.zeros(extra, dtype=torch.long, device=dev)])
+
+    @torch.no_grad()
+    def after_step(self, model: GrowableMLP, step: int, activations: Sequence[Tensor],
+                   optimizer: torch.optim.Optimizer | None = None) -> dict[int, Tensor]:
+        self._sync(model)
+        out: dict[int, Tensor] = {}
+        eta = self.decay
+        for layer, h in enumerate(activations):
+            h = h.detach().float()
+            out_w = sum(cons.weight.detach().abs().sum(0) for cons in model.consumers(layer))
+            self.mean_act[layer].mul_(eta).add_(h.mean(0), alpha=1 - eta)
+            self.utility[layer].mul_(eta).add_(h.abs().mean(0) * out_w, alpha=1 - eta)
+            self.age[layer] += 1
+            mature = torch.nonzero(self.age[layer] > self.maturity).flatten()
+            self.accrued[layer] += self.replacement_rate * mature.numel()
+            k = min(int(self.accrued[layer]), mature.numel())
+            if k == 0:
+                continue
+            self.accrued[layer] -= k
+            units = mature[torch.argsort(self.utility[layer][mature], stable=True)[:k]]
+            # an unbiased mean: the running average started at zero when the unit was born
+            age = self.age[layer][units].float()
+            mean = torch.zeros_like(self.mean_act[layer])
+            mean[units] = self.mean_act[layer][units] / (1 - eta ** age)
+            reset_units(model, layer, units, optimizer, fold_mean=mean)
+            self.utility[layer][units] = 0.0
+            self.mean_act[layer][units] = 0.0
+            self.age[layer][units] = 0
+            out[layer] = units
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"utility": [u.clone() for u in self.utility], "mean_act": [m.clone() for m in self.mean_act],
+                "age": [a.clone() for a in self.age], "accrued": list(self.accrued)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.utility = [u.clone() for u in state["utility"]]
+        self.mean_act = [m.clone() for m in state["mean_act"]]
+        self.age = [a.clone() for a in state["age"]]
+        self.accrued = [float(a) for a in state["accrued"]]
+
+    def __repr__(self) -> str:
+        return (f"ContinualBackprop(replacement_rate={self.replacement_rate}, decay={self.decay}, "
+                f"maturity={self.maturity})")
+
+
+def build_resetter(name: str, **kwargs: Any) -> Resetter | None:
+    """The plasticity method ``name`` (``"none"``: ``None``) with its keyword arguments.
+
+    Raises :class:`~clgrow.ConfigError` naming an unknown method or a bad argument.
+    """
+    if name == "none":
+        if kwargs:
+            raise ConfigError(f"plasticity_kwargs {sorted(kwargs)} given, but plasticity is 'none'")
+        return None
+    if name not in resetters:
+        raise ConfigError(f"unknown plasticity method {name!r}; known: none, {', '.join(sorted(resetters))}")
+    try:
+        return resetters[name](**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"plasticity_kwargs for {name}: {err}") from None
+
+
+def hidden_activations(model: GrowableMLP, x: Tensor, task_labels: Tensor | None = None) -> list[Tensor]:
+    """Post-ReLU activations ``(batch, n)`` of every hidden layer on ``x``, without gradients."""
+    with torch.no_grad():
+        return model.run(x, task_labels, capture=True)[1]
