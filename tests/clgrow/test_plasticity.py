@@ -25,6 +25,10 @@ def _trained_optimizer(model: GrowableMLP, kind: str, steps: int = 3) -> torch.o
         opt.zero_grad()
         model(torch.randn(16, model.in_features)).pow(2).sum().backward()
         opt.step()
+    for param, state in opt.state.items():  # dead units of a random net get no gradient: make every entry count
+        for value in state.values():
+            if torch.is_tensor(value) and value.shape == param.shape:
+                value.copy_(torch.rand_like(value) + 0.1)
     return opt
 
 
@@ -77,7 +81,6 @@ def test_optimizer_state_is_cleared_for_exactly_the_reset_entries(shape, kind, d
             elif any(p is c.weight for c in consumers):
                 expect[:, units] = 0.0
             assert torch.equal(new, expect), key
-            assert torch.count_nonzero(old) > 0
         if kind == "adam":
             assert torch.equal(opt.state[p]["step"], before[p]["step"])  # the tensor's shared step is kept
 
