@@ -66,12 +66,14 @@ def _parser(full_run: bool = True) -> argparse.ArgumentParser:
 def _add_run_arguments(r: argparse.ArgumentParser) -> None:
     from clgrow.experiments.catalog import BENCHMARK_NAMES
     from clgrow.experiments.config import RunConfig
-    from clgrow.strategies.catalog import OPTIMIZERS, STRATEGY_NAMES
+    from clgrow.strategies.catalog import OPTIMIZERS, PLASTICITY_NAMES, STRATEGY_NAMES
 
     d = RunConfig()
     r.add_argument("--benchmark", default=d.benchmark, choices=list(BENCHMARK_NAMES))
     r.add_argument("--strategy", default=d.strategy, choices=list(STRATEGY_NAMES))
     r.add_argument("--growth", default=d.growth, help="preset (clgrow list) or EXTENDER+DISTRIBUTOR")
+    r.add_argument("--plasticity", default=d.plasticity, choices=list(PLASTICITY_NAMES),
+                   help="plasticity resets next to growth: ReDo or continual backprop (default: none)")
     r.add_argument("--match-final-size", action="store_true",
                    help="train a fixed model at the final widths --growth reaches (fair fixed-size baseline)")
     r.add_argument("--seed", type=int, default=d.seed)
@@ -97,6 +99,7 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
 
 
 _GROW = "grow."
+_PLASTICITY = "plasticity"
 
 
 def _add_growth_flags(p: argparse.ArgumentParser) -> None:
@@ -105,7 +108,7 @@ def _add_growth_flags(p: argparse.ArgumentParser) -> None:
     import dataclasses
     import typing
 
-    from clgrow import GrowthConfig, distributors, extenders
+    from clgrow import GrowthConfig, distributors, extenders, resetters
     from clgrow.config import method_parameters
 
     g = p.add_argument_group("growth settings (clgrow.GrowthConfig; the method is --growth)")
@@ -125,12 +128,13 @@ def _add_growth_flags(p: argparse.ArgumentParser) -> None:
         else:
             kw.update(type=int, metavar="N")
         g.add_argument(*flags, **kw)
-    for kind, registry in (("extender", extenders), ("distributor", distributors)):
+    for kind, registry in (("extender", extenders), ("distributor", distributors), (_PLASTICITY, resetters)):
         for name in sorted(registry):
             params = method_parameters(registry[name])
             if not params:
                 continue
-            grp = p.add_argument_group(f"{kind} {name} arguments (used when --growth names it)")
+            flag = "--plasticity" if kind == _PLASTICITY else "--growth"
+            grp = p.add_argument_group(f"{kind} {name} arguments (used when {flag} names it)")
             for prm in params.values():
                 grp.add_argument(f"--{name}-{prm.name.replace('_', '-')}", dest=f"{kind}.{name}.{prm.name}",
                                  type=prm.parse, default=argparse.SUPPRESS, metavar=prm.type.__name__.upper(),
@@ -165,6 +169,20 @@ def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, object]
         if kwargs:
             settings[kind + "_kwargs"] = kwargs
     return settings
+
+
+def _plasticity_kwargs(args: argparse.Namespace) -> dict[str, object]:
+    """The arguments of the plasticity method given on the command line; they must fit ``--plasticity``."""
+    kwargs = {}
+    for key, value in vars(args).items():
+        if not key.startswith(_PLASTICITY + "."):
+            continue
+        _, name, arg = key.split(".")
+        if name != args.plasticity:
+            raise ValueError(f"--{name}-{arg.replace('_', '-')} sets an argument of plasticity method {name!r}, "
+                             f"but --plasticity is {args.plasticity!r}")
+        kwargs[arg] = value
+    return kwargs
 
 
 def _check_out(path: Path) -> None:
@@ -202,7 +220,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     fields = {k: getattr(args, k) for k in ("benchmark", "strategy", "growth", "seed", "data_root", "n_experiences",
                                             "class_order_seed", "task_labels", "hidden_sizes", "train_epochs",
                                             "train_mb_size", "lr", "optimizer", "momentum", "weight_decay",
-                                            "device", "tau")}
+                                            "device", "tau", "plasticity")}
+    fields["plasticity_kwargs"] = _plasticity_kwargs(args)
     fields["strategy_kwargs"] = _parse_sets(args.set)
     fields["grow"] = GrowthConfig(**_growth_settings(args, args.growth))
     out = Path(args.out)
@@ -245,7 +264,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.check:
         for cell in grid.cells():
-            print(f"{cell.strategy} / {cell.growth_label} / seed {cell.seed}")
+            resets = "" if cell.plasticity == "none" else f" / {cell.plasticity}"
+            print(f"{cell.strategy} / {cell.growth_label}{resets} / seed {cell.seed}")
         return 0
     _check_out(out)
     from clgrow.experiments.grid import run_grid, write_outputs  # Avalanche: only once everything is valid
@@ -288,7 +308,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _cmd_list() -> int:
     from clgrow import GROWTH_PRESETS, distributors, extenders
     from clgrow.experiments.catalog import BENCHMARK_NAMES, EMBEDDED_BENCHMARKS
-    from clgrow.strategies.catalog import STRATEGY_NAMES
+    from clgrow.strategies.catalog import PLASTICITY_NAMES, STRATEGY_NAMES
 
     print("benchmarks (embedded):", ", ".join(EMBEDDED_BENCHMARKS))
     print("benchmarks (on disk, --data-root):", ", ".join(b for b in BENCHMARK_NAMES if b not in EMBEDDED_BENCHMARKS))
@@ -296,6 +316,7 @@ def _cmd_list() -> int:
     print("extenders:", ", ".join(sorted(extenders)))
     print("distributors:", ", ".join(sorted(distributors)))
     print("growth presets:", ", ".join(GROWTH_PRESETS), "(or EXTENDER+DISTRIBUTOR; fixed-final in grids)")
+    print("plasticity:", ", ".join(PLASTICITY_NAMES))
     return 0
 
 

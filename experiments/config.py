@@ -18,6 +18,10 @@ A grid is a TOML file::
     [strategy.replay]          # hyperparameters of one strategy
     mem_size = 200
 
+    plasticity = ["none", "redo"]   # in [grid]: a plasticity axis (ReDo, continual backprop)
+    [plasticity.redo]          # arguments of one plasticity method
+    tau = 0.1
+
 ``fixed-final`` is the fair fixed-size baseline: no growth, at the final widths reached by the
 growth named in ``match_growth`` (default ``swe-svod``) for the same strategy and seed.
 """
@@ -41,7 +45,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 from clgrow.experiments.catalog import BENCHMARK_NAMES as BENCHMARKS
 from clgrow.experiments.catalog import check_benchmark
-from clgrow.strategies.catalog import OPTIMIZERS, REFERENCE_STRATEGIES
+from clgrow.strategies.catalog import OPTIMIZERS, PLASTICITY_NAMES, REFERENCE_STRATEGIES
 from clgrow.strategies.catalog import STRATEGY_NAMES as STRATEGIES
 
 __all__ = ["ConfigError", "RunConfig", "GridConfig", "load_grid", "FIXED_FINAL"]
@@ -109,6 +113,8 @@ class RunConfig:
     strategy_kwargs: dict[str, Any] = field(default_factory=dict)
     growth: str = "swe-svod"
     grow: GrowthConfig = field(default_factory=GrowthConfig)
+    plasticity: str = "none"
+    plasticity_kwargs: dict[str, Any] = field(default_factory=dict)
     match_final_size: str | None = None
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     optimizer: str = "adam"
@@ -153,6 +159,14 @@ class RunConfig:
                  "strategy 'pnn' is task-incremental: it needs task labels (--task-labels, task_labels = true)")
             need(isinstance(self.hidden_sizes, list) and len(set(self.hidden_sizes)) == 1, "hidden_sizes",
                  "strategy 'pnn' builds columns of one width: give equal hidden sizes")
+        need(self.plasticity in PLASTICITY_NAMES, "plasticity", f"must be one of {', '.join(PLASTICITY_NAMES)}")
+        need(isinstance(self.plasticity_kwargs, dict), "plasticity_kwargs", "must be a table")
+        if self.strategy in REFERENCE_STRATEGIES:
+            need(self.plasticity == "none", "plasticity",
+                 f"strategy {self.strategy!r} is a reference row without resets: use plasticity 'none'")
+        from clgrow.plasticity import build_resetter
+
+        build_resetter(self.plasticity, **self.plasticity_kwargs)  # names a bad argument
         need(isinstance(self.grow, GrowthConfig), "grow", "must be a table of growth settings")
         default = GrowthConfig()
         for name in ("extender", "distributor"):
@@ -243,22 +257,27 @@ class GridConfig:
     seeds: list[int]
     strategy_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     match_growth: str = "swe-svod"
+    plasticity: list[str] = field(default_factory=lambda: ["none"])
+    plasticity_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def cells(self) -> list[RunConfig]:
-        """One RunConfig per cell, reference growth runs before the fixed-final ones."""
+        """One RunConfig per cell (strategy x growth x plasticity x seed), in that order."""
         out = []
         for strategy in self.strategies:
             for growth in self.growth:
-                if strategy in REFERENCE_STRATEGIES and growth != "none":
-                    continue  # reference rows (joint, pnn) exist without growth only
-                for seed in self.seeds:
-                    d = self.base.to_dict()
-                    d.update(strategy=strategy, seed=seed, strategy_kwargs=dict(self.strategy_kwargs.get(strategy, {})))
-                    if growth == FIXED_FINAL:
-                        d.update(growth="none", match_final_size=self.match_growth)
-                    else:
-                        d.update(growth=growth, match_final_size=None)
-                    out.append(RunConfig(**d).validate())
+                for plasticity in self.plasticity:
+                    if strategy in REFERENCE_STRATEGIES and (growth != "none" or plasticity != "none"):
+                        continue  # reference rows (joint, pnn) exist without growth or resets only
+                    for seed in self.seeds:
+                        d = self.base.to_dict()
+                        d.update(strategy=strategy, seed=seed, plasticity=plasticity,
+                                 strategy_kwargs=dict(self.strategy_kwargs.get(strategy, {})),
+                                 plasticity_kwargs=dict(self.plasticity_kwargs.get(plasticity, {})))
+                        if growth == FIXED_FINAL:
+                            d.update(growth="none", match_final_size=self.match_growth)
+                        else:
+                            d.update(growth=growth, match_final_size=None)
+                        out.append(RunConfig(**d).validate())
         return out
 
 
@@ -271,18 +290,19 @@ def load_grid(path: str | Path) -> GridConfig:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
-    unknown = sorted(set(data) - {"grid", "run", "strategy"})
+    unknown = sorted(set(data) - {"grid", "run", "strategy", "plasticity"})
     if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; known: grid, run, strategy")
-    for section in ("grid", "run", "strategy"):
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; known: grid, run, strategy, plasticity")
+    for section in ("grid", "run", "strategy", "plasticity"):
         if not isinstance(data.get(section, {}), dict):
             raise ConfigError(f"{path}: [{section}] must be a table (got {data[section]!r})")
-    for name, table in data.get("strategy", {}).items():
-        if not isinstance(table, dict):
-            raise ConfigError(f"strategy.{name}: must be a table of hyperparameters (got {table!r})")
+    for section, what in (("strategy", "hyperparameters"), ("plasticity", "arguments")):
+        for name, table in data.get(section, {}).items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"{section}.{name}: must be a table of {what} (got {table!r})")
     grid = dict(data.get("grid", {}))
     allowed = {"benchmark", "strategies", "growth", "seeds", "match_growth", "n_experiences", "task_labels",
-               "data_root", "class_order_seed"}
+               "data_root", "class_order_seed", "plasticity"}
     unknown = sorted(set(grid) - allowed)
     if unknown:
         raise ConfigError(f"grid: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
@@ -292,10 +312,12 @@ def load_grid(path: str | Path) -> GridConfig:
             if key in run and run[key] != grid[key]:
                 raise ConfigError(f"{key}: set in [grid] ({grid[key]!r}) and in [run] ({run[key]!r}); keep one")
             run[key] = grid.pop(key)
-    for key, axis in (("seed", "seeds"), ("strategy", "strategies"), ("growth", "growth")):
+    for key, axis in (("seed", "grid.seeds"), ("strategy", "grid.strategies"), ("growth", "grid.growth"),
+                      ("plasticity", "grid.plasticity"), ("plasticity_kwargs", "[plasticity.NAME] tables")):
         if key in run:
-            raise ConfigError(f"run.{key}: a grid sets it per cell from grid.{axis}; remove it from [run]")
-    for key in ("strategies", "growth", "seeds"):
+            raise ConfigError(f"run.{key}: a grid sets it per cell from {axis}; remove it from [run]")
+    grid.setdefault("plasticity", ["none"])
+    for key in ("strategies", "growth", "seeds", "plasticity"):
         if key not in grid:
             raise ConfigError(f"grid.{key}: missing (a list)")
         if not isinstance(grid[key], list) or not grid[key]:
@@ -317,6 +339,19 @@ def load_grid(path: str | Path) -> GridConfig:
     for s in grid["seeds"]:
         if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= MAX_SEED:
             raise ConfigError(f"grid.seeds: seeds must be integers in [0, {MAX_SEED}] (got {s!r})")
+    for name in grid["plasticity"]:
+        if name not in PLASTICITY_NAMES:
+            raise ConfigError(f"grid.plasticity: unknown plasticity method {name!r}; known: {', '.join(PLASTICITY_NAMES)}")
+    plasticity_kwargs = data.get("plasticity", {})
+    for name, kwargs in plasticity_kwargs.items():
+        if name not in PLASTICITY_NAMES or name == "none":
+            raise ConfigError(f"plasticity.{name}: unknown plasticity method; known: {', '.join(PLASTICITY_NAMES[1:])}")
+        from clgrow.plasticity import build_resetter
+
+        try:
+            build_resetter(name, **kwargs)
+        except ConfigError as err:
+            raise ConfigError(f"plasticity.{name}: {err}") from None
     strategy_kwargs = data.get("strategy", {})
     for name in strategy_kwargs:
         if name not in STRATEGIES:
@@ -329,4 +364,5 @@ def load_grid(path: str | Path) -> GridConfig:
             raise ConfigError("grid.match_growth: must name a growth method, not 'none'")
     except GrowthError as err:
         raise ConfigError(f"grid.match_growth: {err}") from None
-    return GridConfig(base, list(grid["strategies"]), list(grid["growth"]), list(grid["seeds"]), strategy_kwargs, match)
+    return GridConfig(base, list(grid["strategies"]), list(grid["growth"]), list(grid["seeds"]), strategy_kwargs, match,
+                      list(grid["plasticity"]), plasticity_kwargs)

@@ -26,6 +26,7 @@ __all__ = ["run_grid", "cell_dir", "aggregate", "markdown_table", "load_cells", 
 
 TABLE_COLUMNS = [
     ("final_accuracy", "final acc", True),
+    ("learning_accuracy", "learning acc", True),
     ("average_forgetting", "forgetting", True),
     ("dead", "dead", True),
     ("dormant", "dormant", True),
@@ -35,11 +36,14 @@ TABLE_COLUMNS = [
     ("parameters", "params", False),
     ("growth_over_train", "growth / train time", False),
 ]
+#: Shown only when some row resets units.
+RESET_COLUMNS = [("units_reset", "units reset", False)]
 
 
 def cell_name(cfg: RunConfig) -> str:
-    """Directory name of a cell."""
-    return f"{cfg.strategy}__{cfg.growth_label}__seed{cfg.seed}"
+    """Directory name of a cell (the plasticity method named only when there is one)."""
+    resets = "" if cfg.plasticity == "none" else f"__{cfg.plasticity}"
+    return f"{cfg.strategy}__{cfg.growth_label}{resets}__seed{cfg.seed}"
 
 
 def cell_dir(out: Path, cfg: RunConfig) -> Path:
@@ -181,6 +185,8 @@ def _same_config(saved: dict[str, Any] | None, cfg: RunConfig) -> bool:
     if saved is None:
         return False
     want = cfg.to_dict()
+    # a field added since the cell ran counts as its default there
+    saved = {**{k: v for k, v in RunConfig().to_dict().items() if k not in saved}, **saved}
     return {k: v for k, v in saved.items() if k != "threads"} == {k: v for k, v in want.items() if k != "threads"}
 
 
@@ -188,25 +194,27 @@ def cell_row(s: RunSummary) -> dict[str, Any]:
     """One flat row of a cell summary (the columns of ``summary.csv``)."""
     train = s.train_seconds or math.nan
     return {
-        "benchmark": s.benchmark, "strategy": s.strategy, "growth": s.growth, "seed": s.seed,
-        "final_accuracy": s.final_accuracy, "average_forgetting": s.average_forgetting,
+        "benchmark": s.benchmark, "strategy": s.strategy, "growth": s.growth, "plasticity": s.plasticity, "seed": s.seed,
+        "final_accuracy": s.final_accuracy, "learning_accuracy": s.learning_accuracy,
+        "average_forgetting": s.average_forgetting,
         "dead": s.last("dead_fraction"), "dormant": s.last("dormant_fraction"),
         "new_dead": s.last("new_dead_fraction"), "new_dormant": s.last("new_dormant_fraction"),
         "units": sum(s.final_hidden_sizes), "hidden_sizes": "x".join(map(str, s.final_hidden_sizes)),
         "parameters": s.parameters, "train_seconds": s.train_seconds, "growth_seconds": s.growth_seconds,
         "growth_over_train": (s.growth_seconds / train) if train and not math.isnan(train) else math.nan,
+        "units_reset": sum(s.units_reset),
     }
 
 
 def aggregate(summaries: list[RunSummary]) -> list[dict[str, Any]]:
-    """Mean and std over seeds per (strategy, growth), in grid order."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    """Mean and std over seeds per (strategy, growth, plasticity), in grid order."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for s in summaries:
-        groups.setdefault((s.strategy, s.growth), []).append(cell_row(s))
+        groups.setdefault((s.strategy, s.growth, s.plasticity), []).append(cell_row(s))
     out = []
-    for (strategy, growth), rows in groups.items():
-        agg: dict[str, Any] = {"strategy": strategy, "growth": growth, "seeds": len(rows)}
-        for key, _, _ in TABLE_COLUMNS:
+    for (strategy, growth, plasticity), rows in groups.items():
+        agg: dict[str, Any] = {"strategy": strategy, "growth": growth, "plasticity": plasticity, "seeds": len(rows)}
+        for key, _, _ in TABLE_COLUMNS + RESET_COLUMNS:
             vals = [r[key] for r in rows if r[key] is not None and not math.isnan(float(r[key]))]
             agg[key] = statistics.fmean(vals) if vals else math.nan
             agg[key + "_std"] = statistics.stdev(vals) if len(vals) > 1 else (0.0 if vals else math.nan)
@@ -215,12 +223,15 @@ def aggregate(summaries: list[RunSummary]) -> list[dict[str, Any]]:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """Mean ± std table; fractions in %."""
-    head = "| strategy | growth | " + " | ".join(label for _, label, _ in TABLE_COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (len(TABLE_COLUMNS) + 2)]
+    """Mean ± std table; fractions in %. A plasticity column and the units reset appear when some row resets."""
+    resets = any(r.get("plasticity", "none") != "none" for r in rows)
+    columns = TABLE_COLUMNS + (RESET_COLUMNS if resets else [])
+    keys = ["strategy", "growth"] + (["plasticity"] if resets else [])
+    head = "| " + " | ".join(keys) + " | " + " | ".join(label for _, label, _ in columns) + " |"
+    lines = [head, "|" + "---|" * (len(columns) + len(keys))]
     for r in rows:
         cells = []
-        for key, _, pct in TABLE_COLUMNS:
+        for key, _, pct in columns:
             m, sd = r[key], r[key + "_std"]
             if m is None or math.isnan(m):
                 cells.append("—")
@@ -230,7 +241,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
                 cells.append(f"{m:.2f}")
             else:
                 cells.append(f"{m:.0f}")
-        lines.append(f"| {r['strategy']} | {r['growth']} | " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(str(r.get(k, "none")) for k in keys) + " | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -53,7 +53,7 @@ def plot_run(summary: RunSummary, out_dir: str | Path) -> list[Path]:
     """Accuracy matrix, metrics per experience, widths per experience, cohort dormancy."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    title = f"{summary.benchmark} · {summary.strategy} · {summary.growth} · seed {summary.seed}"
+    title = f"{summary.benchmark} · {summary.strategy} · {summary.method} · seed {summary.seed}"
     paths = []
     n = summary.n_experiences
     x = np.arange(n)
@@ -64,6 +64,7 @@ def plot_run(summary: RunSummary, out_dir: str | Path) -> list[Path]:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     axes[0].plot(x, _nan(summary.stream_accuracy), "o-", label="stream accuracy")
+    axes[0].plot(x, _nan(learning_curve(summary)), "^-", label="accuracy on the experience just learned")
     axes[0].plot(x, _nan(summary.forgetting), "s-", label="stream forgetting")
     axes[0].set_ylim(0, 1)
     axes[0].set_xlabel("after training experience")
@@ -96,7 +97,24 @@ def plot_run(summary: RunSummary, out_dir: str | Path) -> list[Path]:
         ax.set_title("dormant units by cohort · " + title, fontsize=8)
         ax.legend(fontsize=7, title="added at", title_fontsize=7)
         paths.append(_save(fig, out / "cohort_dormancy.png"))
+
+    if summary.reset_dormant:
+        fig, ax = plt.subplots(figsize=(5, 3.6))
+        for cohort, series in sorted(summary.reset_dormant.items()):
+            ax.plot(x, _nan(series), "o-", label=cohort.replace("reset_", ""))
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xticks(x)
+        ax.set_xlabel("after training experience")
+        ax.set_ylabel("dormant fraction")
+        ax.set_title(f"dormant units by last reset ({summary.plasticity}) · " + title, fontsize=8)
+        ax.legend(fontsize=7, title="last reset at", title_fontsize=7)
+        paths.append(_save(fig, out / "reset_dormancy.png"))
     return paths
+
+
+def learning_curve(summary: RunSummary) -> list[float | None]:
+    """Accuracy on each experience right after training on it (the accuracy matrix's diagonal)."""
+    return [row[i] if i < len(row) else None for i, row in enumerate(summary.accuracy_matrix)]
 
 
 def _stacked_sizes(ax: Any, sizes: Sequence[Sequence[int]]) -> None:
@@ -128,13 +146,14 @@ def plot_grid(summaries: list[RunSummary], out_dir: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for s in summaries:
-        groups[(s.strategy, s.growth)].append(s)
+        groups[(s.strategy, s.method)].append(s)
     strategies = sorted({k[0] for k in groups})
-    growths = list(dict.fromkeys(s.growth for s in summaries))
+    growths = list(dict.fromkeys(s.method for s in summaries))  # growth, with the plasticity method if any
     paths = []
 
     def mean_series(items: list[dict[str, Any]], key: str) -> np.ndarray:
-        return _nanmean(np.array([_nan(getattr(s, key)) for s in items]), axis=0) if items else np.array([])
+        get = learning_curve if key == "learning" else (lambda s: getattr(s, key))
+        return _nanmean(np.array([_nan(get(s)) for s in items]), axis=0) if items else np.array([])
 
     fig, axes = plt.subplots(len(strategies), len(growths), figsize=(2.6 * len(growths), 2.6 * len(strategies)),
                              squeeze=False)
@@ -151,7 +170,8 @@ def plot_grid(summaries: list[RunSummary], out_dir: str | Path) -> list[Path]:
             ax.set_ylabel("")
     paths.append(_save(fig, out / "accuracy_matrices.png"))
 
-    panels = [("stream_accuracy", "stream accuracy"), ("forgetting", "stream forgetting"),
+    panels = [("stream_accuracy", "stream accuracy"), ("learning", "accuracy on the experience just learned"),
+              ("forgetting", "stream forgetting"),
               ("dormant_fraction", "dormant fraction (all units)"), ("new_dormant_fraction", "dormant fraction (new units)"),
               ("dead_fraction", "dead fraction (all units)"), ("new_dead_fraction", "dead fraction (new units)")]
     fig, axes = plt.subplots(len(strategies), len(panels), figsize=(3.2 * len(panels), 2.8 * len(strategies)),

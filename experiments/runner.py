@@ -117,7 +117,7 @@ def summarize(cfg: RunConfig, strategy: Any, writer: ResultsWriter, timer: _Time
     return RunSummary.collect(
         strategy, writer, task_labels=task_labels, benchmark=cfg.benchmark, strategy_name=cfg.strategy,
         growth=cfg.growth_label, seed=cfg.seed, train_seconds=timer.train_seconds, epoch_seconds=timer.epoch_seconds,
-        versions=library_versions(), config=cfg.to_dict(), device=str(strategy.device),
+        versions=library_versions(), config=cfg.to_dict(), device=str(strategy.device), plasticity=cfg.plasticity,
     )
 
 
@@ -128,7 +128,7 @@ def _line(i: int, s: RunSummary) -> str:
     return (f"exp {i}: acc {f(s.stream_accuracy[i])}  forgetting {f(s.forgetting[i])}  "
             f"dead {f(s.dead_fraction[i])}  dormant {f(s.dormant_fraction[i])}  "
             f"new dead {f(s.new_dead_fraction[i])}  new dormant {f(s.new_dormant_fraction[i])}  "
-            f"sizes {s.hidden_sizes[i]}")
+            f"sizes {s.hidden_sizes[i]}" + (f"  reset {s.units_reset[i]}" if s.units_reset else ""))
 
 
 def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list[int] | None = None,
@@ -171,7 +171,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list
     strategy = build_strategy(
         cfg.strategy, model, cfg.growth_config(), optimizer=optimizer, train_mb_size=cfg.train_mb_size,
         train_epochs=cfg.train_epochs, eval_mb_size=cfg.eval_mb_size, evaluator=evaluator, plugins=[timer, _FiniteLoss()],
-        device=device,
+        device=device, plasticity=cfg.plasticity, plasticity_kwargs=cfg.plasticity_kwargs,
         **cfg.strategy_kwargs,
     )
     plugin = next((p for p in strategy.plugins if isinstance(p, GrowPlugin)), None)

@@ -1,4 +1,4 @@
-"""Avalanche integration: the growth plugin, inactivity and growth metrics, strategy builders.
+"""Avalanche integration: the growth and plasticity plugins, inactivity and growth metrics, strategy builders.
 
 Names resolve on first use: ``clgrow.strategies.catalog`` (names only) imports neither
 Avalanche nor torch, which is what lets the command line answer before importing them.
@@ -27,6 +27,7 @@ _LAZY = {
     "MultiHeadGrowableMLP": "clgrow.strategies.multihead",
     "GrowPlugin": "clgrow.strategies.plugin",
     "GrowthEvent": "clgrow.strategies.plugin",
+    "PlasticityPlugin": "clgrow.strategies.plasticity",
     "ResultsWriter": "clgrow.strategies.results",
     "RunSummary": "clgrow.strategies.summary",
 }
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from clgrow.strategies.compat import SIPlugin
     from clgrow.strategies.metrics import GrowthMetric, InactivityMetric, growth_metrics, inactivity_metrics
     from clgrow.strategies.multihead import MultiHeadGrowableMLP
+    from clgrow.strategies.plasticity import PlasticityPlugin
     from clgrow.strategies.plugin import GrowPlugin, GrowthEvent
     from clgrow.strategies.results import ResultsWriter
     from clgrow.strategies.summary import RunSummary
@@ -56,6 +58,7 @@ __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 __all__ = [
     "GrowPlugin",
     "GrowthEvent",
+    "PlasticityPlugin",
     "inactivity_metrics",
     "growth_metrics",
     "InactivityMetric",

@@ -14,9 +14,11 @@ from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
 from clgrow import GROWTH_PRESETS, GrowthConfig, GrowthError, parse_growth
+from clgrow.plasticity import Resetter
 from clgrow.strategies.catalog import OPTIMIZERS, REFERENCE_STRATEGIES, STRATEGY_NAMES
 from clgrow.strategies.compat import SIPlugin, make_optimizers_checkpointable
 from clgrow.strategies.fastdata import BatchDataPlugin
+from clgrow.strategies.plasticity import PlasticityPlugin
 from clgrow.strategies.plugin import GrowPlugin
 
 __all__ = ["GROWTH_PRESETS", "OPTIMIZERS", "REFERENCE_STRATEGIES", "STRATEGIES", "parse_growth", "build_optimizer", "build_strategy",
@@ -194,6 +196,8 @@ def build_strategy(
     evaluator: Any = None,
     plugins: Sequence[Any] | None = None,
     fast_data: bool = True,
+    plasticity: str | Resetter = "none",
+    plasticity_kwargs: dict[str, Any] | None = None,
     **hyperparameters: Any,
 ) -> SupervisedTemplate:
     """Build a named Avalanche strategy with growth.
@@ -216,6 +220,11 @@ def build_strategy(
         Attach :class:`~clgrow.strategies.fastdata.BatchDataPlugin` (first, so growth reads its
         loader too): the same batches as Avalanche's loaders, gathered from tensors wherever
         that is exact. ``False`` keeps Avalanche's per-sample path everywhere.
+    plasticity : str or Resetter
+        ``"none"``, ``"redo"`` or ``"cbp"`` (or an instance): a :class:`PlasticityPlugin`,
+        attached before the GrowPlugin so an experience's resets come before its growth.
+    plasticity_kwargs : dict, optional
+        Arguments of the named plasticity method (``tau``, ``every``, ``replacement_rate``...).
     **hyperparameters
         :class:`~clgrow.GrowthConfig` fields (``neurons_per_experience``, ``extender_kwargs``,
         ...) and the strategy's own (``mem_size``, ``ewc_lambda``, ``si_lambda``,
@@ -236,7 +245,18 @@ def build_strategy(
             raise GrowthError("strategy 'der' replays stored logits of the head's width at storage time; with "
                               "grow_head the head widens and they no longer match: give the model every class "
                               "from the start (grow_head off)")
+    resets = None
+    if isinstance(plasticity, Resetter) or plasticity != "none":
+        if name in REFERENCE_STRATEGIES:
+            raise GrowthError(f"strategy {name!r} is a reference without growth or resets: use plasticity 'none'")
+        resets = PlasticityPlugin(plasticity, **(plasticity_kwargs or {}))
+        if plugin is None:
+            GrowPlugin.check_model(model)
+    elif plasticity_kwargs:
+        raise GrowthError(f"plasticity_kwargs {sorted(plasticity_kwargs)} given, but plasticity is 'none'")
     all_plugins = ([BatchDataPlugin()] if fast_data else []) + list(plugins or [])
+    if resets is not None:
+        all_plugins.append(resets)
     if plugin is not None:
         all_plugins.append(plugin)
     if optimizer is None:

@@ -1,4 +1,4 @@
-"""The names a run can give for a strategy or an optimizer, importable without Avalanche or torch.
+"""The names a run can give for a strategy, an optimizer or a plasticity method, importable without Avalanche or torch.
 
 The command line parses and validates with these before it imports anything heavy;
 :mod:`clgrow.strategies.builders` maps each name to its builder and refuses to import if the two
@@ -7,7 +7,7 @@ ever disagree.
 
 from __future__ import annotations
 
-__all__ = ["STRATEGY_NAMES", "REFERENCE_STRATEGIES", "OPTIMIZERS"]
+__all__ = ["STRATEGY_NAMES", "REFERENCE_STRATEGIES", "OPTIMIZERS", "PLASTICITY_NAMES"]
 
 #: Every strategy ``build_strategy`` knows, in the order ``clgrow list`` shows them.
 STRATEGY_NAMES = ("naive", "replay", "ewc", "si", "lwf", "agem", "gem", "cumulative", "mas", "rwalk", "lfl", "der",
@@ -20,3 +20,6 @@ REFERENCE_STRATEGIES = ("joint", "pnn")
 
 #: Optimizers a run can name; SGD's momentum defaults to 0.9 when not given.
 OPTIMIZERS = ("adam", "adamw", "sgd")
+
+#: Plasticity resets a run can add (``clgrow.plasticity``'s registry, plus ``none``).
+PLASTICITY_NAMES = ("none", "redo", "cbp")

@@ -6,6 +6,8 @@ Names follow Avalanche's convention ``{Metric}/{phase}_phase/{stream}_stream[/..
   stream), with ``/layer{i}`` per hidden layer and ``/cohort_exp{e}`` for the units added at
   training experience ``e`` (``cohort_initial``: the units the model started with);
 * ``NewNeuronDead``, ``NewNeuronDormant`` over all units added by growth;
+* ``NeuronDead``/``NeuronDormant`` ``/reset_exp{e}`` for the units last reset (ReDo, CBP) during
+  training experience ``e``, and ``UnitsReset`` (``/layer{i}``) after each training experience;
 * ``HiddenSizes/.../layer{i}`` after each training experience, ``GrowthAllocation/.../layer{i}``
   and ``GrowthTime`` (seconds, ``/distributor`` and ``/extender``) after each experience that grew.
 
@@ -25,6 +27,7 @@ from avalanche.evaluation.metric_results import MetricValue
 from clgrow import GrowableMLP
 from clgrow.inactivity import InactivityAccumulator, InactivityStats
 from clgrow.strategies import names
+from clgrow.strategies.plasticity import find_plasticity_plugin
 from clgrow.strategies.plugin import GrowPlugin
 
 __all__ = ["InactivityMetric", "GrowthMetric", "inactivity_metrics", "growth_metrics", "find_grow_plugin"]
@@ -68,6 +71,8 @@ class InactivityMetric(PluginMetric[float]):
         self.last: dict[str, InactivityStats] = {}
         #: ``{training experience: {stream: (stats, cohort -> experience)}}`` after each evaluation
         self.history: dict[int, dict[str, tuple[InactivityStats, dict[int, int]]]] = {}
+        #: ``{training experience: {stream: {reset experience: (dead, dormant fraction)}}}``
+        self.reset_history: dict[int, dict[str, dict[int, tuple[float, float]]]] = {}
 
     def reset(self) -> None:
         """Forget accumulated activations."""
@@ -106,6 +111,9 @@ class InactivityMetric(PluginMetric[float]):
             return []
         plugin = find_grow_plugin(strategy)
         cohort_exp = plugin.cohort_experience if plugin is not None else {0: -1}
+        resets = find_plasticity_plugin(strategy)
+        # reset units are followed like a cohort: label e + 1 for "last reset in experience e", 0 for never
+        reset_labels = None if resets is None else [lab + 1 for lab in resets.reset_labels(model)]
         values: list[MetricValue] = []
         x = strategy.clock.train_iterations
         for stream, acc in self._acc.items():
@@ -132,6 +140,12 @@ class InactivityMetric(PluginMetric[float]):
                 for e, (dead, dormant) in stats.cohort_fractions(cohort_exp).items():
                     emit(names.DEAD, dead, names.cohort_tag(e))
                     emit(names.DORMANT, dormant, names.cohort_tag(e))
+            if reset_labels is not None:
+                by_reset = {c - 1: fr for c, fr in acc.stats(reset_labels, self.tau).cohort_fractions().items() if c > 0}
+                self.reset_history.setdefault(after, {})[stream] = by_reset
+                for e, (dead, dormant) in by_reset.items():
+                    emit(names.DEAD, dead, names.reset_tag(e))
+                    emit(names.DORMANT, dormant, names.reset_tag(e))
         return values
 
     def _remove_hooks(self) -> None:
@@ -150,7 +164,8 @@ class InactivityMetric(PluginMetric[float]):
 
 
 class GrowthMetric(PluginMetric[dict]):
-    """Hidden sizes after each training experience; allocation and time of its growth steps."""
+    """Hidden sizes after each training experience; allocation and time of its growth steps;
+    units reset in it (with a PlasticityPlugin)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -174,6 +189,14 @@ class GrowthMetric(PluginMetric[dict]):
             for i, n in enumerate(model.hidden_sizes)
         ]
         values.append(MetricValue(self, names.train_name(names.HIDDEN_UNITS), float(sum(model.hidden_sizes)), x))
+        resets = find_plasticity_plugin(strategy)
+        if resets is not None:
+            exp = int(strategy.clock.train_exp_counter)  # the clock moves on after every plugin
+            counts = resets.counts.get(exp, {})
+            values.append(MetricValue(self, names.train_name(names.UNITS_RESET), float(sum(counts.values())), x))
+            for i in range(model.num_hidden_layers):
+                values.append(MetricValue(self, names.train_name(names.UNITS_RESET, names.layer_tag(i)),
+                                          float(counts.get(i, 0)), x))
         plugin = find_grow_plugin(strategy)
         if plugin is None:
             return values

@@ -12,7 +12,7 @@ from avalanche.evaluation.metric_utils import default_metric_name_template, gene
 
 __all__ = [
     "DEAD", "DORMANT", "NEW_DEAD", "NEW_DORMANT", "HIDDEN_SIZES", "HIDDEN_UNITS", "GROWTH_ALLOCATION",
-    "GROWTH_TIME", "eval_name", "train_name", "layer_tag", "cohort_tag", "accuracy_exp", "accuracy_stream",
+    "GROWTH_TIME", "UNITS_RESET", "eval_name", "train_name", "layer_tag", "cohort_tag", "reset_tag", "accuracy_exp", "accuracy_stream",
     "stream_forgetting",
 ]
 
@@ -24,6 +24,7 @@ HIDDEN_SIZES = "HiddenSizes"
 HIDDEN_UNITS = "HiddenUnits"
 GROWTH_ALLOCATION = "GrowthAllocation"
 GROWTH_TIME = "GrowthTime"
+UNITS_RESET = "UnitsReset"
 
 
 def eval_name(metric: str, stream: str = "test", tag: str | None = None) -> str:
@@ -44,6 +45,11 @@ def layer_tag(layer: int) -> str:
 def cohort_tag(experience: int) -> str:
     """Tag of the units added at training experience ``experience`` (``< 0``: the initial units)."""
     return "cohort_initial" if experience < 0 else f"cohort_exp{experience}"
+
+
+def reset_tag(experience: int) -> str:
+    """Tag of the units last reset (ReDo, CBP) during training experience ``experience``."""
+    return f"reset_exp{experience}"
 
 
 def _avalanche(metric: str, stream: str, task: int | None = None, experience: int | None = None) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from clgrow.errors import ConfigError
 from clgrow.strategies import names
 from clgrow.strategies.metrics import InactivityMetric, find_grow_plugin
+from clgrow.strategies.plasticity import find_plasticity_plugin
 from clgrow.strategies.results import ResultsWriter
 
 __all__ = ["RunSummary"]
@@ -39,8 +40,12 @@ class RunSummary:
     """Results of one run; series are indexed by the training experience they follow.
 
     ``accuracy_matrix[i][j]`` is the accuracy on test experience ``j`` after training experience
-    ``i``; fractions are of hidden units (``new_*``: of the units added by growth, ``cohort_*``:
-    of the units added at one experience, keyed ``cohort_initial`` / ``cohort_exp{e}``).
+    ``i``; ``learning_accuracy`` is the mean of its diagonal (how well each experience is learned
+    right after training on it: plasticity, next to forgetting). Fractions are of hidden units
+    (``new_*``: of the units added by growth, ``cohort_*``: of the units added at one experience,
+    keyed ``cohort_initial`` / ``cohort_exp{e}``; ``reset_*``: of the units last reset by the
+    ``plasticity`` method during one experience, keyed ``reset_exp{e}``); ``units_reset`` counts
+    the resets of each experience.
     """
 
     benchmark: str
@@ -69,12 +74,28 @@ class RunSummary:
     versions: dict[str, str] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
+    plasticity: str = "none"
+    learning_accuracy: float | None = None
+    units_reset: Series = field(default_factory=list)
+    reset_dormant: dict[str, Series] = field(default_factory=dict)
+    reset_dead: dict[str, Series] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        """The growth setting, with the plasticity method when there is one (a table row, a figure's line)."""
+        return self.growth if self.plasticity == "none" else f"{self.growth} / {self.plasticity}"
+
+    @staticmethod
+    def diagonal_mean(matrix: Sequence[Sequence[float | None]]) -> float | None:
+        """Mean of ``matrix[i][i]`` (``None`` where an experience was not evaluated right after training)."""
+        diag = [row[i] if i < len(row) else None for i, row in enumerate(matrix)]
+        return None if not diag or any(v is None for v in diag) else sum(diag) / len(diag)
 
     @classmethod
     def collect(cls, strategy: Any, writer: ResultsWriter, *, task_labels: Sequence[int], benchmark: str,
                 strategy_name: str, growth: str, seed: int, train_seconds: float = 0.0, epoch_seconds: Sequence[float] = (),
                 versions: dict[str, str] | None = None, config: dict[str, Any] | None = None,
-                device: str = "cpu") -> RunSummary:
+                device: str = "cpu", plasticity: str = "none") -> RunSummary:
         """Gather a summary from a strategy that trained and evaluated on the test stream.
 
         Parameters
@@ -103,6 +124,11 @@ class RunSummary:
                 for e, fr in stats.cohort_fractions(cohort_experience).items():
                     cohorts.setdefault(names.cohort_tag(e), {})[i] = fr
         accuracy = [[writer.series(names.accuracy_exp(j, task_labels[j])).get(i) for j in range(n)] for i in range(n)]
+        resets = find_plasticity_plugin(strategy)
+        by_reset: dict[str, dict[int, tuple[float, float]]] = {}
+        for i in range(n):
+            for e, fr in inactivity.reset_history.get(i, {}).get("test", {}).items():
+                by_reset.setdefault(names.reset_tag(e), {})[i] = fr
         stream_rows = [writer.series(names.accuracy_stream(t)) for t in sorted(set(task_labels))]
         stream_acc = []
         for i in range(n):  # tasks seen so far weigh equally (one value per task label)
@@ -135,6 +161,10 @@ class RunSummary:
             growth_events=[{**e.to_dict(), "allocation": {str(k): v for k, v in e.report.allocation.items()}}
                            for e in events],
             versions=dict(versions or {}), config=dict(config or {}), device=device,
+            plasticity=plasticity, learning_accuracy=cls.diagonal_mean(accuracy),
+            units_reset=[] if resets is None else [resets.units_reset(i) for i in range(n)],
+            reset_dormant={c: [v.get(i, (None, None))[1] for i in range(n)] for c, v in sorted(by_reset.items())},
+            reset_dead={c: [v.get(i, (None, None))[0] for i in range(n)] for c, v in sorted(by_reset.items())},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,7 +179,10 @@ class RunSummary:
         missing = [k for k in required if k not in data]
         if missing:
             raise ConfigError(f"{where}: not a clgrow run summary (missing {', '.join(missing)})")
-        return cls(**{f.name: data[f.name] for f in fields if f.name in data})
+        summary = cls(**{f.name: data[f.name] for f in fields if f.name in data})
+        if "learning_accuracy" not in data:  # written before the field existed
+            summary.learning_accuracy = cls.diagonal_mean(summary.accuracy_matrix)
+        return summary
 
     def last(self, series: str) -> float:
         """The last measured value of a per-experience series (``nan`` if none)."""

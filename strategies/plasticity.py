@@ -1,0 +1,175 @@
+"""PlasticityPlugin: ReDo or continual backprop on an Avalanche strategy's model, next to growth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from avalanche.core import SupervisedPlugin
+
+from clgrow import GrowableMLP, GrowthError
+from clgrow.data import unpack
+from clgrow.plasticity import Resetter, build_resetter, hidden_activations, resetters
+from clgrow.strategies.catalog import PLASTICITY_NAMES
+
+__all__ = ["PlasticityPlugin", "find_plasticity_plugin"]
+
+if PLASTICITY_NAMES != ("none", *resetters):  # the catalog is what the command line validates with
+    raise ImportError(f"clgrow.strategies.catalog.PLASTICITY_NAMES {PLASTICITY_NAMES} != none + {tuple(resetters)}")
+
+
+class PlasticityPlugin(SupervisedPlugin):
+    """Reset hidden units of a :class:`~clgrow.GrowableMLP` while an Avalanche strategy trains.
+
+    At the start of every training experience the method may score one batch of the strategy's
+    own dataloader (ReDo: experiences ``>= from_experience``); methods that act per step (CBP,
+    ReDo with ``every``) see the post-ReLU activations of the strategy's own forward pass of
+    each training iteration, captured by hooks, after the optimizer step. The optimizer state
+    of exactly the reset entries is cleared. Attached before a GrowPlugin, resets happen before
+    growth at an experience's start.
+
+    Parameters
+    ----------
+    method : str or Resetter
+        ``"redo"``, ``"cbp"`` or an instance.
+    **kwargs
+        The named method's arguments (``tau``, ``every``, ``replacement_rate``, ...).
+
+    Attributes
+    ----------
+    counts : dict
+        ``{training experience: {layer: units reset}}``.
+    last_reset : list of LongTensor ``(n,)``
+        Per hidden layer, the experience each unit was last reset in (``-1``: never); units
+        added by growth afterwards read as never reset.
+    """
+
+    def __init__(self, method: str | Resetter = "redo", **kwargs: Any) -> None:
+        super().__init__()
+        if isinstance(method, Resetter):
+            if kwargs:
+                raise GrowthError("PlasticityPlugin: keyword arguments apply to a method given by name")
+            self.resetter = method
+        else:
+            resetter = build_resetter(method, **kwargs)
+            if resetter is None:
+                raise GrowthError("PlasticityPlugin needs a method ('redo' or 'cbp'); for none, attach no plugin")
+            self.resetter = resetter
+        self.counts: dict[int, dict[int, int]] = {}
+        self.last_reset: list[torch.Tensor] = []
+        self._handles: list[Any] = []
+        self._capturing = False
+        self._acts: dict[int, torch.Tensor] = {}
+        self._step = 0
+
+    # ------------------------------------------------------------ callbacks
+    def before_training(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        """Refuse a model without resettable ReLU layers before anything trains."""
+        if not isinstance(strategy.model, GrowableMLP):
+            raise GrowthError(f"plasticity resets need a clgrow.GrowableMLP model, got {type(strategy.model).__name__}")
+
+    def before_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        """Count steps afresh; capture activations where the method acts per step."""
+        self._step = 0
+        self._remove_hooks()
+        if self.resetter.needs_steps:
+            self._handles = [lin.register_forward_hook(self._hook(i)) for i, lin in enumerate(strategy.model.hidden)]
+
+    def before_training_epoch(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        """At an experience's first epoch (its loader final, growth not yet run): the experience's resets."""
+        exp = int(strategy.clock.train_exp_counter)
+        if strategy.clock.train_exp_epochs != 0 or not self.resetter.wants_probe(exp):
+            return
+        batch = next(iter(strategy.dataloader), None)
+        if batch is None:
+            return
+        x, _, t = unpack(batch, strategy.device)
+        model = strategy.model
+        self._record(exp, self.resetter.at_experience(model, exp, hidden_activations(model, x, t), strategy.optimizer),
+                     model)
+
+    def before_forward(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        """Only the strategy's own training forward is captured (not growth's or evaluation's)."""
+        self._capturing = True
+
+    def after_forward(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        self._capturing = False
+
+    def after_training_iteration(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        """After the optimizer step: per-step resets on the activations of the batch just trained on."""
+        if not self.resetter.needs_steps:
+            return
+        self._step += 1
+        model = strategy.model
+        acts = [self._acts.get(i) for i in range(model.num_hidden_layers)]
+        self._acts = {}
+        if any(a is None or a.shape[1] != w for a, w in zip(acts, model.hidden_sizes)):
+            return  # no complete capture of this model's widths
+        exp = int(strategy.clock.train_exp_counter)
+        self._record(exp, self.resetter.after_step(model, self._step, acts, strategy.optimizer), model)
+
+    def after_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        self._remove_hooks()
+        self.counts.setdefault(int(strategy.clock.train_exp_counter), {})
+
+    # -------------------------------------------------------------- helpers
+    def _hook(self, layer: int):
+        def hook(_mod: Any, _args: Any, out: torch.Tensor) -> None:
+            if self._capturing:
+                self._acts[layer] = torch.relu(out.detach())
+
+        return hook
+
+    def _remove_hooks(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def reset_labels(self, model: GrowableMLP) -> list[torch.Tensor]:
+        """Per hidden layer ``(n,)``: the experience each unit was last reset in, ``-1`` if never."""
+        out = []
+        for i, n in enumerate(model.hidden_sizes):
+            lab = torch.full((n,), -1, dtype=torch.long)
+            if i < len(self.last_reset):
+                old = self.last_reset[i][:n]
+                lab[: old.numel()] = old
+            out.append(lab)
+        return out
+
+    def _record(self, experience: int, reset: dict[int, torch.Tensor], model: GrowableMLP) -> None:
+        counts = self.counts.setdefault(experience, {})
+        if not reset:
+            return
+        self.last_reset = self.reset_labels(model)
+        for layer, units in reset.items():
+            self.last_reset[layer][units.cpu()] = experience
+            counts[layer] = counts.get(layer, 0) + int(units.numel())
+
+    def units_reset(self, experience: int) -> int:
+        """Units reset during training experience ``experience``."""
+        return sum(self.counts.get(experience, {}).values())
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps: counts, last resets and the method's running state."""
+        return {"counts": {e: dict(c) for e, c in self.counts.items()},
+                "last_reset": [t.clone() for t in self.last_reset], "resetter": self.resetter.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.counts = {int(e): {int(k): int(v) for k, v in c.items()} for e, c in state["counts"].items()}
+        self.last_reset = [t.clone() for t in state["last_reset"]]
+        self.resetter.load_state_dict(state["resetter"])
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handles"] = []  # hook handles do not survive pickling (checkpoints)
+        state["_acts"] = {}
+        return state
+
+
+def find_plasticity_plugin(strategy: Any) -> PlasticityPlugin | None:
+    """The strategy's PlasticityPlugin, if any (looked up each time: checkpoints replace plugins)."""
+    for p in getattr(strategy, "plugins", []):
+        if isinstance(p, PlasticityPlugin):
+            return p
+    return None
