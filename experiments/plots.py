@@ -117,10 +117,15 @@ def learning_curve(summary: RunSummary) -> list[float | None]:
     return [row[i] if i < len(row) else None for i, row in enumerate(summary.accuracy_matrix)]
 
 
-def _stacked_sizes(ax: Any, sizes: Sequence[Sequence[int]]) -> None:
-    # rows without a measurement (joint training evaluates once; PNN has no GrowableMLP) stay empty
-    depth = max((len(s) for s in sizes), default=0)
-    arr = np.array([list(s) if len(s) == depth else [np.nan] * depth for s in sizes], dtype=float).reshape(len(sizes), depth)
+def _sizes_array(sizes: Sequence[Sequence[int]], depth: int | None = None) -> np.ndarray:
+    """Widths per experience ``(experiences, layers)``; rows without a measurement (joint training
+    evaluates once; PNN has no GrowableMLP) are NaN."""
+    depth = max((len(s) for s in sizes), default=0) if depth is None else depth
+    return np.array([list(s) if len(s) == depth else [np.nan] * depth for s in sizes], dtype=float).reshape(len(sizes), depth)
+
+
+def _stacked_sizes(ax: Any, sizes: Sequence[Sequence[float]]) -> None:
+    arr = _sizes_array(sizes)
     bottom = np.zeros(arr.shape[0])
     for layer in range(arr.shape[1]):
         ax.bar(np.arange(arr.shape[0]), arr[:, layer], bottom=bottom, label=f"layer {layer}")
@@ -128,7 +133,7 @@ def _stacked_sizes(ax: Any, sizes: Sequence[Sequence[int]]) -> None:
     ax.set_xticks(np.arange(arr.shape[0]))
     ax.set_xlabel("after training experience")
     ax.set_ylabel("hidden units")
-    if depth:
+    if arr.shape[1]:
         ax.legend(fontsize=7)
 
 
@@ -189,7 +194,8 @@ def plot_grid(summaries: list[RunSummary], out_dir: str | Path) -> list[Path]:
             ax.set_ylim(-0.02, 1.02)
             if r == len(strategies) - 1:
                 ax.set_xlabel("after training experience", fontsize=8)
-    axes[0][0].legend(fontsize=7)
+    fullest = max(range(len(strategies)), key=lambda r: len(axes[r][0].get_lines()))  # a reference row has one line
+    axes[fullest][0].legend(fontsize=7)
     paths.append(_save(fig, out / "per_experience.png"))
 
     fig, axes = plt.subplots(len(strategies), len(growths), figsize=(2.6 * len(growths), 2.4 * len(strategies)),
@@ -199,7 +205,8 @@ def plot_grid(summaries: list[RunSummary], out_dir: str | Path) -> list[Path]:
             items = groups.get((strat, growth), [])
             ax = axes[r][c]
             if items:
-                _stacked_sizes(ax, np.mean(np.array([s.hidden_sizes for s in items], dtype=float), axis=0))
+                depth = max((len(row) for s in items for row in s.hidden_sizes), default=0)
+                _stacked_sizes(ax, _nanmean(np.array([_sizes_array(s.hidden_sizes, depth) for s in items]), axis=0))
             ax.set_title(f"{strat} · {growth}", fontsize=8)
             ax.set_xlabel("")
     paths.append(_save(fig, out / "hidden_sizes.png"))

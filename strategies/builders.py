@@ -255,8 +255,9 @@ def build_strategy(
     elif plasticity_kwargs:
         raise GrowthError(f"plasticity_kwargs {sorted(plasticity_kwargs)} given, but plasticity is 'none'")
     all_plugins = ([BatchDataPlugin()] if fast_data else []) + list(plugins or [])
-    if resets is not None:
-        all_plugins.append(resets)
+    if resets is not None:  # before any GrowPlugin: an experience's resets come before its growth
+        first_grow = next((i for i, p in enumerate(all_plugins) if isinstance(p, GrowPlugin)), len(all_plugins))
+        all_plugins.insert(first_grow, resets)
     if plugin is not None:
         all_plugins.append(plugin)
     if optimizer is None:

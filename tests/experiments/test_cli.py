@@ -95,6 +95,13 @@ def test_match_final_size_trains_a_fixed_model_at_the_grown_widths(tmp_path):
         (["run", "--out", "x", "--seed", str(2**32)], "seed: must be an integer in [0, 4294967295]"),
         (["run", "--out", "x", "--hidden", "16", "--max-hidden-size", "8"], "max_hidden_size 8 leaves no room"),
         (["run", "--out", "afile"], "--out afile: exists and is not a directory"),
+        (["run", "--out", "x", "--plasticity", "reset"], "argument --plasticity: invalid choice: 'reset'"),
+        (["run", "--out", "x", "--plasticity", "cbp", "--redo-tau", "0.1"],
+         "--redo-tau sets an argument of plasticity method 'redo', but --plasticity is 'cbp'"),
+        (["run", "--out", "x", "--plasticity", "redo", "--redo-tau", "-1"], "plasticity_kwargs for redo: tau"),
+        (["run", "--out", "x", "--plasticity", "cbp", "--cbp-decay", "1"], "decay must be a number in [0, 1)"),
+        (["run", "--out", "x", "--strategy", "joint", "--growth", "none", "--plasticity", "redo"],
+         "plasticity: strategy 'joint' is a reference row without resets"),
         (["compare", "missing.toml", "--out", "x"], "config file not found"),
         (["plot", "."], "neither a run directory"),
     ],
@@ -119,7 +126,7 @@ def test_missing_data_root_names_the_expected_files(tmp_path, capsys):
 def test_list_names_everything(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for word in ["split-mnist-5k", "split-cifar100", "replay", "swe", "svod", "gradmax", "swe-svod-paper"]:
+    for word in ["split-mnist-5k", "split-cifar100", "replay", "swe", "svod", "gradmax", "swe-svod-paper", "redo", "cbp"]:
         assert word in out
 
 

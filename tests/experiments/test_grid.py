@@ -100,6 +100,18 @@ def test_ray_backend_gives_the_local_results(grid_file, tmp_path):
          "mem_size: strategy 'replay' needs an integer >= 0"),
         ("[grid]\nstrategies=['replay']\ngrowth=['none']\nseeds=[0]\n[strategy.replay]\ntrain_epochs=2\n",
          "train_epochs: a run setting"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\nplasticity=['reset']\n",
+         "grid.plasticity: unknown plasticity method 'reset'"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\nplasticity=['redo', 'redo']\n",
+         "grid.plasticity: redo listed more than once"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nplasticity='redo'\n",
+         "run.plasticity: a grid sets it per cell from grid.plasticity"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\nplasticity=['redo']\n[plasticity.redo]\ntau=-1\n",
+         "plasticity.redo: plasticity_kwargs for redo: tau must be a finite number >= 0"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[plasticity.cbp]\nrho=1\n",
+         "plasticity.cbp: plasticity_kwargs for cbp"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[plasticity.shrink]\n",
+         "plasticity.shrink: unknown plasticity method"),
     ],
 )
 def test_invalid_grid_names_the_field(tmp_path, text, message, capsys):
@@ -166,3 +178,55 @@ def test_plot_uses_only_the_grid_asked_for(grid_file, tmp_path, capsys):
     assert main(["plot", str(out)]) == 0
     err = capsys.readouterr().err
     assert "unreadable" in err and cells[0] in err
+
+
+def test_plasticity_axis_crosses_growth_and_reaches_table_and_cells(tmp_path, capsys):
+    path = tmp_path / "p.toml"
+    path.write_text(textwrap.dedent("""
+        [grid]
+        benchmark = "split-digits"
+        strategies = ["naive", "joint"]
+        growth = ["none", "random-uniform"]
+        plasticity = ["none", "redo"]
+        seeds = [0]
+
+        [run]
+        hidden_sizes = [8, 8]
+        train_epochs = 1
+        train_mb_size = 64
+
+        [run.grow]
+        neurons_per_experience = 4
+
+        [plasticity.redo]
+        tau = 0.3
+    """))
+    cells = load_grid(path).cells()
+    assert [(c.strategy, c.growth, c.plasticity) for c in cells] == [
+        ("naive", "none", "none"), ("naive", "none", "redo"), ("naive", "random-uniform", "none"),
+        ("naive", "random-uniform", "redo"), ("joint", "none", "none")]
+    assert [c.plasticity_kwargs for c in cells if c.plasticity == "redo"] == [{"tau": 0.3}] * 2
+    out = tmp_path / "g"
+    assert main(["compare", str(path), "--out", str(out), "--workers", "2", "--quiet"]) == 0
+    table = capsys.readouterr().out
+    assert "| strategy | growth | plasticity | final acc | learning acc |" in table and "units reset |" in table
+    assert "| naive | random-uniform | redo |" in table and "| joint | none | none |" in table
+    assert sorted(p.name for p in (out / "cells").iterdir()) == [
+        "joint__none__seed0", "naive__none__redo__seed0", "naive__none__seed0", "naive__random-uniform__redo__seed0",
+        "naive__random-uniform__seed0"]
+    rows = {(r["strategy"], r["growth"], r["plasticity"]): r for r in _rows(out)}
+    assert int(rows[("naive", "none", "redo")]["units_reset"]) > 0 == int(rows[("naive", "none", "none")]["units_reset"])
+    assert 0 < float(rows[("naive", "none", "redo")]["learning_accuracy"]) <= 1
+
+
+def test_a_cell_written_before_a_new_run_field_still_counts_as_done(grid_file, tmp_path):
+    """Resuming a grid after an upgrade: a saved configuration without a field that the current
+    one holds at its default is the same configuration."""
+    from clgrow.experiments.grid import _same_config
+
+    cfg = load_grid(grid_file).cells()[0]
+    saved = cfg.to_dict()
+    del saved["plasticity"], saved["plasticity_kwargs"]
+    assert _same_config(saved, cfg)
+    cfg.plasticity = "redo"
+    assert not _same_config(saved, cfg)
