@@ -50,7 +50,7 @@ def _heatmap(ax: Any, mat: Sequence[Sequence[Any]], title: str) -> None:
 
 
 def plot_run(summary: RunSummary, out_dir: str | Path) -> list[Path]:
-    """Accuracy matrix, metrics per experience, widths per experience, cohort dormancy."""
+    """Accuracy matrix, metrics per experience, widths per experience, dormancy by cohort and by last reset."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     title = f"{summary.benchmark} · {summary.strategy} · {summary.method} · seed {summary.seed}"
@@ -86,29 +86,22 @@ def plot_run(summary: RunSummary, out_dir: str | Path) -> list[Path]:
     ax.set_title(title, fontsize=9)
     paths.append(_save(fig, out / "hidden_sizes.png"))
 
-    if summary.cohort_dormant:
+    groups = [(summary.cohort_dormant, "cohort_", "dormant units by cohort", "added at", "cohort_dormancy.png"),
+              (summary.reset_dormant, "reset_", f"dormant units by last reset ({summary.plasticity})", "last reset at",
+               "reset_dormancy.png")]
+    for by_group, prefix, what, legend, name in groups:
+        if not by_group:
+            continue
         fig, ax = plt.subplots(figsize=(5, 3.6))
-        for cohort, series in sorted(summary.cohort_dormant.items()):
-            ax.plot(x, _nan(series), "o-", label=cohort.replace("cohort_", ""))
+        for group, series in sorted(by_group.items()):
+            ax.plot(x, _nan(series), "o-", label=group.replace(prefix, ""))
         ax.set_ylim(-0.02, 1.02)
         ax.set_xticks(x)
         ax.set_xlabel("after training experience")
         ax.set_ylabel("dormant fraction")
-        ax.set_title("dormant units by cohort · " + title, fontsize=8)
-        ax.legend(fontsize=7, title="added at", title_fontsize=7)
-        paths.append(_save(fig, out / "cohort_dormancy.png"))
-
-    if summary.reset_dormant:
-        fig, ax = plt.subplots(figsize=(5, 3.6))
-        for cohort, series in sorted(summary.reset_dormant.items()):
-            ax.plot(x, _nan(series), "o-", label=cohort.replace("reset_", ""))
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_xticks(x)
-        ax.set_xlabel("after training experience")
-        ax.set_ylabel("dormant fraction")
-        ax.set_title(f"dormant units by last reset ({summary.plasticity}) · " + title, fontsize=8)
-        ax.legend(fontsize=7, title="last reset at", title_fontsize=7)
-        paths.append(_save(fig, out / "reset_dormancy.png"))
+        ax.set_title(f"{what} · {title}", fontsize=8)
+        ax.legend(fontsize=7, title=legend, title_fontsize=7)
+        paths.append(_save(fig, out / name))
     return paths
 
 
