@@ -219,3 +219,15 @@ def test_answers_before_importing_avalanche(argv, torch_ok):
     assert avalanche == "False", argv
     if not torch_ok:
         assert torch_loaded == "False", argv
+
+
+def test_plasticity_run_end_to_end_records_resets_and_learning_accuracy(tmp_path):
+    out = tmp_path / "redo"
+    assert main(["run", *TINY, "--growth", "random-uniform", "--plasticity", "redo", "--redo-tau", "0.3",
+                 "--redo-every", "5", "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["plasticity"] == "redo" and s["config"]["plasticity_kwargs"] == {"tau": 0.3, "every": 5}
+    assert len(s["units_reset"]) == s["n_experiences"] and sum(s["units_reset"]) > 0
+    diag = [s["accuracy_matrix"][i][i] for i in range(s["n_experiences"])]
+    assert s["learning_accuracy"] == pytest.approx(sum(diag) / len(diag))
+    assert (out / "figures" / "reset_dormancy.png").is_file()
