@@ -156,16 +156,8 @@ def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, object]
         raise ConfigError(f"growth: {err}") from None
     for kind in ("extender", "distributor"):
         chosen = None if method is None else getattr(method, kind)
-        kwargs = {}
-        for key, value in given.items():
-            if not key.startswith(kind + "."):
-                continue
-            _, name, arg = key.split(".")
-            if name != chosen:
-                flag = f"--{name}-{arg.replace('_', '-')}"
-                raise ValueError(f"{flag} sets an argument of {kind} {name!r}, but --growth {growth} uses "
-                                 f"{'no growth' if chosen is None else f'{kind} {chosen!r}'}")
-            kwargs[arg] = value
+        kwargs = _method_kwargs(given, kind, chosen, kind, f"--growth {growth} uses "
+                                f"{'no growth' if chosen is None else f'{kind} {chosen!r}'}")
         if kwargs:
             settings[kind + "_kwargs"] = kwargs
     return settings
@@ -173,14 +165,20 @@ def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, object]
 
 def _plasticity_kwargs(args: argparse.Namespace) -> dict[str, object]:
     """The arguments of the plasticity method given on the command line; they must fit ``--plasticity``."""
+    return _method_kwargs(vars(args), _PLASTICITY, args.plasticity, "plasticity method",
+                          f"--plasticity is {args.plasticity!r}")
+
+
+def _method_kwargs(given: dict[str, object], kind: str, chosen: str | None, label: str, but: str) -> dict[str, object]:
+    """Arguments ``{kind}.{name}.{arg}`` given on the command line for method ``chosen``; an argument
+    of another method is an error saying ``but`` (what was chosen instead)."""
     kwargs = {}
-    for key, value in vars(args).items():
-        if not key.startswith(_PLASTICITY + "."):
+    for key, value in given.items():
+        if not key.startswith(kind + "."):
             continue
         _, name, arg = key.split(".")
-        if name != args.plasticity:
-            raise ValueError(f"--{name}-{arg.replace('_', '-')} sets an argument of plasticity method {name!r}, "
-                             f"but --plasticity is {args.plasticity!r}")
+        if name != chosen:
+            raise ValueError(f"--{name}-{arg.replace('_', '-')} sets an argument of {label} {name!r}, but {but}")
         kwargs[arg] = value
     return kwargs
 

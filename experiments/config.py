@@ -38,6 +38,7 @@ from typing import Any
 
 from clgrow import ConfigError, GrowthConfig, GrowthError, parse_growth
 from clgrow.context import resolve_device
+from clgrow.plasticity import build_resetter
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -164,8 +165,6 @@ class RunConfig:
         if self.strategy in REFERENCE_STRATEGIES:
             need(self.plasticity == "none", "plasticity",
                  f"strategy {self.strategy!r} is a reference row without resets: use plasticity 'none'")
-        from clgrow.plasticity import build_resetter
-
         build_resetter(self.plasticity, **self.plasticity_kwargs)  # names a bad argument
         need(isinstance(self.grow, GrowthConfig), "grow", "must be a table of growth settings")
         default = GrowthConfig()
@@ -346,8 +345,6 @@ def load_grid(path: str | Path) -> GridConfig:
     for name, kwargs in plasticity_kwargs.items():
         if name not in PLASTICITY_NAMES or name == "none":
             raise ConfigError(f"plasticity.{name}: unknown plasticity method; known: {', '.join(PLASTICITY_NAMES[1:])}")
-        from clgrow.plasticity import build_resetter
-
         try:
             build_resetter(name, **kwargs)
         except ConfigError as err:

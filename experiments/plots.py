@@ -64,7 +64,7 @@ def plot_run(summary: RunSummary, out_dir: str | Path) -> list[Path]:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     axes[0].plot(x, _nan(summary.stream_accuracy), "o-", label="stream accuracy")
-    axes[0].plot(x, _nan(learning_curve(summary)), "^-", label="accuracy on the experience just learned")
+    axes[0].plot(x, _nan(RunSummary.diagonal(summary.accuracy_matrix)), "^-", label="accuracy on the experience just learned")
     axes[0].plot(x, _nan(summary.forgetting), "s-", label="stream forgetting")
     axes[0].set_ylim(0, 1)
     axes[0].set_xlabel("after training experience")
@@ -103,11 +103,6 @@ def plot_run(summary: RunSummary, out_dir: str | Path) -> list[Path]:
         ax.legend(fontsize=7, title=legend, title_fontsize=7)
         paths.append(_save(fig, out / name))
     return paths
-
-
-def learning_curve(summary: RunSummary) -> list[float | None]:
-    """Accuracy on each experience right after training on it (the accuracy matrix's diagonal)."""
-    return [row[i] if i < len(row) else None for i, row in enumerate(summary.accuracy_matrix)]
 
 
 def _sizes_array(sizes: Sequence[Sequence[int]], depth: int | None = None) -> np.ndarray:
@@ -149,9 +144,11 @@ def plot_grid(summaries: list[RunSummary], out_dir: str | Path) -> list[Path]:
     growths = list(dict.fromkeys(s.method for s in summaries))  # growth, with the plasticity method if any
     paths = []
 
+    def series(s: RunSummary, key: str) -> Sequence[Any]:
+        return RunSummary.diagonal(s.accuracy_matrix) if key == "learning" else getattr(s, key)
+
     def mean_series(items: list[dict[str, Any]], key: str) -> np.ndarray:
-        get = learning_curve if key == "learning" else (lambda s: getattr(s, key))
-        return _nanmean(np.array([_nan(get(s)) for s in items]), axis=0) if items else np.array([])
+        return _nanmean(np.array([_nan(series(s, key)) for s in items]), axis=0) if items else np.array([])
 
     fig, axes = plt.subplots(len(strategies), len(growths), figsize=(2.6 * len(growths), 2.6 * len(strategies)),
                              squeeze=False)

@@ -250,8 +250,7 @@ def build_strategy(
         if name in REFERENCE_STRATEGIES:
             raise GrowthError(f"strategy {name!r} is a reference without growth or resets: use plasticity 'none'")
         resets = PlasticityPlugin(plasticity, **(plasticity_kwargs or {}))
-        if plugin is None:
-            GrowPlugin.check_model(model)
+        resets.check_model(model)
     elif plasticity_kwargs:
         raise GrowthError(f"plasticity_kwargs {sorted(plasticity_kwargs)} given, but plasticity is 'none'")
     all_plugins = ([BatchDataPlugin()] if fast_data else []) + list(plugins or [])

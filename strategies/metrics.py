@@ -193,7 +193,7 @@ class GrowthMetric(PluginMetric[dict]):
         if resets is not None:
             exp = int(strategy.clock.train_exp_counter)  # the clock moves on after every plugin
             counts = resets.counts.get(exp, {})
-            values.append(MetricValue(self, names.train_name(names.UNITS_RESET), float(sum(counts.values())), x))
+            values.append(MetricValue(self, names.train_name(names.UNITS_RESET), float(resets.units_reset(exp)), x))
             for i in range(model.num_hidden_layers):
                 values.append(MetricValue(self, names.train_name(names.UNITS_RESET, names.layer_tag(i)),
                                           float(counts.get(i, 0)), x))

@@ -63,10 +63,16 @@ class PlasticityPlugin(SupervisedPlugin):
         self._step = 0
 
     # ------------------------------------------------------------ callbacks
+    @staticmethod
+    def check_model(model: Any) -> GrowableMLP:
+        """Return ``model`` if its units can be reset, else raise a clear ``GrowthError``."""
+        if not isinstance(model, GrowableMLP):
+            raise GrowthError(f"plasticity resets need a clgrow.GrowableMLP model, got {type(model).__name__}")
+        return model
+
     def before_training(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """Refuse a model without resettable ReLU layers before anything trains."""
-        if not isinstance(strategy.model, GrowableMLP):
-            raise GrowthError(f"plasticity resets need a clgrow.GrowableMLP model, got {type(strategy.model).__name__}")
+        self.check_model(strategy.model)
 
     def before_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """Count steps afresh; capture activations where the method acts per step."""

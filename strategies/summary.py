@@ -86,9 +86,15 @@ class RunSummary:
         return self.growth if self.plasticity == "none" else f"{self.growth} / {self.plasticity}"
 
     @staticmethod
-    def diagonal_mean(matrix: Sequence[Sequence[float | None]]) -> float | None:
-        """Mean of ``matrix[i][i]`` (``None`` where an experience was not evaluated right after training)."""
-        diag = [row[i] if i < len(row) else None for i, row in enumerate(matrix)]
+    def diagonal(matrix: Sequence[Sequence[float | None]]) -> list[float | None]:
+        """``matrix[i][i]``: the accuracy on each experience right after training on it (``None``
+        where it was not evaluated then)."""
+        return [row[i] if i < len(row) else None for i, row in enumerate(matrix)]
+
+    @classmethod
+    def diagonal_mean(cls, matrix: Sequence[Sequence[float | None]]) -> float | None:
+        """Mean of :meth:`diagonal` (``None`` unless every experience was evaluated right after training)."""
+        diag = cls.diagonal(matrix)
         return None if not diag or any(v is None for v in diag) else sum(diag) / len(diag)
 
     @classmethod

@@ -11,10 +11,12 @@ from avalanche.training.plugins import EvaluationPlugin
 from avalanche.checkpointing import maybe_load_checkpoint, save_checkpoint
 from clgrow import GrowableMLP
 from clgrow.strategies import GrowPlugin, ResultsWriter, build_strategy, growth_metrics, inactivity_metrics
-from tests.strategies.conftest import fast_plugin
+from tests.strategies.conftest import all_params_optimized, fast_plugin
 
 
-def _run(bm, path: Path, stop_after: int | None = None) -> dict | None:
+def _run(bm, path: Path, stop_after: int | None = None, **build) -> dict | None:
+    """A replay run with growth, checkpointed after every experience (``build``: more build_strategy
+    arguments); ``None`` when stopped after experience ``stop_after``."""
     RNGManager.set_random_seeds(0)
     model = GrowableMLP(bm.in_features, [8, 8], bm.num_classes)
     writer = ResultsWriter()
@@ -23,7 +25,7 @@ def _run(bm, path: Path, stop_after: int | None = None) -> dict | None:
         *inactivity_metrics(), *growth_metrics(), loggers=[writer],
     )
     strategy = build_strategy("replay", model, None, plugins=[fast_plugin()], evaluator=evaluator,
-                              mem_size=40, train_mb_size=32, train_epochs=2)
+                              mem_size=40, train_mb_size=32, train_epochs=2, **build)
     strategy, start = maybe_load_checkpoint(strategy, str(path))
     for exp in bm.scenario.train_stream[start:]:
         strategy.train(exp)
@@ -40,6 +42,8 @@ def _run(bm, path: Path, stop_after: int | None = None) -> dict | None:
         "state": {k: v.clone() for k, v in strategy.model.state_dict().items()},
         "opt_params": sum(len(g["params"]) for g in strategy.optimizer.param_groups),
         "n_params": len(list(strategy.model.parameters())),
+        "all_optimized": all_params_optimized(strategy),
+        "plugins": strategy.plugins,
     }
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
-from avalanche.training.determinism.rng_manager import RNGManager
 from avalanche.training.plugins import EvaluationPlugin
 
 from clgrow import GrowableMLP, GrowthError, Resetter, UniformDistributor, extenders, resetters
@@ -19,7 +18,8 @@ from clgrow.strategies import (
     inactivity_metrics,
 )
 from clgrow.strategies import names
-from tests.strategies.conftest import all_params_optimized, fast_plugin, quiet
+from tests.strategies.conftest import fast_plugin, quiet
+from tests.strategies.test_checkpoint import _run as _checkpointed_run
 from tests.strategies.test_plugin import OptimizerCoverage
 
 #: settings that reset something within a few dozen steps of split-digits
@@ -150,25 +150,13 @@ def test_plasticity_needs_a_growable_model_and_refuses_reference_rows(split_digi
 
 @pytest.mark.parametrize("method", sorted(resetters))
 def test_interrupted_run_with_resets_resumes_bit_identically(split_digits, tmp_path, method):
-    from avalanche.checkpointing import maybe_load_checkpoint, save_checkpoint
-
     def run(path, stop_after=None):
-        RNGManager.set_random_seeds(0)
-        model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
-        writer, evaluator = _evaluator()
-        strategy = build_strategy("replay", model, None, plugins=[fast_plugin()], evaluator=evaluator, mem_size=40,
-                                  train_mb_size=32, train_epochs=2, plasticity=method,
-                                  plasticity_kwargs=EAGER[method])
-        strategy, start = maybe_load_checkpoint(strategy, str(path))
-        for exp in split_digits.scenario.train_stream[start:]:
-            strategy.train(exp)
-            strategy.eval(split_digits.scenario.test_stream)
-            save_checkpoint(strategy, str(path))
-            if stop_after is not None and exp.current_experience == stop_after:
-                return None
-        plugin = next(p for p in strategy.plugins if isinstance(p, PlasticityPlugin))
-        assert all_params_optimized(strategy)
-        return strategy.model.state_dict(), plugin.state_dict(), strategy.evaluator.loggers[0].last()
+        out = _checkpointed_run(split_digits, path, stop_after, plasticity=method, plasticity_kwargs=EAGER[method])
+        if out is None:
+            return None
+        plugin = next(p for p in out["plugins"] if isinstance(p, PlasticityPlugin))
+        assert out["all_optimized"]
+        return out["state"], plugin.state_dict(), out["metrics"]
 
     straight = run(tmp_path / "a.pkl")
     assert run(tmp_path / "b.pkl", stop_after=1) is None
