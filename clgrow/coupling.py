@@ -26,6 +26,8 @@ The pair's second moment is what does not separate. Two approximations:
       \Delta \tilde W_i = -\eta\,\big(k\,g_i - \textstyle\sum_j h_j\big),
 
   ``O((s + k)·m)`` time and memory per step.
+* ``trust`` (optional, either normalisation): the step is scaled, as a whole, so the old
+  partner rows move by at most ``trust`` times their norm; a single factor keeps it pairwise.
 * ``normalise="pair"``: :math:`\Delta C_{j,i} = \eta\,(m_{G,i} - m_{H,j}) /
   (\sqrt{v_{G,i} + v_{H,j}} + \epsilon)`, dense Adam without the cross term
   :math:`\mathbb E[H_j G_i]`: ``O(k·s·m)`` time in chunks of bounded memory.
@@ -146,6 +148,9 @@ class FactoredCoupling(_Coupling):
     normalise : {"column", "pair"}
     clip : float, optional
         Bound on the column-normalised step of each row.
+    trust : float, optional
+        Bound on each step's relative move of the old partner rows, ``||ΔW̃_old|| <= trust ·
+        ||W̃_old||`` (Frobenius, over ``[W | b]``); :attr:`scaled_steps` counts the steps it cut.
     betas, eps : Adam's constants.
     chunk_bytes : int
         Memory bound of one chunk of pair terms (``normalise="pair"``).
@@ -154,11 +159,12 @@ class FactoredCoupling(_Coupling):
     def __init__(
         self, lin: nn.Linear, n_old: int, partners: Tensor, lr: float, normalise: str = "column",
         clip: float | None = None, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        chunk_bytes: int = 64 * 2**20,
+        chunk_bytes: int = 64 * 2**20, trust: float | None = None,
     ) -> None:
         super().__init__(lin, n_old, partners, lr)
         self.normalise, self.betas, self.eps, self.chunk_bytes = normalise, betas, eps, chunk_bytes
-        self.clip = clip
+        self.clip, self.trust = clip, trust
+        self._scaled = torch.zeros((), dtype=torch.long, device=lin.weight.device)
         device = lin.weight.device
         # Moments of [grad W | grad b] per row: old partners first, then new rows.
         self.exp_avg = torch.zeros(self.s + self.k, self.m + 1, device=device)
@@ -212,6 +218,8 @@ class FactoredCoupling(_Coupling):
             torch.sub(u[s:].sum(0), u[:s], alpha=k, out=d[:s])
             torch.sub(u[:s].sum(0), u[s:], alpha=s, out=d[s:])
             d.mul_(self.lr)
+        if self.trust is not None:
+            self._bound(d, w, b)
         if s == n:
             w.add_(d[:, :-1])
             b.add_(d[:, -1])
@@ -220,6 +228,24 @@ class FactoredCoupling(_Coupling):
             b[n:] += d[s:, -1]
             w.index_add_(0, self.partners, d[:s, :-1])
             b.index_add_(0, self.partners, d[:s, -1])
+
+    def _bound(self, d: Tensor, w: Tensor, b: Tensor) -> None:
+        """Scale the whole step so the old partner rows move by at most ``trust`` times their
+        own norm: one factor for both sides keeps every transfer pairwise. No host sync and no
+        copy of the weights when every old unit is a partner."""
+        n, s = self.n_old, self.s
+        norm = torch.linalg.vector_norm
+        rows = slice(0, n) if s == n else self.partners
+        limit = torch.hypot(norm(w[rows]), norm(b[rows])).mul_(self.trust)
+        moved = norm(d[:s])
+        factor = (limit / moved.clamp_min(1e-30)).clamp_(max=1.0)
+        self._scaled += factor < 1
+        d.mul_(factor)
+
+    @property
+    def scaled_steps(self) -> int:
+        """Steps the trust region cut short."""
+        return int(self._scaled)
 
     def _pair_transfers(self, mg: Tensor, vg: Tensor, mh: Tensor, vh: Tensor) -> tuple[Tensor, Tensor]:
         """Sum over pairs of ``η (m_G,i - m_H,j) / (sqrt(v_G,i + v_H,j) + ε)``, chunked over ``j``."""

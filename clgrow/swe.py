@@ -75,7 +75,8 @@ class SWE(Extender):
 
     The defaults are the measured frontier choice (``clgrow.experiments.bench.frontier``,
     BENCHMARKS.md): a factored coupling with a per-column second moment, steps clipped at
-    ``0.5`` and ``0.01/sqrt(k·s)``, every growing layer adjusted jointly for half a pass.
+    ``0.5``, of size ``0.03/sqrt(k·s)`` within a trust region of ``0.02`` (no step moves the old
+    units by more than 2 % of their norm), every growing layer adjusted jointly for half a pass.
     The paper's procedure is ``SWE(**SWE.PAPER)`` (dense, sequential, one pass per layer, Adam at
     ``lr`` on ``C``; preset ``swe-svod-paper``).
 
@@ -112,11 +113,19 @@ class SWE(Extender):
         (``O((s + k)·m)`` work), or per pair without the cross term (``O(k·s·m)`` work, chunked).
     clip : float, optional
         Bound on the column-normalised step of each row (``None``: no bound).
+    trust : float, optional
+        Trust region of the factored coupling: each step is scaled down, as a whole, so the old
+        partner rows ``[W̃ | b̃]`` move by at most ``trust`` times their Frobenius norm (one factor
+        for both sides keeps every transfer pairwise). ``None``: no bound. Without it a
+        consistent gradient (a new task's first batches under Naive) pushes the old units ``k``
+        step sizes per step in one direction and kills them (BENCHMARKS.md). The dense
+        coupling is stepped by Adam and has no trust region.
     """
 
     #: The paper's procedure: a dense coupling, one full pass per layer, last layer first.
     PAPER: dict[str, Any] = {
         "coupling": "dense", "schedule": "sequential", "passes": 1.0, "coupling_lr": None, "coupling_scale": "none",
+        "trust": None,
     }
 
     def __init__(
@@ -127,12 +136,13 @@ class SWE(Extender):
         partners: int | None = None,
         max_coupling_bytes: int = 2 * 1024**3,
         on_oversize: str = "error",
-        coupling_lr: float | None = 0.01,
+        coupling_lr: float | None = 0.03,
         coupling: str = "factored",
         schedule: str = "joint",
         normalise: str = "column",
         clip: float | None = 0.5,
         coupling_scale: str = "sqrt",
+        trust: float | None = 0.02,
     ) -> None:
         super().__init__()
         if isinstance(passes, bool) or passes < 0 or not math.isfinite(passes):
@@ -155,6 +165,8 @@ class SWE(Extender):
             raise GrowthError(f"SWE normalise must be one of {NORMALISATIONS}, got {normalise!r}")
         if clip is not None and (not clip > 0 or not math.isfinite(clip)):
             raise GrowthError(f"SWE clip must be a finite number > 0 or None, got {clip}")
+        if trust is not None and (not trust > 0 or not math.isfinite(trust)):
+            raise GrowthError(f"SWE trust must be a finite number > 0 or None, got {trust}")
         if coupling_scale not in COUPLING_SCALES:
             raise GrowthError(f"SWE coupling_scale must be one of {COUPLING_SCALES}, got {coupling_scale!r}")
         self.passes = float(passes)
@@ -169,11 +181,12 @@ class SWE(Extender):
         self.normalise = normalise
         self.clip = clip
         self.coupling_scale = coupling_scale
+        self.trust = trust
 
     def __repr__(self) -> str:
         return (
             f"SWE(passes={self.passes}, lr={self.lr}, coupling={self.coupling!r}, schedule={self.schedule!r}, "
-            f"normalise={self.normalise!r}, clip={self.clip}, coupling_lr={self.coupling_lr}, "
+            f"normalise={self.normalise!r}, clip={self.clip}, trust={self.trust}, coupling_lr={self.coupling_lr}, "
             f"partners={self.partners}, init_std={self.init_std}, on_oversize={self.on_oversize!r})"
         )
 
@@ -263,7 +276,7 @@ class SWE(Extender):
             step /= math.sqrt(k * s)
         if self.coupling == "dense":
             return DenseCoupling(lin, n_old, partners, step, self.init_std)
-        return FactoredCoupling(lin, n_old, partners, step, self.normalise, self.clip)
+        return FactoredCoupling(lin, n_old, partners, step, self.normalise, self.clip, trust=self.trust)
 
     def _adjust(self, model: GrowableMLP, couplings: dict[int, Coupling], ctx: GrowthContext) -> int:
         """Train the couplings and their consumers jointly; return the number of steps."""

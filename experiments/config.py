@@ -46,7 +46,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 from clgrow.experiments.catalog import BENCHMARK_NAMES as BENCHMARKS
 from clgrow.experiments.catalog import check_benchmark
-from clgrow.strategies.catalog import OPTIMIZERS, PLASTICITY_NAMES, REFERENCE_STRATEGIES
+from clgrow.strategies.catalog import OPTIMIZERS, PLASTICITY_NAMES, REFERENCE_STRATEGIES, REQUIRED, strategy_hyperparameters
 from clgrow.strategies.catalog import STRATEGY_NAMES as STRATEGIES
 
 __all__ = ["ConfigError", "RunConfig", "GridConfig", "load_grid", "FIXED_FINAL"]
@@ -66,15 +66,12 @@ _BUILD_KEYS = ("model", "optimizer", "criterion", "train_mb_size", "train_epochs
 
 def check_strategy_kwargs(strategy: str, kwargs: dict[str, Any], where: str = "strategy_kwargs") -> None:
     """Refuse hyperparameters that clash with run or growth settings, and values of the wrong
-    type or sign for the builder's named hyperparameters (read from its signature)."""
-    import inspect
-
+    type or sign for the builder's named hyperparameters (read from its source, without
+    importing Avalanche: ``clgrow.strategies.catalog.strategy_hyperparameters``)."""
     if not kwargs:
         return
     run_fields = {f.name for f in dataclasses.fields(RunConfig)}
-    from clgrow.strategies.builders import STRATEGIES as BUILDERS  # Avalanche: only when there is something to check
-
-    named = inspect.signature(BUILDERS[strategy]).parameters
+    named = strategy_hyperparameters()[strategy]
     for key, value in kwargs.items():
         if key in run_fields or key in _BUILD_KEYS:
             raise ConfigError(f"{where}.{key}: a run setting, not a strategy hyperparameter; set it as the run's "
@@ -83,10 +80,9 @@ def check_strategy_kwargs(strategy: str, kwargs: dict[str, Any], where: str = "s
             raise ConfigError(f"{where}.{key}: a growth setting; set it in [run.grow] or with its --{key.replace('_', '-')} flag")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{where}.{key}: must be finite (got {value!r})")
-        prm = named.get(key)
-        if prm is None or prm.default is inspect.Parameter.empty or prm.default is None:
+        default = named.get(key)
+        if default is None or default is REQUIRED:
             continue
-        default = prm.default
         if isinstance(default, bool):
             ok, what = isinstance(value, bool), "true or false"
         elif isinstance(default, int):

@@ -7,7 +7,14 @@ ever disagree.
 
 from __future__ import annotations
 
-__all__ = ["STRATEGY_NAMES", "REFERENCE_STRATEGIES", "OPTIMIZERS", "PLASTICITY_NAMES"]
+import ast
+import functools
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+__all__ = ["STRATEGY_NAMES", "REFERENCE_STRATEGIES", "OPTIMIZERS", "PLASTICITY_NAMES", "REQUIRED",
+           "strategy_hyperparameters"]
 
 #: Every strategy ``build_strategy`` knows, in the order ``clgrow list`` shows them.
 STRATEGY_NAMES = ("naive", "replay", "ewc", "si", "lwf", "agem", "gem", "cumulative", "mas", "rwalk", "lfl", "der",
@@ -23,3 +30,52 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 
 #: Plasticity resets a run can add (``clgrow.plasticity``'s registry, plus ``none``).
 PLASTICITY_NAMES = ("none", "redo", "cbp")
+
+
+#: A builder hyperparameter without a default (none today; kept so the table can say so).
+REQUIRED = object()
+
+
+@functools.lru_cache(maxsize=None)
+def strategy_hyperparameters() -> dict[str, dict[str, Any]]:
+    """Each strategy's named hyperparameters and their defaults, read from the builders' source.
+
+    ``clgrow.strategies.builders`` imports Avalanche (seconds); its builders' signatures are the
+    one declaration of what a strategy accepts. Reading them with :mod:`ast` lets a config be
+    checked without that import; a test holds this table equal to ``inspect.signature``.
+
+    Returns
+    -------
+    dict[str, dict[str, Any]]
+        ``{strategy: {parameter: default}}``; a default that is not a literal is ``None`` (not
+        checked), a missing one :data:`REQUIRED`.
+    """
+    spec = importlib.util.find_spec("clgrow.strategies.builders")
+    if spec is None or spec.origin is None:  # pragma: no cover - the package always ships it
+        raise ImportError("clgrow.strategies.builders not found")
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    table: dict[str, dict[str, Any]] = {}
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else None
+        if isinstance(target, ast.Name) and target.id == "STRATEGIES" and isinstance(node.value, ast.Dict):
+            for key, value in zip(node.value.keys, node.value.values):
+                if isinstance(key, ast.Constant) and isinstance(value, ast.Name):
+                    table[key.value] = _parameters(functions[value.id].args)
+    return table
+
+
+def _parameters(args: ast.arguments) -> dict[str, Any]:
+    named = args.args + args.kwonlyargs
+    defaults: list[Any] = [REQUIRED] * (len(args.args) - len(args.defaults)) + list(args.defaults)
+    defaults += list(args.kw_defaults)
+    out: dict[str, Any] = {}
+    for arg, default in zip(named, defaults):
+        if default is REQUIRED or default is None:
+            out[arg.arg] = REQUIRED
+            continue
+        try:
+            out[arg.arg] = ast.literal_eval(default)
+        except ValueError:
+            out[arg.arg] = None
+    return out

@@ -36,9 +36,9 @@ SWE_PAPER, SVOD_PAPER = _SWE.PAPER, _SVoD.PAPER
 
 # label -> (extender name, extender kwargs, distributor kwargs); SVoD always distributes, with its
 # default budget unless the row says otherwise.
-DEFAULT = "**default**: factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks)"
+DEFAULT = "**default** (`SWE()`): factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.02"
 PAPER = "swe paper preset (dense, sequential, 1 pass/layer; SVoD 1 + 1)"
-_UNSCALED = {"coupling_lr": None, "coupling_scale": "none"}  # the step size of the paper (Adam at lr)
+_UNSCALED = {"coupling_lr": None, "coupling_scale": "none", "trust": None}  # the paper's step size (Adam at lr)
 # Exploration rows before the step was scaled with the layer: coupling_lr 1e-3, unscaled.
 _COL = {**_UNSCALED, "coupling": "factored", "normalise": "column", "schedule": "joint"}
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
@@ -68,11 +68,27 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         "swe", {**_COL, "schedule": "sequential", "passes": 0.25, "clip": 0.5}, {}),
     DEFAULT: ("swe", {}, {}),
     "swe factored-column, joint, 0.5 pass, clip 0.5, unscaled step 1e-3": (
-        "swe", {"coupling_scale": "none", "coupling_lr": 1e-3}, {}),
+        "swe", {"coupling_scale": "none", "coupling_lr": 1e-3, "trust": None}, {}),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.016/k": (
-        "swe", {"coupling_scale": "k", "coupling_lr": 0.016}, {}),
-    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.02/sqrt(ks)": ("swe", {"coupling_lr": 0.02}, {}),
-    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.04/sqrt(ks)": ("swe", {"coupling_lr": 0.04}, {}),
+        "swe", {"coupling_scale": "k", "coupling_lr": 0.016, "trust": None}, {}),
+    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.01/sqrt(ks) (previous default)": (
+        "swe", {"coupling_lr": 0.01, "trust": None}, {}),
+    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.02/sqrt(ks)": ("swe", {"coupling_lr": 0.02, "trust": None}, {}),
+    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), no trust region": (
+        "swe", {"coupling_lr": 0.03, "trust": None}, {}),
+    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.04/sqrt(ks)": ("swe", {"coupling_lr": 0.04, "trust": None}, {}),
+    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.005": (
+        "swe", {"coupling_lr": 0.03, "trust": 0.005}, {}),
+    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.01": (
+        "swe", {"coupling_lr": 0.03, "trust": 0.01}, {}),
+    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.03": (
+        "swe", {"coupling_lr": 0.03, "trust": 0.03}, {}),
+    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.1/sqrt(ks), trust 0.01": (
+        "swe", {"coupling_lr": 0.1, "trust": 0.01}, {}),
+    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.1/sqrt(ks), trust 0.02": (
+        "swe", {"coupling_lr": 0.1, "trust": 0.02}, {}),
+    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.05/sqrt(ks), trust 0.02": (
+        "swe", {"coupling_lr": 0.05, "trust": 0.02}, {}),
     "swe dense, sequential, 0.05 pass/layer, subsample to 512 MiB": (
         "swe", {**_UNSCALED, "coupling": "dense", "schedule": "sequential", "passes": 0.05, "on_oversize": "subsample",
                 "max_coupling_bytes": 512 * 2**20}, {}),
@@ -180,15 +196,18 @@ def _stream(job: dict[str, Any]) -> dict[str, Any]:
 
     ext_name, ext_kwargs, dist_kwargs = VARIANTS[job["variant"]]
     growth = "swe-svod" if ext_name == "swe" else f"{ext_name}-svod"
-    cfg = RunConfig(benchmark=job["data"], strategy="replay", growth=growth, seed=job["seed"],
+    strategy = job["strategy"]
+    cfg = RunConfig(benchmark=job["data"], strategy=strategy, growth=growth, seed=job["seed"],
                     hidden_sizes=job["hidden"], threads=1,
                     grow=GrowthConfig(neurons_per_experience=job["k"], extender_kwargs=ext_kwargs,
-                                      distributor_kwargs=dist_kwargs), strategy_kwargs={"mem_size": 200})
+                                      distributor_kwargs=dist_kwargs),
+                    strategy_kwargs={"mem_size": 200} if strategy == "replay" else {})
     s = run(cfg.validate())
     return {
         **job,
         "growth_per_epoch": statistics.fmean(e["seconds"]["total"] for e in s.growth_events) / s.epoch_seconds_median,
         "acc_final": s.final_accuracy,
+        "learning": s.learning_accuracy,
         "forgetting": s.average_forgetting,
         "new_dead": s.new_dead_fraction[-1],
         "new_dormant": s.new_dormant_fraction[-1],
@@ -221,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--epochs-before", type=int, default=3)
     p.add_argument("--epochs-between", type=int, default=2)
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--strategy", choices=["replay", "naive"], default="replay",
+                   help="stream setting: Replay (200, the quick grid's) or Naive")
     p.add_argument("--workers", type=int, default=2)
     a = p.parse_args(argv)
     if a.match:
@@ -234,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     datas = a.data or defaults[0]
     hidden = a.hidden or defaults[1]
     k = a.k or defaults[2]
-    jobs = [dict(variant=v, data=d, seed=s, hidden=hidden, k=k, growths=a.growths, batch=a.batch,
+    jobs = [dict(variant=v, data=d, seed=s, hidden=hidden, k=k, growths=a.growths, batch=a.batch, strategy=a.strategy,
                  epochs_before=a.epochs_before, epochs_between=a.epochs_between)
             for d in datas for v in a.variants for s in a.seeds]
     started = time.perf_counter()
@@ -254,9 +275,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"{a.epochs_between} epochs after each growth, batch {a.batch}")
     else:
         cols = [("new dormant", "new_dormant", True), ("new dead", "new_dead", True),
-                ("final acc", "acc_final", True), ("forgetting", "forgetting", True),
-                ("growth step / epoch", "growth_per_epoch", False)]
-        what = f"Replay (200) stream, MLP {hidden}, K={k} per experience"
+                ("final acc", "acc_final", True), ("learning acc", "learning", True),
+                ("forgetting", "forgetting", True), ("growth step / epoch", "growth_per_epoch", False)]
+        what = ("Replay (200)" if a.strategy == "replay" else "Naive") + f" stream, MLP {hidden}, K={k} per experience"
     for d in datas:
         print(f"\n{d}: {what}; seeds {a.seeds}; fractions in %, mean ± std\n")
         print("| variant | " + " | ".join(c[0] for c in cols) + " |")

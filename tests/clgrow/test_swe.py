@@ -22,6 +22,7 @@ VARIANTS = {
     "factored-sequential": dict(coupling="factored", schedule="sequential"),
     "factored-pair": dict(coupling="factored", normalise="pair"),
     "factored-column-unclipped": dict(coupling="factored", normalise="column", clip=None),
+    "factored-no-trust": dict(coupling="factored", trust=None),
 }
 variants = pytest.mark.parametrize("variant", list(VARIANTS))
 
@@ -38,10 +39,11 @@ def _wb(model: GrowableMLP, layer: int) -> torch.Tensor:
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 9), k=st.integers(1, 6), m=st.integers(1, 9), seed=st.integers(0, 2**16),
        subset=st.booleans(), normalise=st.sampled_from(["column", "pair"]),
-       clip=st.sampled_from([None, 0.5]), steps=st.integers(1, 4))
-def test_factored_coupling_conserves_column_sums(n, k, m, seed, subset, normalise, clip, steps):
-    """Each step is a set of pair transfers: column sums of [W | b] never change, and old units
-    that are not partners are never touched."""
+       clip=st.sampled_from([None, 0.5]), steps=st.integers(1, 4), trust=st.sampled_from([None, 1e-3, 0.05]))
+def test_factored_coupling_conserves_column_sums(n, k, m, seed, subset, normalise, clip, steps, trust):
+    """Each step is a set of pair transfers: column sums of [W | b] never change, old units
+    that are not partners are never touched, and with a trust region no step moves the old
+    partners by more than ``trust`` times their norm."""
     g = torch.Generator().manual_seed(seed)
     lin = nn.Linear(m, n + k)
     with torch.no_grad():
@@ -50,11 +52,15 @@ def test_factored_coupling_conserves_column_sums(n, k, m, seed, subset, normalis
     s = max(1, n // 2) if subset else n
     partners = torch.randperm(n, generator=g)[:s].sort().values
     before = torch.cat([lin.weight, lin.bias[:, None]], 1).detach().clone()
-    cp = FactoredCoupling(lin, n, partners, lr=0.1, normalise=normalise, clip=clip)
+    cp = FactoredCoupling(lin, n, partners, lr=0.1, normalise=normalise, clip=clip, trust=trust)
     for _ in range(steps):
         lin.weight.grad = torch.randn(n + k, m, generator=g)
         lin.bias.grad = torch.randn(n + k, generator=g)
+        old = torch.cat([lin.weight, lin.bias[:, None]], 1)[:n][partners].detach().clone()
         cp.step()
+        moved = (torch.cat([lin.weight, lin.bias[:, None]], 1)[:n][partners] - old).norm()
+        if trust is not None:
+            assert moved <= trust * old.norm() * (1 + 1e-4) + 1e-6
     after = torch.cat([lin.weight, lin.bias[:, None]], 1).detach()
     torch.testing.assert_close(after.sum(0), before.sum(0), rtol=1e-5, atol=1e-4)
     if clip is None:  # a clip can saturate both ends of a pair alike, which cancels the transfer
@@ -178,7 +184,7 @@ def test_nan_loss_during_adjustment_rolls_back(variant, trained_mlp, digits_load
 @pytest.mark.parametrize("kwargs", [dict(passes=-1), dict(lr=0), dict(partners=0), dict(on_oversize="x"),
                                     dict(coupling_lr=0), dict(coupling="x"), dict(schedule="x"),
                                     dict(normalise="x"), dict(clip=0), dict(lr=float("nan")),
-                                    dict(coupling_lr=float("inf"))])
+                                    dict(coupling_lr=float("inf")), dict(trust=0), dict(trust=float("nan"))])
 def test_swe_arguments_are_validated(kwargs):
     with pytest.raises(GrowthError):
         SWE(**kwargs)
