@@ -75,8 +75,8 @@ class SWE(Extender):
 
     The defaults are the measured frontier choice (``clgrow.experiments.bench.frontier``,
     BENCHMARKS.md): a factored coupling with a per-column second moment, steps clipped at
-    ``0.5``, of size ``0.03/sqrt(k·s)`` within a trust region of ``0.02`` (no step moves the old
-    units by more than 2 % of their norm), every growing layer adjusted jointly for half a pass.
+    ``0.5``, of size ``0.03/sqrt(k·s)`` within a trust region of ``0.01`` (no step moves the old
+    units by more than 1 % of their norm), every growing layer adjusted jointly for half a pass.
     The paper's procedure is ``SWE(**SWE.PAPER)`` (dense, sequential, one pass per layer, Adam at
     ``lr`` on ``C``; preset ``swe-svod-paper``).
 
@@ -142,7 +142,7 @@ class SWE(Extender):
         normalise: str = "column",
         clip: float | None = 0.5,
         coupling_scale: str = "sqrt",
-        trust: float | None = 0.02,
+        trust: float | None = 0.01,
     ) -> None:
         super().__init__()
         if isinstance(passes, bool) or passes < 0 or not math.isfinite(passes):

@@ -36,7 +36,7 @@ SWE_PAPER, SVOD_PAPER = _SWE.PAPER, _SVoD.PAPER
 
 # label -> (extender name, extender kwargs, distributor kwargs); SVoD always distributes, with its
 # default budget unless the row says otherwise.
-DEFAULT = "**default** (`SWE()`): factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.02"
+DEFAULT = "**default** (`SWE()`): factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.01"
 PAPER = "swe paper preset (dense, sequential, 1 pass/layer; SVoD 1 + 1)"
 _UNSCALED = {"coupling_lr": None, "coupling_scale": "none", "trust": None}  # the paper's step size (Adam at lr)
 # Exploration rows before the step was scaled with the layer: coupling_lr 1e-3, unscaled.
@@ -79,8 +79,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.04/sqrt(ks)": ("swe", {"coupling_lr": 0.04, "trust": None}, {}),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.005": (
         "swe", {"coupling_lr": 0.03, "trust": 0.005}, {}),
-    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.01": (
-        "swe", {"coupling_lr": 0.03, "trust": 0.01}, {}),
+    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.02": (
+        "swe", {"coupling_lr": 0.03, "trust": 0.02}, {}),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.03": (
         "swe", {"coupling_lr": 0.03, "trust": 0.03}, {}),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.1/sqrt(ks), trust 0.01": (
