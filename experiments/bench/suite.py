@@ -110,7 +110,7 @@ def section_scaling(quick: bool) -> str:
     """SVoD + SWE growth step / epoch while one factor varies around depth 3, width 256, K 64, input 784."""
     base = dict(layers=3, width=256, k=64, m=784)
     grid = {"layers": [1, 3, 6], "width": [64, 256, 1024], "k": [16, 64, 256], "m": [64, 784, 3072]}
-    rows = ["| varied | value | coupling MiB (largest layer) | SVoD / epoch | SWE / epoch | total / epoch | paper budget total / epoch |",
+    rows = ["| varied | value | dense coupling MiB (largest layer; not used by the default) | SVoD / epoch | SWE / epoch | total / epoch | paper budget total / epoch |",
             "|---|---|---|---|---|---|---|"]
     for factor, values in grid.items():
         for v in values:
@@ -135,11 +135,11 @@ from clgrow.experiments.bench.suite import _setup
 from clgrow import grow, SWE, SVoD
 def status(key):
     return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) / 1024
-layers, width, m, k, passes = json.loads(sys.argv[1])
+layers, width, m, k, swe_kwargs = json.loads(sys.argv[1])
 model, loader, epoch = _setup(layers, width, m, n=512)
 open("/proc/self/clear_refs", "w").write("5")  # Linux: reset the peak resident set (VmHWM) to now
 base = status("VmRSS")
-rep = grow(model, k, loader, SWE(passes=passes), "fixed")
+rep = grow(model, k, loader, SWE(**swe_kwargs), "fixed")
 peak = status("VmHWM")
 params = sum(p.numel() for p in model.parameters()) * 4
 print(json.dumps({"peak_extra_mib": peak - base, "coupling_mib": rep.info["extender"][f"layer{layers-1}"]["coupling_mib"], "model_mib": params / 2**20}))
@@ -148,37 +148,43 @@ print(json.dumps({"peak_extra_mib": peak - base, "coupling_mib": rep.info["exten
 
 def section_memory(quick: bool) -> str:
     """Peak extra RSS of an SWE growth step (fresh process per row) against the coupling estimate."""
-    rows = ["| width | input | K (one layer) | model MiB | SWE coupling estimate MiB | measured peak extra MiB |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| SWE | width | input | K (one layer) | model MiB | coupling state MiB (as reported) | measured peak extra MiB |",
+            "|---|---|---|---|---|---|---|"]
     configs = [(1, 256, 784, 64), (1, 1024, 784, 128), (1, 1024, 3072, 128)]
     if not quick:
         configs.append((1, 2048, 3072, 128))
+    kinds = [("default (factored)", {}), ("dense, 0.05 pass", {"coupling": "dense", "schedule": "sequential",
+                                                               "passes": 0.05, "trust": None})]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
-    for layers, width, m, k in configs:
-        out = subprocess.run([sys.executable, "-c", _MEM_CHILD, json.dumps([layers, width, m, k, 0.05])],
-                             capture_output=True, text=True, env=env)
-        if out.returncode != 0:
-            last = out.stderr.strip().splitlines()[-1]
-            verdict = "refused by the default 2 GiB guard" if "max_coupling_bytes" in last else f"failed: {last}"
-            need = SWE.coupling_bytes(k, width, m) / 2**20
-            rows.append(f"| {width} | {m} | {k} | — | {need:.0f} | {verdict} |")
-            continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        rows.append(f"| {width} | {m} | {k} | {r['model_mib']:.1f} | {r['coupling_mib']:.0f} | {r['peak_extra_mib']:.0f} |")
+    for label, kwargs in kinds:
+        for layers, width, m, k in configs:
+            out = subprocess.run([sys.executable, "-c", _MEM_CHILD, json.dumps([layers, width, m, k, kwargs])],
+                                 capture_output=True, text=True, env=env)
+            if out.returncode != 0:
+                last = out.stderr.strip().splitlines()[-1]
+                verdict = "refused by the default 2 GiB guard" if "max_coupling_bytes" in last else f"failed: {last}"
+                need = SWE.coupling_bytes(k, width, m) / 2**20
+                rows.append(f"| {label} | {width} | {m} | {k} | — | {need:.0f} (needed) | {verdict} |")
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append(f"| {label} | {width} | {m} | {k} | {r['model_mib']:.1f} | {r['coupling_mib']:.0f} | "
+                        f"{r['peak_extra_mib']:.0f} |")
     # The guard: refuse, or subsample the partners, before anything is allocated.
     model, loader, _ = _setup(1, 1024, 3072, n=256)
-    guard = SWE(max_coupling_bytes=512 * 2**20)
+    guard = SWE(coupling="dense", trust=None, max_coupling_bytes=512 * 2**20)
     try:
         grow(model, 256, loader, guard, "fixed")
         refused = "not refused"
     except GrowthError as err:
         refused = str(err)
-    sub = grow(copy.deepcopy(model), 256, loader, SWE(max_coupling_bytes=512 * 2**20, on_oversize="subsample"), "fixed")
+    sub = grow(copy.deepcopy(model), 256, loader,
+               SWE(coupling="dense", trust=None, max_coupling_bytes=512 * 2**20, on_oversize="subsample"), "fixed")
     info = sub.info["extender"]["layer0"]
-    return ("SWE on one hidden layer (the largest coupling case), default budget; peak extra = peak resident set "
-            "during the step (Linux VmHWM, reset before the step) minus the resident set before it; estimate = C with its gradient and Adam's two moments\n"
+    return ("SWE on one hidden layer (the largest coupling case), the default and the dense coupling; peak extra = peak "
+            "resident set during the step (Linux VmHWM, reset before the step) minus the resident set before it; "
+            "coupling state: dense = C with its gradient and Adam's two moments, factored = per-row moments\n"
             + "\n".join(rows)
-            + f"\n\nGuard at 512 MiB, K = 256 on a 3072-1024 layer (coupling would need "
+            + f"\n\nDense coupling guard at 512 MiB, K = 256 on a 3072-1024 layer (coupling would need "
               f"{SWE.coupling_bytes(256, 1024, 3072) / 2**30:.1f} GiB):\n\n"
               f"- `on_oversize='error'` (default): `GrowthError: {refused}`\n"
               f"- `on_oversize='subsample'`: each new unit couples with {info['partners']} of 1024 old units "
