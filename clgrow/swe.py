@@ -251,6 +251,8 @@ class SWE(Extender):
                     "coupling_mib": cp.state_bytes / 2**20,
                     "steps": steps,
                     "seconds": seconds,
+                    # how often the trust region cut a step (factored coupling only)
+                    "trust_scaled_steps": cp.scaled_steps if isinstance(cp, FactoredCoupling) else 0,
                 }
         return new_units
 

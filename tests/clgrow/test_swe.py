@@ -245,3 +245,14 @@ def test_factored_coupling_grows_a_layer_the_dense_guard_refuses(variant):
     assert model.hidden_sizes == [1280]
     mib = report.info["extender"]["layer0"]["coupling_mib"]
     assert 0 < mib * 2**20 <= 64 * 2**20 + 4 * 4 * (1024 + 256) * 785
+
+
+def test_trust_region_reports_the_steps_it_cut(trained_mlp, digits_loader):
+    """A tight trust region cuts every step of the adjustment, none cuts none, and the report says so."""
+    import copy
+
+    tight = grow(copy.deepcopy(trained_mlp), 6, digits_loader, SWE(trust=1e-6), "uniform")
+    loose = grow(copy.deepcopy(trained_mlp), 6, digits_loader, SWE(trust=None), "uniform")
+    for layer, info in tight.info["extender"].items():
+        assert info["trust_scaled_steps"] == info["steps"] > 0, layer
+    assert all(info["trust_scaled_steps"] == 0 for info in loose.info["extender"].values())
