@@ -128,3 +128,15 @@ def test_mnist_5k_fast_reader_equals_mlxtends_own():
     np.testing.assert_array_equal(x, ref_x / 255.0)
     np.testing.assert_array_equal(y, ref_y)
     assert y.dtype == ref_y.dtype
+
+
+def test_digits_fast_reader_equals_scikit_learns_own():
+    from sklearn.datasets import load_digits
+
+    from clgrow.experiments.embedded import _digits
+
+    x, y = _digits()
+    ref_x, ref_y = load_digits(return_X_y=True)
+    np.testing.assert_array_equal(x, ref_x / 16.0)
+    np.testing.assert_array_equal(y, ref_y)
+    assert y.dtype == ref_y.dtype
