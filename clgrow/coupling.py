@@ -95,6 +95,11 @@ class _Coupling:
         self.lin, self.n_old, self.partners, self.lr = lin, n_old, partners, lr
         self.k, self.m, self.s = lin.out_features - n_old, lin.in_features, partners.numel()
 
+    @property
+    def scaled_steps(self) -> int:
+        """Steps a trust region cut short (none without one)."""
+        return 0
+
 
 class DenseCoupling(_Coupling):
     """``C (k, s, m)`` and ``c (k, s)`` as trainable tensors (the paper's SWE), trained by Adam

@@ -251,8 +251,7 @@ class SWE(Extender):
                     "coupling_mib": cp.state_bytes / 2**20,
                     "steps": steps,
                     "seconds": seconds,
-                    # how often the trust region cut a step (factored coupling only)
-                    "trust_scaled_steps": cp.scaled_steps if isinstance(cp, FactoredCoupling) else 0,
+                    "trust_scaled_steps": cp.scaled_steps,
                 }
         return new_units
 

@@ -77,18 +77,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), no trust region": (
         "swe", {"coupling_lr": 0.03, "trust": None}, {}),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.04/sqrt(ks)": ("swe", {"coupling_lr": 0.04, "trust": None}, {}),
-    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.005": (
-        "swe", {"coupling_lr": 0.03, "trust": 0.005}, {}),
-    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.02": (
-        "swe", {"coupling_lr": 0.03, "trust": 0.02}, {}),
-    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.03": (
-        "swe", {"coupling_lr": 0.03, "trust": 0.03}, {}),
-    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.1/sqrt(ks), trust 0.01": (
-        "swe", {"coupling_lr": 0.1, "trust": 0.01}, {}),
-    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.1/sqrt(ks), trust 0.02": (
-        "swe", {"coupling_lr": 0.1, "trust": 0.02}, {}),
-    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.05/sqrt(ks), trust 0.02": (
-        "swe", {"coupling_lr": 0.05, "trust": 0.02}, {}),
+    # The trust region around the step sizes (the default's own point is the DEFAULT row).
+    **{f"swe factored-column, joint, 0.5 pass, clip 0.5, step {lr}/sqrt(ks), trust {trust}": (
+        "swe", {"coupling_lr": lr, "trust": trust}, {})
+       for lr, trust in ((0.03, 0.005), (0.03, 0.02), (0.03, 0.03), (0.1, 0.01), (0.1, 0.02), (0.05, 0.02))},
     "swe dense, sequential, 0.05 pass/layer, subsample to 512 MiB": (
         "swe", {**_UNSCALED, "coupling": "dense", "schedule": "sequential", "passes": 0.05, "on_oversize": "subsample",
                 "max_coupling_bytes": 512 * 2**20}, {}),
