@@ -28,6 +28,11 @@ The pair's second moment is what does not separate. Two approximations:
   ``O((s + k)·m)`` time and memory per step.
 * ``trust`` (optional, either normalisation): the step is scaled, as a whole, so the old
   partner rows move by at most ``trust`` times their norm; a single factor keeps it pairwise.
+  With ``trust_snr`` the region widens by :math:`\max(1, (\text{trust\_snr}/\rho)^2)` where
+  :math:`\rho = \sum \hat m_G^2 / \sum \hat v_G` (over the old partners) is Adam's
+  signal-to-noise ratio of their gradient: a gradient that points the same way step after step
+  (:math:`\rho \to 1`, a new task under Naive) is held to ``trust``, a noisy one
+  (:math:`\rho \approx 0.05` once the moments average noise) moves without a bound.
 * ``normalise="pair"``: :math:`\Delta C_{j,i} = \eta\,(m_{G,i} - m_{H,j}) /
   (\sqrt{v_{G,i} + v_{H,j}} + \epsilon)`, dense Adam without the cross term
   :math:`\mathbb E[H_j G_i]`: ``O(k·s·m)`` time in chunks of bounded memory.
@@ -156,6 +161,9 @@ class FactoredCoupling(_Coupling):
     trust : float, optional
         Bound on each step's relative move of the old partner rows, ``||ΔW̃_old|| <= trust ·
         ||W̃_old||`` (Frobenius, over ``[W | b]``); :attr:`scaled_steps` counts the steps it cut.
+    trust_snr : float, optional
+        Widen the bound to ``trust · max(1, (trust_snr / ρ)²)``, with ``ρ`` the old partners'
+        gradient signal-to-noise ratio from the Adam moments (``None``: a fixed bound).
     betas, eps : Adam's constants.
     chunk_bytes : int
         Memory bound of one chunk of pair terms (``normalise="pair"``).
@@ -164,11 +172,11 @@ class FactoredCoupling(_Coupling):
     def __init__(
         self, lin: nn.Linear, n_old: int, partners: Tensor, lr: float, normalise: str = "column",
         clip: float | None = None, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        chunk_bytes: int = 64 * 2**20, trust: float | None = None,
+        chunk_bytes: int = 64 * 2**20, trust: float | None = None, trust_snr: float | None = None,
     ) -> None:
         super().__init__(lin, n_old, partners, lr)
         self.normalise, self.betas, self.eps, self.chunk_bytes = normalise, betas, eps, chunk_bytes
-        self.clip, self.trust = clip, trust
+        self.clip, self.trust, self.trust_snr = clip, trust, trust_snr
         self._scaled = torch.zeros((), dtype=torch.long, device=lin.weight.device)
         device = lin.weight.device
         # Moments of [grad W | grad b] per row: old partners first, then new rows.
@@ -236,16 +244,31 @@ class FactoredCoupling(_Coupling):
 
     def _bound(self, d: Tensor, w: Tensor, b: Tensor) -> None:
         """Scale the whole step so the old partner rows move by at most ``trust`` times their
-        own norm: one factor for both sides keeps every transfer pairwise. No host sync and no
-        copy of the weights when every old unit is a partner."""
+        own norm (widened for a noisy gradient with ``trust_snr``): one factor for both sides
+        keeps every transfer pairwise. No host sync and no copy of the weights when every old
+        unit is a partner."""
         n, s = self.n_old, self.s
         norm = torch.linalg.vector_norm
         rows = slice(0, n) if s == n else self.partners
         limit = torch.hypot(norm(w[rows]), norm(b[rows])).mul_(self.trust)
+        if self.trust_snr is not None:
+            limit.mul_(self._widening())
         moved = norm(d[:s])
         factor = (limit / moved.clamp_min(1e-30)).clamp_(max=1.0)
         self._scaled += factor < 1
         d.mul_(factor)
+
+    def _widening(self) -> Tensor:
+        """``max(1, (trust_snr / ρ)²)`` with ``ρ = Σ m̂² / Σ v̂`` over the old partners (0-dim)."""
+        beta1, beta2 = self.betas
+        bc1, bc2 = 1 - beta1**self.steps, 1 - beta2**self.steps
+        s = self.s
+        signal = torch.linalg.vector_norm(self.exp_avg[:s]).div_(bc1).square_()
+        power = self.exp_avg_sq[:s].sum().div_(bc2)
+        # The two moments average over different windows, so ρ can pass 1 (clamped); a zero
+        # gradient gives 0/0, where no bound is needed.
+        snr = (signal / power.clamp_min(1e-30)).clamp_(1e-12, 1.0)
+        return (self.trust_snr / snr).square_().clamp_(min=1.0)
 
     @property
     def scaled_steps(self) -> int:

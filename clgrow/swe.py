@@ -76,7 +76,9 @@ class SWE(Extender):
     The defaults are the measured frontier choice (``clgrow.experiments.bench.frontier``,
     BENCHMARKS.md): a factored coupling with a per-column second moment, steps clipped at
     ``0.5``, of size ``0.03/sqrt(k·s)`` within a trust region of ``0.01`` (no step moves the old
-    units by more than 1 % of their norm), every growing layer adjusted jointly for half a pass.
+    units by more than 1 % of their norm while their gradient is consistent; the region widens
+    as ``(0.5/ρ)²`` once Adam's signal-to-noise ratio ``ρ`` of that gradient falls below
+    ``0.5``), every growing layer adjusted jointly for half a pass.
     The paper's procedure is ``SWE(**SWE.PAPER)`` (dense, sequential, one pass per layer, Adam at
     ``lr`` on ``C``; preset ``swe-svod-paper``).
 
@@ -143,6 +145,7 @@ class SWE(Extender):
         clip: float | None = 0.5,
         coupling_scale: str = "sqrt",
         trust: float | None = 0.01,
+        trust_snr: float | None = 0.5,
     ) -> None:
         super().__init__()
         if isinstance(passes, bool) or passes < 0 or not math.isfinite(passes):
@@ -167,6 +170,8 @@ class SWE(Extender):
             raise GrowthError(f"SWE clip must be a finite number > 0 or None, got {clip}")
         if trust is not None and (not trust > 0 or not math.isfinite(trust)):
             raise GrowthError(f"SWE trust must be a finite number > 0 or None, got {trust}")
+        if trust_snr is not None and (not 0 < trust_snr <= 1 or not math.isfinite(trust_snr)):
+            raise GrowthError(f"SWE trust_snr must be a number in (0, 1] or None, got {trust_snr}")
         if coupling_scale not in COUPLING_SCALES:
             raise GrowthError(f"SWE coupling_scale must be one of {COUPLING_SCALES}, got {coupling_scale!r}")
         self.passes = float(passes)
@@ -182,11 +187,13 @@ class SWE(Extender):
         self.clip = clip
         self.coupling_scale = coupling_scale
         self.trust = trust
+        self.trust_snr = trust_snr
 
     def __repr__(self) -> str:
         return (
             f"SWE(passes={self.passes}, lr={self.lr}, coupling={self.coupling!r}, schedule={self.schedule!r}, "
-            f"normalise={self.normalise!r}, clip={self.clip}, trust={self.trust}, coupling_lr={self.coupling_lr}, "
+            f"normalise={self.normalise!r}, clip={self.clip}, trust={self.trust}, trust_snr={self.trust_snr}, "
+            f"coupling_lr={self.coupling_lr}, "
             f"partners={self.partners}, init_std={self.init_std}, on_oversize={self.on_oversize!r})"
         )
 
@@ -277,7 +284,8 @@ class SWE(Extender):
             step /= math.sqrt(k * s)
         if self.coupling == "dense":
             return DenseCoupling(lin, n_old, partners, step, self.init_std)
-        return FactoredCoupling(lin, n_old, partners, step, self.normalise, self.clip, trust=self.trust)
+        return FactoredCoupling(lin, n_old, partners, step, self.normalise, self.clip, trust=self.trust,
+                                trust_snr=self.trust_snr)
 
     def _adjust(self, model: GrowableMLP, couplings: dict[int, Coupling], ctx: GrowthContext) -> int:
         """Train the couplings and their consumers jointly; return the number of steps."""

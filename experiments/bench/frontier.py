@@ -36,7 +36,8 @@ SWE_PAPER, SVOD_PAPER = _SWE.PAPER, _SVoD.PAPER
 
 # label -> (extender name, extender kwargs, distributor kwargs); SVoD always distributes, with its
 # default budget unless the row says otherwise.
-DEFAULT = "**default** (`SWE()`): factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.01"
+DEFAULT = ("**default** (`SWE()`): factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.01 "
+           "widened below SNR 0.5")
 PAPER = "swe paper preset (dense, sequential, 1 pass/layer; SVoD 1 + 1)"
 _UNSCALED = {"coupling_lr": None, "coupling_scale": "none", "trust": None}  # the paper's step size (Adam at lr)
 # Exploration rows before the step was scaled with the layer: coupling_lr 1e-3, unscaled.
@@ -71,16 +72,22 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         "swe", {"coupling_scale": "none", "coupling_lr": 1e-3, "trust": None}, {}),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.016/k": (
         "swe", {"coupling_scale": "k", "coupling_lr": 0.016, "trust": None}, {}),
-    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.01/sqrt(ks) (previous default)": (
+    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.01/sqrt(ks) (default before 2026-11-24)": (
         "swe", {"coupling_lr": 0.01, "trust": None}, {}),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.02/sqrt(ks)": ("swe", {"coupling_lr": 0.02, "trust": None}, {}),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), no trust region": (
         "swe", {"coupling_lr": 0.03, "trust": None}, {}),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.04/sqrt(ks)": ("swe", {"coupling_lr": 0.04, "trust": None}, {}),
-    # The trust region around the step sizes (the default's own point is the DEFAULT row).
-    **{f"swe factored-column, joint, 0.5 pass, clip 0.5, step {lr}/sqrt(ks), trust {trust}": (
-        "swe", {"coupling_lr": lr, "trust": trust}, {})
+    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), fixed trust 0.01 (previous default)": (
+        "swe", {"trust_snr": None}, {}),
+    # A fixed trust region around the step sizes.
+    **{f"swe factored-column, joint, 0.5 pass, clip 0.5, step {lr}/sqrt(ks), fixed trust {trust}": (
+        "swe", {"coupling_lr": lr, "trust": trust, "trust_snr": None}, {})
        for lr, trust in ((0.03, 0.005), (0.03, 0.02), (0.03, 0.03), (0.1, 0.01), (0.1, 0.02), (0.05, 0.02))},
+    # The widening threshold (the default's own point, 0.5, is the DEFAULT row).
+    **{f"swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.01 widened below SNR {snr}": (
+        "swe", {"trust_snr": snr}, {})
+       for snr in (0.3, 1.0)},
     "swe dense, sequential, 0.05 pass/layer, subsample to 512 MiB": (
         "swe", {**_UNSCALED, "coupling": "dense", "schedule": "sequential", "passes": 0.05, "on_oversize": "subsample",
                 "max_coupling_bytes": 512 * 2**20}, {}),

@@ -23,6 +23,7 @@ VARIANTS = {
     "factored-pair": dict(coupling="factored", normalise="pair"),
     "factored-column-unclipped": dict(coupling="factored", normalise="column", clip=None),
     "factored-no-trust": dict(coupling="factored", trust=None),
+    "factored-fixed-trust": dict(coupling="factored", trust_snr=None),
 }
 variants = pytest.mark.parametrize("variant", list(VARIANTS))
 
@@ -39,11 +40,13 @@ def _wb(model: GrowableMLP, layer: int) -> torch.Tensor:
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 9), k=st.integers(1, 6), m=st.integers(1, 9), seed=st.integers(0, 2**16),
        subset=st.booleans(), normalise=st.sampled_from(["column", "pair"]),
-       clip=st.sampled_from([None, 0.5]), steps=st.integers(1, 4), trust=st.sampled_from([None, 1e-3, 0.05]))
-def test_factored_coupling_conserves_column_sums(n, k, m, seed, subset, normalise, clip, steps, trust):
+       clip=st.sampled_from([None, 0.5]), steps=st.integers(1, 4), trust=st.sampled_from([None, 1e-3, 0.05]),
+       trust_snr=st.sampled_from([None, 0.5]))
+def test_factored_coupling_conserves_column_sums(n, k, m, seed, subset, normalise, clip, steps, trust, trust_snr):
     """Each step is a set of pair transfers: column sums of [W | b] never change, old units
     that are not partners are never touched, and with a trust region no step moves the old
-    partners by more than ``trust`` times their norm."""
+    partners by more than ``trust`` times their norm, widened by ``(trust_snr / ρ)²`` at most,
+    with ρ the gradient's signal-to-noise ratio from Adam's moments (recomputed here)."""
     g = torch.Generator().manual_seed(seed)
     lin = nn.Linear(m, n + k)
     with torch.no_grad():
@@ -52,15 +55,20 @@ def test_factored_coupling_conserves_column_sums(n, k, m, seed, subset, normalis
     s = max(1, n // 2) if subset else n
     partners = torch.randperm(n, generator=g)[:s].sort().values
     before = torch.cat([lin.weight, lin.bias[:, None]], 1).detach().clone()
-    cp = FactoredCoupling(lin, n, partners, lr=0.1, normalise=normalise, clip=clip, trust=trust)
-    for _ in range(steps):
+    cp = FactoredCoupling(lin, n, partners, lr=0.1, normalise=normalise, clip=clip, trust=trust, trust_snr=trust_snr)
+    mean = power = torch.zeros(s, m + 1)
+    for t in range(1, steps + 1):
         lin.weight.grad = torch.randn(n + k, m, generator=g)
         lin.bias.grad = torch.randn(n + k, generator=g)
+        grad = torch.cat([lin.weight.grad, lin.bias.grad[:, None]], 1)[:n][partners]
+        mean, power = 0.9 * mean + 0.1 * grad, 0.999 * power + 0.001 * grad**2
+        snr = min(1.0, float((mean / (1 - 0.9**t)).square().sum() / (power / (1 - 0.999**t)).sum()))
+        widen = 1.0 if trust_snr is None else max(1.0, (trust_snr / snr) ** 2)
         old = torch.cat([lin.weight, lin.bias[:, None]], 1)[:n][partners].detach().clone()
         cp.step()
         moved = (torch.cat([lin.weight, lin.bias[:, None]], 1)[:n][partners] - old).norm()
         if trust is not None:
-            assert moved <= trust * old.norm() * (1 + 1e-4) + 1e-6
+            assert moved <= trust * widen * old.norm() * (1 + 1e-4) + 1e-6
     after = torch.cat([lin.weight, lin.bias[:, None]], 1).detach()
     torch.testing.assert_close(after.sum(0), before.sum(0), rtol=1e-5, atol=1e-4)
     if clip is None:  # a clip can saturate both ends of a pair alike, which cancels the transfer
@@ -184,7 +192,8 @@ def test_nan_loss_during_adjustment_rolls_back(variant, trained_mlp, digits_load
 @pytest.mark.parametrize("kwargs", [dict(passes=-1), dict(lr=0), dict(partners=0), dict(on_oversize="x"),
                                     dict(coupling_lr=0), dict(coupling="x"), dict(schedule="x"),
                                     dict(normalise="x"), dict(clip=0), dict(lr=float("nan")),
-                                    dict(coupling_lr=float("inf")), dict(trust=0), dict(trust=float("nan"))])
+                                    dict(coupling_lr=float("inf")), dict(trust=0), dict(trust=float("nan")),
+                                    dict(trust_snr=0), dict(trust_snr=1.5), dict(trust_snr=float("nan"))])
 def test_swe_arguments_are_validated(kwargs):
     with pytest.raises(GrowthError):
         SWE(**kwargs)
@@ -256,3 +265,36 @@ def test_trust_region_reports_the_steps_it_cut(trained_mlp, digits_loader):
     for layer, info in tight.info["extender"].items():
         assert info["trust_scaled_steps"] == info["steps"] > 0, layer
     assert all(info["trust_scaled_steps"] == 0 for info in loose.info["extender"].values())
+
+
+def _trust_steps(grads: list[torch.Tensor], trust_snr: float | None) -> list[float]:
+    """Relative move of the old rows at each step of a ``FactoredCoupling(trust=1e-3)`` fed
+    ``grads`` (each ``(n + k, m + 1)``, old rows first)."""
+    torch.manual_seed(0)
+    n, k = 6, 3
+    lin = nn.Linear(grads[0].shape[1] - 1, n + k)
+    cp = FactoredCoupling(lin, n, torch.arange(n), lr=0.1, clip=0.5, trust=1e-3, trust_snr=trust_snr)
+    moves = []
+    for grad in grads:
+        lin.weight.grad, lin.bias.grad = grad[:, :-1].clone(), grad[:, -1].clone()
+        old = torch.cat([lin.weight, lin.bias[:, None]], 1)[:n].detach().clone()
+        cp.step()
+        new = torch.cat([lin.weight, lin.bias[:, None]], 1)[:n].detach()
+        moves.append(float((new - old).norm() / old.norm()))
+    return moves
+
+
+def test_trust_region_widens_only_for_a_noisy_gradient():
+    """A gradient that keeps its direction (SNR 1) is held to ``trust`` whatever ``trust_snr``;
+    one whose sign flips every step (SNR falls towards 0.05) lets the widened region move the
+    old units several times further than the fixed one."""
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(9, 5, generator=g)
+    same = [base] * 20
+    assert _trust_steps(same, 0.5) == pytest.approx(_trust_steps(same, None), rel=1e-5)
+    assert max(_trust_steps(same, 0.5)) <= 1e-3 * (1 + 1e-4)
+    flipping = [base * (-1) ** t * (1 + 0.1 * torch.randn(9, 5, generator=g)) for t in range(20)]
+    fixed, widened = _trust_steps(flipping, None), _trust_steps(flipping, 0.5)
+    assert max(fixed) <= 1e-3 * (1 + 1e-4)
+    assert widened[0] == pytest.approx(fixed[0], rel=1e-5)  # one gradient is all signal
+    assert sum(widened[10:]) > 3 * sum(fixed[10:])
