@@ -179,9 +179,16 @@ class FactoredCoupling(_Coupling):
         self.clip, self.trust, self.trust_snr = clip, trust, trust_snr
         self._scaled = torch.zeros((), dtype=torch.long, device=lin.weight.device)
         device = lin.weight.device
-        # Moments of [grad W | grad b] per row: old partners first, then new rows.
-        self.exp_avg = torch.zeros(self.s + self.k, self.m + 1, device=device)
-        self.exp_avg_sq = torch.zeros(self.s + self.k, self.m + 1, device=device)
+        # Moments of [grad W | grad b] per row: old partners first, then new rows. The gradient
+        # and the step live in two buffers of the same shape; the views over all four are
+        # taken once, as slicing costs more than the arithmetic on small layers.
+        rows, s = (self.s + self.k, self.m + 1), self.s
+        self.exp_avg, self.exp_avg_sq, self._grad, self._d = (torch.zeros(rows, device=device) for _ in range(4))
+        self._m_old, self._m_new = self.exp_avg[:s], self.exp_avg[s:]
+        self._v_old, self._v_new = self.exp_avg_sq[:s], self.exp_avg_sq[s:]
+        self._g_old, self._g_new = self._grad[:s], self._grad[s:]
+        self._d_old, self._d_new = self._d[:s], self._d[s:]
+        self._d_w, self._d_b = self._d[:, :-1], self._d[:, -1]
         self.steps = 0
 
     @property
@@ -206,69 +213,65 @@ class FactoredCoupling(_Coupling):
         if w.grad is None or b.grad is None:
             return
         n, s, k = self.n_old, self.s, self.k
-        grad = torch.cat([w.grad, b.grad[:, None]], 1)
-        if s < n:
-            grad = torch.cat([grad[:n][self.partners], grad[n:]])
+        grad = self._grad
+        if s == n:
+            torch.cat([w.grad, b.grad[:, None]], 1, out=grad)
+        else:
+            grad[:s, :-1], grad[:s, -1] = w.grad[:n][self.partners], b.grad[:n][self.partners]
+            grad[s:, :-1], grad[s:, -1] = w.grad[n:], b.grad[n:]
         beta1, beta2 = self.betas
         self.steps += 1
         bc1, bc2 = 1 - beta1**self.steps, 1 - beta2**self.steps
         self.exp_avg.lerp_(grad, 1 - beta1)
         self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        d = self._d
         if self.normalise == "pair":
             d_new, d_old = self._pair_transfers(
-                self.exp_avg[:s] / bc1, self.exp_avg_sq[:s] / bc2, self.exp_avg[s:] / bc1, self.exp_avg_sq[s:] / bc2
+                self._m_old / bc1, self._v_old / bc2, self._m_new / bc1, self._v_new / bc2
             )
-            d = torch.cat([d_old, d_new])
+            self._d_old.copy_(d_old)
+            self._d_new.copy_(d_new)
         else:
             # One second moment per input column, shared by every pair: the sums separate.
-            v = self.exp_avg_sq
-            den = (v[:s].mean(0) + v[s:].mean(0)).div_(bc2).sqrt_().add_(self.eps)
-            u = self.exp_avg / den
-            u.div_(bc1)
+            den = (self._v_old.mean(0) + self._v_new.mean(0)).div_(bc2).sqrt_().add_(self.eps).mul_(bc1)
+            u = torch.div(self.exp_avg, den, out=grad)  # the gradient is in the moments now
             if self.clip is not None:
                 u.clamp_(-self.clip, self.clip)
-            d = torch.empty_like(u)
-            torch.sub(u[s:].sum(0), u[:s], alpha=k, out=d[:s])
-            torch.sub(u[:s].sum(0), u[s:], alpha=s, out=d[s:])
-            d.mul_(self.lr)
-        if self.trust is not None:
-            self._bound(d, w, b)
+            torch.sub(self._g_new.sum(0), self._g_old, alpha=k, out=self._d_old)
+            torch.sub(self._g_old.sum(0), self._g_new, alpha=s, out=self._d_new)
+        # d holds the transfers per unit step size: one multiplication applies lr and the bound.
+        d.mul_(self.lr if self.trust is None else self._bound(w, b))
         if s == n:
-            w.add_(d[:, :-1])
-            b.add_(d[:, -1])
+            w.add_(self._d_w)
+            b.add_(self._d_b)
         else:
-            w[n:] += d[s:, :-1]
-            b[n:] += d[s:, -1]
-            w.index_add_(0, self.partners, d[:s, :-1])
-            b.index_add_(0, self.partners, d[:s, -1])
+            w[n:] += self._d_new[:, :-1]
+            b[n:] += self._d_new[:, -1]
+            w.index_add_(0, self.partners, self._d_old[:, :-1])
+            b.index_add_(0, self.partners, self._d_old[:, -1])
 
-    def _bound(self, d: Tensor, w: Tensor, b: Tensor) -> None:
-        """Scale the whole step so the old partner rows move by at most ``trust`` times their
-        own norm (widened for a noisy gradient with ``trust_snr``): one factor for both sides
-        keeps every transfer pairwise. No host sync and no copy of the weights when every old
-        unit is a partner."""
-        n, s = self.n_old, self.s
+    def _bound(self, w: Tensor, b: Tensor) -> Tensor:
+        """Step size (0-dim) for the transfers per unit step in ``_d``: ``lr``, scaled down so the old
+        partner rows move by at most ``trust`` times their own norm (widened for a noisy
+        gradient with ``trust_snr``); one factor for both sides keeps every transfer pairwise.
+        No host sync and no copy of the weights when every old unit is a partner; few tensor
+        operations, as each costs more than its arithmetic on small layers."""
+        n = self.n_old
         norm = torch.linalg.vector_norm
-        rows = slice(0, n) if s == n else self.partners
+        rows = slice(0, n) if self.s == n else self.partners
         limit = torch.hypot(norm(w[rows]), norm(b[rows])).mul_(self.trust)
         if self.trust_snr is not None:
-            limit.mul_(self._widening())
-        moved = norm(d[:s])
-        factor = (limit / moved.clamp_min(1e-30)).clamp_(max=1.0)
+            # max(1, (trust_snr / ρ)²) with ρ = Σ m̂² / Σ v̂ = (Σ m² / bc1²) / (Σ v / bc2). ρ above
+            # 1 (the moments average over different windows) only lowers the widening, which is
+            # clamped at 1; a zero gradient leaves nothing to bound.
+            beta1, beta2 = self.betas
+            bc1, bc2 = 1 - beta1**self.steps, 1 - beta2**self.steps
+            signal = norm(self._m_old).square_().clamp_min_(1e-30)
+            ratio = self._v_old.sum().mul_(self.trust_snr * bc1**2 / bc2).div_(signal)
+            limit.mul_(ratio.clamp_(min=1.0).square_())
+        factor = limit.div_(norm(self._d_old).mul_(self.lr).clamp_min_(1e-30)).clamp_(max=1.0)
         self._scaled += factor < 1
-        d.mul_(factor)
-
-    def _widening(self) -> Tensor:
-        """``max(1, (trust_snr / ρ)²)`` with ``ρ = Σ m̂² / Σ v̂`` over the old partners (0-dim)."""
-        beta1, beta2 = self.betas
-        bc1, bc2 = 1 - beta1**self.steps, 1 - beta2**self.steps
-        s = self.s
-        signal = torch.linalg.vector_norm(self.exp_avg[:s]).div_(bc1).square_()
-        power = self.exp_avg_sq[:s].sum().div_(bc2)
-        # The two moments average over different windows, so ρ can pass 1 (clamped); a zero
-        # gradient gives 0/0, where no bound is needed.
-        snr = (signal / power.clamp_min(1e-30)).clamp_(1e-12, 1.0)
-        return (self.trust_snr / snr).square_().clamp_(min=1.0)
+        return factor.mul_(self.lr)
 
     @property
     def scaled_steps(self) -> int:
@@ -276,7 +279,8 @@ class FactoredCoupling(_Coupling):
         return int(self._scaled)
 
     def _pair_transfers(self, mg: Tensor, vg: Tensor, mh: Tensor, vh: Tensor) -> tuple[Tensor, Tensor]:
-        """Sum over pairs of ``η (m_G,i - m_H,j) / (sqrt(v_G,i + v_H,j) + ε)``, chunked over ``j``."""
+        """Sum over pairs of ``(m_G,i - m_H,j) / (sqrt(v_G,i + v_H,j) + ε)`` (per unit step size),
+        chunked over ``j``."""
         k = mh.shape[0]
         d_new = torch.empty_like(mh)
         d_old = torch.zeros_like(mg)
@@ -287,7 +291,7 @@ class FactoredCoupling(_Coupling):
             t = (mg[None] - mh[j0:j1, None]) / ((vg[None] + vh[j0:j1, None]).sqrt_().add_(self.eps))
             d_new[j0:j1] = t.sum(1)
             d_old -= t.sum(0)
-        return self.lr * d_new, self.lr * d_old
+        return d_new, d_old
 
     def bake(self) -> None:
         """Nothing to fold: the transfers were applied to the weights directly."""
