@@ -122,6 +122,12 @@ class SWE(Extender):
         consistent gradient (a new task's first batches under Naive) pushes the old units ``k``
         step sizes per step in one direction and kills them (BENCHMARKS.md). The dense
         coupling is stepped by Adam and has no trust region.
+    trust_snr : float, optional
+        Widen the trust region to ``trust · max(1, (trust_snr/ρ)²)``, where ``ρ = Σ m̂²/Σ v̂`` is
+        Adam's signal-to-noise ratio of the old partners' gradient (about 1 for a gradient that
+        keeps its direction, about 0.05 for noise). A noisy gradient averages out over the steps
+        and does not push the old units anywhere; bounding it only starves the new units
+        (BENCHMARKS.md). ``None``: a fixed region of ``trust``.
     """
 
     #: The paper's procedure: a dense coupling, one full pass per layer, last layer first.
