@@ -7,8 +7,6 @@ cells run after their reference growth cells, at the widths those reached.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import statistics
@@ -19,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from clgrow.experiments.config import ConfigError, GridConfig, RunConfig
-from clgrow.strategies.results import atomic_write_text
+from clgrow.strategies.results import atomic_write_csv, atomic_write_text
 from clgrow.strategies.summary import RunSummary
 
 __all__ = ["run_grid", "cell_dir", "aggregate", "markdown_table", "load_cells", "write_outputs"]
@@ -276,11 +274,7 @@ def write_outputs(summaries: list[RunSummary], out: str | Path) -> str:
 
     out = Path(out)
     rows = [cell_row(s) for s in summaries]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(out / "summary.csv", buf.getvalue())
+    atomic_write_csv(out / "summary.csv", rows, list(rows[0]))
     table = markdown_table(aggregate(summaries))
     atomic_write_text(out / "table.md", table + "\n")
     plot_grid(summaries, out / "figures")

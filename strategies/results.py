@@ -29,6 +29,15 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def atomic_write_csv(path: Path, rows: list[dict[str, Any]], fieldnames: list[str]) -> None:
+    """Write ``rows`` as CSV with a header, atomically (:func:`atomic_write_text`)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fieldnames)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
 def _scalar(value: Any) -> float | None:
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
@@ -107,11 +116,7 @@ class ResultsWriter(BaseLogger):
             return
         self._flush()
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=["experience", "metric", "value", "x_plot"])
-        w.writeheader()
-        w.writerows(self.rows)
-        atomic_write_text(self.out_dir / "metrics.csv", buf.getvalue())
+        atomic_write_csv(self.out_dir / "metrics.csv", self.rows, ["experience", "metric", "value", "x_plot"])
         per_exp: dict[str, dict[str, float]] = {}
         for r in self.rows:
             if math.isfinite(r["value"]):
