@@ -18,7 +18,6 @@ BENCHMARK_NAMES = ("split-digits", "split-mnist-5k", "split-mnist1d", "split-mni
 EMBEDDED_BENCHMARKS = ("split-digits", "split-mnist-5k", "split-mnist1d")
 
 
-
 class DataMissingError(FileNotFoundError):
     """The files of an on-disk benchmark are not where they are expected."""
 
@@ -63,5 +62,3 @@ def check_benchmark(name: str, n_experiences: int, task_labels: bool = False) ->
         raise ValueError("permuted-mnist is domain-incremental: task labels are not supported")
     if name in N_CLASSES:
         _check_split(name, N_CLASSES[name], n_experiences)
-
-
