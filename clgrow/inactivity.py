@@ -178,30 +178,39 @@ def inactivity_from_activations(
 
 
 class InactivityAccumulator:
-    """Running ``sum |h|``, ever-nonzero flags and sample count per hidden layer.
+    """Running ``sum |h|`` and sample count per hidden layer.
 
     The one place activations are accumulated: :func:`measure_inactivity` feeds it from its
-    own forward passes, the Avalanche metric from hooks on the strategy's evaluation passes.
+    own forward passes, the Avalanche metric from the model's activation observers.
+    A unit was ever non-zero exactly when its ``sum |h|`` is positive (a sum of non-negative
+    floats never rounds below any of its terms), so no separate flag is kept.
     A layer whose width changed since the last batch (the model grew) starts afresh.
     """
 
     def __init__(self, num_layers: int) -> None:
         self.abs_sum: list[Tensor | None] = [None] * num_layers
-        self.nonzero: list[Tensor | None] = [None] * num_layers
         self.samples = 0
 
-    @torch.no_grad()
-    def add(self, layer: int, h: Tensor) -> None:
-        """Accumulate post-ReLU activations ``h`` of shape ``(batch, units)`` of one layer.
+    @property
+    def nonzero(self) -> list[Tensor | None]:
+        """Per layer, whether each unit was ever non-zero: Tensor ``(units,)`` of bool."""
+        return [None if a is None else a > 0 for a in self.abs_sum]
 
+    @torch.no_grad()
+    def add(self, layer: int, h: Tensor, *, nonnegative: bool = False) -> None:
+        """Accumulate activations ``h`` of shape ``(batch, units)`` of one layer.
+
+        ``nonnegative=True`` promises ``h >= 0`` (post-ReLU), which skips taking ``|h|``.
         Samples are counted on layer 0, which every forward pass reaches first.
         """
         h = h.detach()
-        if self.abs_sum[layer] is None or self.abs_sum[layer].shape[0] != h.shape[1]:
-            self.abs_sum[layer] = torch.zeros(h.shape[1], device=h.device)
-            self.nonzero[layer] = torch.zeros(h.shape[1], dtype=torch.bool, device=h.device)
-        self.abs_sum[layer] += h.abs().sum(0)
-        self.nonzero[layer] |= (h != 0).any(0)
+        # float32 at least: half-precision activations summed over many samples overflow
+        total = (h if nonnegative else h.abs()).sum(0, dtype=torch.promote_types(h.dtype, torch.float32))
+        known = self.abs_sum[layer]
+        if known is None or known.shape[0] != h.shape[1]:
+            self.abs_sum[layer] = total
+        else:
+            known += total
         if layer == 0:
             self.samples += h.shape[0]
 
@@ -249,7 +258,7 @@ def measure_inactivity(
             x, _, t = unpack(batch, device)
             _, hs = model.run(x, t, capture=True)
             for i, h in enumerate(hs):
-                acc.add(i, h)
+                acc.add(i, h, nonnegative=True)
     finally:
         model.train(was_training)
     if acc.samples == 0:

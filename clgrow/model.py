@@ -8,11 +8,13 @@ hidden layer or the head, whose weight ``V`` has shape ``(p, n)``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from clgrow.errors import GrowthError
 
@@ -107,6 +109,8 @@ class GrowableMLP(nn.Module):
         for i, width in enumerate(widths[1:]):
             self.register_buffer(f"cohort_{i}", torch.zeros(width, dtype=torch.long))
         self.register_buffer("growth_steps", torch.zeros((), dtype=torch.long))
+        # an OrderedDict, not a dict: RemovableHandle keeps a weak reference to it
+        self._observers: OrderedDict[int, Callable[[int, Tensor], None]] = OrderedDict()
 
     # ------------------------------------------------------------------ shape
     @property
@@ -191,8 +195,31 @@ class GrowableMLP(nn.Module):
             h = torch.relu(z)
             if capture:
                 hidden_out.append(h)
+            if self._observers:
+                for observe in list(self._observers.values()):
+                    observe(i, h)
             h = self.dropout(h)
         return self.apply_head(h, task_labels), hidden_out
+
+    def observe_activations(self, fn: Callable[[int, Tensor], None]) -> RemovableHandle:
+        """Call ``fn(layer, h)`` with the post-ReLU activations ``h`` ``(batch, n)`` of every
+        hidden layer in every forward pass, until the returned handle's ``remove()``.
+
+        Cheaper than forward hooks on the layers (which keep ``nn.Module``'s slow call path and
+        see pre-activations); observers are not pickled or copied with the model.
+        """
+        handle = RemovableHandle(self._observers)
+        self._observers[handle.id] = fn
+        return handle
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_observers"] = OrderedDict()  # callbacks of whoever observes this instance, not part of the model
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_observers", OrderedDict())
 
     def apply_head(self, h: Tensor, task_labels: Tensor | None = None) -> Tensor:
         """Map the last hidden activations to logits (overridden by multi-head models)."""

@@ -13,7 +13,6 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
 from avalanche.training.determinism.rng_manager import RNGManager
-from avalanche.training.plugins import EvaluationPlugin
 
 import clgrow
 from clgrow import GrowableMLP
@@ -23,6 +22,7 @@ from clgrow.experiments.benchmarks import BenchmarkInfo, make_benchmark
 from clgrow.experiments.config import ConfigError, RunConfig
 from clgrow.strategies import (
     GrowPlugin,
+    LeanEvaluationPlugin,
     MultiHeadGrowableMLP,
     ResultsWriter,
     RunSummary,
@@ -155,7 +155,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list
     model.to(device)
     optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     writer = ResultsWriter(out)
-    evaluator = EvaluationPlugin(
+    evaluator = LeanEvaluationPlugin(
         accuracy_metrics(experience=True, stream=True),
         forgetting_metrics(experience=True, stream=True),
         *inactivity_metrics(tau=cfg.tau),

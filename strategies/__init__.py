@@ -22,6 +22,7 @@ _LAZY = {
     "SIPlugin": "clgrow.strategies.compat",
     "GrowthMetric": "clgrow.strategies.metrics",
     "InactivityMetric": "clgrow.strategies.metrics",
+    "LeanEvaluationPlugin": "clgrow.strategies.metrics",
     "growth_metrics": "clgrow.strategies.metrics",
     "inactivity_metrics": "clgrow.strategies.metrics",
     "MultiHeadGrowableMLP": "clgrow.strategies.multihead",
@@ -44,7 +45,13 @@ if TYPE_CHECKING:
         parse_growth,
     )
     from clgrow.strategies.compat import SIPlugin
-    from clgrow.strategies.metrics import GrowthMetric, InactivityMetric, growth_metrics, inactivity_metrics
+    from clgrow.strategies.metrics import (
+        GrowthMetric,
+        InactivityMetric,
+        LeanEvaluationPlugin,
+        growth_metrics,
+        inactivity_metrics,
+    )
     from clgrow.strategies.multihead import MultiHeadGrowableMLP
     from clgrow.strategies.plasticity import PlasticityPlugin
     from clgrow.strategies.plugin import GrowPlugin, GrowthEvent
@@ -63,6 +70,7 @@ __all__ = [
     "growth_metrics",
     "InactivityMetric",
     "GrowthMetric",
+    "LeanEvaluationPlugin",
     "build_strategy",
     "build_optimizer",
     "OPTIMIZERS",

@@ -18,6 +18,8 @@ logits, data sets of other kinds) keeps Avalanche's loader, unchanged.
 
 from __future__ import annotations
 
+import weakref
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -68,16 +70,17 @@ class ResolvedDataset:
 
     def gather(self, positions: Tensor) -> list[Tensor]:
         """``[x, y, t]`` for ``positions`` (LongTensor, shape (B,)): what Avalanche's collate returns."""
-        rows = self.row[positions]
+        # index_select rather than [positions]: the same values, without advanced indexing's cost
+        rows = self.row.index_select(0, positions)
         if len(self.leaves) == 1:
             x = self.leaves[0].take(rows)
         else:  # one index per leaf, then the rows put back in batch order
-            which = self.leaf[positions]
+            which = self.leaf.index_select(0, positions)
             wheres = [(which == i).nonzero().squeeze(1) for i in range(len(self.leaves))]
-            taken = torch.cat([leaf.take(rows[w]) for leaf, w in zip(self.leaves, wheres)])
+            taken = torch.cat([leaf.take(rows.index_select(0, w)) for leaf, w in zip(self.leaves, wheres)])
             x = torch.empty_like(taken)
             x[torch.cat(wheres)] = taken
-        return [x, self.y[positions], self.t[positions]]
+        return [x, self.y.index_select(0, positions), self.t.index_select(0, positions)]
 
 
 def _index_array(indices: Any) -> np.ndarray:
@@ -95,7 +98,10 @@ def _transforms(node: Any, group: str) -> list[Any]:
     for attr in ("_frozen_transform_groups", "_transform_groups"):
         groups = getattr(node, attr, None)
         if groups is not None:
-            tf = groups.transform_groups.get(group)
+            table = groups.transform_groups
+            # Avalanche's default groups are a defaultdict filled on first access: read them the
+            # way its __getitem__ does, so a memoised walk does not depend on what was read before.
+            tf = table[group] if isinstance(table, defaultdict) else table.get(group)
             if tf is not None:
                 out.append(tf)
     return out
@@ -138,30 +144,76 @@ def _label_map(transforms: list[Any]) -> list[Any]:
     return maps
 
 
-def _walk(node: Any, group: str, leaves: list[TensorSamples]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(leaf index, row, label) per position of ``node``; labels after the target transforms met on the way."""
+# (leaves, leaf index, row, label) per position of a node, by node and transform group.
+_Part = tuple[tuple[TensorSamples, ...], np.ndarray, np.ndarray, np.ndarray]
+# Avalanche's data sets are immutable trees, and every evaluation (and replay epoch) builds a new
+# root over the same subtrees: resolving each subtree once keeps the per-experience work to the
+# root's own subset and the spot checks. Weak keys: an entry goes with its node.
+# Keyed by identity (some of Avalanche's nodes define __eq__ and are unhashable).
+
+
+class _NodeMemo:
+    """Values per object identity that live as long as the object."""
+
+    def __init__(self) -> None:
+        self._items: dict[int, tuple[weakref.ref, Any]] = {}
+
+    def get(self, node: Any) -> Any:
+        item = self._items.get(id(node))
+        return item[1] if item is not None and item[0]() is node else None
+
+    def put(self, node: Any, value: Any) -> None:
+        key = id(node)
+        self._items[key] = (weakref.ref(node, lambda _ref: self._items.pop(key, None)), value)
+
+
+_WALKED = _NodeMemo()  # node -> {group: _Part}
+_ATTRIBUTES = _NodeMemo()  # node -> values
+
+
+def _walk(node: Any, group: str) -> _Part:
+    """(leaves, leaf index, row, label) per position of ``node``; labels after the target
+    transforms met on the way. Memoised per node and group; callers must not modify the arrays."""
+    if isinstance(node, AvalancheDataset):
+        return _walk(node._flat_data, group)
+    if not isinstance(node, (TensorSamples, FlatData)):
+        raise _Unresolvable(f"a data set of type {type(node).__name__}")
+    memo = _WALKED.get(node)
+    if memo is not None and group in memo:
+        return memo[group]
+    part = _walk_node(node, group)
+    _WALKED.put(node, {**(memo or {}), group: part})
+    return part
+
+
+def _walk_node(node: TensorSamples | FlatData, group: str) -> _Part:
     if isinstance(node, TensorSamples):
         n = len(node)
-        return (np.full(n, _leaf_index(leaves, node), dtype=np.int64), np.arange(n, dtype=np.int64),
-                node.y.numpy().astype(np.int64))
-    if isinstance(node, AvalancheDataset):
-        return _walk(node._flat_data, group, leaves)
-    if not isinstance(node, FlatData):
-        raise _Unresolvable(f"a data set of type {type(node).__name__}")
-    leaf, row, y = _concat_select(node, [_walk(child, group, leaves) for child in node._datasets], 3)
+        return (node,), np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64), node.y.numpy().astype(np.int64)
+    leaves: list[TensorSamples] = []
+    parts = []
+    for child in node._datasets:
+        child_leaves, leaf, row, y = _walk(child, group)
+        remap = np.array([_leaf_index(leaves, lf) for lf in child_leaves], dtype=np.int64)
+        parts.append((remap[leaf], row, y))
+    leaf, row, y = _concat_select(node, parts, 3)
     for fn in _label_map(_transforms(node, group)):
-        values = np.unique(y)
-        table = {int(v): int(fn(int(v))) for v in values}
-        y = np.vectorize(table.__getitem__, otypes=[np.int64])(y) if len(y) else y
-    return leaf, row, y
+        values, inverse = np.unique(y, return_inverse=True)
+        y = np.array([int(fn(int(v))) for v in values], dtype=np.int64)[inverse.reshape(-1)]
+    return tuple(leaves), leaf, row, y
 
 
 def _attribute_values(node: Any) -> np.ndarray:
-    """Values of a data attribute's flat data, vectorised for the layouts Avalanche builds."""
+    """Values of a data attribute's flat data, vectorised for the layouts Avalanche builds
+    (memoised per flat-data node, like :func:`_walk`)."""
     if isinstance(node, ConstantSequence):
         return np.full(len(node), int(node._constant_value), dtype=np.int64)
     if isinstance(node, FlatData):
-        return _concat_select(node, [(_attribute_values(c),) for c in node._datasets], 1)[0]
+        known = _ATTRIBUTES.get(node)
+        if known is None:
+            known = _concat_select(node, [(_attribute_values(c),) for c in node._datasets], 1)[0]
+            _ATTRIBUTES.put(node, known)
+        return known
     if isinstance(node, Tensor):
         return node.numpy().astype(np.int64)
     return np.asarray(list(node), dtype=np.int64)
@@ -185,15 +237,14 @@ def resolve_dataset(dataset: Any) -> ResolvedDataset | None:
     # on first access, and the walk below must see them.
     n = len(dataset)
     checks = {pos: dataset[pos] for pos in sorted({0, n - 1, *np.linspace(0, n - 1, _SPOT_CHECKS).astype(int).tolist()})}
-    leaves: list[TensorSamples] = []
     try:
-        leaf, row, y = _walk(dataset._flat_data, group, leaves)
+        leaves, leaf, row, y = _walk(dataset._flat_data, group)
         t = _attribute_values(dataset._data_attributes[_TASK_ATTRIBUTE].data)
     except (_Unresolvable, AttributeError, TypeError, ValueError, IndexError, KeyError):
         return None
     if not (len(leaf) == len(t) == n):
         return None
-    resolved = ResolvedDataset(leaves, torch.from_numpy(leaf), torch.from_numpy(row), torch.from_numpy(y),
+    resolved = ResolvedDataset(list(leaves), torch.from_numpy(leaf), torch.from_numpy(row), torch.from_numpy(y),
                                torch.from_numpy(t))
     # Exactness guard: Avalanche's own __getitem__ at a few positions must agree.
     for pos, ref in checks.items():
@@ -237,12 +288,10 @@ class TensorBatchLoader:
         # shuffle) identical to Avalanche's own path.
         torch.empty((), dtype=torch.int64).random_()
         samplers = ref._create_samplers(ref.datasets, ref.batch_sizes, ref.distributed_sampling, ref.loader_kwargs)
-        whole = _whole_epoch(samplers, len(self._all)) if len(samplers) == 1 else None
-        if whole is not None:  # one data set: the epoch's order in one tensor op, as the sampler draws it
-            order, size, drop_last = whole
-            stop = len(order) - len(order) % size if drop_last else len(order)
-            for i in range(0, stop, size):
-                yield self._all.gather(order[i:i + size])
+        streams = _batch_streams(samplers)
+        if streams is not None:  # every data set's order drawn in one tensor op, when its sampler would draw it
+            for positions in _multi_dataset_batches(streams, ref):
+                yield self._all.gather(positions)
             return
         batches = MultiDatasetSampler(ref.datasets, samplers, termination_dataset_idx=ref.termination_dataset,
                                       oversample_small_datasets=ref.oversample_small_datasets,
@@ -251,22 +300,99 @@ class TensorBatchLoader:
             yield self._all.gather(torch.as_tensor(positions, dtype=torch.long))
 
 
-def _whole_epoch(samplers: list[Any], n: int) -> tuple[Tensor, int, bool] | None:
-    """The epoch's positions for a lone ``BatchSampler`` over a sequential or plain random sampler,
-    drawn exactly as ``RandomSampler.__iter__`` draws them (one seed from the global generator,
-    then ``randperm``); ``None`` for any other sampler."""
-    bs = samplers[0]
-    if type(bs) is not BatchSampler:
-        return None
-    inner = bs.sampler
-    if type(inner) is SequentialSampler:
-        return torch.arange(n), bs.batch_size, bs.drop_last
-    if type(inner) is RandomSampler and not inner.replacement and inner.generator is None and inner.num_samples == n:
-        seed = int(torch.empty((), dtype=torch.int64).random_().item())
-        generator = torch.Generator()
-        generator.manual_seed(seed)
-        return torch.randperm(n, generator=generator), bs.batch_size, bs.drop_last
-    return None
+class _Batches:
+    """One data set's ``BatchSampler`` over a sequential or plain random sampler, as tensors.
+
+    Like the sampler's iterator, a pass draws its order (for a random sampler: one seed from
+    the global generator, then ``randperm``, exactly as ``RandomSampler.__iter__``) at its
+    first batch, not before; :meth:`restart` begins a new pass.
+    """
+
+    def __init__(self, bs: BatchSampler, offset: int) -> None:
+        self.random = type(bs.sampler) is RandomSampler
+        self.n = len(bs.sampler)
+        self.size = bs.batch_size
+        self.drop_last = bs.drop_last
+        self.batches = len(bs)
+        self.offset = offset
+        self.restart()
+
+    def restart(self) -> None:
+        self.order: Tensor | None = None
+        self.pos = 0
+
+    def next(self) -> Tensor | None:
+        """The next batch's positions (offset into the concatenation), or ``None`` at the end of the pass."""
+        if self.order is None:
+            if self.random:
+                seed = int(torch.empty((), dtype=torch.int64).random_().item())
+                generator = torch.Generator()
+                generator.manual_seed(seed)
+                self.order = torch.randperm(self.n, generator=generator)
+            else:
+                self.order = torch.arange(self.n)
+            if self.offset:
+                self.order += self.offset
+        end = min(self.pos + self.size, self.n)
+        if end <= self.pos or (self.drop_last and end - self.pos < self.size):
+            return None
+        batch = self.order[self.pos:end]
+        self.pos = end
+        return batch
+
+
+def _batch_streams(samplers: list[Any]) -> list[_Batches] | None:
+    """A :class:`_Batches` per sampler, or ``None`` if any is not a lone ``BatchSampler`` over a
+    sequential sampler or a random one without replacement, generator or sample count of its own."""
+    streams, offset = [], 0
+    for bs in samplers:
+        if type(bs) is not BatchSampler:
+            return None
+        inner = bs.sampler
+        if type(inner) is RandomSampler:
+            if inner.replacement or inner.generator is not None or inner.num_samples != len(inner.data_source):
+                return None
+        elif type(inner) is not SequentialSampler:
+            return None
+        streams.append(_Batches(bs, offset))
+        offset += len(inner)
+    return streams
+
+
+def _multi_dataset_batches(streams: list[_Batches], ref: MultiDatasetDataLoader) -> Iterator[Tensor]:
+    """The batches of Avalanche's ``MultiDatasetSampler`` over ``streams``, in its order and with its
+    draws: the termination data set first, the others restarted when they run out (oversampling)
+    or dropped, each batch its data sets' parts in data-set order."""
+    k = len(streams)
+    never = ref.never_ending
+    term = -1 if never else ref.termination_dataset
+    oversample = True if never else ref.oversample_small_datasets
+    order = list(range(k)) if never else [term] + [i for i in range(k) if i != term]
+    alive = [True] * k
+    while True:
+        parts: list[Tensor | None] = [None] * k
+        for i in order:
+            if not alive[i]:
+                continue
+            is_term = i == term
+            stream = streams[i]
+            if stream.batches == 0:
+                if is_term:
+                    return
+                alive[i] = False
+                continue
+            batch = stream.next()
+            if batch is None:
+                if (is_term or not oversample) and not never:
+                    if is_term:
+                        return
+                    alive[i] = False
+                    continue
+                stream.restart()
+                batch = stream.next()
+            parts[i] = batch
+        present = [p for p in parts if p is not None]
+        yield present[0] if len(present) == 1 else torch.cat(present)
 
 
 def fast_loader(loader: Any) -> TensorBatchLoader | None:

@@ -278,7 +278,8 @@ def section_inactivity(quick: bool) -> str:
 
 def _plain_train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int,
                  opt: torch.optim.Optimizer) -> float:
-    """The strongest plain loop: a shuffled permutation per epoch, each batch gathered by one index."""
+    """The strongest plain loop: a shuffled permutation per epoch, each batch gathered by one
+    ``index_select`` (4-15x faster than ``x[idx]`` on CPU, same values)."""
     t = time.perf_counter()
     model.train()
     for _ in range(epochs):
@@ -286,7 +287,7 @@ def _plain_train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch
         for i in range(0, len(y), batch):
             idx = perm[i:i + batch]
             opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            torch.nn.functional.cross_entropy(model(x.index_select(0, idx)), y.index_select(0, idx)).backward()
             opt.step()
     return time.perf_counter() - t
 
@@ -318,7 +319,7 @@ def _avalanche_train(bm: Any, strategy: str, fast: bool, epochs: int, batch: int
     from avalanche.evaluation.metrics import accuracy_metrics
     from avalanche.training.plugins import EvaluationPlugin
 
-    from clgrow.strategies import build_optimizer, build_strategy
+    from clgrow.strategies import LeanEvaluationPlugin, build_optimizer, build_strategy
 
     class Clock(SupervisedPlugin):
         def __init__(self) -> None:
@@ -339,7 +340,8 @@ def _avalanche_train(bm: Any, strategy: str, fast: bool, epochs: int, batch: int
     clock = Clock()
     kw = {"mem_size": 500} if strategy == "replay" else {}
     s = build_strategy(strategy, model, None, optimizer=build_optimizer("adam", model, 1e-3), train_mb_size=batch,
-                       train_epochs=epochs, evaluator=EvaluationPlugin(accuracy_metrics(stream=True), loggers=[]),
+                       train_epochs=epochs,
+                       evaluator=(LeanEvaluationPlugin if fast else EvaluationPlugin)(accuracy_metrics(stream=True), loggers=[]),
                        plugins=[clock], fast_data=fast, **kw)
     for exp in bm.scenario.train_stream:
         s.train(exp)
@@ -418,7 +420,7 @@ def section_eval(quick: bool) -> str:
     from avalanche.training.plugins import EvaluationPlugin
 
     from clgrow.experiments.benchmarks import make_benchmark
-    from clgrow.strategies import build_strategy, inactivity_metrics
+    from clgrow.strategies import LeanEvaluationPlugin, build_strategy, inactivity_metrics
 
     rows = ["| test data | per-sample path, accuracy + inactivity / plain | **batch path, accuracy + inactivity / plain** "
             "| batch path, accuracy only / plain |", "|---|---|---|---|"]
@@ -431,8 +433,8 @@ def section_eval(quick: bool) -> str:
 
         def avalanche_eval(fast: bool, inactivity: bool = True) -> float:
             metrics = [accuracy_metrics(stream=True)] + (inactivity_metrics() if inactivity else [])
-            s = build_strategy("naive", model, None, evaluator=EvaluationPlugin(*metrics, loggers=[]),
-                               eval_mb_size=512, fast_data=fast)
+            plugin = (LeanEvaluationPlugin if fast else EvaluationPlugin)(*metrics, loggers=[])
+            s = build_strategy("naive", model, None, evaluator=plugin, eval_mb_size=512, fast_data=fast)
             t = time.perf_counter()
             s.eval(bm.scenario.test_stream)
             return time.perf_counter() - t
@@ -448,12 +450,13 @@ def section_eval(quick: bool) -> str:
             return time.perf_counter() - t
 
         avalanche_eval(True)
-        plain = _median(plain_eval, reps)
-        fast = _median(lambda: avalanche_eval(True), reps)
-        fast_acc = _median(lambda: avalanche_eval(True, False), reps)
-        slow = _median(lambda: avalanche_eval(False), reps)
+        # alternating, so that the machine's drift falls on every variant alike
+        runs = [(plain_eval(), avalanche_eval(True), avalanche_eval(True, False), avalanche_eval(False))
+                for _ in range(reps)]
+        plain, fast, fast_acc, slow = (statistics.median(r[k] for r in runs) for k in range(4))
         rows.append(f"| {label} | {slow / plain:.2f} | **{fast / plain:.2f}** | {fast_acc / plain:.2f} |")
-    return (f"MLP 784-[256, 256, 256]-10, the test stream in 5 experiences, batch 512; medians of {reps}\n"
+    return (f"MLP 784-[256, 256, 256]-10, the test stream in 5 experiences, batch 512; medians of {reps} "
+            "alternating runs\n"
             + "\n".join(rows))
 
 

@@ -102,3 +102,24 @@ def test_non_finite_activations_are_not_counted_as_dormant():
         model.hidden[1].weight[0, 0] = float("nan")
     with pytest.raises(GrowthError, match="hidden layer 1 are not finite"):
         measure_inactivity(model, [(torch.rand(5, 3), torch.zeros(5, dtype=torch.long))])
+
+
+@settings(max_examples=40, deadline=None)
+@given(width=st.integers(1, 9), n=st.integers(1, 20), seed=st.integers(0, 2**16), tiny=st.booleans())
+def test_dead_units_are_the_never_nonzero_ones(width, n, seed, tiny):
+    """Dead is read from sum |h| > 0; it must equal "never non-zero", even for the smallest
+    positive (subnormal) activations, with or without the non-negative shortcut."""
+    from clgrow import InactivityAccumulator
+
+    g = torch.Generator().manual_seed(seed)
+    h = torch.relu(torch.randn(n, width, generator=g)) * (torch.rand(width, generator=g) > 0.4)
+    if tiny:
+        h = h * 1e-45  # rounds to the smallest subnormal float32 (or to zero)
+    expected_dead = ~(h != 0).any(0)
+    for nonnegative in (True, False):
+        acc = InactivityAccumulator(1)
+        for part in h.split(3):
+            acc.add(0, part, nonnegative=nonnegative)
+        stats = acc.stats([torch.zeros(width, dtype=torch.long)], 0.025)
+        assert stats.layers[0].dead == int(expected_dead.sum())
+        assert torch.equal(acc.nonzero[0], ~expected_dead)

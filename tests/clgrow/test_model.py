@@ -133,3 +133,25 @@ def test_constructor_validates(bad):
     args = dict(in_features=4, hidden_sizes=[3], num_classes=2) | bad
     with pytest.raises(ValueError):
         GrowableMLP(**args)
+
+
+def test_activation_observers_see_post_relu_activations_until_removed():
+    import copy
+    import pickle
+
+    model = GrowableMLP(5, [4, 3], 2)
+    x = torch.randn(6, 5)
+    seen = []
+    handle = model.observe_activations(lambda i, h: seen.append((i, h.clone())))
+    out = model(x)
+    _, captured = model.run(x, capture=True)
+    assert [i for i, _ in seen[:2]] == [0, 1]
+    assert all(torch.equal(h, c) for (_, h), c in zip(seen[:2], captured))
+    assert all((h >= 0).all() for _, h in seen)
+    # not part of the model: copies and pickles carry no observer
+    assert not copy.deepcopy(model)._observers and not pickle.loads(pickle.dumps(model))._observers
+    assert torch.equal(copy.deepcopy(model)(x), out)
+    handle.remove()
+    n = len(seen)
+    model(x)
+    assert len(seen) == n

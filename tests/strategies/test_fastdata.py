@@ -34,9 +34,9 @@ class _Record(SupervisedPlugin):
         self._keep(strategy)
 
 
-def _run(bm, name: str, fast: bool, growth=None, **kw):
+def _run(bm, name: str, fast: bool, growth=None, dropout: float = 0.0, **kw):
     torch.manual_seed(0)
-    model = GrowableMLP(bm.in_features, [16], bm.num_classes if not bm.task_labels else bm.num_classes)
+    model = GrowableMLP(bm.in_features, [16], bm.num_classes, dropout=dropout)
     rec = _Record()
     s = build_strategy(name, model, growth, train_mb_size=32, train_epochs=2, eval_mb_size=50,
                        evaluator=EvaluationPlugin(loggers=[]), plugins=[rec], fast_data=fast, **kw)
@@ -68,6 +68,18 @@ def test_fast_path_yields_avalanches_batches(name, task_labels, kw):
     assert fast.loaders == {"TensorBatchLoader"} and plugin.used > 0 and plugin.kept == 0
     assert _same_batches(ref, fast)  # content and order, replay samples included
     assert torch.equal(ref_rng, fast_rng)  # the random stream after the run is the same too
+
+
+def test_replay_buffer_restarts_draw_when_avalanche_draws():
+    """The buffer (60 samples, 2 batches) runs out and restarts within every epoch of ~10 batches;
+    with dropout drawing from the global generator between batches, the fast path must draw each
+    restart's order at the same point of the random stream as Avalanche's sampler does."""
+    bm = make_benchmark("split-digits", 5, seed=0)
+    ref, ref_rng, _, m_ref = _run(bm, "replay", False, dropout=0.3, mem_size=60)
+    fast, fast_rng, plugin, m_fast = _run(bm, "replay", True, dropout=0.3, mem_size=60)
+    assert plugin.kept == 0 and _same_batches(ref, fast) and torch.equal(ref_rng, fast_rng)
+    for p, q in zip(m_ref.parameters(), m_fast.parameters()):
+        assert torch.equal(p, q)
 
 
 def test_growth_reads_the_same_batches_and_ends_with_the_same_model():
@@ -119,21 +131,24 @@ def test_loader_length_matches():
     assert kind is TensorBatchLoader and length == iterations == -(-len(bm.scenario.train_stream[0].dataset) // 7)
 
 
-def test_single_data_set_epochs_take_the_vectorised_order(monkeypatch):
+@pytest.mark.parametrize("name,kw", [("naive", {}), ("replay", {"mem_size": 60})])
+def test_epochs_take_the_vectorised_order(monkeypatch, name, kw):
     from clgrow.strategies import fastdata
 
     taken = []
-    real = fastdata._whole_epoch
+    real = fastdata._batch_streams
 
-    def spy(samplers, n):
-        out = real(samplers, n)
-        taken.append(out is not None)
+    def spy(samplers):
+        out = real(samplers)
+        taken.append((len(samplers), out is not None))
         return out
 
-    monkeypatch.setattr(fastdata, "_whole_epoch", spy)
+    monkeypatch.setattr(fastdata, "_batch_streams", spy)
     bm = make_benchmark("split-digits", 5, seed=0)
-    fast, fast_rng, _, _ = _run(bm, "naive", True)
-    monkeypatch.setattr(fastdata, "_whole_epoch", real)
-    ref, ref_rng, _, _ = _run(bm, "naive", False)
-    assert taken and all(taken)  # training (shuffled) and evaluation (sequential) epochs
+    fast, fast_rng, _, _ = _run(bm, name, True, **kw)
+    monkeypatch.setattr(fastdata, "_batch_streams", real)
+    ref, ref_rng, _, _ = _run(bm, name, False, **kw)
+    # training (shuffled; replay: current data and buffer) and evaluation (sequential) epochs
+    assert taken and all(ok for _, ok in taken)
+    assert (max(k for k, _ in taken) == 2) == (name == "replay")
     assert _same_batches(ref, fast) and torch.equal(ref_rng, fast_rng)

@@ -81,3 +81,65 @@ def test_results_writer_keeps_everything(run):
 def test_metric_validates_tau():
     with pytest.raises(ValueError, match="tau"):
         inactivity_metrics(tau=-0.5)
+
+
+def test_lean_evaluation_plugin_logs_exactly_what_avalanches_logs(split_digits):
+    """Same run, same seed: every value of every metric (training-phase per-iteration ones
+    included) is logged identically, at the same x; only callbacks nobody acts on are skipped."""
+    import torch
+    from avalanche.evaluation.metrics import loss_metrics
+    from avalanche.evaluation import PluginMetric
+
+    from clgrow.strategies import LeanEvaluationPlugin
+
+    class CountsForwards(PluginMetric):  # a metric acting on a callback the usual metrics ignore
+        def __init__(self):
+            super().__init__()
+            self.forwards = 0
+
+        def result(self):
+            return self.forwards
+
+        def reset(self):
+            pass
+
+        def before_forward(self, strategy):
+            self.forwards += 1
+
+    def one(kind):
+        torch.manual_seed(0)
+        model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+        writer, counter = ResultsWriter(None), CountsForwards()
+        evaluator = kind(
+            accuracy_metrics(minibatch=True, epoch=True, experience=True, stream=True),
+            loss_metrics(minibatch=True, epoch=True, stream=True), forgetting_metrics(experience=True, stream=True),
+            *inactivity_metrics(tau=0.1), *growth_metrics(), counter, loggers=[writer])
+        strategy = build_strategy("naive", model, fast_plugin(neurons_per_experience=6).config, evaluator=evaluator,
+                                  train_mb_size=32, train_epochs=2, lr=1e-2)
+        for exp in split_digits.scenario.train_stream[:3]:
+            strategy.train(exp)
+            strategy.eval(split_digits.scenario.test_stream)
+        writer.last()  # flush
+        return [r for r in writer.rows if not r["metric"].startswith("GrowthTime")], counter.forwards, evaluator
+
+    ref, ref_forwards, _ = one(EvaluationPlugin)
+    lean, lean_forwards, plugin = one(LeanEvaluationPlugin)
+    assert len(ref) > 100 and lean == ref
+    assert ref_forwards == lean_forwards > 0
+    # minibatch metrics act on training iterations; no metric acts on the backward pass
+    assert getattr(plugin.after_training_iteration, "__name__", "") != "_ignore"
+    assert getattr(plugin.after_backward, "__name__", "") == "_ignore"
+
+
+def test_lean_evaluation_plugin_skips_per_iteration_callbacks_of_stream_metrics():
+    from clgrow.strategies import LeanEvaluationPlugin
+
+    plugin = LeanEvaluationPlugin(accuracy_metrics(experience=True, stream=True), *inactivity_metrics(),
+                                  loggers=[ResultsWriter(None)])
+    skipped = {c for c in ("before_training_iteration", "before_forward", "after_forward", "before_backward",
+                           "after_backward", "before_update", "after_update", "after_training_iteration",
+                           "before_eval_iteration", "before_eval_forward", "after_eval_forward")
+               if getattr(getattr(plugin, c), "__name__", "") == "_ignore"}
+    assert len(skipped) == 11
+    assert getattr(plugin.after_eval_iteration, "__name__", "") != "_ignore"  # accuracy updates there
+    assert callable(plugin.before_inner_updates)  # other templates' callbacks: forwarded as Avalanche does
