@@ -160,19 +160,23 @@ def inactivity_from_activations(
     """
     dead = ~nonzero
     dormant = dormant_mask(abs_sum / max(samples, 1), tau)
-    new = cohort > 0
-    cohorts = {
-        int(c): CohortCounts(int((cohort == c).sum()), int((dead & (cohort == c)).sum()),
-                             int((dormant & (cohort == c)).sum()))
-        for c in torch.unique(cohort).tolist()
-    }
+    cohorts: dict[int, CohortCounts] = {}
+    if cohort.numel():
+        # every count per cohort in one bincount each and one transfer (float64 weights count exactly)
+        lo = int(cohort.min())
+        idx = (cohort - lo).long()
+        rows = torch.stack([torch.bincount(idx, weights=w.double()) for w in (torch.ones_like(dead), dead, dormant)])
+        for c, (u, d, z) in enumerate(zip(*rows.round().long().tolist())):
+            if u:
+                cohorts[c + lo] = CohortCounts(u, d, z)
+    new = [cc for c, cc in cohorts.items() if c > 0]
     return LayerInactivity(
         units=int(cohort.numel()),
-        dead=int(dead.sum()),
-        dormant=int(dormant.sum()),
-        new_units=int(new.sum()),
-        new_dead=int((dead & new).sum()),
-        new_dormant=int((dormant & new).sum()),
+        dead=sum(cc.dead for cc in cohorts.values()),
+        dormant=sum(cc.dormant for cc in cohorts.values()),
+        new_units=sum(cc.units for cc in new),
+        new_dead=sum(cc.dead for cc in new),
+        new_dormant=sum(cc.dormant for cc in new),
         cohorts=cohorts,
     )
 
@@ -196,14 +200,13 @@ class InactivityAccumulator:
         """Per layer, whether each unit was ever non-zero: Tensor ``(units,)`` of bool."""
         return [None if a is None else a > 0 for a in self.abs_sum]
 
-    @torch.no_grad()
     def add(self, layer: int, h: Tensor, *, nonnegative: bool = False) -> None:
         """Accumulate activations ``h`` of shape ``(batch, units)`` of one layer.
 
         ``nonnegative=True`` promises ``h >= 0`` (post-ReLU), which skips taking ``|h|``.
         Samples are counted on layer 0, which every forward pass reaches first.
         """
-        h = h.detach()
+        h = h.detach()  # so no graph is built (cheaper than a no_grad context on every call)
         # float32 at least: half-precision activations summed over many samples overflow
         total = (h if nonnegative else h.abs()).sum(0, dtype=torch.promote_types(h.dtype, torch.float32))
         known = self.abs_sum[layer]

@@ -176,7 +176,9 @@ def _walk(node: Any, group: str) -> _Part:
     transforms met on the way. Memoised per node and group; callers must not modify the arrays."""
     if isinstance(node, AvalancheDataset):
         return _walk(node._flat_data, group)
-    if not isinstance(node, (TensorSamples, FlatData)):
+    if isinstance(node, TensorSamples):  # not memoised: its entry would hold the leaf itself alive
+        return _walk_node(node, group)
+    if not isinstance(node, FlatData):
         raise _Unresolvable(f"a data set of type {type(node).__name__}")
     memo = _WALKED.get(node)
     if memo is not None and group in memo:
@@ -233,6 +235,15 @@ def resolve_dataset(dataset: Any) -> ResolvedDataset | None:
     if in_getitem != [_TASK_ATTRIBUTE]:
         return None
     group = dataset._flat_data._transform_groups.current_group
+    try:
+        key = _root_key(dataset, group)
+    except (_Unresolvable, AttributeError, TypeError):
+        key = None
+    if key is not None:
+        first, rest = key
+        for rest_before, resolved_before in _RESOLVED.get(first) or []:
+            if len(rest_before) == len(rest) and all(a is b for a, b in zip(rest_before, rest)):
+                return resolved_before
     # Read the reference samples first: Avalanche fills some transform groups (class remapping)
     # on first access, and the walk below must see them.
     n = len(dataset)
@@ -251,7 +262,31 @@ def resolve_dataset(dataset: Any) -> ResolvedDataset | None:
         x, yy, tt = (v[0] for v in resolved.gather(torch.tensor([pos])))
         if len(ref) != 3 or not (_same(ref[0], x) and _same(ref[1], yy) and _same(ref[2], tt)):
             return None
+    if key is not None:
+        entries = [(key[1], resolved), *(_RESOLVED.get(key[0]) or [])][:_ROOTS_PER_SUBTREE]
+        _RESOLVED.put(key[0], entries)
     return resolved
+
+
+# A resolved root, by what it is made of. Avalanche builds a new root node at every evaluation
+# (``dataset.eval()``) and replay epoch, over the same children, index list and transforms; a
+# root made of the very same objects resolves to the same rows, so it is resolved and spot-checked
+# once. Entries hang on the root's first child, weakly (they go with it), and hold the root's
+# other parts, so no identity is reused while an entry lives; a few per child (replay makes a
+# new index list per experience).
+_RESOLVED = _NodeMemo()
+_ROOTS_PER_SUBTREE = 8
+
+
+def _root_key(dataset: AvalancheDataset, group: str) -> tuple[Any, tuple[Any, ...]] | None:
+    """(the root's first child, every other object its rows depend on), or ``None`` where the
+    first child is a leaf (an entry would keep the data alive through the resolved leaves)."""
+    root = dataset._flat_data
+    if not isinstance(root, FlatData) or not root._datasets or not isinstance(root._datasets[0], FlatData):
+        return None
+    rest = (*root._datasets[1:], type(root), root._indices, group, *_transforms(root, group),
+            dataset._data_attributes[_TASK_ATTRIBUTE].data, type(dataset))
+    return root._datasets[0], rest
 
 
 class TensorBatchLoader:

@@ -123,3 +123,24 @@ def test_dead_units_are_the_never_nonzero_ones(width, n, seed, tiny):
         stats = acc.stats([torch.zeros(width, dtype=torch.long)], 0.025)
         assert stats.layers[0].dead == int(expected_dead.sum())
         assert torch.equal(acc.nonzero[0], ~expected_dead)
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(1, 40), seed=st.integers(0, 2**16), lo=st.integers(-2, 1), tau=st.sampled_from([0.0, 0.1, 0.6]))
+def test_counts_per_cohort_match_their_definition(n, seed, lo, tau):
+    from clgrow.inactivity import dormant_mask, inactivity_from_activations
+
+    g = torch.Generator().manual_seed(seed)
+    abs_sum = torch.rand(n, generator=g) * (torch.rand(n, generator=g) > 0.3)
+    cohort = torch.randint(lo, lo + 4, (n,), generator=g)
+    layer = inactivity_from_activations(abs_sum, abs_sum > 0, 7, cohort, tau)
+    dead, dormant = abs_sum == 0, dormant_mask(abs_sum / 7, tau)
+    for c in set(cohort.tolist()):
+        m = cohort == c
+        assert (layer.cohorts[c].units, layer.cohorts[c].dead, layer.cohorts[c].dormant) == (
+            int(m.sum()), int((dead & m).sum()), int((dormant & m).sum()))
+    assert set(layer.cohorts) == set(cohort.tolist())
+    new = cohort > 0
+    assert (layer.units, layer.dead, layer.dormant) == (n, int(dead.sum()), int(dormant.sum()))
+    assert (layer.new_units, layer.new_dead, layer.new_dormant) == (
+        int(new.sum()), int((dead & new).sum()), int((dormant & new).sum()))

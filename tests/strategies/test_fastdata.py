@@ -152,3 +152,19 @@ def test_epochs_take_the_vectorised_order(monkeypatch, name, kw):
     assert taken and all(ok for _, ok in taken)
     assert (max(k for k, _ in taken) == 2) == (name == "replay")
     assert _same_batches(ref, fast) and torch.equal(ref_rng, fast_rng)
+
+
+def test_memoised_resolutions_do_not_keep_data_alive():
+    """The resolution memos hang on Avalanche's nodes weakly: once a benchmark is dropped, its
+    tensors go, even after training and evaluating through the batch path."""
+    import gc
+    import weakref
+
+    bm = make_benchmark("split-digits", 5, seed=0)
+    _run(bm, "replay", True, mem_size=60)
+    leaves = [weakref.ref(leaf) for exp in (bm.scenario.train_stream[0], bm.scenario.test_stream[0])
+              for leaf in resolve_dataset(exp.dataset).leaves]
+    assert leaves and all(r() is not None for r in leaves)
+    del bm
+    gc.collect()
+    assert all(r() is None for r in leaves)
