@@ -20,6 +20,7 @@ _LAZY = {
     "make_grow_plugin": "clgrow.strategies.builders",
     "parse_growth": "clgrow.strategies.builders",
     "SIPlugin": "clgrow.strategies.compat",
+    "BatchDataPlugin": "clgrow.strategies.fastdata",
     "GrowthMetric": "clgrow.strategies.metrics",
     "InactivityMetric": "clgrow.strategies.metrics",
     "LeanEvaluationPlugin": "clgrow.strategies.metrics",
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
         parse_growth,
     )
     from clgrow.strategies.compat import SIPlugin
+    from clgrow.strategies.fastdata import BatchDataPlugin
     from clgrow.strategies.metrics import (
         GrowthMetric,
         InactivityMetric,
@@ -63,6 +65,7 @@ __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [
+    "BatchDataPlugin",
     "GrowPlugin",
     "GrowthEvent",
     "PlasticityPlugin",
