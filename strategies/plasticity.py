@@ -24,9 +24,9 @@ class PlasticityPlugin(SupervisedPlugin):
     At the start of every training experience the method may score one batch of the strategy's
     own dataloader (ReDo: experiences ``>= from_experience``); methods that act per step (CBP,
     ReDo with ``every``) see the post-ReLU activations of the strategy's own forward pass of
-    each training iteration, captured by hooks, after the optimizer step. The optimizer state
-    of exactly the reset entries is cleared. Attached before a GrowPlugin, resets happen before
-    growth at an experience's start.
+    each training iteration (the model's activation observers), after the optimizer step. The
+    optimizer state of exactly the reset entries is cleared. Attached before a GrowPlugin,
+    resets happen before growth at an experience's start.
 
     Parameters
     ----------
@@ -79,7 +79,7 @@ class PlasticityPlugin(SupervisedPlugin):
         self._step = 0
         self._remove_hooks()
         if self.resetter.needs_steps:
-            self._handles = [lin.register_forward_hook(self._hook(i)) for i, lin in enumerate(strategy.model.hidden)]
+            self._handles = [strategy.model.observe_activations(self._observe)]
 
     def before_training_epoch(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """At an experience's first epoch (its loader final, growth not yet run): the experience's resets."""
@@ -119,12 +119,9 @@ class PlasticityPlugin(SupervisedPlugin):
         self.counts.setdefault(int(strategy.clock.train_exp_counter), {})
 
     # -------------------------------------------------------------- helpers
-    def _hook(self, layer: int):
-        def hook(_mod: Any, _args: Any, out: torch.Tensor) -> None:
-            if self._capturing:
-                self._acts[layer] = torch.relu(out.detach())
-
-        return hook
+    def _observe(self, layer: int, h: torch.Tensor) -> None:
+        if self._capturing:
+            self._acts[layer] = h.detach()
 
     def _remove_hooks(self) -> None:
         for h in self._handles:
