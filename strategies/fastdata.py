@@ -144,16 +144,13 @@ def _label_map(transforms: list[Any]) -> list[Any]:
     return maps
 
 
-# (leaves, leaf index, row, label) per position of a node, by node and transform group.
+# (leaves, leaf index, row, label) per position of a node.
 _Part = tuple[tuple[TensorSamples, ...], np.ndarray, np.ndarray, np.ndarray]
-# Avalanche's data sets are immutable trees, and every evaluation (and replay epoch) builds a new
-# root over the same subtrees: resolving each subtree once keeps the per-experience work to the
-# root's own subset and the spot checks. Weak keys: an entry goes with its node.
-# Keyed by identity (some of Avalanche's nodes define __eq__ and are unhashable).
 
 
 class _NodeMemo:
-    """Values per object identity that live as long as the object."""
+    """Values per object identity that live as long as the object (weakly referenced; by
+    identity, as some of Avalanche's nodes define ``__eq__`` and are unhashable)."""
 
     def __init__(self) -> None:
         self._items: dict[int, tuple[weakref.ref, Any]] = {}
@@ -167,6 +164,8 @@ class _NodeMemo:
         self._items[key] = (weakref.ref(node, lambda _ref: self._items.pop(key, None)), value)
 
 
+# Avalanche's data sets are immutable trees, and every evaluation (and replay epoch) builds a new
+# root over the same subtrees: each subtree is resolved once per transform group.
 _WALKED = _NodeMemo()  # node -> {group: _Part}
 _ATTRIBUTES = _NodeMemo()  # node -> values
 

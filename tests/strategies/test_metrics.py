@@ -143,3 +143,17 @@ def test_lean_evaluation_plugin_skips_per_iteration_callbacks_of_stream_metrics(
     assert len(skipped) == 11
     assert getattr(plugin.after_eval_iteration, "__name__", "") != "_ignore"  # accuracy updates there
     assert callable(plugin.before_inner_updates)  # other templates' callbacks: forwarded as Avalanche does
+
+
+def test_lean_evaluation_plugin_survives_checkpoint_pickling():
+    import copy
+    import pickle
+
+    import dill
+
+    from clgrow.strategies import LeanEvaluationPlugin
+
+    plugin = LeanEvaluationPlugin(accuracy_metrics(stream=True), *inactivity_metrics(), loggers=[ResultsWriter(None)])
+    for clone in (pickle.loads(pickle.dumps(plugin)), dill.loads(dill.dumps(plugin)), copy.deepcopy(plugin)):
+        assert getattr(clone.before_forward, "__name__", "") == "_ignore"
+        assert clone.after_eval_iteration.plugin is clone  # forwards to the copy, not the original
