@@ -177,8 +177,8 @@ class FactoredCoupling(_Coupling):
         super().__init__(lin, n_old, partners, lr)
         self.normalise, self.betas, self.eps, self.chunk_bytes = normalise, betas, eps, chunk_bytes
         self.clip, self.trust, self.trust_snr = clip, trust, trust_snr
-        self._scaled = torch.zeros((), dtype=torch.long, device=lin.weight.device)
         device = lin.weight.device
+        self._scaled = torch.zeros((), dtype=torch.long, device=device)
         # Moments of [grad W | grad b] per row: old partners first, then new rows. The gradient
         # and the step live in two buffers of the same shape; the views over all four are
         # taken once, as slicing costs more than the arithmetic on small layers.
@@ -240,7 +240,7 @@ class FactoredCoupling(_Coupling):
             torch.sub(self._g_new.sum(0), self._g_old, alpha=k, out=self._d_old)
             torch.sub(self._g_old.sum(0), self._g_new, alpha=s, out=self._d_new)
         # d holds the transfers per unit step size: one multiplication applies lr and the bound.
-        d.mul_(self.lr if self.trust is None else self._bound(w, b))
+        d.mul_(self.lr if self.trust is None else self._bound(w, b, bc1, bc2))
         if s == n:
             w.add_(self._d_w)
             b.add_(self._d_b)
@@ -250,10 +250,11 @@ class FactoredCoupling(_Coupling):
             w.index_add_(0, self.partners, self._d_old[:, :-1])
             b.index_add_(0, self.partners, self._d_old[:, -1])
 
-    def _bound(self, w: Tensor, b: Tensor) -> Tensor:
+    def _bound(self, w: Tensor, b: Tensor, bc1: float, bc2: float) -> Tensor:
         """Step size (0-dim) for the transfers per unit step in ``_d``: ``lr``, scaled down so the old
         partner rows move by at most ``trust`` times their own norm (widened for a noisy
-        gradient with ``trust_snr``); one factor for both sides keeps every transfer pairwise.
+        gradient with ``trust_snr``; ``bc1``, ``bc2``: this step's Adam bias corrections); one
+        factor for both sides keeps every transfer pairwise.
         No host sync and no copy of the weights when every old unit is a partner; few tensor
         operations, as each costs more than its arithmetic on small layers."""
         n = self.n_old
@@ -264,8 +265,6 @@ class FactoredCoupling(_Coupling):
             # max(1, (trust_snr / ρ)²) with ρ = Σ m̂² / Σ v̂ = (Σ m² / bc1²) / (Σ v / bc2). ρ above
             # 1 (the moments average over different windows) only lowers the widening, which is
             # clamped at 1; a zero gradient leaves nothing to bound.
-            beta1, beta2 = self.betas
-            bc1, bc2 = 1 - beta1**self.steps, 1 - beta2**self.steps
             signal = norm(self._m_old).square_().clamp_min_(1e-30)
             ratio = self._v_old.sum().mul_(self.trust_snr * bc1**2 / bc2).div_(signal)
             limit.mul_(ratio.clamp_(min=1.0).square_())

@@ -94,7 +94,7 @@ class InactivityMetric(PluginMetric[float]):
     def before_eval(self, strategy: Any) -> None:
         """Observe the hidden layers' activations for the whole evaluation call."""
         self.reset()
-        self._remove_hooks()
+        self._stop_observing()
         if isinstance(strategy.model, GrowableMLP):
             self._handles = [strategy.model.observe_activations(self._observe)]
 
@@ -106,7 +106,7 @@ class InactivityMetric(PluginMetric[float]):
 
     def after_eval(self, strategy: Any) -> list[MetricValue]:
         """Emit fractions per stream, layer and cohort."""
-        self._remove_hooks()
+        self._stop_observing()
         model = strategy.model
         if not isinstance(model, GrowableMLP):
             return []
@@ -149,7 +149,7 @@ class InactivityMetric(PluginMetric[float]):
                     emit(names.DORMANT, dormant, names.reset_tag(e))
         return values
 
-    def _remove_hooks(self) -> None:
+    def _stop_observing(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []

@@ -69,6 +69,7 @@ class PlasticityPlugin(SupervisedPlugin):
         if not isinstance(model, GrowableMLP):
             raise GrowthError(f"plasticity resets need a clgrow.GrowableMLP model, got {type(model).__name__}")
         return model
+        return model
 
     def before_training(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """Refuse a model without resettable ReLU layers before anything trains."""
@@ -77,7 +78,7 @@ class PlasticityPlugin(SupervisedPlugin):
     def before_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """Count steps afresh; capture activations where the method acts per step."""
         self._step = 0
-        self._remove_hooks()
+        self._stop_observing()
         if self.resetter.needs_steps:
             self._handles = [strategy.model.observe_activations(self._observe)]
 
@@ -115,7 +116,7 @@ class PlasticityPlugin(SupervisedPlugin):
         self._record(exp, self.resetter.after_step(model, self._step, acts, strategy.optimizer), model)
 
     def after_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
-        self._remove_hooks()
+        self._stop_observing()
         self.counts.setdefault(int(strategy.clock.train_exp_counter), {})
 
     # -------------------------------------------------------------- helpers
@@ -123,7 +124,7 @@ class PlasticityPlugin(SupervisedPlugin):
         if self._capturing:
             self._acts[layer] = h.detach()
 
-    def _remove_hooks(self) -> None:
+    def _stop_observing(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
@@ -165,7 +166,7 @@ class PlasticityPlugin(SupervisedPlugin):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_handles"] = []  # hook handles do not survive pickling (checkpoints)
+        state["_handles"] = []  # observer handles do not survive pickling (checkpoints)
         state["_acts"] = {}
         return state
 

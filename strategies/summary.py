@@ -123,6 +123,10 @@ class RunSummary:
         def stat(attr: str) -> Series:
             return [None if per_exp[i] is None else getattr(per_exp[i][0], attr) for i in range(n)]
 
+        def by_group(fractions: dict[str, dict[int, tuple[float, float]]], which: int) -> dict[str, Series]:
+            """``{group: series}`` of the dead (0) or dormant (1) fraction, per experience."""
+            return {c: [v.get(i, (None, None))[which] for i in range(n)] for c, v in sorted(fractions.items())}
+
         cohorts: dict[str, dict[int, tuple[float, float]]] = {}
         for i, entry in per_exp.items():
             if entry is not None:
@@ -155,8 +159,7 @@ class RunSummary:
             accuracy_matrix=accuracy,
             dead_fraction=stat("dead_fraction"), dormant_fraction=stat("dormant_fraction"),
             new_dead_fraction=stat("new_dead_fraction"), new_dormant_fraction=stat("new_dormant_fraction"),
-            cohort_dormant={c: [v.get(i, (None, None))[1] for i in range(n)] for c, v in sorted(cohorts.items())},
-            cohort_dead={c: [v.get(i, (None, None))[0] for i in range(n)] for c, v in sorted(cohorts.items())},
+            cohort_dormant=by_group(cohorts, 1), cohort_dead=by_group(cohorts, 0),
             hidden_sizes=[[] if per_exp[i] is None else [l.units for l in per_exp[i][0].layers] for i in range(n)],
             final_hidden_sizes=list(getattr(model, "hidden_sizes", [])),
             parameters=sum(p.numel() for p in model.parameters()),
@@ -169,8 +172,7 @@ class RunSummary:
             versions=dict(versions or {}), config=dict(config or {}), device=device,
             plasticity=plasticity, learning_accuracy=cls.diagonal_mean(accuracy),
             units_reset=[] if resets is None else [resets.units_reset(i) for i in range(n)],
-            reset_dormant={c: [v.get(i, (None, None))[1] for i in range(n)] for c, v in sorted(by_reset.items())},
-            reset_dead={c: [v.get(i, (None, None))[0] for i in range(n)] for c, v in sorted(by_reset.items())},
+            reset_dormant=by_group(by_reset, 1), reset_dead=by_group(by_reset, 0),
         )
 
     def to_dict(self) -> dict[str, Any]:
