@@ -5,26 +5,39 @@ distributor with their keyword arguments, schedule, cap, layers, head growth, op
 carry) is named, given its default and validated. ``GROWTH_PRESETS`` names common methods as
 partial configurations. :func:`method_parameters` reads an extender's or distributor's keyword
 arguments from its signature, so a command line can offer them without listing them again.
+
+Nothing here imports torch at module level: the command line parses and checks settings with this
+module and :mod:`clgrow.catalog`; the methods (and torch) are imported where one is looked up or built.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
+import sys
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clgrow.distributor import Distributor, distributors
+from clgrow.catalog import REGISTRIES, MethodParameter, method_catalog
 from clgrow.errors import ConfigError
-from clgrow.extender import Extender, extenders
-from clgrow.svod import SVoD
-from clgrow.swe import SWE
-from clgrow import methods as _methods  # noqa: F401  (registers every built-in method)
 
-__all__ = ["GrowthConfig", "GROWTH_PRESETS", "parse_growth", "method_parameters", "MethodParameter"]
+if TYPE_CHECKING:
+    from clgrow.distributor import Distributor
+    from clgrow.extender import Extender
+
+__all__ = ["GrowthConfig", "GROWTH_PRESETS", "PAPER_SWE", "PAPER_SVOD", "parse_growth", "growth_methods",
+           "known_methods", "method_parameters", "MethodParameter"]
+
+
+def _registries() -> tuple[Any, Any]:
+    """The extender and distributor registries, every built-in method registered (imports torch)."""
+    from clgrow import methods as _methods  # noqa: F401  (registers every built-in method)
+    from clgrow.distributor import distributors
+    from clgrow.extender import extenders
+
+    return extenders, distributors
 
 
 def _is_int(v: Any) -> bool:
@@ -112,7 +125,10 @@ class GrowthConfig:
             need(isinstance(getattr(self, name), Mapping), name, "must be a table of keyword arguments")
         if not methods:
             return self
-        for name, registry, base in (("extender", extenders, Extender), ("distributor", distributors, Distributor)):
+        from clgrow.distributor import Distributor
+        from clgrow.extender import Extender
+
+        for name, registry, base in zip(("extender", "distributor"), _registries(), (Extender, Distributor)):
             v = getattr(self, name)
             need(isinstance(v, base) or (isinstance(v, str) and v in registry), name,
                  f"must be an instance or one of {', '.join(sorted(registry))}")
@@ -131,7 +147,7 @@ class GrowthConfig:
     def build(self) -> tuple[Extender, Distributor]:
         """The extender and distributor instances these settings describe."""
         out = []
-        for name, registry in (("extender", extenders), ("distributor", distributors)):
+        for name, registry in zip(("extender", "distributor"), _registries()):
             v, kwargs = getattr(self, name), getattr(self, name + "_kwargs")
             if not isinstance(v, str):
                 out.append(v)
@@ -141,6 +157,15 @@ class GrowthConfig:
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"{name}_kwargs for {v}: {err}") from None
         return out[0], out[1]
+
+    @classmethod
+    def setting_types(cls) -> dict[str, Any]:
+        """Type hints of the settings that are not the method (what a command line offers as flags).
+
+        Resolved without importing the methods: the method fields' hints name torch classes.
+        """
+        hints = typing.get_type_hints(cls, localns={"Extender": Any, "Distributor": Any})
+        return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name not in cls.METHOD_FIELDS}
 
     def units_for(self, experience: int) -> int:
         """Units to add at ``experience`` (before any cap)."""
@@ -185,13 +210,19 @@ class GrowthConfig:
         return out
 
 
-#: Named growth methods, as the method fields of a GrowthConfig (``None``: no growth). The paper's
-#: budget is one pass to train SVoD's candidates, one to vote, one SWE adjustment pass per layer.
+#: The paper's procedure as the methods' keyword arguments (``SWE.PAPER`` and ``SVoD.PAPER`` are
+#: these): dense coupling adjusted layer by layer, one pass each, Adam at ``lr`` on the coupling;
+#: one pass to train SVoD's candidates and one to vote.
+PAPER_SWE: dict[str, Any] = {"coupling": "dense", "schedule": "sequential", "passes": 1.0, "coupling_lr": None,
+                             "coupling_scale": "none", "trust": None}
+PAPER_SVOD: dict[str, Any] = {"train_passes": 1.0, "vote_passes": 1.0}
+
+#: Named growth methods, as the method fields of a GrowthConfig (``None``: no growth).
 GROWTH_PRESETS: dict[str, dict[str, Any] | None] = {
     "none": None,
     "swe-svod": {"extender": "swe", "distributor": "svod"},
-    "swe-svod-paper": {"extender": "swe", "distributor": "svod", "extender_kwargs": dict(SWE.PAPER),
-                       "distributor_kwargs": dict(SVoD.PAPER)},
+    "swe-svod-paper": {"extender": "swe", "distributor": "svod", "extender_kwargs": dict(PAPER_SWE),
+                       "distributor_kwargs": dict(PAPER_SVOD)},
     "swe-uniform": {"extender": "swe", "distributor": "uniform"},
     "swe-proportional": {"extender": "swe", "distributor": "proportional"},
     "random-svod": {"extender": "random", "distributor": "svod"},
@@ -201,6 +232,44 @@ GROWTH_PRESETS: dict[str, dict[str, Any] | None] = {
     "gradmax-svod": {"extender": "gradmax", "distributor": "svod"},
     "gradmax-uniform": {"extender": "gradmax", "distributor": "uniform"},
 }
+
+
+def known_methods(kind: str) -> list[str]:
+    """Names of the ``kind`` methods (``extender``, ``distributor``, ``plasticity``), sorted.
+
+    The built-in ones from :func:`clgrow.catalog.method_catalog` (no torch import), plus any
+    registered at run time: that needs the registry's module, so it is read only once imported.
+    """
+    module, registry = REGISTRIES[kind]
+    names = set(method_catalog()[kind])
+    if module in sys.modules:
+        names |= set(getattr(sys.modules[module], registry, ()))
+    return sorted(names)
+
+
+def growth_methods(growth: str) -> dict[str, Any] | None:
+    """The method fields a growth name stands for (``None``: no growth), without importing torch.
+
+    Raises :class:`ConfigError` for a name that is neither a preset nor ``EXTENDER+DISTRIBUTOR``
+    of known methods.
+    """
+    if not isinstance(growth, str):
+        raise ConfigError(f"growth must be a preset name or 'EXTENDER+DISTRIBUTOR', got {growth!r}")
+    extenders, distributors = known_methods("extender"), known_methods("distributor")
+    if growth in GROWTH_PRESETS:
+        method = GROWTH_PRESETS[growth]
+        return None if method is None else {k: (dict(v) if isinstance(v, dict) else v) for k, v in method.items()}
+    if "+" in growth:
+        ext, dist = (s.strip() for s in growth.split("+", 1))
+        if ext not in extenders:
+            raise ConfigError(f"unknown extender {ext!r} in growth {growth!r}; known: {', '.join(extenders)}")
+        if dist not in distributors:
+            raise ConfigError(f"unknown distributor {dist!r} in growth {growth!r}; known: {', '.join(distributors)}")
+        return {"extender": ext, "distributor": dist}
+    raise ConfigError(
+        f"unknown growth {growth!r}; presets: {', '.join(GROWTH_PRESETS)}, or EXTENDER+DISTRIBUTOR with "
+        f"extenders {', '.join(extenders)} and distributors {', '.join(distributors)}"
+    )
 
 
 def parse_growth(growth: str | GrowthConfig | None, base: GrowthConfig | None = None,
@@ -221,53 +290,14 @@ def parse_growth(growth: str | GrowthConfig | None, base: GrowthConfig | None = 
         return None
     if isinstance(growth, GrowthConfig):
         return growth.merged(**overrides).validate()
-    if not isinstance(growth, str):
-        raise ConfigError(f"growth must be a preset name or 'EXTENDER+DISTRIBUTOR', got {growth!r}")
-    if growth in GROWTH_PRESETS:
-        method = GROWTH_PRESETS[growth]
-        if method is None:
-            return None
-    elif "+" in growth:
-        ext, dist = (s.strip() for s in growth.split("+", 1))
-        if ext not in extenders:
-            raise ConfigError(f"unknown extender {ext!r} in growth {growth!r}; known: {', '.join(sorted(extenders))}")
-        if dist not in distributors:
-            raise ConfigError(
-                f"unknown distributor {dist!r} in growth {growth!r}; known: {', '.join(sorted(distributors))}")
-        method = {"extender": ext, "distributor": dist}
-    else:
-        raise ConfigError(
-            f"unknown growth {growth!r}; presets: {', '.join(GROWTH_PRESETS)}, or EXTENDER+DISTRIBUTOR with "
-            f"extenders {', '.join(sorted(extenders))} and distributors {', '.join(sorted(distributors))}"
-        )
-    cfg = GrowthConfig(**{k: (dict(v) if isinstance(v, dict) else v) for k, v in method.items()})
+    method = growth_methods(growth)
+    if method is None:
+        return None
+    cfg = GrowthConfig(**method)
     if base is not None:
         own = {f: getattr(base, f) for f in GrowthConfig.field_names() if f not in ("extender", "distributor")}
         cfg = cfg.merged(**own)
     return cfg.merged(**overrides).validate()
-
-
-@dataclass(frozen=True)
-class MethodParameter:
-    """One keyword argument of an extender or distributor, read from its signature."""
-
-    name: str
-    type: type
-    default: Any
-    optional: bool
-
-    def parse(self, text: str) -> Any:
-        """Convert command-line text (``none`` for ``None`` where allowed)."""
-        if self.optional and text.lower() in ("none", "null"):
-            return None
-        if self.type is bool:
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"expected true or false, got {text!r}")
-            return text.lower() in ("true", "1")
-        value = self.type(text)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"expected a finite number, got {text!r}")
-        return value
 
 
 def method_parameters(cls: type) -> dict[str, MethodParameter]:

@@ -1,9 +1,13 @@
 """Import every built-in extender, distributor and plasticity method, so that their registries are complete.
 
 Modules that look methods up by name (:mod:`clgrow.grow`, :mod:`clgrow.config`) import this;
-``import clgrow`` itself stays light until a name is used.
+``import clgrow`` itself stays light until a name is used. The list of modules is
+:data:`clgrow.catalog.METHOD_MODULES`, which the command line's catalog reads too.
 """
 
-from clgrow import distributor, gradmax, net2net, plasticity, random_extender, svod, swe  # noqa: F401
+import importlib
 
-__all__ = ["distributor", "gradmax", "net2net", "plasticity", "random_extender", "svod", "swe"]
+from clgrow.catalog import METHOD_MODULES
+
+for _module in METHOD_MODULES:
+    importlib.import_module(_module)

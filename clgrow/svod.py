@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from clgrow.config import PAPER_SVOD
 from clgrow.context import GrowthContext, model_device
 from clgrow.distributor import Distributor, distributors
 from clgrow.errors import GrowthError
@@ -60,7 +61,7 @@ class SVoD(Distributor):
     """
 
     #: The paper's budget: one pass to train the candidates, one to vote.
-    PAPER: dict[str, Any] = {"train_passes": 1.0, "vote_passes": 1.0}
+    PAPER: dict[str, Any] = PAPER_SVOD
 
     def __init__(
         self,

@@ -48,6 +48,7 @@ from clgrow.coupling import (
     FactoredCoupling,
     coupled_weights,
 )
+from clgrow.config import PAPER_SWE
 from clgrow.errors import GrowthError
 from clgrow.extender import Extender, GrowthContext, extenders
 from clgrow.model import GrowableMLP, default_linear_init
@@ -131,10 +132,7 @@ class SWE(Extender):
     """
 
     #: The paper's procedure: a dense coupling, one full pass per layer, last layer first.
-    PAPER: dict[str, Any] = {
-        "coupling": "dense", "schedule": "sequential", "passes": 1.0, "coupling_lr": None, "coupling_scale": "none",
-        "trust": None,
-    }
+    PAPER: dict[str, Any] = PAPER_SWE
 
     def __init__(
         self,

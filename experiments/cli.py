@@ -33,9 +33,10 @@ def _command(argv: Sequence[str]) -> str | None:
 
 
 def _parser(full_run: bool = True) -> argparse.ArgumentParser:
-    """The command line. ``full_run=False`` leaves out ``run``'s defaults and growth flags, which
-    are read from the declarations in torch modules: the other commands, ``--help`` and argument
-    errors then answer without importing torch or Avalanche."""
+    """The command line. ``full_run=False`` leaves out ``run``'s own arguments, so that the other
+    commands, ``--help`` and their argument errors answer without building them (the growth flags
+    come from the methods' declarations, read by :func:`clgrow.catalog.method_catalog`; nothing
+    here imports torch or Avalanche)."""
     p = _Parser(prog="clgrow", description="Grow networks during continual learning and compare forgetting.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -103,24 +104,24 @@ _PLASTICITY = "plasticity"
 
 
 def _add_growth_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per GrowthConfig setting and per extender/distributor argument, read from their
-    declarations (defaults stay there: an absent flag leaves the setting at its default)."""
+    """One flag per GrowthConfig setting and per extender/distributor/plasticity argument, read from
+    their declarations (defaults stay there: an absent flag leaves the setting at its default)."""
     import dataclasses
     import typing
 
-    from clgrow import GrowthConfig, distributors, extenders, resetters
-    from clgrow.config import method_parameters
+    from clgrow.catalog import method_catalog
+    from clgrow.config import GrowthConfig
 
     g = p.add_argument_group("growth settings (clgrow.GrowthConfig; the method is --growth)")
-    hints = typing.get_type_hints(GrowthConfig)
+    types = GrowthConfig.setting_types()
     for f in dataclasses.fields(GrowthConfig):
-        if f.name in GrowthConfig.METHOD_FIELDS:
+        if f.name not in types:
             continue
         flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("flags", ())]
         text = f.metadata.get("help", "")
         kw: dict[str, typing.Any] = dict(dest=_GROW + f.name, default=argparse.SUPPRESS,
                                          help=text if "default" in text else f"{text} (default: {f.default})")
-        args = typing.get_args(hints[f.name]) or (hints[f.name],)
+        args = typing.get_args(types[f.name]) or (types[f.name],)
         if bool in args:
             kw["action"] = argparse.BooleanOptionalAction
         elif any(typing.get_origin(a) is list for a in args):
@@ -128,9 +129,8 @@ def _add_growth_flags(p: argparse.ArgumentParser) -> None:
         else:
             kw.update(type=int, metavar="N")
         g.add_argument(*flags, **kw)
-    for kind, registry in (("extender", extenders), ("distributor", distributors), (_PLASTICITY, resetters)):
-        for name in sorted(registry):
-            params = method_parameters(registry[name])
+    for kind, methods in method_catalog().items():
+        for name, params in methods.items():
             if not params:
                 continue
             flag = "--plasticity" if kind == _PLASTICITY else "--growth"
@@ -143,7 +143,8 @@ def _add_growth_flags(p: argparse.ArgumentParser) -> None:
 
 def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, object]:
     """The GrowthConfig fields given on the command line; method arguments must fit ``growth``."""
-    from clgrow import ConfigError, GrowthError, parse_growth
+    from clgrow.config import growth_methods
+    from clgrow.errors import ConfigError
     from clgrow.experiments.config import FIXED_FINAL
 
     given = vars(args)
@@ -151,11 +152,11 @@ def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, object]
     if growth == FIXED_FINAL:  # alone it has no reference run: it would train the initial widths under that label
         raise ConfigError(f"growth: {FIXED_FINAL} is a grid entry; for one run use --growth METHOD --match-final-size")
     try:
-        method = parse_growth(growth)
-    except GrowthError as err:
+        method = growth_methods(growth)
+    except ConfigError as err:
         raise ConfigError(f"growth: {err}") from None
     for kind in ("extender", "distributor"):
-        chosen = None if method is None else getattr(method, kind)
+        chosen = None if method is None else method[kind]
         kwargs = _method_kwargs(given, kind, chosen, kind, f"--growth {growth} uses "
                                 f"{'no growth' if chosen is None else f'{kind} {chosen!r}'}")
         if kwargs:
@@ -210,10 +211,8 @@ def _parse_sets(items: list[str]) -> dict[str, object]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from clgrow.config import GrowthConfig
     from clgrow.experiments.config import RunConfig
-    from clgrow.experiments.runner import run
-
-    from clgrow import GrowthConfig
 
     fields = {k: getattr(args, k) for k in ("benchmark", "strategy", "growth", "seed", "data_root", "n_experiences",
                                             "class_order_seed", "task_labels", "hidden_sizes", "train_epochs",
@@ -234,6 +233,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(cfg.to_dict(), indent=1))
         return 0
     _check_out(out)
+    from clgrow.experiments.runner import run  # Avalanche: only once everything is valid
+
     if fixed is not None:
         print(f"reference run ({cfg.growth}) to find the final widths:", flush=True)
         ref = run(cfg, out / "reference", verbose=verbose, progress=verbose)
@@ -304,15 +305,17 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_list() -> int:
-    from clgrow import GROWTH_PRESETS, distributors, extenders
+    from clgrow.catalog import method_catalog
+    from clgrow.config import GROWTH_PRESETS
     from clgrow.experiments.catalog import BENCHMARK_NAMES, EMBEDDED_BENCHMARKS
     from clgrow.strategies.catalog import PLASTICITY_NAMES, STRATEGY_NAMES
 
+    methods = method_catalog()
     print("benchmarks (embedded):", ", ".join(EMBEDDED_BENCHMARKS))
     print("benchmarks (on disk, --data-root):", ", ".join(b for b in BENCHMARK_NAMES if b not in EMBEDDED_BENCHMARKS))
     print("strategies:", ", ".join(STRATEGY_NAMES))
-    print("extenders:", ", ".join(sorted(extenders)))
-    print("distributors:", ", ".join(sorted(distributors)))
+    print("extenders:", ", ".join(methods["extender"]))
+    print("distributors:", ", ".join(methods["distributor"]))
     print("growth presets:", ", ".join(GROWTH_PRESETS), "(or EXTENDER+DISTRIBUTOR; fixed-final in grids)")
     print("plasticity:", ", ".join(PLASTICITY_NAMES))
     return 0

@@ -36,9 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clgrow import ConfigError, GrowthConfig, GrowthError, parse_growth
-from clgrow.context import resolve_device
-from clgrow.plasticity import build_resetter
+from clgrow.config import GrowthConfig, growth_methods, parse_growth
+from clgrow.errors import ConfigError, GrowthError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -130,8 +129,12 @@ class RunConfig:
         if isinstance(self.grow, dict):  # plain data from TOML or summary.json
             self.grow = GrowthConfig.from_dict(self.grow, where="grow")
 
-    def validate(self) -> RunConfig:
-        """Raise ``ConfigError`` naming the first invalid field; return ``self``."""
+    def validate(self, methods: bool = True) -> RunConfig:
+        """Raise ``ConfigError`` naming the first invalid field; return ``self``.
+
+        ``methods=False`` leaves out the checks that import torch (building the growth and
+        plasticity methods, probing the device); see :meth:`check_methods`.
+        """
         def need(cond: bool, name: str, msg: str) -> None:
             if not cond:
                 raise ConfigError(f"{name}: {msg} (got {getattr(self, name)!r})")
@@ -140,13 +143,13 @@ class RunConfig:
         need(self.strategy in STRATEGIES, "strategy", f"must be one of {', '.join(STRATEGIES)}")
         if self.growth != FIXED_FINAL:
             try:
-                parse_growth(self.growth)
-            except GrowthError as err:
+                growth_methods(self.growth)
+            except ConfigError as err:
                 raise ConfigError(f"growth: {err}") from None
         if self.match_final_size is not None:
             try:
-                need(parse_growth(self.match_final_size) is not None, "match_final_size", "must name a growth method")
-            except GrowthError as err:
+                need(growth_methods(self.match_final_size) is not None, "match_final_size", "must name a growth method")
+            except ConfigError as err:
                 raise ConfigError(f"match_final_size: {err}") from None
         if self.strategy in REFERENCE_STRATEGIES:
             need(self.growth == "none" and self.match_final_size is None, "growth",
@@ -161,7 +164,6 @@ class RunConfig:
         if self.strategy in REFERENCE_STRATEGIES:
             need(self.plasticity == "none", "plasticity",
                  f"strategy {self.strategy!r} is a reference row without resets: use plasticity 'none'")
-        build_resetter(self.plasticity, **self.plasticity_kwargs)  # names a bad argument
         need(isinstance(self.grow, GrowthConfig), "grow", "must be a table of growth settings")
         default = GrowthConfig()
         for name in ("extender", "distributor"):
@@ -171,10 +173,6 @@ class RunConfig:
         self.grow.validate(prefix="grow.", methods=False)
         need(not callable(self.grow.neurons_per_experience), "grow",
              "neurons_per_experience must be an integer in a run configuration")
-        try:
-            self.growth_config()
-        except GrowthError as err:
-            raise ConfigError(f"grow: {err}") from None
         for name in ("n_experiences", "train_epochs", "train_mb_size", "eval_mb_size"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, "must be an integer >= 1")
@@ -192,10 +190,6 @@ class RunConfig:
         need(self.momentum is None or self.optimizer == "sgd", "momentum",
              f"applies to optimizer 'sgd' only (optimizer is {self.optimizer!r})")
         need(_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "must be a finite number >= 0")
-        try:
-            resolve_device(self.device)
-        except ValueError as err:
-            raise ConfigError(f"device: {err}") from None
         need(isinstance(self.tau, (int, float)) and self.tau >= 0, "tau", "must be a number >= 0")
         need(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
              "threads", "must be an integer >= 1 or absent")
@@ -210,11 +204,42 @@ class RunConfig:
                  f"max_hidden_size {cap} leaves no room above the initial widths {self.hidden_sizes}: nothing would grow")
         need(isinstance(self.strategy_kwargs, dict), "strategy_kwargs", "must be a table")
         check_strategy_kwargs(self.strategy, self.strategy_kwargs)
+        if methods:
+            self.check_methods()
         return self
 
+    def check_methods(self) -> None:
+        """The checks that build the methods (their own argument checks) or probe the device.
+
+        They import torch, so they come after every check that does not: a command line with a
+        mistake elsewhere answers without that import.
+        """
+        from clgrow.context import resolve_device
+        from clgrow.plasticity import build_resetter
+
+        try:
+            if self.growth != FIXED_FINAL:
+                parse_growth(self.growth)
+        except GrowthError as err:
+            raise ConfigError(f"growth: {err}") from None
+        try:
+            if self.match_final_size is not None:
+                parse_growth(self.match_final_size)
+        except GrowthError as err:
+            raise ConfigError(f"match_final_size: {err}") from None
+        build_resetter(self.plasticity, **self.plasticity_kwargs)  # names a bad argument
+        try:
+            self.growth_config()
+        except GrowthError as err:
+            raise ConfigError(f"grow: {err}") from None
+        try:
+            resolve_device(self.device)
+        except ValueError as err:
+            raise ConfigError(f"device: {err}") from None
+
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "run") -> RunConfig:
-        """Build from a mapping, refusing unknown fields by name."""
+    def from_dict(cls, data: dict[str, Any], where: str = "run", methods: bool = True) -> RunConfig:
+        """Build from a mapping, refusing unknown fields by name (``methods``: as in :meth:`validate`)."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -222,7 +247,7 @@ class RunConfig:
         data = dict(data)
         if "grow" in data:
             data["grow"] = GrowthConfig.from_dict(data["grow"], where=f"{where}.grow")
-        return cls(**data).validate()
+        return cls(**data).validate(methods=methods)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON/TOML friendly)."""
@@ -328,8 +353,8 @@ def load_grid(path: str | Path) -> GridConfig:
     for g in grid["growth"]:
         if g != FIXED_FINAL:
             try:
-                parse_growth(g)
-            except GrowthError as err:
+                growth_methods(g)
+            except ConfigError as err:
                 raise ConfigError(f"grid.growth: {err}") from None
     for s in grid["seeds"]:
         if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= MAX_SEED:
@@ -338,24 +363,37 @@ def load_grid(path: str | Path) -> GridConfig:
         if name not in PLASTICITY_NAMES:
             raise ConfigError(f"grid.plasticity: unknown plasticity method {name!r}; known: {', '.join(PLASTICITY_NAMES)}")
     plasticity_kwargs = data.get("plasticity", {})
-    for name, kwargs in plasticity_kwargs.items():
+    for name in plasticity_kwargs:
         if name not in PLASTICITY_NAMES or name == "none":
             raise ConfigError(f"plasticity.{name}: unknown plasticity method; known: {', '.join(PLASTICITY_NAMES[1:])}")
-        try:
-            build_resetter(name, **kwargs)
-        except ConfigError as err:
-            raise ConfigError(f"plasticity.{name}: {err}") from None
     strategy_kwargs = data.get("strategy", {})
     for name in strategy_kwargs:
         if name not in STRATEGIES:
             raise ConfigError(f"strategy.{name}: unknown strategy; known: {', '.join(STRATEGIES)}")
         check_strategy_kwargs(name, strategy_kwargs[name], where=f"strategy.{name}")
-    base = RunConfig.from_dict(run, where="run")
+    base = RunConfig.from_dict(run, where="run", methods=False)
     match = grid.get("match_growth", "swe-svod")
     try:
-        if parse_growth(match) is None:
-            raise ConfigError("grid.match_growth: must name a growth method, not 'none'")
-    except GrowthError as err:
+        match_method = growth_methods(match)
+    except ConfigError as err:
         raise ConfigError(f"grid.match_growth: {err}") from None
+    if match_method is None:
+        raise ConfigError("grid.match_growth: must name a growth method, not 'none'")
+    # what builds the methods (and imports torch) last, so that every other mistake answers at once
+    from clgrow.plasticity import build_resetter
+
+    base.check_methods()
+    for key, names in (("grid.growth", [g for g in grid["growth"] if g != FIXED_FINAL]),
+                       ("grid.match_growth", [match])):
+        for g in names:
+            try:
+                parse_growth(g)
+            except GrowthError as err:
+                raise ConfigError(f"{key}: {err}") from None
+    for name, kwargs in plasticity_kwargs.items():
+        try:
+            build_resetter(name, **kwargs)
+        except ConfigError as err:
+            raise ConfigError(f"plasticity.{name}: {err}") from None
     return GridConfig(base, list(grid["strategies"]), list(grid["growth"]), list(grid["seeds"]), strategy_kwargs, match,
                       list(grid["plasticity"]), plasticity_kwargs)

@@ -198,25 +198,42 @@ def test_truncated_data_files_are_named_not_a_traceback(tmp_path, capsys):
     assert f"the files under data root {tmp_path} could not be read" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("argv,torch_ok", [
-    (["--help"], False),
-    (["compare", "--workers"], False),  # an argument error
-    (["plot", "/nonexistent-dir"], False),
-    (["compare", "missing.toml", "--out", "o"], False),
-    (["list"], True),  # extenders and presets are declared in torch modules, Avalanche stays out
-    (["run", "--benchmark", "nope", "--out", "o"], True),
+_BAD_GRID = """
+[grid]
+strategies = ["naive"]
+growth = ["swe-svod", "swe+nope"]
+seeds = [0]
+"""
+
+
+@pytest.mark.parametrize("argv,torch_ok,rc", [
+    (["--help"], False, 0),
+    (["compare", "--workers"], False, 2),  # an argument error
+    (["plot", "/nonexistent-dir"], False, 2),
+    (["compare", "missing.toml", "--out", "o"], False, 2),
+    (["compare", "{grid}", "--out", "o"], False, 2),  # a config error: unknown distributor
+    (["list"], False, 0),
+    (["run", "--help"], False, 0),
+    (["run", "--benchmark", "nope", "--out", "o"], False, 2),
+    (["run", "--lr", "-1", "--out", "o"], False, 2),  # a config error
+    (["run", "--growth", "swe+nope", "--out", "o"], False, 2),
+    (["run", "--redo-tau", "0.3", "--out", "o"], False, 2),  # an argument of a method not chosen
+    (["run", "--swe-passes", "-1", "--out", "o"], True, 2),  # SWE's own range check: builds it
 ])
-def test_answers_before_importing_avalanche(argv, torch_ok):
+def test_answers_before_importing_torch_or_avalanche(tmp_path, argv, torch_ok, rc):
     import subprocess
     import sys
 
+    grid = tmp_path / "bad.toml"
+    grid.write_text(_BAD_GRID)
+    argv = [a.format(grid=grid) for a in argv]
     code = ("import sys\nfrom clgrow.experiments.cli import main\n"
             f"try:\n    rc = main({argv!r})\nexcept SystemExit as e:\n    rc = e.code\n"
             "print('MODULES', 'avalanche' in sys.modules, 'torch' in sys.modules, rc)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path).stdout
     line = next(l for l in out.splitlines() if l.startswith("MODULES"))
-    _, avalanche, torch_loaded, _rc = line.split()
-    assert avalanche == "False", argv
+    _, avalanche, torch_loaded, code_ = line.split()
+    assert (avalanche, code_) == ("False", str(rc)), argv
     if not torch_ok:
         assert torch_loaded == "False", argv
 
