@@ -69,7 +69,6 @@ class PlasticityPlugin(SupervisedPlugin):
         if not isinstance(model, GrowableMLP):
             raise GrowthError(f"plasticity resets need a clgrow.GrowableMLP model, got {type(model).__name__}")
         return model
-        return model
 
     def before_training(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """Refuse a model without resettable ReLU layers before anything trains."""
