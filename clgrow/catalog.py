@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["METHOD_MODULES", "REGISTRIES", "MethodParameter", "method_catalog"]
+__all__ = ["METHOD_MODULES", "REGISTRIES", "MethodParameter", "method_catalog", "keyword_arguments",
+           "module_source"]
 
 #: The modules that register the built-in methods (:mod:`clgrow.methods` imports them).
 METHOD_MODULES = ("clgrow.distributor", "clgrow.gradmax", "clgrow.net2net", "clgrow.plasticity",
@@ -93,28 +94,35 @@ def _scalar(annotation: ast.expr | None, default: Any) -> tuple[type, bool] | No
     return None
 
 
+def keyword_arguments(args: ast.arguments) -> list[tuple[ast.arg, ast.expr | None]]:
+    """The arguments of a parsed signature that can be passed by name, each with its default
+    expression (``None``: no default); positional-only ones are left out."""
+    positional = args.posonlyargs + args.args
+    defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    pairs = list(zip(positional, defaults))[len(args.posonlyargs):]
+    return pairs + list(zip(args.kwonlyargs, args.kw_defaults))
+
+
+def module_source(module: str) -> ast.Module:
+    """The parsed source of ``module``, found without importing it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:  # pragma: no cover - the package always ships them
+        raise ImportError(f"{module} not found")
+    return ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+
+
 def _parameters(init: ast.FunctionDef | None) -> dict[str, MethodParameter]:
     if init is None:  # object.__init__: no arguments
         return {}
-    args = init.args
-    positional = args.posonlyargs + args.args
-    defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
     out = {}
-    for arg, default in [*zip(positional, defaults), *zip(args.kwonlyargs, args.kw_defaults)]:
-        if arg.arg == "self" or arg in args.posonlyargs:
+    for arg, default in keyword_arguments(init.args):
+        if arg.arg == "self":
             continue
         value = None if default is None else _value(default)
         kind = _scalar(arg.annotation, value)
         if kind is not None:
             out[arg.arg] = MethodParameter(arg.arg, kind[0], value, kind[1])
     return out
-
-
-def _source(module: str) -> ast.Module:
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:  # pragma: no cover - the package always ships them
-        raise ImportError(f"{module} not found")
-    return ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
 
 
 @functools.lru_cache(maxsize=None)
@@ -132,7 +140,7 @@ def method_catalog() -> dict[str, dict[str, dict[str, MethodParameter]]]:
     classes: dict[str, ast.ClassDef] = {}
     registered: list[tuple[str, str, ast.ClassDef]] = []
     for module in modules:
-        for node in _source(module).body:
+        for node in module_source(module).body:
             if not isinstance(node, ast.ClassDef):
                 continue
             classes[node.name] = node

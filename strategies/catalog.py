@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ast
 import functools
-import importlib.util
-from pathlib import Path
 from typing import Any
+
+from clgrow.catalog import keyword_arguments, module_source
 
 __all__ = ["STRATEGY_NAMES", "REFERENCE_STRATEGIES", "OPTIMIZERS", "PLASTICITY_NAMES", "REQUIRED",
            "strategy_hyperparameters"]
@@ -50,10 +50,7 @@ def strategy_hyperparameters() -> dict[str, dict[str, Any]]:
         ``{strategy: {parameter: default}}``; a default that is not a literal is ``None`` (not
         checked), a missing one :data:`REQUIRED`.
     """
-    spec = importlib.util.find_spec("clgrow.strategies.builders")
-    if spec is None or spec.origin is None:  # pragma: no cover - the package always ships it
-        raise ImportError("clgrow.strategies.builders not found")
-    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    tree = module_source("clgrow.strategies.builders")
     functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
     table: dict[str, dict[str, Any]] = {}
     for node in tree.body:
@@ -66,12 +63,9 @@ def strategy_hyperparameters() -> dict[str, dict[str, Any]]:
 
 
 def _parameters(args: ast.arguments) -> dict[str, Any]:
-    named = args.args + args.kwonlyargs
-    defaults: list[Any] = [REQUIRED] * (len(args.args) - len(args.defaults)) + list(args.defaults)
-    defaults += list(args.kw_defaults)
     out: dict[str, Any] = {}
-    for arg, default in zip(named, defaults):
-        if default is REQUIRED or default is None:
+    for arg, default in keyword_arguments(args):
+        if default is None:
             out[arg.arg] = REQUIRED
             continue
         try:
