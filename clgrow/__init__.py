@@ -28,6 +28,10 @@ _LAZY = {
     "extenders": "clgrow.extender",
     "GradMaxExtender": "clgrow.gradmax",
     "GrowthReport": "clgrow.grow",
+    "Probe": "clgrow.disruption",
+    "ProbeChange": "clgrow.disruption",
+    "probe_outputs": "clgrow.disruption",
+    "output_change": "clgrow.disruption",
     "grow": "clgrow.grow",
     "InactivityAccumulator": "clgrow.inactivity",
     "InactivityStats": "clgrow.inactivity",
@@ -62,6 +66,7 @@ if TYPE_CHECKING:
     from clgrow.extender import Extender, extenders
     from clgrow.gradmax import GradMaxExtender
     from clgrow.grow import GrowthReport, grow
+    from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
     from clgrow.inactivity import InactivityAccumulator, InactivityStats, LayerInactivity, measure_inactivity
     from clgrow.model import GrowableMLP, default_linear_init
     from clgrow.net2net import Net2NetExtender
@@ -80,6 +85,10 @@ __all__ = [
     "GrowableMLP",
     "grow",
     "GrowthReport",
+    "Probe",
+    "ProbeChange",
+    "probe_outputs",
+    "output_change",
     "GrowthError",
     "ConfigError",
     "GrowthConfig",

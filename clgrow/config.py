@@ -69,6 +69,9 @@ class GrowthConfig:
         Add head outputs when an experience brings labels beyond the head's size.
     carry_optimizer_state : bool
         Keep the optimizer state of old entries of grown tensors (zero-padded).
+    disruption_probe : int
+        Samples kept from each trained experience to measure every growth step's disruption of
+        the experiences seen so far (accuracy and output KL right before and after; 0: off).
     """
 
     extender: str | Extender = field(default="swe", metadata={"help": "extender (registry name)"})
@@ -87,6 +90,8 @@ class GrowthConfig:
     grow_head: bool = field(default=False, metadata={"help": "add head outputs for labels beyond the head's size"})
     carry_optimizer_state: bool = field(
         default=True, metadata={"help": "keep the optimizer state of grown tensors' old entries"})
+    disruption_probe: int = field(
+        default=200, metadata={"help": "samples kept per trained experience to measure growth disruption (0: off)"})
 
     #: Fields that choose the growth method (the rest say how much and when).
     METHOD_FIELDS: typing.ClassVar[tuple[str, ...]] = ("extender", "distributor", "extender_kwargs",
@@ -119,6 +124,8 @@ class GrowthConfig:
         need(self.layers is None or (isinstance(self.layers, (list, tuple)) and len(self.layers) > 0
                                      and all(_is_int(i) and i >= 0 for i in self.layers)),
              "layers", "must be a non-empty list of hidden-layer indices >= 0, or absent (all layers)")
+        need(_is_int(self.disruption_probe) and self.disruption_probe >= 0, "disruption_probe",
+             "must be an integer >= 0")
         for name in ("grow_head", "carry_optimizer_state"):
             need(isinstance(getattr(self, name), bool), name, "must be true or false")
         for name in ("extender_kwargs", "distributor_kwargs"):
@@ -214,7 +221,7 @@ class GrowthConfig:
 #: these): dense coupling adjusted layer by layer, one pass each, Adam at ``lr`` on the coupling;
 #: one pass to train SVoD's candidates and one to vote.
 PAPER_SWE: dict[str, Any] = {"coupling": "dense", "schedule": "sequential", "passes": 1.0, "coupling_lr": None,
-                             "coupling_scale": "none", "trust": None}
+                             "coupling_scale": "none", "trust": None, "old_rows": "move", "consumers": "all"}
 PAPER_SVOD: dict[str, Any] = {"train_passes": 1.0, "vote_passes": 1.0}
 
 #: Named growth methods, as the method fields of a GrowthConfig (``None``: no growth).

@@ -55,6 +55,9 @@ class GrowthContext:
         Growth-step number recorded for the new units.
     device : torch.device
         Where batches are moved (the model's device).
+    new_task : bool
+        The growth data is a new task and what the model learned before must be kept (a
+        continual-learning stream at a new experience), not more of the data it learns.
     """
 
     loader: Iterable[Any] | None
@@ -62,6 +65,7 @@ class GrowthContext:
     layers: list[int]
     cohort: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    new_task: bool = False
 
     def batches(self, passes: float, who: str = "this method") -> Iterator[Batch]:
         """``(x, y, task_labels)`` on ``device`` for ``passes`` passes over the growth data.

@@ -50,6 +50,10 @@ from torch import Tensor, nn
 __all__ = ["DenseCoupling", "FactoredCoupling", "coupled_weights"]
 
 NORMALISATIONS = ("column", "pair")
+#: What happens to the old partner rows: they give what the new rows gain (``move``, the paper),
+#: give it only while coupled and get it back at bake-in (``restore``), or never give it (``keep``:
+#: the new rows receive the transfers one-sidedly and the old units' function is untouched).
+OLD_ROWS = ("move", "restore", "keep")
 BYTES_PER_DENSE_ENTRY = 16  # value + grad + Adam's exp_avg and exp_avg_sq, float32
 
 
@@ -94,11 +98,27 @@ class _Coupling:
         Old units coupled with the new ones.
     lr : float
         Step size of the coupling.
+    old_rows : {"move", "restore", "keep"}
+        ``move``: the old rows lose what the new rows gain (column sums conserved). ``restore``: as
+        ``move`` while coupled, then :meth:`bake` puts the old rows back. ``keep``: the old rows
+        never change; the new rows still receive every transfer (column sums not conserved).
     """
 
-    def __init__(self, lin: nn.Linear, n_old: int, partners: Tensor, lr: float) -> None:
-        self.lin, self.n_old, self.partners, self.lr = lin, n_old, partners, lr
+    def __init__(self, lin: nn.Linear, n_old: int, partners: Tensor, lr: float, old_rows: str = "move") -> None:
+        if old_rows not in OLD_ROWS:
+            raise ValueError(f"old_rows must be one of {OLD_ROWS}, got {old_rows!r}")
+        self.lin, self.n_old, self.partners, self.lr, self.old_rows = lin, n_old, partners, lr, old_rows
         self.k, self.m, self.s = lin.out_features - n_old, lin.in_features, partners.numel()
+        # restore: the old rows' weights at coupling time, put back at bake-in
+        self._saved = None if old_rows != "restore" else (lin.weight[:n_old].detach().clone(),
+                                                           lin.bias[:n_old].detach().clone())
+
+    @torch.no_grad()
+    def _restore_old(self) -> None:
+        if self._saved is not None:
+            self.lin.weight[: self.n_old] = self._saved[0]
+            self.lin.bias[: self.n_old] = self._saved[1]
+            self._saved = None
 
     @property
     def scaled_steps(self) -> int:
@@ -116,8 +136,9 @@ class DenseCoupling(_Coupling):
         ``C`` and ``c`` start ``N(0, init_std²)``.
     """
 
-    def __init__(self, lin: nn.Linear, n_old: int, partners: Tensor, lr: float, init_std: float) -> None:
-        super().__init__(lin, n_old, partners, lr)
+    def __init__(self, lin: nn.Linear, n_old: int, partners: Tensor, lr: float, init_std: float,
+                 old_rows: str = "move") -> None:
+        super().__init__(lin, n_old, partners, lr, old_rows)
         device = lin.weight.device
         self.C = nn.Parameter(torch.randn(self.k, self.s, self.m, device=device) * init_std)
         self.c = nn.Parameter(torch.randn(self.k, self.s, device=device) * init_std)
@@ -133,7 +154,11 @@ class DenseCoupling(_Coupling):
 
     def effective(self) -> tuple[Tensor, Tensor]:
         """The layer's effective weight ``(n + k, m)`` and bias ``(n + k,)``."""
-        return coupled_weights(self.lin.weight, self.lin.bias, self.n_old, self.partners, self.C, self.c)
+        w, b = coupled_weights(self.lin.weight, self.lin.bias, self.n_old, self.partners, self.C, self.c)
+        if self.old_rows == "keep":
+            n = self.n_old
+            w, b = torch.cat([self.lin.weight[:n], w[n:]]), torch.cat([self.lin.bias[:n], b[n:]])
+        return w, b
 
     def step(self) -> None:
         """Nothing: the optimizer steps ``C`` and ``c``."""
@@ -144,6 +169,7 @@ class DenseCoupling(_Coupling):
         w, b = self.effective()
         self.lin.weight.copy_(w)
         self.lin.bias.copy_(b)
+        self._restore_old()
 
 
 class FactoredCoupling(_Coupling):
@@ -173,8 +199,9 @@ class FactoredCoupling(_Coupling):
         self, lin: nn.Linear, n_old: int, partners: Tensor, lr: float, normalise: str = "column",
         clip: float | None = None, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
         chunk_bytes: int = 64 * 2**20, trust: float | None = None, trust_snr: float | None = None,
+        old_rows: str = "move",
     ) -> None:
-        super().__init__(lin, n_old, partners, lr)
+        super().__init__(lin, n_old, partners, lr, old_rows)
         self.normalise, self.betas, self.eps, self.chunk_bytes = normalise, betas, eps, chunk_bytes
         self.clip, self.trust, self.trust_snr = clip, trust, trust_snr
         device = lin.weight.device
@@ -241,6 +268,8 @@ class FactoredCoupling(_Coupling):
             torch.sub(self._g_old.sum(0), self._g_new, alpha=s, out=self._d_new)
         # d holds the transfers per unit step size: one multiplication applies lr and the bound.
         d.mul_(self.lr if self.trust is None else self._bound(w, b, bc1, bc2))
+        if self.old_rows == "keep":
+            self._d_old.zero_()  # the bound above was taken on the move the old rows would make
         if s == n:
             w.add_(self._d_w)
             b.add_(self._d_b)
@@ -293,4 +322,6 @@ class FactoredCoupling(_Coupling):
         return d_new, d_old
 
     def bake(self) -> None:
-        """Nothing to fold: the transfers were applied to the weights directly."""
+        """Nothing to fold (the transfers were applied to the weights directly); with
+        ``old_rows="restore"`` the old rows are put back."""
+        self._restore_old()

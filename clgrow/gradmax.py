@@ -82,17 +82,21 @@ class GradMaxExtender(Extender):
         sums = [torch.zeros(cons.out_features, lin.in_features, device=device) for cons in consumers]
         count = 0
         try:
-            for x, y, t in ctx.batches(self.passes, "GradMax"):
-                model.zero_grad(set_to_none=True)
-                store.clear()
-                logits, _ = model.run(x, t)
-                loss_fn(logits, y).backward()
-                h = store["h"]
-                for i in range(len(consumers)):
-                    out = store.get(i)
-                    if out is not None and out.grad is not None:
-                        sums[i] += out.grad.T @ h * h.shape[0]
-                count += h.shape[0]
+            for batch in ctx.batches(self.passes, "GradMax"):
+                # A task's head sees only its own samples: with several tasks in a batch (replay
+                # in a multi-head model) each task's rows go through separately, so every head's
+                # output gradient lines up with the layer inputs of the same samples.
+                for x, y, t in _by_task(model, *batch):
+                    model.zero_grad(set_to_none=True)
+                    store.clear()
+                    logits, _ = model.run(x, t)
+                    loss_fn(logits, y).backward()
+                    h = store["h"]
+                    for i in range(len(consumers)):
+                        out = store.get(i)
+                        if out is not None and out.grad is not None:
+                            sums[i] += out.grad.T @ h * h.shape[0]
+                    count += h.shape[0]
         finally:
             for hd in handles:
                 hd.remove()
@@ -119,3 +123,13 @@ class GradMaxExtender(Extender):
         w = -grads / grads.norm(dim=1, keepdim=True).clamp_min(1e-12) * target
         b = torch.zeros(k, device=w.device)
         return model.add_units(layer, w, b, outs, cohort=ctx.cohort)
+
+
+def _by_task(model: GrowableMLP, x: Tensor, y: Tensor, t: Tensor | None) -> list[tuple[Tensor, Tensor, Tensor | None]]:
+    """The batch, split by task label when each task reads its own head (else as it is)."""
+    if t is None or not getattr(model, "heads_per_task", False):
+        return [(x, y, t)]
+    labels = torch.unique(t)
+    if labels.numel() == 1:
+        return [(x, y, t)]
+    return [(x[t == lab], y[t == lab], t[t == lab]) for lab in labels]

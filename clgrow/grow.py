@@ -94,6 +94,7 @@ def grow(
     *,
     layers: Sequence[int] | None = None,
     max_hidden_size: int | None = None,
+    new_task: bool = False,
 ) -> GrowthReport:
     """Grow ``model`` in place by ``k`` hidden units.
 
@@ -112,6 +113,10 @@ def grow(
     max_hidden_size : int, optional
         No hidden layer grows beyond this width: units a distributor allots past the cap go
         to the eligible layers with the most room left.
+    new_task : bool
+        The growth data is a task the model has not learned, and what it learned before must be
+        kept (``GrowPlugin`` sets it at a new experience). Extenders that adjust old weights
+        (SWE with its ``auto`` settings) then leave what old tasks rely on where it was.
 
     Returns
     -------
@@ -159,7 +164,7 @@ def grow(
         if max_hidden_size is not None:
             allocation = cap_allocation(allocation, before, max_hidden_size)
         t1 = time.perf_counter()
-        new_units = ext.extend(model, allocation, loader, loss_fn, cohort)
+        new_units = ext.extend(model, allocation, loader, loss_fn, cohort, new_task=bool(new_task))
         t2 = time.perf_counter()
         model.growth_steps.fill_(cohort)
     except BaseException as err:

@@ -82,6 +82,9 @@ class GrowableMLP(nn.Module):
     follow the model through ``state_dict`` and checkpoints.
     """
 
+    #: Whether each task reads its own head (a multi-head model), or every task one shared head.
+    heads_per_task: bool = False
+
     def __init__(
         self,
         in_features: int,

@@ -44,6 +44,7 @@ from torch import Tensor
 from clgrow.coupling import (
     BYTES_PER_DENSE_ENTRY,
     NORMALISATIONS,
+    OLD_ROWS,
     DenseCoupling,
     FactoredCoupling,
     coupled_weights,
@@ -59,6 +60,11 @@ Coupling = Union[DenseCoupling, FactoredCoupling]
 COUPLINGS = ("dense", "factored")
 SCHEDULES = ("sequential", "joint")
 COUPLING_SCALES = ("none", "k", "sqrt")
+CONSUMERS = ("all", "new", "isolated", "scaffold", "protect")
+#: What ``old_rows="auto"`` and ``consumers="auto"`` become: at a new task (a continual-learning
+#: stream's new experience), and when the growth data is more of what the model learns.
+AUTO_NEW_TASK = ("restore", "protect")  # chosen by the stream frontier (BENCHMARKS.md, issue 24)
+AUTO_PLAIN = ("move", "all")
 
 
 def _adam(params: list[Any], lr: float) -> torch.optim.Optimizer:
@@ -150,6 +156,9 @@ class SWE(Extender):
         coupling_scale: str = "sqrt",
         trust: float | None = 0.01,
         trust_snr: float | None = 0.5,
+        old_rows: str = "auto",
+        consumers: str = "auto",
+        new_norm: float | None = 1.0,
     ) -> None:
         super().__init__()
         if isinstance(passes, bool) or passes < 0 or not math.isfinite(passes):
@@ -176,6 +185,12 @@ class SWE(Extender):
             raise GrowthError(f"SWE trust must be a finite number > 0 or None, got {trust}")
         if trust_snr is not None and (not 0 < trust_snr <= 1 or not math.isfinite(trust_snr)):
             raise GrowthError(f"SWE trust_snr must be a number in (0, 1] or None, got {trust_snr}")
+        if old_rows not in OLD_ROWS + ("auto",):
+            raise GrowthError(f"SWE old_rows must be one of {OLD_ROWS + ('auto',)}, got {old_rows!r}")
+        if consumers not in CONSUMERS + ("auto",):
+            raise GrowthError(f"SWE consumers must be one of {CONSUMERS + ('auto',)}, got {consumers!r}")
+        if new_norm is not None and (not new_norm > 0 or not math.isfinite(new_norm)):
+            raise GrowthError(f"SWE new_norm must be a finite number > 0 or None, got {new_norm}")
         if coupling_scale not in COUPLING_SCALES:
             raise GrowthError(f"SWE coupling_scale must be one of {COUPLING_SCALES}, got {coupling_scale!r}")
         self.passes = float(passes)
@@ -192,11 +207,15 @@ class SWE(Extender):
         self.coupling_scale = coupling_scale
         self.trust = trust
         self.trust_snr = trust_snr
+        self.old_rows = old_rows
+        self.consumers = consumers
+        self.new_norm = new_norm
 
     def __repr__(self) -> str:
         return (
             f"SWE(passes={self.passes}, lr={self.lr}, coupling={self.coupling!r}, schedule={self.schedule!r}, "
             f"normalise={self.normalise!r}, clip={self.clip}, trust={self.trust}, trust_snr={self.trust_snr}, "
+            f"old_rows={self.old_rows!r}, consumers={self.consumers!r}, new_norm={self.new_norm}, "
             f"coupling_lr={self.coupling_lr}, "
             f"partners={self.partners}, init_std={self.init_std}, on_oversize={self.on_oversize!r})"
         )
@@ -232,8 +251,15 @@ class SWE(Extender):
                     m += int(allocation.get(layer - 1, 0))
                 self._partners_for(model.hidden_sizes[layer], k, m, layer)
 
+    def settings_for(self, new_task: bool) -> tuple[str, str]:
+        """``(old_rows, consumers)`` this extender uses for a growth step (``auto`` resolved)."""
+        auto = AUTO_NEW_TASK if new_task else AUTO_PLAIN
+        return (auto[0] if self.old_rows == "auto" else self.old_rows,
+                auto[1] if self.consumers == "auto" else self.consumers)
+
     def _extend_all(self, model: GrowableMLP, allocation: Mapping[int, int], ctx: GrowthContext) -> dict[int, Tensor]:
         """Insert the allotted units, adjust the couplings, bake them in; new indices per layer."""
+        old_rows, consumers = self.settings_for(ctx.new_task)
         order = ctx.layers
         groups = [order] if self.schedule == "joint" else [[layer] for layer in order]
         new_units: dict[int, Tensor] = {}
@@ -247,13 +273,15 @@ class SWE(Extender):
             if self.passes > 0:
                 for layer in group:
                     if n_old[layer] > 0:
-                        couplings[layer] = self._couple(model, layer, n_old[layer], int(allocation[layer]))
+                        couplings[layer] = self._couple(model, layer, n_old[layer], int(allocation[layer]), old_rows)
             if not couplings:
                 continue
             started = time.perf_counter()
-            steps = self._adjust(model, couplings, ctx)
+            steps = self._adjust(model, couplings, ctx, consumers)
             for cp in couplings.values():
                 cp.bake()
+                if self.new_norm is not None and old_rows != "move":
+                    self._bound_new_rows(cp.lin, cp.n_old)
             seconds = time.perf_counter() - started
             for layer, cp in couplings.items():
                 self.info[f"layer{layer}"] = {
@@ -263,15 +291,26 @@ class SWE(Extender):
                     "steps": steps,
                     "seconds": seconds,
                     "trust_scaled_steps": cp.scaled_steps,
+                    "old_rows": old_rows,
+                    "consumers": consumers,
                 }
         return new_units
+
+    @torch.no_grad()
+    def _bound_new_rows(self, lin: torch.nn.Linear, n_old: int) -> None:
+        """Scale down new rows ``[r_j | β_j]`` longer than ``new_norm`` times the old rows' mean norm."""
+        norms = torch.hypot(torch.linalg.vector_norm(lin.weight, dim=1), lin.bias.abs())
+        limit = norms[:n_old].mean() * self.new_norm
+        scale = (limit / norms[n_old:].clamp_min(1e-30)).clamp(max=1.0)
+        lin.weight[n_old:] *= scale[:, None]
+        lin.bias[n_old:] *= scale
 
     def _insert(self, model: GrowableMLP, layer: int, k: int, cohort: int) -> Tensor:
         """Add ``k`` default-initialised units with zero outgoing weights; their indices."""
         w0, b0 = default_linear_init(k, model.hidden[layer].in_features)
         return model.add_units(layer, w0, b0, None, cohort=cohort)
 
-    def _couple(self, model: GrowableMLP, layer: int, n_old: int, k: int) -> Coupling:
+    def _couple(self, model: GrowableMLP, layer: int, n_old: int, k: int, old_rows: str) -> Coupling:
         """The coupling of ``layer``'s ``k`` new units (its last rows) with ``n_old`` old ones."""
         lin = model.hidden[layer]
         s = self._partners_for(n_old, k, lin.in_features, layer)
@@ -287,11 +326,26 @@ class SWE(Extender):
         elif self.coupling_scale == "sqrt":
             step /= math.sqrt(k * s)
         if self.coupling == "dense":
-            return DenseCoupling(lin, n_old, partners, step, self.init_std)
+            return DenseCoupling(lin, n_old, partners, step, self.init_std, old_rows=old_rows)
         return FactoredCoupling(lin, n_old, partners, step, self.normalise, self.clip, trust=self.trust,
-                                trust_snr=self.trust_snr)
+                                trust_snr=self.trust_snr, old_rows=old_rows)
 
-    def _adjust(self, model: GrowableMLP, couplings: dict[int, Coupling], ctx: GrowthContext) -> int:
+    @staticmethod
+    def _consumer_mask(model: GrowableMLP, layer: int, cons: torch.nn.Linear, n_old: int,
+                       coupled: bool, cohort: int, consumers: str) -> Tensor | None:
+        """Which entries of consumer ``cons`` (``(p, n_old + k)``) of ``layer`` the adjustment
+        trains: ``None`` for all of them, else a 0/1 mask of the same shape."""
+        if consumers == "all" and not coupled:
+            return None
+        mask = torch.zeros_like(cons.weight)
+        rows = slice(None)
+        if consumers in ("isolated", "scaffold", "protect") and layer + 1 < model.num_hidden_layers:
+            # only the rows of the consumer's own new units (this step's cohort) read the new units
+            rows = model.cohort(layer + 1) == cohort
+        mask[rows, n_old:] = 1.0
+        return mask
+
+    def _adjust(self, model: GrowableMLP, couplings: dict[int, Coupling], ctx: GrowthContext, consumers: str) -> int:
         """Train the couplings and their consumers jointly; return the number of steps."""
         loss_fn = ctx.loss_fn
         flags = {p: p.requires_grad for p in model.parameters()}
@@ -300,22 +354,30 @@ class SWE(Extender):
         # also keeps autograd from back-propagating into the frozen layers below.
         for p in model.parameters():
             p.requires_grad_(False)
-        consumers, masks = [], {}
+        trained, masks = [], {}
         for layer, cp in couplings.items():
             for p in cp.trainable():
                 p.requires_grad_(True)
             for cons in model.consumers(layer):
                 if not flags[cons.weight]:
                     continue  # frozen by its owner (e.g. LFL's head): growth must not move it either
-                consumers.append(cons.weight)
-                cons.weight.requires_grad_(True)
-                if layer + 1 in couplings:
-                    # The consumer is coupled too: only the new columns train directly, so its
-                    # rows' column sums stay the coupling's business.
-                    mask = torch.zeros_like(cons.weight)
-                    mask[:, couplings[layer].n_old:] = 1.0
+                # A coupled consumer trains only the new columns directly, so its rows' column
+                # sums stay the coupling's business.
+                mask = self._consumer_mask(model, layer, cons, cp.n_old, layer + 1 in couplings, ctx.cohort, consumers)
+                if mask is not None and not bool(mask.any()):
+                    continue
+                if mask is not None:
                     masks[cons.weight] = mask
-        groups: list[dict[str, Any]] = [{"params": consumers, "lr": self.lr}]
+                trained.append(cons.weight)
+                cons.weight.requires_grad_(True)
+        if consumers == "scaffold":
+            put_back = list(masks)
+        elif consumers == "protect" and not getattr(model, "heads_per_task", False):
+            put_back = [cons.weight for cons in model.consumers(model.num_hidden_layers - 1) if cons.weight in masks]
+        else:
+            put_back = []
+        saved = {p: p.detach().clone() for p in put_back}
+        groups: list[dict[str, Any]] = [{"params": trained, "lr": self.lr}]
         groups += [
             {"params": cp.trainable(), "lr": cp.lr}
             for cp in couplings.values()
@@ -346,8 +408,12 @@ class SWE(Extender):
                         p.grad.mul_(mask)
                 opt.step()
                 steps += 1
+            with torch.no_grad():
+                for p, value in saved.items():  # scaffold: the consumers' trained entries go back
+                    keep = masks[p].bool()
+                    p[keep] = value[keep]
         finally:
-            for p in consumers + [p for cp in couplings.values() for p in cp.trainable()]:
+            for p in trained + [p for cp in couplings.values() for p in cp.trainable()]:
                 p.grad = None
             for p, flag in flags.items():
                 p.requires_grad_(flag)

@@ -66,6 +66,8 @@ def plot_run(summary: RunSummary, out_dir: str | Path) -> list[Path]:
     axes[0].plot(x, _nan(summary.stream_accuracy), "o-", label="stream accuracy")
     axes[0].plot(x, _nan(RunSummary.diagonal(summary.accuracy_matrix)), "^-", label="accuracy on the experience just learned")
     axes[0].plot(x, _nan(summary.forgetting), "s-", label="stream forgetting")
+    if any(v is not None for v in summary.growth_disruption):
+        axes[0].plot(x, _nan(summary.growth_disruption), "d:", label="growth disruption (accuracy drop on seen exps)")
     axes[0].set_ylim(0, 1)
     axes[0].set_xlabel("after training experience")
     for a in axes:
@@ -166,7 +168,7 @@ def plot_grid(summaries: list[RunSummary], out_dir: str | Path) -> list[Path]:
     paths.append(_save(fig, out / "accuracy_matrices.png"))
 
     panels = [("stream_accuracy", "stream accuracy"), ("learning", "accuracy on the experience just learned"),
-              ("forgetting", "stream forgetting"),
+              ("forgetting", "stream forgetting"), ("growth_disruption", "growth disruption (accuracy drop)"),
               ("dormant_fraction", "dormant fraction (all units)"), ("new_dormant_fraction", "dormant fraction (new units)"),
               ("dead_fraction", "dead fraction (all units)"), ("new_dead_fraction", "dead fraction (new units)")]
     fig, axes = plt.subplots(len(strategies), len(panels), figsize=(3.2 * len(panels), 2.8 * len(strategies)),

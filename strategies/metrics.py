@@ -9,7 +9,10 @@ Names follow Avalanche's convention ``{Metric}/{phase}_phase/{stream}_stream[/..
 * ``NeuronDead``/``NeuronDormant`` ``/reset_exp{e}`` for the units last reset (ReDo, CBP) during
   training experience ``e``, and ``UnitsReset`` (``/layer{i}``) after each training experience;
 * ``HiddenSizes/.../layer{i}`` after each training experience, ``GrowthAllocation/.../layer{i}``
-  and ``GrowthTime`` (seconds, ``/distributor`` and ``/extender``) after each experience that grew.
+  and ``GrowthTime`` (seconds, ``/distributor`` and ``/extender``) after each experience that grew;
+  ``GrowthDisruption`` (accuracy drop on the experiences seen before, right before against right
+  after the step, as a fraction; ``/exp{j}`` per probed experience) and ``GrowthDisruptionKL``
+  (mean output KL divergence, nats) after each experience whose growth had old experiences to probe.
 
 Inactivity is collected from the strategy's own evaluation forward passes (the model's
 activation observers): no extra pass over the data.
@@ -216,6 +219,16 @@ class GrowthMetric(PluginMetric[dict]):
             values.append(MetricValue(self, names.train_name(names.GROWTH_TIME), secs["distributor"] + secs["extender"], x))
             for key, v in secs.items():
                 values.append(MetricValue(self, names.train_name(names.GROWTH_TIME, key), v, x))
+            probed = [ev for ev in new_events if ev.disruption]
+            if probed:
+                drops = [ev.disruption_drop for ev in probed]
+                kls = [ev.disruption_kl for ev in probed]
+                values.append(MetricValue(self, names.train_name(names.GROWTH_DISRUPTION), sum(drops) / len(drops), x))
+                values.append(MetricValue(self, names.train_name(names.GROWTH_DISRUPTION_KL), sum(kls) / len(kls), x))
+                for c in probed[-1].disruption:
+                    tag = names.experience_tag(c.experience)
+                    values.append(MetricValue(self, names.train_name(names.GROWTH_DISRUPTION, tag), c.drop, x))
+                    values.append(MetricValue(self, names.train_name(names.GROWTH_DISRUPTION_KL, tag), c.kl, x))
         return values
 
     def __str__(self) -> str:

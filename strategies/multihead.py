@@ -29,6 +29,8 @@ class MultiHeadGrowableMLP(GrowableMLP, MultiTaskModule):
         Outputs of each head (labels are those of the task's experience).
     """
 
+    heads_per_task = True
+
     def __init__(
         self,
         in_features: int,

@@ -12,7 +12,7 @@ from avalanche.evaluation.metric_utils import default_metric_name_template, gene
 
 __all__ = [
     "DEAD", "DORMANT", "NEW_DEAD", "NEW_DORMANT", "HIDDEN_SIZES", "HIDDEN_UNITS", "GROWTH_ALLOCATION",
-    "GROWTH_TIME", "UNITS_RESET", "eval_name", "train_name", "layer_tag", "cohort_tag", "reset_tag", "accuracy_exp", "accuracy_stream",
+    "GROWTH_TIME", "GROWTH_DISRUPTION", "GROWTH_DISRUPTION_KL", "UNITS_RESET", "experience_tag", "eval_name", "train_name", "layer_tag", "cohort_tag", "reset_tag", "accuracy_exp", "accuracy_stream",
     "stream_forgetting",
 ]
 
@@ -24,6 +24,10 @@ HIDDEN_SIZES = "HiddenSizes"
 HIDDEN_UNITS = "HiddenUnits"
 GROWTH_ALLOCATION = "GrowthAllocation"
 GROWTH_TIME = "GrowthTime"
+#: Accuracy drop (fraction) on the experiences seen so far, from right before to right after a growth step.
+GROWTH_DISRUPTION = "GrowthDisruption"
+#: Mean KL divergence (nats) of the outputs on those experiences, before against after the step.
+GROWTH_DISRUPTION_KL = "GrowthDisruptionKL"
 UNITS_RESET = "UnitsReset"
 
 
@@ -45,6 +49,11 @@ def layer_tag(layer: int) -> str:
 def cohort_tag(experience: int) -> str:
     """Tag of the units added at training experience ``experience`` (``< 0``: the initial units)."""
     return "cohort_initial" if experience < 0 else f"cohort_exp{experience}"
+
+
+def experience_tag(experience: int) -> str:
+    """Tag of one probed training experience."""
+    return f"exp{experience}"
 
 
 def reset_tag(experience: int) -> str:

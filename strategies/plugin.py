@@ -15,6 +15,7 @@ from torch import nn
 
 from clgrow import ConfigError, GrowableMLP, GrowthConfig, GrowthError, GrowthReport, grow
 from clgrow.context import eligible_layers
+from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
 from clgrow.grow import room_under_cap
 from clgrow.strategies.compat import (
     align_param_state,
@@ -24,16 +25,44 @@ from clgrow.strategies.compat import (
     optimizer_state_by_name,
 )
 
-__all__ = ["GrowPlugin", "GrowthEvent"]
+__all__ = ["GrowPlugin", "GrowthEvent", "draw_probe"]
+
+
+def draw_probe(dataset: Any, experience: int, n: int) -> Probe:
+    """``n`` samples of an Avalanche dataset (all if it has fewer), with its evaluation transforms.
+
+    The indices come from a generator seeded with ``experience``, so the probe is the same in
+    every run and drawing it leaves the global random state (training) untouched.
+    """
+    ds = dataset.eval() if hasattr(dataset, "eval") else dataset
+    gen = torch.Generator().manual_seed(int(experience))
+    idx = torch.randperm(len(ds), generator=gen)[:n].sort().values.tolist()
+    items = [ds[i] for i in idx]
+    x = torch.stack([torch.as_tensor(it[0]) for it in items]) if items else torch.empty(0)
+    y = torch.as_tensor([int(it[1]) for it in items], dtype=torch.long)
+    t = torch.as_tensor([int(it[2]) if len(it) > 2 else 0 for it in items], dtype=torch.long)
+    return Probe(int(experience), x, y, t)
 
 
 @dataclass
 class GrowthEvent:
-    """One growth step taken by the plugin."""
+    """One growth step taken by the plugin, with what it did to the experiences seen before it
+    (``disruption``: one :class:`~clgrow.ProbeChange` per probed experience, empty when none)."""
 
     experience: int
     epoch: int
     report: GrowthReport
+    disruption: list[ProbeChange] = dataclasses.field(default_factory=list)
+
+    @property
+    def disruption_drop(self) -> float | None:
+        """Mean accuracy drop over the probed experiences (``None`` when none was probed)."""
+        return _mean([c.drop for c in self.disruption])
+
+    @property
+    def disruption_kl(self) -> float | None:
+        """Mean output KL divergence over the probed experiences (``None`` when none was probed)."""
+        return _mean([c.kl for c in self.disruption])
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data without tensors or method details (what checkpoints keep).
@@ -44,7 +73,7 @@ class GrowthEvent:
         return {"experience": self.experience, "epoch": self.epoch, "allocation": dict(r.allocation),
                 "seconds": dict(r.seconds), "cohort": r.cohort, "hidden_sizes_before": list(r.hidden_sizes_before),
                 "hidden_sizes_after": list(r.hidden_sizes_after), "extender": r.extender,
-                "distributor": r.distributor}
+                "distributor": r.distributor, "disruption": [c.to_dict() for c in self.disruption]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GrowthEvent:
@@ -53,7 +82,12 @@ class GrowthEvent:
         new_units = {i: torch.arange(b, a) for i, (b, a) in enumerate(zip(before, after)) if a > b}
         report = GrowthReport(dict(d["allocation"]), new_units, dict(d["seconds"]), d["cohort"], list(before),
                               list(after), d["extender"], d["distributor"])
-        return cls(d["experience"], d["epoch"], report)
+        return cls(d["experience"], d["epoch"], report,
+                   [ProbeChange(**c) for c in d.get("disruption", [])])
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 class GrowPlugin(SupervisedPlugin):
@@ -94,6 +128,9 @@ class GrowPlugin(SupervisedPlugin):
         self.loss_fn = loss_fn
         self.events: list[GrowthEvent] = []
         self.cohort_experience: dict[int, int] = {0: -1}
+        #: A fixed sample of every trained experience's data, drawn when training on it ends:
+        #: growth disruption is measured on it. Never shown to the growth methods.
+        self.probes: list[Probe] = []
 
     # ------------------------------------------------------------------ API
     def units_for(self, experience: int) -> int:
@@ -128,6 +165,14 @@ class GrowPlugin(SupervisedPlugin):
         if self.config.grow_head:
             self._fit_head(strategy.model, strategy.experience)
 
+    def after_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        """Keep a probe of the experience just trained (for later growth steps' disruption)."""
+        n = self.config.disruption_probe
+        dataset = getattr(strategy.experience, "dataset", None)
+        if n > 0 and dataset is not None:
+            exp = int(strategy.clock.train_exp_counter)
+            self.probes = [p for p in self.probes if p.experience != exp] + [draw_probe(dataset, exp, n)]
+
     def before_eval_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """Evaluation on classes not yet trained needs outputs for them too."""
         if self.config.grow_head and isinstance(strategy.model, GrowableMLP):
@@ -161,15 +206,18 @@ class GrowPlugin(SupervisedPlugin):
         stores = find_param_state(strategy.plugins, model)  # refuses an unalignable plugin before growing
         opt_state = optimizer_state_by_name(strategy.optimizer, model) if self.config.carry_optimizer_state else {}
         loss_fn = self.loss_fn if self.loss_fn is not None else strategy._criterion
+        probes = [p for p in self.probes if p.experience != experience]
+        before = [probe_outputs(model, p) for p in probes]
         report = grow(
             model, k, strategy.dataloader, self.extender, self.distributor, loss_fn,
-            layers=layers, max_hidden_size=self.config.max_hidden_size,
+            layers=layers, max_hidden_size=self.config.max_hidden_size, new_task=epoch == 0,
         )
+        disruption = [output_change(b, probe_outputs(model, p), p.y, p.experience) for b, p in zip(before, probes)]
         strategy.make_optimizer()
         if self.config.carry_optimizer_state:
             carry_optimizer_state(strategy.optimizer, model, opt_state, old_shapes)
         align_param_state(stores, model, old_shapes)
-        self.events.append(GrowthEvent(experience, epoch, report))
+        self.events.append(GrowthEvent(experience, epoch, report, disruption))
         self.cohort_experience[report.cohort] = experience
         return report
 

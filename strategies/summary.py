@@ -45,7 +45,10 @@ class RunSummary:
     (``new_*``: of the units added by growth, ``cohort_*``: of the units added at one experience,
     keyed ``cohort_initial`` / ``cohort_exp{e}``; ``reset_*``: of the units last reset by the
     ``plasticity`` method during one experience, keyed ``reset_exp{e}``); ``units_reset`` counts
-    the resets of each experience.
+    the resets of each experience. ``growth_disruption[i]`` is the accuracy the growth steps of
+    training experience ``i`` cost on the experiences seen before it (mean over them, right before
+    against right after each step, on the plugin's fixed probes; ``None`` where nothing grew or
+    nothing was seen before), ``growth_disruption_kl[i]`` the mean output KL divergence (nats).
     """
 
     benchmark: str
@@ -79,11 +82,19 @@ class RunSummary:
     units_reset: Series = field(default_factory=list)
     reset_dormant: dict[str, Series] = field(default_factory=dict)
     reset_dead: dict[str, Series] = field(default_factory=dict)
+    growth_disruption: Series = field(default_factory=list)
+    growth_disruption_kl: Series = field(default_factory=list)
 
     @property
     def method(self) -> str:
         """The growth setting, with the plasticity method when there is one (a table row, a figure's line)."""
         return self.growth if self.plasticity == "none" else f"{self.growth} / {self.plasticity}"
+
+    @property
+    def mean_growth_disruption(self) -> float | None:
+        """Mean of :attr:`growth_disruption` over the experiences that have one (``None``: none)."""
+        vals = [v for v in self.growth_disruption if v is not None]
+        return sum(vals) / len(vals) if vals else None
 
     @staticmethod
     def diagonal(matrix: Sequence[Sequence[float | None]]) -> list[float | None]:
@@ -148,6 +159,14 @@ class RunSummary:
         plugin = find_grow_plugin(strategy)
         events = plugin.events if plugin is not None else []
         epochs = sorted(epoch_seconds)
+
+        def per_experience(attr: str) -> Series:
+            out: Series = []
+            for i in range(n):
+                vals = [getattr(e, attr) for e in events if e.experience == i and e.disruption]
+                out.append(sum(vals) / len(vals) if vals else None)
+            return out
+
         # the last row evaluated (joint training evaluates once, after all experiences together)
         last = max((i for i in range(n) if stream_acc[i] is not None), default=n - 1)
         return cls(
@@ -173,6 +192,8 @@ class RunSummary:
             plasticity=plasticity, learning_accuracy=cls.diagonal_mean(accuracy),
             units_reset=[] if resets is None else [resets.units_reset(i) for i in range(n)],
             reset_dormant=by_group(by_reset, 1), reset_dead=by_group(by_reset, 0),
+            growth_disruption=per_experience("disruption_drop"),
+            growth_disruption_kl=per_experience("disruption_kl"),
         )
 
     def to_dict(self) -> dict[str, Any]:

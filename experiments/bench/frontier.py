@@ -37,12 +37,13 @@ SWE_PAPER, SVOD_PAPER = _SWE.PAPER, _SVoD.PAPER
 # label -> (extender name, extender kwargs, distributor kwargs); SVoD always distributes, with its
 # default budget unless the row says otherwise.
 DEFAULT = ("**default** (`SWE()`): factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.01 "
-           "widened below SNR 0.5")
+           "widened below SNR 0.5; at a new task old rows restored, protect consumers, new rows <= 1x old norm")
 PAPER = "swe paper preset (dense, sequential, 1 pass/layer; SVoD 1 + 1)"
 _UNSCALED = {"coupling_lr": None, "coupling_scale": "none", "trust": None}  # the paper's step size (Adam at lr)
 # Exploration rows before the step was scaled with the layer: coupling_lr 1e-3, unscaled.
 _COL = {**_UNSCALED, "coupling": "factored", "normalise": "column", "schedule": "joint"}
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "none": ("none", {}, {}),
     "random": ("random", {}, {}),
     "net2net": ("net2net", {}, {}),
     "gradmax": ("gradmax", {}, {}),
@@ -88,6 +89,21 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     **{f"swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.01 widened below SNR {snr}": (
         "swe", {"trust_snr": snr}, {})
        for snr in (0.3, 1.0)},
+    # Issue 24: integrations that leave old tasks where they were (old_rows x consumers).
+    # (old_rows x consumers without a bound on the new rows, then with one)
+    **{f"swe {rows} old rows, {cons} consumers{', fixed trust' if fixed else ''}": (
+        "swe", {"old_rows": rows, "consumers": cons, "new_norm": None, **({"trust_snr": None} if fixed else {})}, {})
+       for rows, cons, fixed in (("move", "all", False), ("move", "all", True), ("move", "isolated", False),
+                                 ("move", "isolated", True), ("move", "protect", True), ("restore", "isolated", False),
+                                 ("restore", "protect", False), ("keep", "new", False), ("keep", "isolated", False),
+                                 ("keep", "protect", False), ("keep", "scaffold", False),
+                                 ("restore", "protect", True), ("keep", "protect", True))},
+    **{f"swe {rows} old rows, {cons} consumers{', fixed trust' if fixed else ''}, new rows <= {cap}x old norm": (
+        "swe", {"old_rows": rows, "consumers": cons, "new_norm": cap, **({"trust_snr": None} if fixed else {})}, {})
+       for rows, cons, fixed, cap in (("restore", "protect", False, 1.0), ("keep", "protect", False, 1.0),
+                                      ("keep", "protect", False, 0.5), ("restore", "protect", True, 1.0),
+                                      ("restore", "protect", False, 0.5),
+                                      ("restore", "protect", False, 2.0), ("keep", "protect", True, 1.0))},
     "swe dense, sequential, 0.05 pass/layer, subsample to 512 MiB": (
         "swe", {**_UNSCALED, "coupling": "dense", "schedule": "sequential", "passes": 0.05, "on_oversize": "subsample",
                 "max_coupling_bytes": 512 * 2**20}, {}),
@@ -185,6 +201,11 @@ def _scale(job: dict[str, Any]) -> dict[str, Any]:
             "peak_mib": peak}
 
 
+#: Strategy hyperparameters of the stream setting (Replay's buffer as in the quick grid, SI's λ = 1
+#: as in issue 24's measurements; EWC and LwF at the builders' defaults).
+STREAM_STRATEGY_KWARGS: dict[str, dict[str, Any]] = {"replay": {"mem_size": 200}, "si": {"si_lambda": 1.0}}
+
+
 def _stream(job: dict[str, Any]) -> dict[str, Any]:
     import warnings
 
@@ -194,22 +215,28 @@ def _stream(job: dict[str, Any]) -> dict[str, Any]:
     from clgrow.experiments.runner import run
 
     ext_name, ext_kwargs, dist_kwargs = VARIANTS[job["variant"]]
-    growth = "swe-svod" if ext_name == "swe" else f"{ext_name}-svod"
+    growth = "none" if ext_name == "none" else "swe-svod" if ext_name == "swe" else f"{ext_name}-svod"
     strategy = job["strategy"]
     cfg = RunConfig(benchmark=job["data"], strategy=strategy, growth=growth, seed=job["seed"],
-                    hidden_sizes=job["hidden"], threads=1,
+                    hidden_sizes=job["hidden"], threads=1, task_labels=job["task_labels"],
+                    train_mb_size=job["batch"], train_epochs=job["epochs"],
                     grow=GrowthConfig(neurons_per_experience=job["k"], extender_kwargs=ext_kwargs,
                                       distributor_kwargs=dist_kwargs),
-                    strategy_kwargs={"mem_size": 200} if strategy == "replay" else {})
+                    strategy_kwargs=STREAM_STRATEGY_KWARGS.get(strategy, {}))
     s = run(cfg.validate())
+    grown = ext_name != "none"
     return {
         **job,
-        "growth_per_epoch": statistics.fmean(e["seconds"]["total"] for e in s.growth_events) / s.epoch_seconds_median,
+        "growth_per_epoch": (statistics.fmean(e["seconds"]["total"] for e in s.growth_events) / s.epoch_seconds_median
+                             if grown else math.nan),
         "acc_final": s.final_accuracy,
         "learning": s.learning_accuracy,
         "forgetting": s.average_forgetting,
-        "new_dead": s.new_dead_fraction[-1],
-        "new_dormant": s.new_dormant_fraction[-1],
+        "disruption": math.nan if s.mean_growth_disruption is None else s.mean_growth_disruption,
+        "disruption_max": max((v for v in s.growth_disruption if v is not None), default=math.nan),
+        "kl": statistics.fmean(v for v in s.growth_disruption_kl if v is not None) if grown else math.nan,
+        "new_dead": s.new_dead_fraction[-1] if grown else math.nan,
+        "new_dormant": s.new_dormant_fraction[-1] if grown else math.nan,
     }
 
 
@@ -221,6 +248,23 @@ def _ms(vals: Sequence[float], pct: bool, digits: int | None = None) -> str:
     d = (1 if pct else 2) if digits is None else digits
     sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
     return f"{statistics.fmean(vals):.{d}f} ± {sd:.{d}f}"
+
+
+def _print_table(a: argparse.Namespace, data: str, strategy: str, what: str, cols: list[tuple[str, str, bool]],
+                 results: list[dict[str, Any]]) -> None:
+    """One Markdown table: a row per variant, mean ± std over seeds."""
+    extra = STREAM_STRATEGY_KWARGS.get(strategy)
+    label = "" if strategy == "-" else f" · {strategy}" + (f" {extra}" if extra else "")
+    print(f"\n{data}{label}: {what}; seeds {a.seeds}; fractions in %, mean ± std\n")
+    print("| variant | " + " | ".join(c[0] for c in cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
+    for v in a.variants:
+        rs = [r for r in results if r["variant"] == v and r["data"] == data and r["strategy"] == strategy]
+        refused = [r["refused"] for r in rs if "refused" in r]
+        if refused:
+            print(f"| {v} | refused ({len(refused)}/{len(rs)} seeds): {refused[0][:90]}… |")
+            continue
+        print(f"| {v} | " + " | ".join(_ms([r[key] for r in rs], pct) for _, key, pct in cols) + " |")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -239,8 +283,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--epochs-before", type=int, default=3)
     p.add_argument("--epochs-between", type=int, default=2)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--strategy", choices=["replay", "naive"], default="replay",
-                   help="stream setting: Replay (200, the quick grid's) or Naive")
+    p.add_argument("--strategy", nargs="+", default=["replay"],
+                   choices=["replay", "naive", "ewc", "si", "lwf"],
+                   help="stream setting: strategies (Replay with 200 samples, SI with lambda 1)")
+    p.add_argument("--task-labels", action="store_true",
+                   help="stream setting: task-incremental (one head per task) instead of class-incremental")
+    p.add_argument("--epochs", type=int, default=3, help="stream setting: epochs per experience")
     p.add_argument("--workers", type=int, default=2)
     a = p.parse_args(argv)
     if a.match:
@@ -254,9 +302,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     datas = a.data or defaults[0]
     hidden = a.hidden or defaults[1]
     k = a.k or defaults[2]
-    jobs = [dict(variant=v, data=d, seed=s, hidden=hidden, k=k, growths=a.growths, batch=a.batch, strategy=a.strategy,
-                 epochs_before=a.epochs_before, epochs_between=a.epochs_between)
-            for d in datas for v in a.variants for s in a.seeds]
+    strategies = a.strategy if a.setting == "stream" else ["-"]
+    jobs = [dict(variant=v, data=d, seed=s, hidden=hidden, k=k, growths=a.growths, batch=a.batch, strategy=st,
+                 epochs_before=a.epochs_before, epochs_between=a.epochs_between, task_labels=a.task_labels,
+                 epochs=a.epochs)
+            for d in datas for st in strategies for v in a.variants for s in a.seeds]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=a.workers) as pool:
         results = list(pool.map({"staged": _staged, "stream": _stream, "scale": _scale}[a.setting], jobs))
@@ -273,21 +323,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         what = (f"MLP {hidden}, trained {a.epochs_before} epochs, grown {a.growths}x by K={k} (SVoD), "
                 f"{a.epochs_between} epochs after each growth, batch {a.batch}")
     else:
-        cols = [("new dormant", "new_dormant", True), ("new dead", "new_dead", True),
-                ("final acc", "acc_final", True), ("learning acc", "learning", True),
-                ("forgetting", "forgetting", True), ("growth step / epoch", "growth_per_epoch", False)]
-        what = ("Replay (200)" if a.strategy == "replay" else "Naive") + f" stream, MLP {hidden}, K={k} per experience"
+        cols = [("final acc", "acc_final", True), ("forgetting", "forgetting", True),
+                ("learning acc", "learning", True), ("growth disruption", "disruption", True),
+                ("worst step", "disruption_max", True), ("KL (nats)", "kl", False),
+                ("new dormant", "new_dormant", True), ("new dead", "new_dead", True),
+                ("growth step / epoch", "growth_per_epoch", False)]
+        what = (f"{'task' if a.task_labels else 'class'}-incremental, MLP {hidden}, K={k} per experience, "
+                f"{a.epochs} epochs, batch {a.batch}")
     for d in datas:
-        print(f"\n{d}: {what}; seeds {a.seeds}; fractions in %, mean ± std\n")
-        print("| variant | " + " | ".join(c[0] for c in cols) + " |")
-        print("|---" * (len(cols) + 1) + "|")
-        for v in a.variants:
-            rs = [r for r in results if r["variant"] == v and r["data"] == d]
-            refused = [r["refused"] for r in rs if "refused" in r]
-            if refused:
-                print(f"| {v} | refused ({len(refused)}/{len(rs)} seeds): {refused[0][:90]}… |")
-                continue
-            print(f"| {v} | " + " | ".join(_ms([r[key] for r in rs], pct) for _, key, pct in cols) + " |")
+        for st in strategies:
+            _print_table(a, d, st, what, cols, results)
     print(f"\n({time.perf_counter() - started:.0f} s)")
 
 

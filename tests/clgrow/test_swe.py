@@ -3,6 +3,8 @@ coupling (dense, factored per column or per pair) and schedule (sequential, join
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -193,7 +195,9 @@ def test_nan_loss_during_adjustment_rolls_back(variant, trained_mlp, digits_load
                                     dict(coupling_lr=0), dict(coupling="x"), dict(schedule="x"),
                                     dict(normalise="x"), dict(clip=0), dict(lr=float("nan")),
                                     dict(coupling_lr=float("inf")), dict(trust=0), dict(trust=float("nan")),
-                                    dict(trust_snr=0), dict(trust_snr=1.5), dict(trust_snr=float("nan"))])
+                                    dict(trust_snr=0), dict(trust_snr=1.5), dict(trust_snr=float("nan")),
+                                    dict(old_rows="x"), dict(consumers="x"), dict(new_norm=0),
+                                    dict(new_norm=float("inf"))])
 def test_swe_arguments_are_validated(kwargs):
     with pytest.raises(GrowthError):
         SWE(**kwargs)
@@ -298,3 +302,96 @@ def test_trust_region_widens_only_for_a_noisy_gradient():
     assert max(fixed) <= 1e-3 * (1 + 1e-4)
     assert widened[0] == pytest.approx(fixed[0], rel=1e-5)  # one gradient is all signal
     assert sum(widened[10:]) > 3 * sum(fixed[10:])
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 9), k=st.integers(1, 6), m=st.integers(1, 9), seed=st.integers(0, 2**16),
+       subset=st.booleans(), normalise=st.sampled_from(["column", "pair"]), steps=st.integers(1, 4),
+       trust=st.sampled_from([None, 0.05]), old_rows=st.sampled_from(["keep", "restore"]))
+def test_kept_or_restored_old_rows_end_bit_identical(n, k, m, seed, subset, normalise, steps, trust, old_rows):
+    """``keep`` never moves an old row; ``restore`` moves them while coupled and puts them back at
+    bake-in; the new rows receive the transfers either way."""
+    g = torch.Generator().manual_seed(seed)
+    lin = nn.Linear(m, n + k)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(n + k, m, generator=g))
+        lin.bias.copy_(torch.randn(n + k, generator=g))
+    s = max(1, n // 2) if subset else n
+    partners = torch.randperm(n, generator=g)[:s].sort().values
+    before = torch.cat([lin.weight, lin.bias[:, None]], 1).detach().clone()
+    cp = FactoredCoupling(lin, n, partners, lr=0.1, normalise=normalise, clip=None, trust=trust, old_rows=old_rows)
+    for _ in range(steps):
+        lin.weight.grad = torch.randn(n + k, m, generator=g)
+        lin.bias.grad = torch.randn(n + k, generator=g)
+        cp.step()
+        if old_rows == "keep":
+            assert torch.equal(torch.cat([lin.weight, lin.bias[:, None]], 1)[:n], before[:n])
+    cp.bake()
+    after = torch.cat([lin.weight, lin.bias[:, None]], 1).detach()
+    assert torch.equal(after[:n], before[:n])
+    assert not torch.equal(after[n:], before[n:])
+
+
+@pytest.mark.parametrize("old_rows", ["keep", "restore"])
+def test_dense_coupling_keeps_or_restores_old_rows(trained_mlp, digits_loader, old_rows):
+    old = [_wb(trained_mlp, i) for i in range(3)]
+    grow(trained_mlp, 6, digits_loader, SWE(coupling="dense", old_rows=old_rows, consumers="all"), "uniform")
+    for i in range(3):
+        n = old[i].shape[0]
+        new = _wb(trained_mlp, i)
+        assert torch.equal(new[:n, : old[i].shape[1] - 1], old[i][:, :-1]) and torch.equal(new[:n, -1], old[i][:, -1])
+
+
+def test_auto_settings_depend_on_whether_the_growth_sees_a_new_task():
+    assert SWE().settings_for(new_task=False) == ("move", "all")
+    assert SWE().settings_for(new_task=True) == ("restore", "protect")
+    assert SWE(old_rows="keep").settings_for(new_task=False) == ("keep", "all")
+    assert SWE(**SWE.PAPER).settings_for(new_task=True) == ("move", "all")  # the paper's procedure, always
+
+
+def _layer_columns(model: GrowableMLP, sizes: list[int]) -> list[torch.Tensor]:
+    """Each consumer's weight: hidden[1], hidden[2], head (after growth)."""
+    return [model.hidden[1].weight.detach(), model.hidden[2].weight.detach(), model.head.weight.detach()]
+
+
+@pytest.mark.parametrize("consumers", ["isolated", "protect", "scaffold"])
+def test_consumer_modes_leave_what_old_units_read_untouched(trained_mlp, digits_loader, consumers):
+    """Old units of a hidden consumer never read a new unit (their new columns stay zero), old
+    columns never train; a single head's new columns are put back with ``protect`` and
+    ``scaffold`` and train with ``isolated``; ``scaffold`` also puts back the hidden blocks."""
+    before = [c.clone() for c in _layer_columns(trained_mlp, trained_mlp.hidden_sizes)]
+    n_old = trained_mlp.hidden_sizes
+    report = grow(trained_mlp, 12, digits_loader, SWE(old_rows="restore", consumers=consumers, passes=1.0), "uniform",
+                  new_task=True)
+    assert all(v == 4 for v in report.allocation.values())
+    after = _layer_columns(trained_mlp, trained_mlp.hidden_sizes)
+    for j, (b, a) in enumerate(zip(before, after)):
+        rows_old = b.shape[0] if j == 2 else n_old[j + 1]
+        cols_old = n_old[j]
+        assert torch.equal(a[:rows_old, :cols_old], b[:rows_old, :cols_old])  # old rows' old columns
+        if j < 2:
+            assert torch.equal(a[:rows_old, cols_old:], torch.zeros_like(a[:rows_old, cols_old:]))
+            block = a[rows_old:, cols_old:]
+            assert bool(block.eq(0).all()) == (consumers == "scaffold")
+        else:
+            assert bool(a[:, cols_old:].eq(0).all()) == (consumers != "isolated")
+    # with restored old rows nothing old changed: the outputs are the old outputs exactly
+    x = next(iter(digits_loader))[0]
+    if consumers != "isolated":
+        snap = copy.deepcopy(trained_mlp)
+        for i in range(3):  # zero the new units' rows: the model is then the old one with dead extras
+            with torch.no_grad():
+                snap.hidden[i].weight[n_old[i]:] = 0
+                snap.hidden[i].bias[n_old[i]:] = -1
+        torch.testing.assert_close(trained_mlp(x), snap(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("old_rows", ["restore", "keep"])
+def test_new_rows_are_bounded_by_the_old_rows_mean_norm(trained_mlp, digits_loader, old_rows):
+    sizes = trained_mlp.hidden_sizes
+    grow(trained_mlp, 12, digits_loader, SWE(old_rows=old_rows, consumers="protect", passes=2.0, trust=None, new_norm=0.5),
+         "uniform", new_task=True)
+    for i, n in enumerate(sizes):
+        wb = _wb(trained_mlp, i)
+        norms = wb.norm(dim=1)
+        assert bool((norms[n:] <= 0.5 * norms[:n].mean() * (1 + 1e-5)).all())
