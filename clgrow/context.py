@@ -58,6 +58,9 @@ class GrowthContext:
     new_task : bool
         The growth data is a new task and what the model learned before must be kept (a
         continual-learning stream at a new experience), not more of the data it learns.
+    rehearsal : bool
+        At a new task, the growth data also holds samples of earlier tasks (replay, cumulative
+        training): what the strategy itself rehearses them with.
     """
 
     loader: Iterable[Any] | None
@@ -66,6 +69,7 @@ class GrowthContext:
     cohort: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     new_task: bool = False
+    rehearsal: bool = False
 
     def batches(self, passes: float, who: str = "this method") -> Iterator[Batch]:
         """``(x, y, task_labels)`` on ``device`` for ``passes`` passes over the growth data.

@@ -41,14 +41,17 @@ class Extender:
         loss_fn: LossFn | None,
         cohort: int,
         new_task: bool = False,
+        rehearsal: bool = False,
     ) -> dict[int, Tensor]:
         """Add the allotted units; return the indices of the new units per layer.
 
         ``new_task``: the growth data is a task the model has not been trained on, while what it
-        learned before must be kept (a continual-learning stream at a new experience)."""
+        learned before must be kept (a continual-learning stream at a new experience);
+        ``rehearsal``: the growth data also holds samples of the earlier tasks."""
         self.info = {}
         self.check(model, allocation)
-        ctx = GrowthContext(loader, loss_fn, growth_order(allocation), cohort, model_device(model), new_task)
+        ctx = GrowthContext(loader, loss_fn, growth_order(allocation), cohort, model_device(model), new_task,
+                            rehearsal)
         return self._extend_all(model, allocation, ctx)
 
     def _extend_all(self, model: GrowableMLP, allocation: Mapping[int, int], ctx: GrowthContext) -> dict[int, Tensor]:

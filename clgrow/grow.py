@@ -95,6 +95,7 @@ def grow(
     layers: Sequence[int] | None = None,
     max_hidden_size: int | None = None,
     new_task: bool = False,
+    rehearsal: bool = False,
 ) -> GrowthReport:
     """Grow ``model`` in place by ``k`` hidden units.
 
@@ -117,6 +118,10 @@ def grow(
         The growth data is a task the model has not learned, and what it learned before must be
         kept (``GrowPlugin`` sets it at a new experience). Extenders that adjust old weights
         (SWE with its ``auto`` settings) then leave what old tasks rely on where it was.
+    rehearsal : bool
+        With ``new_task``: ``loader`` also holds samples of the earlier tasks (replay), so
+        training on it is the strategy's own rehearsal (``GrowPlugin`` sets it when the
+        strategy's data outnumber the new experience's).
 
     Returns
     -------
@@ -164,7 +169,8 @@ def grow(
         if max_hidden_size is not None:
             allocation = cap_allocation(allocation, before, max_hidden_size)
         t1 = time.perf_counter()
-        new_units = ext.extend(model, allocation, loader, loss_fn, cohort, new_task=bool(new_task))
+        new_units = ext.extend(model, allocation, loader, loss_fn, cohort, new_task=bool(new_task),
+                               rehearsal=bool(new_task and rehearsal))
         t2 = time.perf_counter()
         model.growth_steps.fill_(cohort)
     except BaseException as err:

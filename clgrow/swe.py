@@ -20,6 +20,17 @@ has ``requires_grad`` off, so nothing else moves (no weight-decay leak on frozen
 consumer its owner froze (``requires_grad=False`` before growth) stays frozen. Then
 the coupling is folded into ``W``, ``b`` and dropped.
 
+At a new task (``grow(..., new_task=True)``; ``GrowPlugin`` sets it at every new experience) the
+same coupling must not move what the old tasks rely on, and by default it does not: the old rows
+give weight only while coupled and get it back at bake-in (``old_rows="restore"``), so the new
+units keep the transfers (the old units' gradient signal, which is what keeps them alive) while
+the old units compute what they computed; no old unit reads a new one and a head that every task
+shares is put back (``consumers="protect"``); and no new row ends longer than the old rows' mean
+norm (``new_norm``). Old tasks' outputs are then unchanged exactly. Where the growth data replays
+the old tasks (``rehearsal``), every consumer weight trains on it (``consumers="all"``), as the
+strategy itself does. Plain training (no new task) keeps the paper's ``move``/``all``. Measured
+in BENCHMARKS.md ("SWE in streams").
+
 Two choices the paper fixed are options here (``clgrow.coupling`` holds the maths):
 
 * ``coupling="dense"`` trains ``C (k, s, m)`` itself (the paper; ``16·k·s·m`` bytes, guarded by
@@ -64,6 +75,7 @@ CONSUMERS = ("all", "new", "isolated", "scaffold", "protect")
 #: What ``old_rows="auto"`` and ``consumers="auto"`` become: at a new task (a continual-learning
 #: stream's new experience), and when the growth data is more of what the model learns.
 AUTO_NEW_TASK = ("restore", "protect")  # chosen by the stream frontier (BENCHMARKS.md, issue 24)
+AUTO_REHEARSAL = ("restore", "all")  # a new task whose growth data replays the old ones
 AUTO_PLAIN = ("move", "all")
 
 
@@ -251,15 +263,15 @@ class SWE(Extender):
                     m += int(allocation.get(layer - 1, 0))
                 self._partners_for(model.hidden_sizes[layer], k, m, layer)
 
-    def settings_for(self, new_task: bool) -> tuple[str, str]:
+    def settings_for(self, new_task: bool, rehearsal: bool = False) -> tuple[str, str]:
         """``(old_rows, consumers)`` this extender uses for a growth step (``auto`` resolved)."""
-        auto = AUTO_NEW_TASK if new_task else AUTO_PLAIN
+        auto = (AUTO_REHEARSAL if rehearsal else AUTO_NEW_TASK) if new_task else AUTO_PLAIN
         return (auto[0] if self.old_rows == "auto" else self.old_rows,
                 auto[1] if self.consumers == "auto" else self.consumers)
 
     def _extend_all(self, model: GrowableMLP, allocation: Mapping[int, int], ctx: GrowthContext) -> dict[int, Tensor]:
         """Insert the allotted units, adjust the couplings, bake them in; new indices per layer."""
-        old_rows, consumers = self.settings_for(ctx.new_task)
+        old_rows, consumers = self.settings_for(ctx.new_task, ctx.rehearsal)
         order = ctx.layers
         groups = [order] if self.schedule == "joint" else [[layer] for layer in order]
         new_units: dict[int, Tensor] = {}

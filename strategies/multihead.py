@@ -81,9 +81,18 @@ class MultiHeadGrowableMLP(GrowableMLP, MultiTaskModule):
             for t in experience.task_labels:
                 self.add_task(int(t))
 
-    def forward(self, x: Tensor, task_labels: Tensor | int | None = None) -> Tensor:
-        """Logits of each sample's task head (task 0 when no labels are given)."""
+    def forward(self, x: Tensor, task_labels: Tensor | int | None = None) -> Tensor | dict[int, Tensor]:
+        """Logits of each sample's task head; without labels, as Avalanche's ``MultiTaskModule``,
+        ``{task: logits}`` of every head (what LwF distils from)."""
+        if task_labels is None:
+            h = self.run_trunk(x)
+            return {int(t): self._head_for(int(t))(h) for t in sorted(self.heads, key=int)}
         return self.run(x, task_labels)[0]
+
+    def run_trunk(self, x: Tensor) -> Tensor:
+        """The last hidden layer's output ``(batch, n)``, every head's input."""
+        _, hidden = self.run(x, 0, capture=True)
+        return self.dropout(hidden[-1])
 
     def apply_head(self, h: Tensor, task_labels: Tensor | int | None = None) -> Tensor:
         """Route each sample to its task's head; unseen tasks use head 0."""

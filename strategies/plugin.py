@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,19 @@ from clgrow.strategies.compat import (
     optimizer_state_by_name,
 )
 
-__all__ = ["GrowPlugin", "GrowthEvent", "draw_probe"]
+__all__ = ["GrowPlugin", "GrowthEvent", "draw_probe", "rehearses"]
+
+
+def rehearses(strategy: Any) -> bool:
+    """Whether the strategy's training data outnumber the current experience's: it replays
+    (a buffer, or every experience so far), so its growth data hold old tasks too."""
+    loader = strategy.dataloader
+    datasets = getattr(loader, "datasets", None) or [getattr(loader, "dataset", None)]
+    try:
+        size = sum(len(d) for d in datasets if d is not None)
+        return size > len(strategy.experience.dataset)
+    except TypeError:  # a loader without sized data sets: nothing to tell
+        return False
 
 
 def draw_probe(dataset: Any, experience: int, n: int) -> Probe:
@@ -53,6 +66,8 @@ class GrowthEvent:
     epoch: int
     report: GrowthReport
     disruption: list[ProbeChange] = dataclasses.field(default_factory=list)
+    #: Seconds spent on the probes (outputs before and after the step), outside the step itself.
+    probe_seconds: float = 0.0
 
     @property
     def disruption_drop(self) -> float | None:
@@ -73,7 +88,8 @@ class GrowthEvent:
         return {"experience": self.experience, "epoch": self.epoch, "allocation": dict(r.allocation),
                 "seconds": dict(r.seconds), "cohort": r.cohort, "hidden_sizes_before": list(r.hidden_sizes_before),
                 "hidden_sizes_after": list(r.hidden_sizes_after), "extender": r.extender,
-                "distributor": r.distributor, "disruption": [c.to_dict() for c in self.disruption]}
+                "distributor": r.distributor, "disruption": [c.to_dict() for c in self.disruption],
+                "probe_seconds": self.probe_seconds}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GrowthEvent:
@@ -83,7 +99,7 @@ class GrowthEvent:
         report = GrowthReport(dict(d["allocation"]), new_units, dict(d["seconds"]), d["cohort"], list(before),
                               list(after), d["extender"], d["distributor"])
         return cls(d["experience"], d["epoch"], report,
-                   [ProbeChange(**c) for c in d.get("disruption", [])])
+                   [ProbeChange(**c) for c in d.get("disruption", [])], float(d.get("probe_seconds", 0.0)))
 
 
 def _mean(values: list[float]) -> float | None:
@@ -207,17 +223,22 @@ class GrowPlugin(SupervisedPlugin):
         opt_state = optimizer_state_by_name(strategy.optimizer, model) if self.config.carry_optimizer_state else {}
         loss_fn = self.loss_fn if self.loss_fn is not None else strategy._criterion
         probes = [p for p in self.probes if p.experience != experience]
+        started = time.perf_counter()
         before = [probe_outputs(model, p) for p in probes]
+        probe_seconds = time.perf_counter() - started
         report = grow(
             model, k, strategy.dataloader, self.extender, self.distributor, loss_fn,
             layers=layers, max_hidden_size=self.config.max_hidden_size, new_task=epoch == 0,
+            rehearsal=rehearses(strategy),
         )
+        started = time.perf_counter()
         disruption = [output_change(b, probe_outputs(model, p), p.y, p.experience) for b, p in zip(before, probes)]
+        probe_seconds += time.perf_counter() - started
         strategy.make_optimizer()
         if self.config.carry_optimizer_state:
             carry_optimizer_state(strategy.optimizer, model, opt_state, old_shapes)
         align_param_state(stores, model, old_shapes)
-        self.events.append(GrowthEvent(experience, epoch, report, disruption))
+        self.events.append(GrowthEvent(experience, epoch, report, disruption, probe_seconds))
         self.cohort_experience[report.cohort] = experience
         return report
 

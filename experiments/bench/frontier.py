@@ -37,7 +37,8 @@ SWE_PAPER, SVOD_PAPER = _SWE.PAPER, _SVoD.PAPER
 # label -> (extender name, extender kwargs, distributor kwargs); SVoD always distributes, with its
 # default budget unless the row says otherwise.
 DEFAULT = ("**default** (`SWE()`): factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.01 "
-           "widened below SNR 0.5; at a new task old rows restored, protect consumers, new rows <= 1x old norm")
+           "widened below SNR 0.5; at a new task old rows restored, protect consumers (all when the data replay old "
+           "tasks), new rows <= 1x old norm")
 PAPER = "swe paper preset (dense, sequential, 1 pass/layer; SVoD 1 + 1)"
 _UNSCALED = {"coupling_lr": None, "coupling_scale": "none", "trust": None}  # the paper's step size (Adam at lr)
 # Exploration rows before the step was scaled with the layer: coupling_lr 1e-3, unscaled.
@@ -97,13 +98,16 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                                  ("move", "isolated", True), ("move", "protect", True), ("restore", "isolated", False),
                                  ("restore", "protect", False), ("keep", "new", False), ("keep", "isolated", False),
                                  ("keep", "protect", False), ("keep", "scaffold", False),
-                                 ("restore", "protect", True), ("keep", "protect", True))},
+                                 ("restore", "protect", True), ("keep", "protect", True),
+                                 ("restore", "all", False), ("restore", "new", False), ("move", "protect", False),
+                                 ("move", "new", False))},
     **{f"swe {rows} old rows, {cons} consumers{', fixed trust' if fixed else ''}, new rows <= {cap}x old norm": (
         "swe", {"old_rows": rows, "consumers": cons, "new_norm": cap, **({"trust_snr": None} if fixed else {})}, {})
        for rows, cons, fixed, cap in (("restore", "protect", False, 1.0), ("keep", "protect", False, 1.0),
                                       ("keep", "protect", False, 0.5), ("restore", "protect", True, 1.0),
                                       ("restore", "protect", False, 0.5),
-                                      ("restore", "protect", False, 2.0), ("keep", "protect", True, 1.0))},
+                                      ("restore", "protect", False, 2.0), ("keep", "protect", True, 1.0),
+                                      ("restore", "all", False, 1.0), ("restore", "all", False, 2.0))},
     "swe dense, sequential, 0.05 pass/layer, subsample to 512 MiB": (
         "swe", {**_UNSCALED, "coupling": "dense", "schedule": "sequential", "passes": 0.05, "on_oversize": "subsample",
                 "max_coupling_bytes": 512 * 2**20}, {}),
@@ -167,6 +171,57 @@ def _staged(job: dict[str, Any]) -> dict[str, Any]:
         "grown_dormant": first.new_dormant_fraction,
         "extra_mib": extra_mib,
     }
+
+
+def _step(job: dict[str, Any]) -> dict[str, Any]:
+    """One growth step at a new task, at the source (issue 24's measurement): an MLP trained
+    ``epochs_before`` epochs on digits 0/1 (task 0), then ``grow(..., new_task=True)`` on the
+    training data of digits 2/3 (task 1); task 0's test accuracy and output KL right before and
+    right after, with one head per task (``task_labels``) or one 10-way head."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from clgrow import GrowableMLP, SVoD, extenders, grow, output_change, Probe, probe_outputs
+    from clgrow.experiments.embedded import load_embedded
+    from clgrow.strategies import MultiHeadGrowableMLP
+
+    torch.set_num_threads(1)
+    data = load_embedded(job["data"])
+    til = job["task_labels"]
+
+    def task(x: Any, y: Any, classes: tuple[int, int], t: int) -> TensorDataset:
+        keep = (y == classes[0]) | (y == classes[1])
+        target = (y[keep] == classes[1]).long() if til else y[keep]
+        return TensorDataset(x[keep], target, torch.full((int(keep.sum()),), t))
+
+    train = [task(data.x_train, data.y_train, c, t) for t, c in enumerate(((0, 1), (2, 3)))]
+    test = [task(data.x_test, data.y_test, c, t) for t, c in enumerate(((0, 1), (2, 3)))]
+    torch.manual_seed(job["seed"])
+    model: Any = MultiHeadGrowableMLP(data.x_train.shape[1], job["hidden"], 2) if til else GrowableMLP(
+        data.x_train.shape[1], job["hidden"], data.num_classes)
+    if til:
+        model.add_task(1)
+    gen = torch.Generator().manual_seed(job["seed"])
+    loaders = [DataLoader(ds, batch_size=job["batch"], shuffle=True, generator=gen) for ds in train]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    started = time.perf_counter()
+    for _ in range(job["epochs_before"]):
+        for x, y, t in loaders[0]:
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x, t) if til else model(x), y).backward()
+            opt.step()
+    epoch = (time.perf_counter() - started) / max(job["epochs_before"], 1)
+    probes = [Probe(t, *ds.tensors) for t, ds in enumerate(test)]
+    before = [probe_outputs(model, p) for p in probes]
+    ext_name, ext_kwargs, dist_kwargs = VARIANTS[job["variant"]]
+    torch.manual_seed(job["seed"] + 1000)
+    report = grow(model, job["k"], loaders[1], extenders[ext_name](**ext_kwargs), SVoD(**dist_kwargs), new_task=True)
+    old = output_change(before[0], probe_outputs(model, probes[0]), probes[0].y)
+    new = output_change(before[1], probe_outputs(model, probes[1]), probes[1].y)
+    return {**job, "acc_before": old.accuracy_before, "acc_grown": old.accuracy_after, "kl": old.kl,
+            "new_before": new.accuracy_before, "new_grown": new.accuracy_after,
+            "growth_per_epoch": report.seconds["total"] / epoch}
 
 
 def _rss_mib(key: str) -> float:
@@ -237,6 +292,8 @@ def _stream(job: dict[str, Any]) -> dict[str, Any]:
         "kl": statistics.fmean(v for v in s.growth_disruption_kl if v is not None) if grown else math.nan,
         "new_dead": s.new_dead_fraction[-1] if grown else math.nan,
         "new_dormant": s.new_dormant_fraction[-1] if grown else math.nan,
+        "probe_per_epoch": (statistics.fmean(e.get("probe_seconds", 0.0) for e in s.growth_events)
+                            / s.epoch_seconds_median if grown else math.nan),
     }
 
 
@@ -270,7 +327,7 @@ def _print_table(a: argparse.Namespace, data: str, strategy: str, what: str, col
 def main(argv: Sequence[str] | None = None) -> None:
     """Print the frontier as Markdown tables, one per data set."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--setting", choices=["staged", "stream", "scale"], default="staged")
+    p.add_argument("--setting", choices=["staged", "stream", "scale", "step"], default="staged")
     p.add_argument("--data", nargs="+", default=None,
                    help="embedded data sets (staged: mnist-5k, mnist1d) or benchmarks (stream)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), metavar="LABEL")
@@ -298,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"unknown variants {unknown}; known: {list(VARIANTS)}")
     staged = a.setting == "staged"
     defaults = {"staged": (["mnist-5k", "mnist1d"], [32, 32, 32], 48), "stream": (["split-mnist-5k"], [64, 64], 32),
-                "scale": (["mnist-5k"], [1024], 256)}[a.setting]
+                "scale": (["mnist-5k"], [1024], 256), "step": (["mnist-5k"], [256, 256], 32)}[a.setting]
     datas = a.data or defaults[0]
     hidden = a.hidden or defaults[1]
     k = a.k or defaults[2]
@@ -309,8 +366,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             for d in datas for st in strategies for v in a.variants for s in a.seeds]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=a.workers) as pool:
-        results = list(pool.map({"staged": _staged, "stream": _stream, "scale": _scale}[a.setting], jobs))
-    if a.setting == "scale":
+        results = list(pool.map({"staged": _staged, "stream": _stream, "scale": _scale, "step": _step}[a.setting], jobs))
+    if a.setting == "step":
+        cols = [("task 0 before", "acc_before", True), ("task 0 right after growth", "acc_grown", True),
+                ("task 0 KL (nats)", "kl", False), ("task 1 before", "new_before", True),
+                ("task 1 right after growth", "new_grown", True), ("growth step / epoch", "growth_per_epoch", False)]
+        what = (f"{'one head per task' if a.task_labels else 'one 10-way head'}, MLP {hidden} trained "
+                f"{a.epochs_before} epochs on digits 0/1, one growth of K={k} on digits 2/3 (new_task=True), batch {a.batch}")
+    elif a.setting == "scale":
         cols = [("acc before", "acc_before", True), ("acc right after growth", "acc_grown", True),
                 ("acc +1 epoch", "acc_final", True), ("growth step / epoch", "growth_per_epoch", False),
                 ("peak extra MiB (VmHWM)", "peak_mib", False)]
@@ -327,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 ("learning acc", "learning", True), ("growth disruption", "disruption", True),
                 ("worst step", "disruption_max", True), ("KL (nats)", "kl", False),
                 ("new dormant", "new_dormant", True), ("new dead", "new_dead", True),
-                ("growth step / epoch", "growth_per_epoch", False)]
+                ("growth step / epoch", "growth_per_epoch", False), ("probes / epoch", "probe_per_epoch", False)]
         what = (f"{'task' if a.task_labels else 'class'}-incremental, MLP {hidden}, K={k} per experience, "
                 f"{a.epochs} epochs, batch {a.batch}")
     for d in datas:

@@ -345,6 +345,8 @@ def test_dense_coupling_keeps_or_restores_old_rows(trained_mlp, digits_loader, o
 def test_auto_settings_depend_on_whether_the_growth_sees_a_new_task():
     assert SWE().settings_for(new_task=False) == ("move", "all")
     assert SWE().settings_for(new_task=True) == ("restore", "protect")
+    assert SWE().settings_for(new_task=True, rehearsal=True) == ("restore", "all")
+    assert SWE().settings_for(new_task=False, rehearsal=True) == ("move", "all")
     assert SWE(old_rows="keep").settings_for(new_task=False) == ("keep", "all")
     assert SWE(**SWE.PAPER).settings_for(new_task=True) == ("move", "all")  # the paper's procedure, always
 

@@ -120,3 +120,43 @@ def test_gradmax_on_a_multi_head_model_with_mixed_task_batches():
         for m1, m2 in zip(a, b):
             assert m1.abs().sum() > 0
             torch.testing.assert_close(m1, m2, rtol=1e-4, atol=1e-6)
+
+
+def test_lwf_on_a_multi_head_model(split_digits_tasks):
+    """Avalanche's LwF asks a multi-task model for every head's output (no task labels): the
+    multi-head model answers as Avalanche's MultiTaskModule does, and a grown LwF stream trains."""
+    bm = split_digits_tasks
+    model = MultiHeadGrowableMLP(bm.in_features, [8, 8], bm.head_size)
+    model.add_task(1)
+    x = torch.stack([bm.scenario.test_stream[0].dataset[i][0] for i in range(3)])
+    out = model(x)
+    assert isinstance(out, dict) and sorted(out) == [0, 1]
+    assert torch.allclose(out[1], model(x, torch.ones(3, dtype=torch.long)))
+    plugin = GrowPlugin(neurons_per_experience=4, extender=SWE(passes=0.25),
+                        distributor=SVoD(train_passes=0.25, vote_passes=0.25))
+    strategy = build_strategy("lwf", model, None, plugins=[plugin], train_mb_size=32, train_epochs=1, evaluator=quiet())
+    for exp in bm.scenario.train_stream[:3]:
+        strategy.train(exp)
+    assert len(plugin.events) == 2 and sum(model.hidden_sizes) == 24
+
+
+@pytest.mark.parametrize("name, rehearsal", [("naive", False), ("ewc", False), ("replay", True), ("cumulative", True)])
+def test_growth_knows_when_the_strategy_rehearses(split_digits, name, rehearsal):
+    """A strategy whose training data outnumber the new experience's (a replay buffer, every
+    experience so far) rehearses: the default SWE then trains every consumer weight on that data
+    (``all``), else it protects what old tasks read (``protect``); old rows are restored either way."""
+    bm = split_digits
+    model = GrowableMLP(bm.in_features, [8, 8], bm.num_classes)
+    plugin = GrowPlugin(neurons_per_experience=4, extender=SWE(passes=0.25),
+                        distributor=SVoD(train_passes=0.25, vote_passes=0.25))
+    kwargs = {"mem_size": 40} if name == "replay" else {"ewc_lambda": 1.0} if name == "ewc" else {}
+    strategy = build_strategy(name, model, None, plugins=[plugin], train_mb_size=32, train_epochs=1,
+                              evaluator=quiet(), **kwargs)
+    for exp in bm.scenario.train_stream[:3]:
+        strategy.train(exp)
+    want = ("restore", "all" if rehearsal else "protect")
+    for event in plugin.events:
+        info = event.report.info["extender"]
+        assert info and all((v["old_rows"], v["consumers"]) == want for v in info.values())
+    if not rehearsal:
+        assert all(c.drop == 0.0 and c.kl < 1e-6 for e in plugin.events for c in e.disruption)
