@@ -108,6 +108,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                                       ("restore", "protect", False, 0.5),
                                       ("restore", "protect", False, 2.0), ("keep", "protect", True, 1.0),
                                       ("restore", "all", False, 1.0), ("restore", "all", False, 2.0))},
+    # The default at a new task with other budgets (issue 24: can more adjustment keep more new units alive?)
+    **{f"swe default at a new task, {label}": ("swe", kwargs, {})
+       for label, kwargs in (("1 pass", {"passes": 1.0}), ("step 0.06/sqrt(ks)", {"coupling_lr": 0.06}),
+                             ("per-pair second moment", {"normalise": "pair"}),
+                             ("fixed trust 0.01", {"trust_snr": None}), ("no trust region", {"trust": None}))},
     "swe dense, sequential, 0.05 pass/layer, subsample to 512 MiB": (
         "swe", {**_UNSCALED, "coupling": "dense", "schedule": "sequential", "passes": 0.05, "on_oversize": "subsample",
                 "max_coupling_bytes": 512 * 2**20}, {}),
