@@ -128,7 +128,9 @@ def _line(i: int, s: RunSummary) -> str:
     return (f"exp {i}: acc {f(s.stream_accuracy[i])}  forgetting {f(s.forgetting[i])}  "
             f"dead {f(s.dead_fraction[i])}  dormant {f(s.dormant_fraction[i])}  "
             f"new dead {f(s.new_dead_fraction[i])}  new dormant {f(s.new_dormant_fraction[i])}  "
-            f"sizes {s.hidden_sizes[i]}" + (f"  reset {s.units_reset[i]}" if s.units_reset else ""))
+            f"sizes {s.hidden_sizes[i]}" + (f"  reset {s.units_reset[i]}" if s.units_reset else "")
+            + (f"  growth disruption {f(s.growth_disruption[i])}"
+               if i < len(s.growth_disruption) and s.growth_disruption[i] is not None else ""))
 
 
 def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list[int] | None = None,
