@@ -30,6 +30,17 @@ def test_run_end_to_end_writes_summary_metrics_and_figures(tmp_path, capsys):
     assert len(s["accuracy_matrix"]) == 5 and s["accuracy_matrix"][4][4] is not None
     assert s["accuracy_matrix"][0][1] is not None  # every experience evaluated after every training step
     assert s["config"]["strategy_kwargs"] == {"mem_size": 50}
+    # forgetting as the README defines it: the mean drop, over the experiences trained before the
+    # last, from the accuracy right after training on each to the accuracy after the last
+    m = s["accuracy_matrix"]
+    for i in range(1, 5):
+        assert s["forgetting"][i] == pytest.approx(sum(m[j][j] - m[i][j] for j in range(i)) / i, abs=1e-9)
+    # growth disruption: none at experience 0, one value per growing experience, from its events
+    assert s["growth_disruption"][0] is None and all(v is not None for v in s["growth_disruption"][1:])
+    ev = s["growth_events"][0]
+    assert [c["experience"] for c in ev["disruption"]] == [0] and ev["probe_seconds"] >= 0
+    assert s["growth_disruption"][1] == pytest.approx(ev["disruption"][0]["accuracy_before"]
+                                                      - ev["disruption"][0]["accuracy_after"])
     assert {p.name for p in (out / "figures").glob("*.png")} >= {"accuracy_matrix.png", "hidden_sizes.png",
                                                                   "metrics_per_experience.png"}
     assert "final stream accuracy" in capsys.readouterr().out
