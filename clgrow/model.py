@@ -94,13 +94,18 @@ class GrowableMLP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        def whole(v: object) -> bool:  # an int (numpy's included), never a bool, str or float
+            return not isinstance(v, bool) and hasattr(v, "__index__")
+
+        if isinstance(hidden_sizes, (str, bytes)) or not hasattr(hidden_sizes, "__iter__"):
+            raise ValueError(f"hidden_sizes must be a list of widths, got {hidden_sizes!r}")
         sizes = list(hidden_sizes)
-        if in_features < 1:
-            raise ValueError(f"in_features must be >= 1, got {in_features}")
-        if not sizes or any(int(s) < 1 for s in sizes):
-            raise ValueError(f"hidden_sizes must be a non-empty list of widths >= 1, got {sizes}")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if not whole(in_features) or in_features < 1:
+            raise ValueError(f"in_features must be an integer >= 1, got {in_features!r}")
+        if not sizes or any(not whole(s) or s < 1 for s in sizes):
+            raise ValueError(f"hidden_sizes must be a non-empty list of integer widths >= 1, got {sizes!r}")
+        if not whole(num_classes) or num_classes < 1:
+            raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.in_features = int(in_features)

@@ -83,8 +83,19 @@ class SVoD(Distributor):
             raise GrowthError(f"SVoD train_passes must be a finite number >= 0, got {train_passes}")
         if vote_passes <= 0 or not math.isfinite(vote_passes):
             raise GrowthError(f"SVoD vote_passes must be a finite number > 0, got {vote_passes}")
-        if candidates < 1:
-            raise GrowthError(f"SVoD candidates must be >= 1 (a multiple of K), got {candidates}")
+        if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
+            raise GrowthError(f"SVoD candidates must be an integer >= 1 (a multiple of K), got {candidates!r}")
+        # RMSprop's own arguments, checked here rather than when the first vote builds it
+        for name, value, ok, what in (
+            ("init_range", init_range, lambda v: v > 0, "> 0"),
+            ("lr", lr, lambda v: v > 0, "> 0"),
+            ("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1)"),
+            ("alpha", alpha, lambda v: 0 <= v < 1, "in [0, 1)"),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+                raise GrowthError(f"SVoD {name} must be a finite number {what}, got {value!r}")
+        if isinstance(max_copy_bytes, bool) or not isinstance(max_copy_bytes, int) or max_copy_bytes < 1:
+            raise GrowthError(f"SVoD max_copy_bytes must be an integer >= 1, got {max_copy_bytes!r}")
         self.train_passes = float(train_passes)
         self.vote_passes = float(vote_passes)
         self.candidates = int(candidates)
@@ -95,7 +106,8 @@ class SVoD(Distributor):
     def __repr__(self) -> str:
         return (
             f"SVoD(train_passes={self.train_passes}, vote_passes={self.vote_passes}, "
-            f"candidates={self.candidates})"
+            f"candidates={self.candidates}, init_range={self.init_range}, lr={self.lr}, momentum={self.momentum}, "
+            f"alpha={self.alpha}, max_copy_bytes={self.max_copy_bytes}, on_oversize={self.on_oversize!r})"
         )
 
     def _allocate(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, int]:

@@ -40,6 +40,8 @@ def build_optimizer(name: str, model: nn.Module, lr: float = 1e-3, *, momentum: 
         Frozen weights (``requires_grad=False``, e.g. while SWE couples or LFL's frozen head)
         have no gradient, and torch optimizers skip parameters without one: decay never reaches them.
     """
+    if momentum is not None and name != "sgd":
+        raise GrowthError(f"momentum applies to the sgd optimizer only, not {name!r} (got momentum={momentum!r})")
     params = model.parameters()
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)

@@ -155,3 +155,11 @@ def test_activation_observers_see_post_relu_activations_until_removed():
     n = len(seen)
     model(x)
     assert len(seen) == n
+
+
+@pytest.mark.parametrize("args", [(20, "64", 4), (20, [64.0], 4), (20, [True], 4), (20.5, [8], 4), (20, [8], 4.0),
+                                  (20, [8], True), (20, 64, 4), (0, [8], 4), (20, [], 4)])
+def test_widths_must_be_integers(args):
+    """No silent coercion: a string, float or bool width is refused, not truncated or split."""
+    with pytest.raises(ValueError, match="integer|list"):
+        GrowableMLP(*args)

@@ -103,3 +103,19 @@ def test_reduce_votes_with_as_many_candidates_as_fit():
     assert SVoD.copy_numel(GrowableMLP(4, [8, 8], 2), used, [0, 1]) * 16 <= cap
     assert SVoD.copy_numel(GrowableMLP(4, [8, 8], 2), used + 1, [0, 1]) * 16 > cap
     assert sum(report.allocation.values()) == 100 and model.hidden_sizes[0] + model.hidden_sizes[1] == 116
+
+
+@pytest.mark.parametrize("kwargs", [dict(alpha=2.0), dict(alpha=-0.1), dict(momentum=1.0), dict(lr=0), dict(lr=float("nan")),
+                                    dict(init_range=0), dict(init_range=float("inf")), dict(max_copy_bytes=0),
+                                    dict(candidates=1.5), dict(candidates=True), dict(max_copy_bytes=True)])
+def test_svod_refuses_bad_arguments_at_construction(kwargs):
+    """Every argument is checked when the distributor is built, not when it first votes."""
+    with pytest.raises(GrowthError, match="SVoD"):
+        SVoD(**kwargs)
+
+
+def test_svod_repr_shows_every_argument():
+    text = repr(SVoD(alpha=0.5, max_copy_bytes=1024))
+    for name in ("train_passes", "vote_passes", "candidates", "init_range", "lr", "momentum", "alpha=0.5",
+                 "max_copy_bytes=1024", "on_oversize"):
+        assert name in text

@@ -200,6 +200,11 @@ def test_build_strategy_names_bad_input():
         make("naive", model, "none", mem_size=3)
     plugins = make("naive", model, "random+uniform").plugins
     assert [type(p.extender).__name__ for p in plugins if isinstance(p, GrowPlugin)] == ["RandomExtender"]
+    from clgrow.strategies import build_optimizer
+
+    with pytest.raises(GrowthError, match="sgd optimizer only"):
+        build_optimizer("adam", model, 1e-3, momentum=0.9)  # ignored silently before
+    assert build_optimizer("sgd", model, 1e-3, momentum=0.5).param_groups[0]["momentum"] == 0.5
 
 
 @settings(max_examples=8, deadline=None)
