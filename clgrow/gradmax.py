@@ -48,8 +48,15 @@ class GradMaxExtender(Extender):
 
     def __init__(self, passes: float = 0.25, out_scale: float = 1e-2, incoming_norm: float | None = None) -> None:
         super().__init__()
-        if passes <= 0:
-            raise ValueError(f"GradMaxExtender passes must be > 0, got {passes}")
+        def finite(v: object) -> bool:
+            return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+        if not finite(passes) or passes <= 0:
+            raise ValueError(f"GradMaxExtender passes must be a finite number > 0, got {passes!r}")
+        if not finite(out_scale) or out_scale < 0:
+            raise ValueError(f"GradMaxExtender out_scale must be a finite number >= 0, got {out_scale!r}")
+        if incoming_norm is not None and (not finite(incoming_norm) or incoming_norm < 0):
+            raise ValueError(f"GradMaxExtender incoming_norm must be a finite number >= 0 or None, got {incoming_norm!r}")
         self.passes = float(passes)
         self.out_scale = float(out_scale)
         self.incoming_norm = incoming_norm

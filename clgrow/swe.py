@@ -181,6 +181,8 @@ class SWE(Extender):
             raise GrowthError(f"SWE init_std must be a finite number >= 0, got {init_std}")
         if partners is not None and partners < 1:
             raise GrowthError(f"SWE partners must be >= 1 or None, got {partners}")
+        if isinstance(max_coupling_bytes, bool) or not isinstance(max_coupling_bytes, int) or max_coupling_bytes < 1:
+            raise GrowthError(f"SWE max_coupling_bytes must be an integer >= 1, got {max_coupling_bytes!r}")
         if on_oversize not in ("error", "subsample"):
             raise GrowthError(f"SWE on_oversize must be 'error' or 'subsample', got {on_oversize!r}")
         if coupling_lr is not None and (not coupling_lr > 0 or not math.isfinite(coupling_lr)):

@@ -197,6 +197,12 @@ def _check_out(path: Path) -> None:
         raise ValueError(f"--out {path}: cannot write there ({err.strerror or err})") from None
 
 
+def _check_out_name(text: str) -> None:
+    """Refuse an empty ``--out`` (``Path("")`` is the current directory), even with ``--check``."""
+    if not text.strip():
+        raise ValueError("--out: give a directory (got an empty path, which would write into the current directory)")
+
+
 def _parse_sets(items: list[str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for item in items:
@@ -221,6 +227,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     fields["plasticity_kwargs"] = _plasticity_kwargs(args)
     fields["strategy_kwargs"] = _parse_sets(args.set)
     fields["grow"] = GrowthConfig(**_growth_settings(args, args.growth))
+    _check_out_name(args.out)
     out = Path(args.out)
     verbose = not args.quiet
     if args.match_final_size and fields["growth"] == "none":
@@ -260,6 +267,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         grid.base.validate()
     if args.workers < 1:
         return _fail(f"--workers must be >= 1 (got {args.workers})")
+    _check_out_name(args.out)
     out = Path(args.out)
     if args.check:
         for cell in grid.cells():

@@ -190,9 +190,11 @@ class RunConfig:
         need(self.momentum is None or self.optimizer == "sgd", "momentum",
              f"applies to optimizer 'sgd' only (optimizer is {self.optimizer!r})")
         need(_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "must be a finite number >= 0")
-        need(isinstance(self.tau, (int, float)) and self.tau >= 0, "tau", "must be a number >= 0")
-        need(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
-             "threads", "must be an integer >= 1 or absent")
+        need(_number(self.tau) and self.tau >= 0, "tau", "must be a finite number >= 0")
+        need(self.threads is None or (isinstance(self.threads, int) and not isinstance(self.threads, bool)
+                                      and self.threads >= 1), "threads", "must be an integer >= 1 or absent")
+        need(self.data_root is None or (isinstance(self.data_root, str) and self.data_root.strip() != ""),
+             "data_root", "must be a path (a non-empty string) or absent")
         need(isinstance(self.task_labels, bool), "task_labels", "must be true or false")
         try:
             check_benchmark(self.benchmark, self.n_experiences, self.task_labels)
@@ -395,5 +397,10 @@ def load_grid(path: str | Path) -> GridConfig:
             build_resetter(name, **kwargs)
         except ConfigError as err:
             raise ConfigError(f"plasticity.{name}: {err}") from None
-    return GridConfig(base, list(grid["strategies"]), list(grid["growth"]), list(grid["seeds"]), strategy_kwargs, match,
-                      list(grid["plasticity"]), plasticity_kwargs)
+    out = GridConfig(base, list(grid["strategies"]), list(grid["growth"]), list(grid["seeds"]), strategy_kwargs, match,
+                     list(grid["plasticity"]), plasticity_kwargs)
+    if not out.cells():
+        raise ConfigError(f"{path}: the grid's axes leave no cell to run (strategies {out.strategies}, growth "
+                          f"{out.growth}, plasticity {out.plasticity}: reference strategies run with growth and "
+                          "plasticity 'none' only)")
+    return out

@@ -197,6 +197,7 @@ def test_nan_loss_during_adjustment_rolls_back(variant, trained_mlp, digits_load
                                     dict(coupling_lr=float("inf")), dict(trust=0), dict(trust=float("nan")),
                                     dict(trust_snr=0), dict(trust_snr=1.5), dict(trust_snr=float("nan")),
                                     dict(old_rows="x"), dict(consumers="x"), dict(new_norm=0),
+                                    dict(max_coupling_bytes=-1), dict(max_coupling_bytes=1.5),
                                     dict(new_norm=float("inf"))])
 def test_swe_arguments_are_validated(kwargs):
     with pytest.raises(GrowthError):

@@ -259,3 +259,11 @@ def test_plasticity_run_end_to_end_records_resets_and_learning_accuracy(tmp_path
     diag = [s["accuracy_matrix"][i][i] for i in range(s["n_experiences"])]
     assert s["learning_accuracy"] == pytest.approx(sum(diag) / len(diag))
     assert (out / "figures" / "reset_dormancy.png").is_file()
+
+
+def test_an_empty_out_is_refused_not_the_current_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", *TINY, "--growth", "none", "--out", ""]) == 2
+    assert main(["run", *TINY, "--growth", "none", "--out", " ", "--check"]) == 2
+    assert "--out: give a directory" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

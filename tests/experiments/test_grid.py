@@ -112,6 +112,12 @@ def test_ray_backend_gives_the_local_results(grid_file, tmp_path):
          "plasticity.cbp: plasticity_kwargs for cbp"),
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[plasticity.shrink]\n",
          "plasticity.shrink: unknown plasticity method"),
+        ("[grid]\nstrategies=['joint']\ngrowth=['swe-svod']\nseeds=[0]\n", "the grid's axes leave no cell"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\ndata_root=5\n",
+         "data_root: must be a path"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nthreads=true\n",
+         "threads: must be an integer"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\ntau=inf\n", "tau: must be a finite"),
     ],
 )
 def test_invalid_grid_names_the_field(tmp_path, text, message, capsys):
@@ -121,6 +127,7 @@ def test_invalid_grid_names_the_field(tmp_path, text, message, capsys):
         load_grid(path)
     assert main(["compare", str(path), "--out", str(tmp_path / "o")]) == 2
     assert "clgrow: error:" in capsys.readouterr().err
+    assert main(["compare", str(path), "--out", str(tmp_path / "o"), "--check"]) == 2  # --check refuses it too
 
 
 def test_shipped_configs_are_valid():
