@@ -290,6 +290,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     d = Path(args.dir)
     if not (d / "summary.json").is_file() and not (d / "cells").is_dir():
         return _fail(f"{d} is neither a run directory (summary.json) nor a grid directory (cells/)")
+    _check_out(d / "figures")  # a read-only directory is named before anything is drawn
     from clgrow.experiments.grid import load_cells, write_outputs
     from clgrow.experiments.plots import plot_run
 
@@ -365,6 +366,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError):
             pass
         return 0
+    except OSError as err:  # a full disk, a file removed underneath: the run failed, no traceback
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"clgrow: error: {err.strerror or err}{where}; finished results are kept, rerun to complete",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -309,9 +309,15 @@ def load_grid(path: str | Path) -> GridConfig:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {err.start}: {err.reason}); TOML is UTF-8") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read (arrays or tables within each other)") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err.strerror or err})") from None
     unknown = sorted(set(data) - {"grid", "run", "strategy", "plasticity"})
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; known: grid, run, strategy, plasticity")

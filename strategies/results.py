@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,15 @@ __all__ = ["ResultsWriter"]
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename, so a crash leaves the old
     file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    # a name of its own per writer (process and thread), so two runs writing one directory never
+    # share a temporary file; it is removed if the write fails (a full disk)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_csv(path: Path, rows: list[dict[str, Any]], fieldnames: list[str]) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from clgrow.errors import ConfigError
 from clgrow.strategies import names
@@ -22,7 +24,7 @@ from clgrow.strategies.results import ResultsWriter
 
 __all__ = ["RunSummary"]
 
-Series = list  # one value per training experience, None where there is nothing to measure
+Series = list[Optional[float]]  # one value per training experience, None where there is nothing to measure
 
 
 def _finite(v: Any) -> Any:
@@ -33,6 +35,29 @@ def _finite(v: Any) -> Any:
     if isinstance(v, list):
         return [_finite(x) for x in v]
     return v
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether plain JSON data ``value`` fits the type ``hint`` (containers checked one level
+    deep: a list's items, a dict's values)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    if hint is list or origin is list:
+        return isinstance(value, list) and (not args or all(_matches(v, args[0]) for v in value))
+    if hint is dict or origin is dict:
+        return isinstance(value, dict) and (len(args) < 2 or all(_matches(v, args[1]) for v in value.values()))
+    return True
 
 
 @dataclass
@@ -208,6 +233,11 @@ class RunSummary:
         missing = [k for k in required if k not in data]
         if missing:
             raise ConfigError(f"{where}: not a clgrow run summary (missing {', '.join(missing)})")
+        hints = typing.get_type_hints(cls)
+        for f in fields:
+            if f.name in data and not _matches(data[f.name], hints[f.name]):
+                raise ConfigError(f"{where}: field {f.name} has the wrong type (expected {hints[f.name]}, "
+                                  f"got {type(data[f.name]).__name__} {data[f.name]!r:.60})")
         summary = cls(**{f.name: data[f.name] for f in fields if f.name in data})
         if "learning_accuracy" not in data:  # written before the field existed
             summary.learning_accuracy = cls.diagonal_mean(summary.accuracy_matrix)

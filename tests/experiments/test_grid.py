@@ -237,3 +237,71 @@ def test_a_cell_written_before_a_new_run_field_still_counts_as_done(grid_file, t
     assert _same_config(saved, cfg)
     cfg.plasticity = "redo"
     assert not _same_config(saved, cfg)
+
+
+def test_unreadable_grid_files_are_named(tmp_path, capsys):
+    """Not UTF-8, or nested deeper than the reader can follow: refused naming the file, exit 2."""
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(b"[grid]\nstrategies = ['na\xefve']\n")
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    for path, message in ((bad, "not a UTF-8 text file"), (deep, "nested too deeply")):
+        with pytest.raises(ConfigError, match=message):
+            load_grid(path)
+        assert main(["compare", str(path), "--out", str(tmp_path / "o")]) == 2
+        assert str(path) in capsys.readouterr().err
+
+
+def test_result_files_are_written_atomically_under_names_of_their_own(tmp_path, monkeypatch):
+    """Two writers never share a temporary file, and a failed write leaves neither a partial file
+    nor its temporary behind (figures included)."""
+    import os
+
+    from clgrow.experiments import plots
+    from clgrow.strategies.results import atomic_write_text
+
+    target = tmp_path / "summary.json"
+    atomic_write_text(target, "old")
+    names = []
+    real = os.replace
+
+    def failing(src, dst):
+        names.append(os.path.basename(src))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError):
+        atomic_write_text(target, "new")
+    fig = plots.plt.figure()
+    with pytest.raises(OSError):
+        plots._save(fig, tmp_path / "figure.png")
+    monkeypatch.setattr(os, "replace", real)
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+    assert str(os.getpid()) in names[0] and str(os.getpid()) in names[1]
+
+
+def test_a_cell_summary_with_a_wrongly_typed_field_is_not_done(tmp_path, capsys):
+    """It is reported and run again, not counted as done (which crashed every later table)."""
+    import json
+
+    from clgrow.experiments.grid import _load
+    from clgrow.strategies.summary import RunSummary
+
+    good = RunSummary(
+        benchmark="split-digits", strategy="naive", growth="none", seed=0, n_experiences=2, final_accuracy=0.5,
+        average_forgetting=0.1, stream_accuracy=[0.9, 0.5], forgetting=[0.0, 0.1], accuracy_matrix=[[0.9, None], [0.8, 0.2]],
+        dead_fraction=[0.1, 0.2], dormant_fraction=[0.1, 0.2], new_dead_fraction=[None, None],
+        new_dormant_fraction=[None, None], cohort_dormant={}, cohort_dead={}, hidden_sizes=[[8], [8]],
+        final_hidden_sizes=[8], parameters=100, train_seconds=1.0, growth_seconds=0.0, epoch_seconds_median=0.5,
+    ).to_dict()
+    assert RunSummary.from_dict(good).seed == good["seed"]
+    for field, value in (("final_accuracy", "high"), ("seed", "0"), ("accuracy_matrix", [["x"]]),
+                         ("hidden_sizes", {"a": 1})):
+        bad = {**good, field: value}
+        with pytest.raises(ConfigError, match=f"field {field} has the wrong type"):
+            RunSummary.from_dict(bad)
+        cell = tmp_path / field
+        cell.mkdir()
+        (cell / "summary.json").write_text(json.dumps(bad))
+        assert _load(cell) is None
+        assert "counts as not done" in capsys.readouterr().err
