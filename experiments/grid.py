@@ -20,7 +20,7 @@ from clgrow.experiments.config import ConfigError, GridConfig, RunConfig
 from clgrow.strategies.results import atomic_write_csv, atomic_write_text
 from clgrow.strategies.summary import RunSummary
 
-__all__ = ["run_grid", "cell_dir", "aggregate", "markdown_table", "load_cells", "write_outputs"]
+__all__ = ["run_grid", "cell_dir", "aggregate", "markdown_table", "table_warnings", "load_cells", "write_outputs"]
 
 TABLE_COLUMNS = [
     ("final_accuracy", "final acc", True),
@@ -214,11 +214,34 @@ def aggregate(summaries: list[RunSummary]) -> list[dict[str, Any]]:
     out = []
     for (strategy, growth, plasticity), rows in groups.items():
         agg: dict[str, Any] = {"strategy": strategy, "growth": growth, "plasticity": plasticity, "seeds": len(rows)}
+        agg["seed_list"] = sorted(r["seed"] for r in rows)
+        agg["dropped"] = {}
         for key, _, _ in TABLE_COLUMNS + RESET_COLUMNS:
-            vals = [r[key] for r in rows if r[key] is not None and not math.isnan(float(r[key]))]
+            finite = [r[key] is not None and math.isfinite(float(r[key])) for r in rows]
+            vals = [float(r[key]) for r, ok in zip(rows, finite) if ok]
+            if vals and not all(finite):  # some seeds measured it, others gave no finite value
+                agg["dropped"][key] = [r["seed"] for r, ok in zip(rows, finite) if not ok]
             agg[key] = statistics.fmean(vals) if vals else math.nan
             agg[key + "_std"] = statistics.stdev(vals) if len(vals) > 1 else (0.0 if vals else math.nan)
         out.append(agg)
+    return out
+
+
+def table_warnings(rows: list[dict[str, Any]]) -> list[str]:
+    """What a reader of :func:`markdown_table` must know: rows averaged over different seeds, and
+    values left out of a mean because they were not finite."""
+    labels = {key: label for key, label, _ in TABLE_COLUMNS + RESET_COLUMNS}
+    out = []
+    seed_sets = {tuple(r["seed_list"]) for r in rows}
+    if len(seed_sets) > 1:
+        every = sorted(set().union(*seed_sets))
+        short = [f"{r['strategy']}/{r['growth']}" + ("" if r.get("plasticity", "none") == "none" else f"/{r['plasticity']}")
+                 + f" (seeds {', '.join(map(str, r['seed_list']))})" for r in rows if r["seed_list"] != every]
+        out.append(f"rows average different seeds (all seeds: {', '.join(map(str, every))}); short: {'; '.join(short)}")
+    for r in rows:
+        for key, seeds in r.get("dropped", {}).items():
+            out.append(f"{r['strategy']}/{r['growth']}: {labels[key]} is not finite for seed(s) "
+                       f"{', '.join(map(str, seeds))}, left out of the mean")
     return out
 
 
@@ -226,7 +249,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     """Mean ± std table; fractions in %. A plasticity column and the units reset appear when some row resets."""
     resets = any(r.get("plasticity", "none") != "none" for r in rows)
     columns = TABLE_COLUMNS + (RESET_COLUMNS if resets else [])
-    keys = ["strategy", "growth"] + (["plasticity"] if resets else [])
+    keys = ["strategy", "growth"] + (["plasticity"] if resets else []) + ["seeds"]
     head = "| " + " | ".join(keys) + " | " + " | ".join(label for _, label, _ in columns) + " |"
     lines = [head, "|" + "---|" * (len(columns) + len(keys))]
     for r in rows:
@@ -277,7 +300,11 @@ def write_outputs(summaries: list[RunSummary], out: str | Path) -> str:
     out = Path(out)
     rows = [cell_row(s) for s in summaries]
     atomic_write_csv(out / "summary.csv", rows, list(rows[0]))
-    table = markdown_table(aggregate(summaries))
-    atomic_write_text(out / "table.md", table + "\n")
+    agg = aggregate(summaries)
+    table = markdown_table(agg)
+    notes = table_warnings(agg)
+    for note in notes:
+        print(f"clgrow: warning: {note}", file=sys.stderr)
+    atomic_write_text(out / "table.md", table + "\n" + "".join(f"\nWarning: {n}\n" for n in notes))
     plot_grid(summaries, out / "figures")
     return table

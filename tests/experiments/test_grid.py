@@ -216,7 +216,7 @@ def test_plasticity_axis_crosses_growth_and_reaches_table_and_cells(tmp_path, ca
     out = tmp_path / "g"
     assert main(["compare", str(path), "--out", str(out), "--workers", "2", "--quiet"]) == 0
     table = capsys.readouterr().out
-    assert "| strategy | growth | plasticity | final acc | learning acc |" in table and "units reset |" in table
+    assert "| strategy | growth | plasticity | seeds | final acc | learning acc |" in table and "units reset |" in table
     assert "| naive | random-uniform | redo |" in table and "| joint | none | none |" in table
     assert sorted(p.name for p in (out / "cells").iterdir()) == [
         "joint__none__seed0", "naive__none__redo__seed0", "naive__none__seed0", "naive__random-uniform__redo__seed0",
@@ -305,3 +305,30 @@ def test_a_cell_summary_with_a_wrongly_typed_field_is_not_done(tmp_path, capsys)
         (cell / "summary.json").write_text(json.dumps(bad))
         assert _load(cell) is None
         assert "counts as not done" in capsys.readouterr().err
+
+
+def test_tables_show_seeds_and_warn_about_unequal_seeds_and_dropped_values():
+    """A half-finished grid or a non-finite value is said, not averaged away silently."""
+    import dataclasses
+    import math
+
+    from clgrow.experiments.grid import aggregate, markdown_table, table_warnings
+    from clgrow.strategies.summary import RunSummary
+
+    base = RunSummary(
+        benchmark="split-digits", strategy="naive", growth="none", seed=0, n_experiences=1, final_accuracy=0.5,
+        average_forgetting=0.0, stream_accuracy=[0.5], forgetting=[0.0], accuracy_matrix=[[0.5]],
+        dead_fraction=[0.1], dormant_fraction=[0.2], new_dead_fraction=[None], new_dormant_fraction=[None],
+        cohort_dormant={}, cohort_dead={}, hidden_sizes=[[8]], final_hidden_sizes=[8], parameters=10,
+        train_seconds=1.0, growth_seconds=0.0, epoch_seconds_median=1.0)
+    cells = [dataclasses.replace(base, seed=0), dataclasses.replace(base, seed=1, final_accuracy=math.nan),
+             dataclasses.replace(base, growth="swe-svod", seed=0)]
+    rows = aggregate(cells)
+    assert [r["seed_list"] for r in rows] == [[0, 1], [0]]
+    table = markdown_table(rows)
+    assert table.splitlines()[0].startswith("| strategy | growth | seeds |")
+    assert table.splitlines()[2].startswith("| naive | none | 2 | 50.0 ± 0.0 |")  # the NaN left out...
+    notes = table_warnings(rows)
+    assert any("different seeds" in n and "naive/swe-svod (seeds 0)" in n for n in notes)
+    assert any("final acc is not finite for seed(s) 1" in n for n in notes)  # ...and said
+    assert table_warnings(aggregate([cells[0]])) == []
