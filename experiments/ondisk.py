@@ -50,6 +50,8 @@ def read_mnist(raw_dir: Path) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         images, labels = read_idx(image_file), read_idx(label_file)
         if images.ndim != 3 or images.shape[1:] != (28, 28):
             raise ValueError(f"{image_file}: expected 28x28 images, got shape {images.shape}")
+        if len(images) == 0:
+            raise ValueError(f"{image_file}: holds no images (its header declares 0)")
         if labels.ndim != 1 or len(labels) != len(images):
             raise ValueError(f"{label_file}: {labels.shape} labels for {len(images)} images")
         if labels.size and labels.max() > 9:
@@ -80,6 +82,8 @@ def read_cifar(files: list[Path], label_key: bytes) -> tuple[Tensor, Tensor]:
         labels = np.asarray(d[label_key], dtype=np.int64)
         if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
             raise ValueError(f"{path}: expected N x 3072 images and N labels, got {data.shape} and {labels.shape}")
+        if len(data) == 0:
+            raise ValueError(f"{path}: holds no images")
         xs.append(data.reshape(-1, 3, 32, 32))
         ys.append(labels)
     return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))

@@ -267,3 +267,19 @@ def test_an_empty_out_is_refused_not_the_current_directory(tmp_path, monkeypatch
     assert main(["run", *TINY, "--growth", "none", "--out", " ", "--check"]) == 2
     assert "--out: give a directory" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_idx_files_with_zero_images_are_named(tmp_path, capsys):
+    import struct
+
+    from clgrow.experiments.benchmarks import expected_files
+
+    for f in expected_files("split-mnist", tmp_path):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        images = "images" in f.name
+        dims = (0, 28, 28) if images else (0,)
+        f.write_bytes(b"\x00\x00\x08" + bytes([len(dims)]) + b"".join(struct.pack(">I", d) for d in dims))
+    assert main(["run", "--benchmark", "split-mnist", "--data-root", str(tmp_path), "--out", str(tmp_path / "o"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no images" in err and "Traceback" not in err
