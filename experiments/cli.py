@@ -340,6 +340,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from clgrow.errors import ConfigError, GrowthError, RunDiverged
     from clgrow.experiments.catalog import DataMissingError
 
+    import signal
+
+    def terminated(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # one path for Ctrl-C and SIGTERM: workers end, finished cells stay
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread (an embedding program): its own handlers stay
+        previous = None
     try:
         if args.command == "run":
             return _cmd_run(args)
@@ -371,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"clgrow: error: {err.strerror or err}{where}; finished results are kept, rerun to complete",
               file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,15 @@ class _Submitter:
         self.fn, self.gather, self.close = fn, gather, close
 
 
+def _quiet_worker() -> None:
+    """A worker ends when the grid ends it (SIGTERM, default action, no traceback) and leaves
+    Ctrl-C to the grid process, which terminates it."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _make_submitter(backend: str, workers: int, ray_address: str | None, n: int) -> _Submitter:
     if backend == "ray":
         try:
@@ -141,9 +150,22 @@ def _make_submitter(backend: str, workers: int, ray_address: str | None, n: int)
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
     if workers <= 1 or n <= 1:  # run lazily at gather time, so the progress bar moves cell by cell
         return _Submitter(lambda *a: (lambda: _run_cell(*a)), lambda fs: [f() for f in fs], lambda: None)
-    pool = ProcessPoolExecutor(max_workers=workers)
-    return _Submitter(lambda *a: pool.submit(_run_cell, *a), lambda fs: [f.result() for f in fs],
-                      lambda: pool.shutdown(cancel_futures=True))
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_quiet_worker)
+
+    def close() -> None:
+        # Also reached when the grid is interrupted (Ctrl-C, SIGTERM): cells still training in the
+        # workers must end with it, not go on as orphans; finished cells are on disk already.
+        workers_now = list((pool._processes or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in workers_now:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in workers_now:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+
+    return _Submitter(lambda *a: pool.submit(_run_cell, *a), lambda fs: [f.result() for f in fs], close)
 
 
 def _run_wave(cells: list[RunConfig], out: Path, sizes: Callable[[RunConfig], list[int] | None],

@@ -332,3 +332,39 @@ def test_tables_show_seeds_and_warn_about_unequal_seeds_and_dropped_values():
     assert any("different seeds" in n and "naive/swe-svod (seeds 0)" in n for n in notes)
     assert any("final acc is not finite for seed(s) 1" in n for n in notes)  # ...and said
     assert table_warnings(aggregate([cells[0]])) == []
+
+
+def test_sigterm_ends_compare_and_its_workers(tmp_path):
+    """SIGTERM to `compare` ends the whole process tree (no worker goes on training), exits like
+    Ctrl-C (130, with the resume message) and leaves no traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    grid = tmp_path / "g.toml"
+    grid.write_text(textwrap.dedent("""
+        [grid]
+        benchmark = "split-digits"
+        strategies = ["naive", "replay"]
+        growth = ["none", "swe-svod"]
+        seeds = [0, 1]
+        [run]
+        train_epochs = 200
+    """))
+    proc = subprocess.Popen([sys.executable, "-m", "clgrow.experiments.cli", "compare", str(grid), "--out",
+                             str(tmp_path / "o"), "--quiet", "--workers", "2"], stderr=subprocess.PIPE, text=True)
+    parent, kids = psutil.Process(proc.pid), []
+    deadline = time.monotonic() + 60
+    while len(kids) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        kids = parent.children(recursive=True)
+    assert len(kids) >= 2, "the grid did not start its workers"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 130
+    err = proc.stderr.read()
+    assert "interrupted" in err and "Traceback" not in err
+    time.sleep(0.5)
+    assert [k.pid for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE] == []
