@@ -251,6 +251,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         summary = run(cfg, out, verbose=verbose, progress=verbose)
     print(f"final stream accuracy {summary.final_accuracy:.4f}, average forgetting "
           f"{summary.average_forgetting:.4f}, hidden sizes {summary.final_hidden_sizes}; wrote {out}")
+    if summary.collapsed:
+        print("clgrow: warning: the run collapsed (chance-level accuracy with every unit dead, or a training loss "
+              "that never decreased); summary.json says so (collapsed: true)", file=sys.stderr)
     return 0
 
 

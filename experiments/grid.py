@@ -225,6 +225,7 @@ def cell_row(s: RunSummary) -> dict[str, Any]:
         "parameters": s.parameters, "train_seconds": s.train_seconds, "growth_seconds": s.growth_seconds,
         "growth_over_train": (s.growth_seconds / train) if train and not math.isnan(train) else math.nan,
         "units_reset": sum(s.units_reset),
+        "collapsed": s.collapsed,
     }
 
 
@@ -237,6 +238,7 @@ def aggregate(summaries: list[RunSummary]) -> list[dict[str, Any]]:
     for (strategy, growth, plasticity), rows in groups.items():
         agg: dict[str, Any] = {"strategy": strategy, "growth": growth, "plasticity": plasticity, "seeds": len(rows)}
         agg["seed_list"] = sorted(r["seed"] for r in rows)
+        agg["collapsed_seeds"] = sorted(r["seed"] for r in rows if r.get("collapsed"))
         agg["dropped"] = {}
         for key, _, _ in TABLE_COLUMNS + RESET_COLUMNS:
             finite = [r[key] is not None and math.isfinite(float(r[key])) for r in rows]
@@ -261,6 +263,10 @@ def table_warnings(rows: list[dict[str, Any]]) -> list[str]:
                  + f" (seeds {', '.join(map(str, r['seed_list']))})" for r in rows if r["seed_list"] != every]
         out.append(f"rows average different seeds (all seeds: {', '.join(map(str, every))}); short: {'; '.join(short)}")
     for r in rows:
+        if r.get("collapsed_seeds"):
+            out.append(f"{r['strategy']}/{r['growth']}: seed(s) {', '.join(map(str, r['collapsed_seeds']))} collapsed "
+                       "(chance-level accuracy with every unit dead, or a training loss that never decreased); "
+                       "they are in the means")
         for key, seeds in r.get("dropped", {}).items():
             out.append(f"{r['strategy']}/{r['growth']}: {labels[key]} is not finite for seed(s) "
                        f"{', '.join(map(str, seeds))}, left out of the mean")

@@ -36,8 +36,8 @@ from clgrow.strategies import names
 from clgrow.strategies.plasticity import find_plasticity_plugin
 from clgrow.strategies.plugin import GrowPlugin
 
-__all__ = ["InactivityMetric", "GrowthMetric", "LeanEvaluationPlugin", "inactivity_metrics", "growth_metrics",
-           "find_grow_plugin"]
+__all__ = ["InactivityMetric", "GrowthMetric", "TrainingLoss", "LeanEvaluationPlugin", "inactivity_metrics",
+           "growth_metrics", "find_grow_plugin"]
 
 
 def find_grow_plugin(strategy: Any) -> GrowPlugin | None:
@@ -235,14 +235,69 @@ class GrowthMetric(PluginMetric[dict]):
         return "Growth"
 
 
+class _LossSum(SupervisedPlugin):
+    """Sums the strategy's loss over an epoch's batches, on the loss's device (read once per
+    epoch). A strategy plugin, so each iteration costs one addition, not a pass through the
+    evaluation plugin's per-callback machinery."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sum: torch.Tensor | None = None
+        self.batches = 0
+
+    def before_training_epoch(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        self.sum, self.batches = None, 0
+
+    def after_training_iteration(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        loss = getattr(strategy, "loss", None)
+        if isinstance(loss, torch.Tensor):
+            value = loss.detach().float()
+            self.sum = value if self.sum is None else self.sum + value
+            self.batches += 1
+
+
+class TrainingLoss(PluginMetric[float]):
+    """The strategy's training loss (its criterion with every plugin's penalty), averaged over
+    the batches of each epoch and emitted as ``TrainLoss/train_phase/train_stream`` after it.
+
+    The per-batch sum is kept by a small strategy plugin that this metric attaches to the
+    strategy when training starts (see :class:`_LossSum`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._acc = _LossSum()
+
+    def reset(self) -> None:
+        """Nothing to reset: the sum restarts with every epoch."""
+
+    def result(self) -> float:
+        """The mean loss of the epoch so far (``nan`` before any batch)."""
+        acc = self._acc
+        return math.nan if acc.sum is None else float(acc.sum) / max(acc.batches, 1)
+
+    def before_training(self, strategy: Any) -> None:
+        if not any(p is self._acc for p in strategy.plugins):
+            strategy.plugins.append(self._acc)
+
+    def after_training_epoch(self, strategy: Any) -> list[MetricValue]:
+        if self._acc.sum is None:
+            return []
+        return [MetricValue(self, names.train_name(names.TRAIN_LOSS), self.result(), strategy.clock.train_iterations)]
+
+    def __str__(self) -> str:
+        return names.TRAIN_LOSS
+
+
 def inactivity_metrics(tau: float = 0.025, per_layer: bool = True, per_cohort: bool = True) -> list[PluginMetric]:
     """Metrics for an ``EvaluationPlugin``: dead/dormant fractions (all, new, per layer, per cohort)."""
     return [InactivityMetric(tau, per_layer, per_cohort)]
 
 
 def growth_metrics() -> list[PluginMetric]:
-    """Metrics for an ``EvaluationPlugin``: hidden sizes, growth allocation and growth time."""
-    return [GrowthMetric()]
+    """Metrics for an ``EvaluationPlugin``: hidden sizes, growth allocation and time, growth
+    disruption, and the training loss per epoch (what a collapsed run is told by)."""
+    return [GrowthMetric(), TrainingLoss()]
 
 
 # Avalanche's base classes, whose callbacks do nothing.

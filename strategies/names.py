@@ -12,7 +12,7 @@ from avalanche.evaluation.metric_utils import default_metric_name_template, gene
 
 __all__ = [
     "DEAD", "DORMANT", "NEW_DEAD", "NEW_DORMANT", "HIDDEN_SIZES", "HIDDEN_UNITS", "GROWTH_ALLOCATION",
-    "GROWTH_TIME", "GROWTH_DISRUPTION", "GROWTH_DISRUPTION_KL", "UNITS_RESET", "experience_tag", "eval_name", "train_name", "layer_tag", "cohort_tag", "reset_tag", "accuracy_exp", "accuracy_stream",
+    "GROWTH_TIME", "TRAIN_LOSS", "GROWTH_DISRUPTION", "GROWTH_DISRUPTION_KL", "UNITS_RESET", "experience_tag", "eval_name", "train_name", "layer_tag", "cohort_tag", "reset_tag", "accuracy_exp", "accuracy_stream",
     "stream_forgetting",
 ]
 
@@ -24,6 +24,8 @@ HIDDEN_SIZES = "HiddenSizes"
 HIDDEN_UNITS = "HiddenUnits"
 GROWTH_ALLOCATION = "GrowthAllocation"
 GROWTH_TIME = "GrowthTime"
+#: Mean training loss over the batches of one epoch (the strategy's loss, penalties included).
+TRAIN_LOSS = "TrainLoss"
 #: Accuracy drop (fraction) on the experiences seen so far, from right before to right after a growth step.
 GROWTH_DISRUPTION = "GrowthDisruption"
 #: Mean KL divergence (nats) of the outputs on those experiences, before against after the step.

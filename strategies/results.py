@@ -117,6 +117,15 @@ class ResultsWriter(BaseLogger):
         self._flush()
         return {r["experience"]: r["value"] for r in self.rows if r["metric"] == metric}
 
+    def values(self, metric: str) -> dict[int, list[float]]:
+        """``{experience: every value in order}`` of one metric (e.g. the loss of each epoch)."""
+        self._flush()
+        out: dict[int, list[float]] = {}
+        for r in self.rows:
+            if r["metric"] == metric:
+                out.setdefault(r["experience"], []).append(r["value"])
+        return out
+
     def write(self) -> None:
         """Write ``metrics.csv`` (tidy) and ``metrics.json`` (last value and per-experience series)."""
         if self.out_dir is None:

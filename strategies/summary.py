@@ -74,6 +74,8 @@ class RunSummary:
     training experience ``i`` cost on the experiences seen before it (mean over them, right before
     against right after each step, on the plugin's fixed probes; ``None`` where nothing grew or
     nothing was seen before), ``growth_disruption_kl[i]`` the mean output KL divergence (nats).
+    ``train_loss[i]`` holds the mean training loss of each epoch of experience ``i``.
+    ``collapsed`` flags a run that finished but learned nothing usable (:meth:`is_collapsed`).
     """
 
     benchmark: str
@@ -109,11 +111,25 @@ class RunSummary:
     reset_dead: dict[str, Series] = field(default_factory=dict)
     growth_disruption: Series = field(default_factory=list)
     growth_disruption_kl: Series = field(default_factory=list)
+    train_loss: list[Series] = field(default_factory=list)
+    collapsed: bool = False
 
     @property
     def method(self) -> str:
         """The growth setting, with the plasticity method when there is one (a table row, a figure's line)."""
         return self.growth if self.plasticity == "none" else f"{self.growth} / {self.plasticity}"
+
+    @staticmethod
+    def is_collapsed(final_accuracy: float | None, chance: float | None, dead_fraction: float | None,
+                     train_loss: Sequence[Sequence[float | None]]) -> bool:
+        """A collapsed run: accuracy at chance level (within 1 point) with every hidden unit dead,
+        or a training loss that never decreased within an experience (every experience trained
+        for two epochs or more ends it no lower than it started)."""
+        dead_at_chance = (final_accuracy is not None and chance is not None and dead_fraction is not None
+                          and final_accuracy <= chance + 0.01 and dead_fraction >= 1.0)
+        judged = [e for e in train_loss if len(e) >= 2 and all(v is not None and math.isfinite(v) for v in e)]
+        stuck = bool(judged) and all(e[-1] >= e[0] for e in judged)
+        return dead_at_chance or stuck
 
     @property
     def mean_growth_disruption(self) -> float | None:
@@ -184,6 +200,11 @@ class RunSummary:
         plugin = find_grow_plugin(strategy)
         events = plugin.events if plugin is not None else []
         epochs = sorted(epoch_seconds)
+        losses = writer.values(names.train_name(names.TRAIN_LOSS))
+        train_loss = [list(losses.get(i, [])) for i in range(n)]
+        dead = stat("dead_fraction")
+        outputs = getattr(model, "num_classes", None)
+        chance = 1.0 / outputs if isinstance(outputs, int) and outputs > 0 else None
 
         def per_experience(attr: str) -> Series:
             out: Series = []
@@ -219,6 +240,9 @@ class RunSummary:
             reset_dormant=by_group(by_reset, 1), reset_dead=by_group(by_reset, 0),
             growth_disruption=per_experience("disruption_drop"),
             growth_disruption_kl=per_experience("disruption_kl"),
+            train_loss=train_loss,
+            collapsed=cls.is_collapsed(stream_acc[last] if n else None, chance,
+                                       next((v for v in reversed(dead) if v is not None), None), train_loss),
         )
 
     def to_dict(self) -> dict[str, Any]:

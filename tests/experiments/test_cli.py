@@ -35,6 +35,9 @@ def test_run_end_to_end_writes_summary_metrics_and_figures(tmp_path, capsys):
     m = s["accuracy_matrix"]
     for i in range(1, 5):
         assert s["forgetting"][i] == pytest.approx(sum(m[j][j] - m[i][j] for j in range(i)) / i, abs=1e-9)
+    # the training loss of every epoch (TINY trains one epoch per experience), and no collapse
+    assert [len(e) for e in s["train_loss"]] == [1] * 5 and s["collapsed"] is False
+    assert sum(1 for r in _metrics(out) if r[1] == "TrainLoss/train_phase/train_stream") == 5
     # growth disruption: none at experience 0, one value per growing experience, from its events
     assert s["growth_disruption"][0] is None and all(v is not None for v in s["growth_disruption"][1:])
     ev = s["growth_events"][0]

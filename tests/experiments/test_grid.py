@@ -368,3 +368,18 @@ def test_sigterm_ends_compare_and_its_workers(tmp_path):
     assert "interrupted" in err and "Traceback" not in err
     time.sleep(0.5)
     assert [k.pid for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE] == []
+
+
+def test_a_collapsed_run_is_flagged_by_its_definition_and_warned_about():
+    from clgrow.experiments.grid import aggregate, table_warnings
+    from clgrow.strategies.summary import RunSummary
+
+    collapsed = RunSummary.is_collapsed
+    assert collapsed(0.10, 0.1, 1.0, [])  # chance-level with every unit dead
+    assert not collapsed(0.10, 0.1, 0.99, [])  # a unit alive: not that case
+    assert not collapsed(0.30, 0.1, 1.0, [])
+    assert collapsed(0.5, 0.1, 0.2, [[1.0, 1.2], [0.9, 0.9, 0.95]])  # the loss never decreased
+    assert not collapsed(0.5, 0.1, 0.2, [[1.0, 1.2], [0.9, 0.5]])
+    assert not collapsed(0.5, 0.1, 0.2, [[1.0], [0.9]])  # one epoch each: nothing to judge
+    row = {"strategy": "naive", "growth": "none", "seed_list": [0, 1], "collapsed_seeds": [1], "dropped": {}}
+    assert any("seed(s) 1 collapsed" in n for n in table_warnings([row]))
