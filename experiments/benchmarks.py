@@ -21,6 +21,7 @@ from torch import nn
 
 from clgrow.data import TensorSamples
 from clgrow.experiments.catalog import (
+    check_data,
     _FILES,
     BENCHMARK_NAMES,
     EMBEDDED_BENCHMARKS,
@@ -77,18 +78,9 @@ def _embedded(data_name: str) -> Callable[..., BenchmarkInfo]:
 
 
 def _require(name: str, data_root: Path | None) -> Path:
-    if data_root is None:
-        raise DataMissingError(
-            f"{name} reads its data from disk: pass --data-root DIR, where DIR holds "
-            + ", ".join(_FILES[name])
-        )
-    root = Path(data_root).expanduser()
-    missing = [str(p) for p in expected_files(name, root) if not p.is_file()]
-    if missing:
-        raise DataMissingError(
-            f"{name}: missing under data root {root}: {', '.join(missing)} "
-            "(clgrow never downloads; copy the torchvision-format files there)"
-        )
+    root = check_data(name, data_root)
+    if root is None:
+        raise ValueError(f"{name} is embedded: it has no data root")
     return root
 
 

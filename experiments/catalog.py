@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = ["BENCHMARK_NAMES", "EMBEDDED_BENCHMARKS", "N_CLASSES", "DataMissingError", "expected_files",
-           "check_benchmark"]
+           "check_benchmark", "check_data"]
 
 #: Every benchmark ``make_benchmark`` builds, embedded ones first.
 BENCHMARK_NAMES = ("split-digits", "split-mnist-5k", "split-mnist1d", "split-mnist", "permuted-mnist", "split-fmnist",
@@ -62,3 +62,19 @@ def check_benchmark(name: str, n_experiences: int, task_labels: bool = False) ->
         raise ValueError("permuted-mnist is domain-incremental: task labels are not supported")
     if name in N_CLASSES:
         _check_split(name, N_CLASSES[name], n_experiences)
+
+
+def check_data(name: str, data_root: str | Path | None) -> Path | None:
+    """The data root of an on-disk benchmark, checked to hold its files (``None`` for an embedded
+    one); raises :class:`DataMissingError` naming what is missing. Reads nothing."""
+    if name not in _FILES:
+        return None
+    if data_root is None:
+        raise DataMissingError(f"{name} reads its data from disk: pass --data-root DIR, where DIR holds "
+                               + ", ".join(_FILES[name]))
+    root = Path(data_root).expanduser()
+    missing = [str(p) for p in expected_files(name, root) if not p.is_file()]
+    if missing:
+        raise DataMissingError(f"{name}: missing under data root {root}: {', '.join(missing)} "
+                               "(clgrow never downloads; copy the torchvision-format files there)")
+    return root

@@ -44,7 +44,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 from clgrow.experiments.catalog import BENCHMARK_NAMES as BENCHMARKS
-from clgrow.experiments.catalog import check_benchmark
+from clgrow.experiments.catalog import DataMissingError, check_benchmark, check_data
 from clgrow.strategies.catalog import OPTIMIZERS, PLASTICITY_NAMES, REFERENCE_STRATEGIES, REQUIRED, strategy_hyperparameters
 from clgrow.strategies.catalog import STRATEGY_NAMES as STRATEGIES
 
@@ -200,6 +200,22 @@ class RunConfig:
             check_benchmark(self.benchmark, self.n_experiences, self.task_labels)
         except ValueError as err:
             raise ConfigError(f"benchmark: {err}") from None
+        try:  # an on-disk benchmark's files are there (a check of names, nothing is read)
+            check_data(self.benchmark, self.data_root)
+        except DataMissingError as err:
+            raise ConfigError(f"data_root: {err}") from None
+        method = growth_methods(self.growth) if self.growth != FIXED_FINAL else None
+        layer = self.grow.distributor_kwargs.get("layer") if method else None
+        if method and method.get("distributor") == "fixed" and isinstance(layer, int) and not isinstance(layer, bool):
+            n = len(self.hidden_sizes)
+            if not -n <= layer < n:
+                raise ConfigError(f"grow.distributor_kwargs.layer: layer {layer} does not exist: hidden_sizes "
+                                  f"{self.hidden_sizes} has layers 0..{n - 1} (or -{n}..-1)")
+        if self.grow.layers is not None and self.growth not in ("none", FIXED_FINAL):
+            beyond = [i for i in self.grow.layers if i >= len(self.hidden_sizes)]
+            if beyond:
+                raise ConfigError(f"grow.layers: layers {beyond} do not exist: hidden_sizes {self.hidden_sizes} has "
+                                  f"layers 0..{len(self.hidden_sizes) - 1}")
         cap = self.grow.max_hidden_size
         if cap is not None and self.growth not in ("none", FIXED_FINAL) and self.match_final_size is None:
             need(cap > min(self.hidden_sizes), "grow",

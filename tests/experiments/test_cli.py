@@ -286,3 +286,17 @@ def test_idx_files_with_zero_images_are_named(tmp_path, capsys):
                  "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "holds no images" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--growth", "random+fixed", "--fixed-layer", "5"], "grow.distributor_kwargs.layer: layer 5 does not exist"),
+    (["--layers", "0", "7"], "grow.layers: layers [7] do not exist"),
+    (["--benchmark", "split-mnist"], "data_root: split-mnist reads its data from disk"),
+    (["--benchmark", "split-mnist", "--data-root", "{tmp}"], "data_root: split-mnist: missing under data root"),
+])
+def test_check_refuses_what_the_run_would_refuse_later(tmp_path, capsys, argv, message):
+    """--check answers as the run would: these were accepted and refused only after experience 0."""
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(["run", *argv, "--out", str(tmp_path / "o"), "--check"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
