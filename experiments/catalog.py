@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = ["BENCHMARK_NAMES", "EMBEDDED_BENCHMARKS", "N_CLASSES", "DataMissingError", "expected_files",
-           "check_benchmark", "check_data"]
+           "check_benchmark", "check_data", "MODEL_INPUTS", "SAMPLE_VALUES", "estimate_run_bytes", "physical_memory"]
 
 #: Every benchmark ``make_benchmark`` builds, embedded ones first.
 BENCHMARK_NAMES = ("split-digits", "split-mnist-5k", "split-mnist1d", "split-mnist", "permuted-mnist", "split-fmnist",
@@ -78,3 +78,49 @@ def check_data(name: str, data_root: str | Path | None) -> Path | None:
         raise DataMissingError(f"{name}: missing under data root {root}: {', '.join(missing)} "
                                "(clgrow never downloads; copy the torchvision-format files there)")
     return root
+
+
+#: Features the growable MLP reads (after the conv backbone for CIFAR) and values per stored sample.
+MODEL_INPUTS = {"split-digits": 64, "split-mnist-5k": 784, "split-mnist1d": 40, "split-mnist": 784,
+                "permuted-mnist": 784, "split-fmnist": 784, "split-cifar10": 1024, "split-cifar100": 1024}
+SAMPLE_VALUES = {**MODEL_INPUTS, "split-cifar10": 3072, "split-cifar100": 3072}
+#: Bytes per parameter a run holds: the value, its gradient and Adam's two moments (float32), times
+#: two for the copies a growth step makes (SVoD's candidate copy, the rollback snapshot).
+BYTES_PER_PARAMETER = 32
+#: Bytes an experience costs beyond its data (Avalanche's experience, dataset and metric objects;
+#: measured order of magnitude, 2026-11-29).
+BYTES_PER_EXPERIENCE = 256 * 1024
+
+
+def estimate_run_bytes(benchmark: str, hidden_sizes: list[int], n_experiences: int, units_per_step: int,
+                       grow_from: int, max_hidden_size: int | None, probe: int) -> tuple[int, str]:
+    """A lower estimate of what a run holds at its end, and how it was counted.
+
+    The growth's units are spread evenly over the hidden layers (an even spread holds the fewest
+    parameters for a given number of units, so the estimate is a floor), capped at
+    ``max_hidden_size``; the disruption probes keep ``probe`` samples of every experience.
+    """
+    steps = max(0, n_experiences - grow_from)
+    layers = len(hidden_sizes)
+    added = units_per_step * steps
+    widths = [h + added // layers for h in hidden_sizes]
+    if max_hidden_size is not None:
+        widths = [min(max(w, h), max(max_hidden_size, h)) for w, h in zip(widths, hidden_sizes)]
+    classes = N_CLASSES.get(benchmark, 10)
+    dims = [MODEL_INPUTS.get(benchmark, 784)] + widths + [classes]
+    params = sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
+    probes = n_experiences * probe * SAMPLE_VALUES.get(benchmark, 784) * 4 if steps else 0
+    total = params * BYTES_PER_PARAMETER + probes + n_experiences * BYTES_PER_EXPERIENCE
+    how = (f"final widths about {widths} ({params:,} parameters x {BYTES_PER_PARAMETER} bytes), "
+           f"{n_experiences:,} experiences")
+    return total, how
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory of this machine (``None`` where the system does not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None

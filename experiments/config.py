@@ -44,7 +44,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 from clgrow.experiments.catalog import BENCHMARK_NAMES as BENCHMARKS
-from clgrow.experiments.catalog import DataMissingError, check_benchmark, check_data
+from clgrow.experiments.catalog import (
+    DataMissingError,
+    check_benchmark,
+    check_data,
+    estimate_run_bytes,
+    physical_memory,
+)
 from clgrow.strategies.catalog import OPTIMIZERS, PLASTICITY_NAMES, REFERENCE_STRATEGIES, REQUIRED, strategy_hyperparameters
 from clgrow.strategies.catalog import STRATEGY_NAMES as STRATEGIES
 
@@ -220,11 +226,29 @@ class RunConfig:
         if cap is not None and self.growth not in ("none", FIXED_FINAL) and self.match_final_size is None:
             need(cap > min(self.hidden_sizes), "grow",
                  f"max_hidden_size {cap} leaves no room above the initial widths {self.hidden_sizes}: nothing would grow")
+        self.check_memory()
         need(isinstance(self.strategy_kwargs, dict), "strategy_kwargs", "must be a table")
         check_strategy_kwargs(self.strategy, self.strategy_kwargs)
         if methods:
             self.check_methods()
         return self
+
+    def check_memory(self) -> None:
+        """Refuse, with the figure, a run whose model and stream cannot fit in this machine's memory
+        (``neurons_per_experience`` or ``n_experiences`` in the millions), before anything is built."""
+        total = physical_memory()
+        if total is None:
+            return
+        grows = self.growth not in ("none", FIXED_FINAL) or self.match_final_size is not None
+        k = self.grow.neurons_per_experience if grows and isinstance(self.grow.neurons_per_experience, int) else 0
+        need, how = estimate_run_bytes(self.benchmark, list(self.hidden_sizes), self.n_experiences, k,
+                                       self.grow.grow_from_experience, self.grow.max_hidden_size,
+                                       self.grow.disruption_probe)
+        if need > 0.9 * total:
+            raise ConfigError(
+                f"memory: this run would hold at least {need / 2**30:,.1f} GiB ({how}) and this machine has "
+                f"{total / 2**30:.1f} GiB; grow fewer units per experience, cap them with max_hidden_size, or "
+                "run fewer experiences")
 
     def check_methods(self) -> None:
         """The checks that build the methods (their own argument checks) or probe the device.

@@ -300,3 +300,19 @@ def test_check_refuses_what_the_run_would_refuse_later(tmp_path, capsys, argv, m
     assert main(["run", *argv, "--out", str(tmp_path / "o"), "--check"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_runs_that_cannot_fit_in_memory_are_refused_with_the_figure(tmp_path, capsys):
+    """Sizes chosen by the user (units per step, experiences) are estimated before anything is
+    built, instead of growing memory until the kernel kills the process."""
+    from clgrow.experiments.benchmarks import expected_files
+
+    for f in expected_files("permuted-mnist", tmp_path):  # present (never read: refused first)
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"")
+    for argv in (["--growth", "random-svod", "--neurons", "100000000"],
+                 ["--benchmark", "permuted-mnist", "--data-root", str(tmp_path), "--experiences", "100000000"]):
+        assert main(["run", *argv, "--out", str(tmp_path / "o"), "--check"]) == 2
+        err = capsys.readouterr().err
+        assert "memory: this run would hold at least" in err and "GiB" in err and "this machine has" in err
+    assert main(["run", "--growth", "swe-svod", "--out", str(tmp_path / "o"), "--check"]) == 0  # the default fits
