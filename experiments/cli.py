@@ -278,11 +278,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             print(f"{cell.strategy} / {cell.growth_label}{resets} / seed {cell.seed}")
         return 0
     _check_out(out)
-    from clgrow.experiments.grid import run_grid, write_outputs  # Avalanche: only once everything is valid
+    from clgrow.experiments.grid import grid_lock, run_grid, write_outputs  # Avalanche: only once everything is valid
 
-    summaries = run_grid(grid, out, backend=args.backend, workers=args.workers, ray_address=args.ray_address,
-                         progress=not args.quiet)
-    table = write_outputs(summaries, out)
+    with grid_lock(out):
+        summaries = run_grid(grid, out, backend=args.backend, workers=args.workers, ray_address=args.ray_address,
+                             progress=not args.quiet)
+        table = write_outputs(summaries, out)
     print(f"\n{grid.base.benchmark}, {len(grid.seeds)} seed(s); fractions in % (mean ± std over seeds)\n")
     print(table)
     print(f"\nwrote {out / 'summary.csv'}, {out / 'table.md'} and {out / 'figures'}")

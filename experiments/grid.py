@@ -7,11 +7,13 @@ cells run after their reference growth cells, at the widths those reached.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from clgrow.experiments.config import ConfigError, GridConfig, RunConfig
 from clgrow.strategies.results import atomic_write_csv, atomic_write_text
 from clgrow.strategies.summary import RunSummary
 
-__all__ = ["run_grid", "cell_dir", "aggregate", "markdown_table", "table_warnings", "load_cells", "write_outputs"]
+__all__ = ["run_grid", "grid_lock", "cell_dir", "aggregate", "markdown_table", "table_warnings", "load_cells", "write_outputs"]
 
 TABLE_COLUMNS = [
     ("final_accuracy", "final acc", True),
@@ -115,6 +117,33 @@ def run_grid(grid: GridConfig, out: str | Path, backend: str = "local", workers:
 class _Submitter:
     def __init__(self, fn: Callable[..., Any], gather: Callable[[list[Any]], list[Any]], close: Callable[[], None]):
         self.fn, self.gather, self.close = fn, gather, close
+
+
+@contextlib.contextmanager
+def grid_lock(out: str | Path) -> Iterator[None]:
+    """Hold ``out``'s lock while a grid runs and writes its outputs: a second ``compare`` on the
+    same directory is refused (``ConfigError``) instead of racing the first over its cells. The
+    lock is the operating system's (``flock``), so a killed run never leaves it held."""
+    import fcntl
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".clgrow-lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise ConfigError(f"--out {out}: another clgrow compare ({holder}) is running a grid there; wait for "
+                              "it to finish, or use another directory") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _quiet_worker() -> None:
@@ -303,7 +332,7 @@ def load_cells(out: str | Path) -> tuple[list[RunSummary], list[str]]:
     Without a manifest (a grid written before there was one) every readable cell counts.
     """
     out = Path(out)
-    dirs = sorted(p.parent for p in out.glob("cells/*/summary.json"))
+    dirs = sorted(p for p in out.glob("cells/*") if p.is_dir())  # unfinished cells (no summary) included
     manifest = out / MANIFEST
     if not manifest.is_file():
         loaded = [(d, _load(d)) for d in dirs]

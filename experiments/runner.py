@@ -205,8 +205,10 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         writer.write()
-        atomic_write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=1))
         from clgrow.experiments.plots import plot_run
 
+        # summary.json last: it marks the run (a grid's cell) done, so it must not exist unless
+        # every other file, figures included, was written completely
         plot_run(summary, out / "figures")
+        atomic_write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=1))
     return summary

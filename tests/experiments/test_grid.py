@@ -383,3 +383,36 @@ def test_a_collapsed_run_is_flagged_by_its_definition_and_warned_about():
     assert not collapsed(0.5, 0.1, 0.2, [[1.0], [0.9]])  # one epoch each: nothing to judge
     row = {"strategy": "naive", "growth": "none", "seed_list": [0, 1], "collapsed_seeds": [1], "dropped": {}}
     assert any("seed(s) 1 collapsed" in n for n in table_warnings([row]))
+
+
+def test_a_second_compare_on_the_same_directory_is_refused(grid_file, tmp_path, capsys):
+    from clgrow.experiments.grid import grid_lock
+
+    out = tmp_path / "g"
+    with grid_lock(out):
+        assert main(["compare", str(grid_file), "--out", str(out), "--quiet"]) == 2
+        assert "another clgrow compare (pid" in capsys.readouterr().err
+    with grid_lock(out):  # released, and taken again
+        pass
+
+
+def test_unfinished_cells_are_named_and_a_run_is_done_only_with_its_figures(tmp_path, monkeypatch):
+    """A cell with metrics but no summary is named as left out; the runner writes summary.json
+    (the mark of a finished cell) only after its figures, so a failed figure leaves it not done."""
+    from clgrow.experiments import plots
+    from clgrow.experiments.config import RunConfig
+    from clgrow.experiments.grid import load_cells
+    from clgrow.experiments.runner import run
+
+    (tmp_path / "cells" / "naive__none__seed7").mkdir(parents=True)
+    (tmp_path / "cells" / "naive__none__seed7" / "metrics.csv").write_text("experience,metric,value\n")
+    assert load_cells(tmp_path) == ([], ["naive__none__seed7"])
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(plots, "plot_run", no_space)
+    cfg = RunConfig(benchmark="split-digits", growth="none", hidden_sizes=[8], train_epochs=1, n_experiences=2)
+    with pytest.raises(OSError):
+        run(cfg.validate(), tmp_path / "run")
+    assert (tmp_path / "run" / "metrics.csv").is_file() and not (tmp_path / "run" / "summary.json").exists()
