@@ -160,6 +160,10 @@ class RunConfig:
         if self.strategy in REFERENCE_STRATEGIES:
             need(self.growth == "none" and self.match_final_size is None, "growth",
                  f"strategy {self.strategy!r} is a reference row without growth: use growth 'none'")
+        if self.strategy == "der":
+            need(self.task_labels is not True, "task_labels",
+                 "strategy 'der' is class-incremental: it stores logits without task labels, which a model with "
+                 "one head per task does not give; drop --task-labels or use another strategy")
         if self.strategy == "pnn":
             need(self.task_labels is True, "task_labels",
                  "strategy 'pnn' is task-incremental: it needs task labels (--task-labels, task_labels = true)")

@@ -11,6 +11,7 @@ from avalanche.training import AGEM, DER, ER_ACE, EWC, GEM, MAS, MIR, LwF
 from avalanche.training.plugins import LFLPlugin, RWalkPlugin
 from avalanche.training.supervised import Cumulative, JointTraining, Naive, PNNStrategy, Replay
 from avalanche.training.templates import SupervisedTemplate
+from avalanche.training.utils import ParamData
 from torch import nn
 
 from clgrow import GROWTH_PRESETS, GrowthConfig, GrowthError, parse_growth
@@ -88,9 +89,34 @@ def _mas(lambda_reg: float = 1.0, alpha: float = 0.5, **kw: Any) -> SupervisedTe
     return MAS(lambda_reg=lambda_reg, alpha=alpha, **kw)
 
 
+class TaskSafeRWalkPlugin(RWalkPlugin):
+    """Avalanche's RWalk, taking parameters that appear after training started.
+
+    RWalk keeps its per-parameter statistics in dicts filled when training starts; a task head
+    created at a new experience of a task-incremental stream is missing from them, and
+    Avalanche's plugin fails with a ``KeyError`` at its first step. Before every epoch (after the
+    model adapted to the experience) each missing parameter gets its entries: the parameter's
+    current value where RWalk keeps a copy of the parameters, zeros (no importance, no score, no
+    accumulated loss) elsewhere.
+    """
+
+    _SNAPSHOTS = ("checkpoint_params", "exp_params")
+    _ZEROS = ("checkpoint_loss", "checkpoint_scores", "exp_scores", "exp_importance", "exp_penalties",
+              "iter_importance")
+
+    def before_training_epoch(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        for name, p in strategy.model.named_parameters():
+            for attr in self._SNAPSHOTS + self._ZEROS:
+                store = getattr(self, attr, None)
+                if isinstance(store, dict) and store and name not in store:
+                    value = p.detach().clone() if attr in self._SNAPSHOTS else torch.zeros_like(p)
+                    store[name] = ParamData(name, tuple(p.shape), init_tensor=value, device=p.device)
+        super().before_training_epoch(strategy, *args, **kwargs)
+
+
 def _rwalk(ewc_lambda: float = 0.1, ewc_alpha: float = 0.9, delta_t: int = 10, **kw: Any) -> SupervisedTemplate:
     # Avalanche ships RWalk as a plugin only; the usual strategy is Naive with it.
-    return _with_plugin(RWalkPlugin(ewc_lambda=ewc_lambda, ewc_alpha=ewc_alpha, delta_t=delta_t), kw)
+    return _with_plugin(TaskSafeRWalkPlugin(ewc_lambda=ewc_lambda, ewc_alpha=ewc_alpha, delta_t=delta_t), kw)
 
 
 class GrowingLFLPlugin(LFLPlugin):
@@ -238,6 +264,10 @@ def build_strategy(
         raise GrowthError(f"strategy {name!r} is a reference without growth: use growth 'none' (got {growth!r})")
     if name == "pnn" and not isinstance(model, PNN):
         raise GrowthError(f"strategy 'pnn' needs Avalanche's PNN model (avalanche.models.PNN), got {type(model).__name__}")
+    if name == "der" and getattr(model, "heads_per_task", False):
+        raise GrowthError("strategy 'der' stores the logits of model(x) without task labels, which a model with "
+                          "one head per task does not have (Avalanche's DER is class-incremental): drop task labels "
+                          "or use another strategy")
     make_optimizers_checkpointable()  # so Avalanche's checkpoints can pickle the optimizer
     grow_kwargs = {k: hyperparameters.pop(k) for k in GrowthConfig.field_names() if k in hyperparameters}
     plugin = make_grow_plugin(growth, **grow_kwargs)

@@ -316,3 +316,45 @@ def test_runs_that_cannot_fit_in_memory_are_refused_with_the_figure(tmp_path, ca
         err = capsys.readouterr().err
         assert "memory: this run would hold at least" in err and "GiB" in err and "this machine has" in err
     assert main(["run", "--growth", "swe-svod", "--out", str(tmp_path / "o"), "--check"]) == 0  # the default fits
+
+
+def _strategy_cells():
+    from clgrow.strategies.catalog import REFERENCE_STRATEGIES, STRATEGY_NAMES
+
+    for strategy in STRATEGY_NAMES:
+        for task_labels in (False, True):
+            for growth in ("none", "swe-svod"):
+                if strategy in REFERENCE_STRATEGIES and growth != "none":
+                    continue
+                if strategy == "pnn" and not task_labels:
+                    continue
+                # class-incremental cells are what the other tests run: the task-labelled ones (new
+                # heads appearing under per-parameter state) stay in the default suite
+                marks = () if task_labels else (pytest.mark.slow,)
+                yield pytest.param(strategy, task_labels, growth, marks=marks)
+
+
+_SMALL = {"replay": {"mem_size": 30}, "der": {"mem_size": 30}, "er-ace": {"mem_size": 30},
+          "mir": {"mem_size": 30, "subsample": 10}, "gem": {"patterns_per_exp": 10}}
+
+
+@pytest.mark.parametrize("strategy, task_labels, growth", list(_strategy_cells()))
+def test_every_strategy_runs_task_and_class_incremental_with_and_without_growth(strategy, task_labels, growth):
+    """Every registered strategy, with and without task labels and growth: it runs, or it is
+    refused before training with the setting named (DER with task labels); never a traceback from
+    a plugin whose per-parameter state misses a new task's head (RWalk did)."""
+    from clgrow.errors import ConfigError
+    from clgrow.experiments.config import RunConfig
+    from clgrow.experiments.runner import run
+
+    cfg = RunConfig(benchmark="split-digits", strategy=strategy, growth=growth, task_labels=task_labels,
+                    n_experiences=2, hidden_sizes=[6, 6], train_epochs=1, strategy_kwargs=_SMALL.get(strategy, {}),
+                    grow=__import__("clgrow").GrowthConfig(neurons_per_experience=4, grow_from_experience=1))
+    if strategy == "der" and task_labels:
+        with pytest.raises(ConfigError, match="task_labels: strategy 'der' is class-incremental"):
+            cfg.validate()
+        return
+    s = run(cfg.validate())
+    assert s.final_accuracy is not None and len(s.accuracy_matrix) == 2
+    if growth != "none" and strategy not in ("pnn",):
+        assert sum(s.final_hidden_sizes) > 12
