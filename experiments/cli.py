@@ -186,9 +186,9 @@ def _method_kwargs(given: dict[str, object], kind: str, chosen: str | None, labe
 
 def _check_out(path: Path) -> None:
     """Refuse an output place that cannot take results, before anything trains."""
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"--out {path}: exists and is not a directory")
     try:
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"--out {path}: exists and is not a directory")
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".clgrow-write-test"
         probe.write_text("")

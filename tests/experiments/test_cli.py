@@ -358,3 +358,9 @@ def test_every_strategy_runs_task_and_class_incremental_with_and_without_growth(
     assert s.final_accuracy is not None and len(s.accuracy_matrix) == 2
     if growth != "none" and strategy not in ("pnn",):
         assert sum(s.final_hidden_sizes) > 12
+
+
+def test_an_out_path_too_long_for_the_file_system_is_bad_input(tmp_path, capsys):
+    assert main(["run", *TINY, "--growth", "none", "--out", str(tmp_path / ("a" * 300))]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write there" in err and "Traceback" not in err
