@@ -47,6 +47,7 @@ from clgrow.experiments.catalog import BENCHMARK_NAMES as BENCHMARKS
 from clgrow.experiments.catalog import (
     DataMissingError,
     check_benchmark,
+    MODEL_INPUTS,
     check_data,
     estimate_run_bytes,
     physical_memory,
@@ -221,6 +222,8 @@ class RunConfig:
             if not -n <= layer < n:
                 raise ConfigError(f"grow.distributor_kwargs.layer: layer {layer} does not exist: hidden_sizes "
                                   f"{self.hidden_sizes} has layers 0..{n - 1} (or -{n}..-1)")
+        if method and method.get("extender") == "swe":
+            self._check_dense_coupling({**method.get("extender_kwargs", {}), **self.grow.extender_kwargs})
         if self.grow.layers is not None and self.growth not in ("none", FIXED_FINAL):
             beyond = [i for i in self.grow.layers if i >= len(self.hidden_sizes)]
             if beyond:
@@ -236,6 +239,29 @@ class RunConfig:
         if methods:
             self.check_methods()
         return self
+
+    def _check_dense_coupling(self, swe: dict[str, Any]) -> None:
+        """Refuse a dense SWE coupling that no allocation of the first growth step can fit under
+        ``max_coupling_bytes`` (the step would refuse it after the first experience trained)."""
+        if swe.get("coupling") != "dense" or swe.get("on_oversize", "error") != "error":
+            return
+        budget, k = swe.get("max_coupling_bytes", 2 * 1024**3), self.grow.neurons_per_experience
+        if not _number(budget) or not isinstance(k, int) or k < 1:
+            return  # the method's own check names a bad budget
+        layers = self.grow.layers if self.grow.layers is not None else range(len(self.hidden_sizes))
+        layers = [i for i in layers if isinstance(i, int) and 0 <= i < len(self.hidden_sizes)]
+        if not layers:
+            return
+        inputs = [MODEL_INPUTS.get(self.benchmark, 784)] + list(self.hidden_sizes)
+        partners = swe.get("partners")
+        cost = {i: 16 * min(self.hidden_sizes[i], partners or self.hidden_sizes[i]) * inputs[i] for i in layers}
+        # K units go somewhere: the cheapest possible step puts them where they cost least, spread
+        least = -(-k // len(layers)) * min(cost.values())
+        if least > budget:
+            raise ConfigError(
+                f"grow.extender_kwargs.max_coupling_bytes: a dense SWE coupling for K={k} units needs at least "
+                f"{least / 2**20:.2f} MiB in the first growth step, over max_coupling_bytes={budget}; use the "
+                "factored coupling, on_oversize='subsample', fewer units per experience or a larger budget")
 
     def check_memory(self) -> None:
         """Refuse, with the figure, a run whose model and stream cannot fit in this machine's memory

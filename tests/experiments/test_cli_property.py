@@ -19,7 +19,9 @@ _VALUES = st.one_of(
 _FLAGS = ["--benchmark", "--strategy", "--growth", "--seed", "--experiences", "--class-order-seed", "--hidden",
           "--epochs", "--batch-size", "--lr", "--optimizer", "--momentum", "--weight-decay", "--device", "--tau",
           "--set", "--neurons", "--grow-from", "--max-hidden-size", "--layers", "--swe-passes", "--svod-vote-passes",
-          "--swe-coupling", "--grow-every-epochs"]
+          "--swe-coupling", "--grow-every-epochs", "--swe-old-rows", "--swe-consumers", "--swe-new-norm",
+          "--swe-max-coupling-bytes", "--svod-alpha", "--svod-lr", "--svod-init-range", "--svod-candidates",
+          "--gradmax-incoming-norm", "--fixed-layer", "--disruption-probe", "--data-root"]
 _SET_KEYS = ["mem_size", "ewc_lambda", "si_lambda", "alpha", "temperature", "lr", "seed", "mode", "patterns_per_exp",
              "bogus", "neurons_per_experience"]
 
@@ -74,3 +76,33 @@ def test_grid_files_are_answered_without_a_traceback(grid, run, strategy, top, c
         text += f"[strategy.{name}]\n" + "".join(f"{k} = {v}\n" for k, v in table.items())
     (d / "g.toml").write_text(text)
     _answer(["compare", str(d / "g.toml"), "--check", "--out", str(d / "out")], capsys)
+
+
+_METHOD_ARGS = st.lists(st.sampled_from([
+    ["--growth", "swe-svod"], ["--growth", "random+fixed"], ["--growth", "gradmax-svod"], ["--growth", "swe+uniform"],
+    ["--swe-old-rows", "keep"], ["--swe-old-rows", "restore"], ["--swe-consumers", "scaffold"],
+    ["--swe-consumers", "new"], ["--swe-new-norm", "0.5"], ["--swe-new-norm", "-1"], ["--swe-coupling", "dense"],
+    ["--swe-max-coupling-bytes", "1000"], ["--swe-max-coupling-bytes", "0"], ["--svod-alpha", "2"],
+    ["--svod-alpha", "0.5"], ["--svod-candidates", "0"], ["--gradmax-incoming-norm", "-1"], ["--fixed-layer", "1"],
+    ["--fixed-layer", "3"], ["--layers", "0"], ["--layers", "4"], ["--disruption-probe", "0"],
+    ["--disruption-probe", "-2"], ["--tau", "inf"], ["--neurons", "3"],
+]), max_size=3)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(extra=_METHOD_ARGS)
+def test_check_says_yes_exactly_when_the_run_goes_through(extra, capsys, tmp_path_factory):
+    """--check exits 0 only for a configuration the run then completes (it used to accept method
+    arguments, layers and budgets the run refused after experience 0), and 2 otherwise."""
+    out = tmp_path_factory.mktemp("o")
+    argv = ["run", "--benchmark", "split-digits", "--experiences", "2", "--epochs", "1", "--hidden", "6", "6",
+            "--quiet", "--out", str(out / "r")] + [a for pair in extra for a in pair]
+    checked = _answer(argv + ["--check"], capsys)
+    if checked == 0:
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+        err = capsys.readouterr().err
+        assert code == 0, (argv, err)
+        assert (out / "r" / "summary.json").is_file()
