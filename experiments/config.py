@@ -308,6 +308,13 @@ class RunConfig:
             resolve_device(self.device)
         except ValueError as err:
             raise ConfigError(f"device: {err}") from None
+        if self.strategy_kwargs:  # what only Avalanche's class knows it refuses (it is built once, on one unit)
+            from clgrow.strategies.builders import check_hyperparameters
+
+            try:
+                check_hyperparameters(self.strategy, self.strategy_kwargs)
+            except GrowthError as err:
+                raise ConfigError(f"strategy_kwargs: {err}") from None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "run", methods: bool = True) -> RunConfig:

@@ -309,3 +309,31 @@ def build_strategy(
         return STRATEGIES[name](**common, **hyperparameters)
     except TypeError as err:
         raise GrowthError(f"strategy {name!r}: {err}") from None
+
+
+def check_hyperparameters(name: str, hyperparameters: dict[str, Any]) -> None:
+    """Refuse hyperparameters the strategy would refuse when built (a name Avalanche's class does
+    not take, a value its constructor rejects), by building it once on a one-unit model.
+
+    Raises
+    ------
+    GrowthError
+        Naming the strategy and what it refused.
+    """
+    if not hyperparameters:
+        return
+    from avalanche.training.plugins import EvaluationPlugin
+
+    if name == "pnn":
+        model: nn.Module = PNN(num_layers=1, in_features=1, hidden_features_per_column=1)
+    else:
+        from clgrow import GrowableMLP
+
+        model = GrowableMLP(1, [1], 2)
+    kwargs = {k: v for k, v in hyperparameters.items() if k not in GrowthConfig.field_names()}
+    try:
+        build_strategy(name, model, "none", evaluator=EvaluationPlugin(loggers=[]), fast_data=False, **kwargs)
+    except GrowthError:
+        raise
+    except (ValueError, AssertionError) as err:  # Avalanche's own checks of a value
+        raise GrowthError(f"strategy {name!r}: {err}") from None

@@ -364,3 +364,16 @@ def test_an_out_path_too_long_for_the_file_system_is_bad_input(tmp_path, capsys)
     assert main(["run", *TINY, "--growth", "none", "--out", str(tmp_path / ("a" * 300))]) == 2
     err = capsys.readouterr().err
     assert "cannot write there" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--strategy", "replay", "--set", "memsize=10"], "unexpected keyword argument: memsize"),
+    (["--strategy", "naive", "--set", "foo=1"], "unexpected keyword argument: foo"),
+    (["--strategy", "ewc", "--set", "decay_factor=0.5"], "online"),
+])
+def test_check_refuses_hyperparameters_the_strategy_refuses(tmp_path, capsys, argv, message):
+    """Names only Avalanche's class knows it refuses: --check builds the strategy once on one unit."""
+    assert main(["run", *argv, "--out", str(tmp_path / "o"), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "strategy_kwargs: strategy" in err and message in err
+    assert main(["run", "--strategy", "replay", "--set", "mem_size=10", "--out", str(tmp_path / "o"), "--check"]) == 0
