@@ -148,9 +148,10 @@ class RunConfig:
 
         need(self.benchmark in BENCHMARKS, "benchmark", f"must be one of {', '.join(BENCHMARKS)}")
         need(self.strategy in STRATEGIES, "strategy", f"must be one of {', '.join(STRATEGIES)}")
+        method = None  # the growth's method fields (None: no growth, or fixed-final)
         if self.growth != FIXED_FINAL:
             try:
-                growth_methods(self.growth)
+                method = growth_methods(self.growth)
             except ConfigError as err:
                 raise ConfigError(f"growth: {err}") from None
         if self.match_final_size is not None:
@@ -215,7 +216,6 @@ class RunConfig:
             check_data(self.benchmark, self.data_root)
         except DataMissingError as err:
             raise ConfigError(f"data_root: {err}") from None
-        method = growth_methods(self.growth) if self.growth != FIXED_FINAL else None
         layer = self.grow.distributor_kwargs.get("layer") if method else None
         if method and method.get("distributor") == "fixed" and isinstance(layer, int) and not isinstance(layer, bool):
             n = len(self.hidden_sizes)

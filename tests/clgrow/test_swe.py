@@ -39,6 +39,19 @@ def _wb(model: GrowableMLP, layer: int) -> torch.Tensor:
     return torch.cat([lin.weight, lin.bias[:, None]], 1).detach().clone()
 
 
+def _random_layer(n: int, k: int, m: int, seed: int, subset: bool):
+    """A layer of ``n`` old and ``k`` new random rows, its partners (half the old rows with
+    ``subset``), ``[W | b]`` before any step, and the generator for the gradients."""
+    g = torch.Generator().manual_seed(seed)
+    lin = nn.Linear(m, n + k)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(n + k, m, generator=g))
+        lin.bias.copy_(torch.randn(n + k, generator=g))
+    s = max(1, n // 2) if subset else n
+    partners = torch.randperm(n, generator=g)[:s].sort().values
+    return lin, partners, torch.cat([lin.weight, lin.bias[:, None]], 1).detach().clone(), g
+
+
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 9), k=st.integers(1, 6), m=st.integers(1, 9), seed=st.integers(0, 2**16),
        subset=st.booleans(), normalise=st.sampled_from(["column", "pair"]),
@@ -49,14 +62,8 @@ def test_factored_coupling_conserves_column_sums(n, k, m, seed, subset, normalis
     that are not partners are never touched, and with a trust region no step moves the old
     partners by more than ``trust`` times their norm, widened by ``(trust_snr / ρ)²`` at most,
     with ρ the gradient's signal-to-noise ratio from Adam's moments (recomputed here)."""
-    g = torch.Generator().manual_seed(seed)
-    lin = nn.Linear(m, n + k)
-    with torch.no_grad():
-        lin.weight.copy_(torch.randn(n + k, m, generator=g))
-        lin.bias.copy_(torch.randn(n + k, generator=g))
-    s = max(1, n // 2) if subset else n
-    partners = torch.randperm(n, generator=g)[:s].sort().values
-    before = torch.cat([lin.weight, lin.bias[:, None]], 1).detach().clone()
+    lin, partners, before, g = _random_layer(n, k, m, seed, subset)
+    s = partners.numel()
     cp = FactoredCoupling(lin, n, partners, lr=0.1, normalise=normalise, clip=clip, trust=trust, trust_snr=trust_snr)
     mean = power = torch.zeros(s, m + 1)
     for t in range(1, steps + 1):
@@ -312,14 +319,7 @@ def test_trust_region_widens_only_for_a_noisy_gradient():
 def test_kept_or_restored_old_rows_end_bit_identical(n, k, m, seed, subset, normalise, steps, trust, old_rows):
     """``keep`` never moves an old row; ``restore`` moves them while coupled and puts them back at
     bake-in; the new rows receive the transfers either way."""
-    g = torch.Generator().manual_seed(seed)
-    lin = nn.Linear(m, n + k)
-    with torch.no_grad():
-        lin.weight.copy_(torch.randn(n + k, m, generator=g))
-        lin.bias.copy_(torch.randn(n + k, generator=g))
-    s = max(1, n // 2) if subset else n
-    partners = torch.randperm(n, generator=g)[:s].sort().values
-    before = torch.cat([lin.weight, lin.bias[:, None]], 1).detach().clone()
+    lin, partners, before, g = _random_layer(n, k, m, seed, subset)
     cp = FactoredCoupling(lin, n, partners, lr=0.1, normalise=normalise, clip=None, trust=trust, old_rows=old_rows)
     for _ in range(steps):
         lin.weight.grad = torch.randn(n + k, m, generator=g)
