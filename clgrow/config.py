@@ -3,41 +3,31 @@
 :class:`GrowthConfig` is the single place where a growth option (units per step, extender and
 distributor with their keyword arguments, schedule, cap, layers, head growth, optimizer-state
 carry) is named, given its default and validated. ``GROWTH_PRESETS`` names common methods as
-partial configurations. :func:`method_parameters` reads an extender's or distributor's keyword
-arguments from its signature, so a command line can offer them without listing them again.
+partial configurations. The methods' own arguments are declared in :mod:`clgrow.methods` (and by
+third-party methods where they register); they are checked here from those declarations.
 
-Nothing here imports torch at module level: the command line parses and checks settings with this
-module and :mod:`clgrow.catalog`; the methods (and torch) are imported where one is looked up or built.
+Nothing here imports torch: the command line parses and checks settings with this module; the
+methods (and torch) are imported only where one is built.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import sys
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from clgrow.catalog import REGISTRIES, MethodParameter, method_catalog
 from clgrow.errors import ConfigError
+from clgrow.methods import PAPER_SVOD, PAPER_SWE
+from clgrow.registry import REGISTRIES, distributors, extenders
 
 if TYPE_CHECKING:
     from clgrow.distributor import Distributor
     from clgrow.extender import Extender
 
 __all__ = ["GrowthConfig", "GROWTH_PRESETS", "PAPER_SWE", "PAPER_SVOD", "parse_growth", "growth_methods",
-           "known_methods", "method_parameters", "MethodParameter"]
-
-
-def _registries() -> tuple[Any, Any]:
-    """The extender and distributor registries, every built-in method registered (imports torch)."""
-    from clgrow import methods as _methods  # noqa: F401  (registers every built-in method)
-    from clgrow.distributor import distributors
-    from clgrow.extender import extenders
-
-    return extenders, distributors
+           "known_methods"]
 
 
 def _is_int(v: Any) -> bool:
@@ -132,36 +122,33 @@ class GrowthConfig:
             need(isinstance(getattr(self, name), Mapping), name, "must be a table of keyword arguments")
         if not methods:
             return self
-        from clgrow.distributor import Distributor
-        from clgrow.extender import Extender
-
-        for name, registry, base in zip(("extender", "distributor"), _registries(), (Extender, Distributor)):
+        for name, registry in (("extender", extenders), ("distributor", distributors)):
             v = getattr(self, name)
-            need(isinstance(v, base) or (isinstance(v, str) and v in registry), name,
-                 f"must be an instance or one of {', '.join(sorted(registry))}")
             kwargs = getattr(self, name + "_kwargs")
-            if kwargs and not isinstance(v, str):
-                raise ConfigError(f"{prefix}{name}_kwargs: only apply to a {name} given by name, not an instance")
             if isinstance(v, str):
-                known = [n for n in inspect.signature(registry[v].__init__).parameters if n != "self"]
-                unknown = sorted(set(kwargs) - set(known))
-                if unknown:
-                    raise ConfigError(f"{prefix}{name}_kwargs: {v} has no argument(s) {', '.join(unknown)}; "
-                                      f"known: {', '.join(known) or 'none'}")
-        self.build()  # the methods' own checks (ranges, combinations) name their argument
+                need(v in registry, name, f"must be an instance or one of {', '.join(registry)}")
+                try:  # the declaration checks names, types and ranges; nothing is built
+                    registry.params(v).build(kwargs)
+                except ConfigError as err:
+                    raise ConfigError(f"{prefix}{name}_kwargs: {err}") from None
+            else:
+                from clgrow.distributor import Distributor  # an instance exists: torch is imported
+                from clgrow.extender import Extender
+
+                need(isinstance(v, Extender if name == "extender" else Distributor), name,
+                     f"must be an instance or one of {', '.join(registry)}")
+                if kwargs:
+                    raise ConfigError(f"{prefix}{name}_kwargs: only apply to a {name} given by name, not an instance")
         return self
 
     def build(self) -> tuple[Extender, Distributor]:
-        """The extender and distributor instances these settings describe."""
+        """The extender and distributor instances these settings describe (each built once here)."""
         out = []
-        for name, registry in zip(("extender", "distributor"), _registries()):
+        for name, registry in (("extender", extenders), ("distributor", distributors)):
             v, kwargs = getattr(self, name), getattr(self, name + "_kwargs")
-            if not isinstance(v, str):
-                out.append(v)
-                continue
             try:
-                out.append(registry[v](**kwargs))
-            except (TypeError, ValueError) as err:
+                out.append(registry.build(v, kwargs))
+            except ConfigError as err:
                 raise ConfigError(f"{name}_kwargs for {v}: {err}") from None
         return out[0], out[1]
 
@@ -217,19 +204,12 @@ class GrowthConfig:
         return out
 
 
-#: The paper's procedure as the methods' keyword arguments (``SWE.PAPER`` and ``SVoD.PAPER`` are
-#: these): dense coupling adjusted layer by layer, one pass each, Adam at ``lr`` on the coupling;
-#: one pass to train SVoD's candidates and one to vote.
-PAPER_SWE: dict[str, Any] = {"coupling": "dense", "schedule": "sequential", "passes": 1.0, "coupling_lr": None,
-                             "coupling_scale": "none", "trust": None, "old_rows": "move", "consumers": "all"}
-PAPER_SVOD: dict[str, Any] = {"train_passes": 1.0, "vote_passes": 1.0}
-
 #: Named growth methods, as the method fields of a GrowthConfig (``None``: no growth).
 GROWTH_PRESETS: dict[str, dict[str, Any] | None] = {
     "none": None,
     "swe-svod": {"extender": "swe", "distributor": "svod"},
-    "swe-svod-paper": {"extender": "swe", "distributor": "svod", "extender_kwargs": dict(PAPER_SWE),
-                       "distributor_kwargs": dict(PAPER_SVOD)},
+    "swe-svod-paper": {"extender": "swe", "distributor": "svod", "extender_kwargs": PAPER_SWE.changes(),
+                       "distributor_kwargs": PAPER_SVOD.changes()},
     "swe-uniform": {"extender": "swe", "distributor": "uniform"},
     "swe-proportional": {"extender": "swe", "distributor": "proportional"},
     "random-svod": {"extender": "random", "distributor": "svod"},
@@ -242,16 +222,9 @@ GROWTH_PRESETS: dict[str, dict[str, Any] | None] = {
 
 
 def known_methods(kind: str) -> list[str]:
-    """Names of the ``kind`` methods (``extender``, ``distributor``, ``plasticity``), sorted.
-
-    The built-in ones from :func:`clgrow.catalog.method_catalog` (no torch import), plus any
-    registered at run time: that needs the registry's module, so it is read only once imported.
-    """
-    module, registry = REGISTRIES[kind]
-    names = set(method_catalog()[kind])
-    if module in sys.modules:
-        names |= set(getattr(sys.modules[module], registry, ()))
-    return sorted(names)
+    """Names of the ``kind`` methods (``extender``, ``distributor``, ``plasticity``, ``strategy``),
+    sorted: the built-in ones, those of installed packages' entry points and any registered since."""
+    return list(REGISTRIES[kind])
 
 
 def growth_methods(growth: str) -> dict[str, Any] | None:
@@ -305,19 +278,3 @@ def parse_growth(growth: str | GrowthConfig | None, base: GrowthConfig | None = 
         own = {f: getattr(base, f) for f in GrowthConfig.field_names() if f not in ("extender", "distributor")}
         cfg = cfg.merged(**own)
     return cfg.merged(**overrides).validate()
-
-
-def method_parameters(cls: type) -> dict[str, MethodParameter]:
-    """Keyword arguments of a method class with a scalar type (int, float, str, bool, or optional)."""
-    hints = typing.get_type_hints(cls.__init__)
-    out = {}
-    for name, p in inspect.signature(cls.__init__).parameters.items():
-        if name == "self" or p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
-            continue
-        hint = hints.get(name, type(p.default))
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        optional = type(None) in typing.get_args(hint)
-        base = args[0] if optional and len(args) == 1 else hint
-        if base in (int, float, str, bool):
-            out[name] = MethodParameter(name, base, p.default, optional)
-    return out

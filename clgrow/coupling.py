@@ -47,13 +47,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from clgrow.methods import OLD_ROWS
+
 __all__ = ["DenseCoupling", "FactoredCoupling", "coupled_weights"]
 
-NORMALISATIONS = ("column", "pair")
-#: What happens to the old partner rows: they give what the new rows gain (``move``, the paper),
-#: give it only while coupled and get it back at bake-in (``restore``), or never give it (``keep``:
-#: the new rows receive the transfers one-sidedly and the old units' function is untouched).
-OLD_ROWS = ("move", "restore", "keep")
+# OLD_ROWS: the old partner rows give what the new rows gain (``move``, the paper), give it only
+# while coupled and get it back at bake-in (``restore``), or never give it (``keep``: the new rows
+# receive the transfers one-sidedly and the old units' function is untouched).
 BYTES_PER_DENSE_ENTRY = 16  # value + grad + Adam's exp_avg and exp_avg_sq, float32
 
 

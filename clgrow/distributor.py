@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from clgrow.errors import GrowthError
 from clgrow.context import GrowthContext, LossFn, eligible_layers, model_device
 from clgrow.model import GrowableMLP
-from clgrow.registry import Registry
+from clgrow.methods import FixedLayerParams, ProportionalParams, UniformParams
+from clgrow.params import Configurable
+from clgrow.registry import distributors
 
 __all__ = [
     "Distributor",
@@ -19,10 +21,7 @@ __all__ = [
     "largest_remainder",
 ]
 
-distributors: Registry[Distributor] = Registry("distributor")
-
-
-class Distributor:
+class Distributor(Configurable):
     """Base class: decides how many of ``k`` new units each eligible hidden layer gets.
 
     :meth:`allocate` validates the eligible layers, answers ``k = 0`` with zeros, builds the
@@ -32,7 +31,8 @@ class Distributor:
 
     name: str = "distributor"
 
-    def __init__(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.info: dict[str, Any] = {}
 
     def allocate(
@@ -55,9 +55,6 @@ class Distributor:
         """``{layer: units}`` over ``ctx.layers`` summing to ``k > 0``."""
         raise NotImplementedError
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
 
 def check_allocation(dist: Any, allocation: dict[int, int], k: int, layers: Sequence[int]) -> dict[int, int]:
     """``allocation`` over every eligible layer, or a ``GrowthError`` if it is not a split of ``k``."""
@@ -79,9 +76,10 @@ def largest_remainder(k: int, weights: Sequence[float]) -> list[int]:
     return counts
 
 
-@distributors.register("uniform")
 class UniformDistributor(Distributor):
     """Equal shares; the remainder goes to the earliest layers."""
+
+    Params = UniformParams
 
     def _allocate(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, int]:
         """Return ``k`` split evenly over the eligible layers."""
@@ -89,9 +87,10 @@ class UniformDistributor(Distributor):
         return dict(zip(ls, largest_remainder(k, [1.0] * len(ls))))
 
 
-@distributors.register("proportional")
 class ProportionalDistributor(Distributor):
     """Shares proportional to each layer's current width."""
+
+    Params = ProportionalParams
 
     def _allocate(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, int]:
         """Return ``k`` split in proportion to the current widths."""
@@ -100,7 +99,6 @@ class ProportionalDistributor(Distributor):
         return dict(zip(ls, largest_remainder(k, [float(sizes[i]) for i in ls])))
 
 
-@distributors.register("fixed")
 class FixedLayerDistributor(Distributor):
     """All units to one chosen layer.
 
@@ -111,12 +109,8 @@ class FixedLayerDistributor(Distributor):
         last eligible layer, so ``grow(..., "fixed", layers=[i])`` grows layer ``i``.
     """
 
-    def __init__(self, layer: int | None = None) -> None:
-        super().__init__()
-        self.layer = None if layer is None else int(layer)
-
-    def __repr__(self) -> str:
-        return f"FixedLayerDistributor(layer={self.layer})"
+    Params = FixedLayerParams
+    layer: int | None
 
     def _allocate(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, int]:
         """Return ``{layer: k}`` (zeros elsewhere)."""

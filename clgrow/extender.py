@@ -12,14 +12,12 @@ from torch import Tensor
 
 from clgrow.context import GrowthContext, LossFn, model_device
 from clgrow.model import GrowableMLP
-from clgrow.registry import Registry
+from clgrow.params import Configurable
+from clgrow.registry import extenders
 
 __all__ = ["Extender", "extenders", "LossFn", "growth_order", "model_device", "GrowthContext"]
 
-extenders: Registry[Extender] = Registry("extender")
-
-
-class Extender:
+class Extender(Configurable):
     """Base class: adds ``allocation[l]`` units to each hidden layer ``l``.
 
     :meth:`extend` resets ``info`` and runs :meth:`check` before anything changes, then calls
@@ -30,7 +28,8 @@ class Extender:
 
     name: str = "extender"
 
-    def __init__(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.info: dict[str, Any] = {}
 
     def extend(
@@ -66,9 +65,6 @@ class Extender:
     def _extend_layer(self, model: GrowableMLP, layer: int, k: int, ctx: GrowthContext) -> Tensor:
         """Add ``k`` units to ``layer`` (cohort ``ctx.cohort``); return their indices."""
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 def growth_order(allocation: Mapping[int, int]) -> list[int]:

@@ -25,13 +25,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from clgrow.extender import Extender, GrowthContext, extenders
+from clgrow.extender import Extender, GrowthContext
+from clgrow.methods import GradMaxParams
 from clgrow.model import GrowableMLP
 
 __all__ = ["GradMaxExtender"]
 
 
-@extenders.register("gradmax")
 class GradMaxExtender(Extender):
     """GradMax: outgoing weights from the SVD of the gradient product, incoming per the notes above.
 
@@ -46,23 +46,10 @@ class GradMaxExtender(Extender):
         of a default ``nn.Linear`` row; 0: zero incoming weights).
     """
 
-    def __init__(self, passes: float = 0.25, out_scale: float = 1e-2, incoming_norm: float | None = None) -> None:
-        super().__init__()
-        def finite(v: object) -> bool:
-            return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
-
-        if not finite(passes) or passes <= 0:
-            raise ValueError(f"GradMaxExtender passes must be a finite number > 0, got {passes!r}")
-        if not finite(out_scale) or out_scale < 0:
-            raise ValueError(f"GradMaxExtender out_scale must be a finite number >= 0, got {out_scale!r}")
-        if incoming_norm is not None and (not finite(incoming_norm) or incoming_norm < 0):
-            raise ValueError(f"GradMaxExtender incoming_norm must be a finite number >= 0 or None, got {incoming_norm!r}")
-        self.passes = float(passes)
-        self.out_scale = float(out_scale)
-        self.incoming_norm = incoming_norm
-
-    def __repr__(self) -> str:
-        return f"GradMaxExtender(passes={self.passes}, out_scale={self.out_scale}, incoming_norm={self.incoming_norm})"
+    Params = GradMaxParams
+    passes: float
+    out_scale: float
+    incoming_norm: float | None
 
     def gradient_product(self, model: GrowableMLP, layer: int, ctx: GrowthContext) -> list[Tensor]:
         """``M = E[g h^T]`` per consumer, each of shape ``(p, m)``."""

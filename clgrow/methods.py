@@ -1,13 +1,147 @@
-"""Import every built-in extender, distributor and plasticity method, so that their registries are complete.
+"""The built-in growth and plasticity methods' declarations: names, arguments, defaults, bounds, help.
 
-Modules that look methods up by name (:mod:`clgrow.grow`, :mod:`clgrow.config`) import this;
-``import clgrow`` itself stays light until a name is used. The list of modules is
-:data:`clgrow.catalog.METHOD_MODULES`, which the command line's catalog reads too.
+This is the one place a built-in method's arguments are declared (torch is not imported here).
+Each class below is registered under its name and points at the class implementing it, which
+takes it as its ``Params``. To add a method: its implementation module, a declaration here, and
+its test.
 """
 
-import importlib
+from __future__ import annotations
 
-from clgrow.catalog import METHOD_MODULES
+from dataclasses import dataclass
 
-for _module in METHOD_MODULES:
-    importlib.import_module(_module)
+from clgrow.params import NoParams, Params, param
+from clgrow.registry import distributors, extenders, resetters
+
+__all__ = ["SWEParams", "SVoDParams", "GradMaxParams", "Net2NetParams", "FixedLayerParams", "ReDoParams",
+           "CBPParams", "PAPER_SWE", "PAPER_SVOD", "OLD_ROWS", "CONSUMERS", "COUPLINGS", "SCHEDULES",
+           "COUPLING_SCALES", "NORMALISATIONS"]
+
+COUPLINGS = ("factored", "dense")
+SCHEDULES = ("joint", "sequential")
+COUPLING_SCALES = ("sqrt", "k", "none")
+NORMALISATIONS = ("column", "pair")
+#: What happens to the old partner rows after the coupling (``clgrow.coupling``).
+OLD_ROWS = ("move", "restore", "keep")
+#: Which consumers read the new units during the adjustment (``clgrow.swe``).
+CONSUMERS = ("all", "new", "isolated", "scaffold", "protect")
+_GiB2 = 2 * 1024**3
+
+
+@extenders.declare("swe", impl="clgrow.swe:SWE")
+@dataclass(frozen=True)
+class SWEParams(Params):
+    """Shared-Weights Extender (:class:`clgrow.swe.SWE` documents each argument in full)."""
+
+    passes: float = param(0.5, "adjustment budget in passes over the growth data (per layer if sequential)", ge=0)
+    lr: float = param(1e-3, "Adam learning rate of the consumer weights", gt=0)
+    init_std: float = param(1e-4, "std of the dense coupling's initialisation", ge=0)
+    partners: int | None = param(None, "old units coupled with each new unit (none: all)", ge=1)
+    max_coupling_bytes: int = param(_GiB2, "memory guard of a dense coupling", ge=1)
+    on_oversize: str = param("error", "a dense coupling over the guard", choices=("error", "subsample"))
+    coupling_lr: float | None = param(0.03, "coupling step size before coupling_scale (none: lr)", gt=0)
+    coupling: str = param("factored", "representation of the coupling", choices=COUPLINGS)
+    schedule: str = param("joint", "all growing layers at once, or one at a time", choices=SCHEDULES)
+    normalise: str = param("column", "second moment of the factored coupling", choices=NORMALISATIONS)
+    clip: float | None = param(0.5, "bound on each row's normalised step (none: no bound)", gt=0)
+    coupling_scale: str = param("sqrt", "divide the coupling step by sqrt(k*s), k, or nothing",
+                                choices=COUPLING_SCALES)
+    trust: float | None = param(0.01, "trust region: old rows move at most this fraction of their norm", gt=0)
+    trust_snr: float | None = param(0.5, "widen the region once the gradient's signal-to-noise falls below", gt=0,
+                                    le=1)
+    old_rows: str = param("auto", "old partner rows after coupling (auto: by stream setting)",
+                          choices=(*OLD_ROWS, "auto"))
+    consumers: str = param("auto", "consumers reading new units while adjusting (auto: by stream setting)",
+                           choices=(*CONSUMERS, "auto"))
+    new_norm: float | None = param(1.0, "cap on new rows' norm, times the old rows' mean (not with move)", gt=0)
+
+
+#: The paper's procedure: a dense coupling adjusted layer by layer, one pass each, Adam at ``lr``
+#: on the coupling, old rows moved and every consumer reading the new units (preset ``swe-svod-paper``).
+PAPER_SWE = SWEParams(coupling="dense", schedule="sequential", passes=1.0, coupling_lr=None, coupling_scale="none",
+                      trust=None, old_rows="move", consumers="all")
+
+
+@distributors.declare("svod", impl="clgrow.svod:SVoD")
+@dataclass(frozen=True)
+class SVoDParams(Params):
+    """Steepest Voting Distributor (:class:`clgrow.svod.SVoD`)."""
+
+    train_passes: float = param(0.1, "passes training the candidate copy (paper: 1)", ge=0)
+    vote_passes: float = param(0.05, "passes accumulating the gate gradients (paper: 1)", gt=0)
+    candidates: int = param(2, "candidates per layer, a multiple of K", ge=1)
+    init_range: float = param(0.01, "candidates' weights uniform in +-init_range", gt=0)
+    lr: float = param(1e-3, "RMSprop learning rate of the candidates", gt=0)
+    momentum: float = param(0.1, "RMSprop momentum", ge=0, lt=1)
+    alpha: float = param(0.9, "RMSprop smoothing constant", ge=0, lt=1)
+    max_copy_bytes: int = param(_GiB2, "memory allowed for the candidate copy", ge=1)
+    on_oversize: str = param("error", "a copy over the budget: refuse, or vote with fewer candidates",
+                             choices=("error", "reduce"))
+
+
+#: The paper's budget: one pass to train the candidates, one to vote.
+PAPER_SVOD = SVoDParams(train_passes=1.0, vote_passes=1.0)
+
+
+@extenders.declare("random", impl="clgrow.random_extender:RandomExtender")
+@dataclass(frozen=True)
+class RandomParams(NoParams):
+    """Default-initialised incoming weights, zero outgoing (:class:`clgrow.random_extender.RandomExtender`)."""
+
+
+@extenders.declare("net2net", impl="clgrow.net2net:Net2NetExtender")
+@dataclass(frozen=True)
+class Net2NetParams(Params):
+    """Split existing units (:class:`clgrow.net2net.Net2NetExtender`)."""
+
+    noise: float = param(0.01, "relative noise on the copies' incoming weights", ge=0)
+
+
+@extenders.declare("gradmax", impl="clgrow.gradmax:GradMaxExtender")
+@dataclass(frozen=True)
+class GradMaxParams(Params):
+    """GradMax (:class:`clgrow.gradmax.GradMaxExtender`)."""
+
+    passes: float = param(0.25, "passes estimating the gradient product", gt=0)
+    out_scale: float = param(1e-2, "norm of every new outgoing column", ge=0)
+    incoming_norm: float | None = param(None, "norm of the folded first-step rows (none: 1/sqrt(3))", ge=0)
+
+
+@distributors.declare("uniform", impl="clgrow.distributor:UniformDistributor")
+@dataclass(frozen=True)
+class UniformParams(NoParams):
+    """Equal shares (:class:`clgrow.distributor.UniformDistributor`)."""
+
+
+@distributors.declare("proportional", impl="clgrow.distributor:ProportionalDistributor")
+@dataclass(frozen=True)
+class ProportionalParams(NoParams):
+    """Shares proportional to width (:class:`clgrow.distributor.ProportionalDistributor`)."""
+
+
+@distributors.declare("fixed", impl="clgrow.distributor:FixedLayerDistributor")
+@dataclass(frozen=True)
+class FixedLayerParams(Params):
+    """All units to one layer (:class:`clgrow.distributor.FixedLayerDistributor`)."""
+
+    layer: int | None = param(None, "the layer (negative: from the last; none: the last eligible)")
+
+
+@resetters.declare("redo", impl="clgrow.plasticity:ReDo")
+@dataclass(frozen=True)
+class ReDoParams(Params):
+    """ReDo, recycling tau-dormant units (:class:`clgrow.plasticity.ReDo`)."""
+
+    tau: float = param(0.025, "dormancy threshold on a unit's relative mean |h|", ge=0)
+    every: int | None = param(None, "also reset every N training steps", ge=1)
+    from_experience: int = param(1, "first experience whose start resets units", ge=0)
+
+
+@resetters.declare("cbp", impl="clgrow.plasticity:ContinualBackprop")
+@dataclass(frozen=True)
+class CBPParams(Params):
+    """Continual backprop (:class:`clgrow.plasticity.ContinualBackprop`)."""
+
+    replacement_rate: float = param(1e-4, "fraction of mature units replaced per step", ge=0, le=1)
+    decay: float = param(0.99, "utility's running-average decay", ge=0, lt=1)
+    maturity: int = param(100, "steps a unit is protected after birth or reset", ge=0)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from clgrow.extender import Extender, GrowthContext, extenders
+from clgrow.extender import Extender, GrowthContext
+from clgrow.methods import Net2NetParams
 from clgrow.model import GrowableMLP
 
 __all__ = ["Net2NetExtender"]
 
 
-@extenders.register("net2net")
 class Net2NetExtender(Extender):
     """Split existing units: copy a unit's incoming row and bias, share its outgoing weight.
 
@@ -26,14 +26,8 @@ class Net2NetExtender(Extender):
         Relative noise on the copied incoming weights (0 keeps copies identical).
     """
 
-    def __init__(self, noise: float = 0.01) -> None:
-        super().__init__()
-        if noise < 0:
-            raise ValueError(f"Net2NetExtender noise must be >= 0, got {noise}")
-        self.noise = float(noise)
-
-    def __repr__(self) -> str:
-        return f"Net2NetExtender(noise={self.noise})"
+    Params = Net2NetParams
+    noise: float
 
     def _extend_layer(self, model: GrowableMLP, layer: int, k: int, ctx: GrowthContext) -> Tensor:
         lin = model.hidden[layer]

@@ -20,7 +20,7 @@ The Avalanche plugin that schedules these calls is :class:`clgrow.strategies.Pla
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -29,12 +29,13 @@ from torch import Tensor
 from clgrow.errors import ConfigError, GrowthError
 from clgrow.inactivity import dormant_mask
 from clgrow.model import GrowableMLP, default_linear_init
-from clgrow.registry import Registry
+from clgrow.methods import CBPParams, ReDoParams
+from clgrow.params import Configurable
+from clgrow.registry import resetters
 
 __all__ = ["Resetter", "ReDo", "ContinualBackprop", "resetters", "reset_units", "clear_optimizer_entries",
            "build_resetter", "hidden_activations"]
 
-resetters: Registry[Resetter] = Registry("plasticity method")
 
 
 @torch.no_grad()
@@ -102,7 +103,7 @@ def reset_units(
         clear_optimizer_entries(optimizer, cons.weight, units, 1)
 
 
-class Resetter:
+class Resetter(Configurable):
     """Base class: decides which hidden units to reset, from activations of training batches.
 
     The plugin calls :meth:`at_experience` at the start of an experience with one batch's
@@ -136,11 +137,8 @@ class Resetter:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
-@resetters.register("redo")
 class ReDo(Resetter):
     """Recycle τ-dormant units (Sokar et al., ICML 2023).
 
@@ -156,17 +154,14 @@ class ReDo(Resetter):
         First experience at whose start units are reset (default 1: after the first task).
     """
 
-    def __init__(self, tau: float = 0.025, every: int | None = None, from_experience: int = 1) -> None:
-        if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau >= 0):
-            raise ValueError(f"tau must be a finite number >= 0, got {tau!r}")
-        if every is not None and not (isinstance(every, int) and every >= 1):
-            raise ValueError(f"every must be an integer >= 1 or absent, got {every!r}")
-        if not (isinstance(from_experience, int) and from_experience >= 0):
-            raise ValueError(f"from_experience must be an integer >= 0, got {from_experience!r}")
-        self.tau = float(tau)
-        self.every = every
-        self.from_experience = from_experience
-        self.needs_steps = every is not None
+    Params = ReDoParams
+    tau: float
+    every: int | None
+    from_experience: int
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.needs_steps = self.every is not None
 
     def wants_probe(self, experience: int) -> bool:
         return experience >= self.from_experience
@@ -195,11 +190,8 @@ class ReDo(Resetter):
             return {}
         return self._reset(model, activations, optimizer)
 
-    def __repr__(self) -> str:
-        return f"ReDo(tau={self.tau}, every={self.every}, from_experience={self.from_experience})"
 
 
-@resetters.register("cbp")
 class ContinualBackprop(Resetter):
     """Continual backprop's generate-and-test (Dohare et al., Nature 2024).
 
@@ -220,16 +212,13 @@ class ContinualBackprop(Resetter):
 
     needs_steps = True
 
-    def __init__(self, replacement_rate: float = 1e-4, decay: float = 0.99, maturity: int = 100) -> None:
-        if not (isinstance(replacement_rate, (int, float)) and 0 <= replacement_rate <= 1):
-            raise ValueError(f"replacement_rate must be a number in [0, 1], got {replacement_rate!r}")
-        if not (isinstance(decay, (int, float)) and 0 <= decay < 1):
-            raise ValueError(f"decay must be a number in [0, 1), got {decay!r}")
-        if not (isinstance(maturity, int) and maturity >= 0):
-            raise ValueError(f"maturity must be an integer >= 0, got {maturity!r}")
-        self.replacement_rate = float(replacement_rate)
-        self.decay = float(decay)
-        self.maturity = maturity
+    Params = CBPParams
+    replacement_rate: float
+    decay: float
+    maturity: int
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.utility: list[Tensor] = []
         self.mean_act: list[Tensor] = []
         self.age: list[Tensor] = []
@@ -292,9 +281,6 @@ class ContinualBackprop(Resetter):
         self.age = [a.clone() for a in state["age"]]
         self.accrued = [float(a) for a in state["accrued"]]
 
-    def __repr__(self) -> str:
-        return (f"ContinualBackprop(replacement_rate={self.replacement_rate}, decay={self.decay}, "
-                f"maturity={self.maturity})")
 
 
 def build_resetter(name: str, **kwargs: Any) -> Resetter | None:
@@ -307,11 +293,11 @@ def build_resetter(name: str, **kwargs: Any) -> Resetter | None:
             raise ConfigError(f"plasticity_kwargs {sorted(kwargs)} given, but plasticity is 'none'")
         return None
     if name not in resetters:
-        raise ConfigError(f"unknown plasticity method {name!r}; known: none, {', '.join(sorted(resetters))}")
+        raise ConfigError(f"unknown plasticity method {name!r}; known: none, {', '.join(resetters)}")
     try:
-        return resetters[name](**kwargs)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"plasticity_kwargs for {name}: {err}") from None
+        return resetters.build(name, kwargs)  # type: ignore[no-any-return]
+    except ConfigError as err:
+        raise ConfigError(f"plasticity_kwargs: {err}") from None
 
 
 def hidden_activations(model: GrowableMLP, x: Tensor, task_labels: Tensor | None = None) -> list[Tensor]:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from clgrow.extender import Extender, GrowthContext, extenders
+from clgrow.extender import Extender, GrowthContext
+from clgrow.methods import RandomParams
 from clgrow.model import GrowableMLP, default_linear_init
 
 __all__ = ["RandomExtender"]
 
 
-@extenders.register("random")
 class RandomExtender(Extender):
     """New units get ``nn.Linear``'s default init for ``W``/``b`` and zero columns in ``V``.
 
     The network's output is unchanged exactly; whether the new units ever fire is left
     to training (the baseline that SWE is compared against).
     """
+
+    Params = RandomParams
 
     def _extend_layer(self, model: GrowableMLP, layer: int, k: int, ctx: GrowthContext) -> Tensor:
         m = model.hidden[layer].in_features

@@ -1,41 +1,201 @@
-"""Name -> class registries for extenders and distributors."""
+"""Registries of methods by kind: name -> declaration, and the class that implements it (no torch).
+
+Each registry knows a method from its declaration (:class:`~clgrow.params.Params`) and loads the
+implementation only when one is built, so the command line lists methods, makes their flags and
+checks their arguments without importing torch. Three ways in, all alike afterwards (flags, grid
+axis, validation, ``clgrow list``):
+
+* ``@extenders.declare("swe", impl="clgrow.swe:SWE")`` on a declaration (the built-in methods,
+  :mod:`clgrow.methods`; a light third-party module can do the same);
+* ``@extenders.register("mine")`` on an implementation class (its ``Params`` attribute, or its
+  ``__init__``'s scalar keyword arguments, declare its arguments);
+* an installed package's entry point in the group ``clgrow.extenders`` (``clgrow.distributors``,
+  ``clgrow.resetters``, ``clgrow.strategies``): loading it registers what it names, as importing
+  a module named by ``--import`` does.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Registry"]
+from clgrow.errors import ConfigError
+from clgrow.params import NoParams, Params, params_from_signature
+
+__all__ = ["Registry", "UnknownMethod", "extenders", "distributors", "resetters", "strategies", "import_modules", "REGISTRIES"]
 
 T = TypeVar("T")
+P = TypeVar("P", bound=type[Params])
 
 
-class Registry(dict[str, type], Generic[T]):
-    """A ``dict`` of name -> class with a ``register`` decorator and a clear lookup error."""
+class UnknownMethod(ConfigError, KeyError):
+    """A name no registry entry has (a ``KeyError`` for mapping code, a usage error for the CLI)."""
 
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.kind = kind
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass
+class _Entry:
+    params: type[Params]
+    impl: str | Any  # "module:attribute" until loaded
+
+    def load(self) -> Any:
+        if isinstance(self.impl, str):
+            module, _, attr = self.impl.partition(":")
+            self.impl = getattr(importlib.import_module(module), attr)
+        return self.impl
+
+
+class Registry(Mapping[str, Any], Generic[T]):
+    """A read-only mapping name -> implementation, filled by declarations and registrations.
+
+    Parameters
+    ----------
+    kind : str
+        What a method of this registry is called in messages (``extender``).
+    group : str
+        The entry-point group third-party packages register under.
+    builtins : str, optional
+        Module whose import declares the built-in methods (imported on first use).
+    """
+
+    def __init__(self, kind: str, group: str, builtins: str | None = None) -> None:
+        self.kind, self.group, self.builtins = kind, group, builtins
+        self._entries: dict[str, _Entry] = {}
+        self._loaded = False
+
+    # declaring ---------------------------------------------------------------------------
+    def declare(self, name: str, impl: str) -> Callable[[P], P]:
+        """Class decorator on a :class:`Params` declaration: method ``name`` is implemented by
+        ``impl`` (``"module:Class"``, imported when the method is first built)."""
+
+        def deco(params: P) -> P:
+            self._add(name, params, impl)
+            return params
+
+        return deco
 
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
-        """Class decorator adding ``cls`` under ``name``."""
+        """Class decorator on an implementation: its ``Params`` (or its ``__init__`` signature)
+        declares the arguments."""
 
         def deco(cls: type[T]) -> type[T]:
-            if name in self:
-                raise KeyError(f"{self.kind} {name!r} is already registered")
-            self[name] = cls
+            declared = getattr(cls, "Params", NoParams)
+            params = declared if declared is not NoParams else params_from_signature(cls, self.kind, name)
+            self._add(name, params, cls)
             cls.name = name  # type: ignore[attr-defined]
             return cls
 
         return deco
 
-    def __missing__(self, key: str) -> type:
-        raise KeyError(f"unknown {self.kind} {key!r}; known: {', '.join(sorted(self))}")
+    def _add(self, name: str, params: type[Params], impl: Any) -> None:
+        if not isinstance(name, str) or not name or "+" in name or name != name.strip():
+            raise ValueError(f"{self.kind} name {name!r}: give a non-empty name without '+' or spaces")
+        if name in self._entries:
+            raise KeyError(f"{self.kind} {name!r} is already registered")
+        if not (isinstance(params, type) and issubclass(params, Params)):
+            raise TypeError(f"{self.kind} {name!r}: the declaration must be a clgrow.params.Params dataclass")
+        params.kind, params.method = self.kind, name
+        self._entries[name] = _Entry(params, impl)
 
-    def build(self, spec: Any, **kwargs: Any) -> T:
-        """Return ``spec`` if it is an instance, else instantiate it by name or class."""
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (tests and interactive sessions that register a method twice)."""
+        self._entries.pop(name, None)
+
+    # looking up --------------------------------------------------------------------------
+    def _ensure(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        if self.builtins is not None:
+            importlib.import_module(self.builtins)
+        load_entry_points(self.group)
+
+    def params(self, name: str) -> type[Params]:
+        """The declaration of ``name`` (nothing is imported but the declaration)."""
+        return self._entry(name).params
+
+    def _entry(self, name: str) -> _Entry:
+        self._ensure()
+        if name not in self._entries:
+            raise UnknownMethod(f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._entries))}")
+        return self._entries[name]
+
+    def __getitem__(self, name: str) -> Any:
+        return self._entry(name).load()
+
+    def __contains__(self, name: object) -> bool:
+        self._ensure()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        self._ensure()
+        return iter(sorted(self._entries))
+
+    def __len__(self) -> int:
+        self._ensure()
+        return len(self._entries)
+
+    def build(self, spec: Any, params: Mapping[str, Any] | None = None, **kwargs: Any) -> T:
+        """An instance: ``spec`` itself if it is one, else the method named (or the class given)
+        built from its validated arguments."""
         if isinstance(spec, str):
-            return self[spec](**kwargs)
+            checked = self.params(spec).build(params, **kwargs)
+            return self[spec](**checked)  # type: ignore[no-any-return]
         if isinstance(spec, type):
-            return spec(**kwargs)
-        return spec
+            return spec(**{**(params or {}), **kwargs})  # type: ignore[no-any-return]
+        return spec  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}: {', '.join(self)})"
+
+
+#: Extenders: how new units are initialised (:class:`clgrow.extender.Extender`).
+extenders: Registry[Any] = Registry("extender", "clgrow.extenders", "clgrow.methods")
+#: Distributors: where new units go (:class:`clgrow.distributor.Distributor`).
+distributors: Registry[Any] = Registry("distributor", "clgrow.distributors", "clgrow.methods")
+#: Plasticity methods: units reset at equal size (:class:`clgrow.plasticity.Resetter`).
+resetters: Registry[Any] = Registry("plasticity method", "clgrow.resetters", "clgrow.methods")
+#: Continual-learning strategies (builders of Avalanche strategies, :mod:`clgrow.strategies.builders`).
+strategies: Registry[Any] = Registry("strategy", "clgrow.strategies", "clgrow.strategies.declared")
+
+#: Kind of method -> its registry (the kinds a run names).
+REGISTRIES: dict[str, Registry[Any]] = {"extender": extenders, "distributor": distributors, "plasticity": resetters,
+                                        "strategy": strategies}
+
+
+def load_entry_points(group: str) -> None:
+    """Load every entry point of ``group`` (a broken one is named in a warning and skipped)."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=group):
+        try:
+            ep.load()
+        except KeyError:  # the method was registered already (the module was imported first)
+            continue
+        except Exception as err:  # a broken third-party package must not break the toolkit
+            warnings.warn(f"clgrow: entry point {ep.name!r} ({ep.value}) of group {group!r} could not be loaded: "
+                          f"{type(err).__name__}: {err}", stacklevel=2)
+
+
+def import_modules(modules: list[str] | tuple[str, ...], where: str = "imports") -> None:
+    """Import the modules a run names (``--import``, ``imports = [...]``): their methods register.
+
+    Raises :class:`ConfigError` naming a module that cannot be imported.
+    """
+    for module in modules:
+        if not isinstance(module, str) or not module.strip():
+            raise ConfigError(f"{where}: module names must be non-empty strings (got {module!r})")
+        if module in sys.modules:
+            continue
+        try:
+            importlib.import_module(module)
+        except KeyError as err:  # registered twice
+            raise ConfigError(f"{where}: {module!r}: {err.args[0] if err.args else err}") from None
+        except Exception as err:  # the module is the user's: name it and what it raised, no traceback
+            raise ConfigError(f"{where}: cannot import {module!r} ({type(err).__name__}: {err})") from None

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from clgrow.config import PAPER_SVOD
+from clgrow.methods import PAPER_SVOD, SVoDParams
 from clgrow.context import GrowthContext, model_device
-from clgrow.distributor import Distributor, distributors
+from clgrow.distributor import Distributor
 from clgrow.errors import GrowthError
 from clgrow.extender import LossFn
 from clgrow.model import GrowableMLP
@@ -35,7 +35,6 @@ from clgrow.model import GrowableMLP
 __all__ = ["SVoD"]
 
 
-@distributors.register("svod")
 class SVoD(Distributor):
     """Steepest Voting Distributor.
 
@@ -61,54 +60,18 @@ class SVoD(Distributor):
     """
 
     #: The paper's budget: one pass to train the candidates, one to vote.
-    PAPER: dict[str, Any] = PAPER_SVOD
+    PAPER: SVoDParams = PAPER_SVOD
 
-    def __init__(
-        self,
-        train_passes: float = 0.1,
-        vote_passes: float = 0.05,
-        candidates: int = 2,
-        init_range: float = 0.01,
-        lr: float = 1e-3,
-        momentum: float = 0.1,
-        alpha: float = 0.9,
-        max_copy_bytes: int = 2 * 1024**3,
-        on_oversize: str = "error",
-    ) -> None:
-        super().__init__()
-        if on_oversize not in ("error", "reduce"):
-            raise GrowthError(f"SVoD on_oversize must be 'error' or 'reduce', got {on_oversize!r}")
-        self.on_oversize = on_oversize
-        if train_passes < 0 or not math.isfinite(train_passes):
-            raise GrowthError(f"SVoD train_passes must be a finite number >= 0, got {train_passes}")
-        if vote_passes <= 0 or not math.isfinite(vote_passes):
-            raise GrowthError(f"SVoD vote_passes must be a finite number > 0, got {vote_passes}")
-        if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
-            raise GrowthError(f"SVoD candidates must be an integer >= 1 (a multiple of K), got {candidates!r}")
-        # RMSprop's own arguments, checked here rather than when the first vote builds it
-        for name, value, ok, what in (
-            ("init_range", init_range, lambda v: v > 0, "> 0"),
-            ("lr", lr, lambda v: v > 0, "> 0"),
-            ("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1)"),
-            ("alpha", alpha, lambda v: 0 <= v < 1, "in [0, 1)"),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
-                raise GrowthError(f"SVoD {name} must be a finite number {what}, got {value!r}")
-        if isinstance(max_copy_bytes, bool) or not isinstance(max_copy_bytes, int) or max_copy_bytes < 1:
-            raise GrowthError(f"SVoD max_copy_bytes must be an integer >= 1, got {max_copy_bytes!r}")
-        self.train_passes = float(train_passes)
-        self.vote_passes = float(vote_passes)
-        self.candidates = int(candidates)
-        self.init_range = float(init_range)
-        self.lr, self.momentum, self.alpha = float(lr), float(momentum), float(alpha)
-        self.max_copy_bytes = int(max_copy_bytes)
-
-    def __repr__(self) -> str:
-        return (
-            f"SVoD(train_passes={self.train_passes}, vote_passes={self.vote_passes}, "
-            f"candidates={self.candidates}, init_range={self.init_range}, lr={self.lr}, momentum={self.momentum}, "
-            f"alpha={self.alpha}, max_copy_bytes={self.max_copy_bytes}, on_oversize={self.on_oversize!r})"
-        )
+    Params = SVoDParams
+    train_passes: float
+    vote_passes: float
+    candidates: int
+    init_range: float
+    lr: float
+    momentum: float
+    alpha: float
+    max_copy_bytes: int
+    on_oversize: str
 
     def _allocate(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, int]:
         """Vote on a copy of ``model``; return ``{layer: votes}`` summing to ``k``."""

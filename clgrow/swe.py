@@ -54,24 +54,18 @@ from torch import Tensor
 
 from clgrow.coupling import (
     BYTES_PER_DENSE_ENTRY,
-    NORMALISATIONS,
-    OLD_ROWS,
     DenseCoupling,
     FactoredCoupling,
     coupled_weights,
 )
-from clgrow.config import PAPER_SWE
+from clgrow.methods import PAPER_SWE, SWEParams
 from clgrow.errors import GrowthError
-from clgrow.extender import Extender, GrowthContext, extenders
+from clgrow.extender import Extender, GrowthContext
 from clgrow.model import GrowableMLP, default_linear_init
 
 __all__ = ["SWE", "coupled_weights"]
 
 Coupling = Union[DenseCoupling, FactoredCoupling]
-COUPLINGS = ("dense", "factored")
-SCHEDULES = ("sequential", "joint")
-COUPLING_SCALES = ("none", "k", "sqrt")
-CONSUMERS = ("all", "new", "isolated", "scaffold", "protect")
 #: What ``old_rows="auto"`` and ``consumers="auto"`` become: at a new task (a continual-learning
 #: stream's new experience), and when the growth data is more of what the model learns.
 AUTO_NEW_TASK = ("restore", "protect")  # chosen by the stream frontier (BENCHMARKS.md, issue 24)
@@ -88,7 +82,6 @@ def _adam(params: list[Any], lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr)
 
 
-@extenders.register("swe")
 class SWE(Extender):
     """Shared-Weights Extender.
 
@@ -150,89 +143,26 @@ class SWE(Extender):
     """
 
     #: The paper's procedure: a dense coupling, one full pass per layer, last layer first.
-    PAPER: dict[str, Any] = PAPER_SWE
+    PAPER: SWEParams = PAPER_SWE
 
-    def __init__(
-        self,
-        passes: float = 0.5,
-        lr: float = 1e-3,
-        init_std: float = 1e-4,
-        partners: int | None = None,
-        max_coupling_bytes: int = 2 * 1024**3,
-        on_oversize: str = "error",
-        coupling_lr: float | None = 0.03,
-        coupling: str = "factored",
-        schedule: str = "joint",
-        normalise: str = "column",
-        clip: float | None = 0.5,
-        coupling_scale: str = "sqrt",
-        trust: float | None = 0.01,
-        trust_snr: float | None = 0.5,
-        old_rows: str = "auto",
-        consumers: str = "auto",
-        new_norm: float | None = 1.0,
-    ) -> None:
-        super().__init__()
-        if isinstance(passes, bool) or passes < 0 or not math.isfinite(passes):
-            raise GrowthError(f"SWE passes must be a finite number >= 0, got {passes}")
-        if not lr > 0 or not math.isfinite(lr):
-            raise GrowthError(f"SWE lr must be a finite number > 0, got {lr}")
-        if not init_std >= 0 or not math.isfinite(init_std):
-            raise GrowthError(f"SWE init_std must be a finite number >= 0, got {init_std}")
-        if partners is not None and partners < 1:
-            raise GrowthError(f"SWE partners must be >= 1 or None, got {partners}")
-        if isinstance(max_coupling_bytes, bool) or not isinstance(max_coupling_bytes, int) or max_coupling_bytes < 1:
-            raise GrowthError(f"SWE max_coupling_bytes must be an integer >= 1, got {max_coupling_bytes!r}")
-        if on_oversize not in ("error", "subsample"):
-            raise GrowthError(f"SWE on_oversize must be 'error' or 'subsample', got {on_oversize!r}")
-        if coupling_lr is not None and (not coupling_lr > 0 or not math.isfinite(coupling_lr)):
-            raise GrowthError(f"SWE coupling_lr must be a finite number > 0 or None, got {coupling_lr}")
-        if coupling not in COUPLINGS:
-            raise GrowthError(f"SWE coupling must be one of {COUPLINGS}, got {coupling!r}")
-        if schedule not in SCHEDULES:
-            raise GrowthError(f"SWE schedule must be one of {SCHEDULES}, got {schedule!r}")
-        if normalise not in NORMALISATIONS:
-            raise GrowthError(f"SWE normalise must be one of {NORMALISATIONS}, got {normalise!r}")
-        if clip is not None and (not clip > 0 or not math.isfinite(clip)):
-            raise GrowthError(f"SWE clip must be a finite number > 0 or None, got {clip}")
-        if trust is not None and (not trust > 0 or not math.isfinite(trust)):
-            raise GrowthError(f"SWE trust must be a finite number > 0 or None, got {trust}")
-        if trust_snr is not None and (not 0 < trust_snr <= 1 or not math.isfinite(trust_snr)):
-            raise GrowthError(f"SWE trust_snr must be a number in (0, 1] or None, got {trust_snr}")
-        if old_rows not in OLD_ROWS + ("auto",):
-            raise GrowthError(f"SWE old_rows must be one of {OLD_ROWS + ('auto',)}, got {old_rows!r}")
-        if consumers not in CONSUMERS + ("auto",):
-            raise GrowthError(f"SWE consumers must be one of {CONSUMERS + ('auto',)}, got {consumers!r}")
-        if new_norm is not None and (not new_norm > 0 or not math.isfinite(new_norm)):
-            raise GrowthError(f"SWE new_norm must be a finite number > 0 or None, got {new_norm}")
-        if coupling_scale not in COUPLING_SCALES:
-            raise GrowthError(f"SWE coupling_scale must be one of {COUPLING_SCALES}, got {coupling_scale!r}")
-        self.passes = float(passes)
-        self.lr = float(lr)
-        self.init_std = float(init_std)
-        self.partners = partners
-        self.max_coupling_bytes = int(max_coupling_bytes)
-        self.on_oversize = on_oversize
-        self.coupling_lr = coupling_lr
-        self.coupling = coupling
-        self.schedule = schedule
-        self.normalise = normalise
-        self.clip = clip
-        self.coupling_scale = coupling_scale
-        self.trust = trust
-        self.trust_snr = trust_snr
-        self.old_rows = old_rows
-        self.consumers = consumers
-        self.new_norm = new_norm
-
-    def __repr__(self) -> str:
-        return (
-            f"SWE(passes={self.passes}, lr={self.lr}, coupling={self.coupling!r}, schedule={self.schedule!r}, "
-            f"normalise={self.normalise!r}, clip={self.clip}, trust={self.trust}, trust_snr={self.trust_snr}, "
-            f"old_rows={self.old_rows!r}, consumers={self.consumers!r}, new_norm={self.new_norm}, "
-            f"coupling_lr={self.coupling_lr}, "
-            f"partners={self.partners}, init_std={self.init_std}, on_oversize={self.on_oversize!r})"
-        )
+    Params = SWEParams
+    passes: float
+    lr: float
+    init_std: float
+    partners: int | None
+    max_coupling_bytes: int
+    on_oversize: str
+    coupling_lr: float | None
+    coupling: str
+    schedule: str
+    normalise: str
+    clip: float | None
+    coupling_scale: str
+    trust: float | None
+    trust_snr: float | None
+    old_rows: str
+    consumers: str
+    new_norm: float | None
 
     @staticmethod
     def coupling_bytes(k: int, partners: int, in_features: int) -> int:

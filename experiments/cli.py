@@ -32,12 +32,37 @@ def _command(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+def _take_imports(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``argv`` without its ``--import MODULE`` options (wherever they stand), and the modules."""
+    rest, modules = [], []
+    it = iter(argv)
+    for a in it:
+        if a == "--import":
+            module = next(it, None)
+            if module is None:
+                raise _usage("--import: give a module name")
+            modules.append(module)
+        elif a.startswith("--import="):
+            modules.append(a.split("=", 1)[1])
+        else:
+            rest.append(a)
+    return rest, modules
+
+
+def _usage(message: str) -> Exception:
+    from clgrow.errors import ConfigError
+
+    return ConfigError(message)
+
+
 def _parser(full_run: bool = True) -> argparse.ArgumentParser:
     """The command line. ``full_run=False`` leaves out ``run``'s own arguments, so that the other
-    commands, ``--help`` and their argument errors answer without building them (the growth flags
-    come from the methods' declarations, read by :func:`clgrow.catalog.method_catalog`; nothing
+    commands, ``--help`` and their argument errors answer without building them (the method flags
+    come from the methods' declarations, :mod:`clgrow.methods` and the registered ones; nothing
     here imports torch or Avalanche)."""
     p = _Parser(prog="clgrow", description="Grow networks during continual learning and compare forgetting.")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first, so the methods and strategies it registers can be named (repeatable)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="one benchmark x strategy x growth run")
@@ -60,20 +85,22 @@ def _parser(full_run: bool = True) -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="(re)draw the figures of a run or grid directory")
     pl.add_argument("dir")
 
-    sub.add_parser("list", help="benchmarks, strategies, extenders, distributors, growth presets")
+    ls = sub.add_parser("list", help="benchmarks, strategies, extenders, distributors, growth presets")
+    ls.add_argument("--verbose", "-v", action="store_true", help="every method's arguments: type, bounds, default")
     return p
 
 
 def _add_run_arguments(r: argparse.ArgumentParser) -> None:
     from clgrow.experiments.catalog import BENCHMARK_NAMES
     from clgrow.experiments.config import RunConfig
-    from clgrow.strategies.catalog import OPTIMIZERS, PLASTICITY_NAMES, STRATEGY_NAMES
+    from clgrow.registry import resetters, strategies
+    from clgrow.strategies.declared import OPTIMIZERS
 
     d = RunConfig()
     r.add_argument("--benchmark", default=d.benchmark, choices=list(BENCHMARK_NAMES))
-    r.add_argument("--strategy", default=d.strategy, choices=list(STRATEGY_NAMES))
+    r.add_argument("--strategy", default=d.strategy, choices=list(strategies))
     r.add_argument("--growth", default=d.growth, help="preset (clgrow list) or EXTENDER+DISTRIBUTOR")
-    r.add_argument("--plasticity", default=d.plasticity, choices=list(PLASTICITY_NAMES),
+    r.add_argument("--plasticity", default=d.plasticity, choices=["none", *resetters],
                    help="plasticity resets next to growth: ReDo or continual backprop (default: none)")
     r.add_argument("--match-final-size", action="store_true",
                    help="train a fixed model at the final widths --growth reaches (fair fixed-size baseline)")
@@ -93,7 +120,8 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:i or mps (default: auto)")
     r.add_argument("--tau", type=float, default=d.tau)
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="strategy hyperparameter, e.g. --set mem_size=200 (JSON values)")
+                   help="strategy hyperparameter, e.g. --set mem_size=200 (JSON values; clgrow list --verbose "
+                        "names each strategy's)")
     r.add_argument("--quiet", action="store_true", help="no progress bars or per-experience lines")
     r.add_argument("--check", action="store_true", help="validate everything, print the configuration, train nothing")
     _add_growth_flags(r)
@@ -109,8 +137,9 @@ def _add_growth_flags(p: argparse.ArgumentParser) -> None:
     import dataclasses
     import typing
 
-    from clgrow.catalog import method_catalog
     from clgrow.config import GrowthConfig
+    from clgrow.errors import ConfigError
+    from clgrow.registry import REGISTRIES
 
     g = p.add_argument_group("growth settings (clgrow.GrowthConfig; the method is --growth)")
     types = GrowthConfig.setting_types()
@@ -129,16 +158,24 @@ def _add_growth_flags(p: argparse.ArgumentParser) -> None:
         else:
             kw.update(type=int, metavar="N")
         g.add_argument(*flags, **kw)
-    for kind, methods in method_catalog().items():
-        for name, params in methods.items():
-            if not params:
+    taken = {a for action in p._actions for a in action.option_strings}
+    for kind in ("extender", "distributor", _PLASTICITY):
+        registry = REGISTRIES[kind]
+        for name in registry:
+            specs = registry.params(name).specs()
+            if not specs:
                 continue
             flag = "--plasticity" if kind == _PLASTICITY else "--growth"
             grp = p.add_argument_group(f"{kind} {name} arguments (used when {flag} names it)")
-            for prm in params.values():
-                grp.add_argument(f"--{name}-{prm.name.replace('_', '-')}", dest=f"{kind}.{name}.{prm.name}",
-                                 type=prm.parse, default=argparse.SUPPRESS, metavar=prm.type.__name__.upper(),
-                                 help=f"(default: {prm.default})")
+            for spec in specs.values():
+                option = f"--{name}-{spec.name.replace('_', '-')}"
+                if option in taken:  # a third-party method whose flag would shadow another's
+                    raise ConfigError(f"{kind} {name!r}: its argument {spec.name!r} makes the flag {option}, "
+                                      "which another setting already has; rename the method or the argument")
+                taken.add(option)
+                grp.add_argument(option, dest=f"{kind}.{name}.{spec.name}", type=spec.parse,
+                                 default=argparse.SUPPRESS, metavar=spec.type.__name__.upper(),
+                                 help=spec.describe().replace("%", "%%"))
 
 
 def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, object]:
@@ -179,7 +216,7 @@ def _method_kwargs(given: dict[str, object], kind: str, chosen: str | None, labe
             continue
         _, name, arg = key.split(".")
         if name != chosen:
-            raise ValueError(f"--{name}-{arg.replace('_', '-')} sets an argument of {label} {name!r}, but {but}")
+            raise _usage(f"--{name}-{arg.replace('_', '-')} sets an argument of {label} {name!r}, but {but}")
         kwargs[arg] = value
     return kwargs
 
@@ -188,26 +225,26 @@ def _check_out(path: Path) -> None:
     """Refuse an output place that cannot take results, before anything trains."""
     try:
         if path.exists() and not path.is_dir():
-            raise ValueError(f"--out {path}: exists and is not a directory")
+            raise _usage(f"--out {path}: exists and is not a directory")
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".clgrow-write-test"
         probe.write_text("")
         probe.unlink()
     except OSError as err:
-        raise ValueError(f"--out {path}: cannot write there ({err.strerror or err})") from None
+        raise _usage(f"--out {path}: cannot write there ({err.strerror or err})") from None
 
 
 def _check_out_name(text: str) -> None:
     """Refuse an empty ``--out`` (``Path("")`` is the current directory), even with ``--check``."""
     if not text.strip():
-        raise ValueError("--out: give a directory (got an empty path, which would write into the current directory)")
+        raise _usage("--out: give a directory (got an empty path, which would write into the current directory)")
 
 
 def _parse_sets(items: list[str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for item in items:
         if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+            raise _usage(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         try:
             out[key] = json.loads(value)
@@ -224,6 +261,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                             "class_order_seed", "task_labels", "hidden_sizes", "train_epochs",
                                             "train_mb_size", "lr", "optimizer", "momentum", "weight_decay",
                                             "device", "tau", "plasticity")}
+    fields["imports"] = list(args.imports)
     fields["plasticity_kwargs"] = _plasticity_kwargs(args)
     fields["strategy_kwargs"] = _parse_sets(args.set)
     fields["grow"] = GrowthConfig(**_growth_settings(args, args.growth))
@@ -262,7 +300,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         return _fail(f"config file not found: {args.config}")
     from clgrow.experiments.config import load_grid
 
-    grid = load_grid(args.config)
+    grid = load_grid(args.config, imports=args.imports)
     if args.data_root is not None:
         grid.base.data_root = args.data_root
     if args.device is not None:
@@ -317,20 +355,25 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_list() -> int:
-    from clgrow.catalog import method_catalog
+def _cmd_list(verbose: bool) -> int:
     from clgrow.config import GROWTH_PRESETS
     from clgrow.experiments.catalog import BENCHMARK_NAMES, EMBEDDED_BENCHMARKS
-    from clgrow.strategies.catalog import PLASTICITY_NAMES, STRATEGY_NAMES
+    from clgrow.registry import REGISTRIES
 
-    methods = method_catalog()
     print("benchmarks (embedded):", ", ".join(EMBEDDED_BENCHMARKS))
     print("benchmarks (on disk, --data-root):", ", ".join(b for b in BENCHMARK_NAMES if b not in EMBEDDED_BENCHMARKS))
-    print("strategies:", ", ".join(STRATEGY_NAMES))
-    print("extenders:", ", ".join(methods["extender"]))
-    print("distributors:", ", ".join(methods["distributor"]))
+    for kind, title in (("strategy", "strategies"), ("extender", "extenders"), ("distributor", "distributors"),
+                        ("plasticity", "plasticity")):
+        registry = REGISTRIES[kind]
+        print(f"{title}:", ", ".join(["none", *registry] if kind == "plasticity" else registry))
+        if verbose:
+            for name in registry:
+                declared = registry.params(name)
+                doc = (declared.__doc__ or "").strip().splitlines()
+                print(f"  {name}: {doc[0] if doc and not doc[0].startswith(declared.__name__ + '(') else ''}")
+                for spec in declared.specs().values():
+                    print(f"      {spec.name}: {spec.describe()}")
     print("growth presets:", ", ".join(GROWTH_PRESETS), "(or EXTENDER+DISTRIBUTOR; fixed-final in grids)")
-    print("plasticity:", ", ".join(PLASTICITY_NAMES))
     return 0
 
 
@@ -340,9 +383,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*QP solver.*")
     quiet_avalanche_deprecations()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser(full_run=_command(argv) == "run").parse_args(argv)
     from clgrow.errors import ConfigError, GrowthError, RunDiverged
     from clgrow.experiments.catalog import DataMissingError
+    from clgrow.registry import import_modules
+
+    try:  # a user's modules register their methods before the parser makes their flags
+        argv, imports = _take_imports(argv)
+        import_modules(imports, where="--import")
+        args = _parser(full_run=_command(argv) == "run").parse_args(argv)
+    except ConfigError as err:
+        return _fail(str(err))
+    args.imports = imports
 
     import signal
 
@@ -360,11 +411,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_compare(args)
         if args.command == "plot":
             return _cmd_plot(args)
-        return _cmd_list()
-    except (ConfigError, DataMissingError, GrowthError, ValueError) as err:
+        return _cmd_list(args.verbose)
+    except (ConfigError, DataMissingError) as err:  # bad input: the settings or the data's place
         return _fail(str(err))
     except RunDiverged as err:
         print(f"clgrow: diverged: {err}", file=sys.stderr)
+        return 1
+    except GrowthError as err:  # a growth step refused while training: the run failed, the input was valid
+        print(f"clgrow: run failed: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         resume = ("run the same command again to resume: finished cells are kept" if args.command == "compare"

@@ -52,8 +52,8 @@ from clgrow.experiments.catalog import (
     estimate_run_bytes,
     physical_memory,
 )
-from clgrow.strategies.catalog import OPTIMIZERS, PLASTICITY_NAMES, REFERENCE_STRATEGIES, REQUIRED, strategy_hyperparameters
-from clgrow.strategies.catalog import STRATEGY_NAMES as STRATEGIES
+from clgrow.registry import import_modules, resetters, strategies
+from clgrow.strategies.declared import OPTIMIZERS, reference_strategies
 
 __all__ = ["ConfigError", "RunConfig", "GridConfig", "load_grid", "FIXED_FINAL"]
 
@@ -71,36 +71,35 @@ _BUILD_KEYS = ("model", "optimizer", "criterion", "train_mb_size", "train_epochs
 
 
 def check_strategy_kwargs(strategy: str, kwargs: dict[str, Any], where: str = "strategy_kwargs") -> None:
-    """Refuse hyperparameters that clash with run or growth settings, and values of the wrong
-    type or sign for the builder's named hyperparameters (read from its source, without
-    importing Avalanche: ``clgrow.strategies.catalog.strategy_hyperparameters``)."""
-    if not kwargs:
-        return
+    """Refuse hyperparameters that clash with run or growth settings, or that the strategy's
+    declaration refuses (unknown names, types, ranges), without importing Avalanche."""
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"{where}: must be a table of hyperparameters (got {kwargs!r})")
     run_fields = {f.name for f in dataclasses.fields(RunConfig)}
-    named = strategy_hyperparameters()[strategy]
-    for key, value in kwargs.items():
+    for key in kwargs:
         if key in run_fields or key in _BUILD_KEYS:
             raise ConfigError(f"{where}.{key}: a run setting, not a strategy hyperparameter; set it as the run's "
                               f"{key} (CLI flag or [run] field)")
         if key in GrowthConfig.field_names():
             raise ConfigError(f"{where}.{key}: a growth setting; set it in [run.grow] or with its --{key.replace('_', '-')} flag")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{where}.{key}: must be finite (got {value!r})")
-        default = named.get(key)
-        if default is None or default is REQUIRED:
-            continue
-        if isinstance(default, bool):
-            ok, what = isinstance(value, bool), "true or false"
-        elif isinstance(default, int):
-            ok, what = isinstance(value, int) and not isinstance(value, bool) and value >= 0, "an integer >= 0"
-        elif isinstance(default, float):
-            ok, what = _number(value) and value >= 0, "a number >= 0"
-        elif isinstance(default, str):
-            ok, what = isinstance(value, str), "a string"
-        else:
-            continue
-        if not ok:
-            raise ConfigError(f"{where}.{key}: strategy {strategy!r} needs {what} (default {default!r}, got {value!r})")
+    try:
+        strategies.params(strategy).build(kwargs)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def check_plasticity(name: str, kwargs: dict[str, Any], where: str = "plasticity_kwargs") -> None:
+    """Refuse an unknown plasticity method or arguments its declaration refuses (no torch)."""
+    if name == "none":
+        if kwargs:
+            raise ConfigError(f"{where}: {sorted(kwargs)} given, but plasticity is 'none'")
+        return
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"{where}: must be a table of arguments (got {kwargs!r})")
+    try:
+        resetters.params(name).build(kwargs)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 @dataclass
@@ -112,6 +111,7 @@ class RunConfig:
     class_order_seed: int = 0
     task_labels: bool = False
     data_root: str | None = None
+    imports: list[str] = field(default_factory=list)
     strategy: str = "naive"
     strategy_kwargs: dict[str, Any] = field(default_factory=dict)
     growth: str = "swe-svod"
@@ -146,8 +146,12 @@ class RunConfig:
             if not cond:
                 raise ConfigError(f"{name}: {msg} (got {getattr(self, name)!r})")
 
+        need(isinstance(self.imports, list), "imports", "must be a list of module names")
+        import_modules(self.imports)  # their methods register before any name is looked up
         need(self.benchmark in BENCHMARKS, "benchmark", f"must be one of {', '.join(BENCHMARKS)}")
-        need(self.strategy in STRATEGIES, "strategy", f"must be one of {', '.join(STRATEGIES)}")
+        need(isinstance(self.strategy, str) and self.strategy in strategies, "strategy",
+             f"must be one of {', '.join(strategies)}")
+        reference = self.strategy in reference_strategies()
         method = None  # the growth's method fields (None: no growth, or fixed-final)
         if self.growth != FIXED_FINAL:
             try:
@@ -159,7 +163,7 @@ class RunConfig:
                 need(growth_methods(self.match_final_size) is not None, "match_final_size", "must name a growth method")
             except ConfigError as err:
                 raise ConfigError(f"match_final_size: {err}") from None
-        if self.strategy in REFERENCE_STRATEGIES:
+        if reference:
             need(self.growth == "none" and self.match_final_size is None, "growth",
                  f"strategy {self.strategy!r} is a reference row without growth: use growth 'none'")
         if self.strategy == "der":
@@ -171,9 +175,11 @@ class RunConfig:
                  "strategy 'pnn' is task-incremental: it needs task labels (--task-labels, task_labels = true)")
             need(isinstance(self.hidden_sizes, list) and len(set(self.hidden_sizes)) == 1, "hidden_sizes",
                  "strategy 'pnn' builds columns of one width: give equal hidden sizes")
-        need(self.plasticity in PLASTICITY_NAMES, "plasticity", f"must be one of {', '.join(PLASTICITY_NAMES)}")
+        need(self.plasticity == "none" or (isinstance(self.plasticity, str) and self.plasticity in resetters),
+             "plasticity", f"must be one of none, {', '.join(resetters)}")
         need(isinstance(self.plasticity_kwargs, dict), "plasticity_kwargs", "must be a table")
-        if self.strategy in REFERENCE_STRATEGIES:
+        check_plasticity(self.plasticity, self.plasticity_kwargs)
+        if reference:
             need(self.plasticity == "none", "plasticity",
                  f"strategy {self.strategy!r} is a reference row without resets: use plasticity 'none'")
         need(isinstance(self.grow, GrowthConfig), "grow", "must be a table of growth settings")
@@ -233,6 +239,12 @@ class RunConfig:
         if cap is not None and self.growth not in ("none", FIXED_FINAL) and self.match_final_size is None:
             need(cap > min(self.hidden_sizes), "grow",
                  f"max_hidden_size {cap} leaves no room above the initial widths {self.hidden_sizes}: nothing would grow")
+        for name, growth in (("growth", self.growth), ("match_final_size", self.match_final_size)):
+            try:  # the methods' arguments, by their declarations (nothing is built)
+                if growth not in (None, FIXED_FINAL):
+                    parse_growth(growth, base=self.grow if name == "growth" else None)
+            except GrowthError as err:
+                raise ConfigError(f"{'grow' if name == 'growth' else name}: {err}") from None
         self.check_memory()
         need(isinstance(self.strategy_kwargs, dict), "strategy_kwargs", "must be a table")
         check_strategy_kwargs(self.strategy, self.strategy_kwargs)
@@ -287,23 +299,7 @@ class RunConfig:
         mistake elsewhere answers without that import.
         """
         from clgrow.context import resolve_device
-        from clgrow.plasticity import build_resetter
 
-        try:
-            if self.growth != FIXED_FINAL:
-                parse_growth(self.growth)
-        except GrowthError as err:
-            raise ConfigError(f"growth: {err}") from None
-        try:
-            if self.match_final_size is not None:
-                parse_growth(self.match_final_size)
-        except GrowthError as err:
-            raise ConfigError(f"match_final_size: {err}") from None
-        build_resetter(self.plasticity, **self.plasticity_kwargs)  # names a bad argument
-        try:
-            self.growth_config()
-        except GrowthError as err:
-            raise ConfigError(f"grow: {err}") from None
         try:
             resolve_device(self.device)
         except ValueError as err:
@@ -365,7 +361,7 @@ class GridConfig:
         for strategy in self.strategies:
             for growth in self.growth:
                 for plasticity in self.plasticity:
-                    if strategy in REFERENCE_STRATEGIES and (growth != "none" or plasticity != "none"):
+                    if strategy in reference_strategies() and (growth != "none" or plasticity != "none"):
                         continue  # reference rows (joint, pnn) exist without growth or resets only
                     for seed in self.seeds:
                         d = self.base.to_dict()
@@ -380,8 +376,9 @@ class GridConfig:
         return out
 
 
-def load_grid(path: str | Path) -> GridConfig:
-    """Read and validate a grid TOML file."""
+def load_grid(path: str | Path, imports: list[str] | None = None) -> GridConfig:
+    """Read and validate a grid TOML file; ``imports`` are modules to import first, next to its
+    ``imports`` key (a command line's ``--import``)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -407,12 +404,12 @@ def load_grid(path: str | Path) -> GridConfig:
                 raise ConfigError(f"{section}.{name}: must be a table of {what} (got {table!r})")
     grid = dict(data.get("grid", {}))
     allowed = {"benchmark", "strategies", "growth", "seeds", "match_growth", "n_experiences", "task_labels",
-               "data_root", "class_order_seed", "plasticity"}
+               "data_root", "class_order_seed", "plasticity", "imports"}
     unknown = sorted(set(grid) - allowed)
     if unknown:
         raise ConfigError(f"grid: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
     run = dict(data.get("run", {}))
-    for key in ("benchmark", "n_experiences", "task_labels", "data_root", "class_order_seed"):
+    for key in ("benchmark", "n_experiences", "task_labels", "data_root", "class_order_seed", "imports"):
         if key in grid:
             if key in run and run[key] != grid[key]:
                 raise ConfigError(f"{key}: set in [grid] ({grid[key]!r}) and in [run] ({run[key]!r}); keep one")
@@ -421,6 +418,11 @@ def load_grid(path: str | Path) -> GridConfig:
                       ("plasticity", "grid.plasticity"), ("plasticity_kwargs", "[plasticity.NAME] tables")):
         if key in run:
             raise ConfigError(f"run.{key}: a grid sets it per cell from {axis}; remove it from [run]")
+    named = run.get("imports", [])
+    if not isinstance(named, list):
+        raise ConfigError(f"grid.imports: must be a list of module names (got {named!r})")
+    run["imports"] = [*named, *(m for m in imports or [] if m not in named)]
+    import_modules(run["imports"], where="grid.imports")  # a user's methods and strategies, before names are checked
     grid.setdefault("plasticity", ["none"])
     for key in ("strategies", "growth", "seeds", "plasticity"):
         if key not in grid:
@@ -433,8 +435,8 @@ def load_grid(path: str | Path) -> GridConfig:
         if repeated:
             raise ConfigError(f"grid.{key}: {', '.join(repeated)} listed more than once (each cell runs once)")
     for s in grid["strategies"]:
-        if s not in STRATEGIES:
-            raise ConfigError(f"grid.strategies: unknown strategy {s!r}; known: {', '.join(STRATEGIES)}")
+        if s not in strategies:
+            raise ConfigError(f"grid.strategies: unknown strategy {s!r}; known: {', '.join(strategies)}")
     for g in grid["growth"]:
         if g != FIXED_FINAL:
             try:
@@ -445,16 +447,17 @@ def load_grid(path: str | Path) -> GridConfig:
         if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= MAX_SEED:
             raise ConfigError(f"grid.seeds: seeds must be integers in [0, {MAX_SEED}] (got {s!r})")
     for name in grid["plasticity"]:
-        if name not in PLASTICITY_NAMES:
-            raise ConfigError(f"grid.plasticity: unknown plasticity method {name!r}; known: {', '.join(PLASTICITY_NAMES)}")
+        if name != "none" and name not in resetters:
+            raise ConfigError(f"grid.plasticity: unknown plasticity method {name!r}; known: none, {', '.join(resetters)}")
     plasticity_kwargs = data.get("plasticity", {})
     for name in plasticity_kwargs:
-        if name not in PLASTICITY_NAMES or name == "none":
-            raise ConfigError(f"plasticity.{name}: unknown plasticity method; known: {', '.join(PLASTICITY_NAMES[1:])}")
+        if name not in resetters:
+            raise ConfigError(f"plasticity.{name}: unknown plasticity method; known: {', '.join(resetters)}")
+        check_plasticity(name, plasticity_kwargs[name], where=f"plasticity.{name}")
     strategy_kwargs = data.get("strategy", {})
     for name in strategy_kwargs:
-        if name not in STRATEGIES:
-            raise ConfigError(f"strategy.{name}: unknown strategy; known: {', '.join(STRATEGIES)}")
+        if name not in strategies:
+            raise ConfigError(f"strategy.{name}: unknown strategy; known: {', '.join(strategies)}")
         check_strategy_kwargs(name, strategy_kwargs[name], where=f"strategy.{name}")
     base = RunConfig.from_dict(run, where="run", methods=False)
     match = grid.get("match_growth", "swe-svod")
@@ -464,9 +467,7 @@ def load_grid(path: str | Path) -> GridConfig:
         raise ConfigError(f"grid.match_growth: {err}") from None
     if match_method is None:
         raise ConfigError("grid.match_growth: must name a growth method, not 'none'")
-    # what builds the methods (and imports torch) last, so that every other mistake answers at once
-    from clgrow.plasticity import build_resetter
-
+    # what imports torch last (the device, Avalanche's own checks), so that every other mistake answers at once
     base.check_methods()
     for key, names in (("grid.growth", [g for g in grid["growth"] if g != FIXED_FINAL]),
                        ("grid.match_growth", [match])):
@@ -475,11 +476,6 @@ def load_grid(path: str | Path) -> GridConfig:
                 parse_growth(g)
             except GrowthError as err:
                 raise ConfigError(f"{key}: {err}") from None
-    for name, kwargs in plasticity_kwargs.items():
-        try:
-            build_resetter(name, **kwargs)
-        except ConfigError as err:
-            raise ConfigError(f"plasticity.{name}: {err}") from None
     out = GridConfig(base, list(grid["strategies"]), list(grid["growth"]), list(grid["seeds"]), strategy_kwargs, match,
                      list(grid["plasticity"]), plasticity_kwargs)
     if not out.cells():

@@ -1,6 +1,6 @@
 """Avalanche integration: the growth and plasticity plugins, inactivity and growth metrics, strategy builders.
 
-Names resolve on first use: ``clgrow.strategies.catalog`` (names only) imports neither
+Names resolve on first use: ``clgrow.strategies.declared`` (the strategies' declarations) imports neither
 Avalanche nor torch, which is what lets the command line answer before importing them.
 """
 
@@ -13,7 +13,6 @@ from clgrow._lazy import lazy_attributes
 _LAZY = {
     "GROWTH_PRESETS": "clgrow.strategies.builders",
     "OPTIMIZERS": "clgrow.strategies.builders",
-    "REFERENCE_STRATEGIES": "clgrow.strategies.builders",
     "STRATEGIES": "clgrow.strategies.builders",
     "build_optimizer": "clgrow.strategies.builders",
     "build_strategy": "clgrow.strategies.builders",
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
     from clgrow.strategies.builders import (
         GROWTH_PRESETS,
         OPTIMIZERS,
-        REFERENCE_STRATEGIES,
         STRATEGIES,
         build_optimizer,
         build_strategy,
@@ -82,7 +80,6 @@ __all__ = [
     "parse_growth",
     "GROWTH_PRESETS",
     "STRATEGIES",
-    "REFERENCE_STRATEGIES",
     "MultiHeadGrowableMLP",
     "ResultsWriter",
     "RunSummary",

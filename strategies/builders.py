@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -14,17 +14,20 @@ from avalanche.training.templates import SupervisedTemplate
 from avalanche.training.utils import ParamData
 from torch import nn
 
-from clgrow import GROWTH_PRESETS, GrowthConfig, GrowthError, parse_growth
+from clgrow import GROWTH_PRESETS, ConfigError, GrowthConfig, GrowthError, parse_growth
 from clgrow.plasticity import Resetter
-from clgrow.strategies.catalog import OPTIMIZERS, REFERENCE_STRATEGIES, STRATEGY_NAMES
+from clgrow.registry import strategies
+from clgrow.strategies.declared import OPTIMIZERS, reference_strategies
 from clgrow.strategies.compat import SIPlugin, make_optimizers_checkpointable
 from clgrow.strategies.fastdata import BatchDataPlugin
 from clgrow.strategies.plasticity import PlasticityPlugin
 from clgrow.strategies.plugin import GrowPlugin
 
-__all__ = ["GROWTH_PRESETS", "OPTIMIZERS", "REFERENCE_STRATEGIES", "STRATEGIES", "parse_growth", "build_optimizer", "build_strategy",
-           "make_grow_plugin"]
+__all__ = ["GROWTH_PRESETS", "OPTIMIZERS", "STRATEGIES", "parse_growth", "build_optimizer", "build_strategy",
+           "make_grow_plugin", "reference_strategies"]
 
+#: Name -> builder of every strategy (built-in, installed packages', registered): the registry.
+STRATEGIES = strategies
 
 
 def build_optimizer(name: str, model: nn.Module, lr: float = 1e-3, *, momentum: float | None = None,
@@ -67,12 +70,12 @@ def _naive(**kw: Any) -> SupervisedTemplate:
     return Naive(**kw)
 
 
-def _replay(mem_size: int = 500, **kw: Any) -> SupervisedTemplate:
+def _replay(*, mem_size: int, **kw: Any) -> SupervisedTemplate:
     return Replay(mem_size=mem_size, **kw)
 
 
-def _ewc(ewc_lambda: float = 100.0, mode: str = "separate", **kw: Any) -> SupervisedTemplate:
-    return EWC(ewc_lambda=ewc_lambda, mode=mode, **kw)
+def _ewc(*, ewc_lambda: float, mode: str, decay_factor: float | None, **kw: Any) -> SupervisedTemplate:
+    return EWC(ewc_lambda=ewc_lambda, mode=mode, decay_factor=decay_factor, **kw)
 
 
 def _with_plugin(plugin: Any, kw: dict[str, Any]) -> SupervisedTemplate:
@@ -80,12 +83,12 @@ def _with_plugin(plugin: Any, kw: dict[str, Any]) -> SupervisedTemplate:
     return Naive(**kw)
 
 
-def _si(si_lambda: float = 1.0, eps: float = 1e-7, **kw: Any) -> SupervisedTemplate:
+def _si(*, si_lambda: float, eps: float, **kw: Any) -> SupervisedTemplate:
     # Avalanche's SynapticIntelligence strategy is Naive plus its plugin; ours carries the CPU fix.
     return _with_plugin(SIPlugin(si_lambda=si_lambda, eps=eps), kw)
 
 
-def _mas(lambda_reg: float = 1.0, alpha: float = 0.5, **kw: Any) -> SupervisedTemplate:
+def _mas(*, lambda_reg: float, alpha: float, **kw: Any) -> SupervisedTemplate:
     return MAS(lambda_reg=lambda_reg, alpha=alpha, **kw)
 
 
@@ -114,7 +117,7 @@ class TaskSafeRWalkPlugin(RWalkPlugin):
         super().before_training_epoch(strategy, *args, **kwargs)
 
 
-def _rwalk(ewc_lambda: float = 0.1, ewc_alpha: float = 0.9, delta_t: int = 10, **kw: Any) -> SupervisedTemplate:
+def _rwalk(*, ewc_lambda: float, ewc_alpha: float, delta_t: int, **kw: Any) -> SupervisedTemplate:
     # Avalanche ships RWalk as a plugin only; the usual strategy is Naive with it.
     return _with_plugin(TaskSafeRWalkPlugin(ewc_lambda=ewc_lambda, ewc_alpha=ewc_alpha, delta_t=delta_t), kw)
 
@@ -146,19 +149,19 @@ def _features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return fn(x)
 
 
-def _lfl(lambda_e: float = 1.0, **kw: Any) -> SupervisedTemplate:
+def _lfl(*, lambda_e: float, **kw: Any) -> SupervisedTemplate:
     return _with_plugin(GrowingLFLPlugin(lambda_e), kw)
 
 
-def _lwf(alpha: float = 1.0, temperature: float = 2.0, **kw: Any) -> SupervisedTemplate:
+def _lwf(*, alpha: float, temperature: float, **kw: Any) -> SupervisedTemplate:
     return LwF(alpha=alpha, temperature=temperature, **kw)
 
 
-def _agem(patterns_per_exp: int = 100, sample_size: int = 64, **kw: Any) -> SupervisedTemplate:
+def _agem(*, patterns_per_exp: int, sample_size: int, **kw: Any) -> SupervisedTemplate:
     return AGEM(patterns_per_exp=patterns_per_exp, sample_size=sample_size, **kw)
 
 
-def _gem(patterns_per_exp: int = 100, memory_strength: float = 0.5, **kw: Any) -> SupervisedTemplate:
+def _gem(*, patterns_per_exp: int, memory_strength: float, **kw: Any) -> SupervisedTemplate:
     return GEM(patterns_per_exp=patterns_per_exp, memory_strength=memory_strength, **kw)
 
 
@@ -166,12 +169,11 @@ def _cumulative(**kw: Any) -> SupervisedTemplate:
     return Cumulative(**kw)
 
 
-def _der(mem_size: int = 200, batch_size_mem: int | None = None, alpha: float = 0.1, beta: float = 0.5,
-         **kw: Any) -> SupervisedTemplate:
+def _der(*, mem_size: int, batch_size_mem: int | None, alpha: float, beta: float, **kw: Any) -> SupervisedTemplate:
     return DER(mem_size=mem_size, batch_size_mem=batch_size_mem, alpha=alpha, beta=beta, **kw)
 
 
-def _er_ace(mem_size: int = 200, batch_size_mem: int = 10, **kw: Any) -> SupervisedTemplate:
+def _er_ace(*, mem_size: int, batch_size_mem: int, **kw: Any) -> SupervisedTemplate:
     return ER_ACE(mem_size=mem_size, batch_size_mem=batch_size_mem, **kw)
 
 
@@ -183,31 +185,9 @@ def _pnn(**kw: Any) -> SupervisedTemplate:
     return PNNStrategy(**kw)
 
 
-def _mir(mem_size: int = 200, subsample: int = 50, batch_size_mem: int = 10, **kw: Any) -> SupervisedTemplate:
+def _mir(*, mem_size: int, subsample: int, batch_size_mem: int, **kw: Any) -> SupervisedTemplate:
     return MIR(mem_size=mem_size, subsample=subsample, batch_size_mem=batch_size_mem, **kw)
 
-
-STRATEGIES: dict[str, Callable[..., SupervisedTemplate]] = {
-    "naive": _naive,
-    "replay": _replay,
-    "ewc": _ewc,
-    "si": _si,
-    "lwf": _lwf,
-    "agem": _agem,
-    "gem": _gem,
-    "cumulative": _cumulative,
-    "mas": _mas,
-    "rwalk": _rwalk,
-    "lfl": _lfl,
-    "der": _der,
-    "er-ace": _er_ace,
-    "mir": _mir,
-    "joint": _joint,
-    "pnn": _pnn,
-}
-
-if tuple(STRATEGIES) != STRATEGY_NAMES:  # the catalog is what the command line validates with
-    raise ImportError(f"clgrow.strategies.catalog.STRATEGY_NAMES {STRATEGY_NAMES} != builders {tuple(STRATEGIES)}")
 
 def build_strategy(
     name: str,
@@ -236,7 +216,7 @@ def build_strategy(
         One of ``STRATEGIES``: ``naive``, ``replay``, ``ewc``, ``si`` (with the CPU fix of
         :class:`SIPlugin`), ``lwf``, ``agem``, ``gem``, ``cumulative``, ``mas``, ``rwalk``,
         ``lfl`` (growth-aware, :class:`GrowingLFLPlugin`), ``der``, ``er-ace``, ``mir``; and the
-        ``REFERENCE_STRATEGIES`` ``joint`` and ``pnn``, which take growth ``none`` only (``pnn``
+        reference strategies ``joint`` and ``pnn``, which take growth ``none`` only (``pnn``
         with a :class:`avalanche.models.PNN`).
     model : nn.Module
         A :class:`~clgrow.GrowableMLP` when ``growth`` is not ``"none"``.
@@ -260,7 +240,9 @@ def build_strategy(
     """
     if name not in STRATEGIES:
         raise GrowthError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
-    if name in REFERENCE_STRATEGIES and parse_growth(growth) is not None:
+    declared = STRATEGIES.params(name)
+    reference = getattr(declared, "reference", False)
+    if reference and parse_growth(growth) is not None:
         raise GrowthError(f"strategy {name!r} is a reference without growth: use growth 'none' (got {growth!r})")
     if name == "pnn" and not isinstance(model, PNN):
         raise GrowthError(f"strategy 'pnn' needs Avalanche's PNN model (avalanche.models.PNN), got {type(model).__name__}")
@@ -279,7 +261,7 @@ def build_strategy(
                               "from the start (grow_head off)")
     resets = None
     if isinstance(plasticity, Resetter) or plasticity != "none":
-        if name in REFERENCE_STRATEGIES:
+        if reference:
             raise GrowthError(f"strategy {name!r} is a reference without growth or resets: use plasticity 'none'")
         resets = PlasticityPlugin(plasticity, **(plasticity_kwargs or {}))
         resets.check_model(model)
@@ -306,9 +288,10 @@ def build_strategy(
     if evaluator is not None:
         common["evaluator"] = evaluator
     try:
-        return STRATEGIES[name](**common, **hyperparameters)
-    except TypeError as err:
-        raise GrowthError(f"strategy {name!r}: {err}") from None
+        checked = declared.build(hyperparameters)
+    except ConfigError as err:
+        raise ConfigError(f"strategy_kwargs: {err}") from None
+    return STRATEGIES[name](**common, **checked)
 
 
 def check_hyperparameters(name: str, hyperparameters: dict[str, Any]) -> None:

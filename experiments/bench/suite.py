@@ -117,7 +117,7 @@ def section_scaling(quick: bool) -> str:
             p = dict(base, **{factor: v})
             model, loader, epoch = _setup(p["layers"], p["width"], p["m"])
             d = _grow_ratio(model, loader, epoch, p["k"], SWE(on_oversize="subsample"), SVoD(), repeats=1)
-            paper = "—" if quick else f"{_grow_ratio(model, loader, epoch, p['k'], SWE(**SWE.PAPER, on_oversize='subsample'), SVoD(**SVoD.PAPER), repeats=1)['total']:.2f}"
+            paper = "—" if quick else f"{_grow_ratio(model, loader, epoch, p['k'], SWE(SWE.PAPER.replace(on_oversize='subsample')), SVoD(**SVoD.PAPER), repeats=1)['total']:.2f}"
             per_layer = p["k"] / p["layers"]
             mib = max(SWE.coupling_bytes(int(per_layer + 1), p["width"], p["m"] if i == 0 else p["width"])
                       for i in range(p["layers"])) / 2**20

@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clgrow import GROWTH_PRESETS, SWE, ConfigError, GrowthConfig, GrowthError, parse_growth
-from clgrow.config import method_parameters
 
 
 @pytest.mark.parametrize("field,value", [
@@ -30,7 +29,7 @@ def test_config_errors_are_growth_errors_and_value_errors():
 
 def test_presets_resolve_and_merge_keyword_tables():
     paper = parse_growth("swe-svod-paper", extender_kwargs={"partners": 8}, neurons_per_experience=5)
-    assert paper.extender_kwargs == {**SWE.PAPER, "partners": 8}
+    assert paper.extender_kwargs == {**SWE.PAPER.changes(), "partners": 8}
     assert paper.neurons_per_experience == 5 and paper.distributor == "svod"
     assert parse_growth("none") is None and parse_growth(None) is None
     assert parse_growth("random+fixed").distributor == "fixed"
@@ -56,20 +55,6 @@ def test_plain_data_round_trip(k, start, every, cap, layers, head, carry, preset
 def test_unknown_fields_are_named():
     with pytest.raises(ConfigError, match="run.grow: unknown field.*neurons"):
         GrowthConfig.from_dict({"neurons": 3}, where="run.grow")
-
-
-def test_method_parameters_read_scalar_keyword_arguments_from_the_signature():
-    class Toy:
-        def __init__(self, a: int = 1, b: float | None = None, c: str = "x", d: tuple[int, int] = (1, 2),
-                     e: bool = False) -> None:
-            pass
-
-    params = method_parameters(Toy)
-    assert list(params) == ["a", "b", "c", "e"]
-    assert params["b"].optional and params["b"].parse("none") is None and params["b"].parse("0.5") == 0.5
-    assert params["e"].parse("true") is True
-    with pytest.raises(ValueError):
-        params["b"].parse("inf")
 
 
 def test_every_field_is_documented_for_the_command_line():

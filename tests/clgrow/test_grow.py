@@ -146,5 +146,5 @@ def test_a_one_shot_iterator_is_refused_before_anything_changes():
 def test_gradmax_refuses_bad_arguments_at_construction(kwargs):
     from clgrow import GradMaxExtender
 
-    with pytest.raises(ValueError, match="GradMaxExtender"):
+    with pytest.raises(ValueError, match="extender 'gradmax'"):
         GradMaxExtender(**kwargs)

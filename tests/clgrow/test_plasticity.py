@@ -161,9 +161,9 @@ def test_build_resetter_names_bad_input():
     assert set(resetters) == {"redo", "cbp"}
     with pytest.raises(ConfigError, match="unknown plasticity method 'reset'"):
         build_resetter("reset")
-    with pytest.raises(ConfigError, match="plasticity_kwargs for redo: tau"):
+    with pytest.raises(ConfigError, match="plasticity_kwargs: plasticity method 'redo': tau"):
         build_resetter("redo", tau=-1)
-    with pytest.raises(ConfigError, match="plasticity_kwargs for cbp"):
+    with pytest.raises(ConfigError, match="plasticity_kwargs: plasticity method 'cbp' has no argument.*rho"):
         build_resetter("cbp", rho=1)
     with pytest.raises(ConfigError, match="plasticity is 'none'"):
         build_resetter("none", tau=0.1)

@@ -110,7 +110,7 @@ def test_reduce_votes_with_as_many_candidates_as_fit():
                                     dict(candidates=1.5), dict(candidates=True), dict(max_copy_bytes=True)])
 def test_svod_refuses_bad_arguments_at_construction(kwargs):
     """Every argument is checked when the distributor is built, not when it first votes."""
-    with pytest.raises(GrowthError, match="SVoD"):
+    with pytest.raises(GrowthError, match="distributor 'svod'"):
         SVoD(**kwargs)
 
 

@@ -13,7 +13,7 @@ def test_inactivity_section_prints_ratios():
 
 def test_frontier_names_the_default_and_the_paper_preset():
     assert frontier.VARIANTS[frontier.DEFAULT] == ("swe", {}, {})
-    assert frontier.VARIANTS[frontier.PAPER] == ("swe", SWE.PAPER, SVoD.PAPER)
+    assert frontier.VARIANTS[frontier.PAPER] == ("swe", dict(SWE.PAPER), dict(SVoD.PAPER))
     assert len(frontier.VARIANTS) == len(set(frontier.VARIANTS))
 
 

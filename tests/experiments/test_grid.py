@@ -97,7 +97,7 @@ def test_ray_backend_gives_the_local_results(grid_file, tmp_path):
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nseed=3\n", "run.seed: a grid sets it"),
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nlr=true\n", "lr: must be a finite"),
         ("[grid]\nstrategies=['replay']\ngrowth=['none']\nseeds=[0]\n[strategy.replay]\nmem_size=-5\n",
-         "mem_size: strategy 'replay' needs an integer >= 0"),
+         "strategy.replay: strategy 'replay': mem_size must be an integer >= 1"),
         ("[grid]\nstrategies=['replay']\ngrowth=['none']\nseeds=[0]\n[strategy.replay]\ntrain_epochs=2\n",
          "train_epochs: a run setting"),
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\nplasticity=['reset']\n",
@@ -107,9 +107,9 @@ def test_ray_backend_gives_the_local_results(grid_file, tmp_path):
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nplasticity='redo'\n",
          "run.plasticity: a grid sets it per cell from grid.plasticity"),
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\nplasticity=['redo']\n[plasticity.redo]\ntau=-1\n",
-         "plasticity.redo: plasticity_kwargs for redo: tau must be a finite number >= 0"),
+         "plasticity.redo: plasticity method 'redo': tau must be a finite number >= 0"),
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[plasticity.cbp]\nrho=1\n",
-         "plasticity.cbp: plasticity_kwargs for cbp"),
+         "plasticity.cbp: plasticity method 'cbp' has no argument(s) rho"),
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[plasticity.shrink]\n",
          "plasticity.shrink: unknown plasticity method"),
         ("[grid]\nstrategies=['joint']\ngrowth=['swe-svod']\nseeds=[0]\n", "the grid's axes leave no cell"),
@@ -146,7 +146,7 @@ def test_shipped_configs_are_valid():
     ({"extender": "random"}, "grow.extender: the growth method is set by growth"),
     ({"neurons": 3}, "run.grow: unknown field(s) neurons"),
     ({"neurons_per_experience": -2}, "grow.neurons_per_experience"),
-    ({"extender_kwargs": {"passes": 0.5}}, "random has no argument(s) passes"),
+    ({"extender_kwargs": {"passes": 0.5}}, "extender 'random' has no argument(s) passes"),
 ])
 def test_run_grow_table_is_validated_by_name(grow, message):
     from clgrow.experiments.config import ConfigError, RunConfig

@@ -11,7 +11,10 @@ from avalanche.models import SimpleMLP
 from avalanche.training.plugins import LRSchedulerPlugin
 
 from clgrow import Distributor, GrowableMLP, GrowthError, UniformDistributor
-from clgrow.strategies import REFERENCE_STRATEGIES, STRATEGIES, GrowPlugin, MultiHeadGrowableMLP, build_strategy
+from clgrow.strategies import STRATEGIES, GrowPlugin, MultiHeadGrowableMLP, build_strategy
+from clgrow.strategies.declared import reference_strategies
+
+REFERENCE_STRATEGIES = reference_strategies()
 from tests.strategies.conftest import all_params_optimized, fast_plugin, quiet
 
 _HP = {"replay": dict(mem_size=60), "agem": dict(patterns_per_exp=20, sample_size=16),
