@@ -459,7 +459,8 @@ def load_grid(path: str | Path, imports: list[str] | None = None) -> GridConfig:
         if name not in strategies:
             raise ConfigError(f"strategy.{name}: unknown strategy; known: {', '.join(strategies)}")
         check_strategy_kwargs(name, strategy_kwargs[name], where=f"strategy.{name}")
-    base = RunConfig.from_dict(run, where="run", methods=False)
+    # the growth axis sets each cell's method: the shared settings are checked against each in cells()
+    base = RunConfig.from_dict({**run, "growth": "none"}, where="run", methods=False)
     match = grid.get("match_growth", "swe-svod")
     try:
         match_method = growth_methods(match)
