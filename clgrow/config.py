@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from clgrow.extender import Extender
 
 __all__ = ["GrowthConfig", "GROWTH_PRESETS", "PAPER_SWE", "PAPER_SVOD", "parse_growth", "growth_methods",
+           "growth_from_method",
            "known_methods"]
 
 
@@ -270,7 +271,12 @@ def parse_growth(growth: str | GrowthConfig | None, base: GrowthConfig | None = 
         return None
     if isinstance(growth, GrowthConfig):
         return growth.merged(**overrides).validate()
-    method = growth_methods(growth)
+    return growth_from_method(growth_methods(growth), base, **overrides)
+
+
+def growth_from_method(method: Mapping[str, Any] | None, base: GrowthConfig | None = None,
+                       **overrides: Any) -> GrowthConfig | None:
+    """:func:`parse_growth` for method fields already looked up (:func:`growth_methods`)."""
     if method is None:
         return None
     cfg = GrowthConfig(**method)

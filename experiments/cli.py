@@ -270,18 +270,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     verbose = not args.quiet
     if args.match_final_size and fields["growth"] == "none":
         return _fail("--match-final-size needs --growth naming the growth whose final widths to match")
-    cfg = RunConfig(**fields).validate()  # the run, or the reference run of --match-final-size
+    # validated and built once here, at the edge: the run, or the reference run of --match-final-size
+    cfg = RunConfig(**fields).resolve()
     fixed = None
     if args.match_final_size:
-        fixed = RunConfig(**{**fields, "match_final_size": fields["growth"], "growth": "none"}).validate()
+        fixed = RunConfig(**{**fields, "match_final_size": fields["growth"], "growth": "none"}).resolve()
     if args.check:
-        print(json.dumps(cfg.to_dict(), indent=1))
+        print(json.dumps(cfg.config.to_dict(), indent=1))
         return 0
     _check_out(out)
     from clgrow.experiments.runner import run  # Avalanche: only once everything is valid
 
     if fixed is not None:
-        print(f"reference run ({cfg.growth}) to find the final widths:", flush=True)
+        print(f"reference run ({cfg.config.growth}) to find the final widths:", flush=True)
         ref = run(cfg, out / "reference", verbose=verbose, progress=verbose)
         print(f"fixed model at {ref.final_hidden_sizes}:", flush=True)
         summary = run(fixed, out, hidden_sizes=ref.final_hidden_sizes, verbose=verbose, progress=verbose)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clgrow.config import GrowthConfig, growth_methods, parse_growth
+from clgrow.config import GrowthConfig, growth_from_method, growth_methods, parse_growth
 from clgrow.errors import ConfigError, GrowthError
 
 if sys.version_info >= (3, 11):
@@ -55,7 +55,7 @@ from clgrow.experiments.catalog import (
 from clgrow.registry import import_modules, resetters, strategies
 from clgrow.strategies.declared import OPTIMIZERS, reference_strategies
 
-__all__ = ["ConfigError", "RunConfig", "GridConfig", "load_grid", "FIXED_FINAL"]
+__all__ = ["ConfigError", "RunConfig", "ResolvedRun", "GridConfig", "load_grid", "FIXED_FINAL"]
 
 FIXED_FINAL = "fixed-final"
 MAX_SEED = 2**32 - 1  # numpy's seeds stop there
@@ -139,9 +139,14 @@ class RunConfig:
     def validate(self, methods: bool = True) -> RunConfig:
         """Raise ``ConfigError`` naming the first invalid field; return ``self``.
 
-        ``methods=False`` leaves out the checks that import torch (building the growth and
-        plasticity methods, probing the device); see :meth:`check_methods`.
+        ``methods=False`` leaves out the checks that import torch (probing the device, Avalanche's
+        own checks of the strategy's hyperparameters); see :meth:`check_methods`.
         """
+        self._validate(methods)
+        return self
+
+    def _validate(self, methods: bool) -> GrowthConfig | None:
+        """:meth:`validate`, returning the run's growth settings (``None``: no growth)."""
         def need(cond: bool, name: str, msg: str) -> None:
             if not cond:
                 raise ConfigError(f"{name}: {msg} (got {getattr(self, name)!r})")
@@ -239,18 +244,16 @@ class RunConfig:
         if cap is not None and self.growth not in ("none", FIXED_FINAL) and self.match_final_size is None:
             need(cap > min(self.hidden_sizes), "grow",
                  f"max_hidden_size {cap} leaves no room above the initial widths {self.hidden_sizes}: nothing would grow")
-        for name, growth in (("growth", self.growth), ("match_final_size", self.match_final_size)):
-            try:  # the methods' arguments, by their declarations (nothing is built)
-                if growth not in (None, FIXED_FINAL):
-                    parse_growth(growth, base=self.grow if name == "growth" else None)
-            except GrowthError as err:
-                raise ConfigError(f"{'grow' if name == 'growth' else name}: {err}") from None
+        try:  # the methods' arguments, by their declarations (nothing is built)
+            growth = growth_from_method(method, base=self.grow)
+        except GrowthError as err:
+            raise ConfigError(f"grow: {err}") from None
         self.check_memory()
         need(isinstance(self.strategy_kwargs, dict), "strategy_kwargs", "must be a table")
         check_strategy_kwargs(self.strategy, self.strategy_kwargs)
         if methods:
             self.check_methods()
-        return self
+        return None if self.match_final_size or self.growth == FIXED_FINAL else growth
 
     def _check_dense_coupling(self, swe: dict[str, Any]) -> None:
         """Refuse a dense SWE coupling that no allocation of the first growth step can fit under
@@ -340,6 +343,44 @@ class RunConfig:
     def growth_label(self) -> str:
         """Name of the growth setting for tables (``fixed-final`` for matched fixed models)."""
         return FIXED_FINAL if self.match_final_size else self.growth
+
+    def resolve(self) -> ResolvedRun:
+        """Validate once and build what the run uses: the growth method's extender and distributor,
+        the plasticity method and the strategy's hyperparameters (imports torch).
+
+        The runner and ``build_strategy`` take these objects and parse no name again.
+        """
+        growth = self._validate(methods=True)
+        if growth is not None:  # built here, once; the plugin takes the instances
+            extender, distributor = growth.build()
+            growth = dataclasses.replace(growth, extender=extender, distributor=distributor, extender_kwargs={},
+                                         distributor_kwargs={})
+        resetter = None
+        if self.plasticity != "none":
+            resetter = resetters.build(self.plasticity, self.plasticity_kwargs)
+        return ResolvedRun(self, growth, resetter, strategies.params(self.strategy).build(self.strategy_kwargs))
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """A run configuration validated and resolved into built objects (:meth:`RunConfig.resolve`).
+
+    Attributes
+    ----------
+    config : RunConfig
+        The settings as given (what ``summary.json`` records).
+    growth : GrowthConfig or None
+        The growth settings with the extender and distributor built (``None``: no growth).
+    resetter : Resetter or None
+        The plasticity method, built (``None``: no resets).
+    hyperparameters : Params
+        The strategy's hyperparameters, validated by its declaration.
+    """
+
+    config: RunConfig
+    growth: GrowthConfig | None
+    resetter: Any
+    hyperparameters: Any
 
 
 @dataclass

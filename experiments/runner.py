@@ -19,7 +19,7 @@ from clgrow import GrowableMLP
 from clgrow.context import resolve_device
 from clgrow.errors import RunDiverged
 from clgrow.experiments.benchmarks import BenchmarkInfo, make_benchmark
-from clgrow.experiments.config import ConfigError, RunConfig
+from clgrow.experiments.config import ConfigError, ResolvedRun, RunConfig
 from clgrow.strategies import (
     GrowPlugin,
     LeanEvaluationPlugin,
@@ -133,14 +133,16 @@ def _line(i: int, s: RunSummary) -> str:
                if i < len(s.growth_disruption) and s.growth_disruption[i] is not None else ""))
 
 
-def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list[int] | None = None,
+def run(cfg: RunConfig | ResolvedRun, out_dir: str | Path | None = None, *, hidden_sizes: list[int] | None = None,
         verbose: bool = False, progress: bool = False) -> RunSummary:
     """Run ``cfg``; write ``summary.json``, ``metrics.csv``/``metrics.json`` and figures to ``out_dir``.
 
-    ``hidden_sizes`` overrides the initial widths (used for fixed-final baselines).
-    Returns the summary.
+    ``cfg`` is resolved (validated, its methods built) here unless it already is
+    (:meth:`RunConfig.resolve`). ``hidden_sizes`` overrides the initial widths (used for
+    fixed-final baselines). Returns the summary.
     """
-    cfg.validate()
+    resolved = cfg if isinstance(cfg, ResolvedRun) else cfg.resolve()
+    cfg = resolved.config
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     out = None if out_dir is None else Path(out_dir)
@@ -171,10 +173,9 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, *, hidden_sizes: list
         bar = tqdm(total=0, unit="it", leave=False, file=sys.stderr)
     timer = _Timer(bar)
     strategy = build_strategy(
-        cfg.strategy, model, cfg.growth_config(), optimizer=optimizer, train_mb_size=cfg.train_mb_size,
+        cfg.strategy, model, resolved.growth, optimizer=optimizer, train_mb_size=cfg.train_mb_size,
         train_epochs=cfg.train_epochs, eval_mb_size=cfg.eval_mb_size, evaluator=evaluator, plugins=[timer, _FiniteLoss()],
-        device=device, plasticity=cfg.plasticity, plasticity_kwargs=cfg.plasticity_kwargs,
-        **cfg.strategy_kwargs,
+        device=device, plasticity=resolved.resetter or "none", **resolved.hyperparameters,
     )
     plugin = next((p for p in strategy.plugins if isinstance(p, GrowPlugin)), None)
     train_stream, test_stream = bm.scenario.train_stream, bm.scenario.test_stream

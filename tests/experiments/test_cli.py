@@ -380,3 +380,39 @@ def test_check_refuses_hyperparameters_the_strategy_refuses(tmp_path, capsys, ar
     err = capsys.readouterr().err
     assert "strategy_kwargs: strategy" in err and message in err
     assert main(["run", "--strategy", "replay", "--set", "mem_size=10", "--out", str(tmp_path / "o"), "--check"]) == 0
+
+
+def test_a_run_resolves_its_settings_once_and_builds_each_method_once(tmp_path, monkeypatch):
+    """The CLI validates and builds at the edge; the runner and build_strategy parse no name again."""
+    from collections import Counter
+
+    from clgrow import config as growth_config
+    from clgrow.params import Configurable, Params
+    from tests.experiments.conftest import TINY
+
+    built, checked, parsed = Counter(), Counter(), Counter()
+    init, post, names = Configurable.__init__, Params.__post_init__, growth_config.growth_methods
+
+    def counting_init(self, *a, **k):
+        built[type(self).__name__] += 1
+        init(self, *a, **k)
+
+    def counting_post(self):
+        checked[type(self).__name__] += 1
+        post(self)
+
+    def counting_names(growth):
+        parsed[growth] += 1
+        return names(growth)
+
+    monkeypatch.setattr(Configurable, "__init__", counting_init)
+    monkeypatch.setattr(Params, "__post_init__", counting_post)
+    from clgrow.experiments import config as run_config
+
+    monkeypatch.setattr(growth_config, "growth_methods", counting_names)
+    monkeypatch.setattr(run_config, "growth_methods", counting_names)
+    argv = ["run", *TINY, "--experiences", "2", "--growth", "swe-svod", "--plasticity", "redo", "--out"]
+    assert main([*argv, str(tmp_path / "run")]) == 0
+    assert built == Counter({"SWE": 1, "SVoD": 1, "ReDo": 1}), built
+    assert parsed["swe-svod"] == 2, parsed  # the CLI (which method's flags apply) and validate(), not the runner
+    assert checked["SWEParams"] <= 3 and checked["SVoDParams"] <= 3, checked  # declarations: microseconds each
