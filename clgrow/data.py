@@ -11,7 +11,7 @@ from torch import Tensor
 
 from clgrow.errors import GrowthError
 
-__all__ = ["Batch", "unpack", "iter_passes", "num_batches", "TensorSamples"]
+__all__ = ["Batch", "unpack", "iter_passes", "num_batches"]
 
 Batch = tuple[Tensor, Tensor, "Tensor | None"]
 
@@ -99,41 +99,3 @@ def check_loader(loader: Iterable[Any]) -> None:
         for _ in loader:
             return
         raise GrowthError("the growth loader is empty: growth needs at least one batch of data")
-
-
-class TensorSamples(torch.utils.data.Dataset):
-    """A data set held as tensors, readable one sample or one batch at a time.
-
-    Samples are ``(prepare(x[i]), y[i])``; :meth:`take` returns whole batches with one index,
-    which is what lets a batch-level loader skip per-sample indexing. ``prepare`` works on a
-    batch (it receives ``x[rows]``), so stored data can stay compact (uint8, one shared copy for
-    every permutation of Permuted MNIST) and be converted per batch.
-
-    Parameters
-    ----------
-    x : Tensor, shape (N, ...)
-        Stored inputs, any dtype.
-    y : LongTensor, shape (N,)
-    prepare : callable, optional
-        Batch -> batch, e.g. uint8 to float in [0, 1]; default: identity.
-    """
-
-    def __init__(self, x: Tensor, y: Tensor, prepare: Any = None) -> None:
-        if len(x) != len(y):
-            raise ValueError(f"inputs and labels differ in length: {len(x)} vs {len(y)}")
-        self.x = x
-        self.y = y.long()
-        self.prepare = prepare
-        self.targets = self.y.tolist()  # Avalanche's generators read this
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        x = self.x[i]
-        return (x if self.prepare is None else self.prepare(x.unsqueeze(0))[0]), self.y[i]
-
-    def take(self, rows: Tensor) -> Tensor:
-        """Inputs of ``rows`` (LongTensor, shape (B,)), prepared: shape (B, ...)."""
-        x = self.x.index_select(0, rows)  # same values as x[rows], 4-15x faster on CPU
-        return x if self.prepare is None else self.prepare(x)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["GrowthError", "ConfigError", "RunDiverged"]
+__all__ = ["GrowthError", "ConfigError"]
 
 
 class GrowthError(ValueError):
@@ -11,7 +11,3 @@ class GrowthError(ValueError):
 
 class ConfigError(GrowthError):
     """An invalid setting; the message names the field and what is allowed."""
-
-
-class RunDiverged(RuntimeError):
-    """Training produced a non-finite loss; the message names the experience and epoch."""

@@ -1,6 +1,6 @@
 """Benchmarks by name: embedded ones (no files) and on-disk ones (torchvision-format files).
 
-Both are built as Avalanche scenarios over :class:`~clgrow.data.TensorSamples`, so the strategies'
+Both are built as Avalanche scenarios over :class:`~clgrow.strategies.samples.TensorSamples`, so the strategies'
 batch-level data path applies to all of them; the on-disk files are read by
 :mod:`clgrow.experiments.ondisk` (no PIL, no per-sample conversion).
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from clgrow.data import TensorSamples
+from clgrow.strategies.samples import TensorSamples
 from clgrow.experiments.catalog import (
     check_data,
     _FILES,

@@ -384,7 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*QP solver.*")
     quiet_avalanche_deprecations()
     argv = list(sys.argv[1:] if argv is None else argv)
-    from clgrow.errors import ConfigError, GrowthError, RunDiverged
+    from clgrow.errors import ConfigError, GrowthError
+    from clgrow.experiments.errors import RunDiverged
     from clgrow.experiments.catalog import DataMissingError
     from clgrow.registry import import_modules
 

@@ -301,7 +301,7 @@ class RunConfig:
         They import torch, so they come after every check that does not: a command line with a
         mistake elsewhere answers without that import.
         """
-        from clgrow.context import resolve_device
+        from clgrow.experiments.device import resolve_device
 
         try:
             resolve_device(self.device)

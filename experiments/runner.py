@@ -16,8 +16,8 @@ from avalanche.training.determinism.rng_manager import RNGManager
 
 import clgrow
 from clgrow import GrowableMLP
-from clgrow.context import resolve_device
-from clgrow.errors import RunDiverged
+from clgrow.experiments.device import resolve_device
+from clgrow.experiments.errors import RunDiverged
 from clgrow.experiments.benchmarks import BenchmarkInfo, make_benchmark
 from clgrow.experiments.config import ConfigError, ResolvedRun, RunConfig
 from clgrow.strategies import (

@@ -18,11 +18,11 @@ _LAZY = {
     "build_strategy": "clgrow.strategies.builders",
     "make_grow_plugin": "clgrow.strategies.builders",
     "parse_growth": "clgrow.strategies.builders",
-    "SIPlugin": "clgrow.strategies.compat",
+    "SIPlugin": "clgrow.strategies.regularisers",
     "BatchDataPlugin": "clgrow.strategies.fastdata",
     "GrowthMetric": "clgrow.strategies.metrics",
     "InactivityMetric": "clgrow.strategies.metrics",
-    "LeanEvaluationPlugin": "clgrow.strategies.metrics",
+    "LeanEvaluationPlugin": "clgrow.strategies.evaluation",
     "growth_metrics": "clgrow.strategies.metrics",
     "inactivity_metrics": "clgrow.strategies.metrics",
     "MultiHeadGrowableMLP": "clgrow.strategies.multihead",
@@ -43,12 +43,12 @@ if TYPE_CHECKING:
         make_grow_plugin,
         parse_growth,
     )
-    from clgrow.strategies.compat import SIPlugin
+    from clgrow.strategies.regularisers import SIPlugin
     from clgrow.strategies.fastdata import BatchDataPlugin
+    from clgrow.strategies.evaluation import LeanEvaluationPlugin
     from clgrow.strategies.metrics import (
         GrowthMetric,
         InactivityMetric,
-        LeanEvaluationPlugin,
         growth_metrics,
         inactivity_metrics,
     )

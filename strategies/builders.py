@@ -8,17 +8,16 @@ from typing import Any
 import torch
 from avalanche.models import PNN
 from avalanche.training import AGEM, DER, ER_ACE, EWC, GEM, MAS, MIR, LwF
-from avalanche.training.plugins import LFLPlugin, RWalkPlugin
 from avalanche.training.supervised import Cumulative, JointTraining, Naive, PNNStrategy, Replay
 from avalanche.training.templates import SupervisedTemplate
-from avalanche.training.utils import ParamData
 from torch import nn
 
 from clgrow import GROWTH_PRESETS, ConfigError, GrowthConfig, GrowthError, parse_growth
 from clgrow.plasticity import Resetter
 from clgrow.registry import strategies
 from clgrow.strategies.declared import OPTIMIZERS, reference_strategies
-from clgrow.strategies.compat import SIPlugin, make_optimizers_checkpointable
+from clgrow.strategies.checkpointing import make_optimizers_checkpointable
+from clgrow.strategies.regularisers import GrowingLFLPlugin, SIPlugin, TaskSafeRWalkPlugin
 from clgrow.strategies.fastdata import BatchDataPlugin
 from clgrow.strategies.plasticity import PlasticityPlugin
 from clgrow.strategies.plugin import GrowPlugin
@@ -92,61 +91,9 @@ def _mas(*, lambda_reg: float, alpha: float, **kw: Any) -> SupervisedTemplate:
     return MAS(lambda_reg=lambda_reg, alpha=alpha, **kw)
 
 
-class TaskSafeRWalkPlugin(RWalkPlugin):
-    """Avalanche's RWalk, taking parameters that appear after training started.
-
-    RWalk keeps its per-parameter statistics in dicts filled when training starts; a task head
-    created at a new experience of a task-incremental stream is missing from them, and
-    Avalanche's plugin fails with a ``KeyError`` at its first step. Before every epoch (after the
-    model adapted to the experience) each missing parameter gets its entries: the parameter's
-    current value where RWalk keeps a copy of the parameters, zeros (no importance, no score, no
-    accumulated loss) elsewhere.
-    """
-
-    _SNAPSHOTS = ("checkpoint_params", "exp_params")
-    _ZEROS = ("checkpoint_loss", "checkpoint_scores", "exp_scores", "exp_importance", "exp_penalties",
-              "iter_importance")
-
-    def before_training_epoch(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
-        for name, p in strategy.model.named_parameters():
-            for attr in self._SNAPSHOTS + self._ZEROS:
-                store = getattr(self, attr, None)
-                if isinstance(store, dict) and store and name not in store:
-                    value = p.detach().clone() if attr in self._SNAPSHOTS else torch.zeros_like(p)
-                    store[name] = ParamData(name, tuple(p.shape), init_tensor=value, device=p.device)
-        super().before_training_epoch(strategy, *args, **kwargs)
-
-
 def _rwalk(*, ewc_lambda: float, ewc_alpha: float, delta_t: int, **kw: Any) -> SupervisedTemplate:
     # Avalanche ships RWalk as a plugin only; the usual strategy is Naive with it.
     return _with_plugin(TaskSafeRWalkPlugin(ewc_lambda=ewc_lambda, ewc_alpha=ewc_alpha, delta_t=delta_t), kw)
-
-
-class GrowingLFLPlugin(LFLPlugin):
-    """Less-forgetful learning on a model that grows.
-
-    Avalanche's LFL compares the features of the current and previous model, which needs both
-    to have the same width, and requires an Avalanche ``BaseModel``. Growth only appends units,
-    so the previous model's features are the leading block of the current ones: the penalty
-    keeps the old units' features and leaves the new ones free. Any model with
-    ``features(x)`` (a GrowableMLP) or ``get_features(x)`` works.
-    """
-
-    def compute_features(self, model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        assert self.prev_model is not None
-        model.eval()
-        self.prev_model.eval()
-        prev = _features(self.prev_model, x)
-        return _features(model, x)[:, : prev.shape[1]], prev
-
-    def before_training(self, strategy: Any, **kwargs: Any) -> None:
-        if not (hasattr(strategy.model, "features") or hasattr(strategy.model, "get_features")):
-            raise GrowthError(f"lfl needs a model with features(x) or get_features(x), got {type(strategy.model).__name__}")
-
-
-def _features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    fn = getattr(model, "features", None) or model.get_features
-    return fn(x)
 
 
 def _lfl(*, lambda_e: float, **kw: Any) -> SupervisedTemplate:

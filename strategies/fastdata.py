@@ -9,7 +9,7 @@ order, replay buffer and task balancing included) and gathers each batch with on
 per leaf data set.
 
 It applies only where it can be exact: every leaf of every data set is a
-:class:`clgrow.data.TensorSamples`, no transform touches the inputs (target transforms, such as
+:class:`clgrow.strategies.samples.TensorSamples`, no transform touches the inputs (target transforms, such as
 the class remapping of task-incremental benchmarks, are applied to the label values), and the
 only per-sample attribute is the task label. Each resolved data set is checked against
 Avalanche's own ``__getitem__`` on a few positions. Anything else (custom transforms, DER's stored
@@ -34,9 +34,12 @@ from avalanche.core import SupervisedPlugin
 from torch import Tensor
 from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
 
-from clgrow.data import TensorSamples
+from clgrow.strategies.samples import TensorSamples
 
-__all__ = ["BatchDataPlugin", "TensorBatchLoader", "resolve_dataset", "ResolvedDataset"]
+__all__ = ["BatchDataPlugin", "TensorBatchLoader", "resolve_dataset", "ResolvedDataset", "AVALANCHE_VERSION"]
+
+#: The Avalanche release whose private attributes the batch path reads (a test pins it).
+AVALANCHE_VERSION = "0.6.0"
 
 _TASK_ATTRIBUTE = "targets_task_labels"
 _SPOT_CHECKS = 4

@@ -18,15 +18,15 @@ from clgrow import ConfigError, GrowableMLP, GrowthConfig, GrowthError, GrowthRe
 from clgrow.context import eligible_layers
 from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
 from clgrow.grow import room_under_cap
-from clgrow.strategies.compat import (
-    align_param_state,
-    carry_optimizer_state,
-    find_param_state,
-    make_optimizers_checkpointable,
-    optimizer_state_by_name,
-)
+from clgrow.strategies.checkpointing import make_optimizers_checkpointable
+from clgrow.strategies.optimizer_state import carry_optimizer_state, optimizer_state_by_name
+from clgrow.strategies.param_state import align_param_state, find_param_state
 
-__all__ = ["GrowPlugin", "GrowthEvent", "draw_probe", "rehearses"]
+__all__ = ["GrowPlugin", "GrowthEvent", "draw_probe", "rehearses", "AVALANCHE_VERSION"]
+
+#: The Avalanche release whose private attribute this module reads (the strategy's ``_criterion``,
+#: when no loss function was given); a test pins it.
+AVALANCHE_VERSION = "0.6.0"
 
 
 def rehearses(strategy: Any) -> bool:
@@ -135,7 +135,7 @@ class GrowPlugin(SupervisedPlugin):
     ) -> None:
         super().__init__()
         # A grown strategy should survive Avalanche's checkpoints; dill needs torch.optim's
-        # submodules back on the package to pickle the optimizer (see compat).
+        # submodules back on the package to pickle the optimizer (clgrow.strategies.checkpointing).
         make_optimizers_checkpointable()
         if config is not None and not isinstance(config, GrowthConfig):
             raise ConfigError(f"GrowPlugin config must be a GrowthConfig, got {type(config).__name__}")

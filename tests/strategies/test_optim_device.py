@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from clgrow import GrowableMLP, UniformDistributor
-from clgrow.context import resolve_device
+from clgrow.experiments.device import resolve_device
 from clgrow.strategies import build_optimizer, build_strategy
 from tests.strategies.conftest import fast_plugin, quiet
 

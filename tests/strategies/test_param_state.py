@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from clgrow import GrowableMLP, GrowthError, UniformDistributor
 from clgrow.strategies import build_strategy
-from clgrow.strategies.compat import pad_leading
+from clgrow.strategies.optimizer_state import pad_leading
 from tests.strategies.conftest import fast_plugin, quiet
 
 
@@ -113,7 +113,7 @@ class _ForeignPlugin(SupervisedPlugin):
 def test_an_unknown_plugin_is_padded_by_what_its_state_holds(split_digits):
     """Found without naming the class: a copy of the parameters is padded with their values,
     any other per-parameter state (plain tensors in a list) with zeros, in the parameter's shape."""
-    from clgrow.strategies.compat import align_param_state, find_param_state
+    from clgrow.strategies.param_state import align_param_state, find_param_state
 
     model = GrowableMLP(split_digits.in_features, [5, 5], split_digits.num_classes)
     foreign = _ForeignPlugin(model)
@@ -154,7 +154,7 @@ def _si_importances(plugin_cls, split_digits):
 
 
 def test_si_on_cpu_learns_importances_where_avalanche_does_not(split_digits):
-    from clgrow.strategies.compat import SIPlugin
+    from clgrow.strategies.regularisers import SIPlugin
 
     assert _si_importances(SynapticIntelligencePlugin, split_digits).abs().sum() == 0  # Avalanche 0.6 on CPU
     ours = _si_importances(SIPlugin, split_digits)
