@@ -53,7 +53,9 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from clgrow.config import GROWTH_PRESETS, GrowthConfig, parse_growth
     from clgrow.data import iter_passes, unpack
+    from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
     from clgrow.distributor import (
         Distributor,
         FixedLayerDistributor,
@@ -61,12 +63,10 @@ if TYPE_CHECKING:
         UniformDistributor,
         distributors,
     )
-    from clgrow.config import GROWTH_PRESETS, GrowthConfig, parse_growth
     from clgrow.errors import ConfigError, GrowthError
     from clgrow.extender import Extender, extenders
     from clgrow.gradmax import GradMaxExtender
     from clgrow.grow import GrowthReport, grow
-    from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
     from clgrow.inactivity import InactivityAccumulator, InactivityStats, LayerInactivity, measure_inactivity
     from clgrow.model import GrowableMLP, default_linear_init
     from clgrow.net2net import Net2NetExtender

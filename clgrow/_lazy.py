@@ -7,8 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 
-def lazy_attributes(module: str, table: dict[str, str], namespace: dict[str, Any],
-                    load_all: bool = False) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_attributes(
+    module: str, table: dict[str, str], namespace: dict[str, Any], load_all: bool = False
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for a package whose public ``name`` lives in ``table[name]``.
 
     ``load_all`` resolves every name on the first access (the registries of :mod:`clgrow` must
@@ -18,7 +19,7 @@ def lazy_attributes(module: str, table: dict[str, str], namespace: dict[str, Any
     def __getattr__(name: str) -> Any:
         if name not in table:
             raise AttributeError(f"module {module!r} has no attribute {name!r}")
-        for key in (table if load_all else [name]):
+        for key in table if load_all else [name]:
             namespace[key] = getattr(importlib.import_module(table[key]), key)
         return namespace[name]
 

@@ -26,9 +26,16 @@ if TYPE_CHECKING:
     from clgrow.distributor import Distributor
     from clgrow.extender import Extender
 
-__all__ = ["GrowthConfig", "GROWTH_PRESETS", "PAPER_SWE", "PAPER_SVOD", "parse_growth", "growth_methods",
-           "growth_from_method",
-           "known_methods"]
+__all__ = [
+    "GrowthConfig",
+    "GROWTH_PRESETS",
+    "PAPER_SWE",
+    "PAPER_SVOD",
+    "parse_growth",
+    "growth_methods",
+    "growth_from_method",
+    "known_methods",
+]
 
 
 def _is_int(v: Any) -> bool:
@@ -68,25 +75,33 @@ class GrowthConfig:
     extender: str | Extender = field(default="swe", metadata={"help": "extender (registry name)"})
     distributor: str | Distributor = field(default="svod", metadata={"help": "distributor (registry name)"})
     extender_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "extender keyword arguments"})
-    distributor_kwargs: dict[str, Any] = field(default_factory=dict,
-                                               metadata={"help": "distributor keyword arguments"})
+    distributor_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "distributor keyword arguments"})
     neurons_per_experience: int | Callable[[int], int] = field(
-        default=32, metadata={"help": "units added per growth step", "flags": ("--neurons",)})
+        default=32, metadata={"help": "units added per growth step", "flags": ("--neurons",)}
+    )
     grow_from_experience: int = field(
-        default=1, metadata={"help": "first experience (0-based) that grows", "flags": ("--grow-from",)})
+        default=1, metadata={"help": "first experience (0-based) that grows", "flags": ("--grow-from",)}
+    )
     grow_every_epochs: int | None = field(
-        default=None, metadata={"help": "also grow every N epochs inside an experience"})
+        default=None, metadata={"help": "also grow every N epochs inside an experience"}
+    )
     max_hidden_size: int | None = field(default=None, metadata={"help": "cap on every hidden layer's width"})
     layers: list[int] | None = field(default=None, metadata={"help": "hidden layers allowed to grow (default: all)"})
     grow_head: bool = field(default=False, metadata={"help": "add head outputs for labels beyond the head's size"})
     carry_optimizer_state: bool = field(
-        default=True, metadata={"help": "keep the optimizer state of grown tensors' old entries"})
+        default=True, metadata={"help": "keep the optimizer state of grown tensors' old entries"}
+    )
     disruption_probe: int = field(
-        default=200, metadata={"help": "samples kept per trained experience to measure growth disruption (0: off)"})
+        default=200, metadata={"help": "samples kept per trained experience to measure growth disruption (0: off)"}
+    )
 
     #: Fields that choose the growth method (the rest say how much and when).
-    METHOD_FIELDS: typing.ClassVar[tuple[str, ...]] = ("extender", "distributor", "extender_kwargs",
-                                                       "distributor_kwargs")
+    METHOD_FIELDS: typing.ClassVar[tuple[str, ...]] = (
+        "extender",
+        "distributor",
+        "extender_kwargs",
+        "distributor_kwargs",
+    )
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -105,18 +120,32 @@ class GrowthConfig:
                 raise ConfigError(f"{prefix}{name}: {msg} (got {getattr(self, name)!r})")
 
         k = self.neurons_per_experience
-        need(callable(k) or (_is_int(k) and k >= 0), "neurons_per_experience",
-             "must be an integer >= 0 or a callable experience -> int")
-        need(_is_int(self.grow_from_experience) and self.grow_from_experience >= 0, "grow_from_experience",
-             "must be an integer >= 0")
+        need(
+            callable(k) or (_is_int(k) and k >= 0),
+            "neurons_per_experience",
+            "must be an integer >= 0 or a callable experience -> int",
+        )
+        need(
+            _is_int(self.grow_from_experience) and self.grow_from_experience >= 0,
+            "grow_from_experience",
+            "must be an integer >= 0",
+        )
         for name in ("grow_every_epochs", "max_hidden_size"):
             v = getattr(self, name)
             need(v is None or (_is_int(v) and v >= 1), name, "must be an integer >= 1 or absent")
-        need(self.layers is None or (isinstance(self.layers, (list, tuple)) and len(self.layers) > 0
-                                     and all(_is_int(i) and i >= 0 for i in self.layers)),
-             "layers", "must be a non-empty list of hidden-layer indices >= 0, or absent (all layers)")
-        need(_is_int(self.disruption_probe) and self.disruption_probe >= 0, "disruption_probe",
-             "must be an integer >= 0")
+        need(
+            self.layers is None
+            or (
+                isinstance(self.layers, (list, tuple))
+                and len(self.layers) > 0
+                and all(_is_int(i) and i >= 0 for i in self.layers)
+            ),
+            "layers",
+            "must be a non-empty list of hidden-layer indices >= 0, or absent (all layers)",
+        )
+        need(
+            _is_int(self.disruption_probe) and self.disruption_probe >= 0, "disruption_probe", "must be an integer >= 0"
+        )
         for name in ("grow_head", "carry_optimizer_state"):
             need(isinstance(getattr(self, name), bool), name, "must be true or false")
         for name in ("extender_kwargs", "distributor_kwargs"):
@@ -136,8 +165,11 @@ class GrowthConfig:
                 from clgrow.distributor import Distributor  # an instance exists: torch is imported
                 from clgrow.extender import Extender
 
-                need(isinstance(v, Extender if name == "extender" else Distributor), name,
-                     f"must be an instance or one of {', '.join(registry)}")
+                need(
+                    isinstance(v, Extender if name == "extender" else Distributor),
+                    name,
+                    f"must be an instance or one of {', '.join(registry)}",
+                )
                 if kwargs:
                     raise ConfigError(f"{prefix}{name}_kwargs: only apply to a {name} given by name, not an instance")
         return self
@@ -209,8 +241,12 @@ class GrowthConfig:
 GROWTH_PRESETS: dict[str, dict[str, Any] | None] = {
     "none": None,
     "swe-svod": {"extender": "swe", "distributor": "svod"},
-    "swe-svod-paper": {"extender": "swe", "distributor": "svod", "extender_kwargs": PAPER_SWE.changes(),
-                       "distributor_kwargs": PAPER_SVOD.changes()},
+    "swe-svod-paper": {
+        "extender": "swe",
+        "distributor": "svod",
+        "extender_kwargs": PAPER_SWE.changes(),
+        "distributor_kwargs": PAPER_SVOD.changes(),
+    },
     "swe-uniform": {"extender": "swe", "distributor": "uniform"},
     "swe-proportional": {"extender": "swe", "distributor": "proportional"},
     "random-svod": {"extender": "random", "distributor": "svod"},
@@ -253,8 +289,9 @@ def growth_methods(growth: str) -> dict[str, Any] | None:
     )
 
 
-def parse_growth(growth: str | GrowthConfig | None, base: GrowthConfig | None = None,
-                 **overrides: Any) -> GrowthConfig | None:
+def parse_growth(
+    growth: str | GrowthConfig | None, base: GrowthConfig | None = None, **overrides: Any
+) -> GrowthConfig | None:
     """Resolve a growth method to its settings (``None``: no growth).
 
     Parameters
@@ -274,8 +311,9 @@ def parse_growth(growth: str | GrowthConfig | None, base: GrowthConfig | None = 
     return growth_from_method(growth_methods(growth), base, **overrides)
 
 
-def growth_from_method(method: Mapping[str, Any] | None, base: GrowthConfig | None = None,
-                       **overrides: Any) -> GrowthConfig | None:
+def growth_from_method(
+    method: Mapping[str, Any] | None, base: GrowthConfig | None = None, **overrides: Any
+) -> GrowthConfig | None:
     """:func:`parse_growth` for method fields already looked up (:func:`growth_methods`)."""
     if method is None:
         return None

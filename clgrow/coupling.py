@@ -110,8 +110,9 @@ class _Coupling:
         self.lin, self.n_old, self.partners, self.lr, self.old_rows = lin, n_old, partners, lr, old_rows
         self.k, self.m, self.s = lin.out_features - n_old, lin.in_features, partners.numel()
         # restore: the old rows' weights at coupling time, put back at bake-in
-        self._saved = None if old_rows != "restore" else (lin.weight[:n_old].detach().clone(),
-                                                           lin.bias[:n_old].detach().clone())
+        self._saved = (
+            None if old_rows != "restore" else (lin.weight[:n_old].detach().clone(), lin.bias[:n_old].detach().clone())
+        )
 
     @torch.no_grad()
     def _restore_old(self) -> None:
@@ -136,8 +137,9 @@ class DenseCoupling(_Coupling):
         ``C`` and ``c`` start ``N(0, init_std²)``.
     """
 
-    def __init__(self, lin: nn.Linear, n_old: int, partners: Tensor, lr: float, init_std: float,
-                 old_rows: str = "move") -> None:
+    def __init__(
+        self, lin: nn.Linear, n_old: int, partners: Tensor, lr: float, init_std: float, old_rows: str = "move"
+    ) -> None:
         super().__init__(lin, n_old, partners, lr, old_rows)
         device = lin.weight.device
         self.C = nn.Parameter(torch.randn(self.k, self.s, self.m, device=device) * init_std)
@@ -196,9 +198,18 @@ class FactoredCoupling(_Coupling):
     """
 
     def __init__(
-        self, lin: nn.Linear, n_old: int, partners: Tensor, lr: float, normalise: str = "column",
-        clip: float | None = None, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        chunk_bytes: int = 64 * 2**20, trust: float | None = None, trust_snr: float | None = None,
+        self,
+        lin: nn.Linear,
+        n_old: int,
+        partners: Tensor,
+        lr: float,
+        normalise: str = "column",
+        clip: float | None = None,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        chunk_bytes: int = 64 * 2**20,
+        trust: float | None = None,
+        trust_snr: float | None = None,
         old_rows: str = "move",
     ) -> None:
         super().__init__(lin, n_old, partners, lr, old_rows)

@@ -83,15 +83,22 @@ def _spread_loader(loader: Iterable[Any], limit: int) -> Iterable[Any] | None:
     if limit >= n:
         return None
     picks = [all_batches[(j * n) // limit] for j in range(limit)]
-    return DataLoader(loader.dataset, batch_sampler=picks, collate_fn=loader.collate_fn,
-                      num_workers=loader.num_workers, pin_memory=loader.pin_memory)
+    return DataLoader(
+        loader.dataset,
+        batch_sampler=picks,
+        collate_fn=loader.collate_fn,
+        num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory,
+    )
 
 
 def check_loader(loader: Iterable[Any]) -> None:
     """Refuse loaders that yield nothing, or only once, before any change is made."""
     if iter(loader) is loader:  # a generator or iterator: the check itself would use up its data
-        raise GrowthError(f"the growth loader is a one-shot iterator ({type(loader).__name__}): growth reads "
-                          "its data more than once; pass a DataLoader, a list of batches or another re-iterable")
+        raise GrowthError(
+            f"the growth loader is a one-shot iterator ({type(loader).__name__}): growth reads "
+            "its data more than once; pass a DataLoader, a list of batches or another re-iterable"
+        )
     n = num_batches(loader)
     if n == 0:
         raise GrowthError("the growth loader is empty: growth needs at least one batch of data")

@@ -88,8 +88,8 @@ def probe_outputs(model: nn.Module, probe: Probe, batch_size: int = 1024) -> Ten
     try:
         out = []
         for i in range(0, len(probe.y), batch_size):
-            x = probe.x[i:i + batch_size].to(device)
-            t = probe.t[i:i + batch_size].to(device)
+            x = probe.x[i : i + batch_size].to(device)
+            t = probe.t[i : i + batch_size].to(device)
             out.append((model(x, t) if takes_tasks else model(x)).float().cpu())
         return torch.cat(out) if out else torch.empty(0, 0)
     finally:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from clgrow.errors import GrowthError
 from clgrow.context import GrowthContext, LossFn, eligible_layers, model_device
-from clgrow.model import GrowableMLP
+from clgrow.errors import GrowthError
 from clgrow.methods import FixedLayerParams, ProportionalParams, UniformParams
+from clgrow.model import GrowableMLP
 from clgrow.params import Configurable
 from clgrow.registry import distributors
 
@@ -20,6 +20,7 @@ __all__ = [
     "FixedLayerDistributor",
     "largest_remainder",
 ]
+
 
 class Distributor(Configurable):
     """Base class: decides how many of ``k`` new units each eligible hidden layer gets.
@@ -121,7 +122,5 @@ class FixedLayerDistributor(Distributor):
         else:
             target = self.layer + n if self.layer < 0 else self.layer
         if target not in ls:
-            raise GrowthError(
-                f"FixedLayerDistributor(layer={self.layer}) names no eligible layer (eligible: {ls})"
-            )
+            raise GrowthError(f"FixedLayerDistributor(layer={self.layer}) names no eligible layer (eligible: {ls})")
         return {i: (k if i == target else 0) for i in ls}

@@ -17,6 +17,7 @@ from clgrow.registry import extenders
 
 __all__ = ["Extender", "extenders", "LossFn", "growth_order", "model_device", "GrowthContext"]
 
+
 class Extender(Configurable):
     """Base class: adds ``allocation[l]`` units to each hidden layer ``l``.
 
@@ -49,8 +50,7 @@ class Extender(Configurable):
         ``rehearsal``: the growth data also holds samples of the earlier tasks."""
         self.info = {}
         self.check(model, allocation)
-        ctx = GrowthContext(loader, loss_fn, growth_order(allocation), cohort, model_device(model), new_task,
-                            rehearsal)
+        ctx = GrowthContext(loader, loss_fn, growth_order(allocation), cohort, model_device(model), new_task, rehearsal)
         return self._extend_all(model, allocation, ctx)
 
     def _extend_all(self, model: GrowableMLP, allocation: Mapping[int, int], ctx: GrowthContext) -> dict[int, Tensor]:

@@ -9,13 +9,13 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from clgrow import methods as _methods  # noqa: F401  (registers every built-in method)
 from clgrow.context import eligible_layers
 from clgrow.data import check_loader
 from clgrow.distributor import Distributor, check_allocation, distributors
 from clgrow.errors import GrowthError
 from clgrow.extender import Extender, LossFn, extenders
 from clgrow.model import GrowableMLP
-from clgrow import methods as _methods  # noqa: F401  (registers every built-in method)
 
 __all__ = ["GrowthReport", "grow"]
 
@@ -58,7 +58,7 @@ class GrowthReport:
 
 
 def _validate_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) and not (hasattr(k, "__index__")):
+    if isinstance(k, bool) or (not isinstance(k, int) and not (hasattr(k, "__index__"))):
         raise GrowthError(f"the number of new units must be an integer, got {k!r}")
     k = int(k)
     if k < 0:
@@ -151,8 +151,16 @@ def grow(
     loss_fn = nn.CrossEntropyLoss() if loss_fn is None else loss_fn
     before = model.hidden_sizes
     if k == 0:
-        return GrowthReport({i: 0 for i in eligible}, {}, {"distributor": 0.0, "extender": 0.0, "total": 0.0},
-                            0, before, before, repr(ext), repr(dist))
+        return GrowthReport(
+            {i: 0 for i in eligible},
+            {},
+            {"distributor": 0.0, "extender": 0.0, "total": 0.0},
+            0,
+            before,
+            before,
+            repr(ext),
+            repr(dist),
+        )
     if max_hidden_size is not None:
         room = sum(room_under_cap(before, eligible, max_hidden_size).values())
         if room < k:
@@ -169,8 +177,9 @@ def grow(
         if max_hidden_size is not None:
             allocation = cap_allocation(allocation, before, max_hidden_size)
         t1 = time.perf_counter()
-        new_units = ext.extend(model, allocation, loader, loss_fn, cohort, new_task=bool(new_task),
-                               rehearsal=bool(new_task and rehearsal))
+        new_units = ext.extend(
+            model, allocation, loader, loss_fn, cohort, new_task=bool(new_task), rehearsal=bool(new_task and rehearsal)
+        )
         t2 = time.perf_counter()
         model.growth_steps.fill_(cohort)
     except BaseException as err:

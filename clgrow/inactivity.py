@@ -229,8 +229,10 @@ class InactivityAccumulator:
         for i, a in enumerate(self.abs_sum):
             if not bool(torch.isfinite(a).all()):  # type: ignore[arg-type]
                 # NaN scores would compare as "not above tau" and pass for dormant units
-                raise GrowthError(f"activations of hidden layer {i} are not finite: the model has diverged, "
-                                  "so its inactivity is undefined")
+                raise GrowthError(
+                    f"activations of hidden layer {i} are not finite: the model has diverged, "
+                    "so its inactivity is undefined"
+                )
         layers = [
             inactivity_from_activations(a, nz, self.samples, c.to(a.device), tau)  # type: ignore[arg-type]
             for a, nz, c in zip(self.abs_sum, self.nonzero, cohorts)

@@ -13,9 +13,23 @@ from dataclasses import dataclass
 from clgrow.params import NoParams, Params, param
 from clgrow.registry import distributors, extenders, resetters
 
-__all__ = ["SWEParams", "SVoDParams", "GradMaxParams", "Net2NetParams", "FixedLayerParams", "ReDoParams",
-           "CBPParams", "PAPER_SWE", "PAPER_SVOD", "OLD_ROWS", "CONSUMERS", "COUPLINGS", "SCHEDULES",
-           "COUPLING_SCALES", "NORMALISATIONS"]
+__all__ = [
+    "SWEParams",
+    "SVoDParams",
+    "GradMaxParams",
+    "Net2NetParams",
+    "FixedLayerParams",
+    "ReDoParams",
+    "CBPParams",
+    "PAPER_SWE",
+    "PAPER_SVOD",
+    "OLD_ROWS",
+    "CONSUMERS",
+    "COUPLINGS",
+    "SCHEDULES",
+    "COUPLING_SCALES",
+    "NORMALISATIONS",
+]
 
 COUPLINGS = ("factored", "dense")
 SCHEDULES = ("joint", "sequential")
@@ -44,22 +58,30 @@ class SWEParams(Params):
     schedule: str = param("joint", "all growing layers at once, or one at a time", choices=SCHEDULES)
     normalise: str = param("column", "second moment of the factored coupling", choices=NORMALISATIONS)
     clip: float | None = param(0.5, "bound on each row's normalised step (none: no bound)", gt=0)
-    coupling_scale: str = param("sqrt", "divide the coupling step by sqrt(k*s), k, or nothing",
-                                choices=COUPLING_SCALES)
+    coupling_scale: str = param("sqrt", "divide the coupling step by sqrt(k*s), k, or nothing", choices=COUPLING_SCALES)
     trust: float | None = param(0.01, "trust region: old rows move at most this fraction of their norm", gt=0)
-    trust_snr: float | None = param(0.5, "widen the region once the gradient's signal-to-noise falls below", gt=0,
-                                    le=1)
-    old_rows: str = param("auto", "old partner rows after coupling (auto: by stream setting)",
-                          choices=(*OLD_ROWS, "auto"))
-    consumers: str = param("auto", "consumers reading new units while adjusting (auto: by stream setting)",
-                           choices=(*CONSUMERS, "auto"))
+    trust_snr: float | None = param(0.5, "widen the region once the gradient's signal-to-noise falls below", gt=0, le=1)
+    old_rows: str = param(
+        "auto", "old partner rows after coupling (auto: by stream setting)", choices=(*OLD_ROWS, "auto")
+    )
+    consumers: str = param(
+        "auto", "consumers reading new units while adjusting (auto: by stream setting)", choices=(*CONSUMERS, "auto")
+    )
     new_norm: float | None = param(1.0, "cap on new rows' norm, times the old rows' mean (not with move)", gt=0)
 
 
 #: The paper's procedure: a dense coupling adjusted layer by layer, one pass each, Adam at ``lr``
 #: on the coupling, old rows moved and every consumer reading the new units (preset ``swe-svod-paper``).
-PAPER_SWE = SWEParams(coupling="dense", schedule="sequential", passes=1.0, coupling_lr=None, coupling_scale="none",
-                      trust=None, old_rows="move", consumers="all")
+PAPER_SWE = SWEParams(
+    coupling="dense",
+    schedule="sequential",
+    passes=1.0,
+    coupling_lr=None,
+    coupling_scale="none",
+    trust=None,
+    old_rows="move",
+    consumers="all",
+)
 
 
 @distributors.declare("svod", impl="clgrow.svod:SVoD")
@@ -75,8 +97,9 @@ class SVoDParams(Params):
     momentum: float = param(0.1, "RMSprop momentum", ge=0, lt=1)
     alpha: float = param(0.9, "RMSprop smoothing constant", ge=0, lt=1)
     max_copy_bytes: int = param(_GiB2, "memory allowed for the candidate copy", ge=1)
-    on_oversize: str = param("error", "a copy over the budget: refuse, or vote with fewer candidates",
-                             choices=("error", "reduce"))
+    on_oversize: str = param(
+        "error", "a copy over the budget: refuse, or vote with fewer candidates", choices=("error", "reduce")
+    )
 
 
 #: The paper's budget: one pass to train the candidates, one to vote.

@@ -7,6 +7,7 @@ hidden layer or the head, whose weight ``V`` has shape ``(p, n)``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -51,9 +52,7 @@ class ModelSnapshot:
     holding references to them still points at the model's tensors after a restore.
     """
 
-    params: list[tuple[nn.Module, str, nn.Parameter | None, Tensor | None, Tensor | None]] = field(
-        default_factory=list
-    )
+    params: list[tuple[nn.Module, str, nn.Parameter | None, Tensor | None, Tensor | None]] = field(default_factory=list)
     buffers: list[tuple[nn.Module, str, Tensor | None, Tensor | None]] = field(default_factory=list)
     linear_shapes: list[tuple[nn.Linear, int, int]] = field(default_factory=list)
     training: dict[nn.Module, bool] = field(default_factory=dict)
@@ -94,6 +93,7 @@ class GrowableMLP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+
         def whole(v: object) -> bool:  # an int (numpy's included), never a bool, str or float
             return not isinstance(v, bool) and hasattr(v, "__index__")
 
@@ -111,7 +111,7 @@ class GrowableMLP(nn.Module):
         self.in_features = int(in_features)
         self.backbone = backbone
         widths = [self.in_features] + [int(s) for s in sizes]
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         self.head = nn.Linear(widths[-1], int(num_classes))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         for i, width in enumerate(widths[1:]):
@@ -148,9 +148,7 @@ class GrowableMLP(nn.Module):
 
     def _check_layer(self, layer: int) -> None:
         if not isinstance(layer, int) or not 0 <= layer < len(self.hidden):
-            raise GrowthError(
-                f"unknown hidden layer {layer!r}: this model has layers 0..{len(self.hidden) - 1}"
-            )
+            raise GrowthError(f"unknown hidden layer {layer!r}: this model has layers 0..{len(self.hidden) - 1}")
 
     # ---------------------------------------------------------------- forward
     def features(self, x: Tensor) -> Tensor:
@@ -320,8 +318,13 @@ class GrowableMLP(nn.Module):
             snap.training[mod] = mod.training
             for name, p in mod._parameters.items():
                 snap.params.append(
-                    (mod, name, p, None if p is None else p.detach().clone(),
-                     None if p is None or p.grad is None else p.grad.detach().clone())
+                    (
+                        mod,
+                        name,
+                        p,
+                        None if p is None else p.detach().clone(),
+                        None if p is None or p.grad is None else p.grad.detach().clone(),
+                    )
                 )
             for name, b in mod._buffers.items():
                 snap.buffers.append((mod, name, b, None if b is None else b.detach().clone()))
@@ -363,8 +366,7 @@ class GrowableMLP(nn.Module):
                 continue
             else:
                 raise GrowthError(
-                    f"cannot grow module {idx} ({type(mod).__name__}): growable layers must be "
-                    "Linear followed by ReLU"
+                    f"cannot grow module {idx} ({type(mod).__name__}): growable layers must be Linear followed by ReLU"
                 )
         if len(linears) < 2:
             raise GrowthError("a growable model needs at least one hidden Linear+ReLU and a head")

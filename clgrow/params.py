@@ -73,8 +73,11 @@ class Spec:
             what = f"one of {', '.join(map(repr, self.choices))}" if self.choices else "a string"
         else:
             what = "an integer" if self.type is int else "a finite number"
-            bounds = [f"{op} {_num(v)}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
-                      if v is not None]
+            bounds = [
+                f"{op} {_num(v)}"
+                for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                if v is not None
+            ]
             if bounds:
                 what += " " + " and ".join(bounds)
         return what + (" or none" if self.optional else "")
@@ -92,9 +95,15 @@ class Spec:
             if self.type is int and isinstance(value, float):
                 ok = False
             elif math.isfinite(value):
-                ok = all(bound is None or cmp(value, bound) for bound, cmp in (
-                    (self.ge, lambda v, b: v >= b), (self.gt, lambda v, b: v > b),
-                    (self.le, lambda v, b: v <= b), (self.lt, lambda v, b: v < b)))
+                ok = all(
+                    bound is None or cmp(value, bound)
+                    for bound, cmp in (
+                        (self.ge, lambda v, b: v >= b),
+                        (self.gt, lambda v, b: v > b),
+                        (self.le, lambda v, b: v <= b),
+                        (self.lt, lambda v, b: v < b),
+                    )
+                )
                 if ok:
                     return float(value) if self.type is float else int(value)
         if not ok:
@@ -130,11 +139,20 @@ def _num(v: Any) -> str:
     return repr(v) if isinstance(v, str) else str(v)
 
 
-def param(default: Any, help: str = "", *, ge: float | None = None, gt: float | None = None,
-          le: float | None = None, lt: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
+def param(
+    default: Any,
+    help: str = "",
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
     """A dataclass field of a :class:`Params` declaration, with its constraints and help."""
-    return dataclasses.field(default=default, metadata={"clgrow": dict(help=help, ge=ge, gt=gt, le=le, lt=lt,
-                                                                       choices=choices)})
+    return dataclasses.field(
+        default=default, metadata={"clgrow": dict(help=help, ge=ge, gt=gt, le=le, lt=lt, choices=choices)}
+    )
 
 
 @dataclass(frozen=True)
@@ -179,8 +197,9 @@ class Params(Mapping[str, Any]):
         merged = {**(dict(values) if values is not None else {}), **kwargs}
         unknown = sorted(set(merged) - set(cls.specs()))
         if unknown:
-            raise ConfigError(f"{cls.label()} has no argument(s) {', '.join(unknown)}; "
-                              f"known: {', '.join(cls.specs()) or 'none'}")
+            raise ConfigError(
+                f"{cls.label()} has no argument(s) {', '.join(unknown)}; known: {', '.join(cls.specs()) or 'none'}"
+            )
         return cls(**merged)
 
     def replace(self, **changes: Any) -> Params:
@@ -223,7 +242,7 @@ class NoParams(Params):
 _RESERVED = frozenset(n for n in dir(Params) if not n.startswith("__"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _specs(cls: type[Params]) -> dict[str, Spec]:
     hints = typing.get_type_hints(cls)
     out = {}
@@ -235,8 +254,9 @@ def _specs(cls: type[Params]) -> dict[str, Spec]:
             raise TypeError(f"{cls.__name__}.{f.name}: declare it with clgrow.params.param(default, help, ...)")
         base, optional = _scalar(hints[f.name])
         if base is None:
-            raise TypeError(f"{cls.__name__}.{f.name}: type {hints[f.name]} is not int, float, str or bool "
-                            "(optionally | None)")
+            raise TypeError(
+                f"{cls.__name__}.{f.name}: type {hints[f.name]} is not int, float, str or bool (optionally | None)"
+            )
         out[f.name] = Spec(f.name, base, f.default, optional=optional, **meta)
     return out
 
@@ -298,9 +318,11 @@ class Configurable:
         else:  # positional arguments in declaration order, as a plain signature takes them
             names = list(declared.specs())
             if len(args) > len(names):
-                raise TypeError(f"{type(self).__name__} takes at most {len(names)} positional argument(s) "
-                                f"({', '.join(names)}), got {len(args)}")
-            clash = sorted(set(names[:len(args)]) & set(kwargs))
+                raise TypeError(
+                    f"{type(self).__name__} takes at most {len(names)} positional argument(s) "
+                    f"({', '.join(names)}), got {len(args)}"
+                )
+            clash = sorted(set(names[: len(args)]) & set(kwargs))
             if clash:
                 raise TypeError(f"{type(self).__name__} got {', '.join(clash)} twice")
             self.params = declared.build(dict(zip(names, args)), **kwargs)

@@ -19,8 +19,7 @@ The Avalanche plugin that schedules these calls is :class:`clgrow.strategies.Pla
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -28,14 +27,21 @@ from torch import Tensor
 
 from clgrow.errors import ConfigError, GrowthError
 from clgrow.inactivity import dormant_mask
-from clgrow.model import GrowableMLP, default_linear_init
 from clgrow.methods import CBPParams, ReDoParams
+from clgrow.model import GrowableMLP, default_linear_init
 from clgrow.params import Configurable
 from clgrow.registry import resetters
 
-__all__ = ["Resetter", "ReDo", "ContinualBackprop", "resetters", "reset_units", "clear_optimizer_entries",
-           "build_resetter", "hidden_activations"]
-
+__all__ = [
+    "Resetter",
+    "ReDo",
+    "ContinualBackprop",
+    "resetters",
+    "reset_units",
+    "clear_optimizer_entries",
+    "build_resetter",
+    "hidden_activations",
+]
 
 
 @torch.no_grad()
@@ -116,8 +122,13 @@ class Resetter(Configurable):
     #: whether :meth:`after_step` does anything (the plugin then captures training activations)
     needs_steps: bool = False
 
-    def at_experience(self, model: GrowableMLP, experience: int, activations: Sequence[Tensor],
-                      optimizer: torch.optim.Optimizer | None = None) -> dict[int, Tensor]:
+    def at_experience(
+        self,
+        model: GrowableMLP,
+        experience: int,
+        activations: Sequence[Tensor],
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> dict[int, Tensor]:
         """Resets due at the start of training experience ``experience``."""
         return {}
 
@@ -125,8 +136,13 @@ class Resetter(Configurable):
         """Whether :meth:`at_experience` needs a probe batch at ``experience``."""
         return False
 
-    def after_step(self, model: GrowableMLP, step: int, activations: Sequence[Tensor],
-                   optimizer: torch.optim.Optimizer | None = None) -> dict[int, Tensor]:
+    def after_step(
+        self,
+        model: GrowableMLP,
+        step: int,
+        activations: Sequence[Tensor],
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> dict[int, Tensor]:
         """Resets due after training step ``step`` (counted within the experience, from 1)."""
         return {}
 
@@ -136,7 +152,6 @@ class Resetter(Configurable):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
-
 
 
 class ReDo(Resetter):
@@ -168,11 +183,14 @@ class ReDo(Resetter):
 
     def dormant(self, activations: Sequence[Tensor]) -> dict[int, Tensor]:
         """``{layer: indices}`` of the τ-dormant units of a batch's post-ReLU activations ``(batch, n)``."""
-        return {i: torch.nonzero(dormant_mask(h.detach().abs().mean(0), self.tau)).flatten()
-                for i, h in enumerate(activations)}
+        return {
+            i: torch.nonzero(dormant_mask(h.detach().abs().mean(0), self.tau)).flatten()
+            for i, h in enumerate(activations)
+        }
 
-    def _reset(self, model: GrowableMLP, activations: Sequence[Tensor],
-               optimizer: torch.optim.Optimizer | None) -> dict[int, Tensor]:
+    def _reset(
+        self, model: GrowableMLP, activations: Sequence[Tensor], optimizer: torch.optim.Optimizer | None
+    ) -> dict[int, Tensor]:
         out = {}
         for layer, units in self.dormant(activations).items():
             if units.numel():
@@ -180,16 +198,25 @@ class ReDo(Resetter):
                 out[layer] = units
         return out
 
-    def at_experience(self, model: GrowableMLP, experience: int, activations: Sequence[Tensor],
-                      optimizer: torch.optim.Optimizer | None = None) -> dict[int, Tensor]:
+    def at_experience(
+        self,
+        model: GrowableMLP,
+        experience: int,
+        activations: Sequence[Tensor],
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> dict[int, Tensor]:
         return self._reset(model, activations, optimizer) if self.wants_probe(experience) else {}
 
-    def after_step(self, model: GrowableMLP, step: int, activations: Sequence[Tensor],
-                   optimizer: torch.optim.Optimizer | None = None) -> dict[int, Tensor]:
+    def after_step(
+        self,
+        model: GrowableMLP,
+        step: int,
+        activations: Sequence[Tensor],
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> dict[int, Tensor]:
         if self.every is None or step % self.every:
             return {}
         return self._reset(model, activations, optimizer)
-
 
 
 class ContinualBackprop(Resetter):
@@ -242,8 +269,13 @@ class ContinualBackprop(Resetter):
                 self.age[i] = torch.cat([self.age[i].to(dev), torch.zeros(extra, dtype=torch.long, device=dev)])
 
     @torch.no_grad()
-    def after_step(self, model: GrowableMLP, step: int, activations: Sequence[Tensor],
-                   optimizer: torch.optim.Optimizer | None = None) -> dict[int, Tensor]:
+    def after_step(
+        self,
+        model: GrowableMLP,
+        step: int,
+        activations: Sequence[Tensor],
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> dict[int, Tensor]:
         self._sync(model)
         out: dict[int, Tensor] = {}
         eta = self.decay
@@ -263,7 +295,7 @@ class ContinualBackprop(Resetter):
             # an unbiased mean: the running average started at zero when the unit was born
             age = self.age[layer][units].float()
             mean = torch.zeros_like(self.mean_act[layer])
-            mean[units] = self.mean_act[layer][units] / (1 - eta ** age)
+            mean[units] = self.mean_act[layer][units] / (1 - eta**age)
             reset_units(model, layer, units, optimizer, fold_mean=mean)
             self.utility[layer][units] = 0.0
             self.mean_act[layer][units] = 0.0
@@ -272,15 +304,18 @@ class ContinualBackprop(Resetter):
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"utility": [u.clone() for u in self.utility], "mean_act": [m.clone() for m in self.mean_act],
-                "age": [a.clone() for a in self.age], "accrued": list(self.accrued)}
+        return {
+            "utility": [u.clone() for u in self.utility],
+            "mean_act": [m.clone() for m in self.mean_act],
+            "age": [a.clone() for a in self.age],
+            "accrued": list(self.accrued),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.utility = [u.clone() for u in state["utility"]]
         self.mean_act = [m.clone() for m in state["mean_act"]]
         self.age = [a.clone() for a in state["age"]]
         self.accrued = [float(a) for a in state["accrued"]]
-
 
 
 def build_resetter(name: str, **kwargs: Any) -> Resetter | None:

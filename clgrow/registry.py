@@ -26,7 +26,16 @@ from typing import Any, Generic, TypeVar
 from clgrow.errors import ConfigError
 from clgrow.params import NoParams, Params, params_from_signature
 
-__all__ = ["Registry", "UnknownMethod", "extenders", "distributors", "resetters", "strategies", "import_modules", "REGISTRIES"]
+__all__ = [
+    "Registry",
+    "UnknownMethod",
+    "extenders",
+    "distributors",
+    "resetters",
+    "strategies",
+    "import_modules",
+    "REGISTRIES",
+]
 
 T = TypeVar("T")
 P = TypeVar("P", bound=type[Params])
@@ -165,8 +174,12 @@ resetters: Registry[Any] = Registry("plasticity method", "clgrow.resetters", "cl
 strategies: Registry[Any] = Registry("strategy", "clgrow.strategies", "clgrow.strategies.declared")
 
 #: Kind of method -> its registry (the kinds a run names).
-REGISTRIES: dict[str, Registry[Any]] = {"extender": extenders, "distributor": distributors, "plasticity": resetters,
-                                        "strategy": strategies}
+REGISTRIES: dict[str, Registry[Any]] = {
+    "extender": extenders,
+    "distributor": distributors,
+    "plasticity": resetters,
+    "strategy": strategies,
+}
 
 
 def load_entry_points(group: str) -> None:
@@ -179,8 +192,11 @@ def load_entry_points(group: str) -> None:
         except KeyError:  # the method was registered already (the module was imported first)
             continue
         except Exception as err:  # a broken third-party package must not break the toolkit
-            warnings.warn(f"clgrow: entry point {ep.name!r} ({ep.value}) of group {group!r} could not be loaded: "
-                          f"{type(err).__name__}: {err}", stacklevel=2)
+            warnings.warn(
+                f"clgrow: entry point {ep.name!r} ({ep.value}) of group {group!r} could not be loaded: "
+                f"{type(err).__name__}: {err}",
+                stacklevel=2,
+            )
 
 
 def import_modules(modules: list[str] | tuple[str, ...], where: str = "imports") -> None:

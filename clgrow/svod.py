@@ -18,18 +18,17 @@ is never touched.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from clgrow.methods import PAPER_SVOD, SVoDParams
 from clgrow.context import GrowthContext, model_device
 from clgrow.distributor import Distributor
 from clgrow.errors import GrowthError
 from clgrow.extender import LossFn
+from clgrow.methods import PAPER_SVOD, SVoDParams
 from clgrow.model import GrowableMLP
 
 __all__ = ["SVoD"]
@@ -133,8 +132,7 @@ class SVoD(Distributor):
             for i in layers:
                 m = probe.hidden[i].in_features
                 outs = [
-                    torch.empty(cons.out_features, cand, device=device).uniform_(-r, r)
-                    for cons in probe.consumers(i)
+                    torch.empty(cons.out_features, cand, device=device).uniform_(-r, r) for cons in probe.consumers(i)
                 ]
                 probe.add_units(
                     i,
@@ -144,9 +142,7 @@ class SVoD(Distributor):
                 )
         if self.train_passes > 0:
             probe.train()
-            opt = torch.optim.RMSprop(
-                probe.parameters(), lr=self.lr, momentum=self.momentum, alpha=self.alpha
-            )
+            opt = torch.optim.RMSprop(probe.parameters(), lr=self.lr, momentum=self.momentum, alpha=self.alpha)
             for x, y, t in ctx.batches(self.train_passes, "SVoD"):
                 loss = loss_fn(probe(x, t), y)
                 if not torch.isfinite(loss):
@@ -162,9 +158,7 @@ class SVoD(Distributor):
         total = {i: torch.zeros(cand, device=device) for i in layers}
         batches = 0
         for x, y, t in ctx.batches(self.vote_passes, "SVoD"):
-            gates = {
-                i: torch.cat([torch.ones(sizes[i] - cand, device=device), 1.0 + ys[i]]) for i in layers
-            }
+            gates = {i: torch.cat([torch.ones(sizes[i] - cand, device=device), 1.0 + ys[i]]) for i in layers}
             logits, _ = probe.run(x, t, gates=gates)
             grads = torch.autograd.grad(loss_fn(logits, y), [ys[i] for i in layers], allow_unused=True)
             for i, g in zip(layers, grads):

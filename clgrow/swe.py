@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -58,14 +58,14 @@ from clgrow.coupling import (
     FactoredCoupling,
     coupled_weights,
 )
-from clgrow.methods import PAPER_SWE, SWEParams
 from clgrow.errors import GrowthError
 from clgrow.extender import Extender, GrowthContext
+from clgrow.methods import PAPER_SWE, SWEParams
 from clgrow.model import GrowableMLP, default_linear_init
 
 __all__ = ["SWE", "coupled_weights"]
 
-Coupling = Union[DenseCoupling, FactoredCoupling]
+Coupling = DenseCoupling | FactoredCoupling
 #: What ``old_rows="auto"`` and ``consumers="auto"`` become: at a new task (a continual-learning
 #: stream's new experience), and when the growth data is more of what the model learns.
 AUTO_NEW_TASK = ("restore", "protect")  # chosen by the stream frontier (BENCHMARKS.md, issue 24)
@@ -198,8 +198,10 @@ class SWE(Extender):
     def settings_for(self, new_task: bool, rehearsal: bool = False) -> tuple[str, str]:
         """``(old_rows, consumers)`` this extender uses for a growth step (``auto`` resolved)."""
         auto = (AUTO_REHEARSAL if rehearsal else AUTO_NEW_TASK) if new_task else AUTO_PLAIN
-        return (auto[0] if self.old_rows == "auto" else self.old_rows,
-                auto[1] if self.consumers == "auto" else self.consumers)
+        return (
+            auto[0] if self.old_rows == "auto" else self.old_rows,
+            auto[1] if self.consumers == "auto" else self.consumers,
+        )
 
     def _extend_all(self, model: GrowableMLP, allocation: Mapping[int, int], ctx: GrowthContext) -> dict[int, Tensor]:
         """Insert the allotted units, adjust the couplings, bake them in; new indices per layer."""
@@ -260,9 +262,7 @@ class SWE(Extender):
         s = self._partners_for(n_old, k, lin.in_features, layer)
         device = lin.weight.device
         partners = (
-            torch.arange(n_old, device=device)
-            if s == n_old
-            else torch.randperm(n_old, device=device)[:s].sort().values
+            torch.arange(n_old, device=device) if s == n_old else torch.randperm(n_old, device=device)[:s].sort().values
         )
         step = self.lr if self.coupling_lr is None else self.coupling_lr
         if self.coupling_scale == "k":
@@ -271,12 +271,22 @@ class SWE(Extender):
             step /= math.sqrt(k * s)
         if self.coupling == "dense":
             return DenseCoupling(lin, n_old, partners, step, self.init_std, old_rows=old_rows)
-        return FactoredCoupling(lin, n_old, partners, step, self.normalise, self.clip, trust=self.trust,
-                                trust_snr=self.trust_snr, old_rows=old_rows)
+        return FactoredCoupling(
+            lin,
+            n_old,
+            partners,
+            step,
+            self.normalise,
+            self.clip,
+            trust=self.trust,
+            trust_snr=self.trust_snr,
+            old_rows=old_rows,
+        )
 
     @staticmethod
-    def _consumer_mask(model: GrowableMLP, layer: int, cons: torch.nn.Linear, n_old: int,
-                       coupled: bool, cohort: int, consumers: str) -> Tensor | None:
+    def _consumer_mask(
+        model: GrowableMLP, layer: int, cons: torch.nn.Linear, n_old: int, coupled: bool, cohort: int, consumers: str
+    ) -> Tensor | None:
         """Which entries of consumer ``cons`` (``(p, n_old + k)``) of ``layer`` the adjustment
         trains: ``None`` for all of them, else a 0/1 mask of the same shape."""
         if consumers == "all" and not coupled:
@@ -323,9 +333,7 @@ class SWE(Extender):
         saved = {p: p.detach().clone() for p in put_back}
         groups: list[dict[str, Any]] = [{"params": trained, "lr": self.lr}]
         groups += [
-            {"params": cp.trainable(), "lr": cp.lr}
-            for cp in couplings.values()
-            if isinstance(cp, DenseCoupling)
+            {"params": cp.trainable(), "lr": cp.lr} for cp in couplings.values() if isinstance(cp, DenseCoupling)
         ]
         opt = _adam(groups, self.lr)
         steps = 0

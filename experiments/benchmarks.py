@@ -19,9 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from clgrow.strategies.samples import TensorSamples
 from clgrow.experiments.catalog import (
-    check_data,
     _FILES,
     BENCHMARK_NAMES,
     EMBEDDED_BENCHMARKS,
@@ -29,13 +27,24 @@ from clgrow.experiments.catalog import (
     DataMissingError,
     _check_split,
     check_benchmark,
+    check_data,
     expected_files,
 )
 from clgrow.experiments.embedded import load_embedded
 from clgrow.experiments.ondisk import CIFAR_MEAN, CIFAR_STD, Prepare, read_cifar, read_mnist
+from clgrow.strategies.samples import TensorSamples
 
-__all__ = ["BenchmarkInfo", "BENCHMARKS", "EMBEDDED_BENCHMARKS", "N_CLASSES", "make_benchmark", "check_benchmark",
-           "DataMissingError", "expected_files", "cifar_backbone"]
+__all__ = [
+    "BenchmarkInfo",
+    "BENCHMARKS",
+    "EMBEDDED_BENCHMARKS",
+    "N_CLASSES",
+    "make_benchmark",
+    "check_benchmark",
+    "DataMissingError",
+    "expected_files",
+    "cifar_backbone",
+]
 
 
 @dataclass
@@ -87,9 +96,15 @@ def _require(name: str, data_root: Path | None) -> Path:
 def cifar_backbone() -> nn.Module:
     """A small conv backbone for 32x32 RGB images; 64 x 4 x 4 = 1,024 features."""
     return nn.Sequential(
-        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
     )
 
 
@@ -124,19 +139,30 @@ def _on_disk(kind: str) -> Callable[..., BenchmarkInfo]:
             # Avalanche's PermutedMNIST draws its permutations the same way
             rng = np.random.RandomState(seed)
             perms = [Prepare(torch.from_numpy(rng.permutation(784)).long()) for _ in range(n_experiences)]
-            scenario = nc_benchmark([TensorSamples(x_tr, y_tr, p) for p in perms],
-                                    [TensorSamples(x_te, y_te, p) for p in perms],
-                                    n_experiences=n_experiences, task_labels=False, shuffle=False,
-                                    class_ids_from_zero_in_each_exp=True, one_dataset_per_exp=True)
+            scenario = nc_benchmark(
+                [TensorSamples(x_tr, y_tr, p) for p in perms],
+                [TensorSamples(x_te, y_te, p) for p in perms],
+                n_experiences=n_experiences,
+                task_labels=False,
+                shuffle=False,
+                class_ids_from_zero_in_each_exp=True,
+                one_dataset_per_exp=True,
+            )
             return BenchmarkInfo(name, scenario, 784, 10, 10, False, domain_incremental=True)
         n_classes = N_CLASSES[kind]
         _check_split(name, n_classes, n_experiences)
-        scenario = nc_benchmark(TensorSamples(x_tr, y_tr, prepare), TensorSamples(x_te, y_te, prepare),
-                                n_experiences=n_experiences, task_labels=task_labels, seed=seed,
-                                class_ids_from_zero_in_each_exp=task_labels)
+        scenario = nc_benchmark(
+            TensorSamples(x_tr, y_tr, prepare),
+            TensorSamples(x_te, y_te, prepare),
+            n_experiences=n_experiences,
+            task_labels=task_labels,
+            seed=seed,
+            class_ids_from_zero_in_each_exp=task_labels,
+        )
         if kind.startswith("split-cifar"):
-            return BenchmarkInfo(name, scenario, 1024, n_classes, n_classes // n_experiences, task_labels,
-                                 backbone=cifar_backbone)
+            return BenchmarkInfo(
+                name, scenario, 1024, n_classes, n_classes // n_experiences, task_labels, backbone=cifar_backbone
+            )
         return BenchmarkInfo(name, scenario, 784, n_classes, n_classes // n_experiences, task_labels)
 
     return build

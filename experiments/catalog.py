@@ -6,14 +6,34 @@ before it imports torch or Avalanche; :mod:`clgrow.experiments.benchmarks` build
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
-__all__ = ["BENCHMARK_NAMES", "EMBEDDED_BENCHMARKS", "N_CLASSES", "DataMissingError", "expected_files",
-           "check_benchmark", "check_data", "MODEL_INPUTS", "SAMPLE_VALUES", "estimate_run_bytes", "physical_memory"]
+__all__ = [
+    "BENCHMARK_NAMES",
+    "EMBEDDED_BENCHMARKS",
+    "N_CLASSES",
+    "DataMissingError",
+    "expected_files",
+    "check_benchmark",
+    "check_data",
+    "MODEL_INPUTS",
+    "SAMPLE_VALUES",
+    "estimate_run_bytes",
+    "physical_memory",
+]
 
 #: Every benchmark ``make_benchmark`` builds, embedded ones first.
-BENCHMARK_NAMES = ("split-digits", "split-mnist-5k", "split-mnist1d", "split-mnist", "permuted-mnist", "split-fmnist",
-                   "split-cifar10", "split-cifar100")
+BENCHMARK_NAMES = (
+    "split-digits",
+    "split-mnist-5k",
+    "split-mnist1d",
+    "split-mnist",
+    "permuted-mnist",
+    "split-fmnist",
+    "split-cifar10",
+    "split-cifar100",
+)
 
 EMBEDDED_BENCHMARKS = ("split-digits", "split-mnist-5k", "split-mnist1d")
 
@@ -50,8 +70,15 @@ def expected_files(name: str, data_root: Path) -> list[Path]:
 
 
 #: Classes of each class-split benchmark (permuted-mnist keeps all ten in every experience).
-N_CLASSES = {"split-digits": 10, "split-mnist-5k": 10, "split-mnist1d": 10, "split-mnist": 10, "split-fmnist": 10,
-             "split-cifar10": 10, "split-cifar100": 100}
+N_CLASSES = {
+    "split-digits": 10,
+    "split-mnist-5k": 10,
+    "split-mnist1d": 10,
+    "split-mnist": 10,
+    "split-fmnist": 10,
+    "split-cifar10": 10,
+    "split-cifar100": 100,
+}
 
 
 def check_benchmark(name: str, n_experiences: int, task_labels: bool = False) -> None:
@@ -70,19 +97,30 @@ def check_data(name: str, data_root: str | Path | None) -> Path | None:
     if name not in _FILES:
         return None
     if data_root is None:
-        raise DataMissingError(f"{name} reads its data from disk: pass --data-root DIR, where DIR holds "
-                               + ", ".join(_FILES[name]))
+        raise DataMissingError(
+            f"{name} reads its data from disk: pass --data-root DIR, where DIR holds " + ", ".join(_FILES[name])
+        )
     root = Path(data_root).expanduser()
     missing = [str(p) for p in expected_files(name, root) if not p.is_file()]
     if missing:
-        raise DataMissingError(f"{name}: missing under data root {root}: {', '.join(missing)} "
-                               "(clgrow never downloads; copy the torchvision-format files there)")
+        raise DataMissingError(
+            f"{name}: missing under data root {root}: {', '.join(missing)} "
+            "(clgrow never downloads; copy the torchvision-format files there)"
+        )
     return root
 
 
 #: Features the growable MLP reads (after the conv backbone for CIFAR) and values per stored sample.
-MODEL_INPUTS = {"split-digits": 64, "split-mnist-5k": 784, "split-mnist1d": 40, "split-mnist": 784,
-                "permuted-mnist": 784, "split-fmnist": 784, "split-cifar10": 1024, "split-cifar100": 1024}
+MODEL_INPUTS = {
+    "split-digits": 64,
+    "split-mnist-5k": 784,
+    "split-mnist1d": 40,
+    "split-mnist": 784,
+    "permuted-mnist": 784,
+    "split-fmnist": 784,
+    "split-cifar10": 1024,
+    "split-cifar100": 1024,
+}
 SAMPLE_VALUES = {**MODEL_INPUTS, "split-cifar10": 3072, "split-cifar100": 3072}
 #: Bytes per parameter a run holds: the value, its gradient and Adam's two moments (float32), times
 #: two for the copies a growth step makes (SVoD's candidate copy, the rollback snapshot).
@@ -92,8 +130,15 @@ BYTES_PER_PARAMETER = 32
 BYTES_PER_EXPERIENCE = 256 * 1024
 
 
-def estimate_run_bytes(benchmark: str, hidden_sizes: list[int], n_experiences: int, units_per_step: int,
-                       grow_from: int, max_hidden_size: int | None, probe: int) -> tuple[int, str]:
+def estimate_run_bytes(
+    benchmark: str,
+    hidden_sizes: list[int],
+    n_experiences: int,
+    units_per_step: int,
+    grow_from: int,
+    max_hidden_size: int | None,
+    probe: int,
+) -> tuple[int, str]:
     """A lower estimate of what a run holds at its end, and how it was counted.
 
     The growth's units are spread evenly over the hidden layers (an even spread holds the fewest
@@ -108,11 +153,13 @@ def estimate_run_bytes(benchmark: str, hidden_sizes: list[int], n_experiences: i
         widths = [min(max(w, h), max(max_hidden_size, h)) for w, h in zip(widths, hidden_sizes)]
     classes = N_CLASSES.get(benchmark, 10)
     dims = [MODEL_INPUTS.get(benchmark, 784)] + widths + [classes]
-    params = sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
+    params = sum(a * b + b for a, b in itertools.pairwise(dims))
     probes = n_experiences * probe * SAMPLE_VALUES.get(benchmark, 784) * 4 if steps else 0
     total = params * BYTES_PER_PARAMETER + probes + n_experiences * BYTES_PER_EXPERIENCE
-    how = (f"final widths about {widths} ({params:,} parameters x {BYTES_PER_PARAMETER} bytes), "
-           f"{n_experiences:,} experiences")
+    how = (
+        f"final widths about {widths} ({params:,} parameters x {BYTES_PER_PARAMETER} bytes), "
+        f"{n_experiences:,} experiences"
+    )
     return total, how
 
 

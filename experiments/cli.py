@@ -61,8 +61,14 @@ def _parser(full_run: bool = True) -> argparse.ArgumentParser:
     come from the methods' declarations, :mod:`clgrow.methods` and the registered ones; nothing
     here imports torch or Avalanche)."""
     p = _Parser(prog="clgrow", description="Grow networks during continual learning and compare forgetting.")
-    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                   help="import MODULE first, so the methods and strategies it registers can be named (repeatable)")
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first, so the methods and strategies it registers can be named (repeatable)",
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="one benchmark x strategy x growth run")
@@ -100,10 +106,17 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--benchmark", default=d.benchmark, choices=list(BENCHMARK_NAMES))
     r.add_argument("--strategy", default=d.strategy, choices=list(strategies))
     r.add_argument("--growth", default=d.growth, help="preset (clgrow list) or EXTENDER+DISTRIBUTOR")
-    r.add_argument("--plasticity", default=d.plasticity, choices=["none", *resetters],
-                   help="plasticity resets next to growth: ReDo or continual backprop (default: none)")
-    r.add_argument("--match-final-size", action="store_true",
-                   help="train a fixed model at the final widths --growth reaches (fair fixed-size baseline)")
+    r.add_argument(
+        "--plasticity",
+        default=d.plasticity,
+        choices=["none", *resetters],
+        help="plasticity resets next to growth: ReDo or continual backprop (default: none)",
+    )
+    r.add_argument(
+        "--match-final-size",
+        action="store_true",
+        help="train a fixed model at the final widths --growth reaches (fair fixed-size baseline)",
+    )
     r.add_argument("--seed", type=int, default=d.seed)
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--data-root", default=None, help="directory holding on-disk data sets")
@@ -119,9 +132,14 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--weight-decay", type=float, default=d.weight_decay)
     r.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:i or mps (default: auto)")
     r.add_argument("--tau", type=float, default=d.tau)
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="strategy hyperparameter, e.g. --set mem_size=200 (JSON values; clgrow list --verbose "
-                        "names each strategy's)")
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="strategy hyperparameter, e.g. --set mem_size=200 (JSON values; clgrow list --verbose "
+        "names each strategy's)",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bars or per-experience lines")
     r.add_argument("--check", action="store_true", help="validate everything, print the configuration, train nothing")
     _add_growth_flags(r)
@@ -148,8 +166,11 @@ def _add_growth_flags(p: argparse.ArgumentParser) -> None:
             continue
         flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("flags", ())]
         text = f.metadata.get("help", "")
-        kw: dict[str, typing.Any] = dict(dest=_GROW + f.name, default=argparse.SUPPRESS,
-                                         help=text if "default" in text else f"{text} (default: {f.default})")
+        kw: dict[str, typing.Any] = dict(
+            dest=_GROW + f.name,
+            default=argparse.SUPPRESS,
+            help=text if "default" in text else f"{text} (default: {f.default})",
+        )
         args = typing.get_args(types[f.name]) or (types[f.name],)
         if bool in args:
             kw["action"] = argparse.BooleanOptionalAction
@@ -170,12 +191,19 @@ def _add_growth_flags(p: argparse.ArgumentParser) -> None:
             for spec in specs.values():
                 option = f"--{name}-{spec.name.replace('_', '-')}"
                 if option in taken:  # a third-party method whose flag would shadow another's
-                    raise ConfigError(f"{kind} {name!r}: its argument {spec.name!r} makes the flag {option}, "
-                                      "which another setting already has; rename the method or the argument")
+                    raise ConfigError(
+                        f"{kind} {name!r}: its argument {spec.name!r} makes the flag {option}, "
+                        "which another setting already has; rename the method or the argument"
+                    )
                 taken.add(option)
-                grp.add_argument(option, dest=f"{kind}.{name}.{spec.name}", type=spec.parse,
-                                 default=argparse.SUPPRESS, metavar=spec.type.__name__.upper(),
-                                 help=spec.describe().replace("%", "%%"))
+                grp.add_argument(
+                    option,
+                    dest=f"{kind}.{name}.{spec.name}",
+                    type=spec.parse,
+                    default=argparse.SUPPRESS,
+                    metavar=spec.type.__name__.upper(),
+                    help=spec.describe().replace("%", "%%"),
+                )
 
 
 def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, object]:
@@ -185,7 +213,7 @@ def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, object]
     from clgrow.experiments.config import FIXED_FINAL
 
     given = vars(args)
-    settings: dict[str, object] = {k[len(_GROW):]: v for k, v in given.items() if k.startswith(_GROW)}
+    settings: dict[str, object] = {k[len(_GROW) :]: v for k, v in given.items() if k.startswith(_GROW)}
     if growth == FIXED_FINAL:  # alone it has no reference run: it would train the initial widths under that label
         raise ConfigError(f"growth: {FIXED_FINAL} is a grid entry; for one run use --growth METHOD --match-final-size")
     try:
@@ -194,8 +222,13 @@ def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, object]
         raise ConfigError(f"growth: {err}") from None
     for kind in ("extender", "distributor"):
         chosen = None if method is None else method[kind]
-        kwargs = _method_kwargs(given, kind, chosen, kind, f"--growth {growth} uses "
-                                f"{'no growth' if chosen is None else f'{kind} {chosen!r}'}")
+        kwargs = _method_kwargs(
+            given,
+            kind,
+            chosen,
+            kind,
+            f"--growth {growth} uses {'no growth' if chosen is None else f'{kind} {chosen!r}'}",
+        )
         if kwargs:
             settings[kind + "_kwargs"] = kwargs
     return settings
@@ -203,8 +236,9 @@ def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, object]
 
 def _plasticity_kwargs(args: argparse.Namespace) -> dict[str, object]:
     """The arguments of the plasticity method given on the command line; they must fit ``--plasticity``."""
-    return _method_kwargs(vars(args), _PLASTICITY, args.plasticity, "plasticity method",
-                          f"--plasticity is {args.plasticity!r}")
+    return _method_kwargs(
+        vars(args), _PLASTICITY, args.plasticity, "plasticity method", f"--plasticity is {args.plasticity!r}"
+    )
 
 
 def _method_kwargs(given: dict[str, object], kind: str, chosen: str | None, label: str, but: str) -> dict[str, object]:
@@ -257,10 +291,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from clgrow.config import GrowthConfig
     from clgrow.experiments.config import RunConfig
 
-    fields = {k: getattr(args, k) for k in ("benchmark", "strategy", "growth", "seed", "data_root", "n_experiences",
-                                            "class_order_seed", "task_labels", "hidden_sizes", "train_epochs",
-                                            "train_mb_size", "lr", "optimizer", "momentum", "weight_decay",
-                                            "device", "tau", "plasticity")}
+    fields = {
+        k: getattr(args, k)
+        for k in (
+            "benchmark",
+            "strategy",
+            "growth",
+            "seed",
+            "data_root",
+            "n_experiences",
+            "class_order_seed",
+            "task_labels",
+            "hidden_sizes",
+            "train_epochs",
+            "train_mb_size",
+            "lr",
+            "optimizer",
+            "momentum",
+            "weight_decay",
+            "device",
+            "tau",
+            "plasticity",
+        )
+    }
     fields["imports"] = list(args.imports)
     fields["plasticity_kwargs"] = _plasticity_kwargs(args)
     fields["strategy_kwargs"] = _parse_sets(args.set)
@@ -288,11 +341,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         summary = run(fixed, out, hidden_sizes=ref.final_hidden_sizes, verbose=verbose, progress=verbose)
     else:
         summary = run(cfg, out, verbose=verbose, progress=verbose)
-    print(f"final stream accuracy {summary.final_accuracy:.4f}, average forgetting "
-          f"{summary.average_forgetting:.4f}, hidden sizes {summary.final_hidden_sizes}; wrote {out}")
+    print(
+        f"final stream accuracy {summary.final_accuracy:.4f}, average forgetting "
+        f"{summary.average_forgetting:.4f}, hidden sizes {summary.final_hidden_sizes}; wrote {out}"
+    )
     if summary.collapsed:
-        print("clgrow: warning: the run collapsed (chance-level accuracy with every unit dead, or a training loss "
-              "that never decreased); summary.json says so (collapsed: true)", file=sys.stderr)
+        print(
+            "clgrow: warning: the run collapsed (chance-level accuracy with every unit dead, or a training loss "
+            "that never decreased); summary.json says so (collapsed: true)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -320,8 +378,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from clgrow.experiments.grid import grid_lock, run_grid, write_outputs  # Avalanche: only once everything is valid
 
     with grid_lock(out):
-        summaries = run_grid(grid, out, backend=args.backend, workers=args.workers, ray_address=args.ray_address,
-                             progress=not args.quiet)
+        summaries = run_grid(
+            grid, out, backend=args.backend, workers=args.workers, ray_address=args.ray_address, progress=not args.quiet
+        )
         table = write_outputs(summaries, out)
     print(f"\n{grid.base.benchmark}, {len(grid.seeds)} seed(s); fractions in % (mean ± std over seeds)\n")
     print(table)
@@ -345,8 +404,11 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     else:
         cells, left_out = load_cells(d)
         if left_out:
-            print(f"clgrow: warning: left out {len(left_out)} cell(s) that are not finished cells of the grid in "
-                  f"{d / 'grid.json'}: {', '.join(left_out)}", file=sys.stderr)
+            print(
+                f"clgrow: warning: left out {len(left_out)} cell(s) that are not finished cells of the grid in "
+                f"{d / 'grid.json'}: {', '.join(left_out)}",
+                file=sys.stderr,
+            )
         if not cells:
             return _fail(f"{d / 'cells'} holds no finished cell of its grid")
         write_outputs(cells, d)
@@ -363,8 +425,12 @@ def _cmd_list(verbose: bool) -> int:
 
     print("benchmarks (embedded):", ", ".join(EMBEDDED_BENCHMARKS))
     print("benchmarks (on disk, --data-root):", ", ".join(b for b in BENCHMARK_NAMES if b not in EMBEDDED_BENCHMARKS))
-    for kind, title in (("strategy", "strategies"), ("extender", "extenders"), ("distributor", "distributors"),
-                        ("plasticity", "plasticity")):
+    for kind, title in (
+        ("strategy", "strategies"),
+        ("extender", "extenders"),
+        ("distributor", "distributors"),
+        ("plasticity", "plasticity"),
+    ):
         registry = REGISTRIES[kind]
         print(f"{title}:", ", ".join(["none", *registry] if kind == "plasticity" else registry))
         if verbose:
@@ -385,8 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_avalanche_deprecations()
     argv = list(sys.argv[1:] if argv is None else argv)
     from clgrow.errors import ConfigError, GrowthError
-    from clgrow.experiments.errors import RunDiverged
     from clgrow.experiments.catalog import DataMissingError
+    from clgrow.experiments.errors import RunDiverged
     from clgrow.registry import import_modules
 
     try:  # a user's modules register their methods before the parser makes their flags
@@ -423,8 +489,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"clgrow: run failed: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        resume = ("run the same command again to resume: finished cells are kept" if args.command == "compare"
-                  else "no summary.json was written; run it again to start over")
+        resume = (
+            "run the same command again to resume: finished cells are kept"
+            if args.command == "compare"
+            else "no summary.json was written; run it again to start over"
+        )
         print(f"\nclgrow: interrupted; {resume}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `clgrow list | head -1`: the reader left, nothing is wrong
@@ -437,8 +506,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OSError as err:  # a full disk, a file removed underneath: the run failed, no traceback
         where = f" ({err.filename})" if getattr(err, "filename", None) else ""
-        print(f"clgrow: error: {err.strerror or err}{where}; finished results are kept, rerun to complete",
-              file=sys.stderr)
+        print(
+            f"clgrow: error: {err.strerror or err}{where}; finished results are kept, rerun to complete",
+            file=sys.stderr,
+        )
         return 1
     finally:
         if previous is not None:

@@ -45,9 +45,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 from clgrow.experiments.catalog import BENCHMARK_NAMES as BENCHMARKS
 from clgrow.experiments.catalog import (
+    MODEL_INPUTS,
     DataMissingError,
     check_benchmark,
-    MODEL_INPUTS,
     check_data,
     estimate_run_bytes,
     physical_memory,
@@ -66,8 +66,17 @@ def _number(v: Any) -> bool:
 
 
 #: What build_strategy sets itself; a strategy hyperparameter of the same name would clash.
-_BUILD_KEYS = ("model", "optimizer", "criterion", "train_mb_size", "train_epochs", "eval_mb_size", "device",
-               "evaluator", "plugins")
+_BUILD_KEYS = (
+    "model",
+    "optimizer",
+    "criterion",
+    "train_mb_size",
+    "train_epochs",
+    "eval_mb_size",
+    "device",
+    "evaluator",
+    "plugins",
+)
 
 
 def check_strategy_kwargs(strategy: str, kwargs: dict[str, Any], where: str = "strategy_kwargs") -> None:
@@ -78,10 +87,14 @@ def check_strategy_kwargs(strategy: str, kwargs: dict[str, Any], where: str = "s
     run_fields = {f.name for f in dataclasses.fields(RunConfig)}
     for key in kwargs:
         if key in run_fields or key in _BUILD_KEYS:
-            raise ConfigError(f"{where}.{key}: a run setting, not a strategy hyperparameter; set it as the run's "
-                              f"{key} (CLI flag or [run] field)")
+            raise ConfigError(
+                f"{where}.{key}: a run setting, not a strategy hyperparameter; set it as the run's "
+                f"{key} (CLI flag or [run] field)"
+            )
         if key in GrowthConfig.field_names():
-            raise ConfigError(f"{where}.{key}: a growth setting; set it in [run.grow] or with its --{key.replace('_', '-')} flag")
+            raise ConfigError(
+                f"{where}.{key}: a growth setting; set it in [run.grow] or with its --{key.replace('_', '-')} flag"
+            )
     try:
         strategies.params(strategy).build(kwargs)
     except ConfigError as err:
@@ -147,6 +160,7 @@ class RunConfig:
 
     def _validate(self, methods: bool) -> GrowthConfig | None:
         """:meth:`validate`, returning the run's growth settings (``None``: no growth)."""
+
         def need(cond: bool, name: str, msg: str) -> None:
             if not cond:
                 raise ConfigError(f"{name}: {msg} (got {getattr(self, name)!r})")
@@ -154,8 +168,11 @@ class RunConfig:
         need(isinstance(self.imports, list), "imports", "must be a list of module names")
         import_modules(self.imports)  # their methods register before any name is looked up
         need(self.benchmark in BENCHMARKS, "benchmark", f"must be one of {', '.join(BENCHMARKS)}")
-        need(isinstance(self.strategy, str) and self.strategy in strategies, "strategy",
-             f"must be one of {', '.join(strategies)}")
+        need(
+            isinstance(self.strategy, str) and self.strategy in strategies,
+            "strategy",
+            f"must be one of {', '.join(strategies)}",
+        )
         reference = self.strategy in reference_strategies()
         method = None  # the growth's method fields (None: no growth, or fixed-final)
         if self.growth != FIXED_FINAL:
@@ -169,55 +186,98 @@ class RunConfig:
             except ConfigError as err:
                 raise ConfigError(f"match_final_size: {err}") from None
         if reference:
-            need(self.growth == "none" and self.match_final_size is None, "growth",
-                 f"strategy {self.strategy!r} is a reference row without growth: use growth 'none'")
+            need(
+                self.growth == "none" and self.match_final_size is None,
+                "growth",
+                f"strategy {self.strategy!r} is a reference row without growth: use growth 'none'",
+            )
         if self.strategy == "der":
-            need(self.task_labels is not True, "task_labels",
-                 "strategy 'der' is class-incremental: it stores logits without task labels, which a model with "
-                 "one head per task does not give; drop --task-labels or use another strategy")
+            need(
+                self.task_labels is not True,
+                "task_labels",
+                "strategy 'der' is class-incremental: it stores logits without task labels, which a model with "
+                "one head per task does not give; drop --task-labels or use another strategy",
+            )
         if self.strategy == "pnn":
-            need(self.task_labels is True, "task_labels",
-                 "strategy 'pnn' is task-incremental: it needs task labels (--task-labels, task_labels = true)")
-            need(isinstance(self.hidden_sizes, list) and len(set(self.hidden_sizes)) == 1, "hidden_sizes",
-                 "strategy 'pnn' builds columns of one width: give equal hidden sizes")
-        need(self.plasticity == "none" or (isinstance(self.plasticity, str) and self.plasticity in resetters),
-             "plasticity", f"must be one of none, {', '.join(resetters)}")
+            need(
+                self.task_labels is True,
+                "task_labels",
+                "strategy 'pnn' is task-incremental: it needs task labels (--task-labels, task_labels = true)",
+            )
+            need(
+                isinstance(self.hidden_sizes, list) and len(set(self.hidden_sizes)) == 1,
+                "hidden_sizes",
+                "strategy 'pnn' builds columns of one width: give equal hidden sizes",
+            )
+        need(
+            self.plasticity == "none" or (isinstance(self.plasticity, str) and self.plasticity in resetters),
+            "plasticity",
+            f"must be one of none, {', '.join(resetters)}",
+        )
         need(isinstance(self.plasticity_kwargs, dict), "plasticity_kwargs", "must be a table")
         check_plasticity(self.plasticity, self.plasticity_kwargs)
         if reference:
-            need(self.plasticity == "none", "plasticity",
-                 f"strategy {self.strategy!r} is a reference row without resets: use plasticity 'none'")
+            need(
+                self.plasticity == "none",
+                "plasticity",
+                f"strategy {self.strategy!r} is a reference row without resets: use plasticity 'none'",
+            )
         need(isinstance(self.grow, GrowthConfig), "grow", "must be a table of growth settings")
         default = GrowthConfig()
         for name in ("extender", "distributor"):
             if getattr(self.grow, name) != getattr(default, name):
-                raise ConfigError(f"grow.{name}: the growth method is set by growth (a preset or "
-                                  f"'EXTENDER+DISTRIBUTOR'), not here (got {getattr(self.grow, name)!r})")
+                raise ConfigError(
+                    f"grow.{name}: the growth method is set by growth (a preset or "
+                    f"'EXTENDER+DISTRIBUTOR'), not here (got {getattr(self.grow, name)!r})"
+                )
         self.grow.validate(prefix="grow.", methods=False)
-        need(not callable(self.grow.neurons_per_experience), "grow",
-             "neurons_per_experience must be an integer in a run configuration")
+        need(
+            not callable(self.grow.neurons_per_experience),
+            "grow",
+            "neurons_per_experience must be an integer in a run configuration",
+        )
         for name in ("n_experiences", "train_epochs", "train_mb_size", "eval_mb_size"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, "must be an integer >= 1")
         for name in ("seed", "class_order_seed"):
             v = getattr(self, name)
-            need(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEED, name,
-                 f"must be an integer in [0, {MAX_SEED}]")
-        need(isinstance(self.hidden_sizes, list) and len(self.hidden_sizes) >= 1
-             and all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.hidden_sizes),
-             "hidden_sizes", "must be a non-empty list of integers >= 1")
+            need(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEED,
+                name,
+                f"must be an integer in [0, {MAX_SEED}]",
+            )
+        need(
+            isinstance(self.hidden_sizes, list)
+            and len(self.hidden_sizes) >= 1
+            and all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.hidden_sizes),
+            "hidden_sizes",
+            "must be a non-empty list of integers >= 1",
+        )
         need(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         need(_number(self.lr) and self.lr > 0, "lr", "must be a finite number > 0")
-        need(self.momentum is None or (_number(self.momentum) and 0 <= self.momentum < 1), "momentum",
-             "must be a number in [0, 1) or absent")
-        need(self.momentum is None or self.optimizer == "sgd", "momentum",
-             f"applies to optimizer 'sgd' only (optimizer is {self.optimizer!r})")
+        need(
+            self.momentum is None or (_number(self.momentum) and 0 <= self.momentum < 1),
+            "momentum",
+            "must be a number in [0, 1) or absent",
+        )
+        need(
+            self.momentum is None or self.optimizer == "sgd",
+            "momentum",
+            f"applies to optimizer 'sgd' only (optimizer is {self.optimizer!r})",
+        )
         need(_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "must be a finite number >= 0")
         need(_number(self.tau) and self.tau >= 0, "tau", "must be a finite number >= 0")
-        need(self.threads is None or (isinstance(self.threads, int) and not isinstance(self.threads, bool)
-                                      and self.threads >= 1), "threads", "must be an integer >= 1 or absent")
-        need(self.data_root is None or (isinstance(self.data_root, str) and self.data_root.strip() != ""),
-             "data_root", "must be a path (a non-empty string) or absent")
+        need(
+            self.threads is None
+            or (isinstance(self.threads, int) and not isinstance(self.threads, bool) and self.threads >= 1),
+            "threads",
+            "must be an integer >= 1 or absent",
+        )
+        need(
+            self.data_root is None or (isinstance(self.data_root, str) and self.data_root.strip() != ""),
+            "data_root",
+            "must be a path (a non-empty string) or absent",
+        )
         need(isinstance(self.task_labels, bool), "task_labels", "must be true or false")
         try:
             check_benchmark(self.benchmark, self.n_experiences, self.task_labels)
@@ -231,19 +291,26 @@ class RunConfig:
         if method and method.get("distributor") == "fixed" and isinstance(layer, int) and not isinstance(layer, bool):
             n = len(self.hidden_sizes)
             if not -n <= layer < n:
-                raise ConfigError(f"grow.distributor_kwargs.layer: layer {layer} does not exist: hidden_sizes "
-                                  f"{self.hidden_sizes} has layers 0..{n - 1} (or -{n}..-1)")
+                raise ConfigError(
+                    f"grow.distributor_kwargs.layer: layer {layer} does not exist: hidden_sizes "
+                    f"{self.hidden_sizes} has layers 0..{n - 1} (or -{n}..-1)"
+                )
         if method and method.get("extender") == "swe":
             self._check_dense_coupling({**method.get("extender_kwargs", {}), **self.grow.extender_kwargs})
         if self.grow.layers is not None and self.growth not in ("none", FIXED_FINAL):
             beyond = [i for i in self.grow.layers if i >= len(self.hidden_sizes)]
             if beyond:
-                raise ConfigError(f"grow.layers: layers {beyond} do not exist: hidden_sizes {self.hidden_sizes} has "
-                                  f"layers 0..{len(self.hidden_sizes) - 1}")
+                raise ConfigError(
+                    f"grow.layers: layers {beyond} do not exist: hidden_sizes {self.hidden_sizes} has "
+                    f"layers 0..{len(self.hidden_sizes) - 1}"
+                )
         cap = self.grow.max_hidden_size
         if cap is not None and self.growth not in ("none", FIXED_FINAL) and self.match_final_size is None:
-            need(cap > min(self.hidden_sizes), "grow",
-                 f"max_hidden_size {cap} leaves no room above the initial widths {self.hidden_sizes}: nothing would grow")
+            need(
+                cap > min(self.hidden_sizes),
+                "grow",
+                f"max_hidden_size {cap} leaves no room above the initial widths {self.hidden_sizes}: nothing would grow",
+            )
         try:  # the methods' arguments, by their declarations (nothing is built)
             growth = growth_from_method(method, base=self.grow)
         except GrowthError as err:
@@ -276,7 +343,8 @@ class RunConfig:
             raise ConfigError(
                 f"grow.extender_kwargs.max_coupling_bytes: a dense SWE coupling for K={k} units needs at least "
                 f"{least / 2**20:.2f} MiB in the first growth step, over max_coupling_bytes={budget}; use the "
-                "factored coupling, on_oversize='subsample', fewer units per experience or a larger budget")
+                "factored coupling, on_oversize='subsample', fewer units per experience or a larger budget"
+            )
 
     def check_memory(self) -> None:
         """Refuse, with the figure, a run whose model and stream cannot fit in this machine's memory
@@ -286,14 +354,21 @@ class RunConfig:
             return
         grows = self.growth not in ("none", FIXED_FINAL) or self.match_final_size is not None
         k = self.grow.neurons_per_experience if grows and isinstance(self.grow.neurons_per_experience, int) else 0
-        need, how = estimate_run_bytes(self.benchmark, list(self.hidden_sizes), self.n_experiences, k,
-                                       self.grow.grow_from_experience, self.grow.max_hidden_size,
-                                       self.grow.disruption_probe)
+        need, how = estimate_run_bytes(
+            self.benchmark,
+            list(self.hidden_sizes),
+            self.n_experiences,
+            k,
+            self.grow.grow_from_experience,
+            self.grow.max_hidden_size,
+            self.grow.disruption_probe,
+        )
         if need > 0.9 * total:
             raise ConfigError(
                 f"memory: this run would hold at least {need / 2**30:,.1f} GiB ({how}) and this machine has "
                 f"{total / 2**30:.1f} GiB; grow fewer units per experience, cap them with max_hidden_size, or "
-                "run fewer experiences")
+                "run fewer experiences"
+            )
 
     def check_methods(self) -> None:
         """The checks that build the methods (their own argument checks) or probe the device.
@@ -353,8 +428,9 @@ class RunConfig:
         growth = self._validate(methods=True)
         if growth is not None:  # built here, once; the plugin takes the instances
             extender, distributor = growth.build()
-            growth = dataclasses.replace(growth, extender=extender, distributor=distributor, extender_kwargs={},
-                                         distributor_kwargs={})
+            growth = dataclasses.replace(
+                growth, extender=extender, distributor=distributor, extender_kwargs={}, distributor_kwargs={}
+            )
         resetter = None
         if self.plasticity != "none":
             resetter = resetters.build(self.plasticity, self.plasticity_kwargs)
@@ -406,9 +482,13 @@ class GridConfig:
                         continue  # reference rows (joint, pnn) exist without growth or resets only
                     for seed in self.seeds:
                         d = self.base.to_dict()
-                        d.update(strategy=strategy, seed=seed, plasticity=plasticity,
-                                 strategy_kwargs=dict(self.strategy_kwargs.get(strategy, {})),
-                                 plasticity_kwargs=dict(self.plasticity_kwargs.get(plasticity, {})))
+                        d.update(
+                            strategy=strategy,
+                            seed=seed,
+                            plasticity=plasticity,
+                            strategy_kwargs=dict(self.strategy_kwargs.get(strategy, {})),
+                            plasticity_kwargs=dict(self.plasticity_kwargs.get(plasticity, {})),
+                        )
                         if growth == FIXED_FINAL:
                             d.update(growth="none", match_final_size=self.match_growth)
                         else:
@@ -444,8 +524,19 @@ def load_grid(path: str | Path, imports: list[str] | None = None) -> GridConfig:
             if not isinstance(table, dict):
                 raise ConfigError(f"{section}.{name}: must be a table of {what} (got {table!r})")
     grid = dict(data.get("grid", {}))
-    allowed = {"benchmark", "strategies", "growth", "seeds", "match_growth", "n_experiences", "task_labels",
-               "data_root", "class_order_seed", "plasticity", "imports"}
+    allowed = {
+        "benchmark",
+        "strategies",
+        "growth",
+        "seeds",
+        "match_growth",
+        "n_experiences",
+        "task_labels",
+        "data_root",
+        "class_order_seed",
+        "plasticity",
+        "imports",
+    }
     unknown = sorted(set(grid) - allowed)
     if unknown:
         raise ConfigError(f"grid: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
@@ -455,8 +546,13 @@ def load_grid(path: str | Path, imports: list[str] | None = None) -> GridConfig:
             if key in run and run[key] != grid[key]:
                 raise ConfigError(f"{key}: set in [grid] ({grid[key]!r}) and in [run] ({run[key]!r}); keep one")
             run[key] = grid.pop(key)
-    for key, axis in (("seed", "grid.seeds"), ("strategy", "grid.strategies"), ("growth", "grid.growth"),
-                      ("plasticity", "grid.plasticity"), ("plasticity_kwargs", "[plasticity.NAME] tables")):
+    for key, axis in (
+        ("seed", "grid.seeds"),
+        ("strategy", "grid.strategies"),
+        ("growth", "grid.growth"),
+        ("plasticity", "grid.plasticity"),
+        ("plasticity_kwargs", "[plasticity.NAME] tables"),
+    ):
         if key in run:
             raise ConfigError(f"run.{key}: a grid sets it per cell from {axis}; remove it from [run]")
     named = run.get("imports", [])
@@ -489,7 +585,9 @@ def load_grid(path: str | Path, imports: list[str] | None = None) -> GridConfig:
             raise ConfigError(f"grid.seeds: seeds must be integers in [0, {MAX_SEED}] (got {s!r})")
     for name in grid["plasticity"]:
         if name != "none" and name not in resetters:
-            raise ConfigError(f"grid.plasticity: unknown plasticity method {name!r}; known: none, {', '.join(resetters)}")
+            raise ConfigError(
+                f"grid.plasticity: unknown plasticity method {name!r}; known: none, {', '.join(resetters)}"
+            )
     plasticity_kwargs = data.get("plasticity", {})
     for name in plasticity_kwargs:
         if name not in resetters:
@@ -511,17 +609,29 @@ def load_grid(path: str | Path, imports: list[str] | None = None) -> GridConfig:
         raise ConfigError("grid.match_growth: must name a growth method, not 'none'")
     # what imports torch last (the device, Avalanche's own checks), so that every other mistake answers at once
     base.check_methods()
-    for key, names in (("grid.growth", [g for g in grid["growth"] if g != FIXED_FINAL]),
-                       ("grid.match_growth", [match])):
+    for key, names in (
+        ("grid.growth", [g for g in grid["growth"] if g != FIXED_FINAL]),
+        ("grid.match_growth", [match]),
+    ):
         for g in names:
             try:
                 parse_growth(g)
             except GrowthError as err:
                 raise ConfigError(f"{key}: {err}") from None
-    out = GridConfig(base, list(grid["strategies"]), list(grid["growth"]), list(grid["seeds"]), strategy_kwargs, match,
-                     list(grid["plasticity"]), plasticity_kwargs)
+    out = GridConfig(
+        base,
+        list(grid["strategies"]),
+        list(grid["growth"]),
+        list(grid["seeds"]),
+        strategy_kwargs,
+        match,
+        list(grid["plasticity"]),
+        plasticity_kwargs,
+    )
     if not out.cells():
-        raise ConfigError(f"{path}: the grid's axes leave no cell to run (strategies {out.strategies}, growth "
-                          f"{out.growth}, plasticity {out.plasticity}: reference strategies run with growth and "
-                          "plasticity 'none' only)")
+        raise ConfigError(
+            f"{path}: the grid's axes leave no cell to run (strategies {out.strategies}, growth "
+            f"{out.growth}, plasticity {out.plasticity}: reference strategies run with growth and "
+            "plasticity 'none' only)"
+        )
     return out

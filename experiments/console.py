@@ -19,8 +19,9 @@ def quiet_avalanche_deprecations() -> None:
     if getattr(shown, "_clgrow_quiet", False):
         return
 
-    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
-             line: str | None = None) -> None:
+    def show(
+        message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None
+    ) -> None:
         if issubclass(category, DeprecationWarning) and "avalanche" in str(filename):
             return
         shown(message, category, filename, lineno, file, line)

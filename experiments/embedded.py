@@ -43,7 +43,7 @@ def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tup
     train_idx, test_idx = [], []
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
-        cut = int(round(len(idx) * test_fraction))
+        cut = round(len(idx) * test_fraction)
         test_idx.append(idx[:cut])
         train_idx.append(idx[cut:])
     tr, te = np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))

@@ -22,7 +22,16 @@ from clgrow.experiments.config import ConfigError, GridConfig, RunConfig
 from clgrow.strategies.results import atomic_write_csv, atomic_write_text
 from clgrow.strategies.summary import RunSummary
 
-__all__ = ["run_grid", "grid_lock", "cell_dir", "aggregate", "markdown_table", "table_warnings", "load_cells", "write_outputs"]
+__all__ = [
+    "run_grid",
+    "grid_lock",
+    "cell_dir",
+    "aggregate",
+    "markdown_table",
+    "table_warnings",
+    "load_cells",
+    "write_outputs",
+]
 
 TABLE_COLUMNS = [
     ("final_accuracy", "final acc", True),
@@ -88,8 +97,14 @@ def _load(path: Path) -> RunSummary | None:
         return None
 
 
-def run_grid(grid: GridConfig, out: str | Path, backend: str = "local", workers: int = 2,
-             ray_address: str | None = None, progress: bool = True) -> list[RunSummary]:
+def run_grid(
+    grid: GridConfig,
+    out: str | Path,
+    backend: str = "local",
+    workers: int = 2,
+    ray_address: str | None = None,
+    progress: bool = True,
+) -> list[RunSummary]:
     """Run every cell not yet done; return all summaries in grid order."""
     out = Path(out)
     cells = grid.cells()
@@ -105,9 +120,11 @@ def run_grid(grid: GridConfig, out: str | Path, backend: str = "local", workers:
     submit = _make_submitter(backend, workers, ray_address, len(first) + len(second))
     try:
         done = _run_wave(first, out, lambda c: None, submit, progress, "grid")
+
         def sizes(c: RunConfig) -> list[int]:
             ref = done.get(cell_name(_reference(c))) or _load(cell_dir(out, _reference(c)))
             return list(ref.final_hidden_sizes)
+
         done.update(_run_wave(second, out, sizes, submit, progress, "fixed-final"))
     finally:
         submit.close()
@@ -134,8 +151,10 @@ def grid_lock(out: str | Path) -> Iterator[None]:
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "another process"
-            raise ConfigError(f"--out {out}: another clgrow compare ({holder}) is running a grid there; wait for "
-                              "it to finish, or use another directory") from None
+            raise ConfigError(
+                f"--out {out}: another clgrow compare ({holder}) is running a grid there; wait for "
+                "it to finish, or use another directory"
+            ) from None
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()}")
@@ -178,7 +197,7 @@ def _make_submitter(backend: str, workers: int, ray_address: str | None, n: int)
     if backend != "local":
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
     if workers <= 1 or n <= 1:  # run lazily at gather time, so the progress bar moves cell by cell
-        return _Submitter(lambda *a: (lambda: _run_cell(*a)), lambda fs: [f() for f in fs], lambda: None)
+        return _Submitter(lambda *a: lambda: _run_cell(*a), lambda fs: [f() for f in fs], lambda: None)
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_quiet_worker)
 
     def close() -> None:
@@ -197,8 +216,14 @@ def _make_submitter(backend: str, workers: int, ray_address: str | None, n: int)
     return _Submitter(lambda *a: pool.submit(_run_cell, *a), lambda fs: [f.result() for f in fs], close)
 
 
-def _run_wave(cells: list[RunConfig], out: Path, sizes: Callable[[RunConfig], list[int] | None],
-              submit: _Submitter, progress: bool, label: str) -> dict[str, RunSummary]:
+def _run_wave(
+    cells: list[RunConfig],
+    out: Path,
+    sizes: Callable[[RunConfig], list[int] | None],
+    submit: _Submitter,
+    progress: bool,
+    label: str,
+) -> dict[str, RunSummary]:
     done: dict[str, RunSummary] = {}
     todo = []
     for c in cells:
@@ -244,14 +269,24 @@ def cell_row(s: RunSummary) -> dict[str, Any]:
     """One flat row of a cell summary (the columns of ``summary.csv``)."""
     train = s.train_seconds or math.nan
     return {
-        "benchmark": s.benchmark, "strategy": s.strategy, "growth": s.growth, "plasticity": s.plasticity, "seed": s.seed,
-        "final_accuracy": s.final_accuracy, "learning_accuracy": s.learning_accuracy,
+        "benchmark": s.benchmark,
+        "strategy": s.strategy,
+        "growth": s.growth,
+        "plasticity": s.plasticity,
+        "seed": s.seed,
+        "final_accuracy": s.final_accuracy,
+        "learning_accuracy": s.learning_accuracy,
         "average_forgetting": s.average_forgetting,
         "growth_disruption": math.nan if s.mean_growth_disruption is None else s.mean_growth_disruption,
-        "dead": s.last("dead_fraction"), "dormant": s.last("dormant_fraction"),
-        "new_dead": s.last("new_dead_fraction"), "new_dormant": s.last("new_dormant_fraction"),
-        "units": sum(s.final_hidden_sizes), "hidden_sizes": "x".join(map(str, s.final_hidden_sizes)),
-        "parameters": s.parameters, "train_seconds": s.train_seconds, "growth_seconds": s.growth_seconds,
+        "dead": s.last("dead_fraction"),
+        "dormant": s.last("dormant_fraction"),
+        "new_dead": s.last("new_dead_fraction"),
+        "new_dormant": s.last("new_dormant_fraction"),
+        "units": sum(s.final_hidden_sizes),
+        "hidden_sizes": "x".join(map(str, s.final_hidden_sizes)),
+        "parameters": s.parameters,
+        "train_seconds": s.train_seconds,
+        "growth_seconds": s.growth_seconds,
         "growth_over_train": (s.growth_seconds / train) if train and not math.isnan(train) else math.nan,
         "units_reset": sum(s.units_reset),
         "collapsed": s.collapsed,
@@ -288,17 +323,26 @@ def table_warnings(rows: list[dict[str, Any]]) -> list[str]:
     seed_sets = {tuple(r["seed_list"]) for r in rows}
     if len(seed_sets) > 1:
         every = sorted(set().union(*seed_sets))
-        short = [f"{r['strategy']}/{r['growth']}" + ("" if r.get("plasticity", "none") == "none" else f"/{r['plasticity']}")
-                 + f" (seeds {', '.join(map(str, r['seed_list']))})" for r in rows if r["seed_list"] != every]
+        short = [
+            f"{r['strategy']}/{r['growth']}"
+            + ("" if r.get("plasticity", "none") == "none" else f"/{r['plasticity']}")
+            + f" (seeds {', '.join(map(str, r['seed_list']))})"
+            for r in rows
+            if r["seed_list"] != every
+        ]
         out.append(f"rows average different seeds (all seeds: {', '.join(map(str, every))}); short: {'; '.join(short)}")
     for r in rows:
         if r.get("collapsed_seeds"):
-            out.append(f"{r['strategy']}/{r['growth']}: seed(s) {', '.join(map(str, r['collapsed_seeds']))} collapsed "
-                       "(chance-level accuracy with every unit dead, or a training loss that never decreased); "
-                       "they are in the means")
+            out.append(
+                f"{r['strategy']}/{r['growth']}: seed(s) {', '.join(map(str, r['collapsed_seeds']))} collapsed "
+                "(chance-level accuracy with every unit dead, or a training loss that never decreased); "
+                "they are in the means"
+            )
         for key, seeds in r.get("dropped", {}).items():
-            out.append(f"{r['strategy']}/{r['growth']}: {labels[key]} is not finite for seed(s) "
-                       f"{', '.join(map(str, seeds))}, left out of the mean")
+            out.append(
+                f"{r['strategy']}/{r['growth']}: {labels[key]} is not finite for seed(s) "
+                f"{', '.join(map(str, seeds))}, left out of the mean"
+            )
     return out
 
 

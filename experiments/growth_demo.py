@@ -49,8 +49,16 @@ def accuracy(model: nn.Module, loader: DataLoader) -> float:
 _PAPER = {"swe": SWE.PAPER, "gradmax": dict(passes=1.0)}
 
 
-def run_seed(data_name: str, k: int, hidden: Sequence[int], epochs: int, seed: int, lr: float,
-             paper: bool = False, swe_kwargs: dict | None = None) -> list[dict]:
+def run_seed(
+    data_name: str,
+    k: int,
+    hidden: Sequence[int],
+    epochs: int,
+    seed: int,
+    lr: float,
+    paper: bool = False,
+    swe_kwargs: dict | None = None,
+) -> list[dict]:
     """All extenders for one seed; one dict of figures per extender."""
     data = load_embedded(data_name)
     torch.manual_seed(seed)
@@ -113,11 +121,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3, help="training epochs before growth")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--paper", action="store_true",
-                        help="the paper's budgets (one pass for SVoD training, voting and each SWE layer) "
-                             "instead of the defaults")
-    parser.add_argument("--swe", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="SWE keyword arguments, e.g. --swe passes=0.25 coupling_lr=3e-5")
+    parser.add_argument(
+        "--paper",
+        action="store_true",
+        help="the paper's budgets (one pass for SVoD training, voting and each SWE layer) instead of the defaults",
+    )
+    parser.add_argument(
+        "--swe",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="SWE keyword arguments, e.g. --swe passes=0.25 coupling_lr=3e-5",
+    )
     args = parser.parse_args(argv)
     swe_kwargs = {}
     for item in args.swe:
@@ -129,13 +144,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         for row in run_seed(args.data, args.k, args.hidden, args.epochs, seed, args.lr, args.paper, swe_kwargs):
             per_ext.setdefault(row["extender"], []).append(row)
     budget = ("paper budgets" if args.paper else "default budgets") + (f", SWE{swe_kwargs}" if swe_kwargs else "")
-    print(f"\n{args.data}: MLP {args.hidden}, trained {args.epochs} epochs, grown by K={args.k} (SVoD, {budget}), "
-          f"then 1 more pass; seeds {args.seeds}; fractions in %, times relative to one training epoch\n")
+    print(
+        f"\n{args.data}: MLP {args.hidden}, trained {args.epochs} epochs, grown by K={args.k} (SVoD, {budget}), "
+        f"then 1 more pass; seeds {args.seeds}; fractions in %, times relative to one training epoch\n"
+    )
     cols = [
-        ("acc before", "acc_before", True), ("acc grown", "acc_grown", True), ("acc +1 pass", "acc_after", True),
-        ("new dead", "new_dead_grown", True), ("new dormant", "new_dormant_grown", True),
-        ("new dead +1", "new_dead_after", True), ("new dormant +1", "new_dormant_after", True),
-        ("SVoD / epoch", "dist_per_epoch", False), ("extender / epoch", "ext_per_epoch", False),
+        ("acc before", "acc_before", True),
+        ("acc grown", "acc_grown", True),
+        ("acc +1 pass", "acc_after", True),
+        ("new dead", "new_dead_grown", True),
+        ("new dormant", "new_dormant_grown", True),
+        ("new dead +1", "new_dead_after", True),
+        ("new dormant +1", "new_dormant_after", True),
+        ("SVoD / epoch", "dist_per_epoch", False),
+        ("extender / epoch", "ext_per_epoch", False),
     ]
     print("| extender | allocation (seed 0) | " + " | ".join(c[0] for c in cols) + " |")
     print("|---" * (len(cols) + 2) + "|")

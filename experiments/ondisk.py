@@ -34,11 +34,13 @@ def read_idx(path: Path) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise ValueError(f"{path}: truncated idx header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     need = int(np.prod(shape)) if shape else 0
     if len(raw) - header != need:
-        raise ValueError(f"{path}: idx header declares shape {shape} ({need} bytes) but the file holds "
-                         f"{len(raw) - header} bytes after the header")
+        raise ValueError(
+            f"{path}: idx header declares shape {shape} ({need} bytes) but the file holds "
+            f"{len(raw) - header} bytes after the header"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -96,8 +98,12 @@ class Prepare:
     (Avalanche's checkpoints).
     """
 
-    def __init__(self, permutation: Tensor | None = None, mean: tuple[float, ...] | None = None,
-                 std: tuple[float, ...] | None = None) -> None:
+    def __init__(
+        self,
+        permutation: Tensor | None = None,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+    ) -> None:
         self.permutation = permutation
         self.mean = None if mean is None else torch.tensor(mean).view(1, -1, 1, 1)
         self.std = None if std is None else torch.tensor(std).view(1, -1, 1, 1)

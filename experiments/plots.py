@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import warnings
-
 import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from clgrow.strategies.summary import RunSummary  # noqa: E402
+from clgrow.strategies.summary import RunSummary
 
 __all__ = ["plot_run", "plot_grid"]
 
@@ -41,8 +40,15 @@ def _heatmap(ax: Any, mat: Sequence[Sequence[Any]], title: str) -> None:
     for i in range(n):
         for j in range(arr.shape[1]):
             if not np.isnan(arr[i, j]):
-                ax.text(j, i, f"{arr[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if arr[i, j] < 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{arr[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if arr[i, j] < 0.5 else "black",
+                )
     ax.set_xlabel("evaluated on experience")
     ax.set_ylabel("after training experience")
     ax.set_title(title, fontsize=9)
@@ -65,7 +71,9 @@ def plot_run(summary: RunSummary, out_dir: str | Path) -> list[Path]:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     axes[0].plot(x, _nan(summary.stream_accuracy), "o-", label="stream accuracy")
-    axes[0].plot(x, _nan(RunSummary.diagonal(summary.accuracy_matrix)), "^-", label="accuracy on the experience just learned")
+    axes[0].plot(
+        x, _nan(RunSummary.diagonal(summary.accuracy_matrix)), "^-", label="accuracy on the experience just learned"
+    )
     axes[0].plot(x, _nan(summary.forgetting), "s-", label="stream forgetting")
     if any(v is not None for v in summary.growth_disruption):
         axes[0].plot(x, _nan(summary.growth_disruption), "d:", label="growth disruption (accuracy drop on seen exps)")
@@ -74,8 +82,12 @@ def plot_run(summary: RunSummary, out_dir: str | Path) -> list[Path]:
     for a in axes:
         a.set_xticks(x)
     axes[0].legend(fontsize=8)
-    for key, style in [("dead_fraction", "o-"), ("dormant_fraction", "s-"),
-                       ("new_dead_fraction", "o--"), ("new_dormant_fraction", "s--")]:
+    for key, style in [
+        ("dead_fraction", "o-"),
+        ("dormant_fraction", "s-"),
+        ("new_dead_fraction", "o--"),
+        ("new_dormant_fraction", "s--"),
+    ]:
         axes[1].plot(x, _nan(getattr(summary, key)), style, label=key.replace("_fraction", "").replace("_", " "))
     axes[1].set_ylim(0, 1)
     axes[1].set_xlabel("after training experience")
@@ -89,9 +101,16 @@ def plot_run(summary: RunSummary, out_dir: str | Path) -> list[Path]:
     ax.set_title(title, fontsize=9)
     paths.append(_save(fig, out / "hidden_sizes.png"))
 
-    groups = [(summary.cohort_dormant, "cohort_", "dormant units by cohort", "added at", "cohort_dormancy.png"),
-              (summary.reset_dormant, "reset_", f"dormant units by last reset ({summary.plasticity})", "last reset at",
-               "reset_dormancy.png")]
+    groups = [
+        (summary.cohort_dormant, "cohort_", "dormant units by cohort", "added at", "cohort_dormancy.png"),
+        (
+            summary.reset_dormant,
+            "reset_",
+            f"dormant units by last reset ({summary.plasticity})",
+            "last reset at",
+            "reset_dormancy.png",
+        ),
+    ]
     for by_group, prefix, what, legend, name in groups:
         if not by_group:
             continue
@@ -112,7 +131,9 @@ def _sizes_array(sizes: Sequence[Sequence[int]], depth: int | None = None) -> np
     """Widths per experience ``(experiences, layers)``; rows without a measurement (joint training
     evaluates once; PNN has no GrowableMLP) are NaN."""
     depth = max((len(s) for s in sizes), default=0) if depth is None else depth
-    return np.array([list(s) if len(s) == depth else [np.nan] * depth for s in sizes], dtype=float).reshape(len(sizes), depth)
+    return np.array([list(s) if len(s) == depth else [np.nan] * depth for s in sizes], dtype=float).reshape(
+        len(sizes), depth
+    )
 
 
 def _stacked_sizes(ax: Any, sizes: Sequence[Sequence[float]]) -> None:
@@ -162,8 +183,9 @@ def plot_grid(summaries: list[RunSummary], out_dir: str | Path) -> list[Path]:
     def mean_series(items: list[dict[str, Any]], key: str) -> np.ndarray:
         return _nanmean(np.array([_nan(series(s, key)) for s in items]), axis=0) if items else np.array([])
 
-    fig, axes = plt.subplots(len(strategies), len(growths), figsize=(2.6 * len(growths), 2.6 * len(strategies)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(strategies), len(growths), figsize=(2.6 * len(growths), 2.6 * len(strategies)), squeeze=False
+    )
     for r, strat in enumerate(strategies):
         for c, growth in enumerate(growths):
             items = groups.get((strat, growth), [])
@@ -177,12 +199,19 @@ def plot_grid(summaries: list[RunSummary], out_dir: str | Path) -> list[Path]:
             ax.set_ylabel("")
     paths.append(_save(fig, out / "accuracy_matrices.png"))
 
-    panels = [("stream_accuracy", "stream accuracy"), ("learning", "accuracy on the experience just learned"),
-              ("forgetting", "stream forgetting"), ("growth_disruption", "growth disruption (accuracy drop)"),
-              ("dormant_fraction", "dormant fraction (all units)"), ("new_dormant_fraction", "dormant fraction (new units)"),
-              ("dead_fraction", "dead fraction (all units)"), ("new_dead_fraction", "dead fraction (new units)")]
-    fig, axes = plt.subplots(len(strategies), len(panels), figsize=(3.2 * len(panels), 2.8 * len(strategies)),
-                             squeeze=False)
+    panels = [
+        ("stream_accuracy", "stream accuracy"),
+        ("learning", "accuracy on the experience just learned"),
+        ("forgetting", "stream forgetting"),
+        ("growth_disruption", "growth disruption (accuracy drop)"),
+        ("dormant_fraction", "dormant fraction (all units)"),
+        ("new_dormant_fraction", "dormant fraction (new units)"),
+        ("dead_fraction", "dead fraction (all units)"),
+        ("new_dead_fraction", "dead fraction (new units)"),
+    ]
+    fig, axes = plt.subplots(
+        len(strategies), len(panels), figsize=(3.2 * len(panels), 2.8 * len(strategies)), squeeze=False
+    )
     for r, strat in enumerate(strategies):
         for c, (key, label) in enumerate(panels):
             ax = axes[r][c]
@@ -200,8 +229,9 @@ def plot_grid(summaries: list[RunSummary], out_dir: str | Path) -> list[Path]:
     axes[fullest][0].legend(fontsize=7)
     paths.append(_save(fig, out / "per_experience.png"))
 
-    fig, axes = plt.subplots(len(strategies), len(growths), figsize=(2.6 * len(growths), 2.4 * len(strategies)),
-                             squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        len(strategies), len(growths), figsize=(2.6 * len(growths), 2.4 * len(strategies)), squeeze=False, sharey=True
+    )
     for r, strat in enumerate(strategies):
         for c, growth in enumerate(growths):
             items = groups.get((strat, growth), [])

@@ -16,10 +16,10 @@ from avalanche.training.determinism.rng_manager import RNGManager
 
 import clgrow
 from clgrow import GrowableMLP
-from clgrow.experiments.device import resolve_device
-from clgrow.experiments.errors import RunDiverged
 from clgrow.experiments.benchmarks import BenchmarkInfo, make_benchmark
 from clgrow.experiments.config import ConfigError, ResolvedRun, RunConfig
+from clgrow.experiments.device import resolve_device
+from clgrow.experiments.errors import RunDiverged
 from clgrow.strategies import (
     GrowPlugin,
     LeanEvaluationPlugin,
@@ -35,13 +35,19 @@ from clgrow.strategies.results import atomic_write_text
 
 __all__ = ["run", "build_model", "summarize", "library_versions"]
 
+
 def library_versions() -> dict[str, str]:
     """Versions of Python and the libraries a result depends on."""
     import avalanche
     import numpy
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "avalanche": avalanche.__version__,
-            "numpy": numpy.__version__, "clgrow": clgrow.__version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "avalanche": avalanche.__version__,
+        "numpy": numpy.__version__,
+        "clgrow": clgrow.__version__,
+    }
 
 
 def build_model(cfg: RunConfig, bm: BenchmarkInfo, hidden_sizes: list[int] | None = None) -> torch.nn.Module:
@@ -52,8 +58,10 @@ def build_model(cfg: RunConfig, bm: BenchmarkInfo, hidden_sizes: list[int] | Non
         from avalanche.models import PNN
 
         if bm.backbone is not None:
-            raise ConfigError(f"strategy 'pnn': benchmark {cfg.benchmark!r} needs a convolutional backbone, "
-                              "which Avalanche's PNN does not take; use an MLP benchmark")
+            raise ConfigError(
+                f"strategy 'pnn': benchmark {cfg.benchmark!r} needs a convolutional backbone, "
+                "which Avalanche's PNN does not take; use an MLP benchmark"
+            )
         return PNN(num_layers=len(sizes), in_features=bm.in_features, hidden_features_per_column=sizes[0])
     backbone = bm.backbone() if bm.backbone is not None else None
     if bm.task_labels:
@@ -112,12 +120,24 @@ class _FiniteLoss(SupervisedPlugin):
             )
 
 
-def summarize(cfg: RunConfig, strategy: Any, writer: ResultsWriter, timer: _Timer, task_labels: list[int]) -> RunSummary:
+def summarize(
+    cfg: RunConfig, strategy: Any, writer: ResultsWriter, timer: _Timer, task_labels: list[int]
+) -> RunSummary:
     """The run's :class:`RunSummary` (written to ``summary.json``)."""
     return RunSummary.collect(
-        strategy, writer, task_labels=task_labels, benchmark=cfg.benchmark, strategy_name=cfg.strategy,
-        growth=cfg.growth_label, seed=cfg.seed, train_seconds=timer.train_seconds, epoch_seconds=timer.epoch_seconds,
-        versions=library_versions(), config=cfg.to_dict(), device=str(strategy.device), plasticity=cfg.plasticity,
+        strategy,
+        writer,
+        task_labels=task_labels,
+        benchmark=cfg.benchmark,
+        strategy_name=cfg.strategy,
+        growth=cfg.growth_label,
+        seed=cfg.seed,
+        train_seconds=timer.train_seconds,
+        epoch_seconds=timer.epoch_seconds,
+        versions=library_versions(),
+        config=cfg.to_dict(),
+        device=str(strategy.device),
+        plasticity=cfg.plasticity,
     )
 
 
@@ -125,16 +145,28 @@ def _line(i: int, s: RunSummary) -> str:
     def f(v: Any) -> str:
         return "  — " if v is None else f"{v:.3f}"
 
-    return (f"exp {i}: acc {f(s.stream_accuracy[i])}  forgetting {f(s.forgetting[i])}  "
-            f"dead {f(s.dead_fraction[i])}  dormant {f(s.dormant_fraction[i])}  "
-            f"new dead {f(s.new_dead_fraction[i])}  new dormant {f(s.new_dormant_fraction[i])}  "
-            f"sizes {s.hidden_sizes[i]}" + (f"  reset {s.units_reset[i]}" if s.units_reset else "")
-            + (f"  growth disruption {f(s.growth_disruption[i])}"
-               if i < len(s.growth_disruption) and s.growth_disruption[i] is not None else ""))
+    return (
+        f"exp {i}: acc {f(s.stream_accuracy[i])}  forgetting {f(s.forgetting[i])}  "
+        f"dead {f(s.dead_fraction[i])}  dormant {f(s.dormant_fraction[i])}  "
+        f"new dead {f(s.new_dead_fraction[i])}  new dormant {f(s.new_dormant_fraction[i])}  "
+        f"sizes {s.hidden_sizes[i]}"
+        + (f"  reset {s.units_reset[i]}" if s.units_reset else "")
+        + (
+            f"  growth disruption {f(s.growth_disruption[i])}"
+            if i < len(s.growth_disruption) and s.growth_disruption[i] is not None
+            else ""
+        )
+    )
 
 
-def run(cfg: RunConfig | ResolvedRun, out_dir: str | Path | None = None, *, hidden_sizes: list[int] | None = None,
-        verbose: bool = False, progress: bool = False) -> RunSummary:
+def run(
+    cfg: RunConfig | ResolvedRun,
+    out_dir: str | Path | None = None,
+    *,
+    hidden_sizes: list[int] | None = None,
+    verbose: bool = False,
+    progress: bool = False,
+) -> RunSummary:
     """Run ``cfg``; write ``summary.json``, ``metrics.csv``/``metrics.json`` and figures to ``out_dir``.
 
     ``cfg`` is resolved (validated, its methods built) here unless it already is
@@ -153,8 +185,10 @@ def run(cfg: RunConfig | ResolvedRun, out_dir: str | Path | None = None, *, hidd
     except (RuntimeError, MemoryError) as err:  # torch's allocator: a width this machine cannot hold
         if "alloc" not in str(err).lower() and not isinstance(err, MemoryError):
             raise
-        raise ConfigError(f"hidden_sizes: {list(hidden_sizes or cfg.hidden_sizes)} cannot be allocated on this "
-                          f"machine ({str(err).splitlines()[0][:120]})") from None
+        raise ConfigError(
+            f"hidden_sizes: {list(hidden_sizes or cfg.hidden_sizes)} cannot be allocated on this "
+            f"machine ({str(err).splitlines()[0][:120]})"
+        ) from None
     device = resolve_device(cfg.device)
     model.to(device)
     optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -173,9 +207,18 @@ def run(cfg: RunConfig | ResolvedRun, out_dir: str | Path | None = None, *, hidd
         bar = tqdm(total=0, unit="it", leave=False, file=sys.stderr)
     timer = _Timer(bar)
     strategy = build_strategy(
-        cfg.strategy, model, resolved.growth, optimizer=optimizer, train_mb_size=cfg.train_mb_size,
-        train_epochs=cfg.train_epochs, eval_mb_size=cfg.eval_mb_size, evaluator=evaluator, plugins=[timer, _FiniteLoss()],
-        device=device, plasticity=resolved.resetter or "none", **resolved.hyperparameters,
+        cfg.strategy,
+        model,
+        resolved.growth,
+        optimizer=optimizer,
+        train_mb_size=cfg.train_mb_size,
+        train_epochs=cfg.train_epochs,
+        eval_mb_size=cfg.eval_mb_size,
+        evaluator=evaluator,
+        plugins=[timer, _FiniteLoss()],
+        device=device,
+        plasticity=resolved.resetter or "none",
+        **resolved.hyperparameters,
     )
     plugin = next((p for p in strategy.plugins if isinstance(p, GrowPlugin)), None)
     train_stream, test_stream = bm.scenario.train_stream, bm.scenario.test_stream

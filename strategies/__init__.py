@@ -43,9 +43,8 @@ if TYPE_CHECKING:
         make_grow_plugin,
         parse_growth,
     )
-    from clgrow.strategies.regularisers import SIPlugin
-    from clgrow.strategies.fastdata import BatchDataPlugin
     from clgrow.strategies.evaluation import LeanEvaluationPlugin
+    from clgrow.strategies.fastdata import BatchDataPlugin
     from clgrow.strategies.metrics import (
         GrowthMetric,
         InactivityMetric,
@@ -55,6 +54,7 @@ if TYPE_CHECKING:
     from clgrow.strategies.multihead import MultiHeadGrowableMLP
     from clgrow.strategies.plasticity import PlasticityPlugin
     from clgrow.strategies.plugin import GrowPlugin, GrowthEvent
+    from clgrow.strategies.regularisers import SIPlugin
     from clgrow.strategies.results import ResultsWriter
     from clgrow.strategies.summary import RunSummary
 

@@ -15,22 +15,31 @@ from torch import nn
 from clgrow import GROWTH_PRESETS, ConfigError, GrowthConfig, GrowthError, parse_growth
 from clgrow.plasticity import Resetter
 from clgrow.registry import strategies
-from clgrow.strategies.declared import OPTIMIZERS, reference_strategies
 from clgrow.strategies.checkpointing import make_optimizers_checkpointable
-from clgrow.strategies.regularisers import GrowingLFLPlugin, SIPlugin, TaskSafeRWalkPlugin
+from clgrow.strategies.declared import OPTIMIZERS, reference_strategies
 from clgrow.strategies.fastdata import BatchDataPlugin
 from clgrow.strategies.plasticity import PlasticityPlugin
 from clgrow.strategies.plugin import GrowPlugin
+from clgrow.strategies.regularisers import GrowingLFLPlugin, SIPlugin, TaskSafeRWalkPlugin
 
-__all__ = ["GROWTH_PRESETS", "OPTIMIZERS", "STRATEGIES", "parse_growth", "build_optimizer", "build_strategy",
-           "make_grow_plugin", "reference_strategies"]
+__all__ = [
+    "GROWTH_PRESETS",
+    "OPTIMIZERS",
+    "STRATEGIES",
+    "parse_growth",
+    "build_optimizer",
+    "build_strategy",
+    "make_grow_plugin",
+    "reference_strategies",
+]
 
 #: Name -> builder of every strategy (built-in, installed packages', registered): the registry.
 STRATEGIES = strategies
 
 
-def build_optimizer(name: str, model: nn.Module, lr: float = 1e-3, *, momentum: float | None = None,
-                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def build_optimizer(
+    name: str, model: nn.Module, lr: float = 1e-3, *, momentum: float | None = None, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
     """A named optimizer over the model's parameters.
 
     Parameters
@@ -192,20 +201,26 @@ def build_strategy(
     if reference and parse_growth(growth) is not None:
         raise GrowthError(f"strategy {name!r} is a reference without growth: use growth 'none' (got {growth!r})")
     if name == "pnn" and not isinstance(model, PNN):
-        raise GrowthError(f"strategy 'pnn' needs Avalanche's PNN model (avalanche.models.PNN), got {type(model).__name__}")
+        raise GrowthError(
+            f"strategy 'pnn' needs Avalanche's PNN model (avalanche.models.PNN), got {type(model).__name__}"
+        )
     if name == "der" and getattr(model, "heads_per_task", False):
-        raise GrowthError("strategy 'der' stores the logits of model(x) without task labels, which a model with "
-                          "one head per task does not have (Avalanche's DER is class-incremental): drop task labels "
-                          "or use another strategy")
+        raise GrowthError(
+            "strategy 'der' stores the logits of model(x) without task labels, which a model with "
+            "one head per task does not have (Avalanche's DER is class-incremental): drop task labels "
+            "or use another strategy"
+        )
     make_optimizers_checkpointable()  # so Avalanche's checkpoints can pickle the optimizer
     grow_kwargs = {k: hyperparameters.pop(k) for k in GrowthConfig.field_names() if k in hyperparameters}
     plugin = make_grow_plugin(growth, **grow_kwargs)
     if plugin is not None:
         GrowPlugin.check_model(model)
         if name == "der" and plugin.config.grow_head:
-            raise GrowthError("strategy 'der' replays stored logits of the head's width at storage time; with "
-                              "grow_head the head widens and they no longer match: give the model every class "
-                              "from the start (grow_head off)")
+            raise GrowthError(
+                "strategy 'der' replays stored logits of the head's width at storage time; with "
+                "grow_head the head widens and they no longer match: give the model every class "
+                "from the start (grow_head off)"
+            )
     resets = None
     if isinstance(plasticity, Resetter) or plasticity != "none":
         if reference:

@@ -53,7 +53,7 @@ def _ignore(strategy: Any, *args: Any, **kwargs: Any) -> None:
 class _Forward:
     """A callback handed to the metrics and loggers, as Avalanche's plugin forwards it."""
 
-    __slots__ = ("plugin", "callback")
+    __slots__ = ("callback", "plugin")
 
     def __init__(self, plugin: EvaluationPlugin, callback: str) -> None:
         self.plugin = plugin
@@ -95,6 +95,6 @@ class LeanEvaluationPlugin(EvaluationPlugin):
 
     def _anyone_acts_on(self, callback: str) -> bool:
         # a logger that takes over log_metrics may act on the empty list it receives every time
-        return (any(_acts_on(m, callback) for m in self.metrics)
-                or any(_acts_on(lg, callback) or type(lg).log_metrics is not BaseLogger.log_metrics
-                       for lg in self.loggers))
+        return any(_acts_on(m, callback) for m in self.metrics) or any(
+            _acts_on(lg, callback) or type(lg).log_metrics is not BaseLogger.log_metrics for lg in self.loggers
+        )

@@ -249,7 +249,9 @@ def resolve_dataset(dataset: Any) -> ResolvedDataset | None:
     # Read the reference samples first: Avalanche fills some transform groups (class remapping)
     # on first access, and the walk below must see them.
     n = len(dataset)
-    checks = {pos: dataset[pos] for pos in sorted({0, n - 1, *np.linspace(0, n - 1, _SPOT_CHECKS).astype(int).tolist()})}
+    checks = {
+        pos: dataset[pos] for pos in sorted({0, n - 1, *np.linspace(0, n - 1, _SPOT_CHECKS).astype(int).tolist()})
+    }
     try:
         leaves, leaf, row, y = _walk(dataset._flat_data, group)
         t = _attribute_values(dataset._data_attributes[_TASK_ATTRIBUTE].data)
@@ -257,8 +259,9 @@ def resolve_dataset(dataset: Any) -> ResolvedDataset | None:
         return None
     if not (len(leaf) == len(t) == n):
         return None
-    resolved = ResolvedDataset(list(leaves), torch.from_numpy(leaf), torch.from_numpy(row), torch.from_numpy(y),
-                               torch.from_numpy(t))
+    resolved = ResolvedDataset(
+        list(leaves), torch.from_numpy(leaf), torch.from_numpy(row), torch.from_numpy(y), torch.from_numpy(t)
+    )
     # Exactness guard: Avalanche's own __getitem__ at a few positions must agree.
     for pos, ref in checks.items():
         x, yy, tt = (v[0] for v in resolved.gather(torch.tensor([pos])))
@@ -286,8 +289,15 @@ def _root_key(dataset: AvalancheDataset, group: str) -> tuple[Any, tuple[Any, ..
     root = dataset._flat_data
     if not isinstance(root, FlatData) or not root._datasets or not isinstance(root._datasets[0], FlatData):
         return None
-    rest = (*root._datasets[1:], type(root), root._indices, group, *_transforms(root, group),
-            dataset._data_attributes[_TASK_ATTRIBUTE].data, type(dataset))
+    rest = (
+        *root._datasets[1:],
+        type(root),
+        root._indices,
+        group,
+        *_transforms(root, group),
+        dataset._data_attributes[_TASK_ATTRIBUTE].data,
+        type(dataset),
+    )
     return root._datasets[0], rest
 
 
@@ -310,10 +320,16 @@ class TensorBatchLoader:
             self._all = resolved[0]
         else:  # the concatenation the samplers' positions index, over one list of leaves
             leaves: list[TensorSamples] = []
-            leaf_parts = [torch.tensor([_leaf_index(leaves, lf) for lf in r.leaves], dtype=torch.long)[r.leaf]
-                          for r in resolved]
-            self._all = ResolvedDataset(leaves, torch.cat(leaf_parts), torch.cat([r.row for r in resolved]),
-                                        torch.cat([r.y for r in resolved]), torch.cat([r.t for r in resolved]))
+            leaf_parts = [
+                torch.tensor([_leaf_index(leaves, lf) for lf in r.leaves], dtype=torch.long)[r.leaf] for r in resolved
+            ]
+            self._all = ResolvedDataset(
+                leaves,
+                torch.cat(leaf_parts),
+                torch.cat([r.row for r in resolved]),
+                torch.cat([r.y for r in resolved]),
+                torch.cat([r.t for r in resolved]),
+            )
 
     def __len__(self) -> int:
         return len(self.reference)
@@ -330,9 +346,13 @@ class TensorBatchLoader:
             for positions in _multi_dataset_batches(streams, ref):
                 yield self._all.gather(positions)
             return
-        batches = MultiDatasetSampler(ref.datasets, samplers, termination_dataset_idx=ref.termination_dataset,
-                                      oversample_small_datasets=ref.oversample_small_datasets,
-                                      never_ending=ref.never_ending)
+        batches = MultiDatasetSampler(
+            ref.datasets,
+            samplers,
+            termination_dataset_idx=ref.termination_dataset,
+            oversample_small_datasets=ref.oversample_small_datasets,
+            never_ending=ref.never_ending,
+        )
         for positions in batches:
             yield self._all.gather(torch.as_tensor(positions, dtype=torch.long))
 
@@ -373,7 +393,7 @@ class _Batches:
         end = min(self.pos + self.size, self.n)
         if end <= self.pos or (self.drop_last and end - self.pos < self.size):
             return None
-        batch = self.order[self.pos:end]
+        batch = self.order[self.pos : end]
         self.pos = end
         return batch
 

@@ -34,8 +34,14 @@ from clgrow.strategies import names
 from clgrow.strategies.plasticity import find_plasticity_plugin
 from clgrow.strategies.plugin import GrowPlugin
 
-__all__ = ["InactivityMetric", "GrowthMetric", "TrainingLoss", "inactivity_metrics",
-           "growth_metrics", "find_grow_plugin"]
+__all__ = [
+    "InactivityMetric",
+    "GrowthMetric",
+    "TrainingLoss",
+    "inactivity_metrics",
+    "growth_metrics",
+    "find_grow_plugin",
+]
 
 
 def find_grow_plugin(strategy: Any) -> GrowPlugin | None:
@@ -126,7 +132,7 @@ class InactivityMetric(PluginMetric[float]):
             after = int(strategy.clock.train_exp_counter) - 1
             self.history.setdefault(after, {})[stream] = (stats, dict(cohort_exp))
 
-            def emit(metric: str, value: float, tag: str | None = None) -> None:
+            def emit(metric: str, value: float, tag: str | None = None, stream: str = stream) -> None:
                 if not math.isnan(value):
                     values.append(MetricValue(self, names.eval_name(metric, stream, tag), float(value), x))
 
@@ -143,7 +149,9 @@ class InactivityMetric(PluginMetric[float]):
                     emit(names.DEAD, dead, names.cohort_tag(e))
                     emit(names.DORMANT, dormant, names.cohort_tag(e))
             if reset_labels is not None:
-                by_reset = {c - 1: fr for c, fr in acc.stats(reset_labels, self.tau).cohort_fractions().items() if c > 0}
+                by_reset = {
+                    c - 1: fr for c, fr in acc.stats(reset_labels, self.tau).cohort_fractions().items() if c > 0
+                }
                 self.reset_history.setdefault(after, {})[stream] = by_reset
                 for e, (dead, dormant) in by_reset.items():
                     emit(names.DEAD, dead, names.reset_tag(e))
@@ -197,12 +205,15 @@ class GrowthMetric(PluginMetric[dict]):
             counts = resets.counts.get(exp, {})
             values.append(MetricValue(self, names.train_name(names.UNITS_RESET), float(resets.units_reset(exp)), x))
             for i in range(model.num_hidden_layers):
-                values.append(MetricValue(self, names.train_name(names.UNITS_RESET, names.layer_tag(i)),
-                                          float(counts.get(i, 0)), x))
+                values.append(
+                    MetricValue(
+                        self, names.train_name(names.UNITS_RESET, names.layer_tag(i)), float(counts.get(i, 0)), x
+                    )
+                )
         plugin = find_grow_plugin(strategy)
         if plugin is None:
             return values
-        new_events = plugin.events[self._seen:]
+        new_events = plugin.events[self._seen :]
         self._seen = len(plugin.events)
         if new_events:
             alloc: dict[int, int] = {}
@@ -213,8 +224,12 @@ class GrowthMetric(PluginMetric[dict]):
                 for key in secs:
                     secs[key] += ev.report.seconds[key]
             for i, v in sorted(alloc.items()):
-                values.append(MetricValue(self, names.train_name(names.GROWTH_ALLOCATION, names.layer_tag(i)), float(v), x))
-            values.append(MetricValue(self, names.train_name(names.GROWTH_TIME), secs["distributor"] + secs["extender"], x))
+                values.append(
+                    MetricValue(self, names.train_name(names.GROWTH_ALLOCATION, names.layer_tag(i)), float(v), x)
+                )
+            values.append(
+                MetricValue(self, names.train_name(names.GROWTH_TIME), secs["distributor"] + secs["extender"], x)
+            )
             for key, v in secs.items():
                 values.append(MetricValue(self, names.train_name(names.GROWTH_TIME, key), v, x))
             probed = [ev for ev in new_events if ev.disruption]

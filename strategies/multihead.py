@@ -71,7 +71,9 @@ class MultiHeadGrowableMLP(GrowableMLP, MultiTaskModule):
             return
         for head in self.heads.values():
             w, b = default_linear_init(n, head.in_features)
-            _replace_linear(head, torch.cat([head.weight, w.to(head.weight)]), torch.cat([head.bias, b.to(head.weight)]))
+            _replace_linear(
+                head, torch.cat([head.weight, w.to(head.weight)]), torch.cat([head.bias, b.to(head.weight)])
+            )
         self.classes_per_head += n
 
     def adaptation(self, experience: Any) -> None:

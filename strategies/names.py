@@ -11,8 +11,26 @@ from __future__ import annotations
 from avalanche.evaluation.metric_utils import default_metric_name_template, generic_get_metric_name
 
 __all__ = [
-    "DEAD", "DORMANT", "NEW_DEAD", "NEW_DORMANT", "HIDDEN_SIZES", "HIDDEN_UNITS", "GROWTH_ALLOCATION",
-    "GROWTH_TIME", "TRAIN_LOSS", "GROWTH_DISRUPTION", "GROWTH_DISRUPTION_KL", "UNITS_RESET", "experience_tag", "eval_name", "train_name", "layer_tag", "cohort_tag", "reset_tag", "accuracy_exp", "accuracy_stream",
+    "DEAD",
+    "DORMANT",
+    "NEW_DEAD",
+    "NEW_DORMANT",
+    "HIDDEN_SIZES",
+    "HIDDEN_UNITS",
+    "GROWTH_ALLOCATION",
+    "GROWTH_TIME",
+    "TRAIN_LOSS",
+    "GROWTH_DISRUPTION",
+    "GROWTH_DISRUPTION_KL",
+    "UNITS_RESET",
+    "experience_tag",
+    "eval_name",
+    "train_name",
+    "layer_tag",
+    "cohort_tag",
+    "reset_tag",
+    "accuracy_exp",
+    "accuracy_stream",
     "stream_forgetting",
 ]
 
@@ -64,9 +82,16 @@ def reset_tag(experience: int) -> str:
 
 
 def _avalanche(metric: str, stream: str, task: int | None = None, experience: int | None = None) -> str:
-    return generic_get_metric_name(default_metric_name_template, {
-        "metric_name": metric, "task_label": task, "phase_name": "eval", "experience_id": experience,
-        "stream_name": stream})
+    return generic_get_metric_name(
+        default_metric_name_template,
+        {
+            "metric_name": metric,
+            "task_label": task,
+            "phase_name": "eval",
+            "experience_id": experience,
+            "stream_name": stream,
+        },
+    )
 
 
 def accuracy_exp(experience: int, task: int = 0, stream: str = "test") -> str:

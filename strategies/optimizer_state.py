@@ -31,7 +31,6 @@ def pad_leading(old: Tensor, shape: torch.Size | tuple[int, ...], fill: Tensor |
     return out
 
 
-
 def optimizer_state_by_name(optimizer: torch.optim.Optimizer, model: nn.Module) -> dict[str, dict[str, Any]]:
     """The optimizer's per-parameter state, keyed by the model's parameter names."""
     return {n: dict(optimizer.state[p]) for n, p in model.named_parameters() if p in optimizer.state}

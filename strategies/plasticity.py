@@ -13,6 +13,7 @@ from clgrow.plasticity import Resetter, build_resetter, hidden_activations
 
 __all__ = ["PlasticityPlugin", "find_plasticity_plugin"]
 
+
 class PlasticityPlugin(SupervisedPlugin):
     """Reset hidden units of a :class:`~clgrow.GrowableMLP` while an Avalanche strategy trains.
 
@@ -86,8 +87,9 @@ class PlasticityPlugin(SupervisedPlugin):
             return
         x, _, t = unpack(batch, strategy.device)
         model = strategy.model
-        self._record(exp, self.resetter.at_experience(model, exp, hidden_activations(model, x, t), strategy.optimizer),
-                     model)
+        self._record(
+            exp, self.resetter.at_experience(model, exp, hidden_activations(model, x, t), strategy.optimizer), model
+        )
 
     def before_forward(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """Only the strategy's own training forward is captured (not growth's or evaluation's)."""
@@ -149,8 +151,11 @@ class PlasticityPlugin(SupervisedPlugin):
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps: counts, last resets and the method's running state."""
-        return {"counts": {e: dict(c) for e, c in self.counts.items()},
-                "last_reset": [t.clone() for t in self.last_reset], "resetter": self.resetter.state_dict()}
+        return {
+            "counts": {e: dict(c) for e, c in self.counts.items()},
+            "last_reset": [t.clone() for t in self.last_reset],
+            "resetter": self.resetter.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""

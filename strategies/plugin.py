@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -85,21 +84,42 @@ class GrowthEvent:
         New units are always appended, so their indices follow from the sizes before and after.
         """
         r = self.report
-        return {"experience": self.experience, "epoch": self.epoch, "allocation": dict(r.allocation),
-                "seconds": dict(r.seconds), "cohort": r.cohort, "hidden_sizes_before": list(r.hidden_sizes_before),
-                "hidden_sizes_after": list(r.hidden_sizes_after), "extender": r.extender,
-                "distributor": r.distributor, "disruption": [c.to_dict() for c in self.disruption],
-                "probe_seconds": self.probe_seconds}
+        return {
+            "experience": self.experience,
+            "epoch": self.epoch,
+            "allocation": dict(r.allocation),
+            "seconds": dict(r.seconds),
+            "cohort": r.cohort,
+            "hidden_sizes_before": list(r.hidden_sizes_before),
+            "hidden_sizes_after": list(r.hidden_sizes_after),
+            "extender": r.extender,
+            "distributor": r.distributor,
+            "disruption": [c.to_dict() for c in self.disruption],
+            "probe_seconds": self.probe_seconds,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GrowthEvent:
         """Inverse of :meth:`to_dict` (``info`` is not kept)."""
         before, after = d["hidden_sizes_before"], d["hidden_sizes_after"]
         new_units = {i: torch.arange(b, a) for i, (b, a) in enumerate(zip(before, after)) if a > b}
-        report = GrowthReport(dict(d["allocation"]), new_units, dict(d["seconds"]), d["cohort"], list(before),
-                              list(after), d["extender"], d["distributor"])
-        return cls(d["experience"], d["epoch"], report,
-                   [ProbeChange(**c) for c in d.get("disruption", [])], float(d.get("probe_seconds", 0.0)))
+        report = GrowthReport(
+            dict(d["allocation"]),
+            new_units,
+            dict(d["seconds"]),
+            d["cohort"],
+            list(before),
+            list(after),
+            d["extender"],
+            d["distributor"],
+        )
+        return cls(
+            d["experience"],
+            d["epoch"],
+            report,
+            [ProbeChange(**c) for c in d.get("disruption", [])],
+            float(d.get("probe_seconds", 0.0)),
+        )
 
 
 def _mean(values: list[float]) -> float | None:
@@ -174,7 +194,9 @@ class GrowPlugin(SupervisedPlugin):
         if self.config.layers is not None:
             bad = [i for i in self.config.layers if not 0 <= i < model.num_hidden_layers]
             if bad:
-                raise GrowthError(f"GrowPlugin layers {bad} do not exist: the model has layers 0..{model.num_hidden_layers - 1}")
+                raise GrowthError(
+                    f"GrowPlugin layers {bad} do not exist: the model has layers 0..{model.num_hidden_layers - 1}"
+                )
 
     def after_train_dataset_adaptation(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """Grow the head for new classes before the strategy builds its optimizer."""
@@ -227,8 +249,15 @@ class GrowPlugin(SupervisedPlugin):
         before = [probe_outputs(model, p) for p in probes]
         probe_seconds = time.perf_counter() - started
         report = grow(
-            model, k, strategy.dataloader, self.extender, self.distributor, loss_fn,
-            layers=layers, max_hidden_size=self.config.max_hidden_size, new_task=epoch == 0,
+            model,
+            k,
+            strategy.dataloader,
+            self.extender,
+            self.distributor,
+            loss_fn,
+            layers=layers,
+            max_hidden_size=self.config.max_hidden_size,
+            new_task=epoch == 0,
             rehearsal=rehearses(strategy),
         )
         started = time.perf_counter()

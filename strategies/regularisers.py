@@ -48,7 +48,9 @@ class SIPlugin(SynapticIntelligencePlugin):
                 target[name].data = src.detach().flatten().to("cpu", copy=True)
 
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
-        SynapticIntelligencePlugin.create_syn_data(strategy.model, self.ewc_data, self.syn_data, self.excluded_parameters)
+        SynapticIntelligencePlugin.create_syn_data(
+            strategy.model, self.ewc_data, self.syn_data, self.excluded_parameters
+        )
         self._copy(strategy.model, self.ewc_data[0], self.excluded_parameters)
         for trajectory in self.syn_data["trajectory"].values():
             trajectory.data.fill_(0.0)
@@ -61,7 +63,9 @@ class SIPlugin(SynapticIntelligencePlugin):
         self._copy(strategy.model, syn["new_theta"], self.excluded_parameters)
         self._copy(strategy.model, syn["grad"], self.excluded_parameters, grad=True)
         for name in syn["trajectory"]:
-            syn["trajectory"][name].data += syn["grad"][name].data * (syn["new_theta"][name].data - syn["old_theta"][name].data)
+            syn["trajectory"][name].data += syn["grad"][name].data * (
+                syn["new_theta"][name].data - syn["old_theta"][name].data
+            )
 
 
 class TaskSafeRWalkPlugin(RWalkPlugin):
@@ -76,8 +80,14 @@ class TaskSafeRWalkPlugin(RWalkPlugin):
     """
 
     _SNAPSHOTS = ("checkpoint_params", "exp_params")
-    _ZEROS = ("checkpoint_loss", "checkpoint_scores", "exp_scores", "exp_importance", "exp_penalties",
-              "iter_importance")
+    _ZEROS = (
+        "checkpoint_loss",
+        "checkpoint_scores",
+        "exp_scores",
+        "exp_importance",
+        "exp_penalties",
+        "iter_importance",
+    )
 
     def before_training_epoch(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         for name, p in strategy.model.named_parameters():
@@ -108,7 +118,9 @@ class GrowingLFLPlugin(LFLPlugin):
 
     def before_training(self, strategy: Any, **kwargs: Any) -> None:
         if not (hasattr(strategy.model, "features") or hasattr(strategy.model, "get_features")):
-            raise GrowthError(f"lfl needs a model with features(x) or get_features(x), got {type(strategy.model).__name__}")
+            raise GrowthError(
+                f"lfl needs a model with features(x) or get_features(x), got {type(strategy.model).__name__}"
+            )
 
 
 def _features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from clgrow.errors import ConfigError
 from clgrow.strategies import names
@@ -24,7 +24,7 @@ from clgrow.strategies.results import ResultsWriter
 
 __all__ = ["RunSummary"]
 
-Series = list[Optional[float]]  # one value per training experience, None where there is nothing to measure
+Series = list[float | None]  # one value per training experience, None where there is nothing to measure
 
 
 def _finite(v: Any) -> Any:
@@ -120,13 +120,22 @@ class RunSummary:
         return self.growth if self.plasticity == "none" else f"{self.growth} / {self.plasticity}"
 
     @staticmethod
-    def is_collapsed(final_accuracy: float | None, chance: float | None, dead_fraction: float | None,
-                     train_loss: Sequence[Sequence[float | None]]) -> bool:
+    def is_collapsed(
+        final_accuracy: float | None,
+        chance: float | None,
+        dead_fraction: float | None,
+        train_loss: Sequence[Sequence[float | None]],
+    ) -> bool:
         """A collapsed run: accuracy at chance level (within 1 point) with every hidden unit dead,
         or a training loss that never decreased within an experience (every experience trained
         for two epochs or more ends it no lower than it started)."""
-        dead_at_chance = (final_accuracy is not None and chance is not None and dead_fraction is not None
-                          and final_accuracy <= chance + 0.01 and dead_fraction >= 1.0)
+        dead_at_chance = (
+            final_accuracy is not None
+            and chance is not None
+            and dead_fraction is not None
+            and final_accuracy <= chance + 0.01
+            and dead_fraction >= 1.0
+        )
         judged = [e for e in train_loss if len(e) >= 2 and all(v is not None and math.isfinite(v) for v in e)]
         stuck = bool(judged) and all(e[-1] >= e[0] for e in judged)
         return dead_at_chance or stuck
@@ -150,10 +159,23 @@ class RunSummary:
         return None if not diag or any(v is None for v in diag) else sum(diag) / len(diag)
 
     @classmethod
-    def collect(cls, strategy: Any, writer: ResultsWriter, *, task_labels: Sequence[int], benchmark: str,
-                strategy_name: str, growth: str, seed: int, train_seconds: float = 0.0, epoch_seconds: Sequence[float] = (),
-                versions: dict[str, str] | None = None, config: dict[str, Any] | None = None,
-                device: str = "cpu", plasticity: str = "none") -> RunSummary:
+    def collect(
+        cls,
+        strategy: Any,
+        writer: ResultsWriter,
+        *,
+        task_labels: Sequence[int],
+        benchmark: str,
+        strategy_name: str,
+        growth: str,
+        seed: int,
+        train_seconds: float = 0.0,
+        epoch_seconds: Sequence[float] = (),
+        versions: dict[str, str] | None = None,
+        config: dict[str, Any] | None = None,
+        device: str = "cpu",
+        plasticity: str = "none",
+    ) -> RunSummary:
         """Gather a summary from a strategy that trained and evaluated on the test stream.
 
         Parameters
@@ -216,33 +238,51 @@ class RunSummary:
         # the last row evaluated (joint training evaluates once, after all experiences together)
         last = max((i for i in range(n) if stream_acc[i] is not None), default=n - 1)
         return cls(
-            benchmark=benchmark, strategy=strategy_name, growth=growth, seed=seed, n_experiences=n,
+            benchmark=benchmark,
+            strategy=strategy_name,
+            growth=growth,
+            seed=seed,
+            n_experiences=n,
             final_accuracy=stream_acc[last] if n else None,
             average_forgetting=forgetting.get(last, 0.0),
             stream_accuracy=stream_acc,
             forgetting=[forgetting.get(i, 0.0 if i == 0 else None) for i in range(n)],
             accuracy_matrix=accuracy,
-            dead_fraction=stat("dead_fraction"), dormant_fraction=stat("dormant_fraction"),
-            new_dead_fraction=stat("new_dead_fraction"), new_dormant_fraction=stat("new_dormant_fraction"),
-            cohort_dormant=by_group(cohorts, 1), cohort_dead=by_group(cohorts, 0),
-            hidden_sizes=[[] if per_exp[i] is None else [l.units for l in per_exp[i][0].layers] for i in range(n)],
+            dead_fraction=stat("dead_fraction"),
+            dormant_fraction=stat("dormant_fraction"),
+            new_dead_fraction=stat("new_dead_fraction"),
+            new_dormant_fraction=stat("new_dormant_fraction"),
+            cohort_dormant=by_group(cohorts, 1),
+            cohort_dead=by_group(cohorts, 0),
+            hidden_sizes=[
+                [] if per_exp[i] is None else [layer.units for layer in per_exp[i][0].layers] for i in range(n)
+            ],
             final_hidden_sizes=list(getattr(model, "hidden_sizes", [])),
             parameters=sum(p.numel() for p in model.parameters()),
             train_seconds=train_seconds,
             growth_seconds=sum(e.report.seconds["total"] for e in events),
             epoch_seconds_median=epochs[len(epochs) // 2] if epochs else None,
             # allocation keys as JSON writes them, so a fresh summary equals one read back
-            growth_events=[{**e.to_dict(), "allocation": {str(k): v for k, v in e.report.allocation.items()}}
-                           for e in events],
-            versions=dict(versions or {}), config=dict(config or {}), device=device,
-            plasticity=plasticity, learning_accuracy=cls.diagonal_mean(accuracy),
+            growth_events=[
+                {**e.to_dict(), "allocation": {str(k): v for k, v in e.report.allocation.items()}} for e in events
+            ],
+            versions=dict(versions or {}),
+            config=dict(config or {}),
+            device=device,
+            plasticity=plasticity,
+            learning_accuracy=cls.diagonal_mean(accuracy),
             units_reset=[] if resets is None else [resets.units_reset(i) for i in range(n)],
-            reset_dormant=by_group(by_reset, 1), reset_dead=by_group(by_reset, 0),
+            reset_dormant=by_group(by_reset, 1),
+            reset_dead=by_group(by_reset, 0),
             growth_disruption=per_experience("disruption_drop"),
             growth_disruption_kl=per_experience("disruption_kl"),
             train_loss=train_loss,
-            collapsed=cls.is_collapsed(stream_acc[last] if n else None, chance,
-                                       next((v for v in reversed(dead) if v is not None), None), train_loss),
+            collapsed=cls.is_collapsed(
+                stream_acc[last] if n else None,
+                chance,
+                next((v for v in reversed(dead) if v is not None), None),
+                train_loss,
+            ),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -253,15 +293,19 @@ class RunSummary:
     def from_dict(cls, data: dict[str, Any], where: str = "summary") -> RunSummary:
         """Read :meth:`to_dict`'s output, naming any missing field."""
         fields = dataclasses.fields(cls)
-        required = [f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        required = [
+            f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
         missing = [k for k in required if k not in data]
         if missing:
             raise ConfigError(f"{where}: not a clgrow run summary (missing {', '.join(missing)})")
         hints = typing.get_type_hints(cls)
         for f in fields:
             if f.name in data and not _matches(data[f.name], hints[f.name]):
-                raise ConfigError(f"{where}: field {f.name} has the wrong type (expected {hints[f.name]}, "
-                                  f"got {type(data[f.name]).__name__} {data[f.name]!r:.60})")
+                raise ConfigError(
+                    f"{where}: field {f.name} has the wrong type (expected {hints[f.name]}, "
+                    f"got {type(data[f.name]).__name__} {data[f.name]!r:.60})"
+                )
         summary = cls(**{f.name: data[f.name] for f in fields if f.name in data})
         if "learning_accuracy" not in data:  # written before the field existed
             summary.learning_accuracy = cls.diagonal_mean(summary.accuracy_matrix)
@@ -273,4 +317,3 @@ class RunSummary:
             if v is not None:
                 return float(v)
         return math.nan
-

@@ -17,9 +17,6 @@ def train(model: nn.Module, loader: DataLoader, epochs: int = 1, lr: float = 1e-
             opt.step()
 
 
-
 def state_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     """Bit-for-bit equality of two state dicts (same keys, shapes and values)."""
-    return a.keys() == b.keys() and all(
-        a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a
-    )
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)

@@ -14,10 +14,13 @@ def test_readme_avalanche_example_runs(tmp_path):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     example = next(b for b in blocks if "GrowPlugin(" in b and "Naive(" in b)
     resets = next(b for b in blocks if "plasticity=" in b)  # continues the example's model and evaluator
-    then = ("\nfor experience in bm.scenario.train_stream[:2]:\n    strategy.train(experience)\n"
-            "print('reset', sum(strategy.plugins[1].counts.get(1, {}).values()), model.hidden_sizes)\n")
-    res = subprocess.run([sys.executable, "-c", example + resets + then], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=600)
+    then = (
+        "\nfor experience in bm.scenario.train_stream[:2]:\n    strategy.train(experience)\n"
+        "print('reset', sum(strategy.plugins[1].counts.get(1, {}).values()), model.hidden_sizes)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", example + resets + then], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "runs" / "example" / "metrics.csv").is_file()
     sizes, after = res.stdout.strip().splitlines()[-2:]

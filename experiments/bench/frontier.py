@@ -36,9 +36,11 @@ SWE_PAPER, SVOD_PAPER = _SWE.PAPER, _SVoD.PAPER
 
 # label -> (extender name, extender kwargs, distributor kwargs); SVoD always distributes, with its
 # default budget unless the row says otherwise.
-DEFAULT = ("**default** (`SWE()`): factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.01 "
-           "widened below SNR 0.5; at a new task old rows restored, protect consumers (all when the data replay old "
-           "tasks), new rows <= 1x old norm")
+DEFAULT = (
+    "**default** (`SWE()`): factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.01 "
+    "widened below SNR 0.5; at a new task old rows restored, protect consumers (all when the data replay old "
+    "tasks), new rows <= 1x old norm"
+)
 PAPER = "swe paper preset (dense, sequential, 1 pass/layer; SVoD 1 + 1)"
 _UNSCALED = {"coupling_lr": None, "coupling_scale": "none", "trust": None}  # the paper's step size (Adam at lr)
 # Exploration rows before the step was scaled with the layer: coupling_lr 1e-3, unscaled.
@@ -50,72 +52,169 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "gradmax": ("gradmax", {}, {}),
     PAPER: ("swe", dict(SWE_PAPER), dict(SVOD_PAPER)),
     "swe dense, sequential, 0.05 pass/layer (old default)": (
-        "swe", {**_UNSCALED, "coupling": "dense", "schedule": "sequential", "passes": 0.05}, {}),
+        "swe",
+        {**_UNSCALED, "coupling": "dense", "schedule": "sequential", "passes": 0.05},
+        {},
+    ),
     "swe dense, sequential, 0.25 pass/layer": (
-        "swe", {**_UNSCALED, "coupling": "dense", "schedule": "sequential", "passes": 0.25}, {}),
+        "swe",
+        {**_UNSCALED, "coupling": "dense", "schedule": "sequential", "passes": 0.25},
+        {},
+    ),
     "swe dense, sequential, 1 pass/layer (SVoD default)": (
-        "swe", {**_UNSCALED, "coupling": "dense", "schedule": "sequential", "passes": 1.0}, {}),
+        "swe",
+        {**_UNSCALED, "coupling": "dense", "schedule": "sequential", "passes": 1.0},
+        {},
+    ),
     "swe dense, joint, 0.5 pass": ("swe", {**_UNSCALED, "coupling": "dense", "schedule": "joint", "passes": 0.5}, {}),
     "swe dense, joint, 1 pass": ("swe", {**_UNSCALED, "coupling": "dense", "schedule": "joint", "passes": 1.0}, {}),
     "swe factored-pair, joint, 0.5 pass": (
-        "swe", {**_UNSCALED, "coupling": "factored", "normalise": "pair", "schedule": "joint", "passes": 0.5}, {}),
+        "swe",
+        {**_UNSCALED, "coupling": "factored", "normalise": "pair", "schedule": "joint", "passes": 0.5},
+        {},
+    ),
     "swe factored-pair, joint, 1 pass": (
-        "swe", {**_UNSCALED, "coupling": "factored", "normalise": "pair", "schedule": "joint", "passes": 1.0}, {}),
+        "swe",
+        {**_UNSCALED, "coupling": "factored", "normalise": "pair", "schedule": "joint", "passes": 1.0},
+        {},
+    ),
     "swe factored-column, joint, 0.5 pass, no clip": ("swe", {**_COL, "passes": 0.5, "clip": None}, {}),
     "swe factored-column, joint, 0.5 pass, clip 0.25": ("swe", {**_COL, "passes": 0.5, "clip": 0.25}, {}),
     "swe factored-column, joint, 0.3 pass, clip 0.5": ("swe", {**_COL, "passes": 0.3, "clip": 0.5}, {}),
     "swe factored-column, joint, 0.5 pass, clip 0.5, coupling_lr 2e-3": (
-        "swe", {**_COL, "passes": 0.5, "clip": 0.5, "coupling_lr": 2e-3}, {}),
+        "swe",
+        {**_COL, "passes": 0.5, "clip": 0.5, "coupling_lr": 2e-3},
+        {},
+    ),
     "swe factored-column, joint, 1 pass, clip 0.5": ("swe", {**_COL, "passes": 1.0, "clip": 0.5}, {}),
     "swe factored-column, sequential, 0.25 pass/layer, clip 0.5": (
-        "swe", {**_COL, "schedule": "sequential", "passes": 0.25, "clip": 0.5}, {}),
+        "swe",
+        {**_COL, "schedule": "sequential", "passes": 0.25, "clip": 0.5},
+        {},
+    ),
     DEFAULT: ("swe", {}, {}),
     "swe factored-column, joint, 0.5 pass, clip 0.5, unscaled step 1e-3": (
-        "swe", {"coupling_scale": "none", "coupling_lr": 1e-3, "trust": None}, {}),
+        "swe",
+        {"coupling_scale": "none", "coupling_lr": 1e-3, "trust": None},
+        {},
+    ),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.016/k": (
-        "swe", {"coupling_scale": "k", "coupling_lr": 0.016, "trust": None}, {}),
+        "swe",
+        {"coupling_scale": "k", "coupling_lr": 0.016, "trust": None},
+        {},
+    ),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.01/sqrt(ks) (default before 2026-11-24)": (
-        "swe", {"coupling_lr": 0.01, "trust": None}, {}),
-    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.02/sqrt(ks)": ("swe", {"coupling_lr": 0.02, "trust": None}, {}),
+        "swe",
+        {"coupling_lr": 0.01, "trust": None},
+        {},
+    ),
+    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.02/sqrt(ks)": (
+        "swe",
+        {"coupling_lr": 0.02, "trust": None},
+        {},
+    ),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), no trust region": (
-        "swe", {"coupling_lr": 0.03, "trust": None}, {}),
-    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.04/sqrt(ks)": ("swe", {"coupling_lr": 0.04, "trust": None}, {}),
+        "swe",
+        {"coupling_lr": 0.03, "trust": None},
+        {},
+    ),
+    "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.04/sqrt(ks)": (
+        "swe",
+        {"coupling_lr": 0.04, "trust": None},
+        {},
+    ),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), fixed trust 0.01 (previous default)": (
-        "swe", {"trust_snr": None}, {}),
+        "swe",
+        {"trust_snr": None},
+        {},
+    ),
     # A fixed trust region around the step sizes.
-    **{f"swe factored-column, joint, 0.5 pass, clip 0.5, step {lr}/sqrt(ks), fixed trust {trust}": (
-        "swe", {"coupling_lr": lr, "trust": trust, "trust_snr": None}, {})
-       for lr, trust in ((0.03, 0.005), (0.03, 0.02), (0.03, 0.03), (0.1, 0.01), (0.1, 0.02), (0.05, 0.02))},
+    **{
+        f"swe factored-column, joint, 0.5 pass, clip 0.5, step {lr}/sqrt(ks), fixed trust {trust}": (
+            "swe",
+            {"coupling_lr": lr, "trust": trust, "trust_snr": None},
+            {},
+        )
+        for lr, trust in ((0.03, 0.005), (0.03, 0.02), (0.03, 0.03), (0.1, 0.01), (0.1, 0.02), (0.05, 0.02))
+    },
     # The widening threshold (the default's own point, 0.5, is the DEFAULT row).
-    **{f"swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.01 widened below SNR {snr}": (
-        "swe", {"trust_snr": snr}, {})
-       for snr in (0.3, 1.0)},
+    **{
+        f"swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.01 widened below SNR {snr}": (
+            "swe",
+            {"trust_snr": snr},
+            {},
+        )
+        for snr in (0.3, 1.0)
+    },
     # Issue 24: integrations that leave old tasks where they were (old_rows x consumers).
     # (old_rows x consumers without a bound on the new rows, then with one)
-    **{f"swe {rows} old rows, {cons} consumers{', fixed trust' if fixed else ''}": (
-        "swe", {"old_rows": rows, "consumers": cons, "new_norm": None, **({"trust_snr": None} if fixed else {})}, {})
-       for rows, cons, fixed in (("move", "all", False), ("move", "all", True), ("move", "isolated", False),
-                                 ("move", "isolated", True), ("move", "protect", True), ("restore", "isolated", False),
-                                 ("restore", "protect", False), ("keep", "new", False), ("keep", "isolated", False),
-                                 ("keep", "protect", False), ("keep", "scaffold", False),
-                                 ("restore", "protect", True), ("keep", "protect", True),
-                                 ("restore", "all", False), ("restore", "new", False), ("move", "protect", False),
-                                 ("move", "new", False))},
-    **{f"swe {rows} old rows, {cons} consumers{', fixed trust' if fixed else ''}, new rows <= {cap}x old norm": (
-        "swe", {"old_rows": rows, "consumers": cons, "new_norm": cap, **({"trust_snr": None} if fixed else {})}, {})
-       for rows, cons, fixed, cap in (("restore", "protect", False, 1.0), ("keep", "protect", False, 1.0),
-                                      ("keep", "protect", False, 0.5), ("restore", "protect", True, 1.0),
-                                      ("restore", "protect", False, 0.5),
-                                      ("restore", "protect", False, 2.0), ("keep", "protect", True, 1.0),
-                                      ("restore", "all", False, 1.0), ("restore", "all", False, 2.0))},
+    **{
+        f"swe {rows} old rows, {cons} consumers{', fixed trust' if fixed else ''}": (
+            "swe",
+            {"old_rows": rows, "consumers": cons, "new_norm": None, **({"trust_snr": None} if fixed else {})},
+            {},
+        )
+        for rows, cons, fixed in (
+            ("move", "all", False),
+            ("move", "all", True),
+            ("move", "isolated", False),
+            ("move", "isolated", True),
+            ("move", "protect", True),
+            ("restore", "isolated", False),
+            ("restore", "protect", False),
+            ("keep", "new", False),
+            ("keep", "isolated", False),
+            ("keep", "protect", False),
+            ("keep", "scaffold", False),
+            ("restore", "protect", True),
+            ("keep", "protect", True),
+            ("restore", "all", False),
+            ("restore", "new", False),
+            ("move", "protect", False),
+            ("move", "new", False),
+        )
+    },
+    **{
+        f"swe {rows} old rows, {cons} consumers{', fixed trust' if fixed else ''}, new rows <= {cap}x old norm": (
+            "swe",
+            {"old_rows": rows, "consumers": cons, "new_norm": cap, **({"trust_snr": None} if fixed else {})},
+            {},
+        )
+        for rows, cons, fixed, cap in (
+            ("restore", "protect", False, 1.0),
+            ("keep", "protect", False, 1.0),
+            ("keep", "protect", False, 0.5),
+            ("restore", "protect", True, 1.0),
+            ("restore", "protect", False, 0.5),
+            ("restore", "protect", False, 2.0),
+            ("keep", "protect", True, 1.0),
+            ("restore", "all", False, 1.0),
+            ("restore", "all", False, 2.0),
+        )
+    },
     # The default at a new task with other budgets (issue 24: can more adjustment keep more new units alive?)
-    **{f"swe default at a new task, {label}": ("swe", kwargs, {})
-       for label, kwargs in (("1 pass", {"passes": 1.0}), ("step 0.06/sqrt(ks)", {"coupling_lr": 0.06}),
-                             ("per-pair second moment", {"normalise": "pair"}),
-                             ("fixed trust 0.01", {"trust_snr": None}), ("no trust region", {"trust": None}))},
+    **{
+        f"swe default at a new task, {label}": ("swe", kwargs, {})
+        for label, kwargs in (
+            ("1 pass", {"passes": 1.0}),
+            ("step 0.06/sqrt(ks)", {"coupling_lr": 0.06}),
+            ("per-pair second moment", {"normalise": "pair"}),
+            ("fixed trust 0.01", {"trust_snr": None}),
+            ("no trust region", {"trust": None}),
+        )
+    },
     "swe dense, sequential, 0.05 pass/layer, subsample to 512 MiB": (
-        "swe", {**_UNSCALED, "coupling": "dense", "schedule": "sequential", "passes": 0.05, "on_oversize": "subsample",
-                "max_coupling_bytes": 512 * 2**20}, {}),
+        "swe",
+        {
+            **_UNSCALED,
+            "coupling": "dense",
+            "schedule": "sequential",
+            "passes": 0.05,
+            "on_oversize": "subsample",
+            "max_coupling_bytes": 512 * 2**20,
+        },
+        {},
+    ),
 }
 
 
@@ -125,16 +224,15 @@ def _trained_base(job: dict[str, Any]) -> tuple[Any, Any, Any, list[float]]:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from clgrow.model import GrowableMLP
     from clgrow.experiments.embedded import load_embedded
     from clgrow.experiments.growth_demo import train_epoch
+    from clgrow.model import GrowableMLP
 
     torch.set_num_threads(1)
     data = load_embedded(job["data"])
     torch.manual_seed(job["seed"])
     gen = torch.Generator().manual_seed(job["seed"])
-    train = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=job["batch"], shuffle=True,
-                       generator=gen)
+    train = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=job["batch"], shuffle=True, generator=gen)
     test = DataLoader(TensorDataset(data.x_test, data.y_test), batch_size=1000)
     model = GrowableMLP(data.x_train.shape[1], job["hidden"], data.num_classes)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -186,7 +284,7 @@ def _step(job: dict[str, Any]) -> dict[str, Any]:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from clgrow import GrowableMLP, SVoD, extenders, grow, output_change, Probe, probe_outputs
+    from clgrow import GrowableMLP, Probe, SVoD, extenders, grow, output_change, probe_outputs
     from clgrow.experiments.embedded import load_embedded
     from clgrow.strategies import MultiHeadGrowableMLP
 
@@ -202,8 +300,11 @@ def _step(job: dict[str, Any]) -> dict[str, Any]:
     train = [task(data.x_train, data.y_train, c, t) for t, c in enumerate(((0, 1), (2, 3)))]
     test = [task(data.x_test, data.y_test, c, t) for t, c in enumerate(((0, 1), (2, 3)))]
     torch.manual_seed(job["seed"])
-    model: Any = MultiHeadGrowableMLP(data.x_train.shape[1], job["hidden"], 2) if til else GrowableMLP(
-        data.x_train.shape[1], job["hidden"], data.num_classes)
+    model: Any = (
+        MultiHeadGrowableMLP(data.x_train.shape[1], job["hidden"], 2)
+        if til
+        else GrowableMLP(data.x_train.shape[1], job["hidden"], data.num_classes)
+    )
     if til:
         model.add_task(1)
     gen = torch.Generator().manual_seed(job["seed"])
@@ -224,9 +325,15 @@ def _step(job: dict[str, Any]) -> dict[str, Any]:
     report = grow(model, job["k"], loaders[1], extenders[ext_name](**ext_kwargs), SVoD(**dist_kwargs), new_task=True)
     old = output_change(before[0], probe_outputs(model, probes[0]), probes[0].y)
     new = output_change(before[1], probe_outputs(model, probes[1]), probes[1].y)
-    return {**job, "acc_before": old.accuracy_before, "acc_grown": old.accuracy_after, "kl": old.kl,
-            "new_before": new.accuracy_before, "new_grown": new.accuracy_after,
-            "growth_per_epoch": report.seconds["total"] / epoch}
+    return {
+        **job,
+        "acc_before": old.accuracy_before,
+        "acc_grown": old.accuracy_after,
+        "kl": old.kl,
+        "new_before": new.accuracy_before,
+        "new_grown": new.accuracy_after,
+        "growth_per_epoch": report.seconds["total"] / epoch,
+    }
 
 
 def _rss_mib(key: str) -> float:
@@ -256,9 +363,14 @@ def _scale(job: dict[str, Any]) -> dict[str, Any]:
     acc_grown = accuracy(model, test)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     epochs.append(train_epoch(model, train, opt))
-    return {**job, "growth_per_epoch": report.seconds["total"] / statistics.median(epochs),
-            "acc_before": acc_before, "acc_grown": acc_grown, "acc_final": accuracy(model, test),
-            "peak_mib": peak}
+    return {
+        **job,
+        "growth_per_epoch": report.seconds["total"] / statistics.median(epochs),
+        "acc_before": acc_before,
+        "acc_grown": acc_grown,
+        "acc_final": accuracy(model, test),
+        "peak_mib": peak,
+    }
 
 
 #: Strategy hyperparameters of the stream setting (Replay's buffer as in the quick grid, SI's λ = 1
@@ -277,18 +389,28 @@ def _stream(job: dict[str, Any]) -> dict[str, Any]:
     ext_name, ext_kwargs, dist_kwargs = VARIANTS[job["variant"]]
     growth = "none" if ext_name == "none" else "swe-svod" if ext_name == "swe" else f"{ext_name}-svod"
     strategy = job["strategy"]
-    cfg = RunConfig(benchmark=job["data"], strategy=strategy, growth=growth, seed=job["seed"],
-                    hidden_sizes=job["hidden"], threads=1, task_labels=job["task_labels"],
-                    train_mb_size=job["batch"], train_epochs=job["epochs"],
-                    grow=GrowthConfig(neurons_per_experience=job["k"], extender_kwargs=ext_kwargs,
-                                      distributor_kwargs=dist_kwargs),
-                    strategy_kwargs=STREAM_STRATEGY_KWARGS.get(strategy, {}))
+    cfg = RunConfig(
+        benchmark=job["data"],
+        strategy=strategy,
+        growth=growth,
+        seed=job["seed"],
+        hidden_sizes=job["hidden"],
+        threads=1,
+        task_labels=job["task_labels"],
+        train_mb_size=job["batch"],
+        train_epochs=job["epochs"],
+        grow=GrowthConfig(neurons_per_experience=job["k"], extender_kwargs=ext_kwargs, distributor_kwargs=dist_kwargs),
+        strategy_kwargs=STREAM_STRATEGY_KWARGS.get(strategy, {}),
+    )
     s = run(cfg.validate())
     grown = ext_name != "none"
     return {
         **job,
-        "growth_per_epoch": (statistics.fmean(e["seconds"]["total"] for e in s.growth_events) / s.epoch_seconds_median
-                             if grown else math.nan),
+        "growth_per_epoch": (
+            statistics.fmean(e["seconds"]["total"] for e in s.growth_events) / s.epoch_seconds_median
+            if grown
+            else math.nan
+        ),
         "acc_final": s.final_accuracy,
         "learning": s.learning_accuracy,
         "forgetting": s.average_forgetting,
@@ -297,8 +419,11 @@ def _stream(job: dict[str, Any]) -> dict[str, Any]:
         "kl": statistics.fmean(v for v in s.growth_disruption_kl if v is not None) if grown else math.nan,
         "new_dead": s.new_dead_fraction[-1] if grown else math.nan,
         "new_dormant": s.new_dormant_fraction[-1] if grown else math.nan,
-        "probe_per_epoch": (statistics.fmean(e.get("probe_seconds", 0.0) for e in s.growth_events)
-                            / s.epoch_seconds_median if grown else math.nan),
+        "probe_per_epoch": (
+            statistics.fmean(e.get("probe_seconds", 0.0) for e in s.growth_events) / s.epoch_seconds_median
+            if grown
+            else math.nan
+        ),
     }
 
 
@@ -312,8 +437,14 @@ def _ms(vals: Sequence[float], pct: bool, digits: int | None = None) -> str:
     return f"{statistics.fmean(vals):.{d}f} ± {sd:.{d}f}"
 
 
-def _print_table(a: argparse.Namespace, data: str, strategy: str, what: str, cols: list[tuple[str, str, bool]],
-                 results: list[dict[str, Any]]) -> None:
+def _print_table(
+    a: argparse.Namespace,
+    data: str,
+    strategy: str,
+    what: str,
+    cols: list[tuple[str, str, bool]],
+    results: list[dict[str, Any]],
+) -> None:
     """One Markdown table: a row per variant, mean ± std over seeds."""
     extra = STREAM_STRATEGY_KWARGS.get(strategy)
     label = "" if strategy == "-" else f" · {strategy}" + (f" {extra}" if extra else "")
@@ -333,11 +464,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Print the frontier as Markdown tables, one per data set."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--setting", choices=["staged", "stream", "scale", "step"], default="staged")
-    p.add_argument("--data", nargs="+", default=None,
-                   help="embedded data sets (staged: mnist-5k, mnist1d) or benchmarks (stream)")
+    p.add_argument(
+        "--data", nargs="+", default=None, help="embedded data sets (staged: mnist-5k, mnist1d) or benchmarks (stream)"
+    )
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), metavar="LABEL")
-    p.add_argument("--match", nargs="+", default=None, metavar="TEXT",
-                   help="run the variants whose label contains any of these texts")
+    p.add_argument(
+        "--match",
+        nargs="+",
+        default=None,
+        metavar="TEXT",
+        help="run the variants whose label contains any of these texts",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--hidden", type=int, nargs="+", default=None)
     p.add_argument("--k", type=int, default=None, help="units per growth step")
@@ -345,11 +482,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--epochs-before", type=int, default=3)
     p.add_argument("--epochs-between", type=int, default=2)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--strategy", nargs="+", default=["replay"],
-                   choices=["replay", "naive", "ewc", "si", "lwf"],
-                   help="stream setting: strategies (Replay with 200 samples, SI with lambda 1)")
-    p.add_argument("--task-labels", action="store_true",
-                   help="stream setting: task-incremental (one head per task) instead of class-incremental")
+    p.add_argument(
+        "--strategy",
+        nargs="+",
+        default=["replay"],
+        choices=["replay", "naive", "ewc", "si", "lwf"],
+        help="stream setting: strategies (Replay with 200 samples, SI with lambda 1)",
+    )
+    p.add_argument(
+        "--task-labels",
+        action="store_true",
+        help="stream setting: task-incremental (one head per task) instead of class-incremental",
+    )
     p.add_argument("--epochs", type=int, default=3, help="stream setting: epochs per experience")
     p.add_argument("--workers", type=int, default=2)
     a = p.parse_args(argv)
@@ -359,45 +503,95 @@ def main(argv: Sequence[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; known: {list(VARIANTS)}")
     staged = a.setting == "staged"
-    defaults = {"staged": (["mnist-5k", "mnist1d"], [32, 32, 32], 48), "stream": (["split-mnist-5k"], [64, 64], 32),
-                "scale": (["mnist-5k"], [1024], 256), "step": (["mnist-5k"], [256, 256], 32)}[a.setting]
+    defaults = {
+        "staged": (["mnist-5k", "mnist1d"], [32, 32, 32], 48),
+        "stream": (["split-mnist-5k"], [64, 64], 32),
+        "scale": (["mnist-5k"], [1024], 256),
+        "step": (["mnist-5k"], [256, 256], 32),
+    }[a.setting]
     datas = a.data or defaults[0]
     hidden = a.hidden or defaults[1]
     k = a.k or defaults[2]
     strategies = a.strategy if a.setting == "stream" else ["-"]
-    jobs = [dict(variant=v, data=d, seed=s, hidden=hidden, k=k, growths=a.growths, batch=a.batch, strategy=st,
-                 epochs_before=a.epochs_before, epochs_between=a.epochs_between, task_labels=a.task_labels,
-                 epochs=a.epochs)
-            for d in datas for st in strategies for v in a.variants for s in a.seeds]
+    jobs = [
+        dict(
+            variant=v,
+            data=d,
+            seed=s,
+            hidden=hidden,
+            k=k,
+            growths=a.growths,
+            batch=a.batch,
+            strategy=st,
+            epochs_before=a.epochs_before,
+            epochs_between=a.epochs_between,
+            task_labels=a.task_labels,
+            epochs=a.epochs,
+        )
+        for d in datas
+        for st in strategies
+        for v in a.variants
+        for s in a.seeds
+    ]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=a.workers) as pool:
-        results = list(pool.map({"staged": _staged, "stream": _stream, "scale": _scale, "step": _step}[a.setting], jobs))
+        results = list(
+            pool.map({"staged": _staged, "stream": _stream, "scale": _scale, "step": _step}[a.setting], jobs)
+        )
     if a.setting == "step":
-        cols = [("task 0 before", "acc_before", True), ("task 0 right after growth", "acc_grown", True),
-                ("task 0 KL (nats)", "kl", False), ("task 1 before", "new_before", True),
-                ("task 1 right after growth", "new_grown", True), ("growth step / epoch", "growth_per_epoch", False)]
-        what = (f"{'one head per task' if a.task_labels else 'one 10-way head'}, MLP {hidden} trained "
-                f"{a.epochs_before} epochs on digits 0/1, one growth of K={k} on digits 2/3 (new_task=True), batch {a.batch}")
+        cols = [
+            ("task 0 before", "acc_before", True),
+            ("task 0 right after growth", "acc_grown", True),
+            ("task 0 KL (nats)", "kl", False),
+            ("task 1 before", "new_before", True),
+            ("task 1 right after growth", "new_grown", True),
+            ("growth step / epoch", "growth_per_epoch", False),
+        ]
+        what = (
+            f"{'one head per task' if a.task_labels else 'one 10-way head'}, MLP {hidden} trained "
+            f"{a.epochs_before} epochs on digits 0/1, one growth of K={k} on digits 2/3 (new_task=True), batch {a.batch}"
+        )
     elif a.setting == "scale":
-        cols = [("acc before", "acc_before", True), ("acc right after growth", "acc_grown", True),
-                ("acc +1 epoch", "acc_final", True), ("growth step / epoch", "growth_per_epoch", False),
-                ("peak extra MiB (VmHWM)", "peak_mib", False)]
+        cols = [
+            ("acc before", "acc_before", True),
+            ("acc right after growth", "acc_grown", True),
+            ("acc +1 epoch", "acc_final", True),
+            ("growth step / epoch", "growth_per_epoch", False),
+            ("peak extra MiB (VmHWM)", "peak_mib", False),
+        ]
         what = f"MLP {hidden}, trained {a.epochs_before} epochs, grown once by K={k}, then 1 epoch, batch {a.batch}"
     elif staged:
-        cols = [("new dormant", "new_dormant", True), ("new dead", "new_dead", True),
-                ("new dormant right after growth 1", "grown_dormant", True), ("acc before", "acc_before", True), ("acc right after growth 1", "acc_grown", True),
-                ("acc final", "acc_final", True), ("growth step / epoch", "growth_per_epoch", False),
-                ("extender state MiB", "extra_mib", False)]
-        what = (f"MLP {hidden}, trained {a.epochs_before} epochs, grown {a.growths}x by K={k} (SVoD), "
-                f"{a.epochs_between} epochs after each growth, batch {a.batch}")
+        cols = [
+            ("new dormant", "new_dormant", True),
+            ("new dead", "new_dead", True),
+            ("new dormant right after growth 1", "grown_dormant", True),
+            ("acc before", "acc_before", True),
+            ("acc right after growth 1", "acc_grown", True),
+            ("acc final", "acc_final", True),
+            ("growth step / epoch", "growth_per_epoch", False),
+            ("extender state MiB", "extra_mib", False),
+        ]
+        what = (
+            f"MLP {hidden}, trained {a.epochs_before} epochs, grown {a.growths}x by K={k} (SVoD), "
+            f"{a.epochs_between} epochs after each growth, batch {a.batch}"
+        )
     else:
-        cols = [("final acc", "acc_final", True), ("forgetting", "forgetting", True),
-                ("learning acc", "learning", True), ("growth disruption", "disruption", True),
-                ("worst step", "disruption_max", True), ("KL (nats)", "kl", False),
-                ("new dormant", "new_dormant", True), ("new dead", "new_dead", True),
-                ("growth step / epoch", "growth_per_epoch", False), ("probes / epoch", "probe_per_epoch", False)]
-        what = (f"{'task' if a.task_labels else 'class'}-incremental, MLP {hidden}, K={k} per experience, "
-                f"{a.epochs} epochs, batch {a.batch}")
+        cols = [
+            ("final acc", "acc_final", True),
+            ("forgetting", "forgetting", True),
+            ("learning acc", "learning", True),
+            ("growth disruption", "disruption", True),
+            ("worst step", "disruption_max", True),
+            ("KL (nats)", "kl", False),
+            ("new dormant", "new_dormant", True),
+            ("new dead", "new_dead", True),
+            ("growth step / epoch", "growth_per_epoch", False),
+            ("probes / epoch", "probe_per_epoch", False),
+        ]
+        what = (
+            f"{'task' if a.task_labels else 'class'}-incremental, MLP {hidden}, K={k} per experience, "
+            f"{a.epochs} epochs, batch {a.batch}"
+        )
     for d in datas:
         for st in strategies:
             _print_table(a, d, st, what, cols, results)

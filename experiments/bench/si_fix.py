@@ -25,13 +25,20 @@ def _avalanche_si(si_lambda: float = 1.0, eps: float = 1e-7, **kw):
     return SynapticIntelligence(si_lambda=si_lambda, eps=eps, **kw)
 
 
-def measure(variant: str, growth: str, seed: int, benchmark: str, si_lambda: float,
-            task_labels: bool = False) -> tuple[float, float]:
+def measure(
+    variant: str, growth: str, seed: int, benchmark: str, si_lambda: float, task_labels: bool = False
+) -> tuple[float, float]:
     """(final accuracy, average forgetting) of one run."""
     strategy = "naive" if variant == "naive" else "si"
     kwargs = {} if variant == "naive" else {"si_lambda": si_lambda}
-    cfg = RunConfig(benchmark=benchmark, strategy=strategy, growth=growth, seed=seed, strategy_kwargs=kwargs,
-                    task_labels=task_labels)
+    cfg = RunConfig(
+        benchmark=benchmark,
+        strategy=strategy,
+        growth=growth,
+        seed=seed,
+        strategy_kwargs=kwargs,
+        task_labels=task_labels,
+    )
     if variant == "avalanche-si":
         from clgrow.strategies import builders
 
@@ -51,16 +58,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--task-labels", action="store_true", help="task-incremental (one head per task)")
     args = p.parse_args(argv)
     quiet_avalanche_deprecations()
-    print(f"{args.benchmark}{' with task labels' if args.task_labels else ''}, si_lambda {args.si_lambda}, "
-          f"seeds {args.seeds}")
+    print(
+        f"{args.benchmark}{' with task labels' if args.task_labels else ''}, si_lambda {args.si_lambda}, "
+        f"seeds {args.seeds}"
+    )
     print("| strategy | growth | final accuracy | average forgetting |\n|---|---|---|---|")
     for growth in args.growth:
         for variant in ("naive", "avalanche-si", "clgrow-si"):
             res = [measure(variant, growth, s, args.benchmark, args.si_lambda, args.task_labels) for s in args.seeds]
             acc, fgt = zip(*res)
-            sd = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
-            print(f"| {variant} | {growth} | {100 * statistics.mean(acc):.1f} ± {100 * sd(acc):.1f} % "
-                  f"| {100 * statistics.mean(fgt):.1f} ± {100 * sd(fgt):.1f} % |", flush=True)
+
+            def sd(v):
+                return statistics.stdev(v) if len(v) > 1 else 0.0
+
+            print(
+                f"| {variant} | {growth} | {100 * statistics.mean(acc):.1f} ± {100 * sd(acc):.1f} % "
+                f"| {100 * statistics.mean(fgt):.1f} ± {100 * sd(fgt):.1f} % |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

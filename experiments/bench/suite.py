@@ -70,8 +70,9 @@ def _setup(layers: int, width: int, m: int, n: int = 2048, batch: int = 64, seed
     return model, loader, epoch
 
 
-def _grow_ratio(model: GrowableMLP, loader: DataLoader, epoch: float, k: int, ext: Any, dist: Any,
-                repeats: int = 2) -> dict[str, float]:
+def _grow_ratio(
+    model: GrowableMLP, loader: DataLoader, epoch: float, k: int, ext: Any, dist: Any, repeats: int = 2
+) -> dict[str, float]:
     times = []
     for r in range(repeats):
         m = copy.deepcopy(model)
@@ -101,8 +102,10 @@ def section_cost(quick: bool) -> str:
     for budget, ext, dist in (("default", SWE(), SVoD()), ("paper", SWE(**SWE.PAPER), SVoD(**SVoD.PAPER))):
         r = _grow_ratio(model, loader, epoch, k, ext, dist)
         rows.append(f"| **SVoD + SWE** | {budget} | **{r['total']:.2f}** |")
-    head = (f"MLP 784-[256, 256, 256]-10, K = {k}, 2,048 samples in batches of 64 (one epoch = 32 batches); "
-            "ratio = wall time of the growth step / median wall time of one training epoch (Adam)\n")
+    head = (
+        f"MLP 784-[256, 256, 256]-10, K = {k}, 2,048 samples in batches of 64 (one epoch = 32 batches); "
+        "ratio = wall time of the growth step / median wall time of one training epoch (Adam)\n"
+    )
     return head + "\n".join(rows)
 
 
@@ -110,21 +113,36 @@ def section_scaling(quick: bool) -> str:
     """SVoD + SWE growth step / epoch while one factor varies around depth 3, width 256, K 64, input 784."""
     base = dict(layers=3, width=256, k=64, m=784)
     grid = {"layers": [1, 3, 6], "width": [64, 256, 1024], "k": [16, 64, 256], "m": [64, 784, 3072]}
-    rows = ["| varied | value | dense coupling MiB (largest layer; not used by the default) | SVoD / epoch | SWE / epoch | total / epoch | paper budget total / epoch |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| varied | value | dense coupling MiB (largest layer; not used by the default) | SVoD / epoch | SWE / epoch | total / epoch | paper budget total / epoch |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for factor, values in grid.items():
         for v in values:
             p = dict(base, **{factor: v})
             model, loader, epoch = _setup(p["layers"], p["width"], p["m"])
             d = _grow_ratio(model, loader, epoch, p["k"], SWE(on_oversize="subsample"), SVoD(), repeats=1)
-            paper = "—" if quick else f"{_grow_ratio(model, loader, epoch, p['k'], SWE(SWE.PAPER.replace(on_oversize='subsample')), SVoD(**SVoD.PAPER), repeats=1)['total']:.2f}"
+            paper = (
+                "—"
+                if quick
+                else f"{_grow_ratio(model, loader, epoch, p['k'], SWE(SWE.PAPER.replace(on_oversize='subsample')), SVoD(**SVoD.PAPER), repeats=1)['total']:.2f}"
+            )
             per_layer = p["k"] / p["layers"]
-            mib = max(SWE.coupling_bytes(int(per_layer + 1), p["width"], p["m"] if i == 0 else p["width"])
-                      for i in range(p["layers"])) / 2**20
-            rows.append(f"| {factor} | {v} | {mib:.0f} | {d['distributor']:.2f} | {d['extender']:.2f} | "
-                        f"{d['total']:.2f} | {paper} |")
-    return ("One factor varies, the others stay at depth 3, width 256, K 64, input 784; default budgets; "
-            "K spread evenly for the coupling estimate\n" + "\n".join(rows))
+            mib = (
+                max(
+                    SWE.coupling_bytes(int(per_layer + 1), p["width"], p["m"] if i == 0 else p["width"])
+                    for i in range(p["layers"])
+                )
+                / 2**20
+            )
+            rows.append(
+                f"| {factor} | {v} | {mib:.0f} | {d['distributor']:.2f} | {d['extender']:.2f} | "
+                f"{d['total']:.2f} | {paper} |"
+            )
+    return (
+        "One factor varies, the others stay at depth 3, width 256, K 64, input 784; default budgets; "
+        "K spread evenly for the coupling estimate\n" + "\n".join(rows)
+    )
 
 
 _MEM_CHILD = r"""
@@ -148,18 +166,26 @@ print(json.dumps({"peak_extra_mib": peak - base, "coupling_mib": rep.info["exten
 
 def section_memory(quick: bool) -> str:
     """Peak extra RSS of an SWE growth step (fresh process per row) against the coupling estimate."""
-    rows = ["| SWE | width | input | K (one layer) | model MiB | coupling state MiB (as reported) | measured peak extra MiB |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| SWE | width | input | K (one layer) | model MiB | coupling state MiB (as reported) | measured peak extra MiB |",
+        "|---|---|---|---|---|---|---|",
+    ]
     configs = [(1, 256, 784, 64), (1, 1024, 784, 128), (1, 1024, 3072, 128)]
     if not quick:
         configs.append((1, 2048, 3072, 128))
-    kinds = [("default (factored)", {}), ("dense, 0.05 pass", {"coupling": "dense", "schedule": "sequential",
-                                                               "passes": 0.05, "trust": None})]
+    kinds = [
+        ("default (factored)", {}),
+        ("dense, 0.05 pass", {"coupling": "dense", "schedule": "sequential", "passes": 0.05, "trust": None}),
+    ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
     for label, kwargs in kinds:
         for layers, width, m, k in configs:
-            out = subprocess.run([sys.executable, "-c", _MEM_CHILD, json.dumps([layers, width, m, k, kwargs])],
-                                 capture_output=True, text=True, env=env)
+            out = subprocess.run(
+                [sys.executable, "-c", _MEM_CHILD, json.dumps([layers, width, m, k, kwargs])],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             if out.returncode != 0:
                 last = out.stderr.strip().splitlines()[-1]
                 verdict = "refused by the default 2 GiB guard" if "max_coupling_bytes" in last else f"failed: {last}"
@@ -167,8 +193,10 @@ def section_memory(quick: bool) -> str:
                 rows.append(f"| {label} | {width} | {m} | {k} | — | {need:.0f} (needed) | {verdict} |")
                 continue
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            rows.append(f"| {label} | {width} | {m} | {k} | {r['model_mib']:.1f} | {r['coupling_mib']:.0f} | "
-                        f"{r['peak_extra_mib']:.0f} |")
+            rows.append(
+                f"| {label} | {width} | {m} | {k} | {r['model_mib']:.1f} | {r['coupling_mib']:.0f} | "
+                f"{r['peak_extra_mib']:.0f} |"
+            )
     # The guard: refuse, or subsample the partners, before anything is allocated.
     model, loader, _ = _setup(1, 1024, 3072, n=256)
     guard = SWE(coupling="dense", trust=None, max_coupling_bytes=512 * 2**20)
@@ -177,18 +205,25 @@ def section_memory(quick: bool) -> str:
         refused = "not refused"
     except GrowthError as err:
         refused = str(err)
-    sub = grow(copy.deepcopy(model), 256, loader,
-               SWE(coupling="dense", trust=None, max_coupling_bytes=512 * 2**20, on_oversize="subsample"), "fixed")
+    sub = grow(
+        copy.deepcopy(model),
+        256,
+        loader,
+        SWE(coupling="dense", trust=None, max_coupling_bytes=512 * 2**20, on_oversize="subsample"),
+        "fixed",
+    )
     info = sub.info["extender"]["layer0"]
-    return ("SWE on one hidden layer (the largest coupling case), the default and the dense coupling; peak extra = peak "
-            "resident set during the step (Linux VmHWM, reset before the step) minus the resident set before it; "
-            "coupling state: dense = C with its gradient and Adam's two moments, factored = per-row moments\n"
-            + "\n".join(rows)
-            + f"\n\nDense coupling guard at 512 MiB, K = 256 on a 3072-1024 layer (coupling would need "
-              f"{SWE.coupling_bytes(256, 1024, 3072) / 2**30:.1f} GiB):\n\n"
-              f"- `on_oversize='error'` (default): `GrowthError: {refused}`\n"
-              f"- `on_oversize='subsample'`: each new unit couples with {info['partners']} of 1024 old units "
-              f"({info['coupling_mib']:.0f} MiB)")
+    return (
+        "SWE on one hidden layer (the largest coupling case), the default and the dense coupling; peak extra = peak "
+        "resident set during the step (Linux VmHWM, reset before the step) minus the resident set before it; "
+        "coupling state: dense = C with its gradient and Adam's two moments, factored = per-row moments\n"
+        + "\n".join(rows)
+        + f"\n\nDense coupling guard at 512 MiB, K = 256 on a 3072-1024 layer (coupling would need "
+        f"{SWE.coupling_bytes(256, 1024, 3072) / 2**30:.1f} GiB):\n\n"
+        f"- `on_oversize='error'` (default): `GrowthError: {refused}`\n"
+        f"- `on_oversize='subsample'`: each new unit couples with {info['partners']} of 1024 old units "
+        f"({info['coupling_mib']:.0f} MiB)"
+    )
 
 
 def section_overhead(quick: bool) -> str:
@@ -207,8 +242,15 @@ def section_overhead(quick: bool) -> str:
         torch.manual_seed(0)
         model = GrowableMLP(784, [256, 256], 10)
         plugins = [GrowPlugin(grow_from_experience=10**6)] if with_plugin else []
-        s = build_strategy("naive", model, None, plugins=plugins, train_mb_size=64, train_epochs=epochs,
-                           evaluator=EvaluationPlugin(loggers=[]))
+        s = build_strategy(
+            "naive",
+            model,
+            None,
+            plugins=plugins,
+            train_mb_size=64,
+            train_epochs=epochs,
+            evaluator=EvaluationPlugin(loggers=[]),
+        )
         t = time.perf_counter()
         s.train(exp)
         return (time.perf_counter() - t) / epochs
@@ -228,11 +270,13 @@ def section_overhead(quick: bool) -> str:
     with_p = statistics.median(a for a, _ in pairs)
     without = statistics.median(b for _, b in pairs)
     plain = statistics.median(plain_time() for _ in range(3))
-    return ("Naive on the 4,000 MNIST-5k training images (one experience, all classes), MLP [256, 256], batch 64; "
-            "medians of 5 alternating runs after a warm-up\n"
-            "| comparison | ratio |\n|---|---|\n"
-            f"| epoch with GrowPlugin attached (not growing) / without | {with_p / without:.3f} |\n"
-            f"| Avalanche samples/s / plain PyTorch loop samples/s | {plain / without:.2f} |")
+    return (
+        "Naive on the 4,000 MNIST-5k training images (one experience, all classes), MLP [256, 256], batch 64; "
+        "medians of 5 alternating runs after a warm-up\n"
+        "| comparison | ratio |\n|---|---|\n"
+        f"| epoch with GrowPlugin attached (not growing) / without | {with_p / without:.3f} |\n"
+        f"| Avalanche samples/s / plain PyTorch loop samples/s | {plain / without:.2f} |"
+    )
 
 
 def section_inactivity(quick: bool) -> str:
@@ -271,13 +315,16 @@ def section_inactivity(quick: bool) -> str:
 
     pairs = [(avalanche_eval(True), avalanche_eval(False)) for _ in range(5)]
     r2 = statistics.median(a for a, _ in pairs) / statistics.median(b for _, b in pairs)
-    return ("MLP 784-[256, 256, 256]-10\n| comparison | ratio |\n|---|---|\n"
-            f"| `measure_inactivity` on 4,096 samples / one plain evaluation pass over them | {ratio:.2f} |\n"
-            f"| Avalanche test-stream evaluation with the inactivity metric / without (1,000 images) | {r2:.2f} |")
+    return (
+        "MLP 784-[256, 256, 256]-10\n| comparison | ratio |\n|---|---|\n"
+        f"| `measure_inactivity` on 4,096 samples / one plain evaluation pass over them | {ratio:.2f} |\n"
+        f"| Avalanche test-stream evaluation with the inactivity metric / without (1,000 images) | {r2:.2f} |"
+    )
 
 
-def _plain_train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int,
-                 opt: torch.optim.Optimizer) -> float:
+def _plain_train(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, opt: torch.optim.Optimizer
+) -> float:
     """The strongest plain loop: a shuffled permutation per epoch, each batch gathered by one
     ``index_select`` (4-15x faster than ``x[idx]`` on CPU, same values)."""
     t = time.perf_counter()
@@ -285,7 +332,7 @@ def _plain_train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch
     for _ in range(epochs):
         perm = torch.randperm(len(y))
         for i in range(0, len(y), batch):
-            idx = perm[i:i + batch]
+            idx = perm[i : i + batch]
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(x.index_select(0, idx)), y.index_select(0, idx)).backward()
             opt.step()
@@ -339,10 +386,18 @@ def _avalanche_train(bm: Any, strategy: str, fast: bool, epochs: int, batch: int
     model = GrowableMLP(bm.in_features, [256], bm.num_classes)
     clock = Clock()
     kw = {"mem_size": 500} if strategy == "replay" else {}
-    s = build_strategy(strategy, model, None, optimizer=build_optimizer("adam", model, 1e-3), train_mb_size=batch,
-                       train_epochs=epochs,
-                       evaluator=(LeanEvaluationPlugin if fast else EvaluationPlugin)(accuracy_metrics(stream=True), loggers=[]),
-                       plugins=[clock], fast_data=fast, **kw)
+    s = build_strategy(
+        strategy,
+        model,
+        None,
+        optimizer=build_optimizer("adam", model, 1e-3),
+        train_mb_size=batch,
+        train_epochs=epochs,
+        evaluator=(LeanEvaluationPlugin if fast else EvaluationPlugin)(accuracy_metrics(stream=True), loggers=[]),
+        plugins=[clock],
+        fast_data=fast,
+        **kw,
+    )
     for exp in bm.scenario.train_stream:
         s.train(exp)
     return clock.seconds, clock.samples
@@ -376,17 +431,25 @@ def _synthetic_mnist_root() -> str:
 
 def section_throughput(quick: bool, data_root: str | None = None) -> str:
     """Whole-stream training throughput against the strongest plain PyTorch loop, per sample seen."""
-    from clgrow.experiments.benchmarks import expected_files, make_benchmark
-
     from pathlib import Path
 
-    rows = ["| data | strategy | epochs/exp | plain loop samples/s | Avalanche per-sample path / plain | "
-            "**batch path / plain** | batch path / per-sample path |", "|---|---|---|---|---|---|---|"]
+    from clgrow.experiments.benchmarks import expected_files, make_benchmark
+
+    rows = [
+        "| data | strategy | epochs/exp | plain loop samples/s | Avalanche per-sample path / plain | "
+        "**batch path / plain** | batch path / per-sample path |",
+        "|---|---|---|---|---|---|---|",
+    ]
     real = data_root is not None and all(p.is_file() for p in expected_files("split-mnist", Path(data_root)))
     disk_root = data_root if real else _synthetic_mnist_root()
-    cases = [("split-mnist-5k (embedded)", make_benchmark("split-mnist-5k", 5, seed=0), 2 if quick else 10),
-             (f"split-mnist from disk ({'your files' if real else 'synthetic idx files, 60,000 images'})",
-              make_benchmark("split-mnist", 5, seed=0, data_root=disk_root), 1)]
+    cases = [
+        ("split-mnist-5k (embedded)", make_benchmark("split-mnist-5k", 5, seed=0), 2 if quick else 10),
+        (
+            f"split-mnist from disk ({'your files' if real else 'synthetic idx files, 60,000 images'})",
+            make_benchmark("split-mnist", 5, seed=0, data_root=disk_root),
+            1,
+        ),
+    ]
     for label, bm, epochs in cases:
         tensors = _stream_tensors(bm.scenario.train_stream)
         for strategy in ("naive", "replay"):
@@ -398,26 +461,39 @@ def section_throughput(quick: bool, data_root: str | None = None) -> str:
             fast_s, fast_n = _avalanche_train(bm, strategy, True, epochs)
             # the faster of a plain run before and one after: drift on this machine never flatters us
             plain = max(plain_before, _plain_rate(bm, tensors, batch, epochs))
-            rows.append(f"| {label} | {strategy} | {epochs} | {plain:,.0f} | {slow_n / slow_s / plain:.2f} | "
-                        f"**{fast_n / fast_s / plain:.2f}** | {(fast_n / fast_s) / (slow_n / slow_s):.1f}x |")
+            rows.append(
+                f"| {label} | {strategy} | {epochs} | {plain:,.0f} | {slow_n / slow_s / plain:.2f} | "
+                f"**{fast_n / fast_s / plain:.2f}** | {(fast_n / fast_s) / (slow_n / slow_s):.1f}x |"
+            )
         # what `clgrow run` reports: the runner with every metric, timer and guard attached
         from clgrow.experiments.config import RunConfig
         from clgrow.experiments.runner import run
 
-        cfg = RunConfig(benchmark=bm.name, strategy="naive", growth="none", hidden_sizes=[256], train_mb_size=128,
-                        train_epochs=epochs, data_root=None if bm.name.endswith("5k") else disk_root, lr=1e-3)
+        cfg = RunConfig(
+            benchmark=bm.name,
+            strategy="naive",
+            growth="none",
+            hidden_sizes=[256],
+            train_mb_size=128,
+            train_epochs=epochs,
+            data_root=None if bm.name.endswith("5k") else disk_root,
+            lr=1e-3,
+        )
         plain_before = _plain_rate(bm, tensors, 128, epochs)
         summary = run(cfg)
         n = sum(len(y) for _, y in tensors) * epochs
         plain = max(plain_before, _plain_rate(bm, tensors, 128, epochs))
-        rows.append(f"| {label} | naive, `clgrow run` (all metrics; `train_seconds`) | {epochs} | {plain:,.0f} | — | "
-                    f"**{n / summary.train_seconds / plain:.2f}** | — |")
-    return ("MLP 784-[256]-10, batch 128 (replay: + 128 buffer samples per step, mem_size 500), Adam 1e-3, "
-            "5 experiences; samples/s = samples the model trained on / seconds inside training epochs; the "
-            "plain loop indexes the same tensors by a shuffled permutation (replay: batches of 256), the "
-            "faster of one run before and one after; per-sample path: Avalanche's loaders and "
-            "EvaluationPlugin; batch path: BatchDataPlugin and LeanEvaluationPlugin\n"
-            + "\n".join(rows))
+        rows.append(
+            f"| {label} | naive, `clgrow run` (all metrics; `train_seconds`) | {epochs} | {plain:,.0f} | — | "
+            f"**{n / summary.train_seconds / plain:.2f}** | — |"
+        )
+    return (
+        "MLP 784-[256]-10, batch 128 (replay: + 128 buffer samples per step, mem_size 500), Adam 1e-3, "
+        "5 experiences; samples/s = samples the model trained on / seconds inside training epochs; the "
+        "plain loop indexes the same tensors by a shuffled permutation (replay: batches of 256), the "
+        "faster of one run before and one after; per-sample path: Avalanche's loaders and "
+        "EvaluationPlugin; batch path: BatchDataPlugin and LeanEvaluationPlugin\n" + "\n".join(rows)
+    )
 
 
 def section_eval(quick: bool) -> str:
@@ -430,14 +506,18 @@ def section_eval(quick: bool) -> str:
     from clgrow.strategies import LeanEvaluationPlugin, build_strategy, inactivity_metrics
     from clgrow.strategies.fastdata import fast_loader
 
-    rows = ["| test data | model | per-sample path, accuracy + inactivity / plain | **batch path, accuracy + "
-            "inactivity / plain** | batch path, accuracy only | batch path, no metric | our loader + forward only |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| test data | model | per-sample path, accuracy + inactivity / plain | **batch path, accuracy + "
+        "inactivity / plain** | batch path, accuracy only | batch path, no metric | our loader + forward only |",
+        "|---|---|---|---|---|---|---|",
+    ]
     reps = 3 if quick else 7
     disk = make_benchmark("split-mnist", 5, seed=0, data_root=_synthetic_mnist_root())
-    cases = [("split-mnist-5k: 1,000 images", make_benchmark("split-mnist-5k", 5, seed=0), [256, 256, 256]),
-             ("split-mnist from disk (synthetic): 10,000 images", disk, [256, 256, 256]),
-             ("split-mnist from disk (synthetic): 10,000 images", disk, [1024, 1024, 1024])]
+    cases = [
+        ("split-mnist-5k: 1,000 images", make_benchmark("split-mnist-5k", 5, seed=0), [256, 256, 256]),
+        ("split-mnist from disk (synthetic): 10,000 images", disk, [256, 256, 256]),
+        ("split-mnist from disk (synthetic): 10,000 images", disk, [1024, 1024, 1024]),
+    ]
     for label, bm, hidden in cases:
         tensors = _stream_tensors(bm.scenario.test_stream)
         model = GrowableMLP(784, hidden, 10)
@@ -459,7 +539,7 @@ def section_eval(quick: bool) -> str:
             hits = 0
             for x, y in tensors:
                 for i in range(0, len(y), 512):
-                    hits += int((model(x[i:i + 512]).argmax(1) == y[i:i + 512]).sum())
+                    hits += int((model(x[i : i + 512]).argmax(1) == y[i : i + 512]).sum())
             return time.perf_counter() - t
 
         # the batch path's loaders as evaluation builds them, iterated with nothing but the forward pass
@@ -482,14 +562,26 @@ def section_eval(quick: bool) -> str:
 
         avalanche_eval(True, full())
         # alternating, so that the machine's drift falls on every variant alike
-        runs = [(plain_eval(), avalanche_eval(False, full()), avalanche_eval(True, full()),
-                 avalanche_eval(True, [accuracy_metrics(stream=True)]), avalanche_eval(True, []), loader_forward())
-                for _ in range(reps)]
+        runs = [
+            (
+                plain_eval(),
+                avalanche_eval(False, full()),
+                avalanche_eval(True, full()),
+                avalanche_eval(True, [accuracy_metrics(stream=True)]),
+                avalanche_eval(True, []),
+                loader_forward(),
+            )
+            for _ in range(reps)
+        ]
         slow, fast, acc, none, bare = (statistics.median(r[k] / r[0] for r in runs) for k in range(1, 6))
-        rows.append(f"| {label} | 784-{hidden}-10 | {slow:.2f} | **{fast:.2f}** | {acc:.2f} | {none:.2f} | {bare:.2f} |")
-    return (f"Ratios to a plain pass (forward, argmax and hit count over float tensors already in memory); test "
-            f"stream in 5 experiences, batch 512; each ratio the median over {reps} rounds of its ratio within the "
-            f"round (variants alternate)\n" + "\n".join(rows))
+        rows.append(
+            f"| {label} | 784-{hidden}-10 | {slow:.2f} | **{fast:.2f}** | {acc:.2f} | {none:.2f} | {bare:.2f} |"
+        )
+    return (
+        f"Ratios to a plain pass (forward, argmax and hit count over float tensors already in memory); test "
+        f"stream in 5 experiences, batch 512; each ratio the median over {reps} rounds of its ratio within the "
+        f"round (variants alternate)\n" + "\n".join(rows)
+    )
 
 
 def section_cli(quick: bool) -> str:
@@ -497,10 +589,18 @@ def section_cli(quick: bool) -> str:
     import shutil
 
     exe = shutil.which("clgrow") or os.path.join(os.path.dirname(sys.executable), "clgrow")
-    cmds = [["--help"], ["list"], ["plot", "/nonexistent"], ["compare", "missing.toml", "--out", "/tmp/x"],
-            ["compare", "--workers", "x"], ["run", "--benchmark", "nope", "--out", "/tmp/x"], ["run", "--help"],
-            ["run", "--lr", "-1", "--out", "/tmp/x"], ["run", "--swe-passes", "-1", "--out", "/tmp/x"],
-            ["compare", "experiments/configs/quick.toml", "--out", "/tmp/x", "--check"]]
+    cmds = [
+        ["--help"],
+        ["list"],
+        ["plot", "/nonexistent"],
+        ["compare", "missing.toml", "--out", "/tmp/x"],
+        ["compare", "--workers", "x"],
+        ["run", "--benchmark", "nope", "--out", "/tmp/x"],
+        ["run", "--help"],
+        ["run", "--lr", "-1", "--out", "/tmp/x"],
+        ["run", "--swe-passes", "-1", "--out", "/tmp/x"],
+        ["compare", "experiments/configs/quick.toml", "--out", "/tmp/x", "--check"],
+    ]
 
     def once(cmd: list[str]) -> float:
         t = time.perf_counter()
@@ -508,9 +608,10 @@ def section_cli(quick: bool) -> str:
         return time.perf_counter() - t
 
     torch_s = _median(lambda: _once_py("import torch"), 3)
-    rows = ["| command | seconds |", "|---|---|"] + [f"| `clgrow {' '.join(c)}` | {_median(lambda: once(c), 3):.2f} |"
-                                                       for c in cmds]
-    return (f"For scale: `python -c 'import torch'` takes {torch_s:.2f} s here.\n" + "\n".join(rows))
+    rows = ["| command | seconds |", "|---|---|"] + [
+        f"| `clgrow {' '.join(c)}` | {_median(lambda: once(c), 3):.2f} |" for c in cmds
+    ]
+    return f"For scale: `python -c 'import torch'` takes {torch_s:.2f} s here.\n" + "\n".join(rows)
 
 
 def _once_py(code: str) -> float:
@@ -535,8 +636,12 @@ def section_profile(quick: bool) -> str:
         _avalanche_train(bm, "naive", fast, 2)
         pr.disable()
         buf = io.StringIO()
-        pstats.Stats(pr, stream=buf).sort_stats("cumulative").print_stats(r"avalanche|clgrow|torch/optim|torch/utils/data", 12)
-        lines = [l for l in buf.getvalue().splitlines() if l.strip() and (l.lstrip()[0].isdigit() or "ncalls" in l)]
+        pstats.Stats(pr, stream=buf).sort_stats("cumulative").print_stats(
+            r"avalanche|clgrow|torch/optim|torch/utils/data", 12
+        )
+        lines = [
+            ln for ln in buf.getvalue().splitlines() if ln.strip() and (ln.lstrip()[0].isdigit() or "ncalls" in ln)
+        ]
         out.append(f"{'batch' if fast else 'per-sample'} path:\n```\n" + "\n".join(lines[:14]) + "\n```")
     # evaluation: what is left besides the forward passes (own time of each function)
     from avalanche.evaluation.metrics import accuracy_metrics
@@ -545,8 +650,13 @@ def section_profile(quick: bool) -> str:
 
     test = make_benchmark("split-mnist", 5, seed=0, data_root=_synthetic_mnist_root()).scenario.test_stream
     model = GrowableMLP(784, [256, 256, 256], 10)
-    s = build_strategy("naive", model, None, eval_mb_size=512,
-                       evaluator=LeanEvaluationPlugin(accuracy_metrics(stream=True), *inactivity_metrics(), loggers=[]))
+    s = build_strategy(
+        "naive",
+        model,
+        None,
+        eval_mb_size=512,
+        evaluator=LeanEvaluationPlugin(accuracy_metrics(stream=True), *inactivity_metrics(), loggers=[]),
+    )
     s.eval(test)  # warm-up: the resolutions are made once
     pr = cProfile.Profile()
     pr.enable()
@@ -555,15 +665,25 @@ def section_profile(quick: bool) -> str:
     pr.disable()
     buf = io.StringIO()
     pstats.Stats(pr, stream=buf).sort_stats("tottime").print_stats(14)
-    lines = [l for l in buf.getvalue().splitlines() if l.strip() and (l.lstrip()[0].isdigit() or "ncalls" in l)]
-    out.append("evaluation, batch path with accuracy and inactivity, 5 x 10,000 synthetic MNIST test images "
-               "(own time):\n```\n" + "\n".join(lines[:16]) + "\n```")
+    lines = [ln for ln in buf.getvalue().splitlines() if ln.strip() and (ln.lstrip()[0].isdigit() or "ncalls" in ln)]
+    out.append(
+        "evaluation, batch path with accuracy and inactivity, 5 x 10,000 synthetic MNIST test images "
+        "(own time):\n```\n" + "\n".join(lines[:16]) + "\n```"
+    )
     return "\n\n".join(out)
 
 
-SECTIONS = {"cost": section_cost, "scaling": section_scaling, "memory": section_memory,
-            "overhead": section_overhead, "inactivity": section_inactivity, "throughput": section_throughput,
-            "eval": section_eval, "cli": section_cli, "profile": section_profile}
+SECTIONS = {
+    "cost": section_cost,
+    "scaling": section_scaling,
+    "memory": section_memory,
+    "overhead": section_overhead,
+    "inactivity": section_inactivity,
+    "throughput": section_throughput,
+    "eval": section_eval,
+    "cli": section_cli,
+    "profile": section_profile,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -572,8 +692,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
     p.add_argument("--quick", action="store_true", help="fewer repeats and configurations")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--data-root", default=None, help="real MNIST files for the throughput section (default: "
-                   "synthetic files in MNIST's format)")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="real MNIST files for the throughput section (default: synthetic files in MNIST's format)",
+    )
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)

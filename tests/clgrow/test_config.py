@@ -11,13 +11,26 @@ from hypothesis import strategies as st
 from clgrow import GROWTH_PRESETS, SWE, ConfigError, GrowthConfig, GrowthError, parse_growth
 
 
-@pytest.mark.parametrize("field,value", [
-    ("neurons_per_experience", -1), ("neurons_per_experience", 2.5), ("neurons_per_experience", True),
-    ("grow_from_experience", -1), ("grow_every_epochs", 0), ("max_hidden_size", 0), ("layers", []),
-    ("layers", [-1]), ("grow_head", 1), ("carry_optimizer_state", "yes"), ("extender", "nope"),
-    ("distributor", 3), ("extender_kwargs", {"bogus": 1}), ("extender_kwargs", {"passes": -1.0}),
-    ("distributor_kwargs", [1]),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("neurons_per_experience", -1),
+        ("neurons_per_experience", 2.5),
+        ("neurons_per_experience", True),
+        ("grow_from_experience", -1),
+        ("grow_every_epochs", 0),
+        ("max_hidden_size", 0),
+        ("layers", []),
+        ("layers", [-1]),
+        ("grow_head", 1),
+        ("carry_optimizer_state", "yes"),
+        ("extender", "nope"),
+        ("distributor", 3),
+        ("extender_kwargs", {"bogus": 1}),
+        ("extender_kwargs", {"passes": -1.0}),
+        ("distributor_kwargs", [1]),
+    ],
+)
 def test_each_bad_setting_is_named(field, value):
     with pytest.raises(ConfigError, match=f"^grow.{field}" if "kwargs" not in field or value == [1] else field):
         GrowthConfig(**{field: value}).validate(prefix="grow.")
@@ -42,12 +55,27 @@ def test_presets_resolve_and_merge_keyword_tables():
 
 
 @settings(max_examples=40, deadline=None)
-@given(k=st.integers(0, 500), start=st.integers(0, 9), every=st.none() | st.integers(1, 5),
-       cap=st.none() | st.integers(1, 4096), layers=st.none() | st.lists(st.integers(0, 5), min_size=1, max_size=4),
-       head=st.booleans(), carry=st.booleans(), preset=st.sampled_from([p for p in GROWTH_PRESETS if p != "none"]))
+@given(
+    k=st.integers(0, 500),
+    start=st.integers(0, 9),
+    every=st.none() | st.integers(1, 5),
+    cap=st.none() | st.integers(1, 4096),
+    layers=st.none() | st.lists(st.integers(0, 5), min_size=1, max_size=4),
+    head=st.booleans(),
+    carry=st.booleans(),
+    preset=st.sampled_from([p for p in GROWTH_PRESETS if p != "none"]),
+)
 def test_plain_data_round_trip(k, start, every, cap, layers, head, carry, preset):
-    cfg = parse_growth(preset, neurons_per_experience=k, grow_from_experience=start, grow_every_epochs=every,
-                       max_hidden_size=cap, layers=layers, grow_head=head, carry_optimizer_state=carry)
+    cfg = parse_growth(
+        preset,
+        neurons_per_experience=k,
+        grow_from_experience=start,
+        grow_every_epochs=every,
+        max_hidden_size=cap,
+        layers=layers,
+        grow_head=head,
+        carry_optimizer_state=carry,
+    )
     again = GrowthConfig.from_dict(cfg.to_dict()).validate()
     assert again == cfg
 

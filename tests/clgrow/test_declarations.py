@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clgrow import SWE, SVoD, ConfigError
+from clgrow import SWE, ConfigError, SVoD
 from clgrow.config import growth_methods, known_methods
 from clgrow.extender import Extender
 from clgrow.methods import PAPER_SVOD, PAPER_SWE, SWEParams
@@ -108,8 +108,9 @@ def test_spec_parses_command_line_text():
 
 def test_a_class_without_a_declaration_is_declared_from_its_signature():
     class Toy:
-        def __init__(self, a: int = 1, b: float | None = None, c: str = "x", d: tuple[int, int] = (1, 2),
-                     e: bool = False) -> None:
+        def __init__(
+            self, a: int = 1, b: float | None = None, c: str = "x", d: tuple[int, int] = (1, 2), e: bool = False
+        ) -> None:
             pass
 
     declared = params_from_signature(Toy, "extender", "toy")
@@ -122,7 +123,7 @@ def test_a_class_without_a_declaration_is_declared_from_its_signature():
 def test_a_declaration_field_needs_param_and_a_scalar_type():
     @dataclasses.dataclass(frozen=True)
     class Bad(Params):
-        x: list = param(None)  # type: ignore[assignment]
+        x: list = param(None)  # type: ignore[assignment]  # noqa: RUF009
 
     with pytest.raises(TypeError, match="Bad.x"):
         Bad.specs()
@@ -137,8 +138,10 @@ def test_methods_registered_at_run_time_are_known_by_name_with_their_arguments()
 
     try:
         assert "declared-test-extender" in known_methods("extender")
-        assert growth_methods("declared-test-extender+svod") == {"extender": "declared-test-extender",
-                                                                 "distributor": "svod"}
+        assert growth_methods("declared-test-extender+svod") == {
+            "extender": "declared-test-extender",
+            "distributor": "svod",
+        }
         assert list(extenders.params("declared-test-extender").specs()) == ["scale"]
         assert extenders.build("declared-test-extender", scale=2.0).scale == 2.0
         with pytest.raises(ConfigError, match="scale must be a finite number"):
@@ -152,14 +155,16 @@ def test_methods_registered_at_run_time_are_known_by_name_with_their_arguments()
 
 
 def test_a_user_plasticity_method_does_not_break_importing_the_plugins():
-    code = ("import clgrow\n"
-            "from clgrow.plasticity import Resetter\n"
-            "@clgrow.resetters.register('mine')\n"
-            "class Mine(Resetter):\n"
-            "    pass\n"
-            "from clgrow.strategies import PlasticityPlugin\n"
-            "from clgrow.strategies.builders import build_strategy\n"
-            "print(PlasticityPlugin.__name__, 'mine' in clgrow.resetters)\n")
+    code = (
+        "import clgrow\n"
+        "from clgrow.plasticity import Resetter\n"
+        "@clgrow.resetters.register('mine')\n"
+        "class Mine(Resetter):\n"
+        "    pass\n"
+        "from clgrow.strategies import PlasticityPlugin\n"
+        "from clgrow.strategies.builders import build_strategy\n"
+        "print(PlasticityPlugin.__name__, 'mine' in clgrow.resetters)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["PlasticityPlugin", "True"]
 
@@ -174,21 +179,23 @@ def test_each_strategy_builder_takes_exactly_its_declared_hyperparameters(name):
 
 
 def test_settings_resolve_without_importing_torch_or_avalanche():
-    code = ("import sys\n"
-            "from clgrow.config import ConfigError, GrowthConfig, growth_methods\n"
-            "from clgrow.experiments.config import RunConfig, check_strategy_kwargs\n"
-            "print(growth_methods('swe-svod-paper')['extender_kwargs']['coupling'])\n"
-            "print(GrowthConfig.setting_types()['layers'])\n"
-            "RunConfig(growth='random+uniform').validate(methods=False)\n"
-            "for bad in (lambda: growth_methods('swe+nope'),\n"
-            "            lambda: RunConfig(growth='swe-svod', grow=GrowthConfig(extender_kwargs={'passes': -1}))"
-            ".validate(methods=False),\n"
-            "            lambda: check_strategy_kwargs('replay', {'mem_size': -1})):\n"
-            "    try:\n"
-            "        bad()\n"
-            "    except ConfigError as err:\n"
-            "        print(err)\n"
-            "print('torch' in sys.modules, 'avalanche' in sys.modules)\n")
+    code = (
+        "import sys\n"
+        "from clgrow.config import ConfigError, GrowthConfig, growth_methods\n"
+        "from clgrow.experiments.config import RunConfig, check_strategy_kwargs\n"
+        "print(growth_methods('swe-svod-paper')['extender_kwargs']['coupling'])\n"
+        "print(GrowthConfig.setting_types()['layers'])\n"
+        "RunConfig(growth='random+uniform').validate(methods=False)\n"
+        "for bad in (lambda: growth_methods('swe+nope'),\n"
+        "            lambda: RunConfig(growth='swe-svod', grow=GrowthConfig(extender_kwargs={'passes': -1}))"
+        ".validate(methods=False),\n"
+        "            lambda: check_strategy_kwargs('replay', {'mem_size': -1})):\n"
+        "    try:\n"
+        "        bad()\n"
+        "    except ConfigError as err:\n"
+        "        print(err)\n"
+        "print('torch' in sys.modules, 'avalanche' in sys.modules)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0] == "dense"
     assert out[1] == "list[int] | None"

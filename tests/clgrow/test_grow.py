@@ -141,8 +141,17 @@ def test_a_one_shot_iterator_is_refused_before_anything_changes():
     assert model.hidden_sizes == [3] and all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
-@pytest.mark.parametrize("kwargs", [dict(passes=0), dict(passes=float("nan")), dict(out_scale=-1.0),
-                                    dict(incoming_norm=-0.5), dict(incoming_norm=float("inf")), dict(passes=True)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(passes=0),
+        dict(passes=float("nan")),
+        dict(out_scale=-1.0),
+        dict(incoming_norm=-0.5),
+        dict(incoming_norm=float("inf")),
+        dict(passes=True),
+    ],
+)
 def test_gradmax_refuses_bad_arguments_at_construction(kwargs):
     from clgrow import GradMaxExtender
 

@@ -67,8 +67,12 @@ def test_mode_restored_and_errors():
 
 
 @settings(max_examples=40, deadline=None)
-@given(widths=st.lists(st.integers(1, 7), min_size=1, max_size=3), cuts=st.lists(st.integers(1, 9), min_size=1, max_size=4),
-       seed=st.integers(0, 2**16), tau=st.sampled_from([0.0, 0.025, 0.5]))
+@given(
+    widths=st.lists(st.integers(1, 7), min_size=1, max_size=3),
+    cuts=st.lists(st.integers(1, 9), min_size=1, max_size=4),
+    seed=st.integers(0, 2**16),
+    tau=st.sampled_from([0.0, 0.025, 0.5]),
+)
 def test_accumulator_in_batches_equals_one_pass(widths, cuts, seed, tau):
     """Batch order and batch sizes do not change the counts (sums and any() are associative)."""
     from clgrow import InactivityAccumulator
@@ -83,12 +87,14 @@ def test_accumulator_in_batches_equals_one_pass(widths, cuts, seed, tau):
     start = 0
     for c in cuts:
         for i, a in enumerate(acts):
-            parts.add(i, a[start:start + c])
+            parts.add(i, a[start : start + c])
         start += c
     a, b = whole.stats(cohorts, tau), parts.stats(cohorts, tau)
     assert a.samples == b.samples == n
-    assert [(l.dead, l.new_dead, l.units) for l in a.layers] == [(l.dead, l.new_dead, l.units) for l in b.layers]
-    assert [l.dormant for l in a.layers] == [l.dormant for l in b.layers]
+    assert [(la.dead, la.new_dead, la.units) for la in a.layers] == [
+        (lb.dead, lb.new_dead, lb.units) for lb in b.layers
+    ]
+    assert [la.dormant for la in a.layers] == [lb.dormant for lb in b.layers]
     assert a.dead_fraction == b.dead_fraction
 
 
@@ -138,9 +144,15 @@ def test_counts_per_cohort_match_their_definition(n, seed, lo, tau):
     for c in set(cohort.tolist()):
         m = cohort == c
         assert (layer.cohorts[c].units, layer.cohorts[c].dead, layer.cohorts[c].dormant) == (
-            int(m.sum()), int((dead & m).sum()), int((dormant & m).sum()))
+            int(m.sum()),
+            int((dead & m).sum()),
+            int((dormant & m).sum()),
+        )
     assert set(layer.cohorts) == set(cohort.tolist())
     new = cohort > 0
     assert (layer.units, layer.dead, layer.dormant) == (n, int(dead.sum()), int(dormant.sum()))
     assert (layer.new_units, layer.new_dead, layer.new_dormant) == (
-        int(new.sum()), int((dead & new).sum()), int((dormant & new).sum()))
+        int(new.sum()),
+        int((dead & new).sum()),
+        int((dormant & new).sum()),
+    )

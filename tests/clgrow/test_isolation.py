@@ -66,14 +66,16 @@ def test_no_import_cycles_between_modules():
     graph = _import_graph()
     assert "clgrow.experiments.cli" in graph and "clgrow.strategies.plugin" in graph
     # package __init__ files re-export their children; cycles through them are not real
-    edges = {n: {d for d in deps if d not in _PACKAGES and d in graph} for n, deps in graph.items() if n not in _PACKAGES}
+    edges = {
+        n: {d for d in deps if d not in _PACKAGES and d in graph} for n, deps in graph.items() if n not in _PACKAGES
+    }
     state: dict[str, int] = {}
 
     def visit(n: str, path: list[str]) -> None:
         state[n] = 1
         for d in edges.get(n, ()):
             if state.get(d) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(path[path.index(d):] + [d]))
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(d) :] + [d]))
             if d not in state:
                 visit(d, path + [d])
         state[n] = 2

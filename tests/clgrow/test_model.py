@@ -46,7 +46,7 @@ def test_zero_outgoing_insertion_preserves_function(
     assert idx.tolist() == list(range(widths[layer], widths[layer] + k))
     torch.testing.assert_close(after, before, rtol=0, atol=1e-6)
     # and the new units do fire: preservation comes from the zero outgoing weights
-    assert model.cohort(layer)[widths[layer]:].tolist() == [1] * k
+    assert model.cohort(layer)[widths[layer] :].tolist() == [1] * k
 
 
 def test_nonzero_outgoing_changes_function():
@@ -127,8 +127,10 @@ def test_grow_refuses_a_model_that_is_not_growable(digits_loader):
         grow(seq, 4, digits_loader)
 
 
-@pytest.mark.parametrize("bad", [dict(in_features=0), dict(hidden_sizes=[]), dict(hidden_sizes=[3, 0]),
-                                 dict(num_classes=0), dict(dropout=1.0)])
+@pytest.mark.parametrize(
+    "bad",
+    [dict(in_features=0), dict(hidden_sizes=[]), dict(hidden_sizes=[3, 0]), dict(num_classes=0), dict(dropout=1.0)],
+)
 def test_constructor_validates(bad):
     args = dict(in_features=4, hidden_sizes=[3], num_classes=2) | bad
     with pytest.raises(ValueError):
@@ -157,8 +159,20 @@ def test_activation_observers_see_post_relu_activations_until_removed():
     assert len(seen) == n
 
 
-@pytest.mark.parametrize("args", [(20, "64", 4), (20, [64.0], 4), (20, [True], 4), (20.5, [8], 4), (20, [8], 4.0),
-                                  (20, [8], True), (20, 64, 4), (0, [8], 4), (20, [], 4)])
+@pytest.mark.parametrize(
+    "args",
+    [
+        (20, "64", 4),
+        (20, [64.0], 4),
+        (20, [True], 4),
+        (20.5, [8], 4),
+        (20, [8], 4.0),
+        (20, [8], True),
+        (20, 64, 4),
+        (0, [8], 4),
+        (20, [], 4),
+    ],
+)
 def test_widths_must_be_integers(args):
     """No silent coercion: a string, float or bool width is refused, not truncated or split."""
     with pytest.raises(ValueError, match="integer|list"):

@@ -19,8 +19,11 @@ def _model(sizes: list[int], m: int = 5, p: int = 3, seed: int = 0) -> GrowableM
 
 
 def _trained_optimizer(model: GrowableMLP, kind: str, steps: int = 3) -> torch.optim.Optimizer:
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2) if kind == "adam" else \
-        torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+    opt = (
+        torch.optim.Adam(model.parameters(), lr=1e-2)
+        if kind == "adam"
+        else torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+    )
     for _ in range(steps):
         opt.zero_grad()
         model(torch.randn(16, model.in_features)).pow(2).sum().backward()
@@ -136,8 +139,9 @@ def test_cbp_respects_maturity_and_accrues_fractions():
     model = _model([10], m=3, p=2)
     cbp = ContinualBackprop(replacement_rate=0.05, maturity=2)
     x = torch.rand(8, 3)
-    counts = [sum(u.numel() for u in cbp.after_step(model, s, hidden_activations(model, x)).values())
-              for s in range(1, 8)]
+    counts = [
+        sum(u.numel() for u in cbp.after_step(model, s, hidden_activations(model, x)).values()) for s in range(1, 8)
+    ]
     # ages 1, 2 are immature; from step 3 on 10 mature units accrue 0.5 per step; the unit reset at
     # step 4 is immature again for steps 5-6, when 9 units accrue 0.45 each
     assert counts == [0, 0, 0, 1, 0, 0, 1]

@@ -16,8 +16,12 @@ from tests.helpers import state_equal, train
 
 
 @settings(max_examples=25, deadline=None)
-@given(widths=st.lists(st.integers(1, 8), min_size=1, max_size=4), k=st.integers(0, 12),
-       seed=st.integers(0, 2**16), eligible_frac=st.floats(0, 1))
+@given(
+    widths=st.lists(st.integers(1, 8), min_size=1, max_size=4),
+    k=st.integers(0, 12),
+    seed=st.integers(0, 2**16),
+    eligible_frac=st.floats(0, 1),
+)
 def test_allocation_sums_to_k_and_model_untouched(widths, k, seed, eligible_frac):
     torch.manual_seed(seed)
     model = GrowableMLP(5, widths, 3)
@@ -105,9 +109,22 @@ def test_reduce_votes_with_as_many_candidates_as_fit():
     assert sum(report.allocation.values()) == 100 and model.hidden_sizes[0] + model.hidden_sizes[1] == 116
 
 
-@pytest.mark.parametrize("kwargs", [dict(alpha=2.0), dict(alpha=-0.1), dict(momentum=1.0), dict(lr=0), dict(lr=float("nan")),
-                                    dict(init_range=0), dict(init_range=float("inf")), dict(max_copy_bytes=0),
-                                    dict(candidates=1.5), dict(candidates=True), dict(max_copy_bytes=True)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(alpha=2.0),
+        dict(alpha=-0.1),
+        dict(momentum=1.0),
+        dict(lr=0),
+        dict(lr=float("nan")),
+        dict(init_range=0),
+        dict(init_range=float("inf")),
+        dict(max_copy_bytes=0),
+        dict(candidates=1.5),
+        dict(candidates=True),
+        dict(max_copy_bytes=True),
+    ],
+)
 def test_svod_refuses_bad_arguments_at_construction(kwargs):
     """Every argument is checked when the distributor is built, not when it first votes."""
     with pytest.raises(GrowthError, match="distributor 'svod'"):
@@ -116,6 +133,15 @@ def test_svod_refuses_bad_arguments_at_construction(kwargs):
 
 def test_svod_repr_shows_every_argument():
     text = repr(SVoD(alpha=0.5, max_copy_bytes=1024))
-    for name in ("train_passes", "vote_passes", "candidates", "init_range", "lr", "momentum", "alpha=0.5",
-                 "max_copy_bytes=1024", "on_oversize"):
+    for name in (
+        "train_passes",
+        "vote_passes",
+        "candidates",
+        "init_range",
+        "lr",
+        "momentum",
+        "alpha=0.5",
+        "max_copy_bytes=1024",
+        "on_oversize",
+    ):
         assert name in text

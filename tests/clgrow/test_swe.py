@@ -53,10 +53,18 @@ def _random_layer(n: int, k: int, m: int, seed: int, subset: bool):
 
 
 @settings(max_examples=60, deadline=None)
-@given(n=st.integers(1, 9), k=st.integers(1, 6), m=st.integers(1, 9), seed=st.integers(0, 2**16),
-       subset=st.booleans(), normalise=st.sampled_from(["column", "pair"]),
-       clip=st.sampled_from([None, 0.5]), steps=st.integers(1, 4), trust=st.sampled_from([None, 1e-3, 0.05]),
-       trust_snr=st.sampled_from([None, 0.5]))
+@given(
+    n=st.integers(1, 9),
+    k=st.integers(1, 6),
+    m=st.integers(1, 9),
+    seed=st.integers(0, 2**16),
+    subset=st.booleans(),
+    normalise=st.sampled_from(["column", "pair"]),
+    clip=st.sampled_from([None, 0.5]),
+    steps=st.integers(1, 4),
+    trust=st.sampled_from([None, 1e-3, 0.05]),
+    trust_snr=st.sampled_from([None, 0.5]),
+)
 def test_factored_coupling_conserves_column_sums(n, k, m, seed, subset, normalise, clip, steps, trust, trust_snr):
     """Each step is a set of pair transfers: column sums of [W | b] never change, old units
     that are not partners are never touched, and with a trust region no step moves the old
@@ -88,8 +96,7 @@ def test_factored_coupling_conserves_column_sums(n, k, m, seed, subset, normalis
 
 
 @settings(max_examples=60, deadline=None)
-@given(n=st.integers(1, 9), k=st.integers(1, 6), m=st.integers(1, 9), seed=st.integers(0, 2**16),
-       subset=st.booleans())
+@given(n=st.integers(1, 9), k=st.integers(1, 6), m=st.integers(1, 9), seed=st.integers(0, 2**16), subset=st.booleans())
 def test_coupling_conserves_column_sums(n, k, m, seed, subset):
     g = torch.Generator().manual_seed(seed)
     weight, bias = torch.randn(n + k, m, generator=g), torch.randn(n + k, generator=g)
@@ -198,14 +205,33 @@ def test_nan_loss_during_adjustment_rolls_back(variant, trained_mlp, digits_load
     assert trained_mlp.hidden_sizes == [16, 16, 16]
 
 
-@pytest.mark.parametrize("kwargs", [dict(passes=-1), dict(lr=0), dict(partners=0), dict(on_oversize="x"),
-                                    dict(coupling_lr=0), dict(coupling="x"), dict(schedule="x"),
-                                    dict(normalise="x"), dict(clip=0), dict(lr=float("nan")),
-                                    dict(coupling_lr=float("inf")), dict(trust=0), dict(trust=float("nan")),
-                                    dict(trust_snr=0), dict(trust_snr=1.5), dict(trust_snr=float("nan")),
-                                    dict(old_rows="x"), dict(consumers="x"), dict(new_norm=0),
-                                    dict(max_coupling_bytes=-1), dict(max_coupling_bytes=1.5),
-                                    dict(new_norm=float("inf"))])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(passes=-1),
+        dict(lr=0),
+        dict(partners=0),
+        dict(on_oversize="x"),
+        dict(coupling_lr=0),
+        dict(coupling="x"),
+        dict(schedule="x"),
+        dict(normalise="x"),
+        dict(clip=0),
+        dict(lr=float("nan")),
+        dict(coupling_lr=float("inf")),
+        dict(trust=0),
+        dict(trust=float("nan")),
+        dict(trust_snr=0),
+        dict(trust_snr=1.5),
+        dict(trust_snr=float("nan")),
+        dict(old_rows="x"),
+        dict(consumers="x"),
+        dict(new_norm=0),
+        dict(max_coupling_bytes=-1),
+        dict(max_coupling_bytes=1.5),
+        dict(new_norm=float("inf")),
+    ],
+)
 def test_swe_arguments_are_validated(kwargs):
     with pytest.raises(GrowthError):
         SWE(**kwargs)
@@ -313,9 +339,17 @@ def test_trust_region_widens_only_for_a_noisy_gradient():
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 9), k=st.integers(1, 6), m=st.integers(1, 9), seed=st.integers(0, 2**16),
-       subset=st.booleans(), normalise=st.sampled_from(["column", "pair"]), steps=st.integers(1, 4),
-       trust=st.sampled_from([None, 0.05]), old_rows=st.sampled_from(["keep", "restore"]))
+@given(
+    n=st.integers(1, 9),
+    k=st.integers(1, 6),
+    m=st.integers(1, 9),
+    seed=st.integers(0, 2**16),
+    subset=st.booleans(),
+    normalise=st.sampled_from(["column", "pair"]),
+    steps=st.integers(1, 4),
+    trust=st.sampled_from([None, 0.05]),
+    old_rows=st.sampled_from(["keep", "restore"]),
+)
 def test_kept_or_restored_old_rows_end_bit_identical(n, k, m, seed, subset, normalise, steps, trust, old_rows):
     """``keep`` never moves an old row; ``restore`` moves them while coupled and puts them back at
     bake-in; the new rows receive the transfers either way."""
@@ -364,8 +398,14 @@ def test_consumer_modes_leave_what_old_units_read_untouched(trained_mlp, digits_
     ``scaffold`` and train with ``isolated``; ``scaffold`` also puts back the hidden blocks."""
     before = [c.clone() for c in _layer_columns(trained_mlp, trained_mlp.hidden_sizes)]
     n_old = trained_mlp.hidden_sizes
-    report = grow(trained_mlp, 12, digits_loader, SWE(old_rows="restore", consumers=consumers, passes=1.0), "uniform",
-                  new_task=True)
+    report = grow(
+        trained_mlp,
+        12,
+        digits_loader,
+        SWE(old_rows="restore", consumers=consumers, passes=1.0),
+        "uniform",
+        new_task=True,
+    )
     assert all(v == 4 for v in report.allocation.values())
     after = _layer_columns(trained_mlp, trained_mlp.hidden_sizes)
     for j, (b, a) in enumerate(zip(before, after)):
@@ -384,16 +424,22 @@ def test_consumer_modes_leave_what_old_units_read_untouched(trained_mlp, digits_
         snap = copy.deepcopy(trained_mlp)
         for i in range(3):  # zero the new units' rows: the model is then the old one with dead extras
             with torch.no_grad():
-                snap.hidden[i].weight[n_old[i]:] = 0
-                snap.hidden[i].bias[n_old[i]:] = -1
+                snap.hidden[i].weight[n_old[i] :] = 0
+                snap.hidden[i].bias[n_old[i] :] = -1
         torch.testing.assert_close(trained_mlp(x), snap(x), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("old_rows", ["restore", "keep"])
 def test_new_rows_are_bounded_by_the_old_rows_mean_norm(trained_mlp, digits_loader, old_rows):
     sizes = trained_mlp.hidden_sizes
-    grow(trained_mlp, 12, digits_loader, SWE(old_rows=old_rows, consumers="protect", passes=2.0, trust=None, new_norm=0.5),
-         "uniform", new_task=True)
+    grow(
+        trained_mlp,
+        12,
+        digits_loader,
+        SWE(old_rows=old_rows, consumers="protect", passes=2.0, trust=None, new_norm=0.5),
+        "uniform",
+        new_task=True,
+    )
     for i, n in enumerate(sizes):
         wb = _wb(trained_mlp, i)
         norms = wb.norm(dim=1)

@@ -18,9 +18,30 @@ def test_frontier_names_the_default_and_the_paper_preset():
 
 
 def test_frontier_staged_prints_one_row_per_variant(capsys):
-    frontier.main(["--data", "digits", "--seeds", "0", "--hidden", "8", "8", "--k", "4", "--growths", "1",
-                   "--epochs-before", "1", "--epochs-between", "1", "--workers", "1",
-                   "--variants", "random", frontier.DEFAULT])
+    frontier.main(
+        [
+            "--data",
+            "digits",
+            "--seeds",
+            "0",
+            "--hidden",
+            "8",
+            "8",
+            "--k",
+            "4",
+            "--growths",
+            "1",
+            "--epochs-before",
+            "1",
+            "--epochs-between",
+            "1",
+            "--workers",
+            "1",
+            "--variants",
+            "random",
+            frontier.DEFAULT,
+        ]
+    )
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "variant" not in line]
     assert [r.split(" | ")[0] for r in rows] == ["| random", "| " + frontier.DEFAULT]

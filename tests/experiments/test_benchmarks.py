@@ -44,7 +44,7 @@ def test_idx_reader_agrees_with_torchvision(tmp_path):
 
     _fake_mnist(tmp_path, "MNIST")
     raw = tmp_path / "MNIST" / "raw"
-    x_tr, y_tr, x_te, y_te = read_mnist(raw)
+    x_tr, _y_tr, _x_te, y_te = read_mnist(raw)
     assert torch.equal(x_tr.view(-1, 28, 28), read_image_file(str(raw / "train-images-idx3-ubyte")))
     assert torch.equal(y_te, read_label_file(str(raw / "t10k-labels-idx1-ubyte")))
 
@@ -109,8 +109,10 @@ def test_embedded_benchmarks(name, features):
     classes = [set(e.classes_in_this_experience) for e in stream]
     assert bm.in_features == features and len(stream) == 5
     assert set().union(*classes) == set(range(10)) and all(len(c) == 2 for c in classes)
-    assert make_benchmark(name, 5, seed=1).scenario.train_stream[0].classes_in_this_experience == \
-        stream[0].classes_in_this_experience
+    assert (
+        make_benchmark(name, 5, seed=1).scenario.train_stream[0].classes_in_this_experience
+        == stream[0].classes_in_this_experience
+    )
     tasks = make_benchmark(name, 5, seed=1, task_labels=True)
     assert [e.task_labels for e in tasks.scenario.train_stream] == [[i] for i in range(5)]
     assert tasks.head_size == 2

@@ -18,12 +18,44 @@ def _metrics(path):
 
 def test_run_end_to_end_writes_summary_metrics_and_figures(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", *TINY, "--strategy", "replay", "--growth", "swe-svod", "--seed", "3",
-                 "--set", "mem_size=50", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                *TINY,
+                "--strategy",
+                "replay",
+                "--growth",
+                "swe-svod",
+                "--seed",
+                "3",
+                "--set",
+                "mem_size=50",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     s = json.loads((out / "summary.json").read_text())
-    for key in ["benchmark", "strategy", "growth", "seed", "final_accuracy", "average_forgetting", "accuracy_matrix",
-                "dead_fraction", "dormant_fraction", "new_dead_fraction", "new_dormant_fraction", "hidden_sizes",
-                "parameters", "train_seconds", "growth_seconds", "versions"]:
+    for key in [
+        "benchmark",
+        "strategy",
+        "growth",
+        "seed",
+        "final_accuracy",
+        "average_forgetting",
+        "accuracy_matrix",
+        "dead_fraction",
+        "dormant_fraction",
+        "new_dead_fraction",
+        "new_dormant_fraction",
+        "hidden_sizes",
+        "parameters",
+        "train_seconds",
+        "growth_seconds",
+        "versions",
+    ]:
         assert key in s, key
     assert (s["strategy"], s["growth"], s["seed"]) == ("replay", "swe-svod", 3)
     assert s["hidden_sizes"][0] == [8, 8] and sum(s["hidden_sizes"][-1]) == 16 + 4 * 4
@@ -42,10 +74,14 @@ def test_run_end_to_end_writes_summary_metrics_and_figures(tmp_path, capsys):
     assert s["growth_disruption"][0] is None and all(v is not None for v in s["growth_disruption"][1:])
     ev = s["growth_events"][0]
     assert [c["experience"] for c in ev["disruption"]] == [0] and ev["probe_seconds"] >= 0
-    assert s["growth_disruption"][1] == pytest.approx(ev["disruption"][0]["accuracy_before"]
-                                                      - ev["disruption"][0]["accuracy_after"])
-    assert {p.name for p in (out / "figures").glob("*.png")} >= {"accuracy_matrix.png", "hidden_sizes.png",
-                                                                  "metrics_per_experience.png"}
+    assert s["growth_disruption"][1] == pytest.approx(
+        ev["disruption"][0]["accuracy_before"] - ev["disruption"][0]["accuracy_after"]
+    )
+    assert {p.name for p in (out / "figures").glob("*.png")} >= {
+        "accuracy_matrix.png",
+        "hidden_sizes.png",
+        "metrics_per_experience.png",
+    }
     assert "final stream accuracy" in capsys.readouterr().out
 
 
@@ -55,8 +91,10 @@ def test_seed_makes_a_run_bit_for_bit_reproducible(tmp_path):
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
     a, b = _metrics(tmp_path / "a"), _metrics(tmp_path / "b")
     assert a == b and len(a) > 50
-    assert main(["run", *TINY, "--strategy", "naive", "--growth", "swe-svod", "--seed", "2",
-                 "--out", str(tmp_path / "c")]) == 0
+    assert (
+        main(["run", *TINY, "--strategy", "naive", "--growth", "swe-svod", "--seed", "2", "--out", str(tmp_path / "c")])
+        == 0
+    )
     assert _metrics(tmp_path / "c") != a
 
 
@@ -83,8 +121,10 @@ def test_match_final_size_trains_a_fixed_model_at_the_grown_widths(tmp_path):
         (["run", "--out", "x", "--strategy", "naive", "--set", "mem_size=3"], "strategy 'naive'"),
         (["run", "--out", "x", "--growth", "none", "--match-final-size"], "--match-final-size needs --growth"),
         (["run"], "the following arguments are required: --out"),
-        (["run", "--out", "x", "--growth", "random-uniform", "--swe-passes", "0.2"],
-         "--swe-passes sets an argument of extender 'swe', but --growth random-uniform uses extender 'random'"),
+        (
+            ["run", "--out", "x", "--growth", "random-uniform", "--swe-passes", "0.2"],
+            "--swe-passes sets an argument of extender 'swe', but --growth random-uniform uses extender 'random'",
+        ),
         (["run", "--out", "x", "--growth", "none", "--svod-vote-passes", "0.2"], "uses no growth"),
         (["run", "--out", "x", "--swe-coupling", "bogus"], "extender_kwargs: extender 'swe': coupling must be one of"),
         (["run", "--out", "x", "--swe-passes", "abc"], "argument --swe-passes: invalid parse value: 'abc'"),
@@ -92,30 +132,53 @@ def test_match_final_size_trains_a_fixed_model_at_the_grown_widths(tmp_path):
         (["run", "--out", "x", "--layers", "-1"], "grow.layers"),
         (["run", "--out", "x", "--growth", "fixed-final"], "use --growth METHOD --match-final-size"),
         (["run", "--out", "x", "--strategy", "joint"], "growth: strategy 'joint' is a reference row without growth"),
-        (["run", "--out", "x", "--strategy", "pnn", "--growth", "none"], "task_labels: strategy 'pnn' is task-incremental"),
-        (["run", "--out", "x", "--strategy", "pnn", "--growth", "none", "--task-labels", "--hidden", "8", "9"],
-         "hidden_sizes: strategy 'pnn' builds columns of one width"),
+        (
+            ["run", "--out", "x", "--strategy", "pnn", "--growth", "none"],
+            "task_labels: strategy 'pnn' is task-incremental",
+        ),
+        (
+            ["run", "--out", "x", "--strategy", "pnn", "--growth", "none", "--task-labels", "--hidden", "8", "9"],
+            "hidden_sizes: strategy 'pnn' builds columns of one width",
+        ),
         (["run", "--out", "x", "--device", "tpu"], "device: 'tpu' is not a device"),
-        (["run", "--out", "x", "--optimizer", "adam", "--momentum", "0.5"], "momentum: applies to optimizer 'sgd' only"),
+        (
+            ["run", "--out", "x", "--optimizer", "adam", "--momentum", "0.5"],
+            "momentum: applies to optimizer 'sgd' only",
+        ),
         (["run", "--out", "x", "--optimizer", "sgd", "--momentum", "1.5"], "momentum: must be a number in [0, 1)"),
         (["run", "--out", "x", "--weight-decay", "-1"], "weight_decay: must be a finite number >= 0"),
         (["run", "--out", "x", "--lr", "inf"], "lr: must be a finite number > 0"),
-        (["run", "--out", "x", "--strategy", "replay", "--set", "mem_size=abc"],
-         "strategy_kwargs: strategy 'replay': mem_size must be an integer >= 1 (got 'abc')"),
-        (["run", "--out", "x", "--strategy", "replay", "--set", "mem_size=-5"], "mem_size must be an integer >= 1 (got -5)"),
+        (
+            ["run", "--out", "x", "--strategy", "replay", "--set", "mem_size=abc"],
+            "strategy_kwargs: strategy 'replay': mem_size must be an integer >= 1 (got 'abc')",
+        ),
+        (
+            ["run", "--out", "x", "--strategy", "replay", "--set", "mem_size=-5"],
+            "mem_size must be an integer >= 1 (got -5)",
+        ),
         (["run", "--out", "x", "--set", "train_epochs=3"], "strategy_kwargs.train_epochs: a run setting"),
         (["run", "--out", "x", "--set", "neurons_per_experience=3"], "neurons_per_experience: a growth setting"),
-        (["run", "--out", "x", "--strategy", "ewc", "--set", "ewc_lambda=NaN"], "ewc_lambda must be a finite number >= 0 (got nan)"),
+        (
+            ["run", "--out", "x", "--strategy", "ewc", "--set", "ewc_lambda=NaN"],
+            "ewc_lambda must be a finite number >= 0 (got nan)",
+        ),
         (["run", "--out", "x", "--seed", str(2**32)], "seed: must be an integer in [0, 4294967295]"),
         (["run", "--out", "x", "--hidden", "16", "--max-hidden-size", "8"], "max_hidden_size 8 leaves no room"),
         (["run", "--out", "afile"], "--out afile: exists and is not a directory"),
         (["run", "--out", "x", "--plasticity", "reset"], "argument --plasticity: invalid choice: 'reset'"),
-        (["run", "--out", "x", "--plasticity", "cbp", "--redo-tau", "0.1"],
-         "--redo-tau sets an argument of plasticity method 'redo', but --plasticity is 'cbp'"),
+        (
+            ["run", "--out", "x", "--plasticity", "cbp", "--redo-tau", "0.1"],
+            "--redo-tau sets an argument of plasticity method 'redo', but --plasticity is 'cbp'",
+        ),
         (["run", "--out", "x", "--plasticity", "redo", "--redo-tau", "-1"], "plasticity method 'redo': tau must be"),
-        (["run", "--out", "x", "--plasticity", "cbp", "--cbp-decay", "1"], "decay must be a finite number >= 0 and < 1"),
-        (["run", "--out", "x", "--strategy", "joint", "--growth", "none", "--plasticity", "redo"],
-         "plasticity: strategy 'joint' is a reference row without resets"),
+        (
+            ["run", "--out", "x", "--plasticity", "cbp", "--cbp-decay", "1"],
+            "decay must be a finite number >= 0 and < 1",
+        ),
+        (
+            ["run", "--out", "x", "--strategy", "joint", "--growth", "none", "--plasticity", "redo"],
+            "plasticity: strategy 'joint' is a reference row without resets",
+        ),
         (["compare", "missing.toml", "--out", "x"], "config file not found"),
         (["plot", "."], "neither a run directory"),
     ],
@@ -132,7 +195,9 @@ def test_bad_input_exits_2_naming_the_problem(argv, message, capsys, tmp_path, m
 def test_missing_data_root_names_the_expected_files(tmp_path, capsys):
     assert main(["run", "--benchmark", "split-mnist", "--out", str(tmp_path / "o")]) == 2
     assert "pass --data-root DIR" in capsys.readouterr().err
-    assert main(["run", "--benchmark", "split-cifar10", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["run", "--benchmark", "split-cifar10", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    )
     err = capsys.readouterr().err
     assert str(tmp_path / "cifar-10-batches-py" / "data_batch_1") in err and "never downloads" in err
 
@@ -140,22 +205,53 @@ def test_missing_data_root_names_the_expected_files(tmp_path, capsys):
 def test_list_names_everything(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for word in ["split-mnist-5k", "split-cifar100", "replay", "swe", "svod", "gradmax", "swe-svod-paper", "redo", "cbp"]:
+    for word in [
+        "split-mnist-5k",
+        "split-cifar100",
+        "replay",
+        "swe",
+        "svod",
+        "gradmax",
+        "swe-svod-paper",
+        "redo",
+        "cbp",
+    ]:
         assert word in out
 
 
 def test_growth_flags_come_from_the_config_and_the_methods_signatures(tmp_path):
     """Every GrowthConfig setting and every SWE/SVoD argument is settable, and reaches the run."""
     out = tmp_path / "run"
-    assert main(["run", *TINY, "--growth", "swe-svod-paper", "--grow-from-experience", "2", "--max-hidden-size", "14",
-                 "--no-carry-optimizer-state", "--swe-passes", "0.25", "--swe-partners", "4",
-                 "--svod-vote-passes", "0.5", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                *TINY,
+                "--growth",
+                "swe-svod-paper",
+                "--grow-from-experience",
+                "2",
+                "--max-hidden-size",
+                "14",
+                "--no-carry-optimizer-state",
+                "--swe-passes",
+                "0.25",
+                "--swe-partners",
+                "4",
+                "--svod-vote-passes",
+                "0.5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     s = json.loads((out / "summary.json").read_text())
     grow = s["config"]["grow"]
     assert (grow["grow_from_experience"], grow["max_hidden_size"], grow["carry_optimizer_state"]) == (2, 14, False)
     assert grow["extender_kwargs"] == {"passes": 0.25, "partners": 4}
     assert grow["distributor_kwargs"] == {"vote_passes": 0.5}
-    assert [e["experience"] for e in s["growth_events"]][0] == 2
+    assert next(e["experience"] for e in s["growth_events"]) == 2
     assert max(s["final_hidden_sizes"]) <= 14
 
 
@@ -163,8 +259,27 @@ def test_reference_rows_run_end_to_end(tmp_path):
     """joint trains once on everything (one evaluated row); pnn on task labels with its own model."""
     tiny = [a for a in TINY if a not in ("--neurons", "4")]
     out = tmp_path / "joint"
-    assert main(["run", *tiny, "--strategy", "joint", "--growth", "none", "--optimizer", "adamw",
-                 "--weight-decay", "0.01", "--device", "cpu", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                *tiny,
+                "--strategy",
+                "joint",
+                "--growth",
+                "none",
+                "--optimizer",
+                "adamw",
+                "--weight-decay",
+                "0.01",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     s = json.loads((out / "summary.json").read_text())
     assert s["final_accuracy"] == s["stream_accuracy"][0] and s["stream_accuracy"][1:] == [None] * 4
     assert all(v is not None for v in s["accuracy_matrix"][0]) and s["device"] == "cpu"
@@ -206,8 +321,12 @@ def test_truncated_data_files_are_named_not_a_traceback(tmp_path, capsys):
     for f in expected_files("split-mnist", tmp_path):
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(b"\x00\x00\x08\x03" + b"\x01" * 20)  # an idx header, then too little data
-    assert main(["run", "--benchmark", "split-mnist", "--data-root", str(tmp_path), "--out", str(tmp_path / "o"),
-                 "--quiet"]) == 2
+    assert (
+        main(
+            ["run", "--benchmark", "split-mnist", "--data-root", str(tmp_path), "--out", str(tmp_path / "o"), "--quiet"]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"the files under data root {tmp_path} could not be read" in err and "Traceback" not in err
 
@@ -220,20 +339,23 @@ seeds = [0]
 """
 
 
-@pytest.mark.parametrize("argv,torch_ok,rc", [
-    (["--help"], False, 0),
-    (["compare", "--workers"], False, 2),  # an argument error
-    (["plot", "/nonexistent-dir"], False, 2),
-    (["compare", "missing.toml", "--out", "o"], False, 2),
-    (["compare", "{grid}", "--out", "o"], False, 2),  # a config error: unknown distributor
-    (["list"], False, 0),
-    (["run", "--help"], False, 0),
-    (["run", "--benchmark", "nope", "--out", "o"], False, 2),
-    (["run", "--lr", "-1", "--out", "o"], False, 2),  # a config error
-    (["run", "--growth", "swe+nope", "--out", "o"], False, 2),
-    (["run", "--redo-tau", "0.3", "--out", "o"], False, 2),  # an argument of a method not chosen
-    (["run", "--swe-passes", "-1", "--out", "o"], True, 2),  # SWE's own range check: builds it
-])
+@pytest.mark.parametrize(
+    "argv,torch_ok,rc",
+    [
+        (["--help"], False, 0),
+        (["compare", "--workers"], False, 2),  # an argument error
+        (["plot", "/nonexistent-dir"], False, 2),
+        (["compare", "missing.toml", "--out", "o"], False, 2),
+        (["compare", "{grid}", "--out", "o"], False, 2),  # a config error: unknown distributor
+        (["list"], False, 0),
+        (["run", "--help"], False, 0),
+        (["run", "--benchmark", "nope", "--out", "o"], False, 2),
+        (["run", "--lr", "-1", "--out", "o"], False, 2),  # a config error
+        (["run", "--growth", "swe+nope", "--out", "o"], False, 2),
+        (["run", "--redo-tau", "0.3", "--out", "o"], False, 2),  # an argument of a method not chosen
+        (["run", "--swe-passes", "-1", "--out", "o"], True, 2),  # SWE's own range check: builds it
+    ],
+)
 def test_answers_before_importing_torch_or_avalanche(tmp_path, argv, torch_ok, rc):
     import subprocess
     import sys
@@ -241,11 +363,13 @@ def test_answers_before_importing_torch_or_avalanche(tmp_path, argv, torch_ok, r
     grid = tmp_path / "bad.toml"
     grid.write_text(_BAD_GRID)
     argv = [a.format(grid=grid) for a in argv]
-    code = ("import sys\nfrom clgrow.experiments.cli import main\n"
-            f"try:\n    rc = main({argv!r})\nexcept SystemExit as e:\n    rc = e.code\n"
-            "print('MODULES', 'avalanche' in sys.modules, 'torch' in sys.modules, rc)")
+    code = (
+        "import sys\nfrom clgrow.experiments.cli import main\n"
+        f"try:\n    rc = main({argv!r})\nexcept SystemExit as e:\n    rc = e.code\n"
+        "print('MODULES', 'avalanche' in sys.modules, 'torch' in sys.modules, rc)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path).stdout
-    line = next(l for l in out.splitlines() if l.startswith("MODULES"))
+    line = next(ln for ln in out.splitlines() if ln.startswith("MODULES"))
     _, avalanche, torch_loaded, code_ = line.split()
     assert (avalanche, code_) == ("False", str(rc)), argv
     if not torch_ok:
@@ -254,8 +378,25 @@ def test_answers_before_importing_torch_or_avalanche(tmp_path, argv, torch_ok, r
 
 def test_plasticity_run_end_to_end_records_resets_and_learning_accuracy(tmp_path):
     out = tmp_path / "redo"
-    assert main(["run", *TINY, "--growth", "random-uniform", "--plasticity", "redo", "--redo-tau", "0.3",
-                 "--redo-every", "5", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                *TINY,
+                "--growth",
+                "random-uniform",
+                "--plasticity",
+                "redo",
+                "--redo-tau",
+                "0.3",
+                "--redo-every",
+                "5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     s = json.loads((out / "summary.json").read_text())
     assert s["plasticity"] == "redo" and s["config"]["plasticity_kwargs"] == {"tau": 0.3, "every": 5}
     assert len(s["units_reset"]) == s["n_experiences"] and sum(s["units_reset"]) > 0
@@ -282,18 +423,25 @@ def test_idx_files_with_zero_images_are_named(tmp_path, capsys):
         images = "images" in f.name
         dims = (0, 28, 28) if images else (0,)
         f.write_bytes(b"\x00\x00\x08" + bytes([len(dims)]) + b"".join(struct.pack(">I", d) for d in dims))
-    assert main(["run", "--benchmark", "split-mnist", "--data-root", str(tmp_path), "--out", str(tmp_path / "o"),
-                 "--quiet"]) == 2
+    assert (
+        main(
+            ["run", "--benchmark", "split-mnist", "--data-root", str(tmp_path), "--out", str(tmp_path / "o"), "--quiet"]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "holds no images" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--growth", "random+fixed", "--fixed-layer", "5"], "grow.distributor_kwargs.layer: layer 5 does not exist"),
-    (["--layers", "0", "7"], "grow.layers: layers [7] do not exist"),
-    (["--benchmark", "split-mnist"], "data_root: split-mnist reads its data from disk"),
-    (["--benchmark", "split-mnist", "--data-root", "{tmp}"], "data_root: split-mnist: missing under data root"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--growth", "random+fixed", "--fixed-layer", "5"], "grow.distributor_kwargs.layer: layer 5 does not exist"),
+        (["--layers", "0", "7"], "grow.layers: layers [7] do not exist"),
+        (["--benchmark", "split-mnist"], "data_root: split-mnist reads its data from disk"),
+        (["--benchmark", "split-mnist", "--data-root", "{tmp}"], "data_root: split-mnist: missing under data root"),
+    ],
+)
 def test_check_refuses_what_the_run_would_refuse_later(tmp_path, capsys, argv, message):
     """--check answers as the run would: these were accepted and refused only after experience 0."""
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
@@ -310,8 +458,10 @@ def test_runs_that_cannot_fit_in_memory_are_refused_with_the_figure(tmp_path, ca
     for f in expected_files("permuted-mnist", tmp_path):  # present (never read: refused first)
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(b"")
-    for argv in (["--growth", "random-svod", "--neurons", "100000000"],
-                 ["--benchmark", "permuted-mnist", "--data-root", str(tmp_path), "--experiences", "100000000"]):
+    for argv in (
+        ["--growth", "random-svod", "--neurons", "100000000"],
+        ["--benchmark", "permuted-mnist", "--data-root", str(tmp_path), "--experiences", "100000000"],
+    ):
         assert main(["run", *argv, "--out", str(tmp_path / "o"), "--check"]) == 2
         err = capsys.readouterr().err
         assert "memory: this run would hold at least" in err and "GiB" in err and "this machine has" in err
@@ -337,8 +487,13 @@ def _strategy_cells():
                 yield pytest.param(strategy, task_labels, growth, marks=marks)
 
 
-_SMALL = {"replay": {"mem_size": 30}, "der": {"mem_size": 30}, "er-ace": {"mem_size": 30},
-          "mir": {"mem_size": 30, "subsample": 10}, "gem": {"patterns_per_exp": 10}}
+_SMALL = {
+    "replay": {"mem_size": 30},
+    "der": {"mem_size": 30},
+    "er-ace": {"mem_size": 30},
+    "mir": {"mem_size": 30, "subsample": 10},
+    "gem": {"patterns_per_exp": 10},
+}
 
 
 @pytest.mark.parametrize("strategy, task_labels, growth", list(_strategy_cells()))
@@ -350,9 +505,17 @@ def test_every_strategy_runs_task_and_class_incremental_with_and_without_growth(
     from clgrow.experiments.config import RunConfig
     from clgrow.experiments.runner import run
 
-    cfg = RunConfig(benchmark="split-digits", strategy=strategy, growth=growth, task_labels=task_labels,
-                    n_experiences=2, hidden_sizes=[6, 6], train_epochs=1, strategy_kwargs=_SMALL.get(strategy, {}),
-                    grow=__import__("clgrow").GrowthConfig(neurons_per_experience=4, grow_from_experience=1))
+    cfg = RunConfig(
+        benchmark="split-digits",
+        strategy=strategy,
+        growth=growth,
+        task_labels=task_labels,
+        n_experiences=2,
+        hidden_sizes=[6, 6],
+        train_epochs=1,
+        strategy_kwargs=_SMALL.get(strategy, {}),
+        grow=__import__("clgrow").GrowthConfig(neurons_per_experience=4, grow_from_experience=1),
+    )
     if strategy == "der" and task_labels:
         with pytest.raises(ConfigError, match="task_labels: strategy 'der' is class-incremental"):
             cfg.validate()
@@ -369,11 +532,14 @@ def test_an_out_path_too_long_for_the_file_system_is_bad_input(tmp_path, capsys)
     assert "cannot write there" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--strategy", "replay", "--set", "memsize=10"], "has no argument(s) memsize; known: mem_size"),
-    (["--strategy", "naive", "--set", "foo=1"], "has no argument(s) foo; known: none"),
-    (["--strategy", "ewc", "--set", "decay_factor=0.5"], "online"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--strategy", "replay", "--set", "memsize=10"], "has no argument(s) memsize; known: mem_size"),
+        (["--strategy", "naive", "--set", "foo=1"], "has no argument(s) foo; known: none"),
+        (["--strategy", "ewc", "--set", "decay_factor=0.5"], "online"),
+    ],
+)
 def test_check_refuses_hyperparameters_the_strategy_refuses(tmp_path, capsys, argv, message):
     """Names only Avalanche's class knows it refuses: --check builds the strategy once on one unit."""
     assert main(["run", *argv, "--out", str(tmp_path / "o"), "--check"]) == 2

@@ -10,20 +10,82 @@ from hypothesis import strategies as st
 from clgrow.experiments.cli import main
 
 _VALUES = st.one_of(
-    st.integers(-2**40, 2**40).map(str),
+    st.integers(-(2**40), 2**40).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["", "abc", "none", "true", "nan", "-inf", "1e400", "swe+svod", "0", "-1", "cuda:9", "cpu",
-                     "replay", "adamw", "split-digits", "7,8", "[1]"]),
+    st.sampled_from(
+        [
+            "",
+            "abc",
+            "none",
+            "true",
+            "nan",
+            "-inf",
+            "1e400",
+            "swe+svod",
+            "0",
+            "-1",
+            "cuda:9",
+            "cpu",
+            "replay",
+            "adamw",
+            "split-digits",
+            "7,8",
+            "[1]",
+        ]
+    ),
     st.text(max_size=6),
 )
-_FLAGS = ["--benchmark", "--strategy", "--growth", "--seed", "--experiences", "--class-order-seed", "--hidden",
-          "--epochs", "--batch-size", "--lr", "--optimizer", "--momentum", "--weight-decay", "--device", "--tau",
-          "--set", "--neurons", "--grow-from", "--max-hidden-size", "--layers", "--swe-passes", "--svod-vote-passes",
-          "--swe-coupling", "--grow-every-epochs", "--swe-old-rows", "--swe-consumers", "--swe-new-norm",
-          "--swe-max-coupling-bytes", "--svod-alpha", "--svod-lr", "--svod-init-range", "--svod-candidates",
-          "--gradmax-incoming-norm", "--fixed-layer", "--disruption-probe", "--data-root"]
-_SET_KEYS = ["mem_size", "ewc_lambda", "si_lambda", "alpha", "temperature", "lr", "seed", "mode", "patterns_per_exp",
-             "bogus", "neurons_per_experience"]
+_FLAGS = [
+    "--benchmark",
+    "--strategy",
+    "--growth",
+    "--seed",
+    "--experiences",
+    "--class-order-seed",
+    "--hidden",
+    "--epochs",
+    "--batch-size",
+    "--lr",
+    "--optimizer",
+    "--momentum",
+    "--weight-decay",
+    "--device",
+    "--tau",
+    "--set",
+    "--neurons",
+    "--grow-from",
+    "--max-hidden-size",
+    "--layers",
+    "--swe-passes",
+    "--svod-vote-passes",
+    "--swe-coupling",
+    "--grow-every-epochs",
+    "--swe-old-rows",
+    "--swe-consumers",
+    "--swe-new-norm",
+    "--swe-max-coupling-bytes",
+    "--svod-alpha",
+    "--svod-lr",
+    "--svod-init-range",
+    "--svod-candidates",
+    "--gradmax-incoming-norm",
+    "--fixed-layer",
+    "--disruption-probe",
+    "--data-root",
+]
+_SET_KEYS = [
+    "mem_size",
+    "ewc_lambda",
+    "si_lambda",
+    "alpha",
+    "temperature",
+    "lr",
+    "seed",
+    "mode",
+    "patterns_per_exp",
+    "bogus",
+    "neurons_per_experience",
+]
 
 
 def _answer(argv, capsys):
@@ -40,8 +102,10 @@ def _answer(argv, capsys):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(pairs=st.lists(st.tuples(st.sampled_from(_FLAGS), _VALUES), max_size=4),
-       sets=st.lists(st.tuples(st.sampled_from(_SET_KEYS), _VALUES), max_size=2))
+@given(
+    pairs=st.lists(st.tuples(st.sampled_from(_FLAGS), _VALUES), max_size=4),
+    sets=st.lists(st.tuples(st.sampled_from(_SET_KEYS), _VALUES), max_size=2),
+)
 def test_run_arguments_are_answered_without_a_traceback(pairs, sets, capsys, tmp_path_factory):
     argv = ["run", "--check", "--out", str(tmp_path_factory.mktemp("o"))]
     for flag, value in pairs:
@@ -51,21 +115,55 @@ def test_run_arguments_are_answered_without_a_traceback(pairs, sets, capsys, tmp
     _answer(argv, capsys)
 
 
-_TOML_VALUES = st.sampled_from(["5", "-1", "true", '"x"', "[]", "[0, 0]", '["naive"]', '["none", "none"]',
-                                '["swe-svod"]', "1e400", "nan", "4294967296", "{ a = 1 }", '"split-digits"', "[64]",
-                                '[["a"]]', "0.5"])
+_TOML_VALUES = st.sampled_from(
+    [
+        "5",
+        "-1",
+        "true",
+        '"x"',
+        "[]",
+        "[0, 0]",
+        '["naive"]',
+        '["none", "none"]',
+        '["swe-svod"]',
+        "1e400",
+        "nan",
+        "4294967296",
+        "{ a = 1 }",
+        '"split-digits"',
+        "[64]",
+        '[["a"]]',
+        "0.5",
+    ]
+)
 _GRID_KEYS = ["strategies", "growth", "seeds", "benchmark", "n_experiences", "match_growth", "task_labels", "bogus"]
-_RUN_KEYS = ["lr", "hidden_sizes", "train_epochs", "seed", "optimizer", "momentum", "device", "tau", "growth",
-             "threads", "weight_decay"]
+_RUN_KEYS = [
+    "lr",
+    "hidden_sizes",
+    "train_epochs",
+    "seed",
+    "optimizer",
+    "momentum",
+    "device",
+    "tau",
+    "growth",
+    "threads",
+    "weight_decay",
+]
 
 
 @pytest.mark.filterwarnings("ignore")
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(grid=st.dictionaries(st.sampled_from(_GRID_KEYS), _TOML_VALUES, max_size=5),
-       run=st.dictionaries(st.sampled_from(_RUN_KEYS), _TOML_VALUES, max_size=3),
-       strategy=st.dictionaries(st.sampled_from(["replay", "ewc", "nope"]),
-                                st.dictionaries(st.sampled_from(_SET_KEYS), _TOML_VALUES, max_size=2), max_size=1),
-       top=st.sampled_from(["", "grid = 5\n", "strategy = 3\n", "[extra]\n", "[grid\n"]))
+@given(
+    grid=st.dictionaries(st.sampled_from(_GRID_KEYS), _TOML_VALUES, max_size=5),
+    run=st.dictionaries(st.sampled_from(_RUN_KEYS), _TOML_VALUES, max_size=3),
+    strategy=st.dictionaries(
+        st.sampled_from(["replay", "ewc", "nope"]),
+        st.dictionaries(st.sampled_from(_SET_KEYS), _TOML_VALUES, max_size=2),
+        max_size=1,
+    ),
+    top=st.sampled_from(["", "grid = 5\n", "strategy = 3\n", "[extra]\n", "[grid\n"]),
+)
 def test_grid_files_are_answered_without_a_traceback(grid, run, strategy, top, capsys, tmp_path_factory):
     d = tmp_path_factory.mktemp("g")
     text = top
@@ -78,15 +176,38 @@ def test_grid_files_are_answered_without_a_traceback(grid, run, strategy, top, c
     _answer(["compare", str(d / "g.toml"), "--check", "--out", str(d / "out")], capsys)
 
 
-_METHOD_ARGS = st.lists(st.sampled_from([
-    ["--growth", "swe-svod"], ["--growth", "random+fixed"], ["--growth", "gradmax-svod"], ["--growth", "swe+uniform"],
-    ["--swe-old-rows", "keep"], ["--swe-old-rows", "restore"], ["--swe-consumers", "scaffold"],
-    ["--swe-consumers", "new"], ["--swe-new-norm", "0.5"], ["--swe-new-norm", "-1"], ["--swe-coupling", "dense"],
-    ["--swe-max-coupling-bytes", "1000"], ["--swe-max-coupling-bytes", "0"], ["--svod-alpha", "2"],
-    ["--svod-alpha", "0.5"], ["--svod-candidates", "0"], ["--gradmax-incoming-norm", "-1"], ["--fixed-layer", "1"],
-    ["--fixed-layer", "3"], ["--layers", "0"], ["--layers", "4"], ["--disruption-probe", "0"],
-    ["--disruption-probe", "-2"], ["--tau", "inf"], ["--neurons", "3"],
-]), max_size=3)
+_METHOD_ARGS = st.lists(
+    st.sampled_from(
+        [
+            ["--growth", "swe-svod"],
+            ["--growth", "random+fixed"],
+            ["--growth", "gradmax-svod"],
+            ["--growth", "swe+uniform"],
+            ["--swe-old-rows", "keep"],
+            ["--swe-old-rows", "restore"],
+            ["--swe-consumers", "scaffold"],
+            ["--swe-consumers", "new"],
+            ["--swe-new-norm", "0.5"],
+            ["--swe-new-norm", "-1"],
+            ["--swe-coupling", "dense"],
+            ["--swe-max-coupling-bytes", "1000"],
+            ["--swe-max-coupling-bytes", "0"],
+            ["--svod-alpha", "2"],
+            ["--svod-alpha", "0.5"],
+            ["--svod-candidates", "0"],
+            ["--gradmax-incoming-norm", "-1"],
+            ["--fixed-layer", "1"],
+            ["--fixed-layer", "3"],
+            ["--layers", "0"],
+            ["--layers", "4"],
+            ["--disruption-probe", "0"],
+            ["--disruption-probe", "-2"],
+            ["--tau", "inf"],
+            ["--neurons", "3"],
+        ]
+    ),
+    max_size=3,
+)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -95,8 +216,21 @@ def test_check_says_yes_exactly_when_the_run_goes_through(extra, capsys, tmp_pat
     """--check exits 0 only for a configuration the run then completes (it used to accept method
     arguments, layers and budgets the run refused after experience 0), and 2 otherwise."""
     out = tmp_path_factory.mktemp("o")
-    argv = ["run", "--benchmark", "split-digits", "--experiences", "2", "--epochs", "1", "--hidden", "6", "6",
-            "--quiet", "--out", str(out / "r")] + [a for pair in extra for a in pair]
+    argv = [
+        "run",
+        "--benchmark",
+        "split-digits",
+        "--experiences",
+        "2",
+        "--epochs",
+        "1",
+        "--hidden",
+        "6",
+        "6",
+        "--quiet",
+        "--out",
+        str(out / "r"),
+    ] + [a for pair in extra for a in pair]
     checked = _answer(argv + ["--check"], capsys)
     if checked == 0:
         try:

@@ -25,6 +25,7 @@ from clgrow.experiments.runner import run
 
 N_EXP, HIDDEN, EPOCHS, BATCH, LR = 5, [16], 2, 32, 0.05
 
+
 def _rwalk(ewc_lambda, ewc_alpha, delta_t, **kw):
     """RWalk as Avalanche ships it: a plugin on Naive."""
     return Naive(plugins=[RWalkPlugin(ewc_lambda=ewc_lambda, ewc_alpha=ewc_alpha, delta_t=delta_t)], **kw)
@@ -57,9 +58,17 @@ def _plain_avalanche(name: str, seed: int) -> list[list[float]]:
         width = h
     model = nn.Sequential(*layers, nn.Linear(width, bm.num_classes))
     evaluator = EvaluationPlugin(accuracy_metrics(experience=True), loggers=[])
-    strategy = cls(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9),
-                   criterion=nn.CrossEntropyLoss(), train_mb_size=BATCH, train_epochs=EPOCHS, eval_mb_size=512,
-                   device="cpu", evaluator=evaluator, **hp)
+    strategy = cls(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9),
+        criterion=nn.CrossEntropyLoss(),
+        train_mb_size=BATCH,
+        train_epochs=EPOCHS,
+        eval_mb_size=512,
+        device="cpu",
+        evaluator=evaluator,
+        **hp,
+    )
     for exp in bm.scenario.train_stream:
         strategy.train(exp)
         strategy.eval(bm.scenario.test_stream)
@@ -71,12 +80,25 @@ def _plain_avalanche(name: str, seed: int) -> list[list[float]]:
 _SLOW = {"mir", "rwalk", "cumulative"}  # same check, longer runs: in the slow suite
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW else n for n in sorted(_REFERENCE)])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW else n for n in sorted(_REFERENCE)]
+)
 def test_growth_none_is_plain_avalanche(name):
-    cfg = RunConfig(benchmark="split-digits", n_experiences=N_EXP, strategy=name, growth="none",
-                    strategy_kwargs={k: v for k, v in _REFERENCE[name][1].items() if v is not None},
-                    hidden_sizes=HIDDEN, optimizer="sgd", lr=LR, train_epochs=EPOCHS, train_mb_size=BATCH,
-                    eval_mb_size=512, seed=3, device="cpu")
+    cfg = RunConfig(
+        benchmark="split-digits",
+        n_experiences=N_EXP,
+        strategy=name,
+        growth="none",
+        strategy_kwargs={k: v for k, v in _REFERENCE[name][1].items() if v is not None},
+        hidden_sizes=HIDDEN,
+        optimizer="sgd",
+        lr=LR,
+        train_epochs=EPOCHS,
+        train_mb_size=BATCH,
+        eval_mb_size=512,
+        seed=3,
+        device="cpu",
+    )
     ours = run(cfg).accuracy_matrix
     theirs = _plain_avalanche(name, seed=3)
     assert [v for row in ours for v in row] == pytest.approx([v for row in theirs for v in row], abs=1e-9)

@@ -51,7 +51,11 @@ def test_compare_table_csv_figures_and_restart(grid_file, tmp_path, capsys):
     by = {(r["growth"], r["seed"]): r for r in rows}
     assert by[("fixed-final", "0")]["hidden_sizes"] == by[("random-uniform", "0")]["hidden_sizes"] == "16x16"
     assert {p.name for p in (out / "figures").glob("*.png")} >= {
-        "accuracy_matrices.png", "per_experience.png", "hidden_sizes.png", "cohort_dormancy.png"}
+        "accuracy_matrices.png",
+        "per_experience.png",
+        "hidden_sizes.png",
+        "cohort_dormancy.png",
+    }
     # a restarted grid does not re-run finished cells
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/summary.json")}
     assert len(stamps) == 6
@@ -64,8 +68,7 @@ def test_ray_backend_gives_the_local_results(grid_file, tmp_path):
     pytest.importorskip("ray")
     local, remote = tmp_path / "local", tmp_path / "ray"
     assert main(["compare", str(grid_file), "--out", str(local), "--workers", "1", "--quiet"]) == 0
-    assert main(["compare", str(grid_file), "--out", str(remote), "--backend", "ray", "--workers", "2",
-                 "--quiet"]) == 0
+    assert main(["compare", str(grid_file), "--out", str(remote), "--backend", "ray", "--workers", "2", "--quiet"]) == 0
     strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k and "over" not in k} for r in rows]  # noqa: E731
     assert strip(_rows(local)) == strip(_rows(remote))
     a = json.loads(next(local.glob("cells/naive__random-uniform__seed1/summary.json")).read_text())
@@ -81,8 +84,10 @@ def test_ray_backend_gives_the_local_results(grid_file, tmp_path):
         ("[grid]\nstrategies=['naive']\ngrowth=['x']\nseeds=[0]\n", "grid.growth: unknown growth 'x'"),
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[-1]\n", "grid.seeds"),
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nlr=0\n", "lr: must be a finite number > 0"),
-        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nlearning_rate=1\n",
-         "run: unknown field(s) learning_rate"),
+        (
+            "[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nlearning_rate=1\n",
+            "run: unknown field(s) learning_rate",
+        ),
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[extra]\n", "unknown section(s) extra"),
         ("[grid\n", "not valid TOML"),
         ("grid = 5\n", "[grid] must be a table"),
@@ -91,32 +96,55 @@ def test_ray_backend_gives_the_local_results(grid_file, tmp_path):
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0, 0]\n", "grid.seeds: 0 listed more than once"),
         ("[grid]\nstrategies=['naive', 'naive']\ngrowth=['none']\nseeds=[0]\n", "grid.strategies: naive listed more"),
         ("[grid]\nstrategies=['naive']\ngrowth=['none', 'none']\nseeds=[0]\n", "grid.growth: none listed more"),
-        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[4294967296]\n", "grid.seeds: seeds must be integers in"),
-        ("[grid]\nbenchmark='split-digits'\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\n"
-         "benchmark='split-mnist1d'\n", "benchmark: set in [grid]"),
+        (
+            "[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[4294967296]\n",
+            "grid.seeds: seeds must be integers in",
+        ),
+        (
+            "[grid]\nbenchmark='split-digits'\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\n"
+            "benchmark='split-mnist1d'\n",
+            "benchmark: set in [grid]",
+        ),
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nseed=3\n", "run.seed: a grid sets it"),
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nlr=true\n", "lr: must be a finite"),
-        ("[grid]\nstrategies=['replay']\ngrowth=['none']\nseeds=[0]\n[strategy.replay]\nmem_size=-5\n",
-         "strategy.replay: strategy 'replay': mem_size must be an integer >= 1"),
-        ("[grid]\nstrategies=['replay']\ngrowth=['none']\nseeds=[0]\n[strategy.replay]\ntrain_epochs=2\n",
-         "train_epochs: a run setting"),
-        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\nplasticity=['reset']\n",
-         "grid.plasticity: unknown plasticity method 'reset'"),
-        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\nplasticity=['redo', 'redo']\n",
-         "grid.plasticity: redo listed more than once"),
-        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nplasticity='redo'\n",
-         "run.plasticity: a grid sets it per cell from grid.plasticity"),
-        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\nplasticity=['redo']\n[plasticity.redo]\ntau=-1\n",
-         "plasticity.redo: plasticity method 'redo': tau must be a finite number >= 0"),
-        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[plasticity.cbp]\nrho=1\n",
-         "plasticity.cbp: plasticity method 'cbp' has no argument(s) rho"),
-        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[plasticity.shrink]\n",
-         "plasticity.shrink: unknown plasticity method"),
+        (
+            "[grid]\nstrategies=['replay']\ngrowth=['none']\nseeds=[0]\n[strategy.replay]\nmem_size=-5\n",
+            "strategy.replay: strategy 'replay': mem_size must be an integer >= 1",
+        ),
+        (
+            "[grid]\nstrategies=['replay']\ngrowth=['none']\nseeds=[0]\n[strategy.replay]\ntrain_epochs=2\n",
+            "train_epochs: a run setting",
+        ),
+        (
+            "[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\nplasticity=['reset']\n",
+            "grid.plasticity: unknown plasticity method 'reset'",
+        ),
+        (
+            "[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\nplasticity=['redo', 'redo']\n",
+            "grid.plasticity: redo listed more than once",
+        ),
+        (
+            "[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nplasticity='redo'\n",
+            "run.plasticity: a grid sets it per cell from grid.plasticity",
+        ),
+        (
+            "[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\nplasticity=['redo']\n[plasticity.redo]\ntau=-1\n",
+            "plasticity.redo: plasticity method 'redo': tau must be a finite number >= 0",
+        ),
+        (
+            "[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[plasticity.cbp]\nrho=1\n",
+            "plasticity.cbp: plasticity method 'cbp' has no argument(s) rho",
+        ),
+        (
+            "[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[plasticity.shrink]\n",
+            "plasticity.shrink: unknown plasticity method",
+        ),
         ("[grid]\nstrategies=['joint']\ngrowth=['swe-svod']\nseeds=[0]\n", "the grid's axes leave no cell"),
-        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\ndata_root=5\n",
-         "data_root: must be a path"),
-        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nthreads=true\n",
-         "threads: must be an integer"),
+        ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\ndata_root=5\n", "data_root: must be a path"),
+        (
+            "[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nthreads=true\n",
+            "threads: must be an integer",
+        ),
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\ntau=inf\n", "tau: must be a finite"),
     ],
 )
@@ -142,12 +170,15 @@ def test_shipped_configs_are_valid():
         assert grid.cells()
 
 
-@pytest.mark.parametrize("grow,message", [
-    ({"extender": "random"}, "grow.extender: the growth method is set by growth"),
-    ({"neurons": 3}, "run.grow: unknown field(s) neurons"),
-    ({"neurons_per_experience": -2}, "grow.neurons_per_experience"),
-    ({"extender_kwargs": {"passes": 0.5}}, "extender 'random' has no argument(s) passes"),
-])
+@pytest.mark.parametrize(
+    "grow,message",
+    [
+        ({"extender": "random"}, "grow.extender: the growth method is set by growth"),
+        ({"neurons": 3}, "run.grow: unknown field(s) neurons"),
+        ({"neurons_per_experience": -2}, "grow.neurons_per_experience"),
+        ({"extender_kwargs": {"passes": 0.5}}, "extender 'random' has no argument(s) passes"),
+    ],
+)
 def test_run_grow_table_is_validated_by_name(grow, message):
     from clgrow.experiments.config import ConfigError, RunConfig
 
@@ -158,8 +189,10 @@ def test_run_grow_table_is_validated_by_name(grow, message):
 
 def test_reference_strategies_take_the_no_growth_column_only(tmp_path):
     path = tmp_path / "g.toml"
-    path.write_text('[grid]\nbenchmark = "split-digits"\nstrategies = ["naive", "joint"]\n'
-                    'growth = ["none", "swe-svod", "fixed-final"]\nseeds = [0, 1]\n')
+    path.write_text(
+        '[grid]\nbenchmark = "split-digits"\nstrategies = ["naive", "joint"]\n'
+        'growth = ["none", "swe-svod", "fixed-final"]\nseeds = [0, 1]\n'
+    )
     cells = [(c.strategy, c.growth_label) for c in load_grid(path).cells()]
     assert ("joint", "none") in cells and ("naive", "swe-svod") in cells and ("naive", "fixed-final") in cells
     assert not [c for c in cells if c[0] == "joint" and c[1] != "none"]
@@ -189,7 +222,8 @@ def test_plot_uses_only_the_grid_asked_for(grid_file, tmp_path, capsys):
 
 def test_plasticity_axis_crosses_growth_and_reaches_table_and_cells(tmp_path, capsys):
     path = tmp_path / "p.toml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         [grid]
         benchmark = "split-digits"
         strategies = ["naive", "joint"]
@@ -207,11 +241,16 @@ def test_plasticity_axis_crosses_growth_and_reaches_table_and_cells(tmp_path, ca
 
         [plasticity.redo]
         tau = 0.3
-    """))
+    """)
+    )
     cells = load_grid(path).cells()
     assert [(c.strategy, c.growth, c.plasticity) for c in cells] == [
-        ("naive", "none", "none"), ("naive", "none", "redo"), ("naive", "random-uniform", "none"),
-        ("naive", "random-uniform", "redo"), ("joint", "none", "none")]
+        ("naive", "none", "none"),
+        ("naive", "none", "redo"),
+        ("naive", "random-uniform", "none"),
+        ("naive", "random-uniform", "redo"),
+        ("joint", "none", "none"),
+    ]
     assert [c.plasticity_kwargs for c in cells if c.plasticity == "redo"] == [{"tau": 0.3}] * 2
     out = tmp_path / "g"
     assert main(["compare", str(path), "--out", str(out), "--workers", "2", "--quiet"]) == 0
@@ -219,10 +258,16 @@ def test_plasticity_axis_crosses_growth_and_reaches_table_and_cells(tmp_path, ca
     assert "| strategy | growth | plasticity | seeds | final acc | learning acc |" in table and "units reset |" in table
     assert "| naive | random-uniform | redo |" in table and "| joint | none | none |" in table
     assert sorted(p.name for p in (out / "cells").iterdir()) == [
-        "joint__none__seed0", "naive__none__redo__seed0", "naive__none__seed0", "naive__random-uniform__redo__seed0",
-        "naive__random-uniform__seed0"]
+        "joint__none__seed0",
+        "naive__none__redo__seed0",
+        "naive__none__seed0",
+        "naive__random-uniform__redo__seed0",
+        "naive__random-uniform__seed0",
+    ]
     rows = {(r["strategy"], r["growth"], r["plasticity"]): r for r in _rows(out)}
-    assert int(rows[("naive", "none", "redo")]["units_reset"]) > 0 == int(rows[("naive", "none", "none")]["units_reset"])
+    assert (
+        int(rows[("naive", "none", "redo")]["units_reset"]) > 0 == int(rows[("naive", "none", "none")]["units_reset"])
+    )
     assert 0 < float(rows[("naive", "none", "redo")]["learning_accuracy"]) <= 1
 
 
@@ -288,15 +333,36 @@ def test_a_cell_summary_with_a_wrongly_typed_field_is_not_done(tmp_path, capsys)
     from clgrow.strategies.summary import RunSummary
 
     good = RunSummary(
-        benchmark="split-digits", strategy="naive", growth="none", seed=0, n_experiences=2, final_accuracy=0.5,
-        average_forgetting=0.1, stream_accuracy=[0.9, 0.5], forgetting=[0.0, 0.1], accuracy_matrix=[[0.9, None], [0.8, 0.2]],
-        dead_fraction=[0.1, 0.2], dormant_fraction=[0.1, 0.2], new_dead_fraction=[None, None],
-        new_dormant_fraction=[None, None], cohort_dormant={}, cohort_dead={}, hidden_sizes=[[8], [8]],
-        final_hidden_sizes=[8], parameters=100, train_seconds=1.0, growth_seconds=0.0, epoch_seconds_median=0.5,
+        benchmark="split-digits",
+        strategy="naive",
+        growth="none",
+        seed=0,
+        n_experiences=2,
+        final_accuracy=0.5,
+        average_forgetting=0.1,
+        stream_accuracy=[0.9, 0.5],
+        forgetting=[0.0, 0.1],
+        accuracy_matrix=[[0.9, None], [0.8, 0.2]],
+        dead_fraction=[0.1, 0.2],
+        dormant_fraction=[0.1, 0.2],
+        new_dead_fraction=[None, None],
+        new_dormant_fraction=[None, None],
+        cohort_dormant={},
+        cohort_dead={},
+        hidden_sizes=[[8], [8]],
+        final_hidden_sizes=[8],
+        parameters=100,
+        train_seconds=1.0,
+        growth_seconds=0.0,
+        epoch_seconds_median=0.5,
     ).to_dict()
     assert RunSummary.from_dict(good).seed == good["seed"]
-    for field, value in (("final_accuracy", "high"), ("seed", "0"), ("accuracy_matrix", [["x"]]),
-                         ("hidden_sizes", {"a": 1})):
+    for field, value in (
+        ("final_accuracy", "high"),
+        ("seed", "0"),
+        ("accuracy_matrix", [["x"]]),
+        ("hidden_sizes", {"a": 1}),
+    ):
         bad = {**good, field: value}
         with pytest.raises(ConfigError, match=f"field {field} has the wrong type"):
             RunSummary.from_dict(bad)
@@ -316,13 +382,34 @@ def test_tables_show_seeds_and_warn_about_unequal_seeds_and_dropped_values():
     from clgrow.strategies.summary import RunSummary
 
     base = RunSummary(
-        benchmark="split-digits", strategy="naive", growth="none", seed=0, n_experiences=1, final_accuracy=0.5,
-        average_forgetting=0.0, stream_accuracy=[0.5], forgetting=[0.0], accuracy_matrix=[[0.5]],
-        dead_fraction=[0.1], dormant_fraction=[0.2], new_dead_fraction=[None], new_dormant_fraction=[None],
-        cohort_dormant={}, cohort_dead={}, hidden_sizes=[[8]], final_hidden_sizes=[8], parameters=10,
-        train_seconds=1.0, growth_seconds=0.0, epoch_seconds_median=1.0)
-    cells = [dataclasses.replace(base, seed=0), dataclasses.replace(base, seed=1, final_accuracy=math.nan),
-             dataclasses.replace(base, growth="swe-svod", seed=0)]
+        benchmark="split-digits",
+        strategy="naive",
+        growth="none",
+        seed=0,
+        n_experiences=1,
+        final_accuracy=0.5,
+        average_forgetting=0.0,
+        stream_accuracy=[0.5],
+        forgetting=[0.0],
+        accuracy_matrix=[[0.5]],
+        dead_fraction=[0.1],
+        dormant_fraction=[0.2],
+        new_dead_fraction=[None],
+        new_dormant_fraction=[None],
+        cohort_dormant={},
+        cohort_dead={},
+        hidden_sizes=[[8]],
+        final_hidden_sizes=[8],
+        parameters=10,
+        train_seconds=1.0,
+        growth_seconds=0.0,
+        epoch_seconds_median=1.0,
+    )
+    cells = [
+        dataclasses.replace(base, seed=0),
+        dataclasses.replace(base, seed=1, final_accuracy=math.nan),
+        dataclasses.replace(base, growth="swe-svod", seed=0),
+    ]
     rows = aggregate(cells)
     assert [r["seed_list"] for r in rows] == [[0, 1], [0]]
     table = markdown_table(rows)
@@ -344,7 +431,8 @@ def test_sigterm_ends_compare_and_its_workers(tmp_path):
 
     psutil = pytest.importorskip("psutil")
     grid = tmp_path / "g.toml"
-    grid.write_text(textwrap.dedent("""
+    grid.write_text(
+        textwrap.dedent("""
         [grid]
         benchmark = "split-digits"
         strategies = ["naive", "replay"]
@@ -352,9 +440,24 @@ def test_sigterm_ends_compare_and_its_workers(tmp_path):
         seeds = [0, 1]
         [run]
         train_epochs = 200
-    """))
-    proc = subprocess.Popen([sys.executable, "-m", "clgrow.experiments.cli", "compare", str(grid), "--out",
-                             str(tmp_path / "o"), "--quiet", "--workers", "2"], stderr=subprocess.PIPE, text=True)
+    """)
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "clgrow.experiments.cli",
+            "compare",
+            str(grid),
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+            "--workers",
+            "2",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     parent, kids = psutil.Process(proc.pid), []
     deadline = time.monotonic() + 60
     while len(kids) < 2 and time.monotonic() < deadline:
@@ -371,7 +474,7 @@ def test_sigterm_ends_compare_and_its_workers(tmp_path):
 
 
 def test_a_collapsed_run_is_flagged_by_its_definition_and_warned_about():
-    from clgrow.experiments.grid import aggregate, table_warnings
+    from clgrow.experiments.grid import table_warnings
     from clgrow.strategies.summary import RunSummary
 
     collapsed = RunSummary.is_collapsed

@@ -31,7 +31,7 @@ class ScaledParams(Params):
     scale: float = param(0.5, "factor on the incoming rows", gt=0, le=4)
 '''
 
-_IMPLEMENTATION = '''
+_IMPLEMENTATION = """
 from clgrow.extender import Extender
 from clgrow.model import default_linear_init
 
@@ -47,10 +47,10 @@ class ScaledRandom(Extender):
         BUILT.append(self.scale)
         w, b = default_linear_init(k, model.hidden[layer].in_features)
         return model.add_units(layer, self.scale * w, b, None, cohort=ctx.cohort)
-'''
+"""
 
 # a strategy and a plasticity method registered on their implementations, imported by name
-_MODULE = '''
+_MODULE = """
 from avalanche.training.supervised import Naive
 
 from clgrow.plasticity import Resetter
@@ -68,7 +68,7 @@ class Never(Resetter):
     def __init__(self, patience: int = 3) -> None:
         super().__init__()
         self.patience = patience
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +88,9 @@ def user_path(tmp_path_factory) -> Path:
 def _clgrow(user_path: Path, *argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(user_path), os.environ.get("PYTHONPATH", "")])}
     code = "import sys; from clgrow.experiments.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, cwd=cwd,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
+    )
 
 
 def test_entry_point_methods_are_listed_and_get_flags_without_importing_torch(user_path, tmp_path):
@@ -99,18 +100,40 @@ def test_entry_point_methods_are_listed_and_get_flags_without_importing_torch(us
     assert "scale: factor on the incoming rows; a finite number > 0 and <= 4 (default: 0.5)" in listed.stdout
     helped = _clgrow(user_path, "run", "--help", cwd=tmp_path)
     assert "--scaled-scale FLOAT" in helped.stdout
-    bad = _clgrow(user_path, "run", "--growth", "scaled+svod", "--scaled-scale", "9", "--out", "o", "--check",
-                  cwd=tmp_path)
-    assert bad.returncode == 2 and "extender 'scaled': scale must be a finite number > 0 and <= 4 (got 9.0)" in bad.stderr
+    bad = _clgrow(
+        user_path, "run", "--growth", "scaled+svod", "--scaled-scale", "9", "--out", "o", "--check", cwd=tmp_path
+    )
+    assert (
+        bad.returncode == 2 and "extender 'scaled': scale must be a finite number > 0 and <= 4 (got 9.0)" in bad.stderr
+    )
     assert "Traceback" not in bad.stderr
 
 
 def test_a_run_and_a_grid_use_third_party_methods_and_strategy_by_name(user_path, tmp_path):
     from tests.experiments.conftest import TINY
 
-    done = _clgrow(user_path, "--import", "tp_strategy", "run", *TINY, "--strategy", "naive-twice",
-                   "--growth", "scaled+uniform", "--scaled-scale", "0.25", "--plasticity", "never",
-                   "--never-patience", "5", "--experiences", "2", "--out", "one", cwd=tmp_path)
+    done = _clgrow(
+        user_path,
+        "--import",
+        "tp_strategy",
+        "run",
+        *TINY,
+        "--strategy",
+        "naive-twice",
+        "--growth",
+        "scaled+uniform",
+        "--scaled-scale",
+        "0.25",
+        "--plasticity",
+        "never",
+        "--never-patience",
+        "5",
+        "--experiences",
+        "2",
+        "--out",
+        "one",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "one" / "summary.json").read_text())
     cfg = summary["config"]
@@ -119,7 +142,8 @@ def test_a_run_and_a_grid_use_third_party_methods_and_strategy_by_name(user_path
     assert summary["final_hidden_sizes"] != [8, 8]  # the user's extender grew the model
     assert [len(losses) for losses in summary["train_loss"]] == [2, 2]  # the user's strategy: twice the epochs
 
-    (tmp_path / "grid.toml").write_text(textwrap.dedent("""
+    (tmp_path / "grid.toml").write_text(
+        textwrap.dedent("""
         [grid]
         benchmark = "split-digits"
         n_experiences = 2
@@ -134,11 +158,15 @@ def test_a_run_and_a_grid_use_third_party_methods_and_strategy_by_name(user_path
         [run.grow]
         neurons_per_experience = 4
         extender_kwargs = { scale = 2.0 }
-        """))
+        """)
+    )
     grid = _clgrow(user_path, "compare", "grid.toml", "--out", "g", "--workers", "1", "--quiet", cwd=tmp_path)
     assert grid.returncode == 2 and "extender 'random' has no argument(s) scale" in grid.stderr  # per-method kwargs
-    text = (tmp_path / "grid.toml").read_text().replace('growth = ["scaled+uniform", "random+uniform"]',
-                                                          'growth = ["scaled+uniform", "none"]')
+    text = (
+        (tmp_path / "grid.toml")
+        .read_text()
+        .replace('growth = ["scaled+uniform", "random+uniform"]', 'growth = ["scaled+uniform", "none"]')
+    )
     (tmp_path / "grid.toml").write_text(text)
     grid = _clgrow(user_path, "compare", "grid.toml", "--out", "g", "--workers", "1", "--quiet", cwd=tmp_path)
     assert grid.returncode == 0, grid.stderr

@@ -19,4 +19,5 @@ def test_private_attribute_readers_are_pinned_to_the_installed_avalanche(module)
     mod = importlib.import_module(f"clgrow.strategies.{module}")
     assert mod.AVALANCHE_VERSION == avalanche.__version__, (
         f"{mod.__name__} was written against Avalanche {mod.AVALANCHE_VERSION}, {avalanche.__version__} is "
-        f"installed: re-read the private attributes it uses ({mod.__file__}) and update AVALANCHE_VERSION")
+        f"installed: re-read the private attributes it uses ({mod.__file__}) and update AVALANCHE_VERSION"
+    )

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from avalanche.checkpointing import maybe_load_checkpoint, save_checkpoint
 from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
 from avalanche.training.determinism.rng_manager import RNGManager
 from avalanche.training.plugins import EvaluationPlugin
-from avalanche.checkpointing import maybe_load_checkpoint, save_checkpoint
+
 from clgrow import GrowableMLP
 from clgrow.strategies import GrowPlugin, ResultsWriter, build_strategy, growth_metrics, inactivity_metrics
 from tests.strategies.conftest import all_params_optimized, fast_plugin
@@ -21,11 +22,23 @@ def _run(bm, path: Path, stop_after: int | None = None, **build) -> dict | None:
     model = GrowableMLP(bm.in_features, [8, 8], bm.num_classes)
     writer = ResultsWriter()
     evaluator = EvaluationPlugin(
-        accuracy_metrics(experience=True, stream=True), forgetting_metrics(experience=True, stream=True),
-        *inactivity_metrics(), *growth_metrics(), loggers=[writer],
+        accuracy_metrics(experience=True, stream=True),
+        forgetting_metrics(experience=True, stream=True),
+        *inactivity_metrics(),
+        *growth_metrics(),
+        loggers=[writer],
     )
-    strategy = build_strategy("replay", model, None, plugins=[fast_plugin()], evaluator=evaluator,
-                              mem_size=40, train_mb_size=32, train_epochs=2, **build)
+    strategy = build_strategy(
+        "replay",
+        model,
+        None,
+        plugins=[fast_plugin()],
+        evaluator=evaluator,
+        mem_size=40,
+        train_mb_size=32,
+        train_epochs=2,
+        **build,
+    )
     strategy, start = maybe_load_checkpoint(strategy, str(path))
     for exp in bm.scenario.train_stream[start:]:
         strategy.train(exp)
@@ -75,9 +88,17 @@ def test_plugin_pickles_its_state_dict_not_its_history(split_digits):
         plugin.distributor.info = {"scores": {0: [0.5] * (2 * k)}}
         for e in range(n_events):
             before = [8 + e * k, 8]
-            report = GrowthReport({0: k, 1: 0}, {0: torch.arange(before[0], before[0] + k)},
-                                  {"distributor": 0.1, "extender": 0.2, "total": 0.3}, e + 1, before,
-                                  [before[0] + k, 8], "SWE()", "SVoD()", {"distributor": {"scores": [0.1] * 2 * k}})
+            report = GrowthReport(
+                {0: k, 1: 0},
+                {0: torch.arange(before[0], before[0] + k)},
+                {"distributor": 0.1, "extender": 0.2, "total": 0.3},
+                e + 1,
+                before,
+                [before[0] + k, 8],
+                "SWE()",
+                "SVoD()",
+                {"distributor": {"scores": [0.1] * 2 * k}},
+            )
             plugin.events.append(GrowthEvent(e + 1, 0, report))
             plugin.cohort_experience[e + 1] = e + 1
         return len(pickle.dumps(plugin)), plugin
@@ -88,8 +109,12 @@ def test_plugin_pickles_its_state_dict_not_its_history(split_digits):
     again = pickle.loads(pickle.dumps(plugin))
     assert again.cohort_experience == plugin.cohort_experience
     for a, b in zip(again.events, plugin.events):
-        assert (a.experience, a.epoch, a.report.allocation, a.report.cohort) == \
-               (b.experience, b.epoch, b.report.allocation, b.report.cohort)
+        assert (a.experience, a.epoch, a.report.allocation, a.report.cohort) == (
+            b.experience,
+            b.epoch,
+            b.report.allocation,
+            b.report.cohort,
+        )
         assert a.report.new_units.keys() == b.report.new_units.keys()
         assert all(torch.equal(a.report.new_units[i], b.report.new_units[i]) for i in a.report.new_units)
     assert plugin.distributor.info  # pickling leaves the live plugin alone

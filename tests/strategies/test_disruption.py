@@ -9,7 +9,7 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 
-from clgrow import SWE, SVoD, GrowableMLP, RandomExtender, output_change, probe_outputs
+from clgrow import SWE, GrowableMLP, RandomExtender, SVoD, output_change, probe_outputs
 from clgrow.strategies import GrowPlugin, MultiHeadGrowableMLP, build_strategy
 from tests.strategies.conftest import quiet
 
@@ -35,12 +35,17 @@ class Snapshots(SupervisedPlugin):
 
 
 def _stream(bm, model, extender, n_exp=3, probe=50):
-    plugin = GrowPlugin(neurons_per_experience=6, extender=extender, distributor=SVoD(train_passes=0.25, vote_passes=0.25),
-                        disruption_probe=probe)
+    plugin = GrowPlugin(
+        neurons_per_experience=6,
+        extender=extender,
+        distributor=SVoD(train_passes=0.25, vote_passes=0.25),
+        disruption_probe=probe,
+    )
     snap = Snapshots()
     # the same Snapshots object is called before the GrowPlugin (first call) and after it (second)
-    strategy = build_strategy("naive", model, None, plugins=[snap, plugin, snap], train_mb_size=16, train_epochs=1,
-                              evaluator=quiet())
+    strategy = build_strategy(
+        "naive", model, None, plugins=[snap, plugin, snap], train_mb_size=16, train_epochs=1, evaluator=quiet()
+    )
     for exp in bm.scenario.train_stream[:n_exp]:
         strategy.train(exp)
     return plugin, snap
@@ -82,8 +87,11 @@ def test_default_swe_leaves_old_tasks_outputs_in_place(split_digits, split_digit
     at most 1e-6 nats (mean KL) and no accuracy, task- and class-incremental; the same SWE at a
     new experience with the pre-issue-24 settings moves them."""
     bm = split_digits_tasks if task_labels else split_digits
-    make = (lambda: MultiHeadGrowableMLP(bm.in_features, [12, 12], bm.head_size)) if task_labels else (
-        lambda: GrowableMLP(bm.in_features, [12, 12], bm.num_classes))
+    make = (
+        (lambda: MultiHeadGrowableMLP(bm.in_features, [12, 12], bm.head_size))
+        if task_labels
+        else (lambda: GrowableMLP(bm.in_features, [12, 12], bm.num_classes))
+    )
     torch.manual_seed(0)
     plugin, _ = _stream(bm, make(), SWE(passes=2.0))
     assert plugin.events and all(e.disruption for e in plugin.events)
@@ -132,8 +140,9 @@ def test_lwf_on_a_multi_head_model(split_digits_tasks):
     out = model(x)
     assert isinstance(out, dict) and sorted(out) == [0, 1]
     assert torch.allclose(out[1], model(x, torch.ones(3, dtype=torch.long)))
-    plugin = GrowPlugin(neurons_per_experience=4, extender=SWE(passes=0.25),
-                        distributor=SVoD(train_passes=0.25, vote_passes=0.25))
+    plugin = GrowPlugin(
+        neurons_per_experience=4, extender=SWE(passes=0.25), distributor=SVoD(train_passes=0.25, vote_passes=0.25)
+    )
     strategy = build_strategy("lwf", model, None, plugins=[plugin], train_mb_size=32, train_epochs=1, evaluator=quiet())
     for exp in bm.scenario.train_stream[:3]:
         strategy.train(exp)
@@ -147,11 +156,13 @@ def test_growth_knows_when_the_strategy_rehearses(split_digits, name, rehearsal)
     (``all``), else it protects what old tasks read (``protect``); old rows are restored either way."""
     bm = split_digits
     model = GrowableMLP(bm.in_features, [8, 8], bm.num_classes)
-    plugin = GrowPlugin(neurons_per_experience=4, extender=SWE(passes=0.25),
-                        distributor=SVoD(train_passes=0.25, vote_passes=0.25))
+    plugin = GrowPlugin(
+        neurons_per_experience=4, extender=SWE(passes=0.25), distributor=SVoD(train_passes=0.25, vote_passes=0.25)
+    )
     kwargs = {"mem_size": 40} if name == "replay" else {"ewc_lambda": 1.0} if name == "ewc" else {}
-    strategy = build_strategy(name, model, None, plugins=[plugin], train_mb_size=32, train_epochs=1,
-                              evaluator=quiet(), **kwargs)
+    strategy = build_strategy(
+        name, model, None, plugins=[plugin], train_mb_size=32, train_epochs=1, evaluator=quiet(), **kwargs
+    )
     for exp in bm.scenario.train_stream[:3]:
         strategy.train(exp)
     want = ("restore", "all" if rehearsal else "protect")

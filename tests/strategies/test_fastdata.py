@@ -38,8 +38,18 @@ def _run(bm, name: str, fast: bool, growth=None, dropout: float = 0.0, **kw):
     torch.manual_seed(0)
     model = GrowableMLP(bm.in_features, [16], bm.num_classes, dropout=dropout)
     rec = _Record()
-    s = build_strategy(name, model, growth, train_mb_size=32, train_epochs=2, eval_mb_size=50,
-                       evaluator=EvaluationPlugin(loggers=[]), plugins=[rec], fast_data=fast, **kw)
+    s = build_strategy(
+        name,
+        model,
+        growth,
+        train_mb_size=32,
+        train_epochs=2,
+        eval_mb_size=50,
+        evaluator=EvaluationPlugin(loggers=[]),
+        plugins=[rec],
+        fast_data=fast,
+        **kw,
+    )
     for exp in list(bm.scenario.train_stream)[:3]:
         s.train(exp)
         s.eval(bm.scenario.test_stream[:2])
@@ -50,16 +60,20 @@ def _run(bm, name: str, fast: bool, growth=None, dropout: float = 0.0, **kw):
 def _same_batches(a: _Record, b: _Record) -> bool:
     return len(a.batches) == len(b.batches) and all(
         len(x) == len(y) and all(u.dtype == v.dtype and torch.equal(u, v) for u, v in zip(x, y))
-        for x, y in zip(a.batches, b.batches))
+        for x, y in zip(a.batches, b.batches)
+    )
 
 
-@pytest.mark.parametrize("name,task_labels,kw", [
-    ("naive", False, {}),
-    ("replay", False, {"mem_size": 60}),
-    ("replay", True, {"mem_size": 60}),  # task-balanced buffer batches, labels remapped per task
-    ("er-ace", False, {"mem_size": 60}),
-    ("der", False, {"mem_size": 60}),  # its buffer (stored logits) keeps DER's own loader; current data goes fast
-])
+@pytest.mark.parametrize(
+    "name,task_labels,kw",
+    [
+        ("naive", False, {}),
+        ("replay", False, {"mem_size": 60}),
+        ("replay", True, {"mem_size": 60}),  # task-balanced buffer batches, labels remapped per task
+        ("er-ace", False, {"mem_size": 60}),
+        ("der", False, {"mem_size": 60}),  # its buffer (stored logits) keeps DER's own loader; current data goes fast
+    ],
+)
 def test_fast_path_yields_avalanches_batches(name, task_labels, kw):
     bm = make_benchmark("split-digits", 5, seed=0, task_labels=task_labels)
     ref, ref_rng, none, _ = _run(bm, name, False, **kw)
@@ -117,8 +131,7 @@ def test_stands_aside_where_it_would_not_be_exact():
 def test_loader_length_matches():
     bm = make_benchmark("split-digits", 5, seed=0)
     torch.manual_seed(0)
-    s = build_strategy("naive", GrowableMLP(64, [8], 10), None, train_mb_size=7,
-                       evaluator=EvaluationPlugin(loggers=[]))
+    s = build_strategy("naive", GrowableMLP(64, [8], 10), None, train_mb_size=7, evaluator=EvaluationPlugin(loggers=[]))
     seen = []
 
     class _Len(SupervisedPlugin):
@@ -127,7 +140,7 @@ def test_loader_length_matches():
 
     s.plugins.append(_Len())
     s.train(bm.scenario.train_stream[0])
-    (kind, length, iterations), = seen
+    ((kind, length, iterations),) = seen
     assert kind is TensorBatchLoader and length == iterations == -(-len(bm.scenario.train_stream[0].dataset) // 7)
 
 
@@ -162,8 +175,11 @@ def test_memoised_resolutions_do_not_keep_data_alive():
 
     bm = make_benchmark("split-digits", 5, seed=0)
     _run(bm, "replay", True, mem_size=60)
-    leaves = [weakref.ref(leaf) for exp in (bm.scenario.train_stream[0], bm.scenario.test_stream[0])
-              for leaf in resolve_dataset(exp.dataset).leaves]
+    leaves = [
+        weakref.ref(leaf)
+        for exp in (bm.scenario.train_stream[0], bm.scenario.test_stream[0])
+        for leaf in resolve_dataset(exp.dataset).leaves
+    ]
     assert leaves and all(r() is not None for r in leaves)
     del bm
     gc.collect()

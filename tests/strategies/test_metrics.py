@@ -20,12 +20,16 @@ def run(split_digits, tmp_path):
     model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
     writer = ResultsWriter(tmp_path)
     evaluator = EvaluationPlugin(
-        accuracy_metrics(experience=True, stream=True), forgetting_metrics(experience=True, stream=True),
-        *inactivity_metrics(tau=0.1), *growth_metrics(), loggers=[writer],
+        accuracy_metrics(experience=True, stream=True),
+        forgetting_metrics(experience=True, stream=True),
+        *inactivity_metrics(tau=0.1),
+        *growth_metrics(),
+        loggers=[writer],
     )
     plugin = fast_plugin(neurons_per_experience=6)
-    strategy = build_strategy("naive", model, None, plugins=[plugin], evaluator=evaluator, train_mb_size=32,
-                              train_epochs=2, lr=1e-2)
+    strategy = build_strategy(
+        "naive", model, None, plugins=[plugin], evaluator=evaluator, train_mb_size=32, train_epochs=2, lr=1e-2
+    )
     for exp in split_digits.scenario.train_stream[:3]:
         strategy.train(exp)
         strategy.eval(split_digits.scenario.test_stream)
@@ -46,12 +50,15 @@ def test_inactivity_metric_matches_measure_inactivity(run, split_digits):
         assert last[f"NeuronDormant{base}/layer{i}"] == pytest.approx(layer.dormant / layer.units)
     # cohorts are named by the experience that added them
     assert {k.rsplit("/", 1)[1] for k in last if k.startswith("NeuronDead" + base + "/cohort")} == {
-        "cohort_initial", "cohort_exp1", "cohort_exp2"}
+        "cohort_initial",
+        "cohort_exp1",
+        "cohort_exp2",
+    }
     assert plugin.cohort_experience == {0: -1, 1: 1, 2: 2}
 
 
 def test_growth_metrics(run):
-    model, writer, plugin, _ = run
+    model, writer, _plugin, _ = run
     sizes = writer.series("HiddenUnits/train_phase/train_stream")
     assert sizes == {0: 16.0, 1: 22.0, 2: 28.0}
     last = writer.last()
@@ -59,7 +66,8 @@ def test_growth_metrics(run):
     alloc = sum(v for k, v in last.items() if k.startswith("GrowthAllocation"))
     assert alloc == 6
     assert last["GrowthTime/train_phase/train_stream"] == pytest.approx(
-        last["GrowthTime/train_phase/train_stream/distributor"] + last["GrowthTime/train_phase/train_stream/extender"])
+        last["GrowthTime/train_phase/train_stream/distributor"] + last["GrowthTime/train_phase/train_stream/extender"]
+    )
 
 
 def test_results_writer_keeps_everything(run):
@@ -74,8 +82,10 @@ def test_results_writer_keeps_everything(run):
     assert exps == {0, 1, 2}
     summary = json.loads((out / "metrics.json").read_text())
     assert set(summary["by_experience"]["NeuronDead/eval_phase/test_stream"]) == {"0", "1", "2"}
-    assert summary["last"]["StreamForgetting/eval_phase/test_stream"] == writer.last()[
-        "StreamForgetting/eval_phase/test_stream"]
+    assert (
+        summary["last"]["StreamForgetting/eval_phase/test_stream"]
+        == writer.last()["StreamForgetting/eval_phase/test_stream"]
+    )
 
 
 def test_metric_validates_tau():
@@ -87,8 +97,8 @@ def test_lean_evaluation_plugin_logs_exactly_what_avalanches_logs(split_digits):
     """Same run, same seed: every value of every metric (training-phase per-iteration ones
     included) is logged identically, at the same x; only callbacks nobody acts on are skipped."""
     import torch
-    from avalanche.evaluation.metrics import loss_metrics
     from avalanche.evaluation import PluginMetric
+    from avalanche.evaluation.metrics import loss_metrics
 
     from clgrow.strategies import LeanEvaluationPlugin
 
@@ -112,10 +122,22 @@ def test_lean_evaluation_plugin_logs_exactly_what_avalanches_logs(split_digits):
         writer, counter = ResultsWriter(None), CountsForwards()
         evaluator = kind(
             accuracy_metrics(minibatch=True, epoch=True, experience=True, stream=True),
-            loss_metrics(minibatch=True, epoch=True, stream=True), forgetting_metrics(experience=True, stream=True),
-            *inactivity_metrics(tau=0.1), *growth_metrics(), counter, loggers=[writer])
-        strategy = build_strategy("naive", model, fast_plugin(neurons_per_experience=6).config, evaluator=evaluator,
-                                  train_mb_size=32, train_epochs=2, lr=1e-2)
+            loss_metrics(minibatch=True, epoch=True, stream=True),
+            forgetting_metrics(experience=True, stream=True),
+            *inactivity_metrics(tau=0.1),
+            *growth_metrics(),
+            counter,
+            loggers=[writer],
+        )
+        strategy = build_strategy(
+            "naive",
+            model,
+            fast_plugin(neurons_per_experience=6).config,
+            evaluator=evaluator,
+            train_mb_size=32,
+            train_epochs=2,
+            lr=1e-2,
+        )
         for exp in split_digits.scenario.train_stream[:3]:
             strategy.train(exp)
             strategy.eval(split_digits.scenario.test_stream)
@@ -134,12 +156,26 @@ def test_lean_evaluation_plugin_logs_exactly_what_avalanches_logs(split_digits):
 def test_lean_evaluation_plugin_skips_per_iteration_callbacks_of_stream_metrics():
     from clgrow.strategies import LeanEvaluationPlugin
 
-    plugin = LeanEvaluationPlugin(accuracy_metrics(experience=True, stream=True), *inactivity_metrics(),
-                                  loggers=[ResultsWriter(None)])
-    skipped = {c for c in ("before_training_iteration", "before_forward", "after_forward", "before_backward",
-                           "after_backward", "before_update", "after_update", "after_training_iteration",
-                           "before_eval_iteration", "before_eval_forward", "after_eval_forward")
-               if getattr(getattr(plugin, c), "__name__", "") == "_ignore"}
+    plugin = LeanEvaluationPlugin(
+        accuracy_metrics(experience=True, stream=True), *inactivity_metrics(), loggers=[ResultsWriter(None)]
+    )
+    skipped = {
+        c
+        for c in (
+            "before_training_iteration",
+            "before_forward",
+            "after_forward",
+            "before_backward",
+            "after_backward",
+            "before_update",
+            "after_update",
+            "after_training_iteration",
+            "before_eval_iteration",
+            "before_eval_forward",
+            "after_eval_forward",
+        )
+        if getattr(getattr(plugin, c), "__name__", "") == "_ignore"
+    }
     assert len(skipped) == 11
     assert getattr(plugin.after_eval_iteration, "__name__", "") != "_ignore"  # accuracy updates there
     assert callable(plugin.before_inner_updates)  # other templates' callbacks: forwarded as Avalanche does

@@ -18,8 +18,9 @@ def test_weight_decay_never_reaches_frozen_weights(split_digits, opt):
     model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
     optimizer = build_optimizer(opt, model, 1e-2, weight_decay=0.5)
     plugin = fast_plugin(distributor=UniformDistributor())
-    strategy = build_strategy("lfl", model, None, optimizer=optimizer, plugins=[plugin], evaluator=quiet(),
-                              train_mb_size=32, lambda_e=0.5)
+    strategy = build_strategy(
+        "lfl", model, None, optimizer=optimizer, plugins=[plugin], evaluator=quiet(), train_mb_size=32, lambda_e=0.5
+    )
     stream = split_digits.scenario.train_stream
     strategy.train(stream[0])
     head = model.head.weight.detach().clone()
@@ -64,11 +65,14 @@ def test_growth_on_cuda(split_digits, strategy_name):
     model = GrowableMLP(split_digits.in_features, [16, 16], split_digits.num_classes).to("cuda")
     plugin = GrowPlugin(neurons_per_experience=8, extender=SWE(), distributor=SVoD())
     hp = {"replay": dict(mem_size=60), "der": dict(mem_size=60)}.get(strategy_name, {})
-    strategy = build_strategy(strategy_name, model, None, plugins=[plugin], evaluator=quiet(), train_mb_size=32,
-                              device="cuda", **hp)
+    strategy = build_strategy(
+        strategy_name, model, None, plugins=[plugin], evaluator=quiet(), train_mb_size=32, device="cuda", **hp
+    )
     for exp in split_digits.scenario.train_stream[:3]:
         strategy.train(exp)
         strategy.eval(split_digits.scenario.test_stream[:3])
     assert sum(model.hidden_sizes) == 32 + 16
     assert all(p.is_cuda for p in model.parameters())
-    assert all(v.is_cuda for st in strategy.optimizer.state.values() for v in st.values() if torch.is_tensor(v) and v.dim())
+    assert all(
+        v.is_cuda for st in strategy.optimizer.state.values() for v in st.values() if torch.is_tensor(v) and v.dim()
+    )

@@ -16,7 +16,9 @@ from clgrow.strategies.optimizer_state import pad_leading
 from tests.strategies.conftest import fast_plugin, quiet
 
 
-@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=3), extra=st.lists(st.integers(0, 3), min_size=3, max_size=3))
+@given(
+    shape=st.lists(st.integers(1, 5), min_size=1, max_size=3), extra=st.lists(st.integers(0, 3), min_size=3, max_size=3)
+)
 def test_pad_leading_keeps_the_block(shape, extra):
     old = torch.randn(*shape)
     new_shape = tuple(s + e for s, e in zip(shape, extra))
@@ -61,7 +63,13 @@ def _stores(reg, kind):
 
 
 _REGULARISERS = (EWCPlugin, SynapticIntelligencePlugin, MASPlugin, RWalkPlugin)
-_REG_HP = {"ewc": dict(ewc_lambda=10.0), "ewc-online": dict(ewc_lambda=10.0, mode="online", decay_factor=0.9), "si": dict(si_lambda=0.1), "mas": dict(lambda_reg=1.0), "rwalk": {}}
+_REG_HP = {
+    "ewc": dict(ewc_lambda=10.0),
+    "ewc-online": dict(ewc_lambda=10.0, mode="online", decay_factor=0.9),
+    "si": dict(si_lambda=0.1),
+    "mas": dict(lambda_reg=1.0),
+    "rwalk": {},
+}
 
 
 @pytest.mark.parametrize("kind", sorted(_REG_HP))
@@ -71,11 +79,21 @@ def test_regulariser_state_stays_aligned_after_growth(split_digits, kind):
     model = GrowableMLP(split_digits.in_features, [6, 6, 6], split_digits.num_classes)
     grow_plugin = fast_plugin(distributor=UniformDistributor(), neurons_per_experience=3)
     seen = {}
-    probe = _FirstIteration(lambda strat: seen.update(
-        {label: d["hidden.1.weight"].data.clone() for label, d, _ in _stores(reg, kind)},
-        weight=model.hidden[1].weight.detach().clone()))
-    strategy = build_strategy(kind.split("-")[0], model, None, plugins=[grow_plugin, probe], evaluator=quiet(),
-                              train_mb_size=32, **_REG_HP[kind])
+    probe = _FirstIteration(
+        lambda strat: seen.update(
+            {label: d["hidden.1.weight"].data.clone() for label, d, _ in _stores(reg, kind)},
+            weight=model.hidden[1].weight.detach().clone(),
+        )
+    )
+    strategy = build_strategy(
+        kind.split("-")[0],
+        model,
+        None,
+        plugins=[grow_plugin, probe],
+        evaluator=quiet(),
+        train_mb_size=32,
+        **_REG_HP[kind],
+    )
     reg = next(p for p in strategy.plugins if isinstance(p, _REGULARISERS))
     stream = split_digits.scenario.train_stream
     strategy.train(stream[0])
@@ -134,8 +152,9 @@ def test_an_unknown_plugin_is_padded_by_what_its_state_holds(split_digits):
 def test_an_unalignable_plugin_is_refused_before_growth(split_digits):
     model = GrowableMLP(split_digits.in_features, [6, 6], split_digits.num_classes)
     plugin = fast_plugin(distributor=UniformDistributor())
-    strategy = build_strategy("naive", model, None, plugins=[plugin, _ForeignPlugin(model, "transposed")],
-                              evaluator=quiet(), train_mb_size=32)
+    strategy = build_strategy(
+        "naive", model, None, plugins=[plugin, _ForeignPlugin(model, "transposed")], evaluator=quiet(), train_mb_size=32
+    )
     strategy.train(split_digits.scenario.train_stream[0])
     before = [p.detach().clone() for p in model.parameters()]
     with pytest.raises(GrowthError, match=r"_ForeignPlugin.*stats\[0\]\['hidden.0.weight'\].*\(64, 6\)"):
@@ -163,6 +182,7 @@ def test_si_on_cpu_learns_importances_where_avalanche_does_not(split_digits):
 
 def test_si_results_differ_from_naive(split_digits):
     """With its penalty working, SI ends somewhere else than Naive on the same seed."""
+
     def final_params(name, **hp):
         torch.manual_seed(0)
         model = GrowableMLP(split_digits.in_features, [16], split_digits.num_classes)

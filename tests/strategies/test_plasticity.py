@@ -16,8 +16,8 @@ from clgrow.strategies import (
     build_strategy,
     growth_metrics,
     inactivity_metrics,
+    names,
 )
-from clgrow.strategies import names
 from tests.strategies.conftest import fast_plugin, quiet
 from tests.strategies.test_checkpoint import _run as _checkpointed_run
 from tests.strategies.test_plugin import OptimizerCoverage
@@ -28,9 +28,13 @@ EAGER = {"redo": dict(tau=0.3, every=4), "cbp": dict(replacement_rate=0.05, matu
 
 def _evaluator():
     writer = ResultsWriter()
-    return writer, EvaluationPlugin(accuracy_metrics(experience=True, stream=True),
-                                    forgetting_metrics(experience=True, stream=True), *inactivity_metrics(),
-                                    *growth_metrics(), loggers=[writer])
+    return writer, EvaluationPlugin(
+        accuracy_metrics(experience=True, stream=True),
+        forgetting_metrics(experience=True, stream=True),
+        *inactivity_metrics(),
+        *growth_metrics(),
+        loggers=[writer],
+    )
 
 
 def test_eager_settings_cover_every_registered_method():
@@ -46,8 +50,16 @@ def test_every_plasticity_method_with_every_growth_method(split_digits, method, 
     model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
     coverage = OptimizerCoverage()
     grow = fast_plugin(extender=extender, distributor=UniformDistributor())
-    strategy = build_strategy("naive", model, None, plugins=[coverage, grow], evaluator=quiet(), train_mb_size=32,
-                              plasticity=method, plasticity_kwargs=EAGER[method])
+    strategy = build_strategy(
+        "naive",
+        model,
+        None,
+        plugins=[coverage, grow],
+        evaluator=quiet(),
+        train_mb_size=32,
+        plasticity=method,
+        plasticity_kwargs=EAGER[method],
+    )
     resets = next(p for p in strategy.plugins if isinstance(p, PlasticityPlugin))
     for exp in split_digits.scenario.train_stream[:3]:
         strategy.train(exp)
@@ -80,8 +92,14 @@ def test_per_step_methods_see_each_training_batch_once_not_growth_or_evaluation(
     model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
     recorder = _Recorder()
     plugin = PlasticityPlugin(recorder)
-    strategy = build_strategy("naive", model, None, plugins=[plugin, fast_plugin(distributor=UniformDistributor())],
-                              evaluator=quiet(), train_mb_size=50)
+    strategy = build_strategy(
+        "naive",
+        model,
+        None,
+        plugins=[plugin, fast_plugin(distributor=UniformDistributor())],
+        evaluator=quiet(),
+        train_mb_size=50,
+    )
     exp = split_digits.scenario.train_stream[1]
     strategy.train(split_digits.scenario.train_stream[0])
     recorder.steps.clear()
@@ -98,8 +116,16 @@ def test_redo_resets_at_the_experience_start_before_growth(split_digits):
     torch.manual_seed(0)
     model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
     grow = fast_plugin(distributor=UniformDistributor())
-    strategy = build_strategy("naive", model, None, plugins=[grow], evaluator=quiet(), train_mb_size=32,
-                              plasticity="redo", plasticity_kwargs={"tau": 0.5})
+    strategy = build_strategy(
+        "naive",
+        model,
+        None,
+        plugins=[grow],
+        evaluator=quiet(),
+        train_mb_size=32,
+        plasticity="redo",
+        plasticity_kwargs={"tau": 0.5},
+    )
     resets = next(p for p in strategy.plugins if isinstance(p, PlasticityPlugin))
     assert strategy.plugins.index(resets) < strategy.plugins.index(grow)
     strategy.train(split_digits.scenario.train_stream[0])
@@ -114,14 +140,30 @@ def test_summary_carries_learning_accuracy_resets_and_reset_cohorts(split_digits
     torch.manual_seed(0)
     model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
     writer, evaluator = _evaluator()
-    strategy = build_strategy("naive", model, "random-uniform", evaluator=evaluator, train_mb_size=32,
-                              neurons_per_experience=4, plasticity="redo", plasticity_kwargs=EAGER["redo"])
+    strategy = build_strategy(
+        "naive",
+        model,
+        "random-uniform",
+        evaluator=evaluator,
+        train_mb_size=32,
+        neurons_per_experience=4,
+        plasticity="redo",
+        plasticity_kwargs=EAGER["redo"],
+    )
     n = 3
     for exp in split_digits.scenario.train_stream[:n]:
         strategy.train(exp)
         strategy.eval(split_digits.scenario.test_stream[:n])
-    s = RunSummary.collect(strategy, writer, task_labels=[0] * n, benchmark="split-digits", strategy_name="naive",
-                           growth="random-uniform", seed=0, plasticity="redo")
+    s = RunSummary.collect(
+        strategy,
+        writer,
+        task_labels=[0] * n,
+        benchmark="split-digits",
+        strategy_name="naive",
+        growth="random-uniform",
+        seed=0,
+        plasticity="redo",
+    )
     diag = [s.accuracy_matrix[i][i] for i in range(n)]
     assert s.learning_accuracy == pytest.approx(sum(diag) / n)
     plugin = next(p for p in strategy.plugins if isinstance(p, PlasticityPlugin))
@@ -167,5 +209,6 @@ def test_interrupted_run_with_resets_resumes_bit_identically(split_digits, tmp_p
         assert torch.equal(v, resumed[0][k]), k
     assert straight[1]["counts"] == resumed[1]["counts"]
     assert all(torch.equal(a, b) for a, b in zip(straight[1]["last_reset"], resumed[1]["last_reset"]))
-    assert {k: v for k, v in straight[2].items() if "Time" not in k} == \
-        {k: v for k, v in resumed[2].items() if "Time" not in k}
+    assert {k: v for k, v in straight[2].items() if "Time" not in k} == {
+        k: v for k, v in resumed[2].items() if "Time" not in k
+    }

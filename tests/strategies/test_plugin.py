@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.models import SimpleMLP
 from avalanche.training.plugins import LRSchedulerPlugin
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clgrow import Distributor, GrowableMLP, GrowthError, UniformDistributor
 from clgrow.strategies import STRATEGIES, GrowPlugin, MultiHeadGrowableMLP, build_strategy
 from clgrow.strategies.declared import reference_strategies
-
-REFERENCE_STRATEGIES = reference_strategies()
 from tests.strategies.conftest import all_params_optimized, fast_plugin, quiet
 
-_HP = {"replay": dict(mem_size=60), "agem": dict(patterns_per_exp=20, sample_size=16),
-       "gem": dict(patterns_per_exp=20), "ewc": dict(ewc_lambda=10.0), "si": dict(si_lambda=0.1),
-       "der": dict(mem_size=60), "er-ace": dict(mem_size=60), "mir": dict(mem_size=60, subsample=20)}
+REFERENCE_STRATEGIES = reference_strategies()
+
+_HP = {
+    "replay": dict(mem_size=60),
+    "agem": dict(patterns_per_exp=20, sample_size=16),
+    "gem": dict(patterns_per_exp=20),
+    "ewc": dict(ewc_lambda=10.0),
+    "si": dict(si_lambda=0.1),
+    "der": dict(mem_size=60),
+    "er-ace": dict(mem_size=60),
+    "mir": dict(mem_size=60, subsample=20),
+}
 
 
 def make(*args, **kwargs):
@@ -56,8 +63,16 @@ def test_every_parameter_optimized_after_growth(split_digits, name, opt_name):
     coverage = OptimizerCoverage()
     sched = LRSchedulerPlugin(torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.9))
     plugin = fast_plugin(distributor=UniformDistributor())  # uniform: every layer grows, every step
-    strategy = make(name, model, None, optimizer=opt, train_mb_size=32, train_epochs=1,
-                              plugins=[plugin, coverage, sched], **_HP.get(name, {}))
+    strategy = make(
+        name,
+        model,
+        None,
+        optimizer=opt,
+        train_mb_size=32,
+        train_epochs=1,
+        plugins=[plugin, coverage, sched],
+        **_HP.get(name, {}),
+    )
     _run(strategy, split_digits)
     assert model.hidden_sizes == [12, 10, 10]  # uniform 4 = 2 + 1 + 1, twice
     assert len(plugin.events) == 2
@@ -163,8 +178,16 @@ def test_model_that_cannot_grow_fails_at_start(split_digits):
         make("naive", model, "swe-svod")
 
 
-@pytest.mark.parametrize("kwargs", [dict(neurons_per_experience=-1), dict(neurons_per_experience=2.5),
-                                    dict(grow_every_epochs=0), dict(extender="nope"), dict(max_hidden_size=0)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(neurons_per_experience=-1),
+        dict(neurons_per_experience=2.5),
+        dict(grow_every_epochs=0),
+        dict(extender="nope"),
+        dict(max_hidden_size=0),
+    ],
+)
 def test_plugin_arguments_validated(kwargs):
     with pytest.raises(GrowthError):
         GrowPlugin(**kwargs)
@@ -211,12 +234,19 @@ def test_build_strategy_names_bad_input():
 
 
 @settings(max_examples=8, deadline=None)
-@given(widths=st.lists(st.integers(1, 12), min_size=1, max_size=4), k=st.integers(1, 9),
-       opt_name=st.sampled_from(["adam", "sgd", "rmsprop"]), dist=st.sampled_from(["uniform", "svod", "proportional"]))
+@given(
+    widths=st.lists(st.integers(1, 12), min_size=1, max_size=4),
+    k=st.integers(1, 9),
+    opt_name=st.sampled_from(["adam", "sgd", "rmsprop"]),
+    dist=st.sampled_from(["uniform", "svod", "proportional"]),
+)
 def test_optimizer_covers_every_parameter_for_random_shapes(split_digits, widths, k, opt_name, dist):
     model = GrowableMLP(split_digits.in_features, widths, split_digits.num_classes)
-    opt = {"adam": lambda p: torch.optim.Adam(p, lr=1e-3), "sgd": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
-           "rmsprop": lambda p: torch.optim.RMSprop(p, lr=1e-3)}[opt_name](model.parameters())
+    opt = {
+        "adam": lambda p: torch.optim.Adam(p, lr=1e-3),
+        "sgd": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
+        "rmsprop": lambda p: torch.optim.RMSprop(p, lr=1e-3),
+    }[opt_name](model.parameters())
     coverage = OptimizerCoverage()
     plugin = fast_plugin(neurons_per_experience=k, distributor=dist)
     strategy = make("naive", model, None, optimizer=opt, plugins=[plugin, coverage], train_mb_size=64)
