@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 OUT ?= runs/quick
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo lint test test-all bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,7 +17,19 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/clgrow compare experiments/configs/quick.toml --out $(OUT)
 
-test: $(STAMP)
+# ruff and mypy first; mypy reads the installed layout (strategies/ and experiments/ as
+# clgrow.strategies and clgrow.experiments) from a tree of links, so imports across layers are checked
+TYPECHECK := build/typecheck
+lint: $(STAMP)
+	$(BIN)/ruff check clgrow strategies experiments tests
+	$(BIN)/ruff format --check clgrow strategies experiments tests
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/clgrow
+	for f in clgrow/*.py clgrow/py.typed; do ln -s "$(CURDIR)/$$f" $(TYPECHECK)/clgrow/; done
+	ln -s "$(CURDIR)/strategies" $(TYPECHECK)/clgrow/strategies
+	ln -s "$(CURDIR)/experiments" $(TYPECHECK)/clgrow/experiments
+	cd $(TYPECHECK) && "$(CURDIR)/$(BIN)/mypy" --config-file "$(CURDIR)/pyproject.toml" -p clgrow
+
+test: lint
 	$(BIN)/python -m pytest -q -n 2
 
 test-all: $(STAMP)
@@ -29,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python -m clgrow.experiments.bench.frontier --setting stream --match default paper "old default" random gradmax
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs build

@@ -80,6 +80,12 @@ class GrowthContext:
         self.require_data(who)
         return (unpack(batch, self.device) for batch in iter_passes(self.loader, passes))  # type: ignore[arg-type]
 
+    def loss(self, who: str = "this method") -> LossFn:
+        """The loss function, refusing a step without growth data or loss (see :meth:`require_data`)."""
+        self.require_data(who)
+        assert self.loss_fn is not None
+        return self.loss_fn
+
     def require_data(self, who: str = "this method") -> None:
         """Refuse a step that needs data when no loader or loss was given."""
         if self.loader is None or self.loss_fn is None:

@@ -236,7 +236,7 @@ class FactoredCoupling(_Coupling):
         pair = 0 if self.normalise != "pair" else min(self.chunk_bytes, 4 * 3 * rows * self.s)
         return 4 * 4 * rows + pair
 
-    def trainable(self) -> list[nn.Parameter]:
+    def trainable(self) -> list[Tensor]:
         """Tensors whose gradients :meth:`step` reads (the layer's weight and bias)."""
         return [self.lin.weight, self.lin.bias]
 
@@ -300,6 +300,7 @@ class FactoredCoupling(_Coupling):
         n = self.n_old
         norm = torch.linalg.vector_norm
         rows = slice(0, n) if self.s == n else self.partners
+        assert self.trust is not None  # step_scale runs only with a trust region
         limit = torch.hypot(norm(w[rows]), norm(b[rows])).mul_(self.trust)
         if self.trust_snr is not None:
             # max(1, (trust_snr / ρ)²) with ρ = Σ m̂² / Σ v̂ = (Σ m² / bc1²) / (Σ v / bc2). ρ above

@@ -54,10 +54,10 @@ class GradMaxExtender(Extender):
     def gradient_product(self, model: GrowableMLP, layer: int, ctx: GrowthContext) -> list[Tensor]:
         """``M = E[g h^T]`` per consumer, each of shape ``(p, m)``."""
         device = ctx.device
-        loss_fn = ctx.loss_fn
+        loss_fn = ctx.loss("GradMax")
         lin = model.hidden[layer]
         consumers = model.consumers(layer)
-        store: dict[str, Any] = {}
+        store: dict[str | int, Any] = {}
 
         def keep_input(_mod: Any, args: tuple[Tensor, ...]) -> None:
             store["h"] = args[0].detach()

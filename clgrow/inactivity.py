@@ -234,7 +234,7 @@ class InactivityAccumulator:
                     "so its inactivity is undefined"
                 )
         layers = [
-            inactivity_from_activations(a, nz, self.samples, c.to(a.device), tau)  # type: ignore[arg-type]
+            inactivity_from_activations(a, nz, self.samples, c.to(a.device), tau)  # type: ignore[arg-type,union-attr]
             for a, nz, c in zip(self.abs_sum, self.nonzero, cohorts)
         ]
         return InactivityStats(layers=layers, tau=float(tau), samples=self.samples)

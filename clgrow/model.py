@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -58,6 +58,26 @@ class ModelSnapshot:
     training: dict[nn.Module, bool] = field(default_factory=dict)
 
 
+class LinearDict(nn.ModuleDict):
+    """Task heads by name: a ``ModuleDict`` whose items are typed as ``nn.Linear``."""
+
+    def __getitem__(self, key: str) -> nn.Linear:
+        return super().__getitem__(key)  # type: ignore[return-value]
+
+    def values(self) -> Iterable[nn.Linear]:  # type: ignore[override]
+        return super().values()  # type: ignore[return-value]
+
+
+class Linears(nn.ModuleList):
+    """The hidden layers: a ``ModuleList`` whose items are typed as ``nn.Linear``."""
+
+    def __getitem__(self, idx: int) -> nn.Linear:  # type: ignore[override]
+        return super().__getitem__(idx)  # type: ignore[return-value]
+
+    def __iter__(self) -> Iterator[nn.Linear]:
+        return super().__iter__()  # type: ignore[return-value]
+
+
 class GrowableMLP(nn.Module):
     """ReLU MLP (optionally on top of a backbone) whose hidden layers grow in place.
 
@@ -83,6 +103,8 @@ class GrowableMLP(nn.Module):
 
     #: Whether each task reads its own head (a multi-head model), or every task one shared head.
     heads_per_task: bool = False
+    hidden: Linears
+    growth_steps: Tensor  # a buffer: growth steps taken so far (the last cohort)
 
     def __init__(
         self,
@@ -111,7 +133,7 @@ class GrowableMLP(nn.Module):
         self.in_features = int(in_features)
         self.backbone = backbone
         widths = [self.in_features] + [int(s) for s in sizes]
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
+        self.hidden = Linears(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         self.head = nn.Linear(widths[-1], int(num_classes))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         for i, width in enumerate(widths[1:]):
@@ -170,7 +192,7 @@ class GrowableMLP(nn.Module):
     def run(
         self,
         x: Tensor,
-        task_labels: Tensor | None = None,
+        task_labels: Tensor | int | None = None,
         *,
         weights: Mapping[int, tuple[Tensor, Tensor]] | None = None,
         gates: Mapping[int, Tensor] | None = None,
@@ -227,7 +249,7 @@ class GrowableMLP(nn.Module):
         super().__setstate__(state)
         self.__dict__.setdefault("_observers", OrderedDict())
 
-    def apply_head(self, h: Tensor, task_labels: Tensor | None = None) -> Tensor:
+    def apply_head(self, h: Tensor, task_labels: Tensor | int | None = None) -> Tensor:
         """Map the last hidden activations to logits (overridden by multi-head models)."""
         return self.head(h)
 

@@ -278,7 +278,7 @@ def params_from_signature(cls: Any, kind: str, name: str) -> type[Params]:
     (or their default's type); arguments of other types are left to the class itself."""
     import inspect
 
-    target = cls.__init__ if isinstance(cls, type) else cls  # a class, or a builder function
+    target = cls.__init__ if isinstance(cls, type) else cls  # type: ignore[misc]  # a class, or a builder
     try:
         hints = typing.get_type_hints(target)
     except Exception:  # an annotation that does not resolve: fall back to the defaults' types
@@ -294,9 +294,14 @@ def params_from_signature(cls: Any, kind: str, name: str) -> type[Params]:
         if p.default is None:
             optional = True
         fields.append((arg, base | None if optional else base, param(p.default, "")))
-    made = dataclasses.make_dataclass(f"{getattr(cls, '__name__', name)}Params", fields, bases=(Params,), frozen=True)
+    made: type[Params] = dataclasses.make_dataclass(
+        f"{getattr(cls, '__name__', name)}Params", fields, bases=(Params,), frozen=True
+    )
     made.kind, made.method = kind, name
     return made
+
+
+_Declared = Params  # the declaration type, by a name the class attribute ``Params`` does not hide
 
 
 class Configurable:
@@ -307,7 +312,7 @@ class Configurable:
     """
 
     Params: ClassVar[type[Params]] = NoParams
-    params: Params
+    params: _Declared
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         declared = type(self).Params

@@ -104,7 +104,7 @@ def reset_units(
     clear_optimizer_entries(optimizer, lin.bias, units, 0)
     for cons in model.consumers(layer):
         if fold_mean is not None and cons.bias is not None:
-            cons.bias += cons.weight[:, units] @ fold_mean[units].to(cons.weight)
+            cons.bias.add_(cons.weight[:, units] @ fold_mean[units].to(cons.weight))
         cons.weight[:, units] = 0.0
         clear_optimizer_entries(optimizer, cons.weight, units, 1)
 
@@ -330,7 +330,7 @@ def build_resetter(name: str, **kwargs: Any) -> Resetter | None:
     if name not in resetters:
         raise ConfigError(f"unknown plasticity method {name!r}; known: none, {', '.join(resetters)}")
     try:
-        return resetters.build(name, kwargs)  # type: ignore[no-any-return]
+        return resetters.build(name, kwargs)
     except ConfigError as err:
         raise ConfigError(f"plasticity_kwargs: {err}") from None
 

@@ -16,6 +16,7 @@ axis, validation, ``clgrow list``):
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import warnings
@@ -112,6 +113,18 @@ class Registry(Mapping[str, Any], Generic[T]):
         params.kind, params.method = self.kind, name
         self._entries[name] = _Entry(params, impl)
 
+    @contextlib.contextmanager
+    def replaced(self, name: str, impl: Any) -> Iterator[None]:
+        """Within the block, ``name`` is implemented by ``impl`` (same declaration): a benchmark's
+        variant of a method, compared under the same name."""
+        entry = self._entry(name)
+        before = entry.impl
+        entry.impl = impl
+        try:
+            yield
+        finally:
+            entry.impl = before
+
     def unregister(self, name: str) -> None:
         """Remove ``name`` (tests and interactive sessions that register a method twice)."""
         self._entries.pop(name, None)
@@ -155,10 +168,10 @@ class Registry(Mapping[str, Any], Generic[T]):
         built from its validated arguments."""
         if isinstance(spec, str):
             checked = self.params(spec).build(params, **kwargs)
-            return self[spec](**checked)  # type: ignore[no-any-return]
+            return self[spec](**checked)
         if isinstance(spec, type):
-            return spec(**{**(params or {}), **kwargs})  # type: ignore[no-any-return]
-        return spec  # type: ignore[no-any-return]
+            return spec(**{**(params or {}), **kwargs})
+        return spec
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}: {', '.join(self)})"

@@ -103,7 +103,7 @@ class SVoD(Distributor):
 
     def _scores(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, Tensor]:
         ctx.require_data("SVoD")  # before the copy is made
-        device, layers, loss_fn = ctx.device, ctx.layers, ctx.loss_fn
+        device, layers, loss_fn = ctx.device, ctx.layers, ctx.loss("SVoD")
         cand = self.candidates * k
         copies = 4 if self.train_passes > 0 else 2  # weights and gradients, plus RMSprop's two buffers
 

@@ -245,6 +245,7 @@ class SWE(Extender):
     @torch.no_grad()
     def _bound_new_rows(self, lin: torch.nn.Linear, n_old: int) -> None:
         """Scale down new rows ``[r_j | β_j]`` longer than ``new_norm`` times the old rows' mean norm."""
+        assert self.new_norm is not None  # called only when new rows are bounded
         norms = torch.hypot(torch.linalg.vector_norm(lin.weight, dim=1), lin.bias.abs())
         limit = norms[:n_old].mean() * self.new_norm
         scale = (limit / norms[n_old:].clamp_min(1e-30)).clamp(max=1.0)
@@ -292,7 +293,7 @@ class SWE(Extender):
         if consumers == "all" and not coupled:
             return None
         mask = torch.zeros_like(cons.weight)
-        rows = slice(None)
+        rows: slice | Tensor = slice(None)
         if consumers in ("isolated", "scaffold", "protect") and layer + 1 < model.num_hidden_layers:
             # only the rows of the consumer's own new units (this step's cohort) read the new units
             rows = model.cohort(layer + 1) == cohort
@@ -301,8 +302,9 @@ class SWE(Extender):
 
     def _adjust(self, model: GrowableMLP, couplings: dict[int, Coupling], ctx: GrowthContext, consumers: str) -> int:
         """Train the couplings and their consumers jointly; return the number of steps."""
-        loss_fn = ctx.loss_fn
-        flags = {p: p.requires_grad for p in model.parameters()}
+        loss_fn = ctx.loss("SWE")
+        p: Tensor
+        flags: dict[Tensor, bool] = {p: p.requires_grad for p in model.parameters()}
         modes = {mod: mod.training for mod in model.modules()}
         # Freezing by requires_grad (not only by leaving parameters out of the optimizer)
         # also keeps autograd from back-propagating into the frozen layers below.

@@ -11,6 +11,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from clgrow.experiments.console import quiet_avalanche_deprecations
 
@@ -18,7 +19,7 @@ __all__ = ["main"]
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse already exits 2; keep its format
+    def error(self, message: str) -> NoReturn:  # argparse already exits 2; keep its format
         self.print_usage(sys.stderr)
         self.exit(2, f"clgrow: error: {message}\n")
 
@@ -206,14 +207,14 @@ def _add_growth_flags(p: argparse.ArgumentParser) -> None:
                 )
 
 
-def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, object]:
+def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, Any]:
     """The GrowthConfig fields given on the command line; method arguments must fit ``growth``."""
     from clgrow.config import growth_methods
     from clgrow.errors import ConfigError
     from clgrow.experiments.config import FIXED_FINAL
 
     given = vars(args)
-    settings: dict[str, object] = {k[len(_GROW) :]: v for k, v in given.items() if k.startswith(_GROW)}
+    settings: dict[str, Any] = {k[len(_GROW) :]: v for k, v in given.items() if k.startswith(_GROW)}
     if growth == FIXED_FINAL:  # alone it has no reference run: it would train the initial widths under that label
         raise ConfigError(f"growth: {FIXED_FINAL} is a grid entry; for one run use --growth METHOD --match-final-size")
     try:

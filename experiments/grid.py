@@ -123,6 +123,7 @@ def run_grid(
 
         def sizes(c: RunConfig) -> list[int]:
             ref = done.get(cell_name(_reference(c))) or _load(cell_dir(out, _reference(c)))
+            assert ref is not None  # the first wave ran every reference cell
             return list(ref.final_hidden_sizes)
 
         done.update(_run_wave(second, out, sizes, submit, progress, "fixed-final"))
@@ -189,11 +190,11 @@ def _make_submitter(backend: str, workers: int, ray_address: str | None, n: int)
             started = True
         remote = ray.remote(num_cpus=1)(_run_cell)
 
-        def close() -> None:
+        def close_ray() -> None:
             if started:
                 ray.shutdown()
 
-        return _Submitter(lambda *a: remote.remote(*a), lambda fs: ray.get(fs), close)
+        return _Submitter(lambda *a: remote.remote(*a), lambda fs: ray.get(fs), close_ray)
     if backend != "local":
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
     if workers <= 1 or n <= 1:  # run lazily at gather time, so the progress bar moves cell by cell

@@ -112,6 +112,6 @@ class Prepare:
         if self.permutation is not None:
             x = x.index_select(1, self.permutation)  # x[:, perm], without advanced indexing's cost
         x = x.float().div_(255)
-        if self.mean is not None:
+        if self.mean is not None and self.std is not None:
             x = x.sub_(self.mean).div_(self.std)
         return x

@@ -127,7 +127,7 @@ def plot_run(summary: RunSummary, out_dir: str | Path) -> list[Path]:
     return paths
 
 
-def _sizes_array(sizes: Sequence[Sequence[int]], depth: int | None = None) -> np.ndarray:
+def _sizes_array(sizes: Sequence[Sequence[float]] | np.ndarray, depth: int | None = None) -> np.ndarray:
     """Widths per experience ``(experiences, layers)``; rows without a measurement (joint training
     evaluates once; PNN has no GrowableMLP) are NaN."""
     depth = max((len(s) for s in sizes), default=0) if depth is None else depth
@@ -136,7 +136,7 @@ def _sizes_array(sizes: Sequence[Sequence[int]], depth: int | None = None) -> np
     )
 
 
-def _stacked_sizes(ax: Any, sizes: Sequence[Sequence[float]]) -> None:
+def _stacked_sizes(ax: Any, sizes: Sequence[Sequence[float]] | np.ndarray) -> None:
     arr = _sizes_array(sizes)
     bottom = np.zeros(arr.shape[0])
     for layer in range(arr.shape[1]):
@@ -170,7 +170,7 @@ def plot_grid(summaries: list[RunSummary], out_dir: str | Path) -> list[Path]:
     experience, widths per experience, cohort dormancy (means over seeds)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[RunSummary]] = defaultdict(list)
     for s in summaries:
         groups[(s.strategy, s.method)].append(s)
     strategies = sorted({k[0] for k in groups})
@@ -180,7 +180,7 @@ def plot_grid(summaries: list[RunSummary], out_dir: str | Path) -> list[Path]:
     def series(s: RunSummary, key: str) -> Sequence[Any]:
         return RunSummary.diagonal(s.accuracy_matrix) if key == "learning" else getattr(s, key)
 
-    def mean_series(items: list[dict[str, Any]], key: str) -> np.ndarray:
+    def mean_series(items: list[RunSummary], key: str) -> np.ndarray:
         return _nanmean(np.array([_nan(series(s, key)) for s in items]), axis=0) if items else np.array([])
 
     fig, axes = plt.subplots(

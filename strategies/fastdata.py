@@ -200,7 +200,7 @@ def _walk_node(node: TensorSamples | FlatData, group: str) -> _Part:
         child_leaves, leaf, row, y = _walk(child, group)
         remap = np.array([_leaf_index(leaves, lf) for lf in child_leaves], dtype=np.int64)
         parts.append((remap[leaf], row, y))
-    leaf, row, y = _concat_select(node, parts, 3)
+    leaf, row, y = _concat_select(node, parts, 3)  # type: ignore[arg-type]  # int64 arrays among any
     for fn in _label_map(_transforms(node, group)):
         values, inverse = np.unique(y, return_inverse=True)
         y = np.array([int(fn(int(v))) for v in values], dtype=np.int64)[inverse.reshape(-1)]
@@ -367,7 +367,7 @@ class _Batches:
 
     def __init__(self, bs: BatchSampler, offset: int) -> None:
         self.random = type(bs.sampler) is RandomSampler
-        self.n = len(bs.sampler)
+        self.n = len(bs.sampler)  # type: ignore[arg-type]  # Avalanche's samplers are sized
         self.size = bs.batch_size
         self.drop_last = bs.drop_last
         self.batches = len(bs)

@@ -230,12 +230,12 @@ class GrowthMetric(PluginMetric[dict]):
             values.append(
                 MetricValue(self, names.train_name(names.GROWTH_TIME), secs["distributor"] + secs["extender"], x)
             )
-            for key, v in secs.items():
-                values.append(MetricValue(self, names.train_name(names.GROWTH_TIME, key), v, x))
+            for key, seconds in secs.items():
+                values.append(MetricValue(self, names.train_name(names.GROWTH_TIME, key), seconds, x))
             probed = [ev for ev in new_events if ev.disruption]
             if probed:
-                drops = [ev.disruption_drop for ev in probed]
-                kls = [ev.disruption_kl for ev in probed]
+                drops = [d for d in (ev.disruption_drop for ev in probed) if d is not None]
+                kls = [d for d in (ev.disruption_kl for ev in probed) if d is not None]
                 values.append(MetricValue(self, names.train_name(names.GROWTH_DISRUPTION), sum(drops) / len(drops), x))
                 values.append(MetricValue(self, names.train_name(names.GROWTH_DISRUPTION_KL), sum(kls) / len(kls), x))
                 for c in probed[-1].disruption:

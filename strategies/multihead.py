@@ -9,7 +9,7 @@ from avalanche.models import MultiTaskModule
 from torch import Tensor, nn
 
 from clgrow import GrowableMLP
-from clgrow.model import _replace_linear, default_linear_init
+from clgrow.model import LinearDict, _replace_linear, default_linear_init
 
 __all__ = ["MultiHeadGrowableMLP"]
 
@@ -42,7 +42,7 @@ class MultiHeadGrowableMLP(GrowableMLP, MultiTaskModule):
         super().__init__(in_features, hidden_sizes, classes_per_head, backbone=backbone, dropout=dropout)
         del self.head
         self.classes_per_head = int(classes_per_head)
-        self.heads = nn.ModuleDict()
+        self.heads = LinearDict()
         self.add_task(0)
 
     @property
@@ -83,7 +83,9 @@ class MultiHeadGrowableMLP(GrowableMLP, MultiTaskModule):
             for t in experience.task_labels:
                 self.add_task(int(t))
 
-    def forward(self, x: Tensor, task_labels: Tensor | int | None = None) -> Tensor | dict[int, Tensor]:
+    def forward(  # type: ignore[override]  # without labels: every head, as Avalanche's MultiTaskModule
+        self, x: Tensor, task_labels: Tensor | int | None = None
+    ) -> Tensor | dict[int, Tensor]:
         """Logits of each sample's task head; without labels, as Avalanche's ``MultiTaskModule``,
         ``{task: logits}`` of every head (what LwF distils from)."""
         if task_labels is None:

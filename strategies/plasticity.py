@@ -106,10 +106,11 @@ class PlasticityPlugin(SupervisedPlugin):
         model = strategy.model
         acts = [self._acts.get(i) for i in range(model.num_hidden_layers)]
         self._acts = {}
-        if any(a is None or a.shape[1] != w for a, w in zip(acts, model.hidden_sizes)):
+        captured = [a for a, w in zip(acts, model.hidden_sizes) if a is not None and a.shape[1] == w]
+        if len(captured) < len(acts):
             return  # no complete capture of this model's widths
         exp = int(strategy.clock.train_exp_counter)
-        self._record(exp, self.resetter.after_step(model, self._step, acts, strategy.optimizer), model)
+        self._record(exp, self.resetter.after_step(model, self._step, captured, strategy.optimizer), model)
 
     def after_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         self._stop_observing()

@@ -226,7 +226,8 @@ class GrowPlugin(SupervisedPlugin):
         epochs inside any experience (so a one-experience stream can grow in stages)."""
         if epoch == 0:
             return experience >= self.config.grow_from_experience
-        return bool(self.config.grow_every_epochs) and epoch % self.config.grow_every_epochs == 0
+        every = self.config.grow_every_epochs
+        return every is not None and every > 0 and epoch % every == 0
 
     # -------------------------------------------------------------- helpers
     def grow_now(self, strategy: Any, experience: int, epoch: int = 0) -> GrowthReport | None:

@@ -125,4 +125,4 @@ class GrowingLFLPlugin(LFLPlugin):
 
 def _features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     fn = getattr(model, "features", None) or model.get_features
-    return fn(x)
+    return fn(x)  # type: ignore[operator]  # either method, found at run time

@@ -136,7 +136,8 @@ class RunSummary:
             and final_accuracy <= chance + 0.01
             and dead_fraction >= 1.0
         )
-        judged = [e for e in train_loss if len(e) >= 2 and all(v is not None and math.isfinite(v) for v in e)]
+        judged = [[v for v in e if v is not None] for e in train_loss]
+        judged = [e for e in judged if len(e) >= 2 and all(math.isfinite(v) for v in e)]
         stuck = bool(judged) and all(e[-1] >= e[0] for e in judged)
         return dead_at_chance or stuck
 
@@ -156,7 +157,8 @@ class RunSummary:
     def diagonal_mean(cls, matrix: Sequence[Sequence[float | None]]) -> float | None:
         """Mean of :meth:`diagonal` (``None`` unless every experience was evaluated right after training)."""
         diag = cls.diagonal(matrix)
-        return None if not diag or any(v is None for v in diag) else sum(diag) / len(diag)
+        vals = [v for v in diag if v is not None]
+        return None if not diag or len(vals) < len(diag) else sum(vals) / len(vals)
 
     @classmethod
     def collect(
@@ -192,7 +194,7 @@ class RunSummary:
         if inactivity is None:
             raise ConfigError("RunSummary.collect needs an InactivityMetric among the evaluator's metrics")
         model = strategy.model
-        per_exp = {i: inactivity.history.get(i, {}).get("test") for i in range(n)}
+        per_exp: dict[int, Any] = {i: inactivity.history.get(i, {}).get("test") for i in range(n)}
 
         def stat(attr: str) -> Series:
             return [None if per_exp[i] is None else getattr(per_exp[i][0], attr) for i in range(n)]
@@ -223,7 +225,7 @@ class RunSummary:
         events = plugin.events if plugin is not None else []
         epochs = sorted(epoch_seconds)
         losses = writer.values(names.train_name(names.TRAIN_LOSS))
-        train_loss = [list(losses.get(i, [])) for i in range(n)]
+        train_loss: list[Series] = [list(losses.get(i, [])) for i in range(n)]
         dead = stat("dead_fraction")
         outputs = getattr(model, "num_classes", None)
         chance = 1.0 / outputs if isinstance(outputs, int) and outputs > 0 else None

@@ -408,7 +408,7 @@ def _stream(job: dict[str, Any]) -> dict[str, Any]:
         **job,
         "growth_per_epoch": (
             statistics.fmean(e["seconds"]["total"] for e in s.growth_events) / s.epoch_seconds_median
-            if grown
+            if grown and s.epoch_seconds_median
             else math.nan
         ),
         "acc_final": s.final_accuracy,
@@ -421,7 +421,7 @@ def _stream(job: dict[str, Any]) -> dict[str, Any]:
         "new_dormant": s.new_dormant_fraction[-1] if grown else math.nan,
         "probe_per_epoch": (
             statistics.fmean(e.get("probe_seconds", 0.0) for e in s.growth_events) / s.epoch_seconds_median
-            if grown
+            if grown and s.epoch_seconds_median
             else math.nan
         ),
     }

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from unittest import mock
 
 from clgrow.experiments.config import RunConfig
 from clgrow.experiments.console import quiet_avalanche_deprecations
@@ -42,10 +41,11 @@ def measure(
     if variant == "avalanche-si":
         from clgrow.strategies import builders
 
-        with mock.patch.dict(builders.STRATEGIES, {"si": _avalanche_si}):
+        with builders.STRATEGIES.replaced("si", _avalanche_si):
             s = run(cfg)
     else:
         s = run(cfg)
+    assert s.final_accuracy is not None and s.average_forgetting is not None
     return s.final_accuracy, s.average_forgetting
 
 

@@ -95,7 +95,7 @@ def section_cost(quick: bool) -> str:
             r = _grow_ratio(model, loader, epoch, k, extenders[name](**kw), "uniform")
             rows.append(f"| extender `{name}` (uniform allocation) | {budget} | {r['extender']:.2f} |")
     for name in sorted(distributors):
-        kws = [("default", {})] + ([("paper", SVoD.PAPER)] if name == "svod" else [])
+        kws: list[tuple[str, Any]] = [("default", {})] + ([("paper", SVoD.PAPER)] if name == "svod" else [])
         for budget, kw in kws:
             r = _grow_ratio(model, loader, epoch, k, "random", distributors[name](**kw))
             rows.append(f"| distributor `{name}` | {budget} | {r['distributor']:.2f} |")
@@ -355,6 +355,7 @@ def _stream_tensors(stream: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
     out = []
     for exp in stream:
         r = resolve_dataset(exp.dataset)
+        assert r is not None, "the embedded benchmarks are built on TensorSamples"
         x, y, _ = r.gather(torch.arange(len(r)))
         out.append((x, y))
     return out
@@ -385,7 +386,7 @@ def _avalanche_train(bm: Any, strategy: str, fast: bool, epochs: int, batch: int
     torch.manual_seed(0)
     model = GrowableMLP(bm.in_features, [256], bm.num_classes)
     clock = Clock()
-    kw = {"mem_size": 500} if strategy == "replay" else {}
+    kw: dict[str, Any] = {"mem_size": 500} if strategy == "replay" else {}
     s = build_strategy(
         strategy,
         model,
@@ -549,7 +550,9 @@ def section_eval(quick: bool) -> str:
             probe.experience = exp
             probe.eval_dataset_adaptation()
             probe.make_eval_dataloader()
-            loaders.append(fast_loader(probe.dataloader))
+            loader = fast_loader(probe.dataloader)
+            assert loader is not None, "evaluation of the embedded benchmarks takes the batch path"
+            loaders.append(loader)
 
         @torch.no_grad()
         def loader_forward() -> float:
@@ -673,7 +676,7 @@ def section_profile(quick: bool) -> str:
     return "\n\n".join(out)
 
 
-SECTIONS = {
+SECTIONS: dict[str, Callable[..., str]] = {
     "cost": section_cost,
     "scaling": section_scaling,
     "memory": section_memory,
