@@ -322,28 +322,61 @@ class RunConfig:
             self.check_methods()
         return None if self.match_final_size or self.growth == FIXED_FINAL else growth
 
+    def growth_steps(self) -> int:
+        """Growth steps the run takes at most: one at each experience from ``grow_from_experience``,
+        and one every ``grow_every_epochs`` epochs inside every experience."""
+        g = self.grow
+        at_start = max(0, self.n_experiences - g.grow_from_experience)
+        every = g.grow_every_epochs
+        staged = (self.train_epochs - 1) // every if every else 0
+        return at_start + self.n_experiences * staged
+
     def _check_dense_coupling(self, swe: dict[str, Any]) -> None:
-        """Refuse a dense SWE coupling that no allocation of the first growth step can fit under
-        ``max_coupling_bytes`` (the step would refuse it after the first experience trained)."""
+        """Refuse a dense SWE coupling that some growth step of this run could take over
+        ``max_coupling_bytes`` (the step would refuse it mid-stream, after experiences trained).
+
+        The allocation is the distributor's (SVoD's is data-dependent), so the bound is the worst
+        one any allocation reaches: at the last step, ``K`` new units in the layer whose old
+        width ``s`` times input width ``m`` is largest after the earlier steps' ``K`` units each
+        went where they make that product largest (``s`` and ``m`` within the cap)."""
         if swe.get("coupling") != "dense" or swe.get("on_oversize", "error") != "error":
             return
         budget, k = swe.get("max_coupling_bytes", 2 * 1024**3), self.grow.neurons_per_experience
         if not _number(budget) or not isinstance(k, int) or k < 1:
             return  # the method's own check names a bad budget
-        layers = self.grow.layers if self.grow.layers is not None else range(len(self.hidden_sizes))
-        layers = [i for i in layers if isinstance(i, int) and 0 <= i < len(self.hidden_sizes)]
-        if not layers:
+        n = len(self.hidden_sizes)
+        layers = self.grow.layers if self.grow.layers is not None else range(n)
+        layers = [i for i in layers if isinstance(i, int) and 0 <= i < n]
+        steps = self.growth_steps()
+        if not layers or steps < 1:
             return
-        inputs = [MODEL_INPUTS.get(self.benchmark, 784)] + list(self.hidden_sizes)
+        cap = self.grow.max_hidden_size or float("inf")
+        grown = k * (steps - 1)  # units the earlier steps added, anywhere among the growing layers
         partners = swe.get("partners")
-        cost = {i: 16 * min(self.hidden_sizes[i], partners or self.hidden_sizes[i]) * inputs[i] for i in layers}
-        # K units go somewhere: the cheapest possible step puts them where they cost least, spread
-        least = -(-k // len(layers)) * min(cost.values())
-        if least > budget:
+        worst, where = 0, 0
+        for i in layers:
+            s_lo, s_hi = self.hidden_sizes[i], min(cap, self.hidden_sizes[i] + grown)
+            if i == 0:
+                m_lo = m_hi = MODEL_INPUTS.get(self.benchmark, 784)
+            else:
+                m_lo = self.hidden_sizes[i - 1]
+                m_hi = min(cap, m_lo + grown) if i - 1 in layers else m_lo
+            total = s_lo + m_lo + grown  # s + m cannot exceed it: the grown units are shared
+            best = 0.0
+            # s * min(m_hi, total - s) is largest at an end, at the balance or where m reaches its cap
+            for s in (s_lo, s_hi, total / 2, total - m_hi):
+                s = min(max(s, s_lo), s_hi)
+                m = min(m_hi, max(m_lo, total - s))
+                best = max(best, min(s, partners or s) * m)
+            cost = 16 * k * best
+            if cost > worst:
+                worst, where = cost, i
+        if worst > budget:
             raise ConfigError(
-                f"grow.extender_kwargs.max_coupling_bytes: a dense SWE coupling for K={k} units needs at least "
-                f"{least / 2**20:.2f} MiB in the first growth step, over max_coupling_bytes={budget}; use the "
-                "factored coupling, on_oversize='subsample', fewer units per experience or a larger budget"
+                f"grow.extender_kwargs.max_coupling_bytes: a dense SWE coupling for K={k} units can need up to "
+                f"{worst / 2**20:.2f} MiB at the last of {steps} growth step(s) (layer {where}, if the distributor "
+                f"puts the units there), over max_coupling_bytes={budget}; use the factored coupling, "
+                "on_oversize='subsample', fewer units per experience, a max_hidden_size or a larger budget"
             )
 
     def check_memory(self) -> None:

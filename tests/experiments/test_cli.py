@@ -582,3 +582,39 @@ def test_a_run_resolves_its_settings_once_and_builds_each_method_once(tmp_path, 
     assert built == Counter({"SWE": 1, "SVoD": 1, "ReDo": 1}), built
     assert parsed["swe-svod"] == 2, parsed  # the CLI (which method's flags apply) and validate(), not the runner
     assert checked["SWEParams"] <= 3 and checked["SVoDParams"] <= 3, checked  # declarations: microseconds each
+
+
+@pytest.mark.parametrize("budget, refused", [(50_000, True), (81_920, False)])
+def test_a_dense_budget_is_checked_against_the_worst_step_any_allocation_reaches(tmp_path, capsys, budget, refused):
+    """K=4 over 4 steps on split-digits (64 inputs), hidden [8, 8]: the first step needs at most
+    16·4·8·64 bytes, but SVoD may put every unit in layer 0, whose last step then couples 4 new
+    units with 20 old ones over 64 inputs: 16·4·20·64 = 81,920 bytes."""
+    argv = [
+        "run",
+        "--benchmark",
+        "split-digits",
+        "--hidden",
+        "8",
+        "8",
+        "--neurons",
+        "4",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--quiet",
+        "--growth",
+        "swe-svod",
+        "--swe-coupling",
+        "dense",
+        "--swe-max-coupling-bytes",
+        str(budget),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    code = main([*argv, "--check"])
+    err = capsys.readouterr().err
+    if refused:
+        assert code == 2 and "can need up to 0.08 MiB at the last of 4 growth step(s) (layer 0" in err
+    else:
+        assert code == 0 and main(argv) == 0  # the run then never meets a step over the budget
