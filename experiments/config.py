@@ -353,8 +353,9 @@ class RunConfig:
         cap = self.grow.max_hidden_size or float("inf")
         grown = k * (steps - 1)  # units the earlier steps added, anywhere among the growing layers
         partners = swe.get("partners")
-        worst, where = 0, 0
+        worst, where = 0.0, 0
         for i in layers:
+            m_hi: float
             s_lo, s_hi = self.hidden_sizes[i], min(cap, self.hidden_sizes[i] + grown)
             if i == 0:
                 m_lo = m_hi = MODEL_INPUTS.get(self.benchmark, 784)
