@@ -88,6 +88,13 @@ def _parser(full_run: bool = True) -> argparse.ArgumentParser:
     c.add_argument("--device", default=None, help="device of every cell (overrides the config's)")
     c.add_argument("--quiet", action="store_true")
     c.add_argument("--check", action="store_true", help="validate the grid, list its cells, train nothing")
+    c.add_argument(
+        "--baseline",
+        default=None,
+        metavar="[STRATEGY/]GROWTH[/PLASTICITY]",
+        help="compare every other row of its strategy with this row, paired by seed "
+        "(e.g. fixed-final); overrides the grid's baseline key",
+    )
 
     pl = sub.add_parser("plot", help="(re)draw the figures of a run or grid directory")
     pl.add_argument("dir")
@@ -368,6 +375,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         grid.base.validate()
     if args.workers < 1:
         return _fail(f"--workers must be >= 1 (got {args.workers})")
+    if args.baseline is not None:
+        grid.baseline = args.baseline
+        grid.check_baseline("--baseline")
     _check_out_name(args.out)
     out = Path(args.out)
     if args.check:
@@ -382,10 +392,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         summaries = run_grid(
             grid, out, backend=args.backend, workers=args.workers, ray_address=args.ray_address, progress=not args.quiet
         )
-        table = write_outputs(summaries, out)
-    print(f"\n{grid.base.benchmark}, {len(grid.seeds)} seed(s); fractions in % (mean ± std over seeds)\n")
+        table = write_outputs(summaries, out, grid.baseline)
+    print(
+        f"\n{grid.base.benchmark}, {len(grid.seeds)} seed(s); fractions in % (mean ± half-width of the 95 % interval over seeds, Student's t)\n"
+    )
     print(table)
-    print(f"\nwrote {out / 'summary.csv'}, {out / 'table.md'} and {out / 'figures'}")
+    print(f"\nwrote {out / 'summary.csv'}, {out / 'table.csv'}, {out / 'table.md'} and {out / 'figures'}")
     return 0
 
 
@@ -394,7 +406,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     if not (d / "summary.json").is_file() and not (d / "cells").is_dir():
         return _fail(f"{d} is neither a run directory (summary.json) nor a grid directory (cells/)")
     _check_out(d / "figures")  # a read-only directory is named before anything is drawn
-    from clgrow.experiments.grid import load_cells, write_outputs
+    from clgrow.experiments.grid import grid_baseline, load_cells, write_outputs
     from clgrow.experiments.plots import plot_run
 
     if (d / "summary.json").is_file():
@@ -412,7 +424,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
             )
         if not cells:
             return _fail(f"{d / 'cells'} holds no finished cell of its grid")
-        write_outputs(cells, d)
+        write_outputs(cells, d, grid_baseline(d))
         paths = sorted((d / "figures").glob("*.png"))
     for p in paths:
         print(p)

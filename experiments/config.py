@@ -493,6 +493,20 @@ class ResolvedRun:
     hyperparameters: Any
 
 
+def parse_baseline(text: str) -> tuple[str | None, str, str]:
+    """``(strategy or None, growth, plasticity)`` of a baseline written ``[STRATEGY/]GROWTH[/PLASTICITY]``.
+
+    Without a strategy, each strategy's rows are compared with its own row of that growth.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(f"baseline: give [STRATEGY/]GROWTH[/PLASTICITY] (got {text!r})")
+    parts = [p.strip() for p in text.split("/")]
+    strategy = parts.pop(0) if parts[0] in strategies else None
+    if not 1 <= len(parts) <= 2 or not all(parts):
+        raise ConfigError(f"baseline: give [STRATEGY/]GROWTH[/PLASTICITY] (got {text!r})")
+    return strategy, parts[0], parts[1] if len(parts) == 2 else "none"
+
+
 @dataclass
 class GridConfig:
     """A grid of runs: strategies x growth settings x seeds over one shared RunConfig."""
@@ -505,6 +519,23 @@ class GridConfig:
     match_growth: str = "swe-svod"
     plasticity: list[str] = field(default_factory=lambda: ["none"])
     plasticity_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The row every other row of its strategy is compared with, paired by seed (:func:`parse_baseline`).
+    baseline: str | None = None
+
+    def check_baseline(self, where: str = "grid.baseline") -> None:
+        """Refuse a baseline that names no row of this grid."""
+        if self.baseline is None:
+            return
+        try:
+            strategy, growth, plasticity = parse_baseline(self.baseline)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        if strategy is not None and strategy not in self.strategies:
+            raise ConfigError(f"{where}: strategy {strategy!r} is not in grid.strategies {self.strategies}")
+        if growth not in self.growth:
+            raise ConfigError(f"{where}: growth {growth!r} is not in grid.growth {self.growth}")
+        if plasticity not in self.plasticity:
+            raise ConfigError(f"{where}: plasticity {plasticity!r} is not in grid.plasticity {self.plasticity}")
 
     def cells(self) -> list[RunConfig]:
         """One RunConfig per cell (strategy x growth x plasticity x seed), in that order."""
@@ -570,6 +601,7 @@ def load_grid(path: str | Path, imports: list[str] | None = None) -> GridConfig:
         "class_order_seed",
         "plasticity",
         "imports",
+        "baseline",
     }
     unknown = sorted(set(grid) - allowed)
     if unknown:
@@ -661,7 +693,9 @@ def load_grid(path: str | Path, imports: list[str] | None = None) -> GridConfig:
         match,
         list(grid["plasticity"]),
         plasticity_kwargs,
+        grid.get("baseline"),
     )
+    out.check_baseline()
     if not out.cells():
         raise ConfigError(
             f"{path}: the grid's axes leave no cell to run (strategies {out.strategies}, growth "

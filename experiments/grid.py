@@ -18,7 +18,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from clgrow.experiments.config import ConfigError, GridConfig, RunConfig
+from clgrow.experiments.config import ConfigError, GridConfig, RunConfig, parse_baseline
+from clgrow.experiments.stats import LEVEL, interval, paired_difference
 from clgrow.strategies.results import atomic_write_csv, atomic_write_text
 from clgrow.strategies.summary import RunSummary
 
@@ -116,7 +117,8 @@ def run_grid(
             first.append(ref)
     out.mkdir(parents=True, exist_ok=True)
     listed = cells + [c for c in first if c not in cells]  # grid order (tables follow it), then extra references
-    atomic_write_text(out / MANIFEST, json.dumps({"cells": [c.to_dict() for c in listed]}, indent=1))
+    manifest = {"cells": [c.to_dict() for c in listed], "baseline": grid.baseline}
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
     submit = _make_submitter(backend, workers, ray_address, len(first) + len(second))
     try:
         done = _run_wave(first, out, lambda c: None, submit, progress, "grid")
@@ -295,7 +297,9 @@ def cell_row(s: RunSummary) -> dict[str, Any]:
 
 
 def aggregate(summaries: list[RunSummary]) -> list[dict[str, Any]]:
-    """Mean and std over seeds per (strategy, growth, plasticity), in grid order."""
+    """Per (strategy, growth, plasticity), in grid order: for every column its mean over seeds
+    (``key``), sample std (``key_std``), the half-width of its 95 % Student-t interval
+    (``key_ci``) and its value per seed (``key_by_seed``, for differences paired by seed)."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for s in summaries:
         groups.setdefault((s.strategy, s.growth, s.plasticity), []).append(cell_row(s))
@@ -312,6 +316,8 @@ def aggregate(summaries: list[RunSummary]) -> list[dict[str, Any]]:
                 agg["dropped"][key] = [r["seed"] for r, ok in zip(rows, finite) if not ok]
             agg[key] = statistics.fmean(vals) if vals else math.nan
             agg[key + "_std"] = statistics.stdev(vals) if len(vals) > 1 else (0.0 if vals else math.nan)
+            agg[key + "_ci"] = interval(vals).half
+            agg[key + "_by_seed"] = {r["seed"]: float(r[key]) for r, ok in zip(rows, finite) if ok}
         out.append(agg)
     return out
 
@@ -348,7 +354,8 @@ def table_warnings(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """Mean ± std table; fractions in %. A plasticity column and the units reset appear when some row resets."""
+    """Mean ± half-width of the 95 % interval over seeds (Student's t; one seed: the mean alone);
+    fractions in %. A plasticity column and the units reset appear when some row resets."""
     resets = any(r.get("plasticity", "none") != "none" for r in rows)
     columns = TABLE_COLUMNS + (RESET_COLUMNS if resets else [])
     keys = ["strategy", "growth"] + (["plasticity"] if resets else []) + ["seeds"]
@@ -357,17 +364,117 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         cells = []
         for key, _, pct in columns:
-            m, sd = r[key], r[key + "_std"]
+            m, ci = r[key], r[key + "_ci"]
             if m is None or math.isnan(m):
                 cells.append("—")
             elif pct:
-                cells.append(f"{100 * m:.1f} ± {100 * sd:.1f}")
+                cells.append(f"{100 * m:.1f}" + ("" if math.isnan(ci) else f" ± {100 * ci:.1f}"))
             elif key == "growth_over_train":
                 cells.append(f"{m:.2f}")
             else:
                 cells.append(f"{m:.0f}")
         lines.append("| " + " | ".join(str(r.get(k, "none")) for k in keys) + " | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+#: Columns compared with a baseline row, paired by seed.
+PAIRED_COLUMNS = [
+    ("final_accuracy", "Δ final acc"),
+    ("learning_accuracy", "Δ learning acc"),
+    ("average_forgetting", "Δ forgetting"),
+    ("dormant", "Δ dormant"),
+]
+
+
+def _row_label(r: dict[str, Any]) -> str:
+    return f"{r['strategy']}/{r['growth']}" + ("" if r.get("plasticity", "none") == "none" else f"/{r['plasticity']}")
+
+
+def paired_rows(rows: list[dict[str, Any]], baseline: str) -> list[dict[str, Any]]:
+    """For every row but the baseline, its difference to the baseline row of the same strategy
+    (:func:`clgrow.experiments.config.parse_baseline`), paired by seed: ``key`` (an
+    :class:`~clgrow.experiments.stats.Interval`) per column of :data:`PAIRED_COLUMNS`."""
+    strategy, growth, plasticity = parse_baseline(baseline)
+    base = {
+        r["strategy"]: r
+        for r in rows
+        if r["growth"] == growth and r.get("plasticity", "none") == plasticity and strategy in (None, r["strategy"])
+    }
+    out = []
+    for r in rows:
+        b = base.get(r["strategy"])
+        if b is None or b is r:
+            continue
+        diff: dict[str, Any] = {
+            "strategy": r["strategy"],
+            "growth": r["growth"],
+            "plasticity": r.get("plasticity", "none"),
+            "baseline": _row_label(b),
+        }
+        for key, _ in PAIRED_COLUMNS:
+            diff[key] = paired_difference(r[key + "_by_seed"], b[key + "_by_seed"])
+        out.append(diff)
+    return out
+
+
+def paired_table(diffs: list[dict[str, Any]]) -> str:
+    """Markdown: each difference in points (%) with its interval; ``*`` where it excludes zero."""
+    resets = any(d["plasticity"] != "none" for d in diffs)
+    keys = ["strategy", "growth"] + (["plasticity"] if resets else []) + ["baseline", "seeds"]
+    head = "| " + " | ".join(keys) + " | " + " | ".join(label for _, label in PAIRED_COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(keys) + len(PAIRED_COLUMNS))]
+    for d in diffs:
+        cells = []
+        for key, _ in PAIRED_COLUMNS:
+            iv = d[key]
+            if math.isnan(iv.mean):
+                cells.append("—")
+            elif math.isnan(iv.half):
+                cells.append(f"{100 * iv.mean:+.1f}")
+            else:
+                mark = " *" if iv.excludes_zero else ""
+                cells.append(f"{100 * iv.mean:+.1f} [{100 * iv.low:+.1f}, {100 * iv.high:+.1f}]{mark}")
+        seeds = max(d[key].n for key, _ in PAIRED_COLUMNS)
+        lines.append("| " + " | ".join(str(d[k]) for k in keys[:-1]) + f" | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def table_csv_rows(rows: list[dict[str, Any]], diffs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The aggregated table as flat rows (``table.csv``): per column its mean, std, interval bounds,
+    and, where a baseline was named, the paired difference with its bounds."""
+    resets = any(r.get("plasticity", "none") != "none" for r in rows)
+    columns = TABLE_COLUMNS + (RESET_COLUMNS if resets else [])
+    by_label = {(d["strategy"], d["growth"], d["plasticity"]): d for d in diffs}
+    out = []
+    for r in rows:
+        flat: dict[str, Any] = {
+            "strategy": r["strategy"],
+            "growth": r["growth"],
+            "plasticity": r.get("plasticity", "none"),
+            "seeds": r["seeds"],
+        }
+        for key, _, _ in columns:
+            flat[key] = r[key]
+            flat[key + "_std"] = r[key + "_std"]
+            flat[key + "_ci_low"] = r[key] - r[key + "_ci"]
+            flat[key + "_ci_high"] = r[key] + r[key + "_ci"]
+        d = by_label.get((r["strategy"], r["growth"], r.get("plasticity", "none")))
+        for key, _ in PAIRED_COLUMNS if diffs else []:
+            iv = d[key] if d is not None else None
+            flat[f"diff_{key}"] = iv.mean if iv is not None else math.nan
+            flat[f"diff_{key}_ci_low"] = iv.low if iv is not None else math.nan
+            flat[f"diff_{key}_ci_high"] = iv.high if iv is not None else math.nan
+        out.append(flat)
+    return out
+
+
+def grid_baseline(out: str | Path) -> str | None:
+    """The baseline the grid last run into ``out`` was compared with (its manifest), if any."""
+    try:
+        value = json.loads((Path(out) / MANIFEST).read_text()).get("baseline")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def load_cells(out: str | Path) -> tuple[list[RunSummary], list[str]]:
@@ -395,15 +502,27 @@ def load_cells(out: str | Path) -> tuple[list[RunSummary], list[str]]:
     return summaries, [d.name for d in dirs if d.name not in used]
 
 
-def write_outputs(summaries: list[RunSummary], out: str | Path) -> str:
-    """Write ``summary.csv``, ``table.md`` and comparison figures; return the table."""
+def write_outputs(summaries: list[RunSummary], out: str | Path, baseline: str | None = None) -> str:
+    """Write ``summary.csv`` (one row per cell), ``table.csv`` and ``table.md`` (one row per
+    strategy × growth × plasticity: means with 95 % intervals over seeds, and with ``baseline``
+    the differences to it paired by seed) and comparison figures; return the tables."""
     from clgrow.experiments.plots import plot_grid
 
     out = Path(out)
     rows = [cell_row(s) for s in summaries]
     atomic_write_csv(out / "summary.csv", rows, list(rows[0]))
     agg = aggregate(summaries)
+    diffs = paired_rows(agg, baseline) if baseline else []
     table = markdown_table(agg)
+    if diffs:
+        table += (
+            f"\n\nDifference to {baseline} paired by seed, in points, with its {100 * LEVEL:.0f} % interval "
+            "(* where the interval excludes 0):\n\n" + paired_table(diffs)
+        )
+    elif baseline:
+        table += f"\n\n(no row of the grid is the baseline {baseline})"
+    flat = table_csv_rows(agg, diffs)
+    atomic_write_csv(out / "table.csv", flat, list(flat[0]))
     notes = table_warnings(agg)
     for note in notes:
         print(f"clgrow: warning: {note}", file=sys.stderr)

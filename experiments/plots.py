@@ -183,6 +183,13 @@ def plot_grid(summaries: list[RunSummary], out_dir: str | Path) -> list[Path]:
     def mean_series(items: list[RunSummary], key: str) -> np.ndarray:
         return _nanmean(np.array([_nan(series(s, key)) for s in items]), axis=0) if items else np.array([])
 
+    def band(items: list[RunSummary], key: str) -> np.ndarray:
+        """Half-width of the 95 % interval over seeds at each experience (NaN where < 2 seeds)."""
+        from clgrow.experiments.stats import interval
+
+        arr = np.array([_nan(series(s, key)) for s in items], dtype=float)
+        return np.array([interval([v for v in col if np.isfinite(v)]).half for col in arr.T])
+
     fig, axes = plt.subplots(
         len(strategies), len(growths), figsize=(2.6 * len(growths), 2.6 * len(strategies)), squeeze=False
     )
@@ -219,7 +226,12 @@ def plot_grid(summaries: list[RunSummary], out_dir: str | Path) -> list[Path]:
                 items = groups.get((strat, growth), [])
                 if items:
                     y = mean_series(items, key)
-                    ax.plot(np.arange(len(y)), y, "o-", label=growth, markersize=3)
+                    (line,) = ax.plot(np.arange(len(y)), y, "o-", label=growth, markersize=3)
+                    half = band(items, key)
+                    if np.isfinite(half).any():  # the 95 % interval over seeds, as a band
+                        ax.fill_between(
+                            np.arange(len(y)), y - half, y + half, color=line.get_color(), alpha=0.15, linewidth=0
+                        )
                     ax.set_xticks(np.arange(len(y)))
             ax.set_title(f"{strat}: {label}", fontsize=8)
             ax.set_ylim(-0.02, 1.02)

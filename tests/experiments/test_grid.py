@@ -414,7 +414,9 @@ def test_tables_show_seeds_and_warn_about_unequal_seeds_and_dropped_values():
     assert [r["seed_list"] for r in rows] == [[0, 1], [0]]
     table = markdown_table(rows)
     assert table.splitlines()[0].startswith("| strategy | growth | seeds |")
-    assert table.splitlines()[2].startswith("| naive | none | 2 | 50.0 ± 0.0 |")  # the NaN left out...
+    assert table.splitlines()[2].startswith(
+        "| naive | none | 2 | 50.0 |"
+    )  # the NaN left out (one seed: no interval)...
     notes = table_warnings(rows)
     assert any("different seeds" in n and "naive/swe-svod (seeds 0)" in n for n in notes)
     assert any("final acc is not finite for seed(s) 1" in n for n in notes)  # ...and said
@@ -519,3 +521,106 @@ def test_unfinished_cells_are_named_and_a_run_is_done_only_with_its_figures(tmp_
     with pytest.raises(OSError):
         run(cfg.validate(), tmp_path / "run")
     assert (tmp_path / "run" / "metrics.csv").is_file() and not (tmp_path / "run" / "summary.json").exists()
+
+
+def _cells(values: dict[tuple[str, int], tuple[float, float]]):
+    """RunSummaries of naive x growth x seed with (final accuracy, forgetting) as given."""
+    import dataclasses
+
+    from clgrow.strategies.summary import RunSummary
+
+    base = RunSummary(
+        benchmark="split-digits",
+        strategy="naive",
+        growth="none",
+        seed=0,
+        n_experiences=1,
+        final_accuracy=0.5,
+        average_forgetting=0.0,
+        stream_accuracy=[0.5],
+        forgetting=[0.0],
+        accuracy_matrix=[[0.5]],
+        dead_fraction=[0.1],
+        dormant_fraction=[0.2],
+        new_dead_fraction=[None],
+        new_dormant_fraction=[None],
+        cohort_dormant={},
+        cohort_dead={},
+        hidden_sizes=[[8]],
+        final_hidden_sizes=[8],
+        parameters=10,
+        train_seconds=1.0,
+        growth_seconds=0.0,
+        epoch_seconds_median=1.0,
+    )
+    return [
+        dataclasses.replace(base, growth=g, seed=s, final_accuracy=a, average_forgetting=f)
+        for (g, s), (a, f) in values.items()
+    ]
+
+
+def test_intervals_and_paired_differences_are_recomputed_from_the_cells():
+    """Student-t intervals over seeds and differences paired by seed, recomputed by hand."""
+    import math
+    import statistics
+
+    from scipy import stats
+
+    from clgrow.experiments.grid import aggregate, markdown_table, paired_rows, paired_table
+
+    acc = {"fixed-final": [0.80, 0.82, 0.90], "swe-svod": [0.83, 0.86, 0.92]}
+    cells = _cells({(g, s): (a, 0.1 * s) for g, vals in acc.items() for s, a in enumerate(vals)})
+    rows = aggregate(cells)
+    for r in rows:
+        vals = acc[r["growth"]]
+        half = stats.t.ppf(0.975, 2) * statistics.stdev(vals) / math.sqrt(3)
+        assert r["final_accuracy"] == pytest.approx(statistics.fmean(vals))
+        assert r["final_accuracy_ci"] == pytest.approx(half)
+    assert f"{100 * statistics.fmean(acc['swe-svod']):.1f} ± " in markdown_table(rows)
+    (diff,) = paired_rows(rows, "fixed-final")
+    d = [b - a for a, b in zip(acc["fixed-final"], acc["swe-svod"])]  # +0.03, +0.04, +0.02
+    iv = diff["final_accuracy"]
+    assert iv.n == 3 and iv.mean == pytest.approx(statistics.fmean(d))
+    assert iv.half == pytest.approx(stats.t.ppf(0.975, 2) * statistics.stdev(d) / math.sqrt(3))
+    assert iv.excludes_zero  # paired, the seeds agree: +2..+4 points each
+    unpaired = rows[1]["final_accuracy_ci"] + rows[0]["final_accuracy_ci"]
+    assert iv.half < unpaired  # what pairing buys: the seeds' shared noise cancels
+    assert diff["average_forgetting"].mean == pytest.approx(0.0) and not diff["average_forgetting"].excludes_zero
+    table = paired_table([diff])
+    assert "| naive | swe-svod | naive/fixed-final | 3 | +3.0 [" in table and "] * |" in table
+
+
+def test_paired_differences_use_only_the_seeds_both_rows_ran():
+    from clgrow.experiments.grid import aggregate, paired_rows
+
+    cells = _cells(
+        {
+            ("none", 0): (0.5, 0.0),
+            ("none", 1): (0.6, 0.0),
+            ("none", 2): (0.7, 0.0),
+            ("swe-svod", 1): (0.9, 0.0),
+            ("swe-svod", 2): (0.8, 0.0),
+        }
+    )
+    (diff,) = paired_rows(aggregate(cells), "naive/none")
+    assert diff["final_accuracy"].n == 2 and diff["final_accuracy"].mean == pytest.approx((0.3 + 0.1) / 2)
+
+
+@pytest.mark.parametrize(
+    "baseline, message",
+    [
+        ("nope", "growth 'nope' is not in grid.growth"),
+        ("replay/none", "strategy 'replay' is not in grid.strategies"),
+        ("none/redo", "plasticity 'redo' is not in grid.plasticity"),
+        ("", "give [STRATEGY/]GROWTH[/PLASTICITY]"),
+    ],
+)
+def test_a_baseline_must_name_a_row_of_the_grid(tmp_path, capsys, baseline, message):
+    from clgrow.experiments.cli import main
+
+    grid = tmp_path / "g.toml"
+    grid.write_text(
+        '[grid]\nbenchmark = "split-digits"\nstrategies = ["naive"]\ngrowth = ["none", "swe-svod"]\nseeds = [0]\n'
+    )
+    assert main(["compare", str(grid), "--out", str(tmp_path / "o"), "--check", "--baseline", baseline]) == 2
+    assert message in capsys.readouterr().err
