@@ -148,6 +148,15 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
         help="strategy hyperparameter, e.g. --set mem_size=200 (JSON values; clgrow list --verbose "
         "names each strategy's)",
     )
+    r.add_argument(
+        "--logger",
+        action="append",
+        dest="loggers",
+        default=None,
+        choices=["csv", "tensorboard", "wandb"],
+        help="also log every metric to TensorBoard (OUT/tensorboard) or W&B (offline without network); "
+        "repeatable; metrics.csv is always written",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bars or per-experience lines")
     r.add_argument("--check", action="store_true", help="validate everything, print the configuration, train nothing")
     _add_growth_flags(r)
@@ -323,6 +332,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     }
     fields["imports"] = list(args.imports)
+    fields["loggers"] = ["csv", *(n for n in args.loggers or [] if n != "csv")]
     fields["plasticity_kwargs"] = _plasticity_kwargs(args)
     fields["strategy_kwargs"] = _parse_sets(args.set)
     fields["grow"] = GrowthConfig(**_growth_settings(args, args.growth))

@@ -52,6 +52,7 @@ from clgrow.experiments.catalog import (
     estimate_run_bytes,
     physical_memory,
 )
+from clgrow.experiments.loggers import check_loggers
 from clgrow.registry import import_modules, resetters, strategies
 from clgrow.strategies.declared import OPTIMIZERS, reference_strategies
 
@@ -144,6 +145,8 @@ class RunConfig:
     tau: float = 0.025
     seed: int = 0
     threads: int | None = None
+    #: Where metrics go besides metrics.csv (always written): ``tensorboard``, ``wandb``.
+    loggers: list[str] = field(default_factory=lambda: ["csv"])
 
     def __post_init__(self) -> None:
         if isinstance(self.grow, dict):  # plain data from TOML or summary.json
@@ -167,6 +170,7 @@ class RunConfig:
 
         need(isinstance(self.imports, list), "imports", "must be a list of module names")
         import_modules(self.imports)  # their methods register before any name is looked up
+        check_loggers(self.loggers)
         need(self.benchmark in BENCHMARKS, "benchmark", f"must be one of {', '.join(BENCHMARKS)}")
         need(
             isinstance(self.strategy, str) and self.strategy in strategies,
@@ -602,12 +606,13 @@ def load_grid(path: str | Path, imports: list[str] | None = None) -> GridConfig:
         "plasticity",
         "imports",
         "baseline",
+        "loggers",
     }
     unknown = sorted(set(grid) - allowed)
     if unknown:
         raise ConfigError(f"grid: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
     run = dict(data.get("run", {}))
-    for key in ("benchmark", "n_experiences", "task_labels", "data_root", "class_order_seed", "imports"):
+    for key in ("benchmark", "n_experiences", "task_labels", "data_root", "class_order_seed", "imports", "loggers"):
         if key in grid:
             if key in run and run[key] != grid[key]:
                 raise ConfigError(f"{key}: set in [grid] ({grid[key]!r}) and in [run] ({run[key]!r}); keep one")

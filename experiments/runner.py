@@ -20,6 +20,7 @@ from clgrow.experiments.benchmarks import BenchmarkInfo, make_benchmark
 from clgrow.experiments.config import ConfigError, ResolvedRun, RunConfig
 from clgrow.experiments.device import resolve_device
 from clgrow.experiments.errors import RunDiverged
+from clgrow.experiments.loggers import close_loggers, make_loggers
 from clgrow.strategies import (
     GrowPlugin,
     LeanEvaluationPlugin,
@@ -193,66 +194,70 @@ def run(
     model.to(device)
     optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     writer = ResultsWriter(out)
+    extra = make_loggers(cfg.loggers, out, out.name if out is not None else "run", cfg.to_dict())
     evaluator = LeanEvaluationPlugin(
         accuracy_metrics(experience=True, stream=True),
         forgetting_metrics(experience=True, stream=True),
         *inactivity_metrics(tau=cfg.tau),
         *growth_metrics(),
-        loggers=[writer],
+        loggers=[writer, *extra],
     )
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    try:
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
 
-        bar = tqdm(total=0, unit="it", leave=False, file=sys.stderr)
-    timer = _Timer(bar)
-    strategy = build_strategy(
-        cfg.strategy,
-        model,
-        resolved.growth,
-        optimizer=optimizer,
-        train_mb_size=cfg.train_mb_size,
-        train_epochs=cfg.train_epochs,
-        eval_mb_size=cfg.eval_mb_size,
-        evaluator=evaluator,
-        plugins=[timer, _FiniteLoss()],
-        device=device,
-        plasticity=resolved.resetter or "none",
-        **resolved.hyperparameters,
-    )
-    plugin = next((p for p in strategy.plugins if isinstance(p, GrowPlugin)), None)
-    train_stream, test_stream = bm.scenario.train_stream, bm.scenario.test_stream
-    n = len(train_stream)
-    task_labels = [int(exp.task_label) for exp in test_stream]
-    # joint trains once on every experience together: one step, evaluated like the others' last
-    joint = cfg.strategy == "joint"
-    steps = [train_stream] if joint else list(train_stream)
-    for i, exp in enumerate(steps):
-        if bar is not None:
-            size = sum(len(e.dataset) for e in (train_stream if joint else [exp]))
-            batches = -(-size // cfg.train_mb_size)
-            bar.reset(total=batches * cfg.train_epochs)
-            bar.set_description(f"{cfg.strategy}/{cfg.growth_label} exp {i + 1}/{n}")
-        strategy.train(exp)
-        if bar is not None and plugin is not None and plugin.events and plugin.events[-1].experience == i:
-            bar.set_postfix_str(f"grew {sum(plugin.events[-1].report.allocation.values())} units")
-        strategy.eval(test_stream)
-        if verbose:
-            line = _line(i, summarize(cfg, strategy, writer, timer, task_labels))
+            bar = tqdm(total=0, unit="it", leave=False, file=sys.stderr)
+        timer = _Timer(bar)
+        strategy = build_strategy(
+            cfg.strategy,
+            model,
+            resolved.growth,
+            optimizer=optimizer,
+            train_mb_size=cfg.train_mb_size,
+            train_epochs=cfg.train_epochs,
+            eval_mb_size=cfg.eval_mb_size,
+            evaluator=evaluator,
+            plugins=[timer, _FiniteLoss()],
+            device=device,
+            plasticity=resolved.resetter or "none",
+            **resolved.hyperparameters,
+        )
+        plugin = next((p for p in strategy.plugins if isinstance(p, GrowPlugin)), None)
+        train_stream, test_stream = bm.scenario.train_stream, bm.scenario.test_stream
+        n = len(train_stream)
+        task_labels = [int(exp.task_label) for exp in test_stream]
+        # joint trains once on every experience together: one step, evaluated like the others' last
+        joint = cfg.strategy == "joint"
+        steps = [train_stream] if joint else list(train_stream)
+        for i, exp in enumerate(steps):
             if bar is not None:
-                bar.write(line, file=sys.stdout)
-            else:
-                print(line, flush=True)
-    if bar is not None:
-        bar.close()
-    summary = summarize(cfg, strategy, writer, timer, task_labels)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        writer.write()
-        from clgrow.experiments.plots import plot_run
+                size = sum(len(e.dataset) for e in (train_stream if joint else [exp]))
+                batches = -(-size // cfg.train_mb_size)
+                bar.reset(total=batches * cfg.train_epochs)
+                bar.set_description(f"{cfg.strategy}/{cfg.growth_label} exp {i + 1}/{n}")
+            strategy.train(exp)
+            if bar is not None and plugin is not None and plugin.events and plugin.events[-1].experience == i:
+                bar.set_postfix_str(f"grew {sum(plugin.events[-1].report.allocation.values())} units")
+            strategy.eval(test_stream)
+            if verbose:
+                line = _line(i, summarize(cfg, strategy, writer, timer, task_labels))
+                if bar is not None:
+                    bar.write(line, file=sys.stdout)
+                else:
+                    print(line, flush=True)
+        if bar is not None:
+            bar.close()
+        summary = summarize(cfg, strategy, writer, timer, task_labels)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            writer.write()
+            from clgrow.experiments.plots import plot_run
 
-        # summary.json last: it marks the run (a grid's cell) done, so it must not exist unless
-        # every other file, figures included, was written completely
-        plot_run(summary, out / "figures")
-        atomic_write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=1))
+            # summary.json last: it marks the run (a grid's cell) done, so it must not exist unless
+            # every other file, figures included, was written completely
+            plot_run(summary, out / "figures")
+            atomic_write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=1))
+    finally:
+        close_loggers(extra)
     return summary
