@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from clgrow import compute
 from clgrow.errors import GrowthError
 
 __all__ = ["GrowableMLP", "ModelSnapshot"]
@@ -227,7 +228,31 @@ class GrowableMLP(nn.Module):
                 for observe in list(self._observers.values()):
                     observe(i, h)
             h = self.dropout(h)
-        return self.apply_head(h, task_labels), hidden_out
+        logits = self.apply_head(h, task_labels)
+        counter = compute.active()
+        if counter is not None:
+            per_sample, first = self.macs_per_sample(x)
+            counter.record(x.shape[0], per_sample, first, torch.is_grad_enabled() and logits.requires_grad)
+        return logits, hidden_out
+
+    def macs_per_sample(self, x: Tensor | None = None) -> tuple[int, int]:
+        """Multiply-adds of one sample's forward pass at the current widths, and of its first
+        hidden layer alone: ``Σ in·out`` over the hidden layers and one head, plus a backbone's
+        (measured once per input shape with PyTorch's FLOP counter; ``x``: an input batch)."""
+        widths = [self.in_features, *self.hidden_sizes, self.num_classes]
+        linear = sum(a * b for a, b in itertools.pairwise(widths))
+        backbone = 0
+        if self.backbone is not None and x is not None:
+            key = tuple(x.shape[1:])
+            cache = self.__dict__.setdefault("_backbone_macs", {})
+            if key not in cache:
+                from torch.utils.flop_counter import FlopCounterMode
+
+                with torch.no_grad(), FlopCounterMode(display=False) as flops, compute.paused():
+                    self.backbone(x[:1])
+                cache[key] = flops.get_total_flops() // 2
+            backbone = cache[key]
+        return backbone + linear, widths[0] * widths[1]
 
     def observe_activations(self, fn: Callable[[int, Tensor], None]) -> RemovableHandle:
         """Call ``fn(layer, h)`` with the post-ReLU activations ``h`` ``(batch, n)`` of every

@@ -46,6 +46,8 @@ TABLE_COLUMNS = [
     ("units", "hidden units", False),
     ("parameters", "params", False),
     ("growth_over_train", "growth / train time", False),
+    ("train_tmacs", "train TMAC", False),
+    ("growth_share", "growth share", True),
 ]
 #: Shown only when some row resets units.
 RESET_COLUMNS = [("units_reset", "units reset", False)]
@@ -292,6 +294,8 @@ def cell_row(s: RunSummary) -> dict[str, Any]:
         "growth_seconds": s.growth_seconds,
         "growth_over_train": (s.growth_seconds / train) if train and not math.isnan(train) else math.nan,
         "units_reset": sum(s.units_reset),
+        "train_tmacs": s.compute["train_macs"] / 1e12 if s.compute else math.nan,
+        "growth_share": math.nan if s.growth_share is None else s.growth_share,
         "collapsed": s.collapsed,
     }
 
@@ -371,6 +375,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
                 cells.append(f"{100 * m:.1f}" + ("" if math.isnan(ci) else f" ± {100 * ci:.1f}"))
             elif key == "growth_over_train":
                 cells.append(f"{m:.2f}")
+            elif key == "train_tmacs":
+                cells.append(f"{m:.3g}")
             else:
                 cells.append(f"{m:.0f}")
         lines.append("| " + " | ".join(str(r.get(k, "none")) for k in keys) + " | " + " | ".join(cells) + " |")

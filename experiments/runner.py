@@ -32,6 +32,7 @@ from clgrow.strategies import (
     growth_metrics,
     inactivity_metrics,
 )
+from clgrow.strategies.compute import ComputePlugin
 from clgrow.strategies.results import atomic_write_text
 
 __all__ = ["run", "build_model", "summarize", "library_versions"]
@@ -218,7 +219,7 @@ def run(
             train_epochs=cfg.train_epochs,
             eval_mb_size=cfg.eval_mb_size,
             evaluator=evaluator,
-            plugins=[timer, _FiniteLoss()],
+            plugins=[ComputePlugin(), timer, _FiniteLoss()],
             device=device,
             plasticity=resolved.resetter or "none",
             **resolved.hyperparameters,

@@ -13,7 +13,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import nn
 
-from clgrow import ConfigError, GrowableMLP, GrowthConfig, GrowthError, GrowthReport, grow
+from clgrow import ConfigError, GrowableMLP, GrowthConfig, GrowthError, GrowthReport, compute, grow
 from clgrow.context import eligible_layers
 from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
 from clgrow.grow import room_under_cap
@@ -247,22 +247,26 @@ class GrowPlugin(SupervisedPlugin):
         loss_fn = self.loss_fn if self.loss_fn is not None else strategy._criterion
         probes = [p for p in self.probes if p.experience != experience]
         started = time.perf_counter()
-        before = [probe_outputs(model, p) for p in probes]
+        with compute.phase("probe"):
+            before = [probe_outputs(model, p) for p in probes]
         probe_seconds = time.perf_counter() - started
-        report = grow(
-            model,
-            k,
-            strategy.dataloader,
-            self.extender,
-            self.distributor,
-            loss_fn,
-            layers=layers,
-            max_hidden_size=self.config.max_hidden_size,
-            new_task=epoch == 0,
-            rehearsal=rehearses(strategy),
-        )
+        with compute.phase("growth"):
+            report = grow(
+                model,
+                k,
+                strategy.dataloader,
+                self.extender,
+                self.distributor,
+                loss_fn,
+                layers=layers,
+                max_hidden_size=self.config.max_hidden_size,
+                new_task=epoch == 0,
+                rehearsal=rehearses(strategy),
+            )
         started = time.perf_counter()
-        disruption = [output_change(b, probe_outputs(model, p), p.y, p.experience) for b, p in zip(before, probes)]
+        with compute.phase("probe"):
+            after = [probe_outputs(model, p) for p in probes]
+        disruption = [output_change(b, a, p.y, p.experience) for b, a, p in zip(before, after, probes)]
         probe_seconds += time.perf_counter() - started
         strategy.make_optimizer()
         if self.config.carry_optimizer_state:

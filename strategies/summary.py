@@ -113,6 +113,17 @@ class RunSummary:
     growth_disruption_kl: Series = field(default_factory=list)
     train_loss: list[Series] = field(default_factory=list)
     collapsed: bool = False
+    #: Multiply-adds by phase (``train_macs``, ``eval_macs``, ``growth_macs``, ``probe_macs``) and
+    #: ``param_samples`` (:mod:`clgrow.compute`); empty when the strategy had no ComputePlugin.
+    compute: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def growth_share(self) -> float | None:
+        """Growth's multiply-adds over training's and growth's together (``None``: not counted)."""
+        if not self.compute:
+            return None
+        train, grown = self.compute.get("train_macs", 0), self.compute.get("growth_macs", 0)
+        return grown / (train + grown) if train + grown else None
 
     @property
     def method(self) -> str:
@@ -189,6 +200,9 @@ class RunSummary:
         task_labels : sequence of int
             Task label of each test experience (all 0 without task labels).
         """
+        from clgrow.strategies.compute import find_compute_plugin
+
+        counted = find_compute_plugin(strategy)
         n = len(task_labels)
         inactivity = next((m for m in strategy.evaluator.metrics if isinstance(m, InactivityMetric)), None)
         if inactivity is None:
@@ -285,6 +299,7 @@ class RunSummary:
                 next((v for v in reversed(dead) if v is not None), None),
                 train_loss,
             ),
+            compute={} if counted is None else counted.counter.to_dict(),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -618,3 +618,52 @@ def test_a_dense_budget_is_checked_against_the_worst_step_any_allocation_reaches
         assert code == 2 and "can need up to 0.08 MiB at the last of 4 growth step(s) (layer 0" in err
     else:
         assert code == 0 and main(argv) == 0  # the run then never meets a step over the budget
+
+
+def test_a_runs_compute_equals_a_count_by_hand(tmp_path):
+    """split-digits, Naive, MLP 64-[8]-10 growing 4 units at experiences 1-4, 2 epochs: training
+    costs per sample 3·F − 64·w₀ at the widths of its experience (F = Σ in·out), evaluation F per
+    test sample after every experience."""
+    import json
+
+    from clgrow.experiments.benchmarks import make_benchmark
+
+    out = tmp_path / "run"
+    argv = [
+        "run",
+        "--benchmark",
+        "split-digits",
+        "--hidden",
+        "8",
+        "--neurons",
+        "4",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--growth",
+        "random-uniform",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    s = json.loads((out / "summary.json").read_text())
+    bm = make_benchmark("split-digits", 5, 0, False, None)
+    train = [len(e.dataset) for e in bm.scenario.train_stream]
+    test = sum(len(e.dataset) for e in bm.scenario.test_stream)
+    widths = [sizes[0] for sizes in s["hidden_sizes"]]  # the width each experience trained at
+    assert widths == [8, 12, 16, 20, 24]
+
+    def forward(w: int) -> int:
+        return 64 * w + w * 10
+
+    assert s["compute"]["train_macs"] == sum(2 * n * (3 * forward(w) - 64 * w) for n, w in zip(train, widths))
+    assert s["compute"]["eval_macs"] == sum(test * forward(w) for w in widths)
+    assert s["compute"]["growth_macs"] == 0  # random + uniform read no data
+    # growth disruption: at growth step e, every earlier experience's probe (200 samples kept) runs
+    # right before (widths of experience e-1) and right after (widths of e)
+    probes = [min(200, n) for n in train]
+    assert s["compute"]["probe_macs"] == sum(
+        sum(probes[:e]) * (forward(widths[e - 1]) + forward(widths[e])) for e in range(1, 5)
+    )
+    params = [64 * w + w + w * 10 + 10 for w in widths]
+    assert s["compute"]["param_samples"] == sum(2 * n * p for n, p in zip(train, params))
