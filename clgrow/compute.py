@@ -42,11 +42,14 @@ class ComputeCounter:
         Multiply-adds of forward and backward passes per phase.
     param_samples : int
         Parameters of the model times the samples it trained on, summed over training steps.
+    train_samples : int
+        Samples trained on (replayed ones included), summed over training steps.
     """
 
     forward: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PHASES, 0))
     backward: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PHASES, 0))
     param_samples: int = 0
+    train_samples: int = 0
 
     def record(self, batch: int, macs_per_sample: int, first_layer: int, grad: bool) -> None:
         """A forward pass of ``batch`` samples costing ``macs_per_sample`` each; with ``grad``, its
@@ -65,6 +68,7 @@ class ComputeCounter:
         """``{phase}_macs`` for every phase, and ``param_samples`` (what ``summary.json`` records)."""
         out = {f"{name}_macs": self.total(name) for name in PHASES}
         out["param_samples"] = self.param_samples
+        out["train_samples"] = self.train_samples
         return out
 
 

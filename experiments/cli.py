@@ -125,6 +125,12 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
         action="store_true",
         help="train a fixed model at the final widths --growth reaches (fair fixed-size baseline)",
     )
+    r.add_argument(
+        "--match-final-compute",
+        action="store_true",
+        help="as --match-final-size, and train it for the multiply-adds the growth run spent in training and "
+        "growth (more epochs; fair fixed-compute baseline)",
+    )
     r.add_argument("--seed", type=int, default=d.seed)
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--data-root", default=None, help="directory holding on-disk data sets")
@@ -227,12 +233,15 @@ def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, Any]:
     """The GrowthConfig fields given on the command line; method arguments must fit ``growth``."""
     from clgrow.config import growth_methods
     from clgrow.errors import ConfigError
-    from clgrow.experiments.config import FIXED_FINAL
+    from clgrow.experiments.config import FIXED
 
     given = vars(args)
     settings: dict[str, Any] = {k[len(_GROW) :]: v for k, v in given.items() if k.startswith(_GROW)}
-    if growth == FIXED_FINAL:  # alone it has no reference run: it would train the initial widths under that label
-        raise ConfigError(f"growth: {FIXED_FINAL} is a grid entry; for one run use --growth METHOD --match-final-size")
+    if growth in FIXED:  # alone it has no reference run: it would train the initial widths under that label
+        raise ConfigError(
+            f"growth: {growth} is a grid entry; for one run use --growth METHOD --match-final-size "
+            f"(or --match-final-compute)"
+        )
     try:
         method = growth_methods(growth)
     except ConfigError as err:
@@ -339,13 +348,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _check_out_name(args.out)
     out = Path(args.out)
     verbose = not args.quiet
-    if args.match_final_size and fields["growth"] == "none":
-        return _fail("--match-final-size needs --growth naming the growth whose final widths to match")
+    matched = args.match_final_size or args.match_final_compute
+    if matched and fields["growth"] == "none":
+        return _fail("--match-final-size/--match-final-compute need --growth naming the growth run to match")
     # validated and built once here, at the edge: the run, or the reference run of --match-final-size
     cfg = RunConfig(**fields).resolve()
     fixed = None
-    if args.match_final_size:
-        fixed = RunConfig(**{**fields, "match_final_size": fields["growth"], "growth": "none"}).resolve()
+    if matched:
+        fixed = RunConfig(
+            **{
+                **fields,
+                "match_final_size": fields["growth"],
+                "growth": "none",
+                "match_compute": bool(args.match_final_compute),
+            }
+        ).resolve()
     if args.check:
         print(json.dumps(cfg.config.to_dict(), indent=1))
         return 0
@@ -356,7 +373,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"reference run ({cfg.config.growth}) to find the final widths:", flush=True)
         ref = run(cfg, out / "reference", verbose=verbose, progress=verbose)
         print(f"fixed model at {ref.final_hidden_sizes}:", flush=True)
-        summary = run(fixed, out, hidden_sizes=ref.final_hidden_sizes, verbose=verbose, progress=verbose)
+        summary = run(
+            fixed,
+            out,
+            hidden_sizes=ref.final_hidden_sizes,
+            compute_of=ref if args.match_final_compute else None,
+            verbose=verbose,
+            progress=verbose,
+        )
+        if args.match_final_compute:
+            print(
+                f"fixed model trained {summary.train_epochs} epoch(s) per experience to match the growth run's "
+                "multiply-adds",
+                flush=True,
+            )
     else:
         summary = run(cfg, out, verbose=verbose, progress=verbose)
     print(

@@ -56,9 +56,21 @@ from clgrow.experiments.loggers import check_loggers
 from clgrow.registry import import_modules, resetters, strategies
 from clgrow.strategies.declared import OPTIMIZERS, reference_strategies
 
-__all__ = ["ConfigError", "RunConfig", "ResolvedRun", "GridConfig", "load_grid", "FIXED_FINAL"]
+__all__ = [
+    "ConfigError",
+    "RunConfig",
+    "ResolvedRun",
+    "GridConfig",
+    "load_grid",
+    "FIXED_FINAL",
+    "FIXED_COMPUTE",
+    "FIXED",
+]
 
 FIXED_FINAL = "fixed-final"
+#: A fixed model at the final widths, trained for the multiply-adds the growth spent (grid entry).
+FIXED_COMPUTE = "fixed-compute"
+FIXED = (FIXED_FINAL, FIXED_COMPUTE)
 MAX_SEED = 2**32 - 1  # numpy's seeds stop there
 
 
@@ -133,6 +145,9 @@ class RunConfig:
     plasticity: str = "none"
     plasticity_kwargs: dict[str, Any] = field(default_factory=dict)
     match_final_size: str | None = None
+    #: With ``match_final_size``: also train for the multiply-adds the growth run spent
+    #: (training and growth), by choosing the number of epochs (a ``fixed-compute`` row).
+    match_compute: bool = False
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -179,7 +194,7 @@ class RunConfig:
         )
         reference = self.strategy in reference_strategies()
         method = None  # the growth's method fields (None: no growth, or fixed-final)
-        if self.growth != FIXED_FINAL:
+        if self.growth not in FIXED:
             try:
                 method = growth_methods(self.growth)
             except ConfigError as err:
@@ -283,6 +298,12 @@ class RunConfig:
             "must be a path (a non-empty string) or absent",
         )
         need(isinstance(self.task_labels, bool), "task_labels", "must be true or false")
+        need(isinstance(self.match_compute, bool), "match_compute", "must be true or false")
+        need(
+            not self.match_compute or self.match_final_size is not None,
+            "match_compute",
+            "applies to a fixed model matched to a growth run (match_final_size)",
+        )
         try:
             check_benchmark(self.benchmark, self.n_experiences, self.task_labels)
         except ValueError as err:
@@ -301,7 +322,7 @@ class RunConfig:
                 )
         if method and method.get("extender") == "swe":
             self._check_dense_coupling({**method.get("extender_kwargs", {}), **self.grow.extender_kwargs})
-        if self.grow.layers is not None and self.growth not in ("none", FIXED_FINAL):
+        if self.grow.layers is not None and self.growth not in ("none", *FIXED):
             beyond = [i for i in self.grow.layers if i >= len(self.hidden_sizes)]
             if beyond:
                 raise ConfigError(
@@ -309,7 +330,7 @@ class RunConfig:
                     f"layers 0..{len(self.hidden_sizes) - 1}"
                 )
         cap = self.grow.max_hidden_size
-        if cap is not None and self.growth not in ("none", FIXED_FINAL) and self.match_final_size is None:
+        if cap is not None and self.growth not in ("none", *FIXED) and self.match_final_size is None:
             need(
                 cap > min(self.hidden_sizes),
                 "grow",
@@ -324,7 +345,7 @@ class RunConfig:
         check_strategy_kwargs(self.strategy, self.strategy_kwargs)
         if methods:
             self.check_methods()
-        return None if self.match_final_size or self.growth == FIXED_FINAL else growth
+        return None if self.match_final_size or self.growth in FIXED else growth
 
     def growth_steps(self) -> int:
         """Growth steps the run takes at most: one at each experience from ``grow_from_experience``,
@@ -390,7 +411,7 @@ class RunConfig:
         total = physical_memory()
         if total is None:
             return
-        grows = self.growth not in ("none", FIXED_FINAL) or self.match_final_size is not None
+        grows = self.growth not in ("none", *FIXED) or self.match_final_size is not None
         k = self.grow.neurons_per_experience if grows and isinstance(self.grow.neurons_per_experience, int) else 0
         need, how = estimate_run_bytes(
             self.benchmark,
@@ -448,14 +469,16 @@ class RunConfig:
 
     def growth_config(self) -> GrowthConfig | None:
         """The growth method of ``growth`` with this run's settings from ``grow`` (None: no growth)."""
-        if self.match_final_size or self.growth == FIXED_FINAL:
+        if self.match_final_size or self.growth in FIXED:
             return None
         return parse_growth(self.growth, base=self.grow)
 
     @property
     def growth_label(self) -> str:
         """Name of the growth setting for tables (``fixed-final`` for matched fixed models)."""
-        return FIXED_FINAL if self.match_final_size else self.growth
+        if self.match_final_size:
+            return FIXED_COMPUTE if self.match_compute else FIXED_FINAL
+        return self.growth
 
     def resolve(self) -> ResolvedRun:
         """Validate once and build what the run uses: the growth method's extender and distributor,
@@ -558,10 +581,12 @@ class GridConfig:
                             strategy_kwargs=dict(self.strategy_kwargs.get(strategy, {})),
                             plasticity_kwargs=dict(self.plasticity_kwargs.get(plasticity, {})),
                         )
-                        if growth == FIXED_FINAL:
-                            d.update(growth="none", match_final_size=self.match_growth)
+                        if growth in FIXED:
+                            d.update(
+                                growth="none", match_final_size=self.match_growth, match_compute=growth == FIXED_COMPUTE
+                            )
                         else:
-                            d.update(growth=growth, match_final_size=None)
+                            d.update(growth=growth, match_final_size=None, match_compute=False)
                         out.append(RunConfig(**d).validate())
         return out
 
@@ -646,7 +671,7 @@ def load_grid(path: str | Path, imports: list[str] | None = None) -> GridConfig:
         if s not in strategies:
             raise ConfigError(f"grid.strategies: unknown strategy {s!r}; known: {', '.join(strategies)}")
     for g in grid["growth"]:
-        if g != FIXED_FINAL:
+        if g not in FIXED:
             try:
                 growth_methods(g)
             except ConfigError as err:
@@ -681,7 +706,7 @@ def load_grid(path: str | Path, imports: list[str] | None = None) -> GridConfig:
     # what imports torch last (the device, Avalanche's own checks), so that every other mistake answers at once
     base.check_methods()
     for key, names in (
-        ("grid.growth", [g for g in grid["growth"] if g != FIXED_FINAL]),
+        ("grid.growth", [g for g in grid["growth"] if g not in FIXED]),
         ("grid.match_growth", [match]),
     ):
         for g in names:

@@ -64,8 +64,11 @@ def cell_dir(out: Path, cfg: RunConfig) -> Path:
     return out / "cells" / cell_name(cfg)
 
 
-def _run_cell(cfg_dict: dict[str, Any], out_dir: str, hidden_sizes: list[int] | None) -> RunSummary:
-    """Worker entry point (plain data in and out, so it pickles for processes and Ray)."""
+def _run_cell(
+    cfg_dict: dict[str, Any], out_dir: str, hidden_sizes: list[int] | None, compute_of: dict[str, Any] | None = None
+) -> RunSummary:
+    """Worker entry point (plain data in and out, so it pickles for processes and Ray):
+    ``hidden_sizes`` and ``compute_of`` (a reference summary) for the fixed-size baselines."""
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -75,12 +78,13 @@ def _run_cell(cfg_dict: dict[str, Any], out_dir: str, hidden_sizes: list[int] | 
     quiet_avalanche_deprecations()
 
     cfg = RunConfig(**cfg_dict)
-    return run(cfg, out_dir, hidden_sizes=hidden_sizes)
+    reference = None if compute_of is None else RunSummary.from_dict(compute_of)
+    return run(cfg, out_dir, hidden_sizes=hidden_sizes, compute_of=reference)
 
 
 def _reference(cfg: RunConfig) -> RunConfig:
     d = cfg.to_dict()
-    d.update(growth=cfg.match_final_size, match_final_size=None)
+    d.update(growth=cfg.match_final_size, match_final_size=None, match_compute=False)
     return RunConfig(**d)
 
 
@@ -123,14 +127,14 @@ def run_grid(
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
     submit = _make_submitter(backend, workers, ray_address, len(first) + len(second))
     try:
-        done = _run_wave(first, out, lambda c: None, submit, progress, "grid")
+        done = _run_wave(first, out, lambda c: (None, None), submit, progress, "grid")
 
-        def sizes(c: RunConfig) -> list[int]:
+        def plan(c: RunConfig) -> tuple[list[int], dict[str, Any] | None]:
             ref = done.get(cell_name(_reference(c))) or _load(cell_dir(out, _reference(c)))
             assert ref is not None  # the first wave ran every reference cell
-            return list(ref.final_hidden_sizes)
+            return list(ref.final_hidden_sizes), (ref.to_dict() if c.match_compute else None)
 
-        done.update(_run_wave(second, out, sizes, submit, progress, "fixed-final"))
+        done.update(_run_wave(second, out, plan, submit, progress, "fixed-size"))
     finally:
         submit.close()
     return [done[cell_name(c)] for c in cells]
@@ -224,7 +228,7 @@ def _make_submitter(backend: str, workers: int, ray_address: str | None, n: int)
 def _run_wave(
     cells: list[RunConfig],
     out: Path,
-    sizes: Callable[[RunConfig], list[int] | None],
+    plan: Callable[[RunConfig], tuple[list[int] | None, dict[str, Any] | None]],
     submit: _Submitter,
     progress: bool,
     label: str,
@@ -242,7 +246,7 @@ def _run_wave(
     for c in todo:
         if c.threads is None:
             c.threads = 1  # one thread per cell: the cells themselves fill the cores
-    futures = [submit.fn(c.to_dict(), str(cell_dir(out, c)), sizes(c)) for c in todo]
+    futures = [submit.fn(c.to_dict(), str(cell_dir(out, c)), *plan(c)) for c in todo]
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -123,10 +123,15 @@ class _FiniteLoss(SupervisedPlugin):
 
 
 def summarize(
-    cfg: RunConfig, strategy: Any, writer: ResultsWriter, timer: _Timer, task_labels: list[int]
+    cfg: RunConfig,
+    strategy: Any,
+    writer: ResultsWriter,
+    timer: _Timer,
+    task_labels: list[int],
+    epochs: int | None = None,
 ) -> RunSummary:
     """The run's :class:`RunSummary` (written to ``summary.json``)."""
-    return RunSummary.collect(
+    summary = RunSummary.collect(
         strategy,
         writer,
         task_labels=task_labels,
@@ -141,6 +146,8 @@ def summarize(
         device=str(strategy.device),
         plasticity=cfg.plasticity,
     )
+    summary.train_epochs = cfg.train_epochs if epochs is None else epochs
+    return summary
 
 
 def _line(i: int, s: RunSummary) -> str:
@@ -161,11 +168,27 @@ def _line(i: int, s: RunSummary) -> str:
     )
 
 
+def matched_epochs(reference: RunSummary, model: torch.nn.Module, bm: BenchmarkInfo) -> int:
+    """Epochs per experience for ``model`` to spend, in training, the multiply-adds ``reference``
+    spent in training and growth: it trains on the same samples per epoch (same stream, same
+    buffer), at ``3·F − in₀·out₀`` per sample (:mod:`clgrow.compute`); at least one epoch."""
+    if not reference.compute or not reference.compute.get("train_samples"):
+        raise ConfigError("match_compute: the reference run has no compute record (run it again with this version)")
+    budget = reference.compute["train_macs"] + reference.compute["growth_macs"]
+    epochs_ref = len(reference.train_loss[0]) if reference.train_loss and reference.train_loss[0] else 1
+    per_epoch = reference.compute["train_samples"] / (epochs_ref * max(1, len(reference.train_loss)))
+    x = next(iter(bm.scenario.train_stream)).dataset[0][0].unsqueeze(0)
+    forward, first = model.macs_per_sample(x)  # type: ignore[operator]
+    per_sample = 3 * forward - first
+    return max(1, round(budget / (per_epoch * len(reference.train_loss) * per_sample)))
+
+
 def run(
     cfg: RunConfig | ResolvedRun,
     out_dir: str | Path | None = None,
     *,
     hidden_sizes: list[int] | None = None,
+    compute_of: RunSummary | None = None,
     verbose: bool = False,
     progress: bool = False,
 ) -> RunSummary:
@@ -173,7 +196,9 @@ def run(
 
     ``cfg`` is resolved (validated, its methods built) here unless it already is
     (:meth:`RunConfig.resolve`). ``hidden_sizes`` overrides the initial widths (used for
-    fixed-final baselines). Returns the summary.
+    fixed-final baselines); ``compute_of``, a growth run's summary, sets the epochs so that this
+    run's training spends what that run's training and growth spent (:func:`matched_epochs`).
+    Returns the summary.
     """
     resolved = cfg if isinstance(cfg, ResolvedRun) else cfg.resolve()
     cfg = resolved.config
@@ -191,6 +216,9 @@ def run(
             f"hidden_sizes: {list(hidden_sizes or cfg.hidden_sizes)} cannot be allocated on this "
             f"machine ({str(err).splitlines()[0][:120]})"
         ) from None
+    epochs = cfg.train_epochs
+    if compute_of is not None:
+        epochs = matched_epochs(compute_of, model, bm)
     device = resolve_device(cfg.device)
     model.to(device)
     optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -216,7 +244,7 @@ def run(
             resolved.growth,
             optimizer=optimizer,
             train_mb_size=cfg.train_mb_size,
-            train_epochs=cfg.train_epochs,
+            train_epochs=epochs,
             eval_mb_size=cfg.eval_mb_size,
             evaluator=evaluator,
             plugins=[ComputePlugin(), timer, _FiniteLoss()],
@@ -235,21 +263,21 @@ def run(
             if bar is not None:
                 size = sum(len(e.dataset) for e in (train_stream if joint else [exp]))
                 batches = -(-size // cfg.train_mb_size)
-                bar.reset(total=batches * cfg.train_epochs)
+                bar.reset(total=batches * epochs)
                 bar.set_description(f"{cfg.strategy}/{cfg.growth_label} exp {i + 1}/{n}")
             strategy.train(exp)
             if bar is not None and plugin is not None and plugin.events and plugin.events[-1].experience == i:
                 bar.set_postfix_str(f"grew {sum(plugin.events[-1].report.allocation.values())} units")
             strategy.eval(test_stream)
             if verbose:
-                line = _line(i, summarize(cfg, strategy, writer, timer, task_labels))
+                line = _line(i, summarize(cfg, strategy, writer, timer, task_labels, epochs))
                 if bar is not None:
                     bar.write(line, file=sys.stdout)
                 else:
                     print(line, flush=True)
         if bar is not None:
             bar.close()
-        summary = summarize(cfg, strategy, writer, timer, task_labels)
+        summary = summarize(cfg, strategy, writer, timer, task_labels, epochs)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             writer.write()

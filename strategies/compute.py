@@ -49,6 +49,7 @@ class ComputePlugin(SupervisedPlugin):
     def after_training_iteration(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         params = sum(p.numel() for p in strategy.model.parameters())
         self.counter.param_samples += len(strategy.mb_x) * params
+        self.counter.train_samples += len(strategy.mb_x)
 
 
 def find_compute_plugin(strategy: Any) -> ComputePlugin | None:

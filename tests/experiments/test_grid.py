@@ -624,3 +624,40 @@ def test_a_baseline_must_name_a_row_of_the_grid(tmp_path, capsys, baseline, mess
     )
     assert main(["compare", str(grid), "--out", str(tmp_path / "o"), "--check", "--baseline", baseline]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_fixed_compute_trains_a_fixed_model_for_the_growth_runs_multiply_adds(tmp_path):
+    """The fixed-compute row: the widths swe-svod reached, and the epochs that make its training
+    spend what the growth run spent in training and growth (recomputed here by hand)."""
+    import json
+
+    from clgrow.experiments.cli import main
+
+    grid = tmp_path / "g.toml"
+    grid.write_text(
+        textwrap.dedent("""
+        [grid]
+        benchmark = "split-digits"
+        strategies = ["naive"]
+        growth = ["swe-svod", "fixed-final", "fixed-compute"]
+        seeds = [0]
+        [run]
+        hidden_sizes = [8]
+        train_epochs = 1
+        train_mb_size = 64
+        [run.grow]
+        neurons_per_experience = 8
+        extender_kwargs = { passes = 2.0 }
+        """)
+    )
+    assert main(["compare", str(grid), "--out", str(tmp_path / "o"), "--workers", "1", "--quiet"]) == 0
+    cells = {d.name: json.loads((d / "summary.json").read_text()) for d in (tmp_path / "o" / "cells").iterdir()}
+    ref, final, matched = (cells[f"naive__{g}__seed0"] for g in ("swe-svod", "fixed-final", "fixed-compute"))
+    assert final["final_hidden_sizes"] == matched["final_hidden_sizes"] == ref["final_hidden_sizes"]
+    (w,) = ref["final_hidden_sizes"]
+    per_sample = 3 * (64 * w + w * 10) - 64 * w
+    budget = ref["compute"]["train_macs"] + ref["compute"]["growth_macs"]
+    epochs = max(1, round(budget / (ref["compute"]["train_samples"] * per_sample)))
+    assert matched["train_epochs"] == epochs >= 2 and final["train_epochs"] == 1
+    assert matched["compute"]["train_macs"] == epochs * final["compute"]["train_macs"]
+    assert matched["growth"] == "fixed-compute"
