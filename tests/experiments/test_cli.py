@@ -119,7 +119,10 @@ def test_match_final_size_trains_a_fixed_model_at_the_grown_widths(tmp_path):
         (["run", "--out", "x", "--experiences", "3"], "cannot be split evenly into 3 experiences"),
         (["run", "--out", "x", "--set", "mem_size"], "--set expects KEY=VALUE"),
         (["run", "--out", "x", "--strategy", "naive", "--set", "mem_size=3"], "strategy 'naive'"),
-        (["run", "--out", "x", "--growth", "none", "--match-final-size"], "--match-final-size/--match-final-compute need --growth"),
+        (
+            ["run", "--out", "x", "--growth", "none", "--match-final-size"],
+            "--match-final-size/--match-final-compute need --growth",
+        ),
         (["run"], "the following arguments are required: --out"),
         (
             ["run", "--out", "x", "--growth", "random-uniform", "--swe-passes", "0.2"],
