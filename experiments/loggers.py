@@ -32,7 +32,9 @@ def check_loggers(names: Any, where: str = "loggers") -> None:
         if name not in LOGGERS:
             raise ConfigError(f"{where}: unknown logger {name!r}; known: {', '.join(LOGGERS)}")
     if "wandb" in names and importlib.util.find_spec("wandb") is None:
-        raise ConfigError(f"{where}: the wandb logger needs the wandb package: pip install 'clgrow[wandb]'")
+        raise ConfigError(
+            f"{where}: the wandb logger needs the wandb package (Avalanche's dependency): pip install wandb"
+        )
     if "tensorboard" in names and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError(f"{where}: the tensorboard logger needs the tensorboard package: pip install tensorboard")
 
