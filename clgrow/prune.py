@@ -52,6 +52,9 @@ class PruneReport:
     hidden_sizes_before: list[int]
     hidden_sizes_after: list[int]
     info: dict[str, Any] = field(default_factory=dict)
+    #: Per parameter name, the ``(dim, kept indices)`` its tensors were sliced by (what optimizer
+    #: and regulariser state of the same parameter must be sliced by too).
+    slices: dict[str, list[tuple[int, Tensor]]] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -204,6 +207,17 @@ def prune(
             raise GrowthError(f"prune: layer {layer} would keep {n - t.numel()} of {n} units, fewer than {min_units}")
         if t.numel():
             cleaned[layer] = torch.sort(t).values
+    names = {id(mod): name for name, mod in model.named_modules()}
+    slices: dict[str, list[tuple[int, Tensor]]] = {}
+    for layer, idx in cleaned.items():
+        keep_mask = torch.ones(before[layer], dtype=torch.bool)
+        keep_mask[idx] = False
+        keep = torch.nonzero(keep_mask).flatten()
+        producer = names[id(model.hidden[layer])]
+        slices.setdefault(f"{producer}.weight", []).append((0, keep))
+        slices.setdefault(f"{producer}.bias", []).append((0, keep))
+        for cons in model.consumers(layer):
+            slices.setdefault(f"{names[id(cons)]}.weight", []).append((1, keep))
     snap = model.snapshot()
     saved_opt = (
         None if optimizer is None else ([list(g["params"]) for g in optimizer.param_groups], dict(optimizer.state))
@@ -219,4 +233,4 @@ def prune(
             optimizer.state.clear()
             optimizer.state.update(saved_opt[1])
         raise
-    return PruneReport(cleaned, time.perf_counter() - start, before, model.hidden_sizes)
+    return PruneReport(cleaned, time.perf_counter() - start, before, model.hidden_sizes, slices=slices)

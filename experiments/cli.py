@@ -121,6 +121,13 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
         help="plasticity resets next to growth: ReDo or continual backprop (default: none)",
     )
     r.add_argument(
+        "--prune",
+        default=d.prune,
+        choices=["none", "dead", "dormant"],
+        help="remove dead (or tau-dormant, --prune-tau) hidden units at each new experience, before growth",
+    )
+    r.add_argument("--prune-tau", type=float, default=d.prune_tau, help="dormancy threshold of --prune dormant")
+    r.add_argument(
         "--match-final-size",
         action="store_true",
         help="train a fixed model at the final widths --growth reaches (fair fixed-size baseline)",
@@ -338,6 +345,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "device",
             "tau",
             "plasticity",
+            "prune",
+            "prune_tau",
         )
     }
     fields["imports"] = list(args.imports)

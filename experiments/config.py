@@ -148,6 +148,10 @@ class RunConfig:
     #: With ``match_final_size``: also train for the multiply-adds the growth run spent
     #: (training and growth), by choosing the number of epochs (a ``fixed-compute`` row).
     match_compute: bool = False
+    #: Prune hidden units at each new experience before growth: ``none``, ``dead`` or ``dormant``
+    #: (τ-dormant at ``prune_tau`` on a few batches of the experience's data).
+    prune: str = "none"
+    prune_tau: float = 0.025
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -299,6 +303,16 @@ class RunConfig:
         )
         need(isinstance(self.task_labels, bool), "task_labels", "must be true or false")
         need(isinstance(self.match_compute, bool), "match_compute", "must be true or false")
+        need(self.prune in ("none", "dead", "dormant"), "prune", "must be one of none, dead, dormant")
+        need(_number(self.prune_tau) and self.prune_tau >= 0, "prune_tau", "must be a finite number >= 0")
+        need(
+            self.prune == "none" or self.plasticity != "cbp",
+            "prune",
+            "is not supported with plasticity 'cbp' yet (its per-unit state is not sliced when units leave)",
+        )
+        need(
+            self.prune == "none" or not reference, "prune", f"strategy {self.strategy!r} is a reference row: use 'none'"
+        )
         need(
             not self.match_compute or self.match_final_size is not None,
             "match_compute",

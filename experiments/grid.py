@@ -51,6 +51,8 @@ TABLE_COLUMNS = [
 ]
 #: Shown only when some row resets units.
 RESET_COLUMNS = [("units_reset", "units reset", False)]
+#: Shown only when some row prunes units.
+PRUNE_COLUMNS = [("units_pruned", "units pruned", False)]
 
 
 def cell_name(cfg: RunConfig) -> str:
@@ -298,6 +300,7 @@ def cell_row(s: RunSummary) -> dict[str, Any]:
         "growth_seconds": s.growth_seconds,
         "growth_over_train": (s.growth_seconds / train) if train and not math.isnan(train) else math.nan,
         "units_reset": sum(s.units_reset),
+        "units_pruned": sum(s.units_pruned),
         "train_tmacs": s.compute["train_macs"] / 1e12 if s.compute else math.nan,
         "growth_share": math.nan if s.growth_share is None else s.growth_share,
         "collapsed": s.collapsed,
@@ -317,7 +320,7 @@ def aggregate(summaries: list[RunSummary]) -> list[dict[str, Any]]:
         agg["seed_list"] = sorted(r["seed"] for r in rows)
         agg["collapsed_seeds"] = sorted(r["seed"] for r in rows if r.get("collapsed"))
         agg["dropped"] = {}
-        for key, _, _ in TABLE_COLUMNS + RESET_COLUMNS:
+        for key, _, _ in TABLE_COLUMNS + RESET_COLUMNS + PRUNE_COLUMNS:
             finite = [r[key] is not None and math.isfinite(float(r[key])) for r in rows]
             vals = [float(r[key]) for r, ok in zip(rows, finite) if ok]
             if vals and not all(finite):  # some seeds measured it, others gave no finite value
@@ -333,7 +336,7 @@ def aggregate(summaries: list[RunSummary]) -> list[dict[str, Any]]:
 def table_warnings(rows: list[dict[str, Any]]) -> list[str]:
     """What a reader of :func:`markdown_table` must know: rows averaged over different seeds, and
     values left out of a mean because they were not finite."""
-    labels = {key: label for key, label, _ in TABLE_COLUMNS + RESET_COLUMNS}
+    labels = {key: label for key, label, _ in TABLE_COLUMNS + RESET_COLUMNS + PRUNE_COLUMNS}
     out = []
     seed_sets = {tuple(r["seed_list"]) for r in rows}
     if len(seed_sets) > 1:
@@ -365,7 +368,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     """Mean ± half-width of the 95 % interval over seeds (Student's t; one seed: the mean alone);
     fractions in %. A plasticity column and the units reset appear when some row resets."""
     resets = any(r.get("plasticity", "none") != "none" for r in rows)
-    columns = TABLE_COLUMNS + (RESET_COLUMNS if resets else [])
+    prunes = any(r.get("units_pruned", 0) > 0 for r in rows)
+    columns = TABLE_COLUMNS + (RESET_COLUMNS if resets else []) + (PRUNE_COLUMNS if prunes else [])
     keys = ["strategy", "growth"] + (["plasticity"] if resets else []) + ["seeds"]
     head = "| " + " | ".join(keys) + " | " + " | ".join(label for _, label, _ in columns) + " |"
     lines = [head, "|" + "---|" * (len(columns) + len(keys))]
@@ -453,7 +457,8 @@ def table_csv_rows(rows: list[dict[str, Any]], diffs: list[dict[str, Any]]) -> l
     """The aggregated table as flat rows (``table.csv``): per column its mean, std, interval bounds,
     and, where a baseline was named, the paired difference with its bounds."""
     resets = any(r.get("plasticity", "none") != "none" for r in rows)
-    columns = TABLE_COLUMNS + (RESET_COLUMNS if resets else [])
+    prunes = any(r.get("units_pruned", 0) > 0 for r in rows)
+    columns = TABLE_COLUMNS + (RESET_COLUMNS if resets else []) + (PRUNE_COLUMNS if prunes else [])
     by_label = {(d["strategy"], d["growth"], d["plasticity"]): d for d in diffs}
     out = []
     for r in rows:

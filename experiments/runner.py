@@ -250,6 +250,8 @@ def run(
             plugins=[ComputePlugin(), timer, _FiniteLoss()],
             device=device,
             plasticity=resolved.resetter or "none",
+            prune=cfg.prune,
+            prune_tau=cfg.prune_tau,
             **resolved.hyperparameters,
         )
         plugin = next((p for p in strategy.plugins if isinstance(p, GrowPlugin)), None)

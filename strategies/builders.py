@@ -13,13 +13,14 @@ from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
 from clgrow import GROWTH_PRESETS, ConfigError, GrowthConfig, GrowthError, parse_growth
-from clgrow.plasticity import Resetter
+from clgrow.plasticity import ContinualBackprop, Resetter
 from clgrow.registry import strategies
 from clgrow.strategies.checkpointing import make_optimizers_checkpointable
 from clgrow.strategies.declared import OPTIMIZERS, reference_strategies
 from clgrow.strategies.fastdata import BatchDataPlugin
 from clgrow.strategies.plasticity import PlasticityPlugin
 from clgrow.strategies.plugin import GrowPlugin
+from clgrow.strategies.prune_plugin import PrunePlugin
 from clgrow.strategies.regularisers import GrowingLFLPlugin, SIPlugin, TaskSafeRWalkPlugin
 
 __all__ = [
@@ -162,6 +163,8 @@ def build_strategy(
     fast_data: bool = True,
     plasticity: str | Resetter = "none",
     plasticity_kwargs: dict[str, Any] | None = None,
+    prune: str = "none",
+    prune_tau: float = 0.025,
     **hyperparameters: Any,
 ) -> SupervisedTemplate:
     """Build a named Avalanche strategy with growth.
@@ -230,6 +233,15 @@ def build_strategy(
     elif plasticity_kwargs:
         raise GrowthError(f"plasticity_kwargs {sorted(plasticity_kwargs)} given, but plasticity is 'none'")
     all_plugins = ([BatchDataPlugin()] if fast_data else []) + list(plugins or [])
+    if prune != "none":  # first at an experience's start: dead units leave before resets and growth
+        if reference:
+            raise GrowthError(f"strategy {name!r} is a reference without growth or pruning: use prune 'none'")
+        if isinstance(plasticity, ContinualBackprop) or plasticity == "cbp":
+            raise GrowthError(
+                "prune with continual backprop is not supported yet: CBP's per-unit utilities and ages "
+                "are not sliced when units leave"
+            )
+        all_plugins.append(PrunePlugin(prune, tau=prune_tau))
     if resets is not None:  # before any GrowPlugin: an experience's resets come before its growth
         first_grow = next((i for i, p in enumerate(all_plugins) if isinstance(p, GrowPlugin)), len(all_plugins))
         all_plugins.insert(first_grow, resets)

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["pad_leading", "optimizer_state_by_name", "carry_optimizer_state"]
+__all__ = ["pad_leading", "optimizer_state_by_name", "carry_optimizer_state", "carry_sliced_state"]
 
 
 def pad_leading(old: Tensor, shape: torch.Size | tuple[int, ...], fill: Tensor | float = 0.0) -> Tensor:
@@ -66,3 +66,27 @@ def carry_optimizer_state(
 
 #: Stores that hold copies of parameter values, per plugin class name: their new entries take the
 #: parameter's current values (so a penalty ``imp * (p - saved)**2`` starts at zero there), every
+
+
+def carry_sliced_state(
+    optimizer: torch.optim.Optimizer,
+    model: nn.Module,
+    before: Mapping[str, dict[str, Any]],
+    slices: Mapping[str, list[tuple[int, Tensor]]],
+) -> int:
+    """Give pruned parameters their old optimizer state, sliced to the units that stay
+    (:attr:`clgrow.prune.PruneReport.slices`). Returns the number of parameters carried."""
+    carried = 0
+    for name, p in model.named_parameters():
+        old_state, cuts = before.get(name), slices.get(name)
+        if not old_state or not cuts:
+            continue
+        new_state = {}
+        for key, value in old_state.items():
+            if isinstance(value, Tensor) and value.dim() == p.dim() and value.dim() > 0:
+                for dim, keep in cuts:
+                    value = value.index_select(dim, keep.to(value.device))
+            new_state[key] = value
+        optimizer.state[p] = new_state
+        carried += 1
+    return carried

@@ -21,7 +21,14 @@ from torch import Tensor, nn
 from clgrow import GrowthError
 from clgrow.strategies.optimizer_state import pad_leading
 
-__all__ = ["ParamStore", "SNAPSHOT_STORES", "find_param_state", "align_param_state", "AVALANCHE_VERSION"]
+__all__ = [
+    "ParamStore",
+    "SNAPSHOT_STORES",
+    "find_param_state",
+    "align_param_state",
+    "slice_param_state",
+    "AVALANCHE_VERSION",
+]
 
 #: The Avalanche release whose private attributes this module reads (a test pins it).
 AVALANCHE_VERSION = "0.6.0"
@@ -149,3 +156,34 @@ def align_param_state(stores: Iterable[ParamStore], model: nn.Module, old_shapes
                 store.mapping[name] = new
             padded += 1
     return padded
+
+
+def slice_param_state(
+    stores: Iterable[ParamStore],
+    slices: Mapping[str, list[tuple[int, Tensor]]],
+    old_shapes: Mapping[str, torch.Size],
+) -> int:
+    """Slice the stores found by :func:`find_param_state` as a prune sliced the parameters
+    (:attr:`clgrow.prune.PruneReport.slices`): each entry, in its parameter's own shape, keeps the
+    entries of the units that stay (a flattened store is reshaped, sliced and flattened again).
+    Returns the number of entries sliced."""
+    sliced = 0
+    for store in stores:
+        for name, flat in store.flat.items():
+            cuts, old = slices.get(name), old_shapes.get(name)
+            entry = store.mapping.get(name)
+            t = _tensor_of(entry)
+            if not cuts or old is None or t is None or t.numel() != old.numel():
+                continue
+            new = t.reshape(old)
+            for dim, keep in cuts:
+                new = new.index_select(dim, keep.to(new.device))
+            if flat:
+                new = new.flatten()
+            if isinstance(entry, ParamData):
+                entry.shape = new.shape
+                entry._data = new  # ParamData's setter refuses new shapes on purpose; we change it knowingly
+            else:
+                store.mapping[name] = new
+            sliced += 1
+    return sliced

@@ -118,6 +118,8 @@ class RunSummary:
     compute: dict[str, int] = field(default_factory=dict)
     #: Epochs trained per experience (a compute-matched fixed run trains more than its config's).
     train_epochs: int | None = None
+    #: Units pruned at the start of each training experience (empty without a PrunePlugin).
+    units_pruned: list[int] = field(default_factory=list)
 
     @property
     def growth_share(self) -> float | None:
@@ -205,6 +207,9 @@ class RunSummary:
         from clgrow.strategies.compute import find_compute_plugin
 
         counted = find_compute_plugin(strategy)
+        from clgrow.strategies.prune_plugin import find_prune_plugin
+
+        pruner = find_prune_plugin(strategy)
         n = len(task_labels)
         inactivity = next((m for m in strategy.evaluator.metrics if isinstance(m, InactivityMetric)), None)
         if inactivity is None:
@@ -302,6 +307,7 @@ class RunSummary:
                 train_loss,
             ),
             compute={} if counted is None else counted.counter.to_dict(),
+            units_pruned=[] if pruner is None else [pruner.units_pruned(i) for i in range(n)],
         )
 
     def to_dict(self) -> dict[str, Any]:
