@@ -1,8 +1,10 @@
 """PrunePlugin: remove dead or dormant hidden units at each new experience, before growth.
 
 A stream then recycles capacity: units that died on the previous tasks leave before the new
-experience's growth step adds fresh ones. Which units: those dead (zero on every probe sample) or
-τ-dormant on a few batches of the new experience's own training data, as ReDo scores them. The
+experience's growth step adds fresh ones. Which units: those dead (zero on every sample) or
+τ-dormant on the data of every experience seen so far, a fixed sample kept from each trained
+experience plus a few batches of the new one. Scoring on the new experience's data alone would
+remove units that only old tasks use (measured: BENCHMARKS.md, "Pruning"). The
 optimizer state and every regulariser's per-parameter state (EWC, SI, MAS, RWalk, any plugin's,
 found as growth finds it) are sliced to the units that stay.
 """
@@ -15,9 +17,11 @@ from typing import Any
 from avalanche.core import SupervisedPlugin
 
 from clgrow import GrowthError
+from clgrow.disruption import Probe
 from clgrow.prune import PruneReport, prune, select_units
 from clgrow.strategies.optimizer_state import carry_sliced_state, optimizer_state_by_name
 from clgrow.strategies.param_state import find_param_state, slice_param_state
+from clgrow.strategies.plugin import draw_probe
 
 __all__ = ["PrunePlugin", "PruneEvent", "PRUNE_SELECTORS", "find_prune_plugin"]
 
@@ -47,6 +51,8 @@ class PrunePlugin(SupervisedPlugin):
         Batches of the experience's training data the units are scored on.
     min_units : int
         Every layer keeps at least this many units.
+    probe : int
+        Samples kept from each trained experience to score units on (with the new experience's).
     """
 
     def __init__(
@@ -56,6 +62,7 @@ class PrunePlugin(SupervisedPlugin):
         from_experience: int = 1,
         probe_batches: int = 8,
         min_units: int = 1,
+        probe: int = 200,
     ) -> None:
         super().__init__()
         if how not in PRUNE_SELECTORS:
@@ -63,13 +70,20 @@ class PrunePlugin(SupervisedPlugin):
         self.how, self.tau, self.from_experience = how, tau, from_experience
         self.probe_batches, self.min_units = probe_batches, min_units
         self.events: list[PruneEvent] = []
+        self.probe = probe
+        self.probes: list[Probe] = []
+
+    def after_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        experience = int(strategy.clock.train_exp_counter) - 1
+        if self.probe > 0 and all(p.experience != experience for p in self.probes):
+            self.probes.append(draw_probe(strategy.experience.dataset, experience, self.probe))
 
     def before_training_epoch(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         experience = int(strategy.clock.train_exp_counter)
         if strategy.clock.train_exp_epochs != 0 or experience < self.from_experience:
             return
         model = strategy.model
-        batches = []
+        batches: list[Any] = [(p.x, p.y, p.t) for p in self.probes if len(p.y)]
         for i, batch in enumerate(strategy.dataloader):
             if i >= self.probe_batches:
                 break
