@@ -210,6 +210,23 @@ class GrowthMetric(PluginMetric[dict]):
                         self, names.train_name(names.UNITS_RESET, names.layer_tag(i)), float(counts.get(i, 0)), x
                     )
                 )
+        from clgrow.strategies.prune_plugin import find_prune_plugin
+
+        pruner = find_prune_plugin(strategy)
+        if pruner is not None:  # units removed at the start of the experience just trained
+            exp = int(strategy.clock.train_exp_counter)
+            removed: dict[int, int] = {}
+            for event in pruner.events:
+                if event.experience == exp:
+                    for i, idx in event.report.removed.items():
+                        removed[i] = removed.get(i, 0) + int(idx.numel())
+            values.append(MetricValue(self, names.train_name(names.UNITS_PRUNED), float(sum(removed.values())), x))
+            for i in range(model.num_hidden_layers):
+                values.append(
+                    MetricValue(
+                        self, names.train_name(names.UNITS_PRUNED, names.layer_tag(i)), float(removed.get(i, 0)), x
+                    )
+                )
         plugin = find_grow_plugin(strategy)
         if plugin is None:
             return values

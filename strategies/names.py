@@ -23,6 +23,7 @@ __all__ = [
     "GROWTH_DISRUPTION",
     "GROWTH_DISRUPTION_KL",
     "UNITS_RESET",
+    "UNITS_PRUNED",
     "experience_tag",
     "eval_name",
     "train_name",
@@ -49,6 +50,7 @@ GROWTH_DISRUPTION = "GrowthDisruption"
 #: Mean KL divergence (nats) of the outputs on those experiences, before against after the step.
 GROWTH_DISRUPTION_KL = "GrowthDisruptionKL"
 UNITS_RESET = "UnitsReset"
+UNITS_PRUNED = "UnitsPruned"
 
 
 def eval_name(metric: str, stream: str = "test", tag: str | None = None) -> str:

@@ -66,3 +66,30 @@ def test_pruning_is_refused_with_continual_backprop_and_for_reference_rows(split
         )
     with pytest.raises(GrowthError, match="unknown selector"):
         PrunePlugin("sideways")
+
+
+def test_units_pruned_is_an_avalanche_metric_per_layer(split_digits):
+    from avalanche.training.plugins import EvaluationPlugin
+
+    from clgrow.strategies import ResultsWriter, growth_metrics
+
+    bm = split_digits
+    model = GrowableMLP(bm.in_features, [12, 12], bm.num_classes)
+    _kill_half(model)
+    writer = ResultsWriter(None)
+    strategy = build_strategy(
+        "naive",
+        model,
+        "none",
+        train_mb_size=64,
+        prune="dead",
+        evaluator=EvaluationPlugin(*growth_metrics(), loggers=[writer]),
+    )
+    for exp in list(bm.scenario.train_stream)[:2]:
+        strategy.train(exp)
+    pruner = find_prune_plugin(strategy)
+    assert pruner is not None
+    total = writer.series("UnitsPruned/train_phase/train_stream")
+    assert total == {0: 0.0, 1: float(pruner.units_pruned(1))} and total[1] >= 12
+    layer0 = writer.series("UnitsPruned/train_phase/train_stream/layer0")
+    assert layer0[1] == float(pruner.events[0].report.removed[0].numel())
