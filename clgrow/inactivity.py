@@ -31,6 +31,7 @@ __all__ = [
     "LayerInactivity",
     "InactivityStats",
     "InactivityAccumulator",
+    "accumulate_activity",
     "measure_inactivity",
     "inactivity_from_activations",
     "dormant_mask",
@@ -252,6 +253,18 @@ def measure_inactivity(
         raise GrowthError(f"measure_inactivity needs a GrowableMLP, got {type(model).__name__}")
     if tau < 0 or not math.isfinite(tau):
         raise GrowthError(f"tau must be a finite number >= 0, got {tau}")
+    acc = accumulate_activity(model, loader, max_batches)
+    return acc.stats([model.cohort(i) for i in range(model.num_hidden_layers)], tau)
+
+
+@torch.no_grad()
+def accumulate_activity(
+    model: GrowableMLP, loader: Iterable[Any], max_batches: int | None = None
+) -> InactivityAccumulator:
+    """Every hidden unit's accumulated post-ReLU activity on ``loader`` (eval mode, restored after).
+
+    Raises :class:`GrowthError` when the loader holds no sample.
+    """
     device = model_device(model)
     acc = InactivityAccumulator(model.num_hidden_layers)
     was_training = model.training
@@ -268,4 +281,4 @@ def measure_inactivity(
         model.train(was_training)
     if acc.samples == 0:
         raise GrowthError("the probe loader is empty: inactivity needs at least one sample")
-    return acc.stats([model.cohort(i) for i in range(model.num_hidden_layers)], tau)
+    return acc

@@ -22,13 +22,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from clgrow.context import model_device
-from clgrow.data import unpack
 from clgrow.errors import GrowthError
-from clgrow.inactivity import InactivityAccumulator, dormant_mask
+from clgrow.inactivity import accumulate_activity, dormant_mask
 from clgrow.model import GrowableMLP, _replace_linear
 
-__all__ = ["PruneReport", "SELECTORS", "select_units", "prune"]
+__all__ = ["PruneReport", "SELECTORS", "select_units", "prune", "slice_by"]
 
 #: How :func:`select_units` chooses units.
 SELECTORS = ("dead", "dormant", "norm")
@@ -60,25 +58,6 @@ class PruneReport:
     def count(self) -> int:
         """Units removed in all."""
         return sum(int(v.numel()) for v in self.removed.values())
-
-
-@torch.no_grad()
-def _activity(model: GrowableMLP, data: Iterable[Any]) -> InactivityAccumulator:
-    acc = InactivityAccumulator(model.num_hidden_layers)
-    device = model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in data:
-            x, _, t = unpack(batch, device)
-            _, hs = model.run(x, t, capture=True)
-            for i, h in enumerate(hs):
-                acc.add(i, h, nonnegative=True)
-    finally:
-        model.train(was_training)
-    if acc.samples == 0:
-        raise GrowthError("select_units: the data is empty: choosing units by activity needs at least one sample")
-    return acc
 
 
 def select_units(
@@ -120,7 +99,12 @@ def select_units(
         return out
     if data is None:
         raise GrowthError(f"select_units({how!r}) needs data to measure activity on")
-    acc = _activity(model, data)
+    try:
+        acc = accumulate_activity(model, data)
+    except GrowthError:
+        raise GrowthError(
+            "select_units: the data is empty: choosing units by activity needs at least one sample"
+        ) from None
     for layer in range(model.num_hidden_layers):
         if how == "dead":
             nonzero = acc.nonzero[layer]
@@ -136,6 +120,13 @@ def select_units(
     return out
 
 
+def slice_by(t: Tensor, cuts: list[tuple[int, Tensor]]) -> Tensor:
+    """``t`` with each ``(dim, kept indices)`` of :attr:`PruneReport.slices` applied in turn."""
+    for dim, keep in cuts:
+        t = t.index_select(dim, keep.to(t.device))
+    return t
+
+
 def _slice_state(optimizer: torch.optim.Optimizer | None, old: Tensor, new: Tensor, keep: Tensor, dim: int) -> None:
     """Move ``old``'s optimizer entry to ``new``, its state tensors sliced to ``keep`` along ``dim``."""
     if optimizer is None:
@@ -145,7 +136,7 @@ def _slice_state(optimizer: torch.optim.Optimizer | None, old: Tensor, new: Tens
     state = optimizer.state.pop(old, None)
     if state:
         optimizer.state[new] = {
-            k: (v.index_select(dim, keep.to(v.device)) if isinstance(v, Tensor) and v.shape == old.shape else v)
+            k: (slice_by(v, [(dim, keep)]) if isinstance(v, Tensor) and v.shape == old.shape else v)
             for k, v in state.items()
         }
 

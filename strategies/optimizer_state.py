@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from clgrow.prune import slice_by
+
 __all__ = ["pad_leading", "optimizer_state_by_name", "carry_optimizer_state", "carry_sliced_state"]
 
 
@@ -84,8 +86,7 @@ def carry_sliced_state(
         new_state = {}
         for key, value in old_state.items():
             if isinstance(value, Tensor) and value.dim() == p.dim() and value.dim() > 0:
-                for dim, keep in cuts:
-                    value = value.index_select(dim, keep.to(value.device))
+                value = slice_by(value, cuts)
             new_state[key] = value
         optimizer.state[p] = new_state
         carried += 1

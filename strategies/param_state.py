@@ -19,6 +19,7 @@ from avalanche.training.utils import ParamData
 from torch import Tensor, nn
 
 from clgrow import GrowthError
+from clgrow.prune import slice_by
 from clgrow.strategies.optimizer_state import pad_leading
 
 __all__ = [
@@ -129,6 +130,18 @@ def find_param_state(plugins: Iterable[Any], model: nn.Module) -> list[ParamStor
     return stores
 
 
+def _put(store: ParamStore, name: str, new: Tensor, flat: bool) -> None:
+    """Write ``new`` (in the parameter's own shape) back as ``store``'s entry for ``name``."""
+    if flat:
+        new = new.flatten()
+    entry = store.mapping.get(name)
+    if isinstance(entry, ParamData):
+        entry.shape = new.shape
+        entry._data = new  # ParamData's setter refuses new shapes on purpose; we change it knowingly
+    else:
+        store.mapping[name] = new
+
+
 def align_param_state(stores: Iterable[ParamStore], model: nn.Module, old_shapes: Mapping[str, torch.Size]) -> int:
     """Pad the stores found by :func:`find_param_state` to the grown parameters' shapes.
 
@@ -146,14 +159,7 @@ def align_param_state(stores: Iterable[ParamStore], model: nn.Module, old_shapes
             if p is None or old is None or t is None or old == p.shape or t.numel() != old.numel():
                 continue
             fill = p.detach() if store.snapshot else 0.0
-            new = pad_leading(t.reshape(old), p.shape, fill)
-            if flat:
-                new = new.flatten()
-            if isinstance(entry, ParamData):
-                entry.shape = new.shape
-                entry._data = new  # ParamData's setter refuses new shapes on purpose; we change it knowingly
-            else:
-                store.mapping[name] = new
+            _put(store, name, pad_leading(t.reshape(old), p.shape, fill), flat)
             padded += 1
     return padded
 
@@ -175,15 +181,6 @@ def slice_param_state(
             t = _tensor_of(entry)
             if not cuts or old is None or t is None or t.numel() != old.numel():
                 continue
-            new = t.reshape(old)
-            for dim, keep in cuts:
-                new = new.index_select(dim, keep.to(new.device))
-            if flat:
-                new = new.flatten()
-            if isinstance(entry, ParamData):
-                entry.shape = new.shape
-                entry._data = new  # ParamData's setter refuses new shapes on purpose; we change it knowingly
-            else:
-                store.mapping[name] = new
+            _put(store, name, slice_by(t.reshape(old), cuts), flat)
             sliced += 1
     return sliced

@@ -557,7 +557,6 @@ def test_a_run_resolves_its_settings_once_and_builds_each_method_once(tmp_path, 
 
     from clgrow import config as growth_config
     from clgrow.params import Configurable, Params
-    from tests.experiments.conftest import TINY
 
     built, checked, parsed = Counter(), Counter(), Counter()
     init, post, names = Configurable.__init__, Params.__post_init__, growth_config.growth_methods
@@ -594,18 +593,7 @@ def test_a_dense_budget_is_checked_against_the_worst_step_any_allocation_reaches
     units with 20 old ones over 64 inputs: 16·4·20·64 = 81,920 bytes."""
     argv = [
         "run",
-        "--benchmark",
-        "split-digits",
-        "--hidden",
-        "8",
-        "8",
-        "--neurons",
-        "4",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "64",
-        "--quiet",
+        *TINY,
         "--growth",
         "swe-svod",
         "--swe-coupling",
