@@ -24,7 +24,6 @@ class ComputePlugin(SupervisedPlugin):
         super().__init__()
         self.counter = ComputeCounter()
         self._outer: list[ComputeCounter | None] = []
-        self._params: tuple[int, int] = (-1, 0)  # (id of the parameter list's owner, count)
 
     def _start(self, name: str) -> None:
         self._outer.append(compute.activate(self.counter))
