@@ -75,6 +75,7 @@ def add_channels(
     norm: nn.BatchNorm2d | None = None,
     weight: Tensor | None = None,
     bias: Tensor | None = None,
+    out_weight: list[Tensor | None] | None = None,
 ) -> Tensor:
     """Append ``k`` output channels to ``conv`` (and ``norm``), with zero slices in every consumer.
 
@@ -92,6 +93,10 @@ def add_channels(
         The new filters (default: ``conv``'s own initialisation); rows of the flattened form are
         accepted, as extenders write rows.
     bias : Tensor, shape ``(k,)``, optional
+    out_weight : list of Tensor or None, one per consumer, optional
+        The consumers' new slices as unit views ``(p, k, r)`` (``r`` = ``kh·kw``, ``block`` or 1;
+        see :func:`clgrow.model.unit_view`); ``None`` (the default, or an entry) means zeros,
+        which keeps the network's function exactly.
 
     Returns
     -------
@@ -115,10 +120,19 @@ def add_channels(
         raise GrowthError(f"new biases must have shape ({k},), got {tuple(bias.shape)}")
     if norm is not None and norm.num_features != n:
         raise GrowthError(f"the batch norm has {norm.num_features} channels, the convolution {n}")
-    for c in consumers:
+    outs = [None] * len(consumers) if out_weight is None else list(out_weight)
+    if len(outs) != len(consumers):
+        raise GrowthError(f"{len(consumers)} consumers, got {len(outs)} outgoing weights")
+    for c, out in zip(consumers, outs):
         width = c.module.weight.shape[1]
         if width != n * c.block:
             raise GrowthError(f"a {c.kind} consumer reads {width} inputs, not {n} channels x {c.block}")
+        r = c.module.weight[0, 0].numel() if c.kind == "conv" else c.block
+        if out is not None and out.numel() != c.module.weight.shape[0] * k * r:
+            raise GrowthError(
+                f"new outgoing weights of a {c.kind} consumer must have shape "
+                f"({c.module.weight.shape[0]}, {k}, {r}), got {tuple(out.shape)}"
+            )
     if k == 0:
         return torch.empty(0, dtype=torch.long, device=ref.device)
     conv.weight = _param(conv.weight, torch.cat([ref, weight.to(ref)]))
@@ -133,17 +147,19 @@ def add_channels(
             norm.running_mean = torch.cat([norm.running_mean, norm.running_mean.new_zeros(k)])
             norm.running_var = torch.cat([norm.running_var, norm.running_var.new_ones(k)])
         norm.num_features = n + k
-    for c in consumers:
+    for c, out in zip(consumers, outs):
         cw = c.module.weight
         if c.kind == "conv":
             assert isinstance(c.module, nn.Conv2d)
-            zeros = cw.new_zeros(cw.shape[0], k, *cw.shape[2:])
-            c.module.weight = _param(cw, torch.cat([cw, zeros], 1))
+            shape = (cw.shape[0], k, *cw.shape[2:])
+            extra = cw.new_zeros(shape) if out is None else out.reshape(shape).to(cw)
+            c.module.weight = _param(cw, torch.cat([cw, extra], 1))
             c.module.in_channels = n + k
         else:
             assert isinstance(c.module, nn.Linear)
-            zeros = cw.new_zeros(cw.shape[0], k * c.block)  # new channels come last: their columns too
-            c.module.weight = _param(cw, torch.cat([cw, zeros], 1))
+            shape2 = (cw.shape[0], k * c.block)  # new channels come last: their columns too
+            extra = cw.new_zeros(shape2) if out is None else out.reshape(shape2).to(cw)
+            c.module.weight = _param(cw, torch.cat([cw, extra], 1))
             c.module.in_features = cw.shape[1] + k * c.block
     return torch.arange(n, n + k, device=ref.device)
 

@@ -108,11 +108,17 @@ class _Coupling:
         if old_rows not in OLD_ROWS:
             raise ValueError(f"old_rows must be one of {OLD_ROWS}, got {old_rows!r}")
         self.lin, self.n_old, self.partners, self.lr, self.old_rows = lin, n_old, partners, lr, old_rows
-        self.k, self.m, self.s = lin.out_features - n_old, lin.in_features, partners.numel()
+        rows = lin.weight.shape[0]
+        self.k, self.m, self.s = rows - n_old, lin.weight.numel() // max(rows, 1), partners.numel()
         # restore: the old rows' weights at coupling time, put back at bake-in
         self._saved = (
             None if old_rows != "restore" else (lin.weight[:n_old].detach().clone(), lin.bias[:n_old].detach().clone())
         )
+
+    @property
+    def weight(self) -> Tensor:
+        """The layer's weight as rows ``(n + k, m)``: a view (a convolution's filter is one row)."""
+        return self.lin.weight.view(self.n_old + self.k, self.m)
 
     @torch.no_grad()
     def _restore_old(self) -> None:
@@ -156,10 +162,10 @@ class DenseCoupling(_Coupling):
 
     def effective(self) -> tuple[Tensor, Tensor]:
         """The layer's effective weight ``(n + k, m)`` and bias ``(n + k,)``."""
-        w, b = coupled_weights(self.lin.weight, self.lin.bias, self.n_old, self.partners, self.C, self.c)
+        w, b = coupled_weights(self.weight, self.lin.bias, self.n_old, self.partners, self.C, self.c)
         if self.old_rows == "keep":
             n = self.n_old
-            w, b = torch.cat([self.lin.weight[:n], w[n:]]), torch.cat([self.lin.bias[:n], b[n:]])
+            w, b = torch.cat([self.weight[:n], w[n:]]), torch.cat([self.lin.bias[:n], b[n:]])
         return w, b
 
     def step(self) -> None:
@@ -169,7 +175,7 @@ class DenseCoupling(_Coupling):
     def bake(self) -> None:
         """Fold ``C`` and ``c`` into the layer's weights."""
         w, b = self.effective()
-        self.lin.weight.copy_(w)
+        self.lin.weight.copy_(w.view_as(self.lin.weight))
         self.lin.bias.copy_(b)
         self._restore_old()
 
@@ -242,21 +248,22 @@ class FactoredCoupling(_Coupling):
 
     def effective(self) -> tuple[Tensor, Tensor]:
         """The layer's own weight ``(n + k, m)`` and bias ``(n + k,)``."""
-        return self.lin.weight, self.lin.bias
+        return self.weight, self.lin.bias
 
     @torch.no_grad()
     def step(self) -> None:
         """Apply one step of pairwise transfers from the gradients in ``.grad``."""
-        w, b = self.lin.weight, self.lin.bias
-        if w.grad is None or b.grad is None:
+        b = self.lin.bias
+        if self.lin.weight.grad is None or b.grad is None:
             return
+        w, w_grad = self.weight, self.lin.weight.grad.view(self.n_old + self.k, self.m)
         n, s, k = self.n_old, self.s, self.k
         grad = self._grad
         if s == n:
-            torch.cat([w.grad, b.grad[:, None]], 1, out=grad)
+            torch.cat([w_grad, b.grad[:, None]], 1, out=grad)
         else:
-            grad[:s, :-1], grad[:s, -1] = w.grad[:n][self.partners], b.grad[:n][self.partners]
-            grad[s:, :-1], grad[s:, -1] = w.grad[n:], b.grad[n:]
+            grad[:s, :-1], grad[:s, -1] = w_grad[:n][self.partners], b.grad[:n][self.partners]
+            grad[s:, :-1], grad[s:, -1] = w_grad[n:], b.grad[n:]
         beta1, beta2 = self.betas
         self.steps += 1
         bc1, bc2 = 1 - beta1**self.steps, 1 - beta2**self.steps

@@ -23,13 +23,14 @@ import math
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn import functional as F
 
 from clgrow.extender import Extender, GrowthContext
 from clgrow.methods import GradMaxParams
 from clgrow.model import GrowableMLP
 
-__all__ = ["GradMaxExtender"]
+__all__ = ["GradMaxExtender", "channel_product"]
 
 
 class GradMaxExtender(Extender):
@@ -52,7 +53,8 @@ class GradMaxExtender(Extender):
     incoming_norm: float | None
 
     def gradient_product(self, model: GrowableMLP, layer: int, ctx: GrowthContext) -> list[Tensor]:
-        """``M = E[g h^T]`` per consumer, each of shape ``(p, m)``."""
+        """``M = E[g h^T]`` per consumer, each of shape ``(p, m)``; for a convolutional site
+        ``(p·r, m)`` (see :func:`channel_product`)."""
         device = ctx.device
         loss_fn = ctx.loss("GradMax")
         lin = model.hidden[layer]
@@ -73,7 +75,12 @@ class GradMaxExtender(Extender):
         handles += [cons.register_forward_hook(keep_output(i)) for i, cons in enumerate(consumers)]
         modes = {mod: mod.training for mod in model.modules()}
         model.eval()
-        sums = [torch.zeros(cons.out_features, lin.in_features, device=device) for cons in consumers]
+        conv = isinstance(lin, nn.Conv2d)
+        kinds = [c.kind for c in model.channel_consumers(layer)] if conv else []  # type: ignore[attr-defined]
+        pool = model.pool(layer) if conv else None  # type: ignore[attr-defined]
+        sums: list[Tensor | int] = [
+            0 if conv else torch.zeros(cons.weight.shape[0], lin.in_features, device=device) for cons in consumers
+        ]
         count = 0
         try:
             for batch in ctx.batches(self.passes, "GradMax"):
@@ -89,7 +96,12 @@ class GradMaxExtender(Extender):
                     for i in range(len(consumers)):
                         out = store.get(i)
                         if out is not None and out.grad is not None:
-                            sums[i] += out.grad.T @ h * h.shape[0]
+                            if conv:
+                                sums[i] = sums[i] + channel_product(
+                                    lin, h, out.grad, consumers[i], kinds[i], pool  # type: ignore[arg-type]
+                                ) * h.shape[0]
+                            else:
+                                sums[i] += out.grad.T @ h * h.shape[0]
                     count += h.shape[0]
         finally:
             for hd in handles:
@@ -97,26 +109,90 @@ class GradMaxExtender(Extender):
             model.zero_grad(set_to_none=True)
             for mod, mode in modes.items():
                 mod.training = mode
-        return [s / max(count, 1) for s in sums]
+        m = model.fan_in(layer)
+        return [
+            (s if isinstance(s, Tensor) else torch.zeros(cons.weight.numel() // model.hidden_sizes[layer], m, device=device))
+            / max(count, 1)
+            for s, cons in zip(sums, consumers)
+        ]
 
     def _extend_layer(self, model: GrowableMLP, layer: int, k: int, ctx: GrowthContext) -> Tensor:
         lin = model.hidden[layer]
-        m = lin.in_features
+        m = model.fan_in(layer)
         products = self.gradient_product(model, layer, ctx)
         outs, grads = [], torch.zeros(k, m, device=lin.weight.device)
-        for M in products:
+        conv = isinstance(lin, nn.Conv2d)
+        for M, cons in zip(products, model.consumers(layer)):
             U, _, _ = torch.linalg.svd(M, full_matrices=True)
             cols = U[:, : min(k, U.shape[1])]
             if cols.shape[1] < k:  # more new units than directions: fill with random unit vectors
                 extra = torch.randn(U.shape[0], k - cols.shape[1], device=U.device)
                 cols = torch.cat([cols, extra / extra.norm(dim=0, keepdim=True).clamp_min(1e-12)], 1)
             v = cols * self.out_scale
-            outs.append(v)
+            if conv:  # a channel's outgoing slice is a column of p·r entries: as a unit view (p, k, r)
+                p = cons.weight.shape[0]
+                outs.append(v.view(p, -1, k).permute(0, 2, 1))
+            else:
+                outs.append(v)
             grads += v.T @ M
         target = 1.0 / math.sqrt(3.0) if self.incoming_norm is None else float(self.incoming_norm)
         w = -grads / grads.norm(dim=1, keepdim=True).clamp_min(1e-12) * target
         b = torch.zeros(k, device=w.device)
         return model.add_units(layer, w, b, outs, cohort=ctx.cohort)
+
+
+def channel_product(
+    conv: nn.Conv2d, x: Tensor, grad: Tensor, consumer: nn.Module, kind: str, pool: nn.Module | None, chunk: int = 8
+) -> Tensor:
+    r"""GradMax's ``Σ g hᵀ`` for new channels of ``conv``, summed over a batch: ``(p·r, m)``.
+
+    A new channel with filter ``w`` (``m = c_in·kh·kw`` entries, zero at insertion; batch norm
+    and ReLU taken as the identity there, as for units) outputs the map ``a = w · P`` where
+    ``P`` ``(m, H, W)`` are the input patches (``unfold``), pooled as the site pools its output
+    (a max-pool of an all-zero map has no argmax: its window is averaged). Its consumer reads
+    ``a`` through a slice ``V`` of ``p·r`` entries, so ``∂L/∂w = vec(V)ᵀ M`` with
+    ``M[(o, j), :] = Σ_{b, y} g[b, o, y] · Q_j[b, :, y]``: ``g`` the consumer's output gradient,
+    ``Q_j`` the pooled patches seen at the consumer's tap ``j`` (its own ``unfold``) for a
+    convolution, at position ``j`` for a ``Linear`` after ``Flatten``, and averaged over
+    positions (``r = 1``) after global pooling. The top left singular vectors of ``M`` are then
+    the outgoing slices, as for units.
+
+    Parameters
+    ----------
+    conv : nn.Conv2d
+        The site's producer; ``x`` ``(B, c_in, H_in, W_in)`` its input.
+    grad : Tensor
+        The consumer's output gradient: ``(B, p, H', W')`` for a convolution, ``(B, p)`` otherwise.
+    consumer : nn.Conv2d or nn.Linear
+    kind : {"conv", "flatten", "pool"}
+    pool : nn.Module, optional
+        The pooling between the site's ReLU and its consumer.
+    chunk : int
+        Samples per chunk (a convolution's ``Q`` holds ``m·r·H'·W'`` entries per sample).
+    """
+    out: Tensor | int = 0
+    for s in range(0, x.shape[0], chunk):
+        xb, gb = x[s : s + chunk], grad[s : s + chunk]
+        patches = F.unfold(xb, conv.kernel_size, conv.dilation, conv.padding, conv.stride)  # (b, m, L)
+        h_out = (xb.shape[2] + 2 * conv.padding[0] - conv.dilation[0] * (conv.kernel_size[0] - 1) - 1) // conv.stride[0] + 1  # type: ignore[index,operator]
+        q = patches.view(xb.shape[0], patches.shape[1], h_out, -1)
+        if isinstance(pool, nn.MaxPool2d):
+            q = F.avg_pool2d(q, pool.kernel_size, pool.stride, pool.padding)  # type: ignore[arg-type]
+        elif pool is not None and not isinstance(pool, nn.Identity):
+            q = pool(q)
+        m = q.shape[1]
+        if kind == "conv":
+            assert isinstance(consumer, nn.Conv2d)
+            u = F.unfold(q, consumer.kernel_size, consumer.dilation, consumer.padding, consumer.stride)
+            u = u.view(q.shape[0], m, -1, u.shape[-1])  # (b, m, r, Y)
+            part = torch.einsum("bpy,bmry->prm", gb.flatten(2), u).reshape(-1, m)
+        elif kind == "flatten":
+            part = torch.einsum("bp,bmq->pqm", gb, q.flatten(2)).reshape(-1, m)
+        else:
+            part = gb.T @ q.mean(dim=(2, 3))
+        out = out + part
+    assert isinstance(out, Tensor)
+    return out
 
 
 def _by_task(model: GrowableMLP, x: Tensor, y: Tensor, t: Tensor | None) -> list[tuple[Tensor, Tensor, Tensor | None]]:

@@ -20,7 +20,18 @@ from torch.utils.hooks import RemovableHandle
 from clgrow import compute
 from clgrow.errors import GrowthError
 
-__all__ = ["GrowableMLP", "ModelSnapshot"]
+__all__ = ["GrowableMLP", "ModelSnapshot", "unit_view"]
+
+
+def unit_view(weight: Tensor, n: int) -> Tensor:
+    """A consumer's weight seen per input unit: ``(p, n, r)``, a view sharing its storage.
+
+    ``r`` is what one unit (or channel) of the producer owns in the consumer: 1 column of a
+    ``Linear`` (or of one after global average pooling), the ``H·W`` columns of a ``Linear``
+    after channel-major ``Flatten``, the ``kh·kw`` kernel of a ``Conv2d``. Writing to the view
+    writes the consumer's weight, so every method handles all consumer kinds with one indexing.
+    """
+    return weight.view(weight.shape[0], n, -1)
 
 
 def default_linear_init(out_features: int, in_features: int) -> tuple[Tensor, Tensor]:
@@ -35,6 +46,14 @@ def default_linear_init(out_features: int, in_features: int) -> tuple[Tensor, Te
     weight = torch.empty(out_features, in_features).uniform_(-bound, bound)
     bias = torch.empty(out_features).uniform_(-bound, bound)
     return weight, bias
+
+
+def _per_consumer(out_weight: Tensor | Sequence[Tensor | None] | None, consumers: Sequence[nn.Module], layer: int) -> list[Tensor | None]:
+    """``add_units``'s outgoing weights as one entry per consumer (``None``: zeros)."""
+    outs = [out_weight] * len(consumers) if out_weight is None or isinstance(out_weight, Tensor) else list(out_weight)
+    if len(outs) != len(consumers):
+        raise GrowthError(f"layer {layer} has {len(consumers)} consumers, got {len(outs)} outgoing weights")
+    return outs
 
 
 def _replace_linear(lin: nn.Linear, weight: Tensor, bias: Tensor | None) -> None:
@@ -55,8 +74,16 @@ class ModelSnapshot:
 
     params: list[tuple[nn.Module, str, nn.Parameter | None, Tensor | None, Tensor | None]] = field(default_factory=list)
     buffers: list[tuple[nn.Module, str, Tensor | None, Tensor | None]] = field(default_factory=list)
-    linear_shapes: list[tuple[nn.Linear, int, int]] = field(default_factory=list)
+    shapes: list[tuple[nn.Module, dict[str, int]]] = field(default_factory=list)
     training: dict[nn.Module, bool] = field(default_factory=dict)
+
+
+#: Shape attributes growth changes, per kind of module (restored with the tensors).
+_SHAPE_ATTRS: dict[type, tuple[str, ...]] = {
+    nn.Linear: ("in_features", "out_features"),
+    nn.Conv2d: ("in_channels", "out_channels"),
+    nn.modules.batchnorm._BatchNorm: ("num_features",),
+}
 
 
 class LinearDict(nn.ModuleDict):
@@ -146,8 +173,33 @@ class GrowableMLP(nn.Module):
     # ------------------------------------------------------------------ shape
     @property
     def hidden_sizes(self) -> list[int]:
-        """Current width of every hidden layer, first to last."""
-        return [lin.out_features for lin in self.hidden]
+        """Current width of every hidden layer (units, or channels of a convolution), first to last."""
+        return [lin.weight.shape[0] for lin in self.hidden]
+
+    def fan_in(self, layer: int) -> int:
+        """Inputs of one unit of ``layer``: ``m`` of its weight rows (``c_in·kh·kw`` for a filter)."""
+        return math.prod(self.hidden[layer].weight.shape[1:])
+
+    def rows(self, layer: int) -> Tensor:
+        """``layer``'s weight as rows ``(n, m)``: a view of the parameter (a filter is one row)."""
+        w = self.hidden[layer].weight
+        return w.view(w.shape[0], -1)
+
+    def norm(self, layer: int) -> nn.Module | None:
+        """The normalisation between ``layer``'s producer and its ReLU (an MLP has none)."""
+        self._check_layer(layer)
+        return None
+
+    def reads_out(self, layer: int) -> bool:
+        """Whether ``layer``'s consumers are the head (the task heads of a multi-head model)."""
+        self._check_layer(layer)
+        return layer + 1 == len(self.hidden)
+
+    def next_site(self, layer: int) -> int | None:
+        """The hidden layer whose producer reads ``layer`` (``None`` when the head or a layer that
+        does not grow reads it)."""
+        self._check_layer(layer)
+        return layer + 1 if layer + 1 < len(self.hidden) else None
 
     @property
     def num_hidden_layers(self) -> int:
@@ -295,7 +347,7 @@ class GrowableMLP(nn.Module):
         weight : Tensor, shape ``(k, m)``
             Incoming weights of the new units (rows appended to ``W``).
         bias : Tensor, shape ``(k,)``
-        out_weight : Tensor ``(p, k)`` or one per consumer, optional
+        out_weight : Tensor ``(p, k)`` (or ``(p, k, 1)``) or one per consumer, optional
             Columns appended to every consumer's ``V``. ``None`` means zeros, which leaves
             the network's function unchanged exactly.
         cohort : int, optional
@@ -317,12 +369,11 @@ class GrowableMLP(nn.Module):
         if bias.shape != (k,):
             raise GrowthError(f"new biases for layer {layer} must have shape ({k},), got {tuple(bias.shape)}")
         consumers = self.consumers(layer)
-        if out_weight is None or isinstance(out_weight, Tensor):
-            outs = [out_weight] * len(consumers)
-        else:
-            outs = list(out_weight)
-        if len(outs) != len(consumers):
-            raise GrowthError(f"layer {layer} has {len(consumers)} consumers, got {len(outs)} outgoing weights")
+        # a unit view ``(p, k, 1)`` (what methods that handle every consumer kind write) is ``(p, k)`` here
+        outs = [
+            o.reshape(o.shape[0], -1) if o is not None and o.dim() == 3 else o
+            for o in _per_consumer(out_weight, consumers, layer)
+        ]
         if k == 0:
             return torch.empty(0, dtype=torch.long, device=lin.weight.device)
         for cons, out in zip(consumers, outs):
@@ -375,8 +426,11 @@ class GrowableMLP(nn.Module):
                 )
             for name, b in mod._buffers.items():
                 snap.buffers.append((mod, name, b, None if b is None else b.detach().clone()))
-            if isinstance(mod, nn.Linear):
-                snap.linear_shapes.append((mod, mod.in_features, mod.out_features))
+            attrs = _SHAPE_ATTRS.get(type(mod)) or next(
+                (a for t, a in _SHAPE_ATTRS.items() if isinstance(mod, t)), ()
+            )
+            if attrs:
+                snap.shapes.append((mod, {a: getattr(mod, a) for a in attrs}))
         return snap
 
     @torch.no_grad()
@@ -391,8 +445,9 @@ class GrowableMLP(nn.Module):
             if b is not None and value is not None:
                 b.data = value
             mod._buffers[name] = b
-        for mod, in_f, out_f in snap.linear_shapes:
-            mod.in_features, mod.out_features = in_f, out_f
+        for mod, attrs in snap.shapes:
+            for attr, value in attrs.items():
+                setattr(mod, attr, value)
         for mod, training in snap.training.items():
             mod.training = training
 

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from clgrow.extender import Extender, GrowthContext
 from clgrow.methods import Net2NetParams
-from clgrow.model import GrowableMLP
+from clgrow.model import GrowableMLP, unit_view
 
 __all__ = ["Net2NetExtender"]
 
@@ -31,7 +31,7 @@ class Net2NetExtender(Extender):
 
     def _extend_layer(self, model: GrowableMLP, layer: int, k: int, ctx: GrowthContext) -> Tensor:
         lin = model.hidden[layer]
-        n = lin.out_features
+        n = lin.weight.shape[0]
         with torch.no_grad():
             if k <= n:
                 src = torch.randperm(n)[:k]
@@ -40,11 +40,21 @@ class Net2NetExtender(Extender):
             src = src.to(lin.weight.device)
             copies = torch.bincount(src, minlength=n).to(lin.weight.dtype)
             share = 1.0 / (copies + 1.0)  # (n,)
-            w = lin.weight[src].clone()
-            w += torch.randn_like(w) * self.noise * lin.weight.std().nan_to_num(0.0)
+            rows = model.rows(layer)
+            w = rows[src].clone()
+            w += torch.randn_like(w) * self.noise * rows.std().nan_to_num(0.0)
             b = lin.bias[src].clone()
             outs = []
             for cons in model.consumers(layer):
-                cons.weight.mul_(share)  # the old columns keep their share
-                outs.append(cons.weight[:, src].clone())
-        return model.add_units(layer, w, b, outs, cohort=ctx.cohort)
+                v = unit_view(cons.weight, n)  # (p, n, r): a channel's kernel or flattened block splits whole
+                v.mul_(share[None, :, None])  # the old columns keep their share
+                outs.append(v[:, src].clone())
+        new = model.add_units(layer, w, b, outs, cohort=ctx.cohort)
+        norm = model.norm(layer)
+        if norm is not None:  # a copied channel normalises as its source does, or the split is not exact
+            with torch.no_grad():
+                for name in ("weight", "bias", "running_mean", "running_var"):
+                    t = getattr(norm, name, None)
+                    if t is not None:
+                        t[new] = t[src]
+        return new

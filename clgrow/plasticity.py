@@ -28,7 +28,7 @@ from torch import Tensor
 from clgrow.errors import ConfigError, GrowthError
 from clgrow.inactivity import dormant_mask
 from clgrow.methods import CBPParams, ReDoParams
-from clgrow.model import GrowableMLP, default_linear_init
+from clgrow.model import GrowableMLP, default_linear_init, unit_view
 from clgrow.params import Configurable
 from clgrow.registry import resetters
 
@@ -92,21 +92,35 @@ def reset_units(
         raise GrowthError(f"resets need a clgrow.GrowableMLP, got {type(model).__name__}")
     lin = model.hidden[layer]
     units = units.to(device=lin.weight.device, dtype=torch.long)
-    n = lin.out_features
+    n = lin.weight.shape[0]
     if units.numel() == 0:
         return
     if units.min() < 0 or units.max() >= n:
         raise GrowthError(f"reset units of layer {layer} must lie in 0..{n - 1}")
-    w, b = default_linear_init(units.numel(), lin.in_features)
-    lin.weight[units] = w.to(lin.weight)
+    w, b = default_linear_init(units.numel(), model.fan_in(layer))  # a filter's init has the same law
+    model.rows(layer)[units] = w.to(lin.weight)
     lin.bias[units] = b.to(lin.bias)
     clear_optimizer_entries(optimizer, lin.weight, units, 0)
     clear_optimizer_entries(optimizer, lin.bias, units, 0)
+    norm = model.norm(layer)
+    if norm is not None:  # a fresh channel normalises as a new one does (ReDo for conv layers)
+        for name, value in (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.0), ("running_var", 1.0)):
+            t = getattr(norm, name, None)
+            if t is not None:
+                t[units] = value
+                if isinstance(t, torch.nn.Parameter):
+                    clear_optimizer_entries(optimizer, t, units, 0)
     for cons in model.consumers(layer):
+        v = unit_view(cons.weight, n)  # (p, n, r)
         if fold_mean is not None and cons.bias is not None:
-            cons.bias.add_(cons.weight[:, units] @ fold_mean[units].to(cons.weight))
-        cons.weight[:, units] = 0.0
-        clear_optimizer_entries(optimizer, cons.weight, units, 1)
+            # the mean activation's contribution: a channel's kernel taps (or flattened block) all
+            # read about the mean of the channel (border effects of padding aside)
+            cons.bias.add_(v[:, units].sum(2) @ fold_mean[units].to(cons.weight))
+        v[:, units] = 0.0
+        if optimizer is not None:
+            for value in optimizer.state.get(cons.weight, {}).values():
+                if isinstance(value, Tensor) and value.shape == cons.weight.shape:
+                    unit_view(value, n)[:, units] = 0
 
 
 class Resetter(Configurable):
@@ -281,7 +295,8 @@ class ContinualBackprop(Resetter):
         eta = self.decay
         for layer, h in enumerate(activations):
             h = h.detach().float()
-            out_w = sum(cons.weight.detach().abs().sum(0) for cons in model.consumers(layer))
+            n = model.hidden_sizes[layer]
+            out_w = sum(unit_view(cons.weight.detach(), n).abs().sum((0, 2)) for cons in model.consumers(layer))
             self.mean_act[layer].mul_(eta).add_(h.mean(0), alpha=1 - eta)
             self.utility[layer].mul_(eta).add_(h.abs().mean(0) * out_w, alpha=1 - eta)
             self.age[layer] += 1

@@ -21,6 +21,5 @@ class RandomExtender(Extender):
     Params = RandomParams
 
     def _extend_layer(self, model: GrowableMLP, layer: int, k: int, ctx: GrowthContext) -> Tensor:
-        m = model.hidden[layer].in_features
-        w, b = default_linear_init(k, m)
+        w, b = default_linear_init(k, model.fan_in(layer))  # a filter's init has the same law and draws
         return model.add_units(layer, w, b, None, cohort=ctx.cohort)

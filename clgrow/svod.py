@@ -29,7 +29,7 @@ from clgrow.distributor import Distributor
 from clgrow.errors import GrowthError
 from clgrow.extender import LossFn
 from clgrow.methods import PAPER_SVOD, SVoDParams
-from clgrow.model import GrowableMLP
+from clgrow.model import GrowableMLP, unit_view
 
 __all__ = ["SVoD"]
 
@@ -95,10 +95,14 @@ class SVoD(Distributor):
         grown = set(layers)
         extra = 0
         for i in grown:
-            lin = model.hidden[i]
-            extra += cand * (lin.in_features + 1) + sum(c.out_features * cand for c in model.consumers(i))
-            if i - 1 in grown:  # its new rows also take the candidates below as inputs
-                extra += cand * cand
+            n = model.hidden_sizes[i]
+            # a candidate's row, bias and batch-norm pair, and what each consumer gives it (r per output)
+            extra += cand * (model.fan_in(i) + 1) + (2 * cand if model.norm(i) is not None else 0)
+            extra += sum(c.weight.numel() // n * cand for c in model.consumers(i))
+            below = i - 1
+            if below in grown and model.next_site(below) == i:
+                # its new rows also take the candidates below as inputs (r columns each)
+                extra += cand * cand * (model.fan_in(i) // model.hidden_sizes[below])
         return sum(p.numel() for p in model.parameters()) + extra
 
     def _scores(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, Tensor]:
@@ -130,10 +134,11 @@ class SVoD(Distributor):
         r = self.init_range
         with torch.no_grad():
             for i in layers:
-                m = probe.hidden[i].in_features
-                outs = [
-                    torch.empty(cons.out_features, cand, device=device).uniform_(-r, r) for cons in probe.consumers(i)
-                ]
+                m = probe.fan_in(i)
+                n = probe.hidden_sizes[i]
+                # unit views (p, cand, r): the same draws as (p, cand) when a unit owns one column
+                views = [unit_view(cons.weight, n) for cons in probe.consumers(i)]
+                outs = [torch.empty(v.shape[0], cand, v.shape[2], device=device).uniform_(-r, r) for v in views]
                 probe.add_units(
                     i,
                     torch.empty(cand, m, device=device).uniform_(-r, r),

@@ -61,7 +61,7 @@ from clgrow.coupling import (
 from clgrow.errors import GrowthError
 from clgrow.extender import Extender, GrowthContext
 from clgrow.methods import PAPER_SWE, SWEParams
-from clgrow.model import GrowableMLP, default_linear_init
+from clgrow.model import GrowableMLP, default_linear_init, unit_view
 
 __all__ = ["SWE", "coupled_weights"]
 
@@ -190,9 +190,12 @@ class SWE(Extender):
         """Apply the memory guard to every layer before any layer changes."""
         for layer, k in allocation.items():
             if k > 0:
-                m = model.hidden[layer].in_features
-                if self.schedule == "joint":  # the layer below grows before the couplings are built
-                    m += int(allocation.get(layer - 1, 0))
+                m = model.fan_in(layer)
+                below = layer - 1
+                if self.schedule == "joint" and below >= 0 and model.next_site(below) == layer:
+                    # the layer below grows before the couplings are built: each of its new units
+                    # adds one input column (a channel, its kernel's or its flattened block's)
+                    m += int(allocation.get(below, 0)) * (m // model.hidden_sizes[below])
                 self._partners_for(model.hidden_sizes[layer], k, m, layer)
 
     def settings_for(self, new_task: bool, rehearsal: bool = False) -> tuple[str, str]:
@@ -227,7 +230,7 @@ class SWE(Extender):
             for cp in couplings.values():
                 cp.bake()
                 if self.new_norm is not None and old_rows != "move":
-                    self._bound_new_rows(cp.lin, cp.n_old)
+                    self._bound_new_rows(cp)
             seconds = time.perf_counter() - started
             for layer, cp in couplings.items():
                 self.info[f"layer{layer}"] = {
@@ -243,24 +246,25 @@ class SWE(Extender):
         return new_units
 
     @torch.no_grad()
-    def _bound_new_rows(self, lin: torch.nn.Linear, n_old: int) -> None:
+    def _bound_new_rows(self, cp: Coupling) -> None:
         """Scale down new rows ``[r_j | β_j]`` longer than ``new_norm`` times the old rows' mean norm."""
         assert self.new_norm is not None  # called only when new rows are bounded
-        norms = torch.hypot(torch.linalg.vector_norm(lin.weight, dim=1), lin.bias.abs())
+        w, b, n_old = cp.weight, cp.lin.bias, cp.n_old
+        norms = torch.hypot(torch.linalg.vector_norm(w, dim=1), b.abs())
         limit = norms[:n_old].mean() * self.new_norm
         scale = (limit / norms[n_old:].clamp_min(1e-30)).clamp(max=1.0)
-        lin.weight[n_old:] *= scale[:, None]
-        lin.bias[n_old:] *= scale
+        w[n_old:] *= scale[:, None]
+        b[n_old:] *= scale
 
     def _insert(self, model: GrowableMLP, layer: int, k: int, cohort: int) -> Tensor:
         """Add ``k`` default-initialised units with zero outgoing weights; their indices."""
-        w0, b0 = default_linear_init(k, model.hidden[layer].in_features)
+        w0, b0 = default_linear_init(k, model.fan_in(layer))  # a filter's init has the same law
         return model.add_units(layer, w0, b0, None, cohort=cohort)
 
     def _couple(self, model: GrowableMLP, layer: int, n_old: int, k: int, old_rows: str) -> Coupling:
         """The coupling of ``layer``'s ``k`` new units (its last rows) with ``n_old`` old ones."""
         lin = model.hidden[layer]
-        s = self._partners_for(n_old, k, lin.in_features, layer)
+        s = self._partners_for(n_old, k, model.fan_in(layer), layer)
         device = lin.weight.device
         partners = (
             torch.arange(n_old, device=device) if s == n_old else torch.randperm(n_old, device=device)[:s].sort().values
@@ -288,16 +292,17 @@ class SWE(Extender):
     def _consumer_mask(
         model: GrowableMLP, layer: int, cons: torch.nn.Linear, n_old: int, coupled: bool, cohort: int, consumers: str
     ) -> Tensor | None:
-        """Which entries of consumer ``cons`` (``(p, n_old + k)``) of ``layer`` the adjustment
-        trains: ``None`` for all of them, else a 0/1 mask of the same shape."""
+        """Which entries of consumer ``cons`` (its unit view ``(p, n_old + k, r)``) of ``layer`` the
+        adjustment trains: ``None`` for all of them, else a 0/1 mask of the weight's shape."""
         if consumers == "all" and not coupled:
             return None
         mask = torch.zeros_like(cons.weight)
         rows: slice | Tensor = slice(None)
-        if consumers in ("isolated", "scaffold", "protect") and layer + 1 < model.num_hidden_layers:
+        above = model.next_site(layer)
+        if consumers in ("isolated", "scaffold", "protect") and above is not None:
             # only the rows of the consumer's own new units (this step's cohort) read the new units
-            rows = model.cohort(layer + 1) == cohort
-        mask[rows, n_old:] = 1.0
+            rows = model.cohort(above) == cohort
+        unit_view(mask, model.hidden_sizes[layer])[rows, n_old:] = 1.0
         return mask
 
     def _adjust(self, model: GrowableMLP, couplings: dict[int, Coupling], ctx: GrowthContext, consumers: str) -> int:
@@ -319,7 +324,9 @@ class SWE(Extender):
                     continue  # frozen by its owner (e.g. LFL's head): growth must not move it either
                 # A coupled consumer trains only the new columns directly, so its rows' column
                 # sums stay the coupling's business.
-                mask = self._consumer_mask(model, layer, cons, cp.n_old, layer + 1 in couplings, ctx.cohort, consumers)
+                above = model.next_site(layer)
+                coupled = above is not None and above in couplings
+                mask = self._consumer_mask(model, layer, cons, cp.n_old, coupled, ctx.cohort, consumers)
                 if mask is not None and not bool(mask.any()):
                     continue
                 if mask is not None:
@@ -328,8 +335,16 @@ class SWE(Extender):
                 cons.weight.requires_grad_(True)
         if consumers == "scaffold":
             put_back = list(masks)
-        elif consumers == "protect" and not getattr(model, "heads_per_task", False):
-            put_back = [cons.weight for cons in model.consumers(model.num_hidden_layers - 1) if cons.weight in masks]
+        elif consumers == "protect":
+            # what every task reads and no later site owns: a shared head, a residual block's conv2
+            per_task = bool(getattr(model, "heads_per_task", False))
+            put_back = [
+                cons.weight
+                for layer in couplings
+                if model.next_site(layer) is None and not (per_task and model.reads_out(layer))
+                for cons in model.consumers(layer)
+                if cons.weight in masks
+            ]
         else:
             put_back = []
         saved = {p: p.detach().clone() for p in put_back}
