@@ -38,6 +38,8 @@ _LAZY = {
     "LayerInactivity": "clgrow.inactivity",
     "measure_inactivity": "clgrow.inactivity",
     "GrowableMLP": "clgrow.model",
+    "GrowableCNN": "clgrow.cnn",
+    "GrowableResNet": "clgrow.cnn",
     "default_linear_init": "clgrow.model",
     "Net2NetExtender": "clgrow.net2net",
     "RandomExtender": "clgrow.random_extender",
@@ -53,6 +55,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from clgrow.cnn import GrowableCNN, GrowableResNet
     from clgrow.config import GROWTH_PRESETS, GrowthConfig, parse_growth
     from clgrow.data import iter_passes, unpack
     from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
@@ -83,6 +86,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GrowableMLP",
+    "GrowableCNN",
+    "GrowableResNet",
     "grow",
     "GrowthReport",
     "Probe",

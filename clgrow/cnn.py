@@ -12,10 +12,11 @@ units; :meth:`~clgrow.GrowableMLP.rows` sees a filter as one row of ``m = c_in·
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -34,7 +35,7 @@ POOL = "M"
 
 
 def _whole(v: object, least: int = 1) -> bool:
-    return not isinstance(v, bool) and hasattr(v, "__index__") and int(v) >= least  # type: ignore[call-overload]
+    return not isinstance(v, bool) and hasattr(v, "__index__") and int(v) >= least
 
 
 def _conv(mod: nn.Conv2d, h: Tensor, wb: tuple[Tensor, Tensor] | None) -> Tensor:
@@ -97,15 +98,6 @@ class _ChannelSites(GrowableMLP):
             per_sample, first = self.macs_per_sample(x)
             counter.record(x.shape[0], per_sample, first, torch.is_grad_enabled() and logits.requires_grad)
 
-    def channel_consumers(self, layer: int) -> list[ChannelConsumer]:
-        """How each consumer of convolutional site ``layer`` reads its channels."""
-        raise NotImplementedError
-
-    def pool(self, layer: int) -> nn.Module | None:
-        """The pooling between ``layer``'s ReLU and its consumers (``None`` without one)."""
-        self._check_layer(layer)
-        return None
-
     def norm(self, layer: int) -> nn.Module | None:
         """The batch norm between ``layer``'s producer and its ReLU (``None`` without one)."""
         self._check_layer(layer)
@@ -133,7 +125,11 @@ class _ChannelSites(GrowableMLP):
             return super().add_units(layer, weight, bias, out_weight, cohort)  # type: ignore[arg-type]
         m = self.fan_in(layer)
         k = weight.shape[0] if weight.dim() in (2, 4) else -1
-        if k < 0 or math.prod(weight.shape[1:]) != m or (weight.dim() == 4 and weight.shape[1:] != prod.weight.shape[1:]):
+        if (
+            k < 0
+            or math.prod(weight.shape[1:]) != m
+            or (weight.dim() == 4 and weight.shape[1:] != prod.weight.shape[1:])
+        ):
             raise GrowthError(
                 f"new filters for layer {layer} must have shape (k, {m}) or (k, {', '.join(map(str, prod.weight.shape[1:]))}), "
                 f"got {tuple(weight.shape)}"
@@ -196,7 +192,9 @@ class GrowableCNN(_ChannelSites):
         self._setup(in_shape)
         spec = list(channels) if not isinstance(channels, (str, bytes)) and hasattr(channels, "__iter__") else None
         if not spec or not _whole(spec[0]) or any(c != POOL and not _whole(c) for c in spec):
-            raise ValueError(f"channels must list convolution widths >= 1 (with {POOL!r} for pooling), got {channels!r}")
+            raise ValueError(
+                f"channels must list convolution widths >= 1 (with {POOL!r} for pooling), got {channels!r}"
+            )
         if any(a == POOL and b == POOL for a, b in itertools.pairwise(spec)):
             raise ValueError(f"channels: one {POOL!r} per convolution at most, got {channels!r}")
         sizes = list(hidden_sizes) if hasattr(hidden_sizes, "__iter__") else None
@@ -211,10 +209,9 @@ class GrowableCNN(_ChannelSites):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         c, height, width = self.in_shape
-        convs: list[nn.Module] = []
+        convs: list[nn.Conv2d] = []
         norms: list[nn.Module] = []
         pools: list[nn.Module] = []
-        self._spatial: list[tuple[int, int]] = []  # each convolution's output size
         for item in spec:
             if item == POOL:
                 height, width = height // 2, width // 2
@@ -225,19 +222,131 @@ class GrowableCNN(_ChannelSites):
             convs.append(nn.Conv2d(c, int(item), kernel_size, padding=kernel_size // 2))
             norms.append(nn.BatchNorm2d(int(item)) if batch_norm else nn.Identity())
             pools.append(nn.Identity())
-            self._spatial.append((height, width))
             c = int(item)
+        block = height * width if readout == "flatten" else 1
+        widths = [c * block] + [int(s) for s in sizes]
+        linears = [nn.Linear(a, b) for a, b in itertools.pairwise(widths)]
+        self._assemble(convs, norms, pools, readout, linears, nn.Linear(widths[-1], int(num_classes)), dropout)
+
+    def _assemble(
+        self,
+        convs: list[nn.Conv2d],
+        norms: list[nn.Module],
+        pools: list[nn.Module],
+        readout: str,
+        linears: list[nn.Linear],
+        head: nn.Linear,
+        dropout: float,
+    ) -> None:
+        """Set the modules up and trace the feature-map sizes with one dry forward pass."""
         self.readout = readout
         self.num_conv = len(convs)
-        self.block = height * width if readout == "flatten" else 1
-        widths = [c * self.block] + [int(s) for s in sizes]
-        linears = [nn.Linear(a, b) for a, b in itertools.pairwise(widths)]
         self.hidden = Linears([*convs, *linears])  # producers: convolutions, then linear layers
         self.norms = nn.ModuleList([*norms, *(nn.Identity() for _ in linears)])
         self.pools = nn.ModuleList(pools)
-        self.head = nn.Linear(widths[-1], int(num_classes))
+        self.head = head
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self._finish([int(x) for x in spec if x != POOL] + [int(s) for s in sizes])
+        self._spatial: list[tuple[int, int]] = []  # each convolution's output size
+        h = torch.zeros(1, *self.in_shape)
+        with torch.no_grad():
+            for conv, pool in zip(convs, pools):
+                h = conv(h)
+                self._spatial.append((h.shape[2], h.shape[3]))
+                h = pool(h)
+        if h.shape[2] < 1 or h.shape[3] < 1:
+            raise GrowthError(f"the convolutions shrink a {self.in_shape} input to {tuple(h.shape[1:])}")
+        self.block = h.shape[2] * h.shape[3] if readout == "flatten" else 1
+        reads = (linears[0] if linears else head).in_features
+        if reads != convs[-1].out_channels * self.block:
+            raise GrowthError(
+                f"the first Linear reads {reads} inputs, but the last convolution gives {convs[-1].out_channels} "
+                f"channels x {self.block} ({readout})"
+            )
+        self._finish([conv.out_channels for conv in convs] + [lin.out_features for lin in linears])
+
+    @classmethod
+    def from_sequential(  # type: ignore[override]  # an image shape, not a feature count
+        cls, seq: nn.Sequential, in_shape: Sequence[int]
+    ) -> GrowableCNN:
+        """Build a GrowableCNN from a user's ``nn.Sequential``, sharing no tensors with it.
+
+        Accepted: ``Conv2d`` (one group, any kernel, stride and padding) → ``BatchNorm2d``? →
+        ``ReLU`` → a pooling layer (``MaxPool2d``/``AvgPool2d``)?, repeated; then ``Flatten``, or
+        ``AdaptiveAvgPool2d(1)`` + ``Flatten`` (global pooling); then ``Linear`` → ``ReLU``
+        (→ ``Dropout``)? repeated, and a last ``Linear`` (the head). Anything else raises a
+        ``GrowthError`` naming the module: growth sites are ReLU layers.
+        """
+        mods = [m for m in seq if not isinstance(m, nn.Identity)]
+        convs: list[nn.Conv2d] = []
+        norms: list[nn.Module] = []
+        pools: list[nn.Module] = []
+        linears: list[nn.Linear] = []
+        readout = "flatten"
+        dropout = 0.0
+        i = 0
+
+        def bad(why: str) -> GrowthError:
+            name = type(mods[i]).__name__ if i < len(mods) else "the end"
+            return GrowthError(f"cannot grow module {i} ({name}) of the Sequential: {why}")
+
+        while i < len(mods) and isinstance(mods[i], nn.Conv2d):
+            conv = mods[i]
+            assert isinstance(conv, nn.Conv2d)
+            if conv.groups != 1:
+                raise bad("grouped convolutions cannot grow channel by channel")
+            if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+                raise bad("give the padding as numbers, with zeros (GradMax unfolds the input)")
+            i += 1
+            norm: nn.Module = nn.Identity()
+            if i < len(mods) and isinstance(mods[i], nn.BatchNorm2d):
+                norm = copy.deepcopy(mods[i])
+                i += 1
+            if i >= len(mods) or not isinstance(mods[i], nn.ReLU):
+                raise bad("every convolution must be followed by (BatchNorm2d and) ReLU")
+            i += 1
+            pool: nn.Module = nn.Identity()
+            if i < len(mods) and isinstance(mods[i], (nn.MaxPool2d, nn.AvgPool2d)):
+                pool = copy.deepcopy(mods[i])
+                i += 1
+            convs.append(copy.deepcopy(conv))
+            norms.append(norm)
+            pools.append(pool)
+        if not convs:
+            raise bad("a GrowableCNN starts with a Conv2d (use GrowableMLP.from_sequential for an MLP)")
+        if i < len(mods) and isinstance(mods[i], nn.AdaptiveAvgPool2d):
+            if mods[i].output_size not in (1, (1, 1)):
+                raise bad("only global average pooling (output size 1) can read channels")
+            readout = "pool"
+            i += 1
+        if i >= len(mods) or not isinstance(mods[i], nn.Flatten):
+            raise bad("the convolutions must end in Flatten (or AdaptiveAvgPool2d(1) and Flatten)")
+        i += 1
+        while i < len(mods):
+            if not isinstance(mods[i], nn.Linear):
+                raise bad("after Flatten: Linear, ReLU and Dropout only")
+            linears.append(copy.deepcopy(mods[i]))  # type: ignore[arg-type]
+            i += 1
+            if i < len(mods) and isinstance(mods[i], nn.ReLU):
+                i += 1
+                if i < len(mods) and isinstance(mods[i], nn.Dropout):
+                    drop = mods[i]
+                    assert isinstance(drop, nn.Dropout)
+                    dropout = float(drop.p)
+                    i += 1
+            elif i < len(mods):
+                raise bad("every hidden Linear must be followed by a ReLU")
+        if not linears:
+            raise bad("the model needs a Linear head")
+        for lin in linears:
+            if lin.bias is None:
+                raise GrowthError("every Linear needs a bias to grow")
+        for conv in convs:
+            if conv.bias is None:  # growth sites move biases: give it a zero one (the function is unchanged)
+                conv.bias = nn.Parameter(torch.zeros(conv.out_channels))
+        model = cls.__new__(cls)
+        model._setup(in_shape)
+        model._assemble(convs, norms, pools, readout, linears[:-1], linears[-1], dropout)
+        return model
 
     def _readout(self, h: Tensor) -> Tensor:
         return h.flatten(1) if self.readout == "flatten" else h.mean(dim=(2, 3))
@@ -292,8 +401,7 @@ class GrowableCNN(_ChannelSites):
         """Multiply-adds of one sample's forward pass at the current widths, and of its first layer."""
         per: list[int] = []
         for i, mod in enumerate(self.hidden):
-            w = mod.weight
-            per.append(w.numel() * (math.prod(self._spatial[i]) if i < self.num_conv else 1))
+            per.append(mod.weight.numel() * (math.prod(self._spatial[i]) if i < self.num_conv else 1))
         head_in = self.hidden_sizes[-1] * (self.block if self.num_conv == len(self.hidden) else 1)
         return sum(per) + head_in * self.num_classes, per[0]
 
@@ -311,6 +419,16 @@ class _Block(nn.Module):
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+
+class _Blocks(nn.ModuleList):
+    """The residual blocks: a ``ModuleList`` whose items are typed as ``_Block``."""
+
+    def __getitem__(self, idx: int) -> _Block:  # type: ignore[override]
+        return super().__getitem__(idx)  # type: ignore[return-value]
+
+    def __iter__(self) -> Iterator[_Block]:
+        return super().__iter__()  # type: ignore[return-value]
 
 
 class GrowableResNet(_ChannelSites):
@@ -334,7 +452,9 @@ class GrowableResNet(_ChannelSites):
         Blocks per stage (four stages of two: ResNet-18).
     """
 
-    def __init__(self, in_shape: Sequence[int], num_classes: int, nf: int = 20, blocks: Sequence[int] = (2, 2, 2, 2)) -> None:
+    def __init__(
+        self, in_shape: Sequence[int], num_classes: int, nf: int = 20, blocks: Sequence[int] = (2, 2, 2, 2)
+    ) -> None:
         self._setup(in_shape)
         if not _whole(nf):
             raise ValueError(f"nf must be an integer >= 1, got {nf!r}")
@@ -351,7 +471,7 @@ class GrowableResNet(_ChannelSites):
             for b in range(count):
                 layers.append(_Block(c, width, width, 2 if s > 0 and b == 0 else 1))
                 c = width
-        self.blocks = nn.ModuleList(layers)
+        self.blocks = _Blocks(layers)
         self.hidden = Linears([blk.conv1 for blk in layers])  # the same modules, seen as sites
         self.norms = nn.ModuleList([blk.bn1 for blk in layers])
         self.head = nn.Linear(c, int(num_classes))
@@ -398,7 +518,7 @@ class GrowableResNet(_ChannelSites):
         return False
 
     def channel_consumers(self, layer: int) -> list[ChannelConsumer]:
-        return [ChannelConsumer(self.blocks[layer].conv2, "conv")]  # type: ignore[arg-type]
+        return [ChannelConsumer(self.blocks[layer].conv2, "conv")]
 
     def macs_per_sample(self, x: Tensor | None = None) -> tuple[int, int]:
         """Multiply-adds of one sample's forward pass (measured once per width and input shape)."""
@@ -414,5 +534,6 @@ class GrowableResNet(_ChannelSites):
                 self.run(probe)
             self.train(was)
             first = self.stem[0]
+            assert isinstance(first, nn.Conv2d)
             cache[key] = (flops.get_total_flops() // 2, first.weight.numel() * math.prod(self.in_shape[1:]))
         return cache[key]

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from clgrow.errors import GrowthError
 from clgrow.extender import Extender, GrowthContext
 from clgrow.methods import GradMaxParams
 from clgrow.model import GrowableMLP
@@ -75,11 +76,12 @@ class GradMaxExtender(Extender):
         handles += [cons.register_forward_hook(keep_output(i)) for i, cons in enumerate(consumers)]
         modes = {mod: mod.training for mod in model.modules()}
         model.eval()
-        conv = isinstance(lin, nn.Conv2d)
-        kinds = [c.kind for c in model.channel_consumers(layer)] if conv else []  # type: ignore[attr-defined]
-        pool = model.pool(layer) if conv else None  # type: ignore[attr-defined]
+        conv: nn.Conv2d | None = lin if isinstance(lin, nn.Conv2d) else None
+        kinds = [c.kind for c in model.channel_consumers(layer)] if conv is not None else []
+        pool = model.pool(layer)
         sums: list[Tensor | int] = [
-            0 if conv else torch.zeros(cons.weight.shape[0], lin.in_features, device=device) for cons in consumers
+            0 if conv is not None else torch.zeros(cons.weight.shape[0], lin.in_features, device=device)
+            for cons in consumers
         ]
         count = 0
         try:
@@ -96,10 +98,9 @@ class GradMaxExtender(Extender):
                     for i in range(len(consumers)):
                         out = store.get(i)
                         if out is not None and out.grad is not None:
-                            if conv:
-                                sums[i] = sums[i] + channel_product(
-                                    lin, h, out.grad, consumers[i], kinds[i], pool  # type: ignore[arg-type]
-                                ) * h.shape[0]
+                            if conv is not None:
+                                part = channel_product(conv, h, out.grad, consumers[i], kinds[i], pool)
+                                sums[i] = sums[i] + part * h.shape[0]
                             else:
                                 sums[i] += out.grad.T @ h * h.shape[0]
                     count += h.shape[0]
@@ -111,7 +112,11 @@ class GradMaxExtender(Extender):
                 mod.training = mode
         m = model.fan_in(layer)
         return [
-            (s if isinstance(s, Tensor) else torch.zeros(cons.weight.numel() // model.hidden_sizes[layer], m, device=device))
+            (
+                s
+                if isinstance(s, Tensor)
+                else torch.zeros(cons.weight.numel() // model.hidden_sizes[layer], m, device=device)
+            )
             / max(count, 1)
             for s, cons in zip(sums, consumers)
         ]
@@ -173,17 +178,17 @@ def channel_product(
     out: Tensor | int = 0
     for s in range(0, x.shape[0], chunk):
         xb, gb = x[s : s + chunk], grad[s : s + chunk]
-        patches = F.unfold(xb, conv.kernel_size, conv.dilation, conv.padding, conv.stride)  # (b, m, L)
-        h_out = (xb.shape[2] + 2 * conv.padding[0] - conv.dilation[0] * (conv.kernel_size[0] - 1) - 1) // conv.stride[0] + 1  # type: ignore[index,operator]
+        patches = F.unfold(xb, conv.kernel_size, conv.dilation, _numbers(conv.padding), conv.stride)  # (b, m, L)
+        h_out = F.conv2d(xb[:1], conv.weight[:1], None, conv.stride, conv.padding, conv.dilation).shape[2]
         q = patches.view(xb.shape[0], patches.shape[1], h_out, -1)
         if isinstance(pool, nn.MaxPool2d):
-            q = F.avg_pool2d(q, pool.kernel_size, pool.stride, pool.padding)  # type: ignore[arg-type]
+            q = F.avg_pool2d(q, pool.kernel_size, pool.stride, pool.padding)
         elif pool is not None and not isinstance(pool, nn.Identity):
             q = pool(q)
         m = q.shape[1]
         if kind == "conv":
             assert isinstance(consumer, nn.Conv2d)
-            u = F.unfold(q, consumer.kernel_size, consumer.dilation, consumer.padding, consumer.stride)
+            u = F.unfold(q, consumer.kernel_size, consumer.dilation, _numbers(consumer.padding), consumer.stride)
             u = u.view(q.shape[0], m, -1, u.shape[-1])  # (b, m, r, Y)
             part = torch.einsum("bpy,bmry->prm", gb.flatten(2), u).reshape(-1, m)
         elif kind == "flatten":
@@ -193,6 +198,12 @@ def channel_product(
         out = out + part
     assert isinstance(out, Tensor)
     return out
+
+
+def _numbers(padding: str | tuple[int, ...]) -> tuple[int, ...]:
+    if isinstance(padding, str):  # refused where models are built (GrowableCNN.from_sequential)
+        raise GrowthError(f"GradMax needs a convolution's padding as numbers, got {padding!r}")
+    return padding
 
 
 def _by_task(model: GrowableMLP, x: Tensor, y: Tensor, t: Tensor | None) -> list[tuple[Tensor, Tensor, Tensor | None]]:

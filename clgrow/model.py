@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from clgrow import compute
+from clgrow.channels import ChannelConsumer
 from clgrow.errors import GrowthError
 
 __all__ = ["GrowableMLP", "ModelSnapshot", "unit_view"]
@@ -48,7 +49,9 @@ def default_linear_init(out_features: int, in_features: int) -> tuple[Tensor, Te
     return weight, bias
 
 
-def _per_consumer(out_weight: Tensor | Sequence[Tensor | None] | None, consumers: Sequence[nn.Module], layer: int) -> list[Tensor | None]:
+def _per_consumer(
+    out_weight: Tensor | Sequence[Tensor | None] | None, consumers: Sequence[nn.Module], layer: int
+) -> list[Tensor | None]:
     """``add_units``'s outgoing weights as one entry per consumer (``None``: zeros)."""
     outs = [out_weight] * len(consumers) if out_weight is None or isinstance(out_weight, Tensor) else list(out_weight)
     if len(outs) != len(consumers):
@@ -189,6 +192,15 @@ class GrowableMLP(nn.Module):
         """The normalisation between ``layer``'s producer and its ReLU (an MLP has none)."""
         self._check_layer(layer)
         return None
+
+    def pool(self, layer: int) -> nn.Module | None:
+        """The pooling between ``layer``'s ReLU and its consumers (an MLP has none)."""
+        self._check_layer(layer)
+        return None
+
+    def channel_consumers(self, layer: int) -> list[ChannelConsumer]:
+        """How each consumer of a convolutional site reads its channels (an MLP has none)."""
+        raise GrowthError(f"layer {layer} of a {type(self).__name__} has units, not channels")
 
     def reads_out(self, layer: int) -> bool:
         """Whether ``layer``'s consumers are the head (the task heads of a multi-head model)."""
@@ -426,9 +438,7 @@ class GrowableMLP(nn.Module):
                 )
             for name, b in mod._buffers.items():
                 snap.buffers.append((mod, name, b, None if b is None else b.detach().clone()))
-            attrs = _SHAPE_ATTRS.get(type(mod)) or next(
-                (a for t, a in _SHAPE_ATTRS.items() if isinstance(mod, t)), ()
-            )
+            attrs = _SHAPE_ATTRS.get(type(mod)) or next((a for t, a in _SHAPE_ATTRS.items() if isinstance(mod, t)), ())
             if attrs:
                 snap.shapes.append((mod, {a: getattr(mod, a) for a in attrs}))
         return snap
@@ -446,8 +456,8 @@ class GrowableMLP(nn.Module):
                 b.data = value
             mod._buffers[name] = b
         for mod, attrs in snap.shapes:
-            for attr, value in attrs.items():
-                setattr(mod, attr, value)
+            for attr, size in attrs.items():
+                setattr(mod, attr, size)
         for mod, training in snap.training.items():
             mod.training = training
 

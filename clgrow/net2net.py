@@ -42,7 +42,8 @@ class Net2NetExtender(Extender):
             share = 1.0 / (copies + 1.0)  # (n,)
             rows = model.rows(layer)
             w = rows[src].clone()
-            w += torch.randn_like(w) * self.noise * rows.std().nan_to_num(0.0)
+            spread = rows.std().nan_to_num(0.0) if rows.numel() > 1 else rows.new_zeros(())
+            w += torch.randn_like(w) * self.noise * spread
             b = lin.bias[src].clone()
             outs = []
             for cons in model.consumers(layer):
