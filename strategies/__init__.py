@@ -26,6 +26,8 @@ _LAZY = {
     "growth_metrics": "clgrow.strategies.metrics",
     "inactivity_metrics": "clgrow.strategies.metrics",
     "MultiHeadGrowableMLP": "clgrow.strategies.multihead",
+    "MultiHeadGrowableCNN": "clgrow.strategies.multihead",
+    "MultiHeadGrowableResNet": "clgrow.strategies.multihead",
     "GrowPlugin": "clgrow.strategies.plugin",
     "GrowthEvent": "clgrow.strategies.plugin",
     "PlasticityPlugin": "clgrow.strategies.plasticity",
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
         growth_metrics,
         inactivity_metrics,
     )
-    from clgrow.strategies.multihead import MultiHeadGrowableMLP
+    from clgrow.strategies.multihead import MultiHeadGrowableCNN, MultiHeadGrowableMLP, MultiHeadGrowableResNet
     from clgrow.strategies.plasticity import PlasticityPlugin
     from clgrow.strategies.plugin import GrowPlugin, GrowthEvent
     from clgrow.strategies.regularisers import SIPlugin
@@ -81,6 +83,8 @@ __all__ = [
     "GROWTH_PRESETS",
     "STRATEGIES",
     "MultiHeadGrowableMLP",
+    "MultiHeadGrowableCNN",
+    "MultiHeadGrowableResNet",
     "ResultsWriter",
     "RunSummary",
 ]

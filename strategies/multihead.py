@@ -1,45 +1,43 @@
-"""A GrowableMLP with one head per task, for task-incremental (task-labelled) streams."""
+"""Growable models with one head per task, for task-incremental (task-labelled) streams."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from avalanche.models import MultiTaskModule
 from torch import Tensor, nn
 
-from clgrow import GrowableMLP
+from clgrow import GrowableCNN, GrowableMLP, GrowableResNet
 from clgrow.model import LinearDict, _replace_linear, default_linear_init
 
-__all__ = ["MultiHeadGrowableMLP"]
+__all__ = ["TaskHeads", "MultiHeadGrowableMLP", "MultiHeadGrowableCNN", "MultiHeadGrowableResNet"]
+
+#: ``apply_head``'s task label that returns the head's input itself (every head's input).
+_TRUNK = -1
 
 
-class MultiHeadGrowableMLP(GrowableMLP, MultiTaskModule):
-    """Shared growable trunk, one ``Linear`` head per task label.
+class TaskHeads(MultiTaskModule):
+    """One ``Linear`` head per task label in place of a growable model's head (a mixin, listed
+    before the model's class).
 
-    Avalanche passes task labels to ``forward`` because this is a ``MultiTaskModule``. A head
-    is created when a task is first trained (``adaptation``); every head is a consumer of the
-    last hidden layer, so growth appends a zero column to each.
-
-    Parameters
-    ----------
-    in_features, hidden_sizes, backbone, dropout
-        As for :class:`~clgrow.GrowableMLP`.
-    classes_per_head : int
-        Outputs of each head (labels are those of the task's experience).
+    Avalanche passes task labels to ``forward`` because this is a ``MultiTaskModule``. A head is
+    created when a task is first trained (``adaptation``). Every head reads what the single head
+    read: when that is a growth site (the last hidden layer), growth appends zero columns to each.
     """
 
     heads_per_task = True
+    head: nn.Linear
+    hidden: Any
 
-    def __init__(
-        self,
-        in_features: int,
-        hidden_sizes: list[int],
-        classes_per_head: int,
-        backbone: nn.Module | None = None,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__(in_features, hidden_sizes, classes_per_head, backbone=backbone, dropout=dropout)
+    def _make_heads(self, classes_per_head: int) -> None:
+        # The growable model's __init__ ran nn.Module's, not MultiTaskModule's (which comes
+        # before it in the method order): set what that one sets (a test compares the two).
+        self._auto_adapt = True
+        self.max_class_label = 0
+        self.known_train_tasks_labels: set[int] = set()
+        self._head_inputs = self.head.in_features
         del self.head
         self.classes_per_head = int(classes_per_head)
         self.heads = LinearDict()
@@ -51,16 +49,17 @@ class MultiHeadGrowableMLP(GrowableMLP, MultiTaskModule):
         return self.classes_per_head
 
     def consumers(self, layer: int) -> list[nn.Linear]:
-        """The last hidden layer feeds every head."""
-        self._check_layer(layer)
-        if layer + 1 < len(self.hidden):
-            return [self.hidden[layer + 1]]
+        """A site the head read is read by every head."""
+        self._check_layer(layer)  # type: ignore[attr-defined]
+        if not self.reads_out(layer):  # type: ignore[attr-defined]
+            return super().consumers(layer)  # type: ignore[misc]
         return [self.heads[k] for k in sorted(self.heads, key=int)]
 
     def add_task(self, task: int) -> None:
-        """Create the head of ``task`` if it is new."""
+        """Create the head of ``task`` if it is new (reading what every head reads now)."""
         if str(task) not in self.heads:
-            lin = nn.Linear(self.hidden_sizes[-1], self.classes_per_head)
+            width = next(iter(self.heads.values())).in_features if len(self.heads) else self._head_inputs
+            lin = nn.Linear(width, self.classes_per_head)
             lin.to(next(self.parameters()).device)
             self.heads[str(task)] = lin
 
@@ -91,19 +90,18 @@ class MultiHeadGrowableMLP(GrowableMLP, MultiTaskModule):
         if task_labels is None:
             h = self.run_trunk(x)
             return {int(t): self._head_for(int(t))(h) for t in sorted(self.heads, key=int)}
-        return self.run(x, task_labels)[0]
+        return self.run(x, task_labels)[0]  # type: ignore[attr-defined,no-any-return]
 
     def run_trunk(self, x: Tensor) -> Tensor:
-        """The last hidden layer's output ``(batch, n)``, every head's input."""
-        _, hidden = self.run(x, 0, capture=True)
-        return self.dropout(hidden[-1])
+        """What every head reads, ``(batch, features)``."""
+        return self.run(x, _TRUNK)[0]  # type: ignore[attr-defined,no-any-return]
 
     def apply_head(self, h: Tensor, task_labels: Tensor | int | None = None) -> Tensor:
         """Route each sample to its task's head; unseen tasks use head 0."""
         if task_labels is None:
             task_labels = 0
         if isinstance(task_labels, int):
-            return self._head_for(task_labels)(h)
+            return h if task_labels == _TRUNK else self._head_for(task_labels)(h)
         out = h.new_zeros(h.shape[0], self.classes_per_head)
         for t in torch.unique(task_labels).tolist():
             mask = task_labels == t
@@ -112,3 +110,51 @@ class MultiHeadGrowableMLP(GrowableMLP, MultiTaskModule):
 
     def _head_for(self, task: int) -> nn.Linear:
         return self.heads[str(task)] if str(task) in self.heads else self.heads["0"]
+
+
+class MultiHeadGrowableMLP(TaskHeads, GrowableMLP):
+    """Shared growable MLP trunk, one ``Linear`` head per task label.
+
+    Parameters
+    ----------
+    in_features, hidden_sizes, backbone, dropout
+        As for :class:`~clgrow.GrowableMLP`.
+    classes_per_head : int
+        Outputs of each head (labels are those of the task's experience).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_sizes: list[int],
+        classes_per_head: int,
+        backbone: nn.Module | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        GrowableMLP.__init__(self, in_features, hidden_sizes, classes_per_head, backbone=backbone, dropout=dropout)
+        self._make_heads(classes_per_head)
+
+
+class MultiHeadGrowableCNN(TaskHeads, GrowableCNN):
+    """A :class:`~clgrow.GrowableCNN` with one head per task (arguments as for it, with
+    ``classes_per_head`` in place of ``num_classes``)."""
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        channels: Sequence[int | str],
+        hidden_sizes: Sequence[int],
+        classes_per_head: int,
+        **kwargs: Any,
+    ) -> None:
+        GrowableCNN.__init__(self, in_shape, channels, hidden_sizes, classes_per_head, **kwargs)
+        self._make_heads(classes_per_head)
+
+
+class MultiHeadGrowableResNet(TaskHeads, GrowableResNet):
+    """A :class:`~clgrow.GrowableResNet` with one head per task (arguments as for it, with
+    ``classes_per_head`` in place of ``num_classes``)."""
+
+    def __init__(self, in_shape: Sequence[int], classes_per_head: int, **kwargs: Any) -> None:
+        GrowableResNet.__init__(self, in_shape, classes_per_head, **kwargs)
+        self._make_heads(classes_per_head)
