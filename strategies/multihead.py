@@ -112,7 +112,7 @@ class TaskHeads(MultiTaskModule):
         return self.heads[str(task)] if str(task) in self.heads else self.heads["0"]
 
 
-class MultiHeadGrowableMLP(TaskHeads, GrowableMLP):
+class MultiHeadGrowableMLP(TaskHeads, GrowableMLP):  # type: ignore[misc]  # forward: labels optional, as Avalanche's
     """Shared growable MLP trunk, one ``Linear`` head per task label.
 
     Parameters
@@ -135,7 +135,7 @@ class MultiHeadGrowableMLP(TaskHeads, GrowableMLP):
         self._make_heads(classes_per_head)
 
 
-class MultiHeadGrowableCNN(TaskHeads, GrowableCNN):
+class MultiHeadGrowableCNN(TaskHeads, GrowableCNN):  # type: ignore[misc]  # forward: labels optional, as Avalanche's
     """A :class:`~clgrow.GrowableCNN` with one head per task (arguments as for it, with
     ``classes_per_head`` in place of ``num_classes``)."""
 
@@ -151,7 +151,7 @@ class MultiHeadGrowableCNN(TaskHeads, GrowableCNN):
         self._make_heads(classes_per_head)
 
 
-class MultiHeadGrowableResNet(TaskHeads, GrowableResNet):
+class MultiHeadGrowableResNet(TaskHeads, GrowableResNet):  # type: ignore[misc]  # forward: labels optional, as Avalanche's
     """A :class:`~clgrow.GrowableResNet` with one head per task (arguments as for it, with
     ``classes_per_head`` in place of ``num_classes``)."""
 
