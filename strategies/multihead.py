@@ -50,9 +50,9 @@ class TaskHeads(MultiTaskModule):
 
     def consumers(self, layer: int) -> list[nn.Linear]:
         """A site the head read is read by every head."""
-        self._check_layer(layer)  # type: ignore[attr-defined]
-        if not self.reads_out(layer):  # type: ignore[attr-defined]
-            return super().consumers(layer)  # type: ignore[misc]
+        self._check_layer(layer)
+        if not self.reads_out(layer):
+            return super().consumers(layer)
         return [self.heads[k] for k in sorted(self.heads, key=int)]
 
     def add_task(self, task: int) -> None:
@@ -82,7 +82,7 @@ class TaskHeads(MultiTaskModule):
             for t in experience.task_labels:
                 self.add_task(int(t))
 
-    def forward(  # type: ignore[override]  # without labels: every head, as Avalanche's MultiTaskModule
+    def forward(  # without labels: every head, as Avalanche's MultiTaskModule
         self, x: Tensor, task_labels: Tensor | int | None = None
     ) -> Tensor | dict[int, Tensor]:
         """Logits of each sample's task head; without labels, as Avalanche's ``MultiTaskModule``,
@@ -90,11 +90,11 @@ class TaskHeads(MultiTaskModule):
         if task_labels is None:
             h = self.run_trunk(x)
             return {int(t): self._head_for(int(t))(h) for t in sorted(self.heads, key=int)}
-        return self.run(x, task_labels)[0]  # type: ignore[attr-defined,no-any-return]
+        return self.run(x, task_labels)[0]
 
     def run_trunk(self, x: Tensor) -> Tensor:
         """What every head reads, ``(batch, features)``."""
-        return self.run(x, _TRUNK)[0]  # type: ignore[attr-defined,no-any-return]
+        return self.run(x, _TRUNK)[0]
 
     def apply_head(self, h: Tensor, task_labels: Tensor | int | None = None) -> Tensor:
         """Route each sample to its task's head; unseen tasks use head 0."""
