@@ -450,10 +450,18 @@ class GrowableResNet(_ChannelSites):
         Width of the first stage.
     blocks : sequence of int
         Blocks per stage (four stages of two: ResNet-18).
+    inner : sequence of int, optional
+        Each block's inner width (default: its stage's width); what a grown model's widths are
+        rebuilt from.
     """
 
     def __init__(
-        self, in_shape: Sequence[int], num_classes: int, nf: int = 20, blocks: Sequence[int] = (2, 2, 2, 2)
+        self,
+        in_shape: Sequence[int],
+        num_classes: int,
+        nf: int = 20,
+        blocks: Sequence[int] = (2, 2, 2, 2),
+        inner: Sequence[int] | None = None,
     ) -> None:
         self._setup(in_shape)
         if not _whole(nf):
@@ -464,12 +472,16 @@ class GrowableResNet(_ChannelSites):
         if not stages or any(not _whole(b) for b in stages):
             raise ValueError(f"blocks must list blocks per stage (integers >= 1), got {blocks!r}")
         self.stem = nn.Sequential(nn.Conv2d(self.in_shape[0], nf, 3, 1, 1, bias=False), nn.BatchNorm2d(nf), nn.ReLU())
+        widths = [nf * 2**s for s, count in enumerate(stages) for _ in range(count)]
+        inner_widths = list(widths if inner is None else inner)
+        if len(inner_widths) != len(widths) or not all(_whole(w) for w in inner_widths):
+            raise ValueError(f"inner must give {len(widths)} block widths >= 1, got {inner!r}")
         layers: list[_Block] = []
         c = nf
         for s, count in enumerate(stages):
             width = nf * 2**s
             for b in range(count):
-                layers.append(_Block(c, width, width, 2 if s > 0 and b == 0 else 1))
+                layers.append(_Block(c, int(inner_widths[len(layers)]), width, 2 if s > 0 and b == 0 else 1))
                 c = width
         self.blocks = _Blocks(layers)
         self.hidden = Linears([blk.conv1 for blk in layers])  # the same modules, seen as sites

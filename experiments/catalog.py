@@ -18,6 +18,7 @@ __all__ = [
     "check_benchmark",
     "check_data",
     "MODEL_INPUTS",
+    "IMAGE_SHAPES",
     "SAMPLE_VALUES",
     "estimate_run_bytes",
     "physical_memory",
@@ -120,6 +121,17 @@ MODEL_INPUTS = {
     "split-fmnist": 784,
     "split-cifar10": 1024,
     "split-cifar100": 1024,
+}
+#: Image shape ``(C, H, W)`` of each benchmark's samples (a convolutional model reshapes the flat
+#: rows to it); MNIST-1D's signals are not images.
+IMAGE_SHAPES = {
+    "split-digits": (1, 8, 8),
+    "split-mnist-5k": (1, 28, 28),
+    "split-mnist": (1, 28, 28),
+    "permuted-mnist": (1, 28, 28),
+    "split-fmnist": (1, 28, 28),
+    "split-cifar10": (3, 32, 32),
+    "split-cifar100": (3, 32, 32),
 }
 SAMPLE_VALUES = {**MODEL_INPUTS, "split-cifar10": 3072, "split-cifar100": 3072}
 #: Bytes per parameter a run holds: the value, its gradient and Adam's two moments (float32), times

@@ -144,7 +144,31 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--experiences", type=int, default=d.n_experiences, dest="n_experiences")
     r.add_argument("--class-order-seed", type=int, default=d.class_order_seed)
     r.add_argument("--task-labels", action="store_true", help="task-incremental: task labels and one head per task")
-    r.add_argument("--hidden", type=int, nargs="+", default=d.hidden_sizes, dest="hidden_sizes")
+    r.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=d.hidden_sizes,
+        dest="hidden_sizes",
+        help="hidden widths of the MLP, or of the linear layers after a CNN's convolutions",
+    )
+    r.add_argument(
+        "--model",
+        default=d.model,
+        choices=["mlp", "cnn", "resnet"],
+        help="growable model: an MLP, a VGG-style CNN (--channels) or a ResNet-18 (--nf) whose blocks' inner "
+        "channels grow; conv models read the benchmark's images",
+    )
+    r.add_argument(
+        "--channels",
+        nargs="+",
+        type=_channel,
+        default=d.channels,
+        metavar="C|M",
+        help="the CNN's convolution widths, M after one for a 2x2 max-pool (default: 16 M 32 M)",
+    )
+    r.add_argument("--no-batch-norm", dest="batch_norm", action="store_false", help="no batch norm in the CNN")
+    r.add_argument("--nf", type=int, default=d.nf, help="the ResNet's first width (default 20: SlimResNet18's)")
     r.add_argument("--epochs", type=int, default=d.train_epochs, dest="train_epochs")
     r.add_argument("--batch-size", type=int, default=d.train_mb_size, dest="train_mb_size")
     r.add_argument("--lr", type=float, default=d.lr)
@@ -177,6 +201,16 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
 
 _GROW = "grow."
 _PLASTICITY = "plasticity"
+
+
+def _channel(text: str) -> int | str:
+    """One ``--channels`` entry: a width or ``M``."""
+    if text.upper() == "M":
+        return "M"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a channel width or M, got {text!r}") from None
 
 
 def _add_growth_flags(p: argparse.ArgumentParser) -> None:
@@ -336,6 +370,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "class_order_seed",
             "task_labels",
             "hidden_sizes",
+            "model",
+            "channels",
+            "batch_norm",
+            "nf",
             "train_epochs",
             "train_mb_size",
             "lr",

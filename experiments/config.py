@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 from clgrow.experiments.catalog import BENCHMARK_NAMES as BENCHMARKS
 from clgrow.experiments.catalog import (
+    IMAGE_SHAPES,
     MODEL_INPUTS,
     DataMissingError,
     check_benchmark,
@@ -72,6 +75,14 @@ FIXED_FINAL = "fixed-final"
 FIXED_COMPUTE = "fixed-compute"
 FIXED = (FIXED_FINAL, FIXED_COMPUTE)
 MAX_SEED = 2**32 - 1  # numpy's seeds stop there
+
+
+#: The growable models a run can use (``RunConfig.model``).
+MODELS = ("mlp", "cnn", "resnet")
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _number(v: Any) -> bool:
@@ -153,6 +164,14 @@ class RunConfig:
     prune: str = "none"
     prune_tau: float = 0.025
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    #: The growable model: ``mlp`` (``hidden_sizes``), ``cnn`` (``channels`` with ``"M"`` for a
+    #: 2×2 max-pool, batch norm if ``batch_norm``, then the ``hidden_sizes`` linear layers) or
+    #: ``resnet`` (a ResNet-18 of first width ``nf`` whose blocks' inner channels grow; no linear
+    #: hidden layers). Convolutional models read the benchmark's images (``IMAGE_SHAPES``).
+    model: str = "mlp"
+    channels: list[int | str] = field(default_factory=lambda: [16, "M", 32, "M"])
+    batch_norm: bool = True
+    nf: int = 20
     optimizer: str = "adam"
     lr: float = 1e-3
     momentum: float | None = None
@@ -276,6 +295,7 @@ class RunConfig:
             "hidden_sizes",
             "must be a non-empty list of integers >= 1",
         )
+        self._validate_model(need)
         need(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         need(_number(self.lr) and self.lr > 0, "lr", "must be a finite number > 0")
         need(
@@ -326,29 +346,28 @@ class RunConfig:
             check_data(self.benchmark, self.data_root)
         except DataMissingError as err:
             raise ConfigError(f"data_root: {err}") from None
+        sizes = self.site_sizes()
+        n = len(sizes)
+        where = f"hidden_sizes {sizes}" if self.model == "mlp" else f"model {self.model!r} (layer widths {sizes})"
         layer = self.grow.distributor_kwargs.get("layer") if method else None
         if method and method.get("distributor") == "fixed" and isinstance(layer, int) and not isinstance(layer, bool):
-            n = len(self.hidden_sizes)
             if not -n <= layer < n:
                 raise ConfigError(
-                    f"grow.distributor_kwargs.layer: layer {layer} does not exist: hidden_sizes "
-                    f"{self.hidden_sizes} has layers 0..{n - 1} (or -{n}..-1)"
+                    f"grow.distributor_kwargs.layer: layer {layer} does not exist: {where} has layers "
+                    f"0..{n - 1} (or -{n}..-1)"
                 )
         if method and method.get("extender") == "swe":
             self._check_dense_coupling({**method.get("extender_kwargs", {}), **self.grow.extender_kwargs})
         if self.grow.layers is not None and self.growth not in ("none", *FIXED):
-            beyond = [i for i in self.grow.layers if i >= len(self.hidden_sizes)]
+            beyond = [i for i in self.grow.layers if i >= n]
             if beyond:
-                raise ConfigError(
-                    f"grow.layers: layers {beyond} do not exist: hidden_sizes {self.hidden_sizes} has "
-                    f"layers 0..{len(self.hidden_sizes) - 1}"
-                )
+                raise ConfigError(f"grow.layers: layers {beyond} do not exist: {where} has layers 0..{n - 1}")
         cap = self.grow.max_hidden_size
         if cap is not None and self.growth not in ("none", *FIXED) and self.match_final_size is None:
             need(
-                cap > min(self.hidden_sizes),
+                cap > min(sizes),
                 "grow",
-                f"max_hidden_size {cap} leaves no room above the initial widths {self.hidden_sizes}: nothing would grow",
+                f"max_hidden_size {cap} leaves no room above the initial widths {sizes}: nothing would grow",
             )
         try:  # the methods' arguments, by their declarations (nothing is built)
             growth = growth_from_method(method, base=self.grow)
@@ -360,6 +379,60 @@ class RunConfig:
         if methods:
             self.check_methods()
         return None if self.match_final_size or self.growth in FIXED else growth
+
+    def _validate_model(self, need: Callable[[bool, str, str], None]) -> None:
+        need(self.model in MODELS, "model", f"must be one of {', '.join(MODELS)}")
+        if self.model == "mlp":
+            return
+        need(
+            self.benchmark in IMAGE_SHAPES,
+            "benchmark",
+            f"model {self.model!r} reads images; {self.benchmark!r} has none (use one of {', '.join(IMAGE_SHAPES)})",
+        )
+        need(
+            self.strategy != "pnn", "strategy", f"'pnn' builds its own MLP columns; use model 'mlp', not {self.model!r}"
+        )
+        need(isinstance(self.batch_norm, bool), "batch_norm", "must be true or false")
+        need(_whole(self.nf) and self.nf >= 1, "nf", "must be an integer >= 1")
+        if self.model == "cnn":
+            spec = self.channels
+            ok = isinstance(spec, list) and bool(spec) and _whole(spec[0]) and spec[0] >= 1  # type: ignore[operator]
+            ok = ok and all(c == "M" or (_whole(c) and c >= 1) for c in spec)  # type: ignore[operator]
+            ok = ok and not any(a == b == "M" for a, b in itertools.pairwise(spec))
+            need(ok, "channels", "must list convolution widths >= 1, each optionally followed by one 'M' (a max-pool)")
+            _, h, w = IMAGE_SHAPES[self.benchmark]
+            pools = spec.count("M")
+            need(
+                h >> pools >= 1 and w >> pools >= 1,
+                "channels",
+                f"{pools} max-pools shrink a {h}x{w} image of {self.benchmark} to nothing",
+            )
+
+    def site_sizes(self) -> list[int]:
+        """Initial width of every growth site of the model, in the model's layer order (an MLP's
+        hidden layers; a CNN's convolutions, then its linear layers; a ResNet's blocks)."""
+        if self.model == "cnn":
+            return [c for c in self.channels if isinstance(c, int)] + list(self.hidden_sizes)
+        if self.model == "resnet":
+            return [self.nf * 2**s for s in range(4) for _ in range(2)]
+        return list(self.hidden_sizes)
+
+    def _site_inputs(self) -> list[tuple[int, int | None, int]]:
+        """Per site: its fixed inputs per unit, the site below whose units it also reads (or
+        ``None``), and how many inputs each unit below gives it (``m = fixed + r·width(below)``)."""
+        if self.model == "mlp":
+            first = MODEL_INPUTS.get(self.benchmark, 784)
+            return [(first, None, 1)] + [(0, i - 1, 1) for i in range(1, len(self.hidden_sizes))]
+        c, h, w = IMAGE_SHAPES[self.benchmark]
+        if self.model == "resnet":
+            streams = [self.nf * 2 ** max(0, s - (b == 0)) for s in range(4) for b in range(2)]
+            return [(stream * 9, None, 1) for stream in streams]
+        convs = [x for x in self.channels if isinstance(x, int)]
+        pools = self.channels.count("M")
+        out: list[tuple[int, int | None, int]] = [(c * 9, None, 1)] + [(0, i - 1, 9) for i in range(1, len(convs))]
+        n = len(convs)
+        out += [(0, n - 1 + i, (h >> pools) * (w >> pools) if i == 0 else 1) for i in range(len(self.hidden_sizes))]
+        return out
 
     def growth_steps(self) -> int:
         """Growth steps the run takes at most: one at each experience from ``grow_from_experience``,
@@ -383,7 +456,8 @@ class RunConfig:
         budget, k = swe.get("max_coupling_bytes", 2 * 1024**3), self.grow.neurons_per_experience
         if not _number(budget) or not isinstance(k, int) or k < 1:
             return  # the method's own check names a bad budget
-        n = len(self.hidden_sizes)
+        sizes, inputs = self.site_sizes(), self._site_inputs()
+        n = len(sizes)
         layers = self.grow.layers if self.grow.layers is not None else range(n)
         layers = [i for i in layers if isinstance(i, int) and 0 <= i < n]
         steps = self.growth_steps()
@@ -394,20 +468,25 @@ class RunConfig:
         partners = swe.get("partners")
         worst, where = 0.0, 0
         for i in layers:
-            m_hi: float
-            s_lo, s_hi = self.hidden_sizes[i], min(cap, self.hidden_sizes[i] + grown)
-            if i == 0:
-                m_lo = m_hi = MODEL_INPUTS.get(self.benchmark, 784)
-            else:
-                m_lo = self.hidden_sizes[i - 1]
-                m_hi = min(cap, m_lo + grown) if i - 1 in layers else m_lo
-            total = s_lo + m_lo + grown  # s + m cannot exceed it: the grown units are shared
-            best = 0.0
-            # s * min(m_hi, total - s) is largest at an end, at the balance or where m reaches its cap
-            for s in (s_lo, s_hi, total / 2, total - m_hi):
-                s = min(max(s, s_lo), s_hi)
-                m = min(m_hi, max(m_lo, total - s))
-                best = max(best, min(s, partners or s) * m)
+            s_lo, s_hi = sizes[i], min(cap, sizes[i] + grown)
+            fixed, below, r = inputs[i]
+            m_lo = fixed + (r * sizes[below] if below is not None else 0)
+            # units the layer below can still take (each adds r inputs here); the earlier steps'
+            # units are shared: g here and up to grown - g below
+            room_below = 0.0
+            if below is not None and below in layers:
+                room_below = min(cap, sizes[below] + grown) - sizes[below]
+            room_here = s_hi - s_lo
+
+            def product(
+                g: float, s_lo: float = s_lo, m_lo: float = m_lo, r: int = r, room_below: float = room_below
+            ) -> float:
+                s = s_lo + g
+                return min(s, partners or s) * (m_lo + r * min(grown - g, room_below))
+
+            balance = (m_lo + r * grown - r * s_lo) / (2 * r)  # where (s_lo + g)(m_lo + r(grown - g)) peaks
+            cands = (0.0, room_here, grown - room_below, balance)
+            best = max(product(min(max(g, 0.0), room_here)) for g in cands)
             cost = 16 * k * best
             if cost > worst:
                 worst, where = cost, i
@@ -429,7 +508,7 @@ class RunConfig:
         k = self.grow.neurons_per_experience if grows and isinstance(self.grow.neurons_per_experience, int) else 0
         need, how = estimate_run_bytes(
             self.benchmark,
-            list(self.hidden_sizes),
+            self.site_sizes(),
             self.n_experiences,
             k,
             self.grow.grow_from_experience,

@@ -15,8 +15,9 @@ from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
 from avalanche.training.determinism.rng_manager import RNGManager
 
 import clgrow
-from clgrow import GrowableMLP
+from clgrow import GrowableCNN, GrowableMLP, GrowableResNet
 from clgrow.experiments.benchmarks import BenchmarkInfo, make_benchmark
+from clgrow.experiments.catalog import IMAGE_SHAPES
 from clgrow.experiments.config import ConfigError, ResolvedRun, RunConfig
 from clgrow.experiments.device import resolve_device
 from clgrow.experiments.errors import RunDiverged
@@ -24,7 +25,9 @@ from clgrow.experiments.loggers import close_loggers, make_loggers
 from clgrow.strategies import (
     GrowPlugin,
     LeanEvaluationPlugin,
+    MultiHeadGrowableCNN,
     MultiHeadGrowableMLP,
+    MultiHeadGrowableResNet,
     ResultsWriter,
     RunSummary,
     build_optimizer,
@@ -55,7 +58,9 @@ def library_versions() -> dict[str, str]:
 def build_model(cfg: RunConfig, bm: BenchmarkInfo, hidden_sizes: list[int] | None = None) -> torch.nn.Module:
     """The growable MLP for a benchmark (multi-head with task labels, conv backbone for CIFAR);
     Avalanche's PNN for strategy ``pnn``."""
-    sizes = list(hidden_sizes or cfg.hidden_sizes)
+    sizes = list(hidden_sizes or cfg.site_sizes())
+    if cfg.model != "mlp":
+        return _conv_model(cfg, bm, sizes)
     if cfg.strategy == "pnn":
         from avalanche.models import PNN
 
@@ -69,6 +74,22 @@ def build_model(cfg: RunConfig, bm: BenchmarkInfo, hidden_sizes: list[int] | Non
     if bm.task_labels:
         return MultiHeadGrowableMLP(bm.in_features, sizes, bm.head_size, backbone=backbone)
     return GrowableMLP(bm.in_features, sizes, bm.num_classes, backbone=backbone)
+
+
+def _conv_model(cfg: RunConfig, bm: BenchmarkInfo, sizes: list[int]) -> torch.nn.Module:
+    """A GrowableCNN or GrowableResNet on the benchmark's images, its layers at ``sizes`` (the
+    convolutions' then the linear layers' widths, or the blocks' inner widths)."""
+    shape = IMAGE_SHAPES[cfg.benchmark]
+    head = bm.head_size if bm.task_labels else bm.num_classes
+    if cfg.model == "resnet":
+        cls = MultiHeadGrowableResNet if bm.task_labels else GrowableResNet
+        return cls(shape, head, nf=cfg.nf, inner=sizes)
+    widths = iter(sizes)
+    spec = [c if c == "M" else next(widths) for c in cfg.channels]
+    linear = list(widths)
+    if bm.task_labels:
+        return MultiHeadGrowableCNN(shape, spec, linear, head, batch_norm=cfg.batch_norm)
+    return GrowableCNN(shape, spec, linear, head, batch_norm=cfg.batch_norm)
 
 
 class _Timer(SupervisedPlugin):
