@@ -539,7 +539,7 @@ class GrowableResNet(_ChannelSites):
         if key not in cache:
             from torch.utils.flop_counter import FlopCounterMode
 
-            probe = torch.zeros(1, *self.in_shape, device=self.head.weight.device)
+            probe = torch.zeros(1, *self.in_shape, device=self.rows(0).device)
             was = self.training
             self.eval()
             with torch.no_grad(), FlopCounterMode(display=False) as flops, compute.paused():
