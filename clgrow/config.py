@@ -53,8 +53,9 @@ class GrowthConfig:
         they go.
     extender_kwargs, distributor_kwargs : dict
         Keyword arguments for the methods named by ``extender`` / ``distributor``.
-    neurons_per_experience : int or callable
-        Units added per growth step, or ``f(experience_index) -> int``.
+    neurons_per_experience : int, list of int or callable
+        Units added per growth step; a list gives each experience that grows its own count, from
+        ``grow_from_experience`` on (the paper's CIFAR-100 schedule); or ``f(experience_index) -> int``.
     grow_from_experience : int
         First experience (0-based) at whose start the model grows.
     grow_every_epochs : int, optional
@@ -76,8 +77,12 @@ class GrowthConfig:
     distributor: str | Distributor = field(default="svod", metadata={"help": "distributor (registry name)"})
     extender_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "extender keyword arguments"})
     distributor_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "distributor keyword arguments"})
-    neurons_per_experience: int | Callable[[int], int] = field(
-        default=32, metadata={"help": "units added per growth step", "flags": ("--neurons",)}
+    neurons_per_experience: int | list[int] | Callable[[int], int] = field(
+        default=32,
+        metadata={
+            "help": "units added per growth step (several: one count per experience that grows)",
+            "flags": ("--neurons",),
+        },
     )
     grow_from_experience: int = field(
         default=1, metadata={"help": "first experience (0-based) that grows", "flags": ("--grow-from",)}
@@ -121,9 +126,17 @@ class GrowthConfig:
 
         k = self.neurons_per_experience
         need(
-            callable(k) or (_is_int(k) and k >= 0),
+            callable(k)
+            or (_is_int(k) and k >= 0)
+            or (isinstance(k, list) and bool(k) and all(_is_int(v) and v >= 0 for v in k)),
             "neurons_per_experience",
-            "must be an integer >= 0 or a callable experience -> int",
+            "must be an integer >= 0, a non-empty list of them (one per experience that grows) "
+            "or a callable experience -> int",
+        )
+        need(
+            not (isinstance(k, list) and self.grow_every_epochs is not None),
+            "neurons_per_experience",
+            "a list gives one count per experience; staged growth (grow_every_epochs) takes one count",
         )
         need(
             _is_int(self.grow_from_experience) and self.grow_from_experience >= 0,
@@ -194,9 +207,23 @@ class GrowthConfig:
         hints = typing.get_type_hints(cls, localns={"Extender": Any, "Distributor": Any})
         return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name not in cls.METHOD_FIELDS}
 
+    @property
+    def most_units(self) -> int | None:
+        """The largest count of one growth step (``None`` for a callable schedule)."""
+        k = self.neurons_per_experience
+        return None if callable(k) else max(k) if isinstance(k, list) else int(k)
+
     def units_for(self, experience: int) -> int:
         """Units to add at ``experience`` (before any cap)."""
         k = self.neurons_per_experience
+        if isinstance(k, list):
+            step = experience - self.grow_from_experience
+            if not 0 <= step < len(k):
+                raise ConfigError(
+                    f"neurons_per_experience lists {len(k)} counts for the experiences from "
+                    f"{self.grow_from_experience}; experience {experience} has none"
+                )
+            return int(k[step])
         value = k(experience) if callable(k) else k
         if not _is_int(value) or value < 0:
             raise ConfigError(f"neurons_per_experience({experience}) returned {value!r}; need an int >= 0")
@@ -229,7 +256,9 @@ class GrowthConfig:
         """Plain data (JSON/TOML friendly); instances are written as their ``repr``."""
         out = {f: getattr(self, f) for f in self.field_names()}
         for name in ("extender", "distributor", "neurons_per_experience"):
-            if not isinstance(out[name], (str, int)):
+            if isinstance(out[name], list):
+                out[name] = list(out[name])
+            elif not isinstance(out[name], (str, int)):
                 out[name] = repr(out[name])
         out["extender_kwargs"] = dict(self.extender_kwargs)
         out["distributor_kwargs"] = dict(self.distributor_kwargs)

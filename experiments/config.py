@@ -296,6 +296,7 @@ class RunConfig:
             "must be a non-empty list of integers >= 1",
         )
         self._validate_model(need)
+        self._check_schedule()
         need(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         need(_number(self.lr) and self.lr > 0, "lr", "must be a finite number > 0")
         need(
@@ -380,6 +381,16 @@ class RunConfig:
             self.check_methods()
         return None if self.match_final_size or self.growth in FIXED else growth
 
+    def _check_schedule(self) -> None:
+        k = self.grow.neurons_per_experience
+        if isinstance(k, list) and self.growth not in ("none", *FIXED):
+            growing = max(0, self.n_experiences - self.grow.grow_from_experience)
+            if len(k) != growing:
+                raise ConfigError(
+                    f"grow.neurons_per_experience: {len(k)} counts given, but {growing} experience(s) grow "
+                    f"({self.n_experiences} experiences from grow_from_experience={self.grow.grow_from_experience})"
+                )
+
     def _validate_model(self, need: Callable[[bool, str, str], None]) -> None:
         need(self.model in MODELS, "model", f"must be one of {', '.join(MODELS)}")
         if self.model == "mlp":
@@ -453,7 +464,7 @@ class RunConfig:
         went where they make that product largest (``s`` and ``m`` within the cap)."""
         if swe.get("coupling") != "dense" or swe.get("on_oversize", "error") != "error":
             return
-        budget, k = swe.get("max_coupling_bytes", 2 * 1024**3), self.grow.neurons_per_experience
+        budget, k = swe.get("max_coupling_bytes", 2 * 1024**3), self.grow.most_units
         if not _number(budget) or not isinstance(k, int) or k < 1:
             return  # the method's own check names a bad budget
         sizes, inputs = self.site_sizes(), self._site_inputs()
@@ -505,7 +516,7 @@ class RunConfig:
         if total is None:
             return
         grows = self.growth not in ("none", *FIXED) or self.match_final_size is not None
-        k = self.grow.neurons_per_experience if grows and isinstance(self.grow.neurons_per_experience, int) else 0
+        k = (self.grow.most_units or 0) if grows else 0
         need, how = estimate_run_bytes(
             self.benchmark,
             self.site_sizes(),
