@@ -54,8 +54,8 @@ class GrowthConfig:
     extender_kwargs, distributor_kwargs : dict
         Keyword arguments for the methods named by ``extender`` / ``distributor``.
     neurons_per_experience : int, list of int or callable
-        Units added per growth step; a list gives each experience that grows its own count, from
-        ``grow_from_experience`` on (the paper's CIFAR-100 schedule); or ``f(experience_index) -> int``.
+        Units added per growth step; a list gives each growth step its own count, in the order the
+        steps happen (the paper's CIFAR-100 schedule); or ``f(experience_index) -> int``.
     grow_from_experience : int
         First experience (0-based) at whose start the model grows.
     grow_every_epochs : int, optional
@@ -80,7 +80,7 @@ class GrowthConfig:
     neurons_per_experience: int | list[int] | Callable[[int], int] = field(
         default=32,
         metadata={
-            "help": "units added per growth step (several: one count per experience that grows)",
+            "help": "units added per growth step (several: one count per step, in order)",
             "flags": ("--neurons",),
         },
     )
@@ -130,13 +130,7 @@ class GrowthConfig:
             or (_is_int(k) and k >= 0)
             or (isinstance(k, list) and bool(k) and all(_is_int(v) and v >= 0 for v in k)),
             "neurons_per_experience",
-            "must be an integer >= 0, a non-empty list of them (one per experience that grows) "
-            "or a callable experience -> int",
-        )
-        need(
-            not (isinstance(k, list) and self.grow_every_epochs is not None),
-            "neurons_per_experience",
-            "a list gives one count per experience; staged growth (grow_every_epochs) takes one count",
+            "must be an integer >= 0, a non-empty list of them (one per growth step) or a callable experience -> int",
         )
         need(
             _is_int(self.grow_from_experience) and self.grow_from_experience >= 0,
@@ -213,15 +207,30 @@ class GrowthConfig:
         k = self.neurons_per_experience
         return None if callable(k) else max(k) if isinstance(k, list) else int(k)
 
-    def units_for(self, experience: int) -> int:
-        """Units to add at ``experience`` (before any cap)."""
+    def step_index(self, experience: int, epoch: int, train_epochs: int) -> int:
+        """How many growth steps come before the one at ``(experience, epoch)`` in a stream whose
+        experiences train ``train_epochs`` epochs each (one at the start of every experience from
+        ``grow_from_experience``, one every ``grow_every_epochs`` epochs inside each)."""
+        every = self.grow_every_epochs or 0
+
+        def staged(epochs: int) -> int:  # steps at epochs 1 .. epochs - 1 of an experience
+            return (epochs - 1) // every if every and epochs > 0 else 0
+
+        g = self.grow_from_experience
+        before = max(0, experience - g) + experience * staged(train_epochs)
+        if epoch > 0:
+            before += int(experience >= g) + staged(epoch)
+        return before
+
+    def units_for(self, experience: int, step: int | None = None) -> int:
+        """Units to add at ``experience`` (before any cap); ``step``: the growth step's index,
+        which a list of counts is read at (:meth:`step_index`)."""
         k = self.neurons_per_experience
         if isinstance(k, list):
-            step = experience - self.grow_from_experience
-            if not 0 <= step < len(k):
+            if step is None or not 0 <= step < len(k):
                 raise ConfigError(
-                    f"neurons_per_experience lists {len(k)} counts for the experiences from "
-                    f"{self.grow_from_experience}; experience {experience} has none"
+                    f"neurons_per_experience lists {len(k)} counts, one per growth step; step {step} "
+                    f"(at experience {experience}) has none"
                 )
             return int(k[step])
         value = k(experience) if callable(k) else k

@@ -457,9 +457,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         return _fail(f"config file not found: {args.config}")
     from clgrow.experiments.config import load_grid
 
-    grid = load_grid(args.config, imports=args.imports)
-    if args.data_root is not None:
-        grid.base.data_root = args.data_root
+    grid = load_grid(args.config, imports=args.imports, data_root=args.data_root)
     if args.device is not None:
         grid.base.device = args.device
         grid.base.validate()

@@ -383,12 +383,12 @@ class RunConfig:
 
     def _check_schedule(self) -> None:
         k = self.grow.neurons_per_experience
-        if isinstance(k, list) and self.growth not in ("none", *FIXED):
-            growing = max(0, self.n_experiences - self.grow.grow_from_experience)
-            if len(k) != growing:
+        if isinstance(k, list) and self.growth not in ("none", *FIXED) and _whole(self.train_epochs):
+            steps = self.growth_steps()
+            if len(k) != steps:
                 raise ConfigError(
-                    f"grow.neurons_per_experience: {len(k)} counts given, but {growing} experience(s) grow "
-                    f"({self.n_experiences} experiences from grow_from_experience={self.grow.grow_from_experience})"
+                    f"grow.neurons_per_experience: {len(k)} counts given, one per growth step, but this run "
+                    f"takes {steps} growth step(s)"
                 )
 
     def _validate_model(self, need: Callable[[bool, str, str], None]) -> None:
@@ -695,9 +695,10 @@ class GridConfig:
         return out
 
 
-def load_grid(path: str | Path, imports: list[str] | None = None) -> GridConfig:
+def load_grid(path: str | Path, imports: list[str] | None = None, data_root: str | None = None) -> GridConfig:
     """Read and validate a grid TOML file; ``imports`` are modules to import first, next to its
-    ``imports`` key (a command line's ``--import``)."""
+    ``imports`` key (a command line's ``--import``); ``data_root`` (a command line's
+    ``--data-root``) replaces the file's before anything is validated."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -741,6 +742,9 @@ def load_grid(path: str | Path, imports: list[str] | None = None) -> GridConfig:
     if unknown:
         raise ConfigError(f"grid: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
     run = dict(data.get("run", {}))
+    if data_root is not None:
+        grid.pop("data_root", None)
+        run["data_root"] = data_root
     for key in ("benchmark", "n_experiences", "task_labels", "data_root", "class_order_seed", "imports", "loggers"):
         if key in grid:
             if key in run and run[key] != grid[key]:

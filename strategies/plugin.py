@@ -169,9 +169,10 @@ class GrowPlugin(SupervisedPlugin):
         self.probes: list[Probe] = []
 
     # ------------------------------------------------------------------ API
-    def units_for(self, experience: int) -> int:
-        """Units to add at ``experience`` (before the ``max_hidden_size`` cap)."""
-        return self.config.units_for(experience)
+    def units_for(self, experience: int, epoch: int = 0, train_epochs: int = 1) -> int:
+        """Units to add at ``experience``'s ``epoch`` (before the ``max_hidden_size`` cap)."""
+        step = self.config.step_index(experience, epoch, train_epochs)
+        return self.config.units_for(experience, step)
 
     @staticmethod
     def check_model(model: nn.Module) -> GrowableMLP:
@@ -233,7 +234,7 @@ class GrowPlugin(SupervisedPlugin):
     def grow_now(self, strategy: Any, experience: int, epoch: int = 0) -> GrowthReport | None:
         """One growth step on the strategy's current dataloader; updates the optimizer."""
         model = self.check_model(strategy.model)
-        k = self.units_for(experience)
+        k = self.units_for(experience, epoch, int(getattr(strategy, "train_epochs", 1)))
         layers = eligible_layers(model.num_hidden_layers, self.config.layers)
         if self.config.max_hidden_size is not None:
             room = room_under_cap(model.hidden_sizes, layers, self.config.max_hidden_size)
