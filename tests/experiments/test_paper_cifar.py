@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import pickle
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 from clgrow.experiments.cli import main
 
