@@ -127,7 +127,7 @@ class GrowthConfig:
         k = self.neurons_per_experience
         need(
             callable(k)
-            or (_is_int(k) and k >= 0)
+            or (isinstance(k, int) and _is_int(k) and k >= 0)
             or (isinstance(k, list) and bool(k) and all(_is_int(v) and v >= 0 for v in k)),
             "neurons_per_experience",
             "must be an integer >= 0, a non-empty list of them (one per growth step) or a callable experience -> int",
