@@ -234,7 +234,13 @@ def _trained_base(job: dict[str, Any]) -> tuple[Any, Any, Any, list[float]]:
     gen = torch.Generator().manual_seed(job["seed"])
     train = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=job["batch"], shuffle=True, generator=gen)
     test = DataLoader(TensorDataset(data.x_test, data.y_test), batch_size=1000)
-    model = GrowableMLP(data.x_train.shape[1], job["hidden"], data.num_classes)
+    if job.get("channels"):  # a GrowableCNN on the images (issue 27): convolutions, then the hidden layers
+        from clgrow.cnn import GrowableCNN
+
+        shape = {"mnist-5k": (1, 28, 28), "digits": (1, 8, 8)}[job["data"]]
+        model = GrowableCNN(shape, job["channels"], job["hidden"], data.num_classes)
+    else:
+        model = GrowableMLP(data.x_train.shape[1], job["hidden"], data.num_classes)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     epochs = [train_epoch(model, train, opt) for _ in range(job["epochs_before"])]
     return model, train, test, epochs
@@ -477,6 +483,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--hidden", type=int, nargs="+", default=None)
+    p.add_argument(
+        "--channels",
+        nargs="+",
+        default=None,
+        metavar="C|M",
+        help="staged setting: a GrowableCNN with these convolutions (M: max-pool) before --hidden",
+    )
     p.add_argument("--k", type=int, default=None, help="units per growth step")
     p.add_argument("--growths", type=int, default=2)
     p.add_argument("--epochs-before", type=int, default=3)
@@ -527,6 +540,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             epochs_between=a.epochs_between,
             task_labels=a.task_labels,
             epochs=a.epochs,
+            channels=[c if c == "M" else int(c) for c in a.channels] if a.channels else None,
         )
         for d in datas
         for st in strategies
@@ -571,8 +585,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             ("growth step / epoch", "growth_per_epoch", False),
             ("extender state MiB", "extra_mib", False),
         ]
+        net = f"CNN {' '.join(a.channels)} + {hidden}" if a.channels else f"MLP {hidden}"
         what = (
-            f"MLP {hidden}, trained {a.epochs_before} epochs, grown {a.growths}x by K={k} (SVoD), "
+            f"{net}, trained {a.epochs_before} epochs, grown {a.growths}x by K={k} (SVoD), "
             f"{a.epochs_between} epochs after each growth, batch {a.batch}"
         )
     else:

@@ -497,6 +497,51 @@ def section_throughput(quick: bool, data_root: str | None = None) -> str:
     )
 
 
+def section_conv(quick: bool) -> str:
+    """`clgrow run` with a convolutional model against a plain PyTorch loop training the same
+    GrowableCNN on the same tensors (issue 27's throughput goal), per sample seen."""
+    from clgrow.cnn import GrowableCNN
+    from clgrow.experiments.benchmarks import make_benchmark
+    from clgrow.experiments.config import RunConfig
+    from clgrow.experiments.runner import run
+
+    bm = make_benchmark("split-mnist-5k", 5, seed=0)
+    tensors = _stream_tensors(bm.scenario.train_stream)
+    epochs, batch = (1 if quick else 3), 32
+    rows = ["| model | epochs/exp | plain loop samples/s | **`clgrow run` / plain** |", "|---|---|---|---|"]
+    for channels, hidden in (([16, "M", 32, "M"], [64, 64]), ([32, 32, "M", 64, 64, "M"], [100, 100])):
+
+        def plain_rate(channels: list = channels, hidden: list = hidden) -> float:
+            torch.manual_seed(0)
+            model = GrowableCNN((1, 28, 28), channels, hidden, 10)
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            seconds = sum(_plain_train(model, x, y, batch, epochs, opt) for x, y in tensors)
+            return sum(len(y) for _, y in tensors) * epochs / seconds
+
+        cfg = RunConfig(
+            benchmark="split-mnist-5k",
+            strategy="naive",
+            growth="none",
+            model="cnn",
+            channels=list(channels),
+            hidden_sizes=list(hidden),
+            train_mb_size=batch,
+            train_epochs=epochs,
+            lr=1e-3,
+        )
+        before = plain_rate()
+        summary = run(cfg)
+        plain = max(before, plain_rate())  # the faster of a plain run before and one after
+        n = sum(len(y) for _, y in tensors) * epochs
+        label = " ".join(map(str, channels)) + " + " + str(hidden)
+        rows.append(f"| CNN {label} | {epochs} | {plain:,.0f} | **{n / summary.train_seconds / plain:.2f}** |")
+    return (
+        "split-mnist-5k as 1x28x28 images, batch 32, Adam 1e-3, Naive, 5 experiences; `clgrow run` with every "
+        "metric attached (`train_seconds`), the plain loop on the same tensors by a shuffled permutation, the "
+        "faster of one run before and one after\n" + "\n".join(rows)
+    )
+
+
 def section_eval(quick: bool) -> str:
     """Avalanche evaluation with the inactivity metric against a plain evaluation pass, and where
     the difference goes (each layer of the evaluation added in turn, measured in the same rounds)."""
@@ -683,6 +728,7 @@ SECTIONS: dict[str, Callable[..., str]] = {
     "overhead": section_overhead,
     "inactivity": section_inactivity,
     "throughput": section_throughput,
+    "conv": section_conv,
     "eval": section_eval,
     "cli": section_cli,
     "profile": section_profile,
