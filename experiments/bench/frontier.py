@@ -234,6 +234,7 @@ def _trained_base(job: dict[str, Any]) -> tuple[Any, Any, Any, list[float]]:
     gen = torch.Generator().manual_seed(job["seed"])
     train = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=job["batch"], shuffle=True, generator=gen)
     test = DataLoader(TensorDataset(data.x_test, data.y_test), batch_size=1000)
+    model: GrowableMLP
     if job.get("channels"):  # a GrowableCNN on the images (issue 27): convolutions, then the hidden layers
         from clgrow.cnn import GrowableCNN
 

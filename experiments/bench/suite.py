@@ -509,7 +509,11 @@ def section_conv(quick: bool) -> str:
     tensors = _stream_tensors(bm.scenario.train_stream)
     epochs, batch = (1 if quick else 3), 32
     rows = ["| model | epochs/exp | plain loop samples/s | **`clgrow run` / plain** |", "|---|---|---|---|"]
-    for channels, hidden in (([16, "M", 32, "M"], [64, 64]), ([32, 32, "M", 64, 64, "M"], [100, 100])):
+    cases: list[tuple[list[int | str], list[int]]] = [
+        ([16, "M", 32, "M"], [64, 64]),
+        ([32, 32, "M", 64, 64, "M"], [100, 100]),
+    ]
+    for channels, hidden in cases:
 
         def plain_rate(channels: list = channels, hidden: list = hidden) -> float:
             torch.manual_seed(0)
