@@ -8,8 +8,10 @@ completes or leaves the model bit-identical, and slices an optimizer's per-param
 units that stay. Removing units that are dead on some data leaves the network's outputs on that
 data unchanged exactly: their activations there are zero, so their columns contribute nothing.
 
-The reverse SWE transfer (moving what leaving units contribute into the remaining ones) and the
-Avalanche plugin are not here yet.
+Convolutional sites prune channels the same way: the filter, its batch-norm channel (parameters
+and running statistics) and its slice of every consumer (a kernel's input channel, a flattened
+channel's ``H·W`` columns) leave together. The reverse SWE transfer (moving what leaving units
+contribute into the remaining ones) is not here yet.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from torch import Tensor
 
 from clgrow.errors import GrowthError
 from clgrow.inactivity import accumulate_activity, dormant_mask
-from clgrow.model import GrowableMLP, _replace_linear
+from clgrow.model import GrowableMLP, unit_view
 
 __all__ = ["PruneReport", "SELECTORS", "select_units", "prune", "slice_by"]
 
@@ -92,7 +94,8 @@ def select_units(
         if count is None:
             raise GrowthError("select_units('norm') needs count: {layer: units}")
         for layer, c in count.items():
-            norms = sum(cons.weight.detach().norm(dim=0) for cons in model.consumers(layer))
+            n = model.hidden_sizes[layer]
+            norms = sum(unit_view(cons.weight.detach(), n).norm(dim=(0, 2)) for cons in model.consumers(layer))
             assert isinstance(norms, Tensor)
             if c > 0:
                 out[layer] = torch.sort(torch.argsort(norms, stable=True)[:c]).values
@@ -141,20 +144,55 @@ def _slice_state(optimizer: torch.optim.Optimizer | None, old: Tensor, new: Tens
         }
 
 
+def _columns(keep: Tensor, n: int, width: int) -> Tensor:
+    """A consumer's input columns that ``keep``'s units own (``width // n`` consecutive ones each:
+    one for a unit, a flattened channel's ``H·W``)."""
+    r = width // n
+    if r == 1:
+        return keep
+    return (keep[:, None] * r + torch.arange(r, device=keep.device)).flatten()
+
+
+def _assign(
+    mod: torch.nn.Module, name: str, value: Tensor, dim: int, optimizer: torch.optim.Optimizer | None, keep: Tensor
+) -> None:
+    """Give ``mod`` its tensor ``name`` sliced to ``value`` (a parameter keeps ``requires_grad`` and
+    its optimizer entry, sliced along ``dim``), and its size attribute along ``dim``."""
+    old = getattr(mod, name)
+    if isinstance(old, torch.nn.Parameter):
+        new = torch.nn.Parameter(value.detach().clone(), requires_grad=old.requires_grad)
+        setattr(mod, name, new)
+        _slice_state(optimizer, old, new, keep, dim)
+    else:
+        setattr(mod, name, value.clone())
+    if name == "weight":
+        if isinstance(mod, torch.nn.Linear):
+            attr = "out_features" if dim == 0 else "in_features"
+        elif isinstance(mod, torch.nn.Conv2d):
+            attr = "out_channels" if dim == 0 else "in_channels"
+        else:
+            attr = "num_features"
+        setattr(mod, attr, value.shape[dim])
+
+
 def _remove(model: GrowableMLP, layer: int, units: Tensor, optimizer: torch.optim.Optimizer | None) -> None:
-    lin = model.hidden[layer]
-    n = lin.out_features
+    prod = model.hidden[layer]
+    n = prod.weight.shape[0]
     keep_mask = torch.ones(n, dtype=torch.bool)
     keep_mask[units.cpu()] = False
-    keep = torch.nonzero(keep_mask).flatten().to(lin.weight.device)
-    old_w, old_b = lin.weight, lin.bias
-    _replace_linear(lin, old_w.index_select(0, keep), old_b.index_select(0, keep))
-    _slice_state(optimizer, old_w, lin.weight, keep, 0)
-    _slice_state(optimizer, old_b, lin.bias, keep, 0)
+    keep = torch.nonzero(keep_mask).flatten().to(prod.weight.device)
+    _assign(prod, "weight", prod.weight.index_select(0, keep), 0, optimizer, keep)
+    _assign(prod, "bias", prod.bias.index_select(0, keep), 0, optimizer, keep)
+    norm = model.norm(layer)
+    if norm is not None:  # a channel's batch norm leaves with it
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            t = getattr(norm, name, None)
+            if t is not None:
+                _assign(norm, name, t.index_select(0, keep), 0, optimizer, keep)
+        norm.num_features = len(keep)  # type: ignore[assignment]
     for cons in model.consumers(layer):
-        old_v = cons.weight
-        _replace_linear(cons, old_v.index_select(1, keep), None)
-        _slice_state(optimizer, old_v, cons.weight, keep, 1)
+        cols = _columns(keep, n, cons.weight.shape[1])
+        _assign(cons, "weight", cons.weight.index_select(1, cols), 1, optimizer, cols)
     name = f"cohort_{layer}"
     setattr(model, name, getattr(model, name).index_select(0, keep.to(getattr(model, name).device)))
 
@@ -207,8 +245,13 @@ def prune(
         producer = names[id(model.hidden[layer])]
         slices.setdefault(f"{producer}.weight", []).append((0, keep))
         slices.setdefault(f"{producer}.bias", []).append((0, keep))
+        norm = model.norm(layer)
+        if norm is not None:
+            for pname, _ in norm.named_parameters(recurse=False):
+                slices.setdefault(f"{names[id(norm)]}.{pname}", []).append((0, keep))
         for cons in model.consumers(layer):
-            slices.setdefault(f"{names[id(cons)]}.weight", []).append((1, keep))
+            cols = _columns(keep, before[layer], cons.weight.shape[1])
+            slices.setdefault(f"{names[id(cons)]}.weight", []).append((1, cols))
     snap = model.snapshot()
     saved_opt = (
         None if optimizer is None else ([list(g["params"]) for g in optimizer.param_groups], dict(optimizer.state))

@@ -337,3 +337,64 @@ def test_swe_trains_exactly_the_new_channels_blocks_of_a_flattened_consumer():
     mask = SWE._consumer_mask(model, 1, cons, 3, coupled=True, cohort=1, consumers="all")
     assert mask.shape == cons.weight.shape == (5, 5 * 16)
     assert (mask[:, 48:] == 1).all() and (mask[:, :48] == 0).all()
+
+
+@settings(max_examples=15, deadline=None)
+@given(drawn=conv_models(), seed=st.integers(0, 2**16))
+def test_removing_dead_channels_is_exact_and_prune_grow_prune_keeps_everything_optimized(drawn, seed):
+    """Channels zeroed to death (filter 0, bias -1, no batch norm between: drawn models with one
+    are given a dead channel by its batch-norm bias instead) leave without changing the outputs on
+    the data; the optimizer then covers every parameter through grow and prune again."""
+    from clgrow.prune import prune, select_units
+
+    model, shape = drawn
+    loader = _data(shape, model.num_classes, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer, n in enumerate(model.hidden_sizes):
+            if n < 2:
+                continue
+            c = int(torch.randint(0, n, (1,), generator=g))
+            model.rows(layer)[c] = 0
+            model.hidden[layer].bias[c] = -1.0
+            norm = model.norm(layer)
+            if norm is not None:  # batch norm would re-centre it: kill it after the norm
+                norm.weight[c], norm.bias[c] = 0.0, -1.0
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    _settle_with(model, loader, opt)
+    model.eval()
+    x = torch.cat([b[0] for b in loader])
+    with torch.no_grad():
+        before = model(x)
+    dead = select_units(model, "dead", [(x, torch.zeros(len(x), dtype=torch.long))])
+    dead = {i: idx[: model.hidden_sizes[i] - 1] for i, idx in dead.items()}  # every layer keeps one
+    report = prune(model, dead, optimizer=opt)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before, rtol=1e-5, atol=1e-5)
+    assert sum(report.hidden_sizes_after) == sum(report.hidden_sizes_before) - report.count
+    grow(model, 3, loader, "random", "uniform")
+    prune(model, {0: [0]} if model.hidden_sizes[0] > 1 else {}, optimizer=None)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    _settle_with(model, loader, opt)  # shapes agree everywhere, or this raises
+    covered = {id(p) for grp in opt.param_groups for p in grp["params"]}
+    assert all(id(p) in covered for p in model.parameters())
+
+
+def _settle_with(model: nn.Module, loader, opt) -> None:
+    model.train()
+    for x, y in loader:
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+
+def test_a_failed_channel_prune_leaves_the_model_bit_identical():
+    from clgrow.prune import prune
+
+    torch.manual_seed(0)
+    model = GrowableCNN((1, 8, 8), [4, "M", 4], [5], 3)
+    state = {n: v.clone() for n, v in model.state_dict().items()}
+    with pytest.raises(GrowthError, match="fewer than 1"):
+        prune(model, {0: [1], 1: [0, 1, 2, 3]})
+    assert state_equal(state, model.state_dict()) and model.hidden_sizes == [4, 4, 5]
