@@ -26,16 +26,12 @@ from torch.nn import functional as F
 from clgrow import compute
 from clgrow.channels import ChannelConsumer, add_channels, channel_activity
 from clgrow.errors import GrowthError
-from clgrow.model import GrowableMLP, Linears, _per_consumer
+from clgrow.model import GrowableMLP, Linears, _per_consumer, _whole
 
 __all__ = ["GrowableCNN", "GrowableResNet", "POOL"]
 
 #: The pooling marker in a :class:`GrowableCNN` channel list (a 2×2 max-pool after the convolution).
 POOL = "M"
-
-
-def _whole(v: object, least: int = 1) -> bool:
-    return not isinstance(v, bool) and hasattr(v, "__index__") and int(v) >= least
 
 
 def _conv(mod: nn.Conv2d, h: Tensor, wb: tuple[Tensor, Tensor] | None) -> Tensor:
@@ -91,12 +87,6 @@ class _ChannelSites(GrowableMLP):
             out.append(a)
         for observe in list(self._observers.values()):
             observe(i, a)
-
-    def _count(self, x: Tensor, logits: Tensor) -> None:
-        counter = compute.active()
-        if counter is not None:
-            per_sample, first = self.macs_per_sample(x)
-            counter.record(x.shape[0], per_sample, first, torch.is_grad_enabled() and logits.requires_grad)
 
     def norm(self, layer: int) -> nn.Module | None:
         """The batch norm between ``layer``'s producer and its ReLU (``None`` without one)."""

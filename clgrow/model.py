@@ -21,7 +21,7 @@ from clgrow import compute
 from clgrow.channels import ChannelConsumer
 from clgrow.errors import GrowthError
 
-__all__ = ["GrowableMLP", "ModelSnapshot", "unit_view"]
+__all__ = ["GrowableMLP", "ModelSnapshot", "unit_view", "unit_columns"]
 
 
 def unit_view(weight: Tensor, n: int) -> Tensor:
@@ -33,6 +33,21 @@ def unit_view(weight: Tensor, n: int) -> Tensor:
     writes the consumer's weight, so every method handles all consumer kinds with one indexing.
     """
     return weight.view(weight.shape[0], n, -1)
+
+
+def unit_columns(units: Tensor, n: int, width: int) -> Tensor:
+    """The input columns of a consumer ``width`` wide that ``units`` of an ``n``-unit producer own
+    (``width // n`` consecutive ones each: one for a unit or a kernel's input channel, a flattened
+    channel's ``H·W``); what indexing dimension 1 of a consumer's weight by units means."""
+    r = width // n
+    if r == 1:
+        return units
+    return (units[:, None] * r + torch.arange(r, device=units.device)).flatten()
+
+
+def _whole(v: object, least: int = 1) -> bool:
+    """An integer (numpy's included) ``>= least``: never a bool, str or float."""
+    return not isinstance(v, bool) and hasattr(v, "__index__") and int(v) >= least
 
 
 def default_linear_init(out_features: int, in_features: int) -> tuple[Tensor, Tensor]:
@@ -147,17 +162,14 @@ class GrowableMLP(nn.Module):
     ) -> None:
         super().__init__()
 
-        def whole(v: object) -> bool:  # an int (numpy's included), never a bool, str or float
-            return not isinstance(v, bool) and hasattr(v, "__index__")
-
         if isinstance(hidden_sizes, (str, bytes)) or not hasattr(hidden_sizes, "__iter__"):
             raise ValueError(f"hidden_sizes must be a list of widths, got {hidden_sizes!r}")
         sizes = list(hidden_sizes)
-        if not whole(in_features) or in_features < 1:
+        if not _whole(in_features):
             raise ValueError(f"in_features must be an integer >= 1, got {in_features!r}")
-        if not sizes or any(not whole(s) or s < 1 for s in sizes):
+        if not sizes or any(not _whole(s) for s in sizes):
             raise ValueError(f"hidden_sizes must be a non-empty list of integer widths >= 1, got {sizes!r}")
-        if not whole(num_classes) or num_classes < 1:
+        if not _whole(num_classes):
             raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
@@ -293,11 +305,15 @@ class GrowableMLP(nn.Module):
                     observe(i, h)
             h = self.dropout(h)
         logits = self.apply_head(h, task_labels)
+        self._count(x, logits)
+        return logits, hidden_out
+
+    def _count(self, x: Tensor, logits: Tensor) -> None:
+        """Record this forward pass's multiply-adds with the active compute counter, if any."""
         counter = compute.active()
         if counter is not None:
             per_sample, first = self.macs_per_sample(x)
             counter.record(x.shape[0], per_sample, first, torch.is_grad_enabled() and logits.requires_grad)
-        return logits, hidden_out
 
     def macs_per_sample(self, x: Tensor | None = None) -> tuple[int, int]:
         """Multiply-adds of one sample's forward pass at the current widths, and of its first

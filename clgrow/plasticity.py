@@ -28,7 +28,7 @@ from torch import Tensor
 from clgrow.errors import ConfigError, GrowthError
 from clgrow.inactivity import dormant_mask
 from clgrow.methods import CBPParams, ReDoParams
-from clgrow.model import GrowableMLP, default_linear_init, unit_view
+from clgrow.model import GrowableMLP, default_linear_init, unit_columns, unit_view
 from clgrow.params import Configurable
 from clgrow.registry import resetters
 
@@ -117,10 +117,7 @@ def reset_units(
             # read about the mean of the channel (border effects of padding aside)
             cons.bias.add_(v[:, units].sum(2) @ fold_mean[units].to(cons.weight))
         v[:, units] = 0.0
-        if optimizer is not None:
-            for value in optimizer.state.get(cons.weight, {}).values():
-                if isinstance(value, Tensor) and value.shape == cons.weight.shape:
-                    unit_view(value, n)[:, units] = 0
+        clear_optimizer_entries(optimizer, cons.weight, unit_columns(units, n, cons.weight.shape[1]), 1)
 
 
 class Resetter(Configurable):

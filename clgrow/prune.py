@@ -26,7 +26,7 @@ from torch import Tensor
 
 from clgrow.errors import GrowthError
 from clgrow.inactivity import accumulate_activity, dormant_mask
-from clgrow.model import GrowableMLP, unit_view
+from clgrow.model import GrowableMLP, unit_columns, unit_view
 
 __all__ = ["PruneReport", "SELECTORS", "select_units", "prune", "slice_by"]
 
@@ -144,15 +144,6 @@ def _slice_state(optimizer: torch.optim.Optimizer | None, old: Tensor, new: Tens
         }
 
 
-def _columns(keep: Tensor, n: int, width: int) -> Tensor:
-    """A consumer's input columns that ``keep``'s units own (``width // n`` consecutive ones each:
-    one for a unit, a flattened channel's ``H·W``)."""
-    r = width // n
-    if r == 1:
-        return keep
-    return (keep[:, None] * r + torch.arange(r, device=keep.device)).flatten()
-
-
 def _assign(
     mod: torch.nn.Module, name: str, value: Tensor, dim: int, optimizer: torch.optim.Optimizer | None, keep: Tensor
 ) -> None:
@@ -191,7 +182,7 @@ def _remove(model: GrowableMLP, layer: int, units: Tensor, optimizer: torch.opti
                 _assign(norm, name, t.index_select(0, keep), 0, optimizer, keep)
         norm.num_features = len(keep)  # type: ignore[assignment]
     for cons in model.consumers(layer):
-        cols = _columns(keep, n, cons.weight.shape[1])
+        cols = unit_columns(keep, n, cons.weight.shape[1])
         _assign(cons, "weight", cons.weight.index_select(1, cols), 1, optimizer, cols)
     name = f"cohort_{layer}"
     setattr(model, name, getattr(model, name).index_select(0, keep.to(getattr(model, name).device)))
@@ -250,7 +241,7 @@ def prune(
             for pname, _ in norm.named_parameters(recurse=False):
                 slices.setdefault(f"{names[id(norm)]}.{pname}", []).append((0, keep))
         for cons in model.consumers(layer):
-            cols = _columns(keep, before[layer], cons.weight.shape[1])
+            cols = unit_columns(keep, before[layer], cons.weight.shape[1])
             slices.setdefault(f"{names[id(cons)]}.weight", []).append((1, cols))
     snap = model.snapshot()
     saved_opt = (

@@ -278,9 +278,9 @@ def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, Any]:
 
     given = vars(args)
     settings: dict[str, Any] = {k[len(_GROW) :]: v for k, v in given.items() if k.startswith(_GROW)}
-    for name in ("neurons_per_experience",):  # one count is the count of every step, several one per step
-        if isinstance(settings.get(name), list) and len(settings[name]) == 1:
-            settings[name] = settings[name][0]
+    k = settings.get("neurons_per_experience")
+    if isinstance(k, list) and len(k) == 1:  # one count is every step's; several, one per step
+        settings["neurons_per_experience"] = k[0]
     if growth in FIXED:  # alone it has no reference run: it would train the initial widths under that label
         raise ConfigError(
             f"growth: {growth} is a grid entry; for one run use --growth METHOD --match-final-size "
