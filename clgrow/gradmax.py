@@ -176,10 +176,10 @@ def channel_product(
         Samples per chunk (a convolution's ``Q`` holds ``m·r·H'·W'`` entries per sample).
     """
     out: Tensor | int = 0
+    h_out = F.conv2d(x[:1], conv.weight[:1], None, conv.stride, conv.padding, conv.dilation).shape[2]
     for s in range(0, x.shape[0], chunk):
         xb, gb = x[s : s + chunk], grad[s : s + chunk]
         patches = F.unfold(xb, conv.kernel_size, conv.dilation, _numbers(conv.padding), conv.stride)  # (b, m, L)
-        h_out = F.conv2d(xb[:1], conv.weight[:1], None, conv.stride, conv.padding, conv.dilation).shape[2]
         q = patches.view(xb.shape[0], patches.shape[1], h_out, -1)
         if isinstance(pool, nn.MaxPool2d):
             q = F.avg_pool2d(q, pool.kernel_size, pool.stride, pool.padding)
