@@ -1,17 +1,51 @@
-"""Remove hidden units: the inverse of growth's insertion (issue 28, started: the ``drop`` method).
+r"""Remove hidden units: the inverse of growth's insertion.
 
 A unit leaves with its incoming row and bias, its column in every consumer and its cohort entry;
-the units that stay keep their order. :func:`select_units` names which units leave (``dead``:
-zero on every sample of the data, ``dormant``: τ-dormant as the inactivity metrics count it,
-``norm``: the smallest outgoing-weight norms), :func:`prune` removes them in one step that either
-completes or leaves the model bit-identical, and slices an optimizer's per-parameter state to the
-units that stay. Removing units that are dead on some data leaves the network's outputs on that
-data unchanged exactly: their activations there are zero, so their columns contribute nothing.
+the units that stay keep their order. :func:`select_units` names which units leave, :func:`prune`
+removes them in one step that either completes or leaves the model bit-identical, and slices an
+optimizer's per-parameter state to the units that stay.
+
+Selectors (:data:`SELECTORS`): ``dead`` (zero on every sample of the data), ``dormant``
+(τ-dormant as the inactivity metrics count it, ranked by the dormancy score), ``utility``
+(continual backprop's contribution utility ``mean|h_i| · Σ|V[:, i]|`` measured on the data),
+``norm`` (the outgoing-weight norm, no data). With a ``count`` every selector ranks and takes the
+lowest scores; without one, ``dead`` and ``dormant`` take every unit under their threshold.
+
+Methods (:data:`METHODS`):
+
+``drop``
+    Remove. Units that are dead on some data leave the network's outputs on that data unchanged
+    exactly: their activations there are zero, so their columns contribute nothing.
+``swe``
+    SWE's transfer run backwards. Growth couples each new unit ``j`` with each old unit ``i`` so
+    weight flows between them pairwise; here each leaving unit ``j ∈ L`` is coupled with each
+    staying unit ``i ∈ S`` of the same layer and its *outgoing* weight flows into theirs before
+    it leaves. With ``u`` the activations the consumers read (one row per sample, or per sample
+    and position for a channel) and ``A ∈ R^{|L|×|S|}`` the coupling, every consumer's slices
+    become
+
+    .. math::
+        \hat V_{:,i} = V_{:,i} + \sum_{j \in L} A_{j,i} V_{:,j}, \qquad
+        \hat b = b + \sum_{j \in L} a_j\, V_{:,j}\,\mathbf 1,
+
+    which replaces the leaving units' contribution :math:`V_L u_L` by :math:`V_L (A u_S + a)`.
+    The incoming rows of the staying units do not move, so what every staying unit computes (and
+    what old tasks read from it) is unchanged. The coupling's loss is the change of the
+    consumers' pre-activations on the data, :math:`E\|V_L(u_L - A u_S - a)\|^2`; because only
+    the outgoing side moves it is quadratic in ``A``, and its minimiser does not depend on
+    ``V_L``: the ridge regression of the leaving activations on the staying ones,
+    :math:`A = \Sigma_{LS}(\Sigma_{SS} + \lambda I)^{-1}`, :math:`a = \mu_L - A\mu_S`
+    (covariances and means over the data; uncentred and without ``a`` when a consumer has no
+    bias). SWE's Adam steps on ``C`` are therefore replaced by their limit, solved exactly: the
+    budget is the data, one forward pass per pruned layer (layers are processed first to last,
+    each on the activations the earlier ones left). A dead unit gets ``A_j = 0, a_j = 0`` and
+    leaves exactly as with ``drop``; a dormant unit's small constant part moves into the bias and
+    its correlated part into its partners. For a consumer convolution ``a`` enters through every
+    tap, exact away from a zero-padded border.
 
 Convolutional sites prune channels the same way: the filter, its batch-norm channel (parameters
 and running statistics) and its slice of every consumer (a kernel's input channel, a flattened
-channel's ``H·W`` columns) leave together. The reverse SWE transfer (moving what leaving units
-contribute into the remaining ones) is not here yet.
+channel's ``H·W`` columns) leave together.
 """
 
 from __future__ import annotations
@@ -24,14 +58,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from clgrow.data import unpack
 from clgrow.errors import GrowthError
+from clgrow.extender import model_device
 from clgrow.inactivity import accumulate_activity, dormant_mask
 from clgrow.model import GrowableMLP, unit_columns, unit_view
 
-__all__ = ["PruneReport", "SELECTORS", "select_units", "prune", "slice_by"]
+__all__ = ["PruneReport", "SELECTORS", "METHODS", "select_units", "prune", "slice_by"]
 
 #: How :func:`select_units` chooses units.
-SELECTORS = ("dead", "dormant", "norm")
+SELECTORS = ("dead", "dormant", "utility", "norm")
+#: How :func:`prune` removes them.
+METHODS = ("drop", "swe")
 
 
 @dataclass
@@ -45,6 +83,10 @@ class PruneReport:
     seconds : float
     hidden_sizes_before, hidden_sizes_after : list[int]
     info : dict
+        ``swe``: ``kept`` per layer, the share of the leaving units' second moment that the
+        transfer reproduces from the staying ones (1: nothing lost).
+    method : str
+    function_change : float or None
     """
 
     removed: dict[int, Tensor]
@@ -52,6 +94,9 @@ class PruneReport:
     hidden_sizes_before: list[int]
     hidden_sizes_after: list[int]
     info: dict[str, Any] = field(default_factory=dict)
+    method: str = "drop"
+    #: ``‖f_after − f_before‖ / ‖f_before‖`` of the outputs on the data given (``None`` without data).
+    function_change: float | None = None
     #: Per parameter name, the ``(dim, kept indices)`` its tensors were sliced by (what optimizer
     #: and regulariser state of the same parameter must be sliced by too).
     slices: dict[str, list[tuple[int, Tensor]]] = field(default_factory=dict)
@@ -60,6 +105,16 @@ class PruneReport:
     def count(self) -> int:
         """Units removed in all."""
         return sum(int(v.numel()) for v in self.removed.values())
+
+
+def _outgoing(model: GrowableMLP, layer: int, p: float) -> Tensor:
+    """Per unit of ``layer``, the ``p``-norm (``p=1``: sum of magnitudes) of its slices in every consumer."""
+    n = model.hidden_sizes[layer]
+    total = torch.zeros(n, device=model.hidden[layer].weight.device)
+    for cons in model.consumers(layer):
+        v = unit_view(cons.weight.detach(), n)
+        total += v.abs().sum(dim=(0, 2)) if p == 1 else v.pow(2).sum(dim=(0, 2))
+    return total if p == 1 else total.sqrt()
 
 
 def select_units(
@@ -74,13 +129,18 @@ def select_units(
 
     Parameters
     ----------
-    how : {"dead", "dormant", "norm"}
-        ``dead``: zero on every sample of ``data``; ``dormant``: τ-dormant on ``data``; ``norm``:
-        the ``count[layer]`` units with the smallest outgoing-weight norm (no data).
+    how : {"dead", "dormant", "utility", "norm"}
+        ``dead``: zero on every sample of ``data``; ``dormant``: τ-dormant on ``data`` (score: the
+        dormancy score ``s_i``); ``utility``: continual backprop's contribution utility
+        ``mean|h_i| · Σ|V[:, i]|`` on ``data``; ``norm``: the outgoing-weight norm (no data).
     data : iterable of batches, optional
-        Needed by ``dead`` and ``dormant``.
+        Needed by every selector but ``norm``.
+    tau : float
+        ``dormant``'s threshold.
     count : mapping layer -> int, optional
-        ``norm`` only: how many units per layer.
+        Take the ``count[layer]`` units of lowest score in each named layer (``dead``: of the dead
+        units only, so possibly fewer). Required by ``utility`` and ``norm``; without it ``dead``
+        and ``dormant`` take every unit under their threshold.
 
     Returns
     -------
@@ -89,37 +149,52 @@ def select_units(
     """
     if how not in SELECTORS:
         raise GrowthError(f"unknown selector {how!r}; known: {', '.join(SELECTORS)}")
-    out: dict[int, Tensor] = {}
+    if count is None and how in ("utility", "norm"):
+        raise GrowthError(f"select_units({how!r}) ranks units: it needs count, {{layer: units}}")
+    for layer, c in (count or {}).items():
+        model._check_layer(layer)
+        if not (isinstance(c, int) and 0 <= c <= model.hidden_sizes[layer]):
+            raise GrowthError(
+                f"select_units: count for layer {layer} must be 0..{model.hidden_sizes[layer]}, got {c!r}"
+            )
+    scores: dict[int, Tensor] = {}
+    eligible: dict[int, Tensor] = {}
     if how == "norm":
+        scores = {layer: _outgoing(model, layer, 2).cpu() for layer in range(model.num_hidden_layers)}
+    else:
+        if data is None:
+            raise GrowthError(f"select_units({how!r}) needs data to measure activity on")
+        try:
+            acc = accumulate_activity(model, data)
+        except GrowthError:
+            raise GrowthError(
+                "select_units: the data is empty: choosing units by activity needs at least one sample"
+            ) from None
+        for layer in range(model.num_hidden_layers):
+            abs_sum, nonzero = acc.abs_sum[layer], acc.nonzero[layer]
+            assert abs_sum is not None and nonzero is not None
+            mean = (abs_sum / acc.samples).cpu()
+            if how == "dead":
+                scores[layer], eligible[layer] = mean, ~nonzero.cpu()
+            elif how == "dormant":
+                layer_mean = mean.mean()
+                scores[layer] = mean / layer_mean if layer_mean > 0 else torch.zeros_like(mean)
+                eligible[layer] = dormant_mask(mean, tau).cpu()
+            else:
+                scores[layer] = mean * _outgoing(model, layer, 1).cpu()
+    out: dict[int, Tensor] = {}
+    for layer, score in scores.items():
+        ok = eligible.get(layer, torch.ones_like(score, dtype=torch.bool))
         if count is None:
-            raise GrowthError("select_units('norm') needs count: {layer: units}")
-        for layer, c in count.items():
-            n = model.hidden_sizes[layer]
-            norms = sum(unit_view(cons.weight.detach(), n).norm(dim=(0, 2)) for cons in model.consumers(layer))
-            assert isinstance(norms, Tensor)
-            if c > 0:
-                out[layer] = torch.sort(torch.argsort(norms, stable=True)[:c]).values
-        return out
-    if data is None:
-        raise GrowthError(f"select_units({how!r}) needs data to measure activity on")
-    try:
-        acc = accumulate_activity(model, data)
-    except GrowthError:
-        raise GrowthError(
-            "select_units: the data is empty: choosing units by activity needs at least one sample"
-        ) from None
-    for layer in range(model.num_hidden_layers):
-        if how == "dead":
-            nonzero = acc.nonzero[layer]
-            assert nonzero is not None
-            mask = ~nonzero
+            idx = torch.nonzero(ok).flatten()
+        elif layer in count:
+            ok = ok if how == "dead" else torch.ones_like(ok)
+            ranked = torch.argsort(torch.where(ok, score, torch.full_like(score, torch.inf)), stable=True)
+            idx = ranked[: min(count[layer], int(ok.sum()))]
         else:
-            abs_sum = acc.abs_sum[layer]
-            assert abs_sum is not None
-            mask = dormant_mask(abs_sum / acc.samples, tau)
-        idx = torch.nonzero(mask).flatten()
+            continue
         if idx.numel():
-            out[layer] = idx
+            out[layer] = torch.sort(idx).values
     return out
 
 
@@ -188,10 +263,96 @@ def _remove(model: GrowableMLP, layer: int, units: Tensor, optimizer: torch.opti
     setattr(model, name, getattr(model, name).index_select(0, keep.to(getattr(model, name).device)))
 
 
+def _consumer_rows(x: Tensor, n: int) -> Tensor:
+    """A consumer's input as one row of ``n`` unit activations per sample (and per position)."""
+    if x.dim() == 4:  # a convolution reads (batch, n, H, W)
+        return x.permute(0, 2, 3, 1).reshape(-1, n)
+    return x.reshape(x.shape[0], n, -1).transpose(1, 2).reshape(-1, n)  # (batch, n·r), channel-major
+
+
+@torch.no_grad()
+def _moments(model: GrowableMLP, layer: int, data: Iterable[Any]) -> tuple[Tensor, Tensor, int]:
+    """Sum and Gram matrix ``(n,)``, ``(n, n)`` (float64) of what ``layer``'s consumers read, and the row count."""
+    n = model.hidden_sizes[layer]
+    acc: dict[str, Any] = {"s": torch.zeros(n, dtype=torch.float64), "g": torch.zeros(n, n, dtype=torch.float64)}
+    acc["rows"] = 0
+
+    def hook(_mod: torch.nn.Module, args: tuple[Tensor, ...]) -> None:
+        u = _consumer_rows(args[0].detach(), n).double().cpu()
+        acc["s"] += u.sum(0)
+        acc["g"] += u.T @ u
+        acc["rows"] += u.shape[0]
+
+    handles = [cons.register_forward_pre_hook(hook) for cons in model.consumers(layer)]
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in data:
+            x, _, t = unpack(batch, device)
+            model.run(x, t)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return acc["s"], acc["g"], int(acc["rows"])
+
+
+@torch.no_grad()
+def _transfer(model: GrowableMLP, layer: int, leaving: Tensor, data: Iterable[Any], ridge: float) -> dict[str, float]:
+    """SWE's reverse transfer (module docstring): fold the leaving units' outgoing contribution
+    into the staying units' slices and the consumers' biases. Returns what it measured."""
+    n = model.hidden_sizes[layer]
+    s, g, rows = _moments(model, layer, data)
+    if rows == 0:
+        raise GrowthError("prune(method='swe'): the data is empty: the transfer needs at least one sample")
+    keep_mask = torch.ones(n, dtype=torch.bool)
+    keep_mask[leaving] = False
+    stay = torch.nonzero(keep_mask).flatten()
+    consumers = model.consumers(layer)
+    centred = all(c.bias is not None for c in consumers)
+    mu = s / rows
+    cov = g / rows - (torch.outer(mu, mu) if centred else 0)
+    css = cov[stay][:, stay]
+    lam = ridge * float(css.diagonal().mean().clamp_min(1e-12)) + 1e-12
+    a = torch.linalg.solve(css + lam * torch.eye(len(stay), dtype=css.dtype), cov[stay][:, leaving]).T  # (|L|, |S|)
+    a0 = mu[leaving] - a @ mu[stay] if centred else torch.zeros(len(leaving), dtype=torch.float64)
+    for cons in consumers:
+        v = unit_view(cons.weight, n)
+        out = v[:, leaving, :].double()
+        v[:, stay, :] += torch.einsum("js,pjr->psr", a.to(out.device), out).to(v.dtype)
+        if centred:
+            assert cons.bias is not None
+            cons.bias += torch.einsum("j,pjr->p", a0.to(out.device), out).to(cons.bias.dtype)
+    # the share of the leaving units' second moment E|u_L|² that A u_S + a reproduces
+    csl = cov[stay][:, leaving]
+    resid = float(cov[leaving][:, leaving].trace() - 2 * (a @ csl).trace() + (a @ css @ a.T).trace())
+    total = float((g[leaving][:, leaving] / rows).trace())
+    return {"kept": 1.0 - max(0.0, resid) / total if total > 0 else 1.0, "rows": float(rows)}
+
+
+@torch.no_grad()
+def _outputs(model: GrowableMLP, data: Iterable[Any]) -> Tensor:
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        outs = []
+        for batch in data:
+            x, _, t = unpack(batch, device)
+            outs.append(model.run(x, t)[0].detach().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(outs) if outs else torch.zeros(0)
+
+
 def prune(
     model: GrowableMLP,
     units: Mapping[int, Tensor | list[int]],
     *,
+    method: str = "drop",
+    data: Iterable[Any] | None = None,
+    ridge: float = 1e-3,
     optimizer: torch.optim.Optimizer | None = None,
     min_units: int = 1,
 ) -> PruneReport:
@@ -201,6 +362,14 @@ def prune(
     ----------
     units : mapping layer -> indices
         What leaves, e.g. :func:`select_units`'s answer.
+    method : {"drop", "swe"}
+        Remove, or first move the leaving units' contribution into the staying ones (module
+        docstring).
+    data : iterable of batches, optional
+        ``swe``'s data (a list, iterated once per pruned layer and twice more); with ``drop``,
+        optional: it then measures :attr:`PruneReport.function_change`.
+    ridge : float
+        ``swe``'s regularisation, relative to the staying units' mean variance.
     optimizer : Optimizer, optional
         Its parameters are swapped for the new ones and their state sliced to the units that stay.
     min_units : int
@@ -209,10 +378,18 @@ def prune(
     Raises
     ------
     GrowthError
-        An unknown layer, an index out of range or repeated, or a layer left below ``min_units``;
-        the model (and the optimizer) are then exactly as before.
+        An unknown method or layer, an index out of range or repeated, a layer left below
+        ``min_units``, ``swe`` without data; the model (and the optimizer) are then exactly as
+        before.
     """
     start = time.perf_counter()
+    if method not in METHODS:
+        raise GrowthError(f"prune: unknown method {method!r}; known: {', '.join(METHODS)}")
+    if method == "swe" and data is None:
+        raise GrowthError("prune(method='swe') needs data: the transfer is fitted on activations")
+    if not (isinstance(ridge, float | int) and ridge >= 0):
+        raise GrowthError(f"prune: ridge must be a number >= 0, got {ridge!r}")
+    batches = None if data is None else list(data)
     before = model.hidden_sizes
     cleaned: dict[int, Tensor] = {}
     for layer, idx in units.items():
@@ -247,9 +424,18 @@ def prune(
     saved_opt = (
         None if optimizer is None else ([list(g["params"]) for g in optimizer.param_groups], dict(optimizer.state))
     )
+    before_out = None if batches is None else _outputs(model, batches)
+    kept: dict[int, float] = {}
     try:
-        for layer, idx in cleaned.items():
-            _remove(model, layer, idx, optimizer)
+        for layer in sorted(cleaned):
+            if method == "swe":  # first to last: each layer's fit sees what the earlier ones left
+                assert batches is not None
+                kept[layer] = _transfer(model, layer, cleaned[layer], batches, ridge)["kept"]
+            _remove(model, layer, cleaned[layer], optimizer)
+        change = None
+        if batches is not None and before_out is not None:
+            after_out = _outputs(model, batches)
+            change = float((after_out - before_out).norm() / before_out.norm().clamp_min(1e-12))
     except BaseException:
         model.restore(snap)
         if optimizer is not None and saved_opt is not None:
@@ -258,4 +444,14 @@ def prune(
             optimizer.state.clear()
             optimizer.state.update(saved_opt[1])
         raise
-    return PruneReport(cleaned, time.perf_counter() - start, before, model.hidden_sizes, slices=slices)
+    info: dict[str, Any] = {"kept": kept} if kept else {}
+    return PruneReport(
+        cleaned,
+        time.perf_counter() - start,
+        before,
+        model.hidden_sizes,
+        info=info,
+        slices=slices,
+        method=method,
+        function_change=change,
+    )

@@ -398,3 +398,31 @@ def test_a_failed_channel_prune_leaves_the_model_bit_identical():
     with pytest.raises(GrowthError, match="fewer than 1"):
         prune(model, {0: [1], 1: [0, 1, 2, 3]})
     assert state_equal(state, model.state_dict()) and model.hidden_sizes == [4, 4, 5]
+
+
+@given(drawn=conv_models(), seed=st.integers(0, 2**16))
+def test_swe_prune_transfer_is_exact_for_channels_that_copy_a_staying_one(drawn, seed):
+    """Each site's channel 1 (and the last, when there are three or more) made a positive
+    multiple of channel 0: SWE's reverse transfer moves it into channel 0 and the outputs stay."""
+    from clgrow.prune import prune
+
+    from tests.clgrow.test_prune import _copy_unit
+
+    model, shape = drawn
+    loader = _data(shape, model.num_classes, seed=seed)
+    _settle(model, loader)
+    model.eval()
+    leaving: dict[int, list[int]] = {}
+    for layer, n in enumerate(model.hidden_sizes):
+        if n >= 2:
+            leaving[layer] = [1] if n < 3 else [1, n - 1]
+            for u in leaving[layer]:
+                _copy_unit(model, layer, 0, u, 0.5 + u)
+    x = torch.cat([b[0] for b in loader])
+    with torch.no_grad():
+        before = model(x)
+    report = prune(model, leaving, method="swe", data=loader, ridge=1e-9)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before, rtol=1e-4, atol=1e-4)
+    assert report.count == sum(len(v) for v in leaving.values())

@@ -139,3 +139,102 @@ def test_selectors():
         select_units(model, "random")
     with pytest.raises(GrowthError, match="needs data"):
         select_units(model, "dead")
+
+
+def _copy_unit(model, layer: int, src: int, dst: int, scale: float) -> None:
+    """Make unit ``dst`` compute ``scale`` times unit ``src`` (``scale > 0``: ReLU commutes with it)."""
+    with torch.no_grad():
+        rows, bias, norm = model.rows(layer), model.hidden[layer].bias, model.norm(layer)
+        if norm is None:
+            rows[dst], bias[dst] = scale * rows[src], scale * bias[src]
+        else:  # the norm re-scales its input: copy the producer, scale after the norm
+            rows[dst], bias[dst] = rows[src], bias[src]
+            norm.running_mean[dst], norm.running_var[dst] = norm.running_mean[src], norm.running_var[src]
+            norm.weight[dst], norm.bias[dst] = scale * norm.weight[src], scale * norm.bias[src]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    widths=st.lists(st.integers(3, 9), min_size=1, max_size=3),
+    m=st.integers(2, 6),
+    classes=st.integers(1, 4),
+    data=st.data(),
+)
+def test_swe_transfer_is_exact_for_units_the_staying_ones_reproduce(widths, m, classes, data):
+    """A leaving unit that copies a staying one (times c > 0), is constant or is dead is fully
+    reproduced by the staying units and the bias: ``swe`` keeps the outputs, ``drop`` need not."""
+    torch.manual_seed(data.draw(st.integers(0, 2**16)))
+    model = GrowableMLP(m, widths, classes)
+    leaving: dict[int, list[int]] = {}
+    for layer, n in enumerate(widths):
+        chosen = data.draw(st.lists(st.integers(1, n - 1), unique=True, min_size=1, max_size=n - 2))
+        for u in chosen:
+            kind = data.draw(st.sampled_from(["copy", "constant", "dead"]))
+            if kind == "copy":
+                _copy_unit(model, layer, 0, u, data.draw(st.floats(0.2, 3.0)))
+            else:
+                with torch.no_grad():
+                    model.hidden[layer].weight[u] = 0.0
+                    model.hidden[layer].bias[u] = 0.7 if kind == "constant" else -1.0
+        leaving[layer] = chosen
+    x = torch.randn(64, m)
+    batches = [(x[:32], torch.zeros(32, dtype=torch.long)), (x[32:], torch.zeros(32, dtype=torch.long))]
+    before = model(x).detach()
+    report = prune(model, leaving, method="swe", data=batches, ridge=1e-9)
+    assert report.method == "swe" and report.function_change is not None and report.function_change < 1e-4
+    torch.testing.assert_close(model(x), before, rtol=1e-4, atol=1e-4)
+    assert all(0.999 < v <= 1.0 for v in report.info["kept"].values())
+
+
+def test_swe_transfer_loses_less_than_drop_on_a_trained_model_and_keeps_the_staying_rows():
+    torch.manual_seed(1)
+    model = GrowableMLP(8, [24, 24], 3)
+    x = torch.randn(256, 8)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(100):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    batches = [(x, y)]
+    units = select_units(model, "utility", batches, count={0: 8, 1: 8})
+    changes = {}
+    for method in ("drop", "swe"):
+        m2 = GrowableMLP(8, [24, 24], 3)
+        m2.load_state_dict(model.state_dict())
+        keep = [i for i in range(24) if i not in set(units[0].tolist())]
+        rows = m2.hidden[0].weight.detach()[keep].clone()
+        changes[method] = prune(m2, units, method=method, data=batches).function_change
+        assert torch.equal(m2.hidden[0].weight, rows)  # the staying units compute what they did
+    assert changes["swe"] < 0.8 * changes["drop"]
+
+
+def test_selectors_rank_with_a_count_and_utility_reads_activity_and_outgoing_weights():
+    torch.manual_seed(0)
+    model = GrowableMLP(4, [6], 2)
+    x = torch.randn(50, 4).abs()
+    with torch.no_grad():
+        model.hidden[0].weight.copy_(torch.eye(6, 4) * 0 + 1.0)  # every unit sees sum(x)
+        model.hidden[0].bias.zero_()
+        model.hidden[0].weight[2] *= 0.01  # faint: lowest activity
+        model.head.weight[:, 4] = 0.0  # silent: no outgoing weight
+    data = [(x, torch.zeros(50, dtype=torch.long))]
+    assert sorted(select_units(model, "utility", data, count={0: 2})[0].tolist()) == [2, 4]
+    assert select_units(model, "dormant", data, count={0: 1})[0].tolist() == [2]
+    assert select_units(model, "norm", count={0: 1})[0].tolist() == [4]
+    assert select_units(model, "dead", data, count={0: 3}) == {}  # none is dead: a count does not add any
+    with pytest.raises(GrowthError, match="needs count"):
+        select_units(model, "utility", data)
+    with pytest.raises(GrowthError, match="count for layer 0"):
+        select_units(model, "norm", count={0: 7})
+
+
+def test_prune_refuses_an_unknown_method_and_swe_without_data():
+    model = GrowableMLP(4, [5], 2)
+    with pytest.raises(GrowthError, match="unknown method"):
+        prune(model, {0: [1]}, method="merge")
+    with pytest.raises(GrowthError, match="needs data"):
+        prune(model, {0: [1]}, method="swe")
+    with pytest.raises(GrowthError, match="data is empty"):
+        prune(model, {0: [1]}, method="swe", data=[])
+    assert model.hidden_sizes == [5]
