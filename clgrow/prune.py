@@ -271,8 +271,9 @@ def _consumer_rows(x: Tensor, n: int) -> Tensor:
 
 
 @torch.no_grad()
-def _moments(model: GrowableMLP, layer: int, data: Iterable[Any]) -> tuple[Tensor, Tensor, int]:
-    """Sum and Gram matrix ``(n,)``, ``(n, n)`` (float64) of what ``layer``'s consumers read, and the row count."""
+def _moments(model: GrowableMLP, layer: int, data: Iterable[Any]) -> tuple[Tensor, Tensor, int, Tensor]:
+    """Sum and Gram matrix ``(n,)``, ``(n, n)`` (float64) of what ``layer``'s consumers read, the
+    row count, and the model's outputs on the data (concatenated, on the CPU)."""
     n = model.hidden_sizes[layer]
     acc: dict[str, Any] = {"s": torch.zeros(n, dtype=torch.float64), "g": torch.zeros(n, n, dtype=torch.float64)}
     acc["rows"] = 0
@@ -287,23 +288,27 @@ def _moments(model: GrowableMLP, layer: int, data: Iterable[Any]) -> tuple[Tenso
     device = model_device(model)
     was_training = model.training
     model.eval()
+    outs = []
     try:
         for batch in data:
             x, _, t = unpack(batch, device)
-            model.run(x, t)
+            outs.append(model.run(x, t)[0].cpu())
     finally:
         model.train(was_training)
         for h in handles:
             h.remove()
-    return acc["s"], acc["g"], int(acc["rows"])
+    return acc["s"], acc["g"], int(acc["rows"]), torch.cat(outs) if outs else torch.zeros(0)
 
 
 @torch.no_grad()
-def _transfer(model: GrowableMLP, layer: int, leaving: Tensor, data: Iterable[Any], ridge: float) -> dict[str, float]:
+def _transfer(
+    model: GrowableMLP, layer: int, leaving: Tensor, data: Iterable[Any], ridge: float
+) -> tuple[float, Tensor]:
     """SWE's reverse transfer (module docstring): fold the leaving units' outgoing contribution
-    into the staying units' slices and the consumers' biases. Returns what it measured."""
+    into the staying units' slices and the consumers' biases. Returns the share of the leaving
+    units' second moment reproduced, and the outputs on the data before the transfer."""
     n = model.hidden_sizes[layer]
-    s, g, rows = _moments(model, layer, data)
+    s, g, rows, outputs = _moments(model, layer, data)
     if rows == 0:
         raise GrowthError("prune(method='swe'): the data is empty: the transfer needs at least one sample")
     keep_mask = torch.ones(n, dtype=torch.bool)
@@ -323,12 +328,12 @@ def _transfer(model: GrowableMLP, layer: int, leaving: Tensor, data: Iterable[An
         v[:, stay, :] += torch.einsum("js,pjr->psr", a.to(out.device), out).to(v.dtype)
         if centred:
             assert cons.bias is not None
-            cons.bias += torch.einsum("j,pjr->p", a0.to(out.device), out).to(cons.bias.dtype)
+            cons.bias.add_(torch.einsum("j,pjr->p", a0.to(out.device), out).to(cons.bias.dtype))
     # the share of the leaving units' second moment E|u_L|² that A u_S + a reproduces
     csl = cov[stay][:, leaving]
     resid = float(cov[leaving][:, leaving].trace() - 2 * (a @ csl).trace() + (a @ css @ a.T).trace())
     total = float((g[leaving][:, leaving] / rows).trace())
-    return {"kept": 1.0 - max(0.0, resid) / total if total > 0 else 1.0, "rows": float(rows)}
+    return (1.0 - max(0.0, resid) / total if total > 0 else 1.0), outputs
 
 
 @torch.no_grad()
@@ -424,16 +429,17 @@ def prune(
     saved_opt = (
         None if optimizer is None else ([list(g["params"]) for g in optimizer.param_groups], dict(optimizer.state))
     )
-    before_out = None if batches is None else _outputs(model, batches)
+    before_out = None if batches is None or (method == "swe" and cleaned) else _outputs(model, batches)
     kept: dict[int, float] = {}
     try:
         for layer in sorted(cleaned):
             if method == "swe":  # first to last: each layer's fit sees what the earlier ones left
                 assert batches is not None
-                kept[layer] = _transfer(model, layer, cleaned[layer], batches, ridge)["kept"]
+                kept[layer], outputs = _transfer(model, layer, cleaned[layer], batches, ridge)
+                before_out = outputs if before_out is None else before_out  # the first pass saw the whole model
             _remove(model, layer, cleaned[layer], optimizer)
         change = None
-        if batches is not None and before_out is not None:
+        if batches is not None and before_out is not None and before_out.numel():
             after_out = _outputs(model, batches)
             change = float((after_out - before_out).norm() / before_out.norm().clamp_min(1e-12))
     except BaseException:
