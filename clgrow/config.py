@@ -62,6 +62,10 @@ class GrowthConfig:
         Also grow every ``n`` epochs inside an experience (growth stages).
     max_hidden_size : int, optional
         Cap on every hidden layer's width; growth stops at the cap.
+    max_params : int, optional
+        Parameter budget shared by growth and pruning: a growth step adds only as many units as
+        keep the model within it, priced at the dearest eligible layer's cost per unit (so
+        units a prune removed are regrown).
     layers : list of int, optional
         Hidden layers allowed to grow (default: all).
     grow_head : bool
@@ -91,6 +95,10 @@ class GrowthConfig:
         default=None, metadata={"help": "also grow every N epochs inside an experience"}
     )
     max_hidden_size: int | None = field(default=None, metadata={"help": "cap on every hidden layer's width"})
+    max_params: int | None = field(
+        default=None,
+        metadata={"help": "parameter budget: growth adds only what keeps the model within it (pruning frees room)"},
+    )
     layers: list[int] | None = field(default=None, metadata={"help": "hidden layers allowed to grow (default: all)"})
     grow_head: bool = field(default=False, metadata={"help": "add head outputs for labels beyond the head's size"})
     carry_optimizer_state: bool = field(
@@ -137,7 +145,7 @@ class GrowthConfig:
             "grow_from_experience",
             "must be an integer >= 0",
         )
-        for name in ("grow_every_epochs", "max_hidden_size"):
+        for name in ("grow_every_epochs", "max_hidden_size", "max_params"):
             v = getattr(self, name)
             need(v is None or (_is_int(v) and v >= 1), name, "must be an integer >= 1 or absent")
         need(

@@ -71,6 +71,23 @@ def room_under_cap(sizes: Sequence[int], layers: Sequence[int], cap: int) -> dic
     return {i: max(0, cap - sizes[i]) for i in layers}
 
 
+def unit_params(model: GrowableMLP, layer: int) -> int:
+    """Parameters one more unit of ``layer`` costs: its incoming row and bias, its batch-norm
+    pair (if any) and its slice of every consumer."""
+    n = model.hidden_sizes[layer]
+    norm = 2 if model.norm(layer) is not None else 0
+    return model.fan_in(layer) + 1 + norm + sum(cons.weight.numel() // n for cons in model.consumers(layer))
+
+
+def units_under_budget(model: GrowableMLP, layers: Sequence[int], max_params: int) -> int:
+    """How many units can be added to ``layers`` however a distributor splits them, keeping the
+    model's parameters at most ``max_params`` (each unit is priced at the dearest layer's cost)."""
+    if not layers:
+        return 0
+    used = sum(p.numel() for p in model.parameters())
+    return max(0, (max_params - used) // max(unit_params(model, i) for i in layers))
+
+
 def cap_allocation(allocation: dict[int, int], sizes: Sequence[int], cap: int) -> dict[int, int]:
     """Move units allotted beyond ``cap`` to the layers with the most room (ties: earliest)."""
     out = {i: min(v, max(0, cap - sizes[i])) for i, v in allocation.items()}

@@ -19,7 +19,7 @@ The Avalanche plugin that schedules these calls is :class:`clgrow.strategies.Pla
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -164,6 +164,15 @@ class Resetter(Configurable):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
 
+    def prune_units(self, kept: Mapping[int, Tensor]) -> None:
+        """Slice per-unit state to the units a prune kept (``kept[layer]``: their old indices, sorted)."""
+
+
+def keep_entries(state: Tensor, keep: Tensor) -> Tensor:
+    """``state`` ``(s,)`` (per unit, possibly shorter than the layer: units not yet seen at its
+    end) sliced to the sorted old indices ``keep`` it covers."""
+    return state.index_select(0, keep[keep < state.numel()].to(state.device))
+
 
 class ReDo(Resetter):
     """Recycle τ-dormant units (Sokar et al., ICML 2023).
@@ -278,6 +287,13 @@ class ContinualBackprop(Resetter):
                 self.utility[i] = torch.cat([self.utility[i].to(dev), torch.zeros(extra, device=dev)])
                 self.mean_act[i] = torch.cat([self.mean_act[i].to(dev), torch.zeros(extra, device=dev)])
                 self.age[i] = torch.cat([self.age[i].to(dev), torch.zeros(extra, dtype=torch.long, device=dev)])
+
+    def prune_units(self, kept: Mapping[int, Tensor]) -> None:
+        for layer, keep in kept.items():
+            if layer < len(self.utility):
+                self.utility[layer] = keep_entries(self.utility[layer], keep)
+                self.mean_act[layer] = keep_entries(self.mean_act[layer], keep)
+                self.age[layer] = keep_entries(self.age[layer], keep)
 
     @torch.no_grad()
     def after_step(

@@ -106,6 +106,17 @@ class PruneReport:
         """Units removed in all."""
         return sum(int(v.numel()) for v in self.removed.values())
 
+    @property
+    def kept(self) -> dict[int, Tensor]:
+        """Per pruned layer, the old indices of the units that stayed (sorted): what per-unit state
+        elsewhere (resets' ages and utilities, labels) must be sliced to."""
+        out = {}
+        for layer, idx in self.removed.items():
+            mask = torch.ones(self.hidden_sizes_before[layer], dtype=torch.bool)
+            mask[idx.cpu()] = False
+            out[layer] = torch.nonzero(mask).flatten()
+        return out
+
 
 def _outgoing(model: GrowableMLP, layer: int, p: float) -> Tensor:
     """Per unit of ``layer``, the ``p``-norm (``p=1``: sum of magnitudes) of its slices in every consumer."""

@@ -9,7 +9,7 @@ from avalanche.core import SupervisedPlugin
 
 from clgrow import GrowableMLP, GrowthError
 from clgrow.data import unpack
-from clgrow.plasticity import Resetter, build_resetter, hidden_activations
+from clgrow.plasticity import Resetter, build_resetter, hidden_activations, keep_entries
 
 __all__ = ["PlasticityPlugin", "find_plasticity_plugin"]
 
@@ -145,6 +145,13 @@ class PlasticityPlugin(SupervisedPlugin):
         for layer, units in reset.items():
             self.last_reset[layer][units.cpu()] = experience
             counts[layer] = counts.get(layer, 0) + int(units.numel())
+
+    def prune_units(self, kept: dict[int, torch.Tensor]) -> None:
+        """Slice the per-unit state (the method's and the reset labels) to the units a prune kept."""
+        self.resetter.prune_units(kept)
+        for layer, keep in kept.items():
+            if layer < len(self.last_reset):
+                self.last_reset[layer] = keep_entries(self.last_reset[layer], keep)
 
     def units_reset(self, experience: int) -> int:
         """Units reset during training experience ``experience``."""

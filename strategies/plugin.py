@@ -16,7 +16,7 @@ from torch import nn
 from clgrow import ConfigError, GrowableMLP, GrowthConfig, GrowthError, GrowthReport, compute, grow
 from clgrow.context import eligible_layers
 from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
-from clgrow.grow import room_under_cap
+from clgrow.grow import room_under_cap, units_under_budget
 from clgrow.strategies.checkpointing import make_optimizers_checkpointable
 from clgrow.strategies.optimizer_state import carry_optimizer_state, optimizer_state_by_name
 from clgrow.strategies.param_state import align_param_state, find_param_state
@@ -40,15 +40,16 @@ def rehearses(strategy: Any) -> bool:
         return False
 
 
-def draw_probe(dataset: Any, experience: int, n: int) -> Probe:
+def draw_probe(dataset: Any, experience: int, n: int, skip: int = 0) -> Probe:
     """``n`` samples of an Avalanche dataset (all if it has fewer), with its evaluation transforms.
 
     The indices come from a generator seeded with ``experience``, so the probe is the same in
-    every run and drawing it leaves the global random state (training) untouched.
+    every run and drawing it leaves the global random state (training) untouched. ``skip``: leave
+    out the first ``skip`` of that draw (a second probe disjoint from the first).
     """
     ds = dataset.eval() if hasattr(dataset, "eval") else dataset
     gen = torch.Generator().manual_seed(int(experience))
-    idx = torch.randperm(len(ds), generator=gen)[:n].sort().values.tolist()
+    idx = torch.randperm(len(ds), generator=gen)[skip : skip + n].sort().values.tolist()
     items = [ds[i] for i in idx]
     x = torch.stack([torch.as_tensor(it[0]) for it in items]) if items else torch.empty(0)
     y = torch.as_tensor([int(it[1]) for it in items], dtype=torch.long)
@@ -192,6 +193,10 @@ class GrowPlugin(SupervisedPlugin):
             # Let Avalanche map parameter names to optimizer entries before anything grows:
             # a tensor replaced before that first mapping would stay in the optimizer as a stale copy.
             strategy.make_optimizer(reset_optimizer_state=True)
+        budget = self.config.max_params
+        used = sum(p.numel() for p in model.parameters())
+        if budget is not None and used > budget:
+            raise GrowthError(f"max_params={budget} is below the model's {used} parameters: nothing could grow")
         if self.config.layers is not None:
             bad = [i for i in self.config.layers if not 0 <= i < model.num_hidden_layers]
             if bad:
@@ -240,6 +245,8 @@ class GrowPlugin(SupervisedPlugin):
             room = room_under_cap(model.hidden_sizes, layers, self.config.max_hidden_size)
             layers = [i for i in layers if room[i] > 0]
             k = min(k, sum(room.values()))
+        if self.config.max_params is not None:
+            k = min(k, units_under_budget(model, layers, self.config.max_params))
         if k == 0 or not layers:
             return None
         old_shapes = {n: p.shape for n, p in model.named_parameters()}
