@@ -106,7 +106,7 @@ def _parser(full_run: bool = True) -> argparse.ArgumentParser:
 
 def _add_run_arguments(r: argparse.ArgumentParser) -> None:
     from clgrow.experiments.catalog import BENCHMARK_NAMES
-    from clgrow.experiments.config import RunConfig
+    from clgrow.experiments.config import PRUNE_CHOICES, PRUNE_SELECT, RunConfig
     from clgrow.registry import resetters, strategies
     from clgrow.strategies.declared import OPTIMIZERS
 
@@ -123,10 +123,17 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument(
         "--prune",
         default=d.prune,
-        choices=["none", "dead", "dormant"],
-        help="remove dead (or tau-dormant, --prune-tau) hidden units at each new experience, before growth",
+        choices=list(PRUNE_CHOICES),
+        help="remove hidden units at each new experience, before growth: drop them, or swe (move what they "
+        "contribute into the units that stay first)",
     )
-    r.add_argument("--prune-tau", type=float, default=d.prune_tau, help="dormancy threshold of --prune dormant")
+    r.add_argument(
+        "--prune-select",
+        default=d.prune_select,
+        choices=list(PRUNE_SELECT),
+        help="which units --prune removes: dead, or tau-dormant (--prune-tau)",
+    )
+    r.add_argument("--prune-tau", type=float, default=d.prune_tau, help="dormancy threshold of --prune-select dormant")
     r.add_argument(
         "--match-final-size",
         action="store_true",
@@ -387,6 +394,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "tau",
             "plasticity",
             "prune",
+            "prune_select",
             "prune_tau",
         )
     }

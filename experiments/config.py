@@ -139,6 +139,12 @@ def check_plasticity(name: str, kwargs: dict[str, Any], where: str = "plasticity
         raise ConfigError(f"{where}: {err}") from None
 
 
+#: ``prune``: no pruning, or how units leave (``clgrow.prune.METHODS``, spelled here without torch).
+PRUNE_CHOICES = ("none", "drop", "swe")
+#: ``prune_select``: which units leave (``clgrow.strategies.prune_plugin.PRUNE_SELECTORS``).
+PRUNE_SELECT = ("dead", "dormant")
+
+
 @dataclass
 class RunConfig:
     """Everything one run needs; defaults make a small, quick run."""
@@ -159,9 +165,11 @@ class RunConfig:
     #: With ``match_final_size``: also train for the multiply-adds the growth run spent
     #: (training and growth), by choosing the number of epochs (a ``fixed-compute`` row).
     match_compute: bool = False
-    #: Prune hidden units at each new experience before growth: ``none``, ``dead`` or ``dormant``
-    #: (τ-dormant at ``prune_tau`` on a few batches of the experience's data).
+    #: Prune hidden units at each new experience before growth: ``none``, ``drop`` or ``swe``
+    #: (SWE's reverse transfer first); which units: ``prune_select`` = ``dead`` or ``dormant``
+    #: (τ-dormant at ``prune_tau``), scored on a sample of every experience seen so far.
     prune: str = "none"
+    prune_select: str = "dead"
     prune_tau: float = 0.025
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     #: The growable model: ``mlp`` (``hidden_sizes``), ``cnn`` (``channels`` with ``"M"`` for a
@@ -324,13 +332,13 @@ class RunConfig:
         )
         need(isinstance(self.task_labels, bool), "task_labels", "must be true or false")
         need(isinstance(self.match_compute, bool), "match_compute", "must be true or false")
-        need(self.prune in ("none", "dead", "dormant"), "prune", "must be one of none, dead, dormant")
-        need(_number(self.prune_tau) and self.prune_tau >= 0, "prune_tau", "must be a finite number >= 0")
+        need(self.prune in PRUNE_CHOICES, "prune", f"must be one of {', '.join(PRUNE_CHOICES)}")
         need(
-            self.prune == "none" or self.plasticity != "cbp",
-            "prune",
-            "is not supported with plasticity 'cbp' yet (its per-unit state is not sliced when units leave)",
+            self.prune_select in PRUNE_SELECT,
+            "prune_select",
+            f"must be one of {', '.join(PRUNE_SELECT)} (which units a prune removes)",
         )
+        need(_number(self.prune_tau) and self.prune_tau >= 0, "prune_tau", "must be a finite number >= 0")
         need(
             self.prune == "none" or not reference, "prune", f"strategy {self.strategy!r} is a reference row: use 'none'"
         )
@@ -650,6 +658,8 @@ class GridConfig:
     match_growth: str = "swe-svod"
     plasticity: list[str] = field(default_factory=lambda: ["none"])
     plasticity_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The prune axis: ``none``, ``drop``, ``swe`` (which units: ``[run] prune_select``).
+    prune: list[str] = field(default_factory=lambda: ["none"])
     #: The row every other row of its strategy is compared with, paired by seed (:func:`parse_baseline`).
     baseline: str | None = None
 
@@ -669,29 +679,27 @@ class GridConfig:
             raise ConfigError(f"{where}: plasticity {plasticity!r} is not in grid.plasticity {self.plasticity}")
 
     def cells(self) -> list[RunConfig]:
-        """One RunConfig per cell (strategy x growth x plasticity x seed), in that order."""
+        """One RunConfig per cell (strategy x growth x plasticity x prune x seed), in that order."""
         out = []
-        for strategy in self.strategies:
-            for growth in self.growth:
-                for plasticity in self.plasticity:
-                    if strategy in reference_strategies() and (growth != "none" or plasticity != "none"):
-                        continue  # reference rows (joint, pnn) exist without growth or resets only
-                    for seed in self.seeds:
-                        d = self.base.to_dict()
-                        d.update(
-                            strategy=strategy,
-                            seed=seed,
-                            plasticity=plasticity,
-                            strategy_kwargs=dict(self.strategy_kwargs.get(strategy, {})),
-                            plasticity_kwargs=dict(self.plasticity_kwargs.get(plasticity, {})),
-                        )
-                        if growth in FIXED:
-                            d.update(
-                                growth="none", match_final_size=self.match_growth, match_compute=growth == FIXED_COMPUTE
-                            )
-                        else:
-                            d.update(growth=growth, match_final_size=None, match_compute=False)
-                        out.append(RunConfig(**d).validate())
+        axes = itertools.product(self.strategies, self.growth, self.plasticity, self.prune)
+        for strategy, growth, plasticity, prune in axes:
+            if strategy in reference_strategies() and (growth, plasticity, prune) != ("none", "none", "none"):
+                continue  # reference rows (joint, pnn) exist without growth, resets or pruning only
+            for seed in self.seeds:
+                d = self.base.to_dict()
+                d.update(
+                    strategy=strategy,
+                    seed=seed,
+                    plasticity=plasticity,
+                    prune=prune,
+                    strategy_kwargs=dict(self.strategy_kwargs.get(strategy, {})),
+                    plasticity_kwargs=dict(self.plasticity_kwargs.get(plasticity, {})),
+                )
+                if growth in FIXED:
+                    d.update(growth="none", match_final_size=self.match_growth, match_compute=growth == FIXED_COMPUTE)
+                else:
+                    d.update(growth=growth, match_final_size=None, match_compute=False)
+                out.append(RunConfig(**d).validate())
         return out
 
 
@@ -734,6 +742,7 @@ def load_grid(path: str | Path, imports: list[str] | None = None, data_root: str
         "data_root",
         "class_order_seed",
         "plasticity",
+        "prune",
         "imports",
         "baseline",
         "loggers",
@@ -756,6 +765,7 @@ def load_grid(path: str | Path, imports: list[str] | None = None, data_root: str
         ("growth", "grid.growth"),
         ("plasticity", "grid.plasticity"),
         ("plasticity_kwargs", "[plasticity.NAME] tables"),
+        ("prune", "grid.prune"),
     ):
         if key in run:
             raise ConfigError(f"run.{key}: a grid sets it per cell from {axis}; remove it from [run]")
@@ -765,7 +775,8 @@ def load_grid(path: str | Path, imports: list[str] | None = None, data_root: str
     run["imports"] = [*named, *(m for m in imports or [] if m not in named)]
     import_modules(run["imports"], where="grid.imports")  # a user's methods and strategies, before names are checked
     grid.setdefault("plasticity", ["none"])
-    for key in ("strategies", "growth", "seeds", "plasticity"):
+    grid.setdefault("prune", ["none"])
+    for key in ("strategies", "growth", "seeds", "plasticity", "prune"):
         if key not in grid:
             raise ConfigError(f"grid.{key}: missing (a list)")
         if not isinstance(grid[key], list) or not grid[key]:
@@ -792,6 +803,9 @@ def load_grid(path: str | Path, imports: list[str] | None = None, data_root: str
             raise ConfigError(
                 f"grid.plasticity: unknown plasticity method {name!r}; known: none, {', '.join(resetters)}"
             )
+    for name in grid["prune"]:
+        if name not in PRUNE_CHOICES:
+            raise ConfigError(f"grid.prune: unknown prune method {name!r}; known: {', '.join(PRUNE_CHOICES)}")
     plasticity_kwargs = data.get("plasticity", {})
     for name in plasticity_kwargs:
         if name not in resetters:
@@ -831,13 +845,14 @@ def load_grid(path: str | Path, imports: list[str] | None = None, data_root: str
         match,
         list(grid["plasticity"]),
         plasticity_kwargs,
+        list(grid["prune"]),
         grid.get("baseline"),
     )
     out.check_baseline()
     if not out.cells():
         raise ConfigError(
             f"{path}: the grid's axes leave no cell to run (strategies {out.strategies}, growth "
-            f"{out.growth}, plasticity {out.plasticity}: reference strategies run with growth and "
-            "plasticity 'none' only)"
+            f"{out.growth}, plasticity {out.plasticity}, prune {out.prune}: reference strategies run with "
+            "growth, plasticity and prune 'none' only)"
         )
     return out

@@ -52,13 +52,39 @@ TABLE_COLUMNS = [
 #: Shown only when some row resets units.
 RESET_COLUMNS = [("units_reset", "units reset", False)]
 #: Shown only when some row prunes units.
-PRUNE_COLUMNS = [("units_pruned", "units pruned", False)]
+PRUNE_COLUMNS = [("units_pruned", "units pruned", False), ("prune_disruption", "prune disruption", True)]
+
+
+#: What tells a grid's rows apart besides strategy and growth, each with the value that leaves it
+#: out of names, labels and tables (an axis is shown only where some row differs from it).
+OPTIONAL_AXES = {"plasticity": "none", "prune": "none"}
+#: How a non-default value reads in a cell name or a row label.
+_AXIS_TAG = {"plasticity": "{}", "prune": "prune-{}"}
+
+
+def _extras(get: Any) -> list[str]:
+    return [_AXIS_TAG[a].format(get(a, d)) for a, d in OPTIONAL_AXES.items() if get(a, d) != d]
+
+
+def row_key(r: dict[str, Any]) -> tuple[str, ...]:
+    """A row's identity: strategy, growth and every optional axis."""
+    return (r["strategy"], r["growth"], *(str(r.get(a, d)) for a, d in OPTIONAL_AXES.items()))
+
+
+def row_label(r: dict[str, Any]) -> str:
+    """``strategy/growth`` with the optional axes that differ from their default."""
+    return "/".join([r["strategy"], r["growth"], *_extras(r.get)])
+
+
+def shown_axes(rows: list[dict[str, Any]]) -> list[str]:
+    """The optional axes some row sets to a non-default value (the columns a table shows)."""
+    return [a for a, d in OPTIONAL_AXES.items() if any(r.get(a, d) != d for r in rows)]
 
 
 def cell_name(cfg: RunConfig) -> str:
-    """Directory name of a cell (the plasticity method named only when there is one)."""
-    resets = "" if cfg.plasticity == "none" else f"__{cfg.plasticity}"
-    return f"{cfg.strategy}__{cfg.growth_label}{resets}__seed{cfg.seed}"
+    """Directory name of a cell (the optional axes named only when not at their default)."""
+    extras = "".join(f"__{e}" for e in _extras(lambda a, d: getattr(cfg, a)))
+    return f"{cfg.strategy}__{cfg.growth_label}{extras}__seed{cfg.seed}"
 
 
 def cell_dir(out: Path, cfg: RunConfig) -> Path:
@@ -284,11 +310,13 @@ def cell_row(s: RunSummary) -> dict[str, Any]:
         "strategy": s.strategy,
         "growth": s.growth,
         "plasticity": s.plasticity,
+        "prune": s.prune,
         "seed": s.seed,
         "final_accuracy": s.final_accuracy,
         "learning_accuracy": s.learning_accuracy,
         "average_forgetting": s.average_forgetting,
         "growth_disruption": math.nan if s.mean_growth_disruption is None else s.mean_growth_disruption,
+        "prune_disruption": math.nan if s.mean_prune_disruption is None else s.mean_prune_disruption,
         "dead": s.last("dead_fraction"),
         "dormant": s.last("dormant_fraction"),
         "new_dead": s.last("new_dead_fraction"),
@@ -308,15 +336,17 @@ def cell_row(s: RunSummary) -> dict[str, Any]:
 
 
 def aggregate(summaries: list[RunSummary]) -> list[dict[str, Any]]:
-    """Per (strategy, growth, plasticity), in grid order: for every column its mean over seeds
+    """Per row (:func:`row_key`), in grid order: for every column its mean over seeds
     (``key``), sample std (``key_std``), the half-width of its 95 % Student-t interval
     (``key_ci``) and its value per seed (``key_by_seed``, for differences paired by seed)."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for s in summaries:
-        groups.setdefault((s.strategy, s.growth, s.plasticity), []).append(cell_row(s))
+        row = cell_row(s)
+        groups.setdefault(row_key(row), []).append(row)
     out = []
-    for (strategy, growth, plasticity), rows in groups.items():
-        agg: dict[str, Any] = {"strategy": strategy, "growth": growth, "plasticity": plasticity, "seeds": len(rows)}
+    for ident, rows in groups.items():
+        agg: dict[str, Any] = dict(zip(["strategy", "growth", *OPTIONAL_AXES], ident))
+        agg["seeds"] = len(rows)
         agg["seed_list"] = sorted(r["seed"] for r in rows)
         agg["collapsed_seeds"] = sorted(r["seed"] for r in rows if r.get("collapsed"))
         agg["dropped"] = {}
@@ -342,23 +372,19 @@ def table_warnings(rows: list[dict[str, Any]]) -> list[str]:
     if len(seed_sets) > 1:
         every = sorted(set().union(*seed_sets))
         short = [
-            f"{r['strategy']}/{r['growth']}"
-            + ("" if r.get("plasticity", "none") == "none" else f"/{r['plasticity']}")
-            + f" (seeds {', '.join(map(str, r['seed_list']))})"
-            for r in rows
-            if r["seed_list"] != every
+            f"{row_label(r)} (seeds {', '.join(map(str, r['seed_list']))})" for r in rows if r["seed_list"] != every
         ]
         out.append(f"rows average different seeds (all seeds: {', '.join(map(str, every))}); short: {'; '.join(short)}")
     for r in rows:
         if r.get("collapsed_seeds"):
             out.append(
-                f"{r['strategy']}/{r['growth']}: seed(s) {', '.join(map(str, r['collapsed_seeds']))} collapsed "
+                f"{row_label(r)}: seed(s) {', '.join(map(str, r['collapsed_seeds']))} collapsed "
                 "(chance-level accuracy with every unit dead, or a training loss that never decreased); "
                 "they are in the means"
             )
         for key, seeds in r.get("dropped", {}).items():
             out.append(
-                f"{r['strategy']}/{r['growth']}: {labels[key]} is not finite for seed(s) "
+                f"{row_label(r)}: {labels[key]} is not finite for seed(s) "
                 f"{', '.join(map(str, seeds))}, left out of the mean"
             )
     return out
@@ -366,11 +392,10 @@ def table_warnings(rows: list[dict[str, Any]]) -> list[str]:
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """Mean ± half-width of the 95 % interval over seeds (Student's t; one seed: the mean alone);
-    fractions in %. A plasticity column and the units reset appear when some row resets."""
-    resets = any(r.get("plasticity", "none") != "none" for r in rows)
-    prunes = any(r.get("units_pruned", 0) > 0 for r in rows)
-    columns = TABLE_COLUMNS + (RESET_COLUMNS if resets else []) + (PRUNE_COLUMNS if prunes else [])
-    keys = ["strategy", "growth"] + (["plasticity"] if resets else []) + ["seeds"]
+    fractions in %. A plasticity (prune) column and the units reset (pruned) appear when some
+    row resets (prunes)."""
+    columns = _columns(rows)
+    keys = ["strategy", "growth", *shown_axes(rows), "seeds"]
     head = "| " + " | ".join(keys) + " | " + " | ".join(label for _, label, _ in columns) + " |"
     lines = [head, "|" + "---|" * (len(columns) + len(keys))]
     for r in rows:
@@ -400,8 +425,13 @@ PAIRED_COLUMNS = [
 ]
 
 
-def _row_label(r: dict[str, Any]) -> str:
-    return f"{r['strategy']}/{r['growth']}" + ("" if r.get("plasticity", "none") == "none" else f"/{r['plasticity']}")
+def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
+    axes = shown_axes(rows)
+    return (
+        TABLE_COLUMNS
+        + (RESET_COLUMNS if "plasticity" in axes else [])
+        + (PRUNE_COLUMNS if "prune" in axes or any(r.get("units_pruned", 0) > 0 for r in rows) else [])
+    )
 
 
 def paired_rows(rows: list[dict[str, Any]], baseline: str) -> list[dict[str, Any]]:
@@ -412,7 +442,10 @@ def paired_rows(rows: list[dict[str, Any]], baseline: str) -> list[dict[str, Any
     base = {
         r["strategy"]: r
         for r in rows
-        if r["growth"] == growth and r.get("plasticity", "none") == plasticity and strategy in (None, r["strategy"])
+        if r["growth"] == growth
+        and r.get("plasticity", "none") == plasticity
+        and r.get("prune", "none") == "none"
+        and strategy in (None, r["strategy"])
     }
     out = []
     for r in rows:
@@ -422,8 +455,8 @@ def paired_rows(rows: list[dict[str, Any]], baseline: str) -> list[dict[str, Any
         diff: dict[str, Any] = {
             "strategy": r["strategy"],
             "growth": r["growth"],
-            "plasticity": r.get("plasticity", "none"),
-            "baseline": _row_label(b),
+            **{a: r.get(a, d) for a, d in OPTIONAL_AXES.items()},
+            "baseline": row_label(b),
         }
         for key, _ in PAIRED_COLUMNS:
             diff[key] = paired_difference(r[key + "_by_seed"], b[key + "_by_seed"])
@@ -433,8 +466,7 @@ def paired_rows(rows: list[dict[str, Any]], baseline: str) -> list[dict[str, Any
 
 def paired_table(diffs: list[dict[str, Any]]) -> str:
     """Markdown: each difference in points (%) with its interval; ``*`` where it excludes zero."""
-    resets = any(d["plasticity"] != "none" for d in diffs)
-    keys = ["strategy", "growth"] + (["plasticity"] if resets else []) + ["baseline", "seeds"]
+    keys = ["strategy", "growth", *shown_axes(diffs), "baseline", "seeds"]
     head = "| " + " | ".join(keys) + " | " + " | ".join(label for _, label in PAIRED_COLUMNS) + " |"
     lines = [head, "|" + "---|" * (len(keys) + len(PAIRED_COLUMNS))]
     for d in diffs:
@@ -456,16 +488,14 @@ def paired_table(diffs: list[dict[str, Any]]) -> str:
 def table_csv_rows(rows: list[dict[str, Any]], diffs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The aggregated table as flat rows (``table.csv``): per column its mean, std, interval bounds,
     and, where a baseline was named, the paired difference with its bounds."""
-    resets = any(r.get("plasticity", "none") != "none" for r in rows)
-    prunes = any(r.get("units_pruned", 0) > 0 for r in rows)
-    columns = TABLE_COLUMNS + (RESET_COLUMNS if resets else []) + (PRUNE_COLUMNS if prunes else [])
-    by_label = {(d["strategy"], d["growth"], d["plasticity"]): d for d in diffs}
+    columns = _columns(rows)
+    by_label = {row_key(d): d for d in diffs}
     out = []
     for r in rows:
         flat: dict[str, Any] = {
             "strategy": r["strategy"],
             "growth": r["growth"],
-            "plasticity": r.get("plasticity", "none"),
+            **{a: r.get(a, d) for a, d in OPTIONAL_AXES.items()},
             "seeds": r["seeds"],
         }
         for key, _, _ in columns:
@@ -473,7 +503,7 @@ def table_csv_rows(rows: list[dict[str, Any]], diffs: list[dict[str, Any]]) -> l
             flat[key + "_std"] = r[key + "_std"]
             flat[key + "_ci_low"] = r[key] - r[key + "_ci"]
             flat[key + "_ci_high"] = r[key] + r[key + "_ci"]
-        d = by_label.get((r["strategy"], r["growth"], r.get("plasticity", "none")))
+        d = by_label.get(row_key(r))
         for key, _ in PAIRED_COLUMNS if diffs else []:
             iv = d[key] if d is not None else None
             flat[f"diff_{key}"] = iv.mean if iv is not None else math.nan

@@ -166,6 +166,7 @@ def summarize(
         config=cfg.to_dict(),
         device=str(strategy.device),
         plasticity=cfg.plasticity,
+        prune=cfg.prune,
     )
     summary.train_epochs = cfg.train_epochs if epochs is None else epochs
     return summary
@@ -237,6 +238,11 @@ def run(
             f"hidden_sizes: {list(hidden_sizes or cfg.hidden_sizes)} cannot be allocated on this "
             f"machine ({str(err).splitlines()[0][:120]})"
         ) from None
+    used = sum(p.numel() for p in model.parameters())
+    if cfg.grow.max_params is not None and used > cfg.grow.max_params:
+        raise ConfigError(
+            f"max_params: {cfg.grow.max_params} is below the model's {used} parameters: nothing could grow"
+        )
     epochs = cfg.train_epochs
     if compute_of is not None:
         epochs = matched_epochs(compute_of, model, bm)
@@ -272,6 +278,7 @@ def run(
             device=device,
             plasticity=resolved.resetter or "none",
             prune=cfg.prune,
+            prune_select=cfg.prune_select,
             prune_tau=cfg.prune_tau,
             **resolved.hyperparameters,
         )

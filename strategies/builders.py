@@ -13,7 +13,7 @@ from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
 from clgrow import GROWTH_PRESETS, ConfigError, GrowthConfig, GrowthError, parse_growth
-from clgrow.plasticity import ContinualBackprop, Resetter
+from clgrow.plasticity import Resetter
 from clgrow.registry import strategies
 from clgrow.strategies.checkpointing import make_optimizers_checkpointable
 from clgrow.strategies.declared import OPTIMIZERS, reference_strategies
@@ -164,6 +164,7 @@ def build_strategy(
     plasticity: str | Resetter = "none",
     plasticity_kwargs: dict[str, Any] | None = None,
     prune: str = "none",
+    prune_select: str = "dead",
     prune_tau: float = 0.025,
     **hyperparameters: Any,
 ) -> SupervisedTemplate:
@@ -192,6 +193,9 @@ def build_strategy(
         attached before the GrowPlugin so an experience's resets come before its growth.
     plasticity_kwargs : dict, optional
         Arguments of the named plasticity method (``tau``, ``every``, ``replacement_rate``...).
+    prune, prune_select, prune_tau : str, str, float
+        Prune at each experience from the second on, before resets and growth: ``none``, ``drop``
+        or ``swe``; which units (``dead`` or ``dormant`` at ``prune_tau``); see :class:`PrunePlugin`.
     **hyperparameters
         :class:`~clgrow.GrowthConfig` fields (``neurons_per_experience``, ``extender_kwargs``,
         ...) and the strategy's own (``mem_size``, ``ewc_lambda``, ``si_lambda``,
@@ -236,12 +240,7 @@ def build_strategy(
     if prune != "none":  # first at an experience's start: dead units leave before resets and growth
         if reference:
             raise GrowthError(f"strategy {name!r} is a reference without growth or pruning: use prune 'none'")
-        if isinstance(plasticity, ContinualBackprop) or plasticity == "cbp":
-            raise GrowthError(
-                "prune with continual backprop is not supported yet: CBP's per-unit utilities and ages "
-                "are not sliced when units leave"
-            )
-        all_plugins.append(PrunePlugin(prune, tau=prune_tau))
+        all_plugins.append(PrunePlugin(prune_select, method=prune, tau=prune_tau))
     if resets is not None:  # before any GrowPlugin: an experience's resets come before its growth
         first_grow = next((i for i, p in enumerate(all_plugins) if isinstance(p, GrowPlugin)), len(all_plugins))
         all_plugins.insert(first_grow, resets)

@@ -97,7 +97,7 @@ class PrunePlugin(SupervisedPlugin):
         self.held: list[Probe] = []
 
     def after_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
-        experience = int(strategy.clock.train_exp_counter) - 1
+        experience = int(strategy.clock.train_exp_counter)  # not yet advanced here (as in GrowPlugin)
         if self.probe > 0 and all(p.experience != experience for p in self.probes):
             self.probes.append(draw_probe(strategy.experience.dataset, experience, self.probe))
             self.held.append(draw_probe(strategy.experience.dataset, experience, self.probe, skip=self.probe))

@@ -120,6 +120,11 @@ class RunSummary:
     train_epochs: int | None = None
     #: Units pruned at the start of each training experience (empty without a PrunePlugin).
     units_pruned: list[int] = field(default_factory=list)
+    #: How units were pruned (``none``, ``drop``, ``swe``).
+    prune: str = "none"
+    #: Accuracy the prune at the start of each experience cost on the experiences seen before it
+    #: (right before against right after, on held-out probes; ``None`` where nothing was pruned).
+    prune_disruption: Series = field(default_factory=list)
 
     @property
     def growth_share(self) -> float | None:
@@ -131,8 +136,17 @@ class RunSummary:
 
     @property
     def method(self) -> str:
-        """The growth setting, with the plasticity method when there is one (a table row, a figure's line)."""
-        return self.growth if self.plasticity == "none" else f"{self.growth} / {self.plasticity}"
+        """The growth setting, with the plasticity and prune methods when there are (a table row, a figure's line)."""
+        extras = [
+            v for v in (self.plasticity, "" if self.prune == "none" else f"prune {self.prune}") if v != "none" and v
+        ]
+        return " / ".join([self.growth, *extras])
+
+    @property
+    def mean_prune_disruption(self) -> float | None:
+        """Mean of :attr:`prune_disruption` over the experiences that have one (``None``: none)."""
+        vals = [v for v in self.prune_disruption if v is not None]
+        return sum(vals) / len(vals) if vals else None
 
     @staticmethod
     def is_collapsed(
@@ -192,6 +206,7 @@ class RunSummary:
         config: dict[str, Any] | None = None,
         device: str = "cpu",
         plasticity: str = "none",
+        prune: str = "none",
     ) -> RunSummary:
         """Gather a summary from a strategy that trained and evaluated on the test stream.
 
@@ -308,6 +323,8 @@ class RunSummary:
             ),
             compute={} if counted is None else counted.counter.to_dict(),
             units_pruned=[] if pruner is None else [pruner.units_pruned(i) for i in range(n)],
+            prune=prune,
+            prune_disruption=[] if pruner is None else [pruner.disruption(i) for i in range(n)],
         )
 
     def to_dict(self) -> dict[str, Any]:

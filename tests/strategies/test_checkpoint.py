@@ -118,3 +118,22 @@ def test_plugin_pickles_its_state_dict_not_its_history(split_digits):
         assert a.report.new_units.keys() == b.report.new_units.keys()
         assert all(torch.equal(a.report.new_units[i], b.report.new_units[i]) for i in a.report.new_units)
     assert plugin.distributor.info  # pickling leaves the live plugin alone
+
+
+def test_a_run_resumes_bit_identically_across_a_prune(split_digits, tmp_path):
+    """Units pruned (SWE's transfer) at experiences 1 and 2, interrupted after 1: the resumed run
+    ends with the same widths, prune events and weights as the straight one."""
+    from clgrow.strategies.prune_plugin import PrunePlugin
+
+    kw = dict(prune="swe", prune_select="dormant", prune_tau=0.5)
+    straight = _run(split_digits, tmp_path / "a.pkl", **kw)
+    assert _run(split_digits, tmp_path / "b.pkl", stop_after=1, **kw) is None
+    resumed = _run(split_digits, tmp_path / "b.pkl", **kw)
+    events = {}
+    for name, res in (("straight", straight), ("resumed", resumed)):
+        pruner = next(p for p in res["plugins"] if isinstance(p, PrunePlugin))
+        events[name] = [(e.experience, {k: v.tolist() for k, v in e.report.removed.items()}) for e in pruner.events]
+    assert events["straight"] == events["resumed"] and len(events["straight"]) >= 2
+    assert resumed["sizes"] == straight["sizes"] and resumed["all_optimized"]
+    for k, v in straight["state"].items():
+        assert torch.equal(v, resumed["state"][k]), k

@@ -29,7 +29,7 @@ def test_a_stream_prunes_dead_units_and_keeps_every_state_aligned(split_digits, 
     model = GrowableMLP(bm.in_features, [12, 12], bm.num_classes)
     _kill_half(model)
     strategy = build_strategy(
-        name, model, "random-uniform", neurons_per_experience=4, train_mb_size=64, evaluator=quiet(), prune="dead", **hp
+        name, model, "random-uniform", neurons_per_experience=4, train_mb_size=64, evaluator=quiet(), prune="drop", **hp
     )
     stream = list(bm.scenario.train_stream)[:3]
     for exp in stream:
@@ -51,21 +51,101 @@ def test_a_stream_prunes_dead_units_and_keeps_every_state_aligned(split_digits, 
         assert model.cohort(layer).numel() == model.hidden_sizes[layer]
 
 
-def test_pruning_is_refused_with_continual_backprop_and_for_reference_rows(split_digits):
+def test_pruning_with_continual_backprop_slices_its_utilities_and_ages(split_digits):
+    """CBP's per-unit state and the reset labels follow the units that stay (no refusal any more)."""
+    from clgrow.strategies.plasticity import find_plasticity_plugin
+
+    bm = split_digits
+    model = GrowableMLP(bm.in_features, [12, 12], bm.num_classes)
+    _kill_half(model)
+    strategy = build_strategy(
+        "naive",
+        model,
+        "random-uniform",
+        neurons_per_experience=4,
+        train_mb_size=64,
+        prune="drop",
+        plasticity="cbp",
+        plasticity_kwargs={"maturity": 1, "replacement_rate": 0.01},
+        evaluator=quiet(),
+    )
+    for exp in list(bm.scenario.train_stream)[:3]:
+        strategy.train(exp)
+        resets = find_plasticity_plugin(strategy)
+        assert resets is not None
+        cbp = resets.resetter
+        for layer, n in enumerate(model.hidden_sizes):  # after growth the state may lag (synced lazily)
+            assert cbp.utility[layer].numel() <= n and cbp.age[layer].numel() <= n
+    pruner = find_prune_plugin(strategy)
+    assert pruner is not None and pruner.units_pruned(1) >= 12
+    ages = cbp.age[0]
+    assert ages.numel() == model.hidden_sizes[0]  # synced at the last step: one age per unit that stayed
+
+
+def test_pruning_is_refused_for_reference_rows_and_unknown_names(split_digits):
     from clgrow import GrowthError
 
     bm = split_digits
-    with pytest.raises(GrowthError, match="continual backprop"):
+    with pytest.raises(GrowthError, match="reference"):
         build_strategy(
-            "naive",
-            GrowableMLP(bm.in_features, [8], bm.num_classes),
-            "none",
-            prune="dead",
-            plasticity="cbp",
-            evaluator=quiet(),
+            "joint", GrowableMLP(bm.in_features, [8], bm.num_classes), "none", prune="drop", evaluator=quiet()
         )
     with pytest.raises(GrowthError, match="unknown selector"):
         PrunePlugin("sideways")
+    with pytest.raises(GrowthError, match="unknown method"):
+        PrunePlugin("dead", method="merge")
+
+
+def test_swe_prunes_in_a_stream_records_its_disruption_and_growth_refills_the_budget(split_digits):
+    """Dormant units leave by SWE's transfer; each prune's disruption is measured on held-out
+    probes; under max_params growth adds only what fits, so pruned room is regrown."""
+    from clgrow.strategies import GrowPlugin
+
+    bm = split_digits
+    torch.manual_seed(0)
+    model = GrowableMLP(bm.in_features, [16, 16], bm.num_classes)
+    _kill_half(model)
+    start = sum(p.numel() for p in model.parameters())
+    budget = start + 300
+    strategy = build_strategy(
+        "replay",
+        model,
+        "random-uniform",
+        neurons_per_experience=16,
+        max_params=budget,
+        mem_size=60,
+        train_mb_size=64,
+        prune="swe",
+        prune_select="dormant",
+        prune_tau=0.1,
+        evaluator=quiet(),
+    )
+    sizes = []
+    for exp in list(bm.scenario.train_stream)[:3]:
+        strategy.train(exp)
+        assert sum(p.numel() for p in model.parameters()) <= budget
+        assert all_params_optimized(strategy)
+        sizes.append(sum(model.hidden_sizes))
+    pruner = find_prune_plugin(strategy)
+    grower = next(p for p in strategy.plugins if isinstance(p, GrowPlugin))
+    assert pruner is not None and pruner.events and all(e.report.method == "swe" for e in pruner.events)
+    first = pruner.events[0]
+    assert [c.experience for c in first.disruption] == [0] and first.disruption_drop is not None
+    assert pruner.disruption(first.experience) == first.disruption_drop
+    assert all(not torch.equal(h.x, p.x) for h, p in zip(pruner.held, pruner.probes))  # disjoint samples
+    # growth was held by the budget, and the units pruned at experience 1 were grown back
+    assert sum(e.report.added for e in grower.events) < 16 * len(grower.events)
+    assert pruner.units_pruned(1) > 0 and grower.events[0].report.added > 0
+
+
+def test_max_params_below_the_model_is_refused(split_digits):
+    from clgrow import GrowthError
+
+    bm = split_digits
+    model = GrowableMLP(bm.in_features, [8], bm.num_classes)
+    strategy = build_strategy("naive", model, "random-uniform", max_params=10, evaluator=quiet())
+    with pytest.raises(GrowthError, match="max_params=10 is below the model's"):
+        strategy.train(bm.scenario.train_stream[0])
 
 
 def test_units_pruned_is_an_avalanche_metric_per_layer(split_digits):
@@ -82,7 +162,7 @@ def test_units_pruned_is_an_avalanche_metric_per_layer(split_digits):
         model,
         "none",
         train_mb_size=64,
-        prune="dead",
+        prune="drop",
         evaluator=EvaluationPlugin(*growth_metrics(), loggers=[writer]),
     )
     for exp in list(bm.scenario.train_stream)[:2]:
