@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from clgrow.data import check_loader
 from clgrow.distributor import Distributor, check_allocation, distributors
 from clgrow.errors import GrowthError
 from clgrow.extender import Extender, LossFn, extenders
-from clgrow.model import GrowableMLP
+from clgrow.model import GrowableMLP, unit_view
 
 __all__ = ["GrowthReport", "grow"]
 
@@ -81,11 +82,27 @@ def unit_params(model: GrowableMLP, layer: int) -> int:
 
 def units_under_budget(model: GrowableMLP, layers: Sequence[int], max_params: int) -> int:
     """How many units can be added to ``layers`` however a distributor splits them, keeping the
-    model's parameters at most ``max_params`` (each unit is priced at the dearest layer's cost)."""
+    model's parameters at most ``max_params``.
+
+    ``s_i`` units in layer ``i`` cost ``Σ s_i·c_i`` (:func:`unit_params`) plus ``r·s_i·s_j`` for
+    each eligible pair where ``j`` reads ``i`` (the weights between new units, ``r`` per pair); over
+    every split of ``k`` units that is at most ``k·max c + max r·k²/4`` (the pairs form a chain).
+    """
     if not layers:
         return 0
-    used = sum(p.numel() for p in model.parameters())
-    return max(0, (max_params - used) // max(unit_params(model, i) for i in layers))
+    room = max_params - sum(p.numel() for p in model.parameters())
+    c = max(unit_params(model, i) for i in layers)
+    r = 0
+    for i in layers:
+        j = model.next_site(i)
+        if j is not None and j in layers:
+            r = max(r, int(unit_view(model.hidden[j].weight, model.hidden_sizes[i]).shape[2]))
+    k = max(0, room // c)
+    if r and k:  # the root of r·k²/4 + c·k = room, then down to the first k that fits
+        k = min(k, int(2 * (math.sqrt(c * c + r * room) - c) / r) + 1)
+    while k > 0 and k * c + (r * k * k) // 4 + (1 if (r * k * k) % 4 else 0) > room:
+        k -= 1
+    return k
 
 
 def cap_allocation(allocation: dict[int, int], sizes: Sequence[int], cap: int) -> dict[int, int]:

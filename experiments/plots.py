@@ -77,6 +77,8 @@ def plot_run(summary: RunSummary, out_dir: str | Path) -> list[Path]:
     axes[0].plot(x, _nan(summary.forgetting), "s-", label="stream forgetting")
     if any(v is not None for v in summary.growth_disruption):
         axes[0].plot(x, _nan(summary.growth_disruption), "d:", label="growth disruption (accuracy drop on seen exps)")
+    if any(v is not None for v in summary.prune_disruption):
+        axes[0].plot(x, _nan(summary.prune_disruption), "x:", label="prune disruption (accuracy drop on seen exps)")
     axes[0].set_ylim(0, 1)
     axes[0].set_xlabel("after training experience")
     for a in axes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -238,3 +240,32 @@ def test_prune_refuses_an_unknown_method_and_swe_without_data():
     with pytest.raises(GrowthError, match="data is empty"):
         prune(model, {0: [1]}, method="swe", data=[])
     assert model.hidden_sizes == [5]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    widths=st.lists(st.integers(1, 9), min_size=1, max_size=3),
+    m=st.integers(1, 12),
+    room=st.integers(0, 400),
+    data=st.data(),
+)
+def test_units_under_the_budget_fit_however_they_are_allotted(widths, m, room, data):
+    """Any split of ``units_under_budget`` units over the eligible layers keeps the parameter count
+    within the budget, and the answer is the largest under its stated bound: ``k`` units cost at
+    most ``k·c + r·k²/4`` (``c`` the dearest unit, ``r = 1`` when two eligible layers are adjacent)."""
+    from clgrow.grow import unit_params, units_under_budget
+
+    model = GrowableMLP(m, widths, 3)
+    budget = sum(p.numel() for p in model.parameters()) + room
+    layers = sorted(data.draw(st.sets(st.integers(0, len(widths) - 1), min_size=1)))
+    k = units_under_budget(model, layers, budget)
+    c = max(unit_params(model, i) for i in layers)
+    r = int(any(i + 1 in layers for i in layers))
+    assert (k + 1) * c + math.ceil(r * (k + 1) ** 2 / 4) > room
+    split = [0] * len(widths)
+    for _ in range(k):
+        split[data.draw(st.sampled_from(layers))] += 1
+    for layer, c in enumerate(split):
+        if c:
+            model.add_units(layer, torch.zeros(c, model.fan_in(layer)), torch.zeros(c))
+    assert sum(p.numel() for p in model.parameters()) <= budget
