@@ -19,6 +19,7 @@ from torch import nn
 from clgrow import GrowableCNN, GrowableResNet, GrowthError, distributors, extenders, grow
 from clgrow.coupling import FactoredCoupling
 from clgrow.model import unit_view
+from tests.clgrow.test_prune import _copy_unit
 from tests.helpers import state_equal
 
 # Settings under which each built-in extender's insertion leaves the function unchanged (what the
@@ -406,7 +407,6 @@ def test_swe_prune_transfer_is_exact_for_channels_that_copy_a_staying_one(drawn,
     """Each site's channel 1 (and the last, when there are three or more) made a positive
     multiple of channel 0: SWE's reverse transfer moves it into channel 0 and the outputs stay."""
     from clgrow.prune import prune
-    from tests.clgrow.test_prune import _copy_unit
 
     model, shape = drawn
     loader = _data(shape, model.num_classes, seed=seed)
