@@ -37,8 +37,10 @@ Methods (:data:`METHODS`):
     :math:`A = \Sigma_{LS}(\Sigma_{SS} + \lambda I)^{-1}`, :math:`a = \mu_L - A\mu_S`
     (covariances and means over the data; uncentred and without ``a`` when a consumer has no
     bias). SWE's Adam steps on ``C`` are therefore replaced by their limit, solved exactly: the
-    budget is the data, one forward pass per pruned layer (layers are processed first to last,
-    each on the activations the earlier ones left). A dead unit gets ``A_j = 0, a_j = 0`` and
+    budget is the data, one forward pass for every pruned layer together. Each layer's fit uses
+    the activations before any layer is pruned; the transfer keeps the next layer's
+    pre-activations (exactly, where the leaving units are reproduced), so those are what the
+    later layers see afterwards too. A dead unit gets ``A_j = 0, a_j = 0`` and
     leaves exactly as with ``drop``; a dormant unit's small constant part moves into the bias and
     its correlated part into its partners. For a consumer convolution ``a`` enters through every
     tap, exact away from a zero-padded border.
@@ -282,20 +284,25 @@ def _consumer_rows(x: Tensor, n: int) -> Tensor:
 
 
 @torch.no_grad()
-def _moments(model: GrowableMLP, layer: int, data: Iterable[Any]) -> tuple[Tensor, Tensor, int, Tensor]:
-    """Sum and Gram matrix ``(n,)``, ``(n, n)`` (float64) of what ``layer``'s consumers read, the
-    row count, and the model's outputs on the data (concatenated, on the CPU)."""
-    n = model.hidden_sizes[layer]
-    acc: dict[str, Any] = {"s": torch.zeros(n, dtype=torch.float64), "g": torch.zeros(n, n, dtype=torch.float64)}
-    acc["rows"] = 0
+def _moments(
+    model: GrowableMLP, layers: list[int], data: Iterable[Any]
+) -> tuple[dict[int, tuple[Tensor, Tensor, int]], Tensor]:
+    """Per layer of ``layers``, the sum and Gram matrix ``(n,)``, ``(n, n)`` (float64) of what its
+    consumers read and the row count, all from one pass; and the model's outputs on the data
+    (concatenated, on the CPU)."""
+    acc: dict[int, list[Any]] = {}
+    handles = []
+    for layer in layers:
+        n = model.hidden_sizes[layer]
+        acc[layer] = [torch.zeros(n, dtype=torch.float64), torch.zeros(n, n, dtype=torch.float64), 0]
 
-    def hook(_mod: torch.nn.Module, args: tuple[Tensor, ...]) -> None:
-        u = _consumer_rows(args[0].detach(), n).double().cpu()
-        acc["s"] += u.sum(0)
-        acc["g"] += u.T @ u
-        acc["rows"] += u.shape[0]
+        def hook(_mod: torch.nn.Module, args: tuple[Tensor, ...], layer: int = layer, n: int = n) -> None:
+            u = _consumer_rows(args[0].detach(), n).double().cpu()
+            acc[layer][0] += u.sum(0)
+            acc[layer][1] += u.T @ u
+            acc[layer][2] += u.shape[0]
 
-    handles = [cons.register_forward_pre_hook(hook) for cons in model.consumers(layer)]
+        handles += [cons.register_forward_pre_hook(hook) for cons in model.consumers(layer)]
     device = model_device(model)
     was_training = model.training
     model.eval()
@@ -308,18 +315,19 @@ def _moments(model: GrowableMLP, layer: int, data: Iterable[Any]) -> tuple[Tenso
         model.train(was_training)
         for h in handles:
             h.remove()
-    return acc["s"], acc["g"], int(acc["rows"]), torch.cat(outs) if outs else torch.zeros(0)
+    stats = {layer: (v[0], v[1], int(v[2])) for layer, v in acc.items()}
+    return stats, torch.cat(outs) if outs else torch.zeros(0)
 
 
 @torch.no_grad()
 def _transfer(
-    model: GrowableMLP, layer: int, leaving: Tensor, data: Iterable[Any], ridge: float
-) -> tuple[float, Tensor]:
+    model: GrowableMLP, layer: int, leaving: Tensor, moments: tuple[Tensor, Tensor, int], ridge: float
+) -> float:
     """SWE's reverse transfer (module docstring): fold the leaving units' outgoing contribution
     into the staying units' slices and the consumers' biases. Returns the share of the leaving
-    units' second moment reproduced, and the outputs on the data before the transfer."""
+    units' second moment reproduced."""
     n = model.hidden_sizes[layer]
-    s, g, rows, outputs = _moments(model, layer, data)
+    s, g, rows = moments
     if rows == 0:
         raise GrowthError("prune(method='swe'): the data is empty: the transfer needs at least one sample")
     keep_mask = torch.ones(n, dtype=torch.bool)
@@ -344,7 +352,7 @@ def _transfer(
     csl = cov[stay][:, leaving]
     resid = float(cov[leaving][:, leaving].trace() - 2 * (a @ csl).trace() + (a @ css @ a.T).trace())
     total = float((g[leaving][:, leaving] / rows).trace())
-    return (1.0 - max(0.0, resid) / total if total > 0 else 1.0), outputs
+    return 1.0 - max(0.0, resid) / total if total > 0 else 1.0
 
 
 @torch.no_grad()
@@ -369,6 +377,7 @@ def prune(
     method: str = "drop",
     data: Iterable[Any] | None = None,
     ridge: float = 1e-3,
+    measure: bool = True,
     optimizer: torch.optim.Optimizer | None = None,
     min_units: int = 1,
 ) -> PruneReport:
@@ -382,10 +391,13 @@ def prune(
         Remove, or first move the leaving units' contribution into the staying ones (module
         docstring).
     data : iterable of batches, optional
-        ``swe``'s data (a list, iterated once per pruned layer and twice more); with ``drop``,
+        ``swe``'s data (a list, iterated once, plus once more to measure); with ``drop``,
         optional: it then measures :attr:`PruneReport.function_change`.
     ridge : float
         ``swe``'s regularisation, relative to the staying units' mean variance.
+    measure : bool
+        With data, measure :attr:`PruneReport.function_change` (one more pass over the data; a
+        caller that measures disruption itself, as :class:`PrunePlugin` does, turns it off).
     optimizer : Optimizer, optional
         Its parameters are swapped for the new ones and their state sliced to the units that stay.
     min_units : int
@@ -440,17 +452,20 @@ def prune(
     saved_opt = (
         None if optimizer is None else ([list(g["params"]) for g in optimizer.param_groups], dict(optimizer.state))
     )
-    before_out = None if batches is None or (method == "swe" and cleaned) else _outputs(model, batches)
     kept: dict[int, float] = {}
+    change = None
     try:
+        before_out = None
+        if method == "swe" and cleaned:  # one pass: every layer's moments, and the outputs before
+            assert batches is not None
+            moments, before_out = _moments(model, sorted(cleaned), batches)
+        elif measure and batches is not None:
+            before_out = _outputs(model, batches)
         for layer in sorted(cleaned):
-            if method == "swe":  # first to last: each layer's fit sees what the earlier ones left
-                assert batches is not None
-                kept[layer], outputs = _transfer(model, layer, cleaned[layer], batches, ridge)
-                before_out = outputs if before_out is None else before_out  # the first pass saw the whole model
+            if method == "swe":
+                kept[layer] = _transfer(model, layer, cleaned[layer], moments[layer], ridge)
             _remove(model, layer, cleaned[layer], optimizer)
-        change = None
-        if batches is not None and before_out is not None and before_out.numel():
+        if measure and batches is not None and before_out is not None and before_out.numel():
             after_out = _outputs(model, batches)
             change = float((after_out - before_out).norm() / before_out.norm().clamp_min(1e-12))
     except BaseException:

@@ -125,7 +125,12 @@ class PrunePlugin(SupervisedPlugin):
         opt_state = optimizer_state_by_name(strategy.optimizer, model)
         before = [probe_outputs(model, p) for p in self.held]
         report = prune(
-            model, units, method=self.method, data=batches if self.method == "swe" else None, min_units=self.min_units
+            model,
+            units,
+            method=self.method,
+            data=batches if self.method == "swe" else None,
+            measure=False,  # disruption is measured on the held-out probes below
+            min_units=self.min_units,
         )
         after = [probe_outputs(model, p) for p in self.held]
         strategy.make_optimizer()

@@ -107,7 +107,7 @@ def _job(job: dict[str, Any]) -> list[dict[str, Any]]:
                     m2 = copy.deepcopy(model)
                     started = time.perf_counter()
                     if units:
-                        prune(m2, units, method=method, data=probe if method == "swe" else None)
+                        prune(m2, units, method=method, data=probe if method == "swe" else None, measure=False)
                     seconds = time.perf_counter() - started
                     with torch.no_grad():
                         out = m2.eval()(x_test)
