@@ -221,6 +221,13 @@ class GrowthMetric(PluginMetric[dict]):
                     for i, idx in event.report.removed.items():
                         removed[i] = removed.get(i, 0) + int(idx.numel())
             values.append(MetricValue(self, names.train_name(names.UNITS_PRUNED), float(sum(removed.values())), x))
+            drop = pruner.disruption(exp)
+            if drop is not None:
+                values.append(MetricValue(self, names.train_name(names.PRUNE_DISRUPTION), drop, x))
+                for event in (e for e in pruner.events if e.experience == exp):
+                    for c in event.disruption:
+                        tag = names.experience_tag(c.experience)
+                        values.append(MetricValue(self, names.train_name(names.PRUNE_DISRUPTION, tag), c.drop, x))
             for i in range(model.num_hidden_layers):
                 values.append(
                     MetricValue(

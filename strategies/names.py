@@ -24,6 +24,7 @@ __all__ = [
     "GROWTH_DISRUPTION_KL",
     "UNITS_RESET",
     "UNITS_PRUNED",
+    "PRUNE_DISRUPTION",
     "experience_tag",
     "eval_name",
     "train_name",
@@ -51,6 +52,9 @@ GROWTH_DISRUPTION = "GrowthDisruption"
 GROWTH_DISRUPTION_KL = "GrowthDisruptionKL"
 UNITS_RESET = "UnitsReset"
 UNITS_PRUNED = "UnitsPruned"
+#: Accuracy drop (fraction) on the experiences seen so far, from right before to right after a prune
+#: (on held-out probes); per experience with ``/exp{e}``.
+PRUNE_DISRUPTION = "PruneDisruption"
 
 
 def eval_name(metric: str, stream: str = "test", tag: str | None = None) -> str:

@@ -173,3 +173,7 @@ def test_units_pruned_is_an_avalanche_metric_per_layer(split_digits):
     assert total == {0: 0.0, 1: float(pruner.units_pruned(1))} and total[1] >= 12
     layer0 = writer.series("UnitsPruned/train_phase/train_stream/layer0")
     assert layer0[1] == float(pruner.events[0].report.removed[0].numel())
+    # the prune's disruption on the experience seen before it, as logged and as recorded
+    drop = writer.series("PruneDisruption/train_phase/train_stream")
+    assert set(drop) == {1} and drop[1] == pruner.disruption(1)
+    assert writer.series("PruneDisruption/train_phase/train_stream/exp0")[1] == pruner.events[0].disruption[0].drop
