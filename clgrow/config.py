@@ -70,6 +70,9 @@ class GrowthConfig:
         Hidden layers allowed to grow (default: all).
     grow_head : bool
         Add head outputs when an experience brings labels beyond the head's size.
+    regrow_pruned : bool
+        At an experience's start, also add as many units as a prune removed there (within
+        ``max_params`` and ``max_hidden_size``): pruned capacity is recycled as new units.
     carry_optimizer_state : bool
         Keep the optimizer state of old entries of grown tensors (zero-padded).
     disruption_probe : int
@@ -101,6 +104,9 @@ class GrowthConfig:
     )
     layers: list[int] | None = field(default=None, metadata={"help": "hidden layers allowed to grow (default: all)"})
     grow_head: bool = field(default=False, metadata={"help": "add head outputs for labels beyond the head's size"})
+    regrow_pruned: bool = field(
+        default=False, metadata={"help": "also add as many units as the experience's prune removed"}
+    )
     carry_optimizer_state: bool = field(
         default=True, metadata={"help": "keep the optimizer state of grown tensors' old entries"}
     )
@@ -161,7 +167,7 @@ class GrowthConfig:
         need(
             _is_int(self.disruption_probe) and self.disruption_probe >= 0, "disruption_probe", "must be an integer >= 0"
         )
-        for name in ("grow_head", "carry_optimizer_state"):
+        for name in ("grow_head", "regrow_pruned", "carry_optimizer_state"):
             need(isinstance(getattr(self, name), bool), name, "must be true or false")
         for name in ("extender_kwargs", "distributor_kwargs"):
             need(isinstance(getattr(self, name), Mapping), name, "must be a table of keyword arguments")

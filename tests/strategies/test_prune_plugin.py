@@ -177,3 +177,25 @@ def test_units_pruned_is_an_avalanche_metric_per_layer(split_digits):
     drop = writer.series("PruneDisruption/train_phase/train_stream")
     assert set(drop) == {1} and drop[1] == pruner.disruption(1)
     assert writer.series("PruneDisruption/train_phase/train_stream/exp0")[1] == pruner.events[0].disruption[0].drop
+
+
+def test_regrow_pruned_grows_back_what_the_prune_removed(split_digits):
+    bm = split_digits
+    model = GrowableMLP(bm.in_features, [12, 12], bm.num_classes)
+    _kill_half(model)
+    strategy = build_strategy(
+        "naive",
+        model,
+        "random-uniform",
+        neurons_per_experience=4,
+        regrow_pruned=True,
+        train_mb_size=64,
+        prune="drop",
+        evaluator=quiet(),
+    )
+    for exp in list(bm.scenario.train_stream)[:3]:
+        strategy.train(exp)
+    pruner = find_prune_plugin(strategy)
+    assert pruner is not None and pruner.units_pruned(1) >= 12
+    # every unit pruned came back as a new one, next to the 4 per growth step
+    assert sum(model.hidden_sizes) == 24 + 4 * 2
