@@ -240,11 +240,10 @@ class GrowPlugin(SupervisedPlugin):
         """One growth step on the strategy's current dataloader; updates the optimizer."""
         model = self.check_model(strategy.model)
         k = self.units_for(experience, epoch, int(getattr(strategy, "train_epochs", 1)))
-        if self.config.regrow_pruned and epoch == 0:
-            from clgrow.strategies.prune_plugin import find_prune_plugin  # it imports this module
-
-            pruner = find_prune_plugin(strategy)
-            k += 0 if pruner is None else pruner.units_pruned(experience)
+        if self.config.regrow_pruned and epoch == 0:  # any plugin that prunes says how many units left
+            k += sum(
+                int(p.units_pruned(experience)) for p in strategy.plugins if callable(getattr(p, "units_pruned", None))
+            )
         layers = eligible_layers(model.num_hidden_layers, self.config.layers)
         if self.config.max_hidden_size is not None:
             room = room_under_cap(model.hidden_sizes, layers, self.config.max_hidden_size)
