@@ -80,6 +80,15 @@ def unit_params(model: GrowableMLP, layer: int) -> int:
     return model.fan_in(layer) + 1 + norm + sum(cons.weight.numel() // n for cons in model.consumers(layer))
 
 
+def over_budget(model: nn.Module, max_params: int | None) -> str | None:
+    """Why ``model`` cannot grow under ``max_params`` (it already has more), or ``None``; callers
+    name the setting as they spell it."""
+    used = sum(p.numel() for p in model.parameters())
+    if max_params is not None and used > max_params:
+        return f"{max_params} is below the model's {used} parameters: nothing could grow"
+    return None
+
+
 def units_under_budget(model: GrowableMLP, layers: Sequence[int], max_params: int) -> int:
     """How many units can be added to ``layers`` however a distributor splits them, keeping the
     model's parameters at most ``max_params``.

@@ -245,6 +245,14 @@ class GrowableMLP(nn.Module):
         self._check_layer(layer)
         return [self.hidden[layer + 1]] if layer + 1 < len(self.hidden) else [self.head]
 
+    def outgoing(self, layer: int, p: int = 1) -> Tensor:
+        """Per unit of ``layer`` ``(n,)``, the ``p``-norm over every consumer of its outgoing
+        slices (``p=1``: the sum of magnitudes, continual backprop's ``Σ|w_out|``), detached."""
+        n = self.hidden_sizes[layer]
+        total = sum(unit_view(c.weight.detach(), n).abs().pow(p).sum((0, 2)) for c in self.consumers(layer))
+        assert isinstance(total, Tensor)
+        return total if p == 1 else total.pow(1 / p)
+
     def _check_layer(self, layer: int) -> None:
         if not isinstance(layer, int) or not 0 <= layer < len(self.hidden):
             raise GrowthError(f"unknown hidden layer {layer!r}: this model has layers 0..{len(self.hidden) - 1}")

@@ -308,8 +308,7 @@ class ContinualBackprop(Resetter):
         eta = self.decay
         for layer, h in enumerate(activations):
             h = h.detach().float()
-            n = model.hidden_sizes[layer]
-            out_w = sum(unit_view(cons.weight.detach(), n).abs().sum((0, 2)) for cons in model.consumers(layer))
+            out_w = model.outgoing(layer)
             self.mean_act[layer].mul_(eta).add_(h.mean(0), alpha=1 - eta)
             self.utility[layer].mul_(eta).add_(h.abs().mean(0) * out_w, alpha=1 - eta)
             self.age[layer] += 1

@@ -112,22 +112,14 @@ class PruneReport:
     def kept(self) -> dict[int, Tensor]:
         """Per pruned layer, the old indices of the units that stayed (sorted): what per-unit state
         elsewhere (resets' ages and utilities, labels) must be sliced to."""
-        out = {}
-        for layer, idx in self.removed.items():
-            mask = torch.ones(self.hidden_sizes_before[layer], dtype=torch.bool)
-            mask[idx.cpu()] = False
-            out[layer] = torch.nonzero(mask).flatten()
-        return out
+        return {layer: _staying(self.hidden_sizes_before[layer], idx) for layer, idx in self.removed.items()}
 
 
-def _outgoing(model: GrowableMLP, layer: int, p: float) -> Tensor:
-    """Per unit of ``layer``, the ``p``-norm (``p=1``: sum of magnitudes) of its slices in every consumer."""
-    n = model.hidden_sizes[layer]
-    total = torch.zeros(n, device=model.hidden[layer].weight.device)
-    for cons in model.consumers(layer):
-        v = unit_view(cons.weight.detach(), n)
-        total += v.abs().sum(dim=(0, 2)) if p == 1 else v.pow(2).sum(dim=(0, 2))
-    return total if p == 1 else total.sqrt()
+def _staying(n: int, leaving: Tensor) -> Tensor:
+    """The sorted indices of ``n`` units that are not in ``leaving``."""
+    mask = torch.ones(n, dtype=torch.bool)
+    mask[leaving.cpu()] = False
+    return torch.nonzero(mask).flatten()
 
 
 def select_units(
@@ -173,7 +165,7 @@ def select_units(
     scores: dict[int, Tensor] = {}
     eligible: dict[int, Tensor] = {}
     if how == "norm":
-        scores = {layer: _outgoing(model, layer, 2).cpu() for layer in range(model.num_hidden_layers)}
+        scores = {layer: model.outgoing(layer, 2).cpu() for layer in range(model.num_hidden_layers)}
     else:
         if data is None:
             raise GrowthError(f"select_units({how!r}) needs data to measure activity on")
@@ -194,7 +186,7 @@ def select_units(
                 scores[layer] = mean / layer_mean if layer_mean > 0 else torch.zeros_like(mean)
                 eligible[layer] = dormant_mask(mean, tau).cpu()
             else:
-                scores[layer] = mean * _outgoing(model, layer, 1).cpu()
+                scores[layer] = mean * model.outgoing(layer).cpu()
     out: dict[int, Tensor] = {}
     for layer, score in scores.items():
         ok = eligible.get(layer, torch.ones_like(score, dtype=torch.bool))
@@ -254,12 +246,11 @@ def _assign(
         setattr(mod, attr, value.shape[dim])
 
 
-def _remove(model: GrowableMLP, layer: int, units: Tensor, optimizer: torch.optim.Optimizer | None) -> None:
+def _remove(model: GrowableMLP, layer: int, keep: Tensor, optimizer: torch.optim.Optimizer | None) -> None:
+    """Keep only units ``keep`` (sorted old indices) of ``layer``."""
     prod = model.hidden[layer]
     n = prod.weight.shape[0]
-    keep_mask = torch.ones(n, dtype=torch.bool)
-    keep_mask[units.cpu()] = False
-    keep = torch.nonzero(keep_mask).flatten().to(prod.weight.device)
+    keep = keep.to(prod.weight.device)
     _assign(prod, "weight", prod.weight.index_select(0, keep), 0, optimizer, keep)
     _assign(prod, "bias", prod.bias.index_select(0, keep), 0, optimizer, keep)
     norm = model.norm(layer)
@@ -288,8 +279,8 @@ def _moments(
     model: GrowableMLP, layers: list[int], data: Iterable[Any]
 ) -> tuple[dict[int, tuple[Tensor, Tensor, int]], Tensor]:
     """Per layer of ``layers``, the sum and Gram matrix ``(n,)``, ``(n, n)`` (float64) of what its
-    consumers read and the row count, all from one pass; and the model's outputs on the data
-    (concatenated, on the CPU)."""
+    consumers read and the row count, all from one pass (in evaluation mode, put back after); and
+    the model's outputs on the data (concatenated, on the CPU). With no layers: the outputs alone."""
     acc: dict[int, list[Any]] = {}
     handles = []
     for layer in layers:
@@ -321,7 +312,7 @@ def _moments(
 
 @torch.no_grad()
 def _transfer(
-    model: GrowableMLP, layer: int, leaving: Tensor, moments: tuple[Tensor, Tensor, int], ridge: float
+    model: GrowableMLP, layer: int, leaving: Tensor, stay: Tensor, moments: tuple[Tensor, Tensor, int], ridge: float
 ) -> float:
     """SWE's reverse transfer (module docstring): fold the leaving units' outgoing contribution
     into the staying units' slices and the consumers' biases. Returns the share of the leaving
@@ -330,9 +321,6 @@ def _transfer(
     s, g, rows = moments
     if rows == 0:
         raise GrowthError("prune(method='swe'): the data is empty: the transfer needs at least one sample")
-    keep_mask = torch.ones(n, dtype=torch.bool)
-    keep_mask[leaving] = False
-    stay = torch.nonzero(keep_mask).flatten()
     consumers = model.consumers(layer)
     centred = all(c.bias is not None for c in consumers)
     mu = s / rows
@@ -353,21 +341,6 @@ def _transfer(
     resid = float(cov[leaving][:, leaving].trace() - 2 * (a @ csl).trace() + (a @ css @ a.T).trace())
     total = float((g[leaving][:, leaving] / rows).trace())
     return 1.0 - max(0.0, resid) / total if total > 0 else 1.0
-
-
-@torch.no_grad()
-def _outputs(model: GrowableMLP, data: Iterable[Any]) -> Tensor:
-    device = model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
-        outs = []
-        for batch in data:
-            x, _, t = unpack(batch, device)
-            outs.append(model.run(x, t)[0].detach().cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(outs) if outs else torch.zeros(0)
 
 
 def prune(
@@ -434,10 +407,8 @@ def prune(
             cleaned[layer] = torch.sort(t).values
     names = {id(mod): name for name, mod in model.named_modules()}
     slices: dict[str, list[tuple[int, Tensor]]] = {}
-    for layer, idx in cleaned.items():
-        keep_mask = torch.ones(before[layer], dtype=torch.bool)
-        keep_mask[idx] = False
-        keep = torch.nonzero(keep_mask).flatten()
+    keeps = {layer: _staying(before[layer], idx) for layer, idx in cleaned.items()}
+    for layer, keep in keeps.items():
         producer = names[id(model.hidden[layer])]
         slices.setdefault(f"{producer}.weight", []).append((0, keep))
         slices.setdefault(f"{producer}.bias", []).append((0, keep))
@@ -460,13 +431,13 @@ def prune(
             assert batches is not None
             moments, before_out = _moments(model, sorted(cleaned), batches)
         elif measure and batches is not None:
-            before_out = _outputs(model, batches)
+            before_out = _moments(model, [], batches)[1]
         for layer in sorted(cleaned):
             if method == "swe":
-                kept[layer] = _transfer(model, layer, cleaned[layer], moments[layer], ridge)
-            _remove(model, layer, cleaned[layer], optimizer)
+                kept[layer] = _transfer(model, layer, cleaned[layer], keeps[layer], moments[layer], ridge)
+            _remove(model, layer, keeps[layer], optimizer)
         if measure and batches is not None and before_out is not None and before_out.numel():
-            after_out = _outputs(model, batches)
+            after_out = _moments(model, [], batches)[1]
             change = float((after_out - before_out).norm() / before_out.norm().clamp_min(1e-12))
     except BaseException:
         model.restore(snap)

@@ -22,6 +22,7 @@ from clgrow.experiments.config import ConfigError, ResolvedRun, RunConfig
 from clgrow.experiments.device import resolve_device
 from clgrow.experiments.errors import RunDiverged
 from clgrow.experiments.loggers import close_loggers, make_loggers
+from clgrow.grow import over_budget
 from clgrow.strategies import (
     GrowPlugin,
     LeanEvaluationPlugin,
@@ -238,11 +239,9 @@ def run(
             f"hidden_sizes: {list(hidden_sizes or cfg.hidden_sizes)} cannot be allocated on this "
             f"machine ({str(err).splitlines()[0][:120]})"
         ) from None
-    used = sum(p.numel() for p in model.parameters())
-    if cfg.grow.max_params is not None and used > cfg.grow.max_params:
-        raise ConfigError(
-            f"max_params: {cfg.grow.max_params} is below the model's {used} parameters: nothing could grow"
-        )
+    why = over_budget(model, cfg.grow.max_params)  # bad input: exit 2 before training, not a failed run
+    if why is not None:
+        raise ConfigError(f"max_params: {why}")
     epochs = cfg.train_epochs
     if compute_of is not None:
         epochs = matched_epochs(compute_of, model, bm)

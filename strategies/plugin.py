@@ -16,7 +16,7 @@ from torch import nn
 from clgrow import ConfigError, GrowableMLP, GrowthConfig, GrowthError, GrowthReport, compute, grow
 from clgrow.context import eligible_layers
 from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
-from clgrow.grow import room_under_cap, units_under_budget
+from clgrow.grow import over_budget, room_under_cap, units_under_budget
 from clgrow.strategies.checkpointing import make_optimizers_checkpointable
 from clgrow.strategies.optimizer_state import carry_optimizer_state, optimizer_state_by_name
 from clgrow.strategies.param_state import align_param_state, find_param_state
@@ -193,10 +193,9 @@ class GrowPlugin(SupervisedPlugin):
             # Let Avalanche map parameter names to optimizer entries before anything grows:
             # a tensor replaced before that first mapping would stay in the optimizer as a stale copy.
             strategy.make_optimizer(reset_optimizer_state=True)
-        budget = self.config.max_params
-        used = sum(p.numel() for p in model.parameters())
-        if budget is not None and used > budget:
-            raise GrowthError(f"max_params={budget} is below the model's {used} parameters: nothing could grow")
+        why = over_budget(model, self.config.max_params)
+        if why is not None:
+            raise GrowthError(f"max_params={why}")
         if self.config.layers is not None:
             bad = [i for i in self.config.layers if not 0 <= i < model.num_hidden_layers]
             if bad:

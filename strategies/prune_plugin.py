@@ -25,7 +25,7 @@ from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
 from clgrow.prune import METHODS, PruneReport, prune, select_units
 from clgrow.strategies.optimizer_state import carry_sliced_state, optimizer_state_by_name
 from clgrow.strategies.param_state import find_param_state, slice_param_state
-from clgrow.strategies.plugin import draw_probe
+from clgrow.strategies.plugin import _mean, draw_probe
 
 __all__ = ["PrunePlugin", "PruneEvent", "PRUNE_SELECTORS", "PRUNE_METHODS", "find_prune_plugin"]
 
@@ -47,8 +47,7 @@ class PruneEvent:
     @property
     def disruption_drop(self) -> float | None:
         """Mean accuracy drop over the probed experiences (``None`` when none was probed)."""
-        drops = [c.drop for c in self.disruption if c.drop == c.drop]
-        return sum(drops) / len(drops) if drops else None
+        return _mean([c.drop for c in self.disruption if c.drop == c.drop])  # an empty probe's NaN left out
 
 
 class PrunePlugin(SupervisedPlugin):

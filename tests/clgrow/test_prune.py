@@ -216,7 +216,7 @@ def test_selectors_rank_with_a_count_and_utility_reads_activity_and_outgoing_wei
     model = GrowableMLP(4, [6], 2)
     x = torch.randn(50, 4).abs()
     with torch.no_grad():
-        model.hidden[0].weight.copy_(torch.eye(6, 4) * 0 + 1.0)  # every unit sees sum(x)
+        model.hidden[0].weight.fill_(1.0)  # every unit sees sum(x)
         model.hidden[0].bias.zero_()
         model.hidden[0].weight[2] *= 0.01  # faint: lowest activity
         model.head.weight[:, 4] = 0.0  # silent: no outgoing weight
