@@ -47,7 +47,12 @@ _GiB2 = 2 * 1024**3
 class SWEParams(Params):
     """Shared-Weights Extender (:class:`clgrow.swe.SWE` documents each argument in full)."""
 
-    passes: float = param(0.5, "adjustment budget in passes over the growth data (per layer if sequential)", ge=0)
+    passes: float | None = param(
+        None,
+        "adjustment budget in passes over the growth data, per layer if sequential (none: 0.5, and 0.1 at a "
+        "stream's new experience)",
+        ge=0,
+    )
     lr: float = param(1e-3, "Adam learning rate of the consumer weights", gt=0)
     init_std: float = param(1e-4, "std of the dense coupling's initialisation", ge=0)
     partners: int | None = param(None, "old units coupled with each new unit (none: all)", ge=1)
@@ -68,6 +73,9 @@ class SWEParams(Params):
         "auto", "consumers reading new units while adjusting (auto: by stream setting)", choices=(*CONSUMERS, "auto")
     )
     new_norm: float | None = param(1.0, "cap on new rows' norm, times the old rows' mean (not with move)", gt=0)
+    rehearsal_consumers: str = param(
+        "protect", "auto consumers at a new task whose growth data replay old tasks", choices=CONSUMERS
+    )
 
 
 #: The paper's procedure: a dense coupling adjusted layer by layer, one pass each, Adam at ``lr``
@@ -81,6 +89,7 @@ PAPER_SWE = SWEParams(
     trust=None,
     old_rows="move",
     consumers="all",
+    rehearsal_consumers="all",
 )
 
 

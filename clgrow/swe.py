@@ -67,10 +67,14 @@ __all__ = ["SWE", "coupled_weights"]
 
 Coupling = DenseCoupling | FactoredCoupling
 #: What ``old_rows="auto"`` and ``consumers="auto"`` become: at a new task (a continual-learning
-#: stream's new experience), and when the growth data is more of what the model learns.
-AUTO_NEW_TASK = ("restore", "protect")  # chosen by the stream frontier (BENCHMARKS.md, issue 24)
-AUTO_REHEARSAL = ("restore", "all")  # a new task whose growth data replays the old ones
+#: stream's new experience; consumers ``rehearsal_consumers`` when the growth data replay the old
+#: tasks), and when the growth data is more of what the model learns.
+AUTO_NEW_TASK = ("restore", "protect")  # chosen by the stream frontier (BENCHMARKS.md)
 AUTO_PLAIN = ("move", "all")
+#: What ``passes=None`` becomes: the staged frontier's budget in plain training, and at a new task
+#: the stream frontier's, which keeps growth under a fifth of a 1-epoch stream's compute (BENCHMARKS.md).
+PLAIN_PASSES = 0.5
+NEW_TASK_PASSES = 0.1
 
 
 def _adam(params: list[Any], lr: float) -> torch.optim.Optimizer:
@@ -96,9 +100,13 @@ class SWE(Extender):
 
     Parameters
     ----------
-    passes : float
+    passes : float, optional
         Adjustment budget in passes over the growth data (fractions allowed; at least one
-        batch): per layer with ``schedule="sequential"``, in total with ``"joint"``.
+        batch): per layer with ``schedule="sequential"``, in total with ``"joint"``. ``None``
+        (the default): ``PLAIN_PASSES`` in plain training and ``NEW_TASK_PASSES`` at a new task
+        (``grow(..., new_task=True)``: a stream's new experience, whose growth data are a whole
+        experience; a stream grows at every experience, so this budget sets growth's share of the
+        run's compute, BENCHMARKS.md).
     lr : float
         Adam learning rate for the consumer weights ``V`` (and the coupling, see ``coupling_lr``).
     init_std : float
@@ -134,6 +142,12 @@ class SWE(Extender):
         consistent gradient (a new task's first batches under Naive) pushes the old units ``k``
         step sizes per step in one direction and kills them (BENCHMARKS.md). The dense
         coupling is stepped by Adam and has no trust region.
+    rehearsal_consumers : str
+        What ``consumers="auto"`` becomes at a new task whose growth data replay the old tasks
+        (Replay, Cumulative): ``protect`` (the default; old tasks' outputs stay exactly where they
+        were) or ``all`` (every consumer weight trains on the replayed data, as the strategy
+        itself does: the previous default, which disrupts old tasks by 1–3 points per step in the
+        1-epoch regime; BENCHMARKS.md).
     trust_snr : float, optional
         Widen the trust region to ``trust · max(1, (trust_snr/ρ)²)``, where ``ρ = Σ m̂²/Σ v̂`` is
         Adam's signal-to-noise ratio of the old partners' gradient (about 1 for a gradient that
@@ -146,7 +160,7 @@ class SWE(Extender):
     PAPER: SWEParams = PAPER_SWE
 
     Params = SWEParams
-    passes: float
+    passes: float | None
     lr: float
     init_std: float
     partners: int | None
@@ -163,6 +177,7 @@ class SWE(Extender):
     old_rows: str
     consumers: str
     new_norm: float | None
+    rehearsal_consumers: str
 
     @staticmethod
     def coupling_bytes(k: int, partners: int, in_features: int) -> int:
@@ -200,15 +215,24 @@ class SWE(Extender):
 
     def settings_for(self, new_task: bool, rehearsal: bool = False) -> tuple[str, str]:
         """``(old_rows, consumers)`` this extender uses for a growth step (``auto`` resolved)."""
-        auto = (AUTO_REHEARSAL if rehearsal else AUTO_NEW_TASK) if new_task else AUTO_PLAIN
+        auto = AUTO_NEW_TASK if new_task else AUTO_PLAIN
+        if new_task and rehearsal:
+            auto = (auto[0], self.rehearsal_consumers)
         return (
             auto[0] if self.old_rows == "auto" else self.old_rows,
             auto[1] if self.consumers == "auto" else self.consumers,
         )
 
+    def passes_for(self, new_task: bool) -> float:
+        """The adjustment budget of a growth step (``passes``, or its default for the setting)."""
+        if self.passes is not None:
+            return self.passes
+        return NEW_TASK_PASSES if new_task else PLAIN_PASSES
+
     def _extend_all(self, model: GrowableMLP, allocation: Mapping[int, int], ctx: GrowthContext) -> dict[int, Tensor]:
         """Insert the allotted units, adjust the couplings, bake them in; new indices per layer."""
         old_rows, consumers = self.settings_for(ctx.new_task, ctx.rehearsal)
+        passes = self.passes_for(ctx.new_task)
         order = ctx.layers
         groups = [order] if self.schedule == "joint" else [[layer] for layer in order]
         new_units: dict[int, Tensor] = {}
@@ -219,14 +243,14 @@ class SWE(Extender):
             for layer in group:
                 new_units[layer] = self._insert(model, layer, int(allocation[layer]), ctx.cohort)
             couplings: dict[int, Coupling] = {}
-            if self.passes > 0:
+            if passes > 0:
                 for layer in group:
                     if n_old[layer] > 0:
                         couplings[layer] = self._couple(model, layer, n_old[layer], int(allocation[layer]), old_rows)
             if not couplings:
                 continue
             started = time.perf_counter()
-            steps = self._adjust(model, couplings, ctx, consumers)
+            steps = self._adjust(model, couplings, ctx, consumers, passes)
             for cp in couplings.values():
                 cp.bake()
                 if self.new_norm is not None and old_rows != "move":
@@ -305,8 +329,10 @@ class SWE(Extender):
         unit_view(mask, model.hidden_sizes[layer])[rows, n_old:] = 1.0
         return mask
 
-    def _adjust(self, model: GrowableMLP, couplings: dict[int, Coupling], ctx: GrowthContext, consumers: str) -> int:
-        """Train the couplings and their consumers jointly; return the number of steps."""
+    def _adjust(
+        self, model: GrowableMLP, couplings: dict[int, Coupling], ctx: GrowthContext, consumers: str, passes: float
+    ) -> int:
+        """Train the couplings and their consumers jointly for ``passes``; return the number of steps."""
         loss_fn = ctx.loss("SWE")
         p: Tensor
         flags: dict[Tensor, bool] = {p: p.requires_grad for p in model.parameters()}
@@ -356,7 +382,7 @@ class SWE(Extender):
         steps = 0
         model.eval()
         try:
-            for x, y, t in ctx.batches(self.passes, "SWE"):
+            for x, y, t in ctx.batches(passes, "SWE"):
                 weights = {layer: cp.effective() for layer, cp in couplings.items()}
                 logits, _ = model.run(x, t, weights=weights)
                 loss = loss_fn(logits, y)

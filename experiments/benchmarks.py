@@ -172,6 +172,7 @@ BENCHMARKS: dict[str, Callable[..., BenchmarkInfo]] = {
     "split-digits": _embedded("digits"),
     "split-mnist-5k": _embedded("mnist-5k"),
     "split-mnist1d": _embedded("mnist1d"),
+    "split-mnist-aug": _embedded("mnist-aug"),
     "split-mnist": _on_disk("split-mnist"),
     "permuted-mnist": _on_disk("permuted-mnist"),
     "split-fmnist": _on_disk("split-fmnist"),

@@ -29,6 +29,7 @@ BENCHMARK_NAMES = (
     "split-digits",
     "split-mnist-5k",
     "split-mnist1d",
+    "split-mnist-aug",
     "split-mnist",
     "permuted-mnist",
     "split-fmnist",
@@ -36,7 +37,7 @@ BENCHMARK_NAMES = (
     "split-cifar100",
 )
 
-EMBEDDED_BENCHMARKS = ("split-digits", "split-mnist-5k", "split-mnist1d")
+EMBEDDED_BENCHMARKS = ("split-digits", "split-mnist-5k", "split-mnist1d", "split-mnist-aug")
 
 
 class DataMissingError(FileNotFoundError):
@@ -75,6 +76,7 @@ N_CLASSES = {
     "split-digits": 10,
     "split-mnist-5k": 10,
     "split-mnist1d": 10,
+    "split-mnist-aug": 10,
     "split-mnist": 10,
     "split-fmnist": 10,
     "split-cifar10": 10,
@@ -116,6 +118,7 @@ MODEL_INPUTS = {
     "split-digits": 64,
     "split-mnist-5k": 784,
     "split-mnist1d": 40,
+    "split-mnist-aug": 784,
     "split-mnist": 784,
     "permuted-mnist": 784,
     "split-fmnist": 784,
@@ -127,6 +130,7 @@ MODEL_INPUTS = {
 IMAGE_SHAPES = {
     "split-digits": (1, 8, 8),
     "split-mnist-5k": (1, 28, 28),
+    "split-mnist-aug": (1, 28, 28),
     "split-mnist": (1, 28, 28),
     "permuted-mnist": (1, 28, 28),
     "split-fmnist": (1, 28, 28),

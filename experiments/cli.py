@@ -185,6 +185,14 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:i or mps (default: auto)")
     r.add_argument("--tau", type=float, default=d.tau)
     r.add_argument(
+        "--reset-optimizer",
+        action=argparse.BooleanOptionalAction,
+        default=d.reset_optimizer,
+        help="restart the optimizer's state at every experience, grown or fixed model alike (default: on; "
+        "--no-reset-optimizer carries it, as Avalanche does)",
+    )
+    r.add_argument("--threads", type=int, default=d.threads, help="CPU threads of the run (default: torch's)")
+    r.add_argument(
         "--set",
         action="append",
         default=[],
@@ -392,6 +400,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "weight_decay",
             "device",
             "tau",
+            "reset_optimizer",
+            "threads",
             "plasticity",
             "prune",
             "prune_select",

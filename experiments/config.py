@@ -190,6 +190,9 @@ class RunConfig:
     eval_mb_size: int = 512
     tau: float = 0.025
     seed: int = 0
+    #: Restart the optimizer's state at every experience, for every row alike (grown, fixed or
+    #: none): a state carried across a task switch kills units of every model (BENCHMARKS.md).
+    reset_optimizer: bool = True
     threads: int | None = None
     #: Where metrics go besides metrics.csv (always written): ``tensorboard``, ``wandb``.
     loggers: list[str] = field(default_factory=lambda: ["csv"])
@@ -319,6 +322,7 @@ class RunConfig:
         )
         need(_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "must be a finite number >= 0")
         need(_number(self.tau) and self.tau >= 0, "tau", "must be a finite number >= 0")
+        need(isinstance(self.reset_optimizer, bool), "reset_optimizer", "must be true or false")
         need(
             self.threads is None
             or (isinstance(self.threads, int) and not isinstance(self.threads, bool) and self.threads >= 1),

@@ -279,6 +279,7 @@ def run(
             prune=cfg.prune,
             prune_select=cfg.prune_select,
             prune_tau=cfg.prune_tau,
+            reset_optimizer=cfg.reset_optimizer,
             **resolved.hyperparameters,
         )
         plugin = next((p for p in strategy.plugins if isinstance(p, GrowPlugin)), None)

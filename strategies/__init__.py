@@ -31,6 +31,7 @@ _LAZY = {
     "GrowPlugin": "clgrow.strategies.plugin",
     "GrowthEvent": "clgrow.strategies.plugin",
     "PlasticityPlugin": "clgrow.strategies.plasticity",
+    "ResetOptimizerPlugin": "clgrow.strategies.optimizer_state",
     "ResultsWriter": "clgrow.strategies.results",
     "RunSummary": "clgrow.strategies.summary",
 }
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
         inactivity_metrics,
     )
     from clgrow.strategies.multihead import MultiHeadGrowableCNN, MultiHeadGrowableMLP, MultiHeadGrowableResNet
+    from clgrow.strategies.optimizer_state import ResetOptimizerPlugin
     from clgrow.strategies.plasticity import PlasticityPlugin
     from clgrow.strategies.plugin import GrowPlugin, GrowthEvent
     from clgrow.strategies.regularisers import SIPlugin
@@ -69,6 +71,7 @@ __all__ = [
     "GrowPlugin",
     "GrowthEvent",
     "PlasticityPlugin",
+    "ResetOptimizerPlugin",
     "inactivity_metrics",
     "growth_metrics",
     "InactivityMetric",

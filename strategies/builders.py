@@ -18,6 +18,7 @@ from clgrow.registry import strategies
 from clgrow.strategies.checkpointing import make_optimizers_checkpointable
 from clgrow.strategies.declared import OPTIMIZERS, reference_strategies
 from clgrow.strategies.fastdata import BatchDataPlugin
+from clgrow.strategies.optimizer_state import ResetOptimizerPlugin
 from clgrow.strategies.plasticity import PlasticityPlugin
 from clgrow.strategies.plugin import GrowPlugin
 from clgrow.strategies.prune_plugin import PrunePlugin
@@ -166,6 +167,7 @@ def build_strategy(
     prune: str = "none",
     prune_select: str = "dead",
     prune_tau: float = 0.025,
+    reset_optimizer: bool = True,
     **hyperparameters: Any,
 ) -> SupervisedTemplate:
     """Build a named Avalanche strategy with growth.
@@ -196,6 +198,9 @@ def build_strategy(
     prune, prune_select, prune_tau : str, str, float
         Prune at each experience from the second on, before resets and growth: ``none``, ``drop``
         or ``swe``; which units (``dead`` or ``dormant`` at ``prune_tau``); see :class:`PrunePlugin`.
+    reset_optimizer : bool
+        Restart the optimizer's state at every experience (:class:`ResetOptimizerPlugin`), whether
+        or not the model grows; ``False`` keeps Avalanche's carried state.
     **hyperparameters
         :class:`~clgrow.GrowthConfig` fields (``neurons_per_experience``, ``extender_kwargs``,
         ...) and the strategy's own (``mem_size``, ``ewc_lambda``, ``si_lambda``,
@@ -236,7 +241,13 @@ def build_strategy(
         resets.check_model(model)
     elif plasticity_kwargs:
         raise GrowthError(f"plasticity_kwargs {sorted(plasticity_kwargs)} given, but plasticity is 'none'")
-    all_plugins = ([BatchDataPlugin()] if fast_data else []) + list(plugins or [])
+    if not isinstance(reset_optimizer, bool):
+        raise GrowthError(f"reset_optimizer must be True or False, got {reset_optimizer!r}")
+    all_plugins = (
+        ([BatchDataPlugin()] if fast_data else [])
+        + ([ResetOptimizerPlugin()] if reset_optimizer else [])
+        + list(plugins or [])
+    )
     if prune != "none":  # first at an experience's start: dead units leave before resets and growth
         if reference:
             raise GrowthError(f"strategy {name!r} is a reference without growth or pruning: use prune 'none'")

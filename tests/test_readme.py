@@ -16,7 +16,7 @@ def test_readme_avalanche_example_runs(tmp_path):
     resets = next(b for b in blocks if "plasticity=" in b)  # continues the example's model and evaluator
     then = (
         "\nfor experience in bm.scenario.train_stream[:2]:\n    strategy.train(experience)\n"
-        "print('reset', sum(strategy.plugins[1].counts.get(1, {}).values()), model.hidden_sizes)\n"
+        "print('reset', sum(next(p for p in strategy.plugins if hasattr(p, 'counts')).counts.get(1, {}).values()), model.hidden_sizes)\n"
     )
     res = subprocess.run(
         [sys.executable, "-c", example + resets + then], cwd=tmp_path, capture_output=True, text=True, timeout=600

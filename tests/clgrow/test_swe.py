@@ -380,10 +380,19 @@ def test_dense_coupling_keeps_or_restores_old_rows(trained_mlp, digits_loader, o
 def test_auto_settings_depend_on_whether_the_growth_sees_a_new_task():
     assert SWE().settings_for(new_task=False) == ("move", "all")
     assert SWE().settings_for(new_task=True) == ("restore", "protect")
-    assert SWE().settings_for(new_task=True, rehearsal=True) == ("restore", "all")
+    assert SWE().settings_for(new_task=True, rehearsal=True) == ("restore", "protect")
+    assert SWE(rehearsal_consumers="all").settings_for(new_task=True, rehearsal=True) == ("restore", "all")
+    assert SWE(rehearsal_consumers="all").settings_for(new_task=True) == ("restore", "protect")
     assert SWE().settings_for(new_task=False, rehearsal=True) == ("move", "all")
     assert SWE(old_rows="keep").settings_for(new_task=False) == ("keep", "all")
     assert SWE(**SWE.PAPER).settings_for(new_task=True) == ("move", "all")  # the paper's procedure, always
+
+
+def test_budget_default_depends_on_the_setting():
+    """passes=None: 0.5 in plain training, 0.1 at a stream's new experience; a number applies to both."""
+    assert (SWE().passes_for(False), SWE().passes_for(True)) == (0.5, 0.1)
+    assert (SWE(passes=0.3).passes_for(False), SWE(passes=0.3).passes_for(True)) == (0.3, 0.3)
+    assert SWE(**SWE.PAPER).passes_for(True) == 1.0
 
 
 def _layer_columns(model: GrowableMLP, sizes: list[int]) -> list[torch.Tensor]:

@@ -1,8 +1,10 @@
 """With growth ``none`` a clgrow run is the plain Avalanche run: growth is all the toolkit adds.
 
 The reference here is a script written against Avalanche alone (its strategy classes, its
-accuracy metric, an ``nn.Sequential`` MLP), with the same data, seed, model and settings. The
-two accuracy matrices must agree exactly. Left out: ``si`` (clgrow's carries a fix over Avalanche
+accuracy metric, an ``nn.Sequential`` MLP), with the same data, seed, model and settings; a run
+that restarts the optimizer at every experience (the default) is Avalanche's
+``strategy.train(exp, reset_optimizer_state=True)``, one that carries it is the plain
+``strategy.train(exp)``. The two accuracy matrices must agree exactly. Left out: ``si`` (clgrow's carries a fix over Avalanche
 0.6 on CPU, see ``clgrow.strategies.SIPlugin``, and so differs by design), ``lfl`` (Avalanche's
 needs its own ``BaseModel``; clgrow's compares the old units' features of any model with
 ``features``), ``gem`` (its quadratic program needs a solver this test does not install).
@@ -47,7 +49,7 @@ _REFERENCE = {
 }
 
 
-def _plain_avalanche(name: str, seed: int) -> list[list[float]]:
+def _plain_avalanche(name: str, seed: int, reset: bool = True) -> list[list[float]]:
     cls, hp = _REFERENCE[name]
     bm = make_benchmark("split-digits", N_EXP, seed=0)
     RNGManager.set_random_seeds(seed)
@@ -70,7 +72,7 @@ def _plain_avalanche(name: str, seed: int) -> list[list[float]]:
         **hp,
     )
     for exp in bm.scenario.train_stream:
-        strategy.train(exp)
+        strategy.train(exp, reset_optimizer_state=reset)
         strategy.eval(bm.scenario.test_stream)
     metrics = evaluator.get_all_metrics()
     cols = [metrics[f"Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp{j:03d}"][1] for j in range(N_EXP)]
@@ -81,9 +83,11 @@ _SLOW = {"mir", "rwalk", "cumulative"}  # same check, longer runs: in the slow s
 
 
 @pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW else n for n in sorted(_REFERENCE)]
+    ("name", "reset"),
+    [pytest.param(n, True, marks=pytest.mark.slow) if n in _SLOW else (n, True) for n in sorted(_REFERENCE)]
+    + [("naive", False), ("replay", False)],  # the carried state, on two strategies
 )
-def test_growth_none_is_plain_avalanche(name):
+def test_growth_none_is_plain_avalanche(name, reset):
     cfg = RunConfig(
         benchmark="split-digits",
         n_experiences=N_EXP,
@@ -98,8 +102,9 @@ def test_growth_none_is_plain_avalanche(name):
         eval_mb_size=512,
         seed=3,
         device="cpu",
+        reset_optimizer=reset,
     )
     ours = run(cfg).accuracy_matrix
-    theirs = _plain_avalanche(name, seed=3)
+    theirs = _plain_avalanche(name, seed=3, reset=reset)
     assert [v for row in ours for v in row] == pytest.approx([v for row in theirs for v in row], abs=1e-9)
     assert ours[0][0] > 0.6  # it trained: the first task is learned (chance is 0.5)

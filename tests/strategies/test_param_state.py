@@ -7,12 +7,12 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EWCPlugin, MASPlugin, RWalkPlugin, SynapticIntelligencePlugin
 from avalanche.training.utils import ParamData
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clgrow import GrowableMLP, GrowthError, UniformDistributor
 from clgrow.strategies import build_strategy
-from clgrow.strategies.optimizer_state import pad_leading
+from clgrow.strategies.optimizer_state import pad_leading, pad_with_means
 from tests.strategies.conftest import fast_plugin, quiet
 
 
@@ -193,3 +193,29 @@ def test_si_results_differ_from_naive(split_digits):
 
     naive, si = final_params("naive"), final_params("si", si_lambda=10.0)
     assert not torch.allclose(naive, si, atol=1e-4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+    extra=st.lists(st.integers(0, 3), min_size=3, max_size=3),
+)
+def test_pad_with_means_keeps_the_block_and_fills_with_means(shape, extra):
+    old = torch.rand(shape)
+    new_shape = tuple(s + e for s, e in zip(shape, extra))
+    out = pad_with_means(old, new_shape)
+    assert out.shape == new_shape
+    assert torch.equal(out[tuple(slice(0, s) for s in shape)], old)
+    for dim, e in enumerate(extra[: len(shape)]):
+        if e:
+            # the first appended slice along a grown dimension is the mean along it of what
+            # precedes it (the dimensions padded before it already padded)
+            idx = [slice(None)] * len(shape)
+            idx[dim] = slice(0, shape[dim])
+            idx_new = list(idx)
+            idx_new[dim] = slice(shape[dim], shape[dim] + 1)
+            for d2 in range(dim + 1, len(shape)):  # later dimensions are padded afterwards
+                idx[d2] = idx_new[d2] = slice(0, shape[d2])
+            assert torch.allclose(out[tuple(idx_new)], out[tuple(idx)].mean(dim, keepdim=True))
+    # a second moment stays positive where every old entry is
+    assert bool((out > 0).all())
