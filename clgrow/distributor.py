@@ -43,13 +43,17 @@ class Distributor(Configurable):
         loader: Iterable[Any] | None = None,
         loss_fn: LossFn | None = None,
         layers: Sequence[int] | None = None,
+        new_task: bool = False,
     ) -> dict[int, int]:
-        """Return ``{layer: units}`` over the eligible ``layers`` (default: all), summing to ``k``."""
+        """Return ``{layer: units}`` over the eligible ``layers`` (default: all), summing to ``k``.
+
+        ``new_task``: the growth data is a task the model has not been trained on (a stream's new
+        experience); methods may spend a different budget there (``SVoD``)."""
         ls = eligible_layers(model.num_hidden_layers, layers)
         self.info = {}
         if k == 0:
             return {i: 0 for i in ls}
-        ctx = GrowthContext(loader, loss_fn, ls, device=model_device(model))
+        ctx = GrowthContext(loader, loss_fn, ls, device=model_device(model), new_task=bool(new_task))
         return check_allocation(self, self._allocate(model, k, ctx), k, ls)
 
     def _allocate(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -215,8 +216,10 @@ def grow(
     snap = model.snapshot()
     t0 = time.perf_counter()
     try:
-        # checked again here: a subclass may override allocate() itself rather than _allocate()
-        allocation = check_allocation(dist, dist.allocate(model, k, loader, loss_fn, eligible), k, eligible)
+        # checked again here: a subclass may override allocate() itself rather than _allocate(),
+        # with or without the new_task argument
+        extra = {"new_task": bool(new_task)} if "new_task" in inspect.signature(dist.allocate).parameters else {}
+        allocation = check_allocation(dist, dist.allocate(model, k, loader, loss_fn, eligible, **extra), k, eligible)
         if max_hidden_size is not None:
             allocation = cap_allocation(allocation, before, max_hidden_size)
         t1 = time.perf_counter()

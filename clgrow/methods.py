@@ -98,8 +98,12 @@ PAPER_SWE = SWEParams(
 class SVoDParams(Params):
     """Steepest Voting Distributor (:class:`clgrow.svod.SVoD`)."""
 
-    train_passes: float = param(0.1, "passes training the candidate copy (paper: 1)", ge=0)
-    vote_passes: float = param(0.05, "passes accumulating the gate gradients (paper: 1)", gt=0)
+    train_passes: float | None = param(
+        None, "passes training the candidate copy (none: 0.1, and 0.025 at a stream's new experience; paper: 1)", ge=0
+    )
+    vote_passes: float | None = param(
+        None, "passes accumulating the gate gradients (none: 0.05, and 0.0125 at a new experience; paper: 1)", gt=0
+    )
     candidates: int = param(2, "candidates per layer, a multiple of K", ge=1)
     init_range: float = param(0.01, "candidates' weights uniform in +-init_range", gt=0)
     lr: float = param(1e-3, "RMSprop learning rate of the candidates", gt=0)

@@ -33,17 +33,25 @@ from clgrow.model import GrowableMLP, unit_view
 
 __all__ = ["SVoD"]
 
+#: What ``train_passes=None`` and ``vote_passes=None`` become: the staged frontier's budget in plain
+#: training, and a quarter of it at a stream's new experience, where the growth data are a whole
+#: experience and growth happens at every one (BENCHMARKS.md).
+PLAIN_PASSES = (0.1, 0.05)
+NEW_TASK_PASSES = (0.025, 0.0125)
+
 
 class SVoD(Distributor):
     """Steepest Voting Distributor.
 
     Parameters
     ----------
-    train_passes : float
+    train_passes : float, optional
         Budget for training the candidate copy (passes over the growth data; 0 skips it).
-        The paper uses one pass; the default 0.1 is the measured budget (see ``SWE``).
-    vote_passes : float
-        Budget for accumulating the gate gradients (> 0; paper: one pass, default 0.05).
+        The paper uses one pass; ``None`` (the default) is the measured budget: 0.1 in plain
+        training and 0.025 at a stream's new experience (``PLAIN_PASSES``, ``NEW_TASK_PASSES``).
+    vote_passes : float, optional
+        Budget for accumulating the gate gradients (> 0; paper: one pass; ``None``: 0.05, and
+        0.0125 at a new experience).
     candidates : int
         Candidates per layer, as a multiple of ``K`` (the paper uses 2).
     init_range : float
@@ -62,8 +70,8 @@ class SVoD(Distributor):
     PAPER: SVoDParams = PAPER_SVOD
 
     Params = SVoDParams
-    train_passes: float
-    vote_passes: float
+    train_passes: float | None
+    vote_passes: float | None
     candidates: int
     init_range: float
     lr: float
@@ -71,6 +79,15 @@ class SVoD(Distributor):
     alpha: float
     max_copy_bytes: int
     on_oversize: str
+
+    def passes_for(self, new_task: bool) -> tuple[float, float]:
+        """``(train_passes, vote_passes)`` of a step, ``None`` resolved for the setting."""
+        plain, stream = (PLAIN_PASSES, NEW_TASK_PASSES)
+        auto = stream if new_task else plain
+        return (
+            auto[0] if self.train_passes is None else self.train_passes,
+            auto[1] if self.vote_passes is None else self.vote_passes,
+        )
 
     def _allocate(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, int]:
         """Vote on a copy of ``model``; return ``{layer: votes}`` summing to ``k``."""
@@ -108,8 +125,9 @@ class SVoD(Distributor):
     def _scores(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, Tensor]:
         ctx.require_data("SVoD")  # before the copy is made
         device, layers, loss_fn = ctx.device, ctx.layers, ctx.loss("SVoD")
+        train_passes, vote_passes = self.passes_for(ctx.new_task)
         cand = self.candidates * k
-        copies = 4 if self.train_passes > 0 else 2  # weights and gradients, plus RMSprop's two buffers
+        copies = 4 if train_passes > 0 else 2  # weights and gradients, plus RMSprop's two buffers
 
         def need(c: int) -> int:
             return self.copy_numel(model, c, layers) * 4 * copies
@@ -145,10 +163,10 @@ class SVoD(Distributor):
                     torch.empty(cand, device=device).uniform_(-r, r),
                     outs,
                 )
-        if self.train_passes > 0:
+        if train_passes > 0:
             probe.train()
             opt = torch.optim.RMSprop(probe.parameters(), lr=self.lr, momentum=self.momentum, alpha=self.alpha)
-            for x, y, t in ctx.batches(self.train_passes, "SVoD"):
+            for x, y, t in ctx.batches(train_passes, "SVoD"):
                 loss = loss_fn(probe(x, t), y)
                 if not torch.isfinite(loss):
                     raise GrowthError(f"SVoD candidate training: loss became {loss.item()}")
@@ -162,7 +180,7 @@ class SVoD(Distributor):
         sizes = probe.hidden_sizes
         total = {i: torch.zeros(cand, device=device) for i in layers}
         batches = 0
-        for x, y, t in ctx.batches(self.vote_passes, "SVoD"):
+        for x, y, t in ctx.batches(vote_passes, "SVoD"):
             gates = {i: torch.cat([torch.ones(sizes[i] - cand, device=device), 1.0 + ys[i]]) for i in layers}
             logits, _ = probe.run(x, t, gates=gates)
             grads = torch.autograd.grad(loss_fn(logits, y), [ys[i] for i in layers], allow_unused=True)

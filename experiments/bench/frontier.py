@@ -203,6 +203,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
             ("no trust region", {"trust": None}),
         )
     },
+    "default, SVoD at its previous budget (2 candidates, 0.1 + 0.05 passes)": (
+        "swe",
+        {},
+        {"candidates": 2, "train_passes": 0.1, "vote_passes": 0.05},
+    ),
     "swe dense, sequential, 0.05 pass/layer, subsample to 512 MiB": (
         "swe",
         {

@@ -145,3 +145,24 @@ def test_svod_repr_shows_every_argument():
         "on_oversize",
     ):
         assert name in text
+
+
+def test_budget_default_depends_on_the_setting():
+    """None: the plain-training budget (0.1 + 0.05) or a quarter of it at a stream's new experience;
+    a number applies to both, and grow() tells SVoD which one it is in."""
+    assert (SVoD().passes_for(False), SVoD().passes_for(True)) == ((0.1, 0.05), (0.025, 0.0125))
+    assert SVoD(train_passes=0.3).passes_for(True) == (0.3, 0.0125)
+    assert SVoD(**SVoD.PAPER).passes_for(True) == (1.0, 1.0)
+
+
+def test_grow_passes_the_setting_to_the_distributor(trained_mlp, digits_loader):
+    seen = []
+
+    class Spy(SVoD):
+        def _allocate(self, model, k, ctx):
+            seen.append(ctx.new_task)
+            return super()._allocate(model, k, ctx)
+
+    for new_task in (False, True):
+        grow(trained_mlp, 2, digits_loader, "random", Spy(), new_task=new_task)
+    assert seen == [False, True]

@@ -389,8 +389,8 @@ def test_auto_settings_depend_on_whether_the_growth_sees_a_new_task():
 
 
 def test_budget_default_depends_on_the_setting():
-    """passes=None: 0.5 in plain training, 0.1 at a stream's new experience; a number applies to both."""
-    assert (SWE().passes_for(False), SWE().passes_for(True)) == (0.5, 0.1)
+    """passes=None: 0.5 in plain training, 0.15 at a stream's new experience; a number applies to both."""
+    assert (SWE().passes_for(False), SWE().passes_for(True)) == (0.5, 0.15)
     assert (SWE(passes=0.3).passes_for(False), SWE(passes=0.3).passes_for(True)) == (0.3, 0.3)
     assert SWE(**SWE.PAPER).passes_for(True) == 1.0
 

@@ -102,7 +102,10 @@ def test_incomplete_data_root_names_missing_files(tmp_path):
         make_benchmark("split-cifar100", 10, data_root=tmp_path)
 
 
-@pytest.mark.parametrize("name,features", [("split-digits", 64), ("split-mnist-5k", 784), ("split-mnist1d", 40)])
+@pytest.mark.parametrize(
+    "name,features",
+    [("split-digits", 64), ("split-mnist-5k", 784), ("split-mnist1d", 40), ("split-mnist-aug", 784)],
+)
 def test_embedded_benchmarks(name, features):
     bm = make_benchmark(name, 5, seed=1)
     stream = bm.scenario.train_stream
@@ -116,6 +119,28 @@ def test_embedded_benchmarks(name, features):
     tasks = make_benchmark(name, 5, seed=1, task_labels=True)
     assert [e.task_labels for e in tasks.scenario.train_stream] == [[i] for i in range(5)]
     assert tasks.head_size == 2
+
+
+def test_mnist_aug_is_mnist_5k_and_its_affine_copies():
+    """60,000 training images: mnist-5k's 4,000 first, then copies cycling through them with their
+    labels; the test set is mnist-5k's; the copies are drawn the same way every time."""
+    from clgrow.experiments.embedded import affine_copies, load_embedded
+
+    base, aug = load_embedded("mnist-5k"), load_embedded("mnist-aug")
+    n = base.x_train.shape[0]
+    assert aug.x_train.shape == (60_000, 784) and aug.y_train.shape == (60_000,)
+    assert torch.equal(aug.x_train[:n], base.x_train) and torch.equal(aug.x_test, base.x_test)
+    assert torch.equal(aug.y_train, base.y_train.repeat(15)) and torch.equal(aug.y_test, base.y_test)
+    assert torch.bincount(aug.y_train).tolist() == [6_000] * 10
+    copies = aug.x_train[n:]
+    assert 0.0 <= float(copies.min()) and float(copies.max()) <= 1.0
+    # each copy is a transformed image, not its original, but keeps its ink (same digit, moved)
+    change = (copies[:n] - base.x_train).abs().sum(1)
+    assert bool((change > 0).all())
+    ink = copies[:n].sum(1) / base.x_train.sum(1)
+    assert 0.6 < float(ink.median()) < 1.4
+    assert torch.equal(affine_copies(base.x_train[:50], 60, seed=3), affine_copies(base.x_train[:50], 60, seed=3))
+    assert not torch.equal(affine_copies(base.x_train[:50], 60, seed=3), affine_copies(base.x_train[:50], 60, seed=4))
 
 
 def test_mnist_5k_fast_reader_equals_mlxtends_own():

@@ -150,14 +150,18 @@ def test_lwf_on_a_multi_head_model(split_digits_tasks):
 
 
 @pytest.mark.parametrize("name, rehearsal", [("naive", False), ("ewc", False), ("replay", True), ("cumulative", True)])
-def test_growth_knows_when_the_strategy_rehearses(split_digits, name, rehearsal):
+@pytest.mark.parametrize("rehearsal_consumers", ["protect", "all"])
+def test_growth_knows_when_the_strategy_rehearses(split_digits, name, rehearsal, rehearsal_consumers):
     """A strategy whose training data outnumber the new experience's (a replay buffer, every
-    experience so far) rehearses: the default SWE then trains every consumer weight on that data
-    (``all``), else it protects what old tasks read (``protect``); old rows are restored either way."""
+    experience so far) rehearses: SWE then uses its ``rehearsal_consumers`` (by default
+    ``protect``, as without rehearsal: the old tasks' outputs do not move; ``all`` trains every
+    consumer weight on the replayed data); old rows are restored either way."""
     bm = split_digits
     model = GrowableMLP(bm.in_features, [8, 8], bm.num_classes)
     plugin = GrowPlugin(
-        neurons_per_experience=4, extender=SWE(passes=0.25), distributor=SVoD(train_passes=0.25, vote_passes=0.25)
+        neurons_per_experience=4,
+        extender=SWE(passes=0.25, rehearsal_consumers=rehearsal_consumers),
+        distributor=SVoD(train_passes=0.25, vote_passes=0.25),
     )
     kwargs = {"mem_size": 40} if name == "replay" else {"ewc_lambda": 1.0} if name == "ewc" else {}
     strategy = build_strategy(
@@ -165,9 +169,11 @@ def test_growth_knows_when_the_strategy_rehearses(split_digits, name, rehearsal)
     )
     for exp in bm.scenario.train_stream[:3]:
         strategy.train(exp)
-    want = ("restore", "all" if rehearsal else "protect")
+    want = ("restore", rehearsal_consumers if rehearsal else "protect")
     for event in plugin.events:
         info = event.report.info["extender"]
         assert info and all((v["old_rows"], v["consumers"]) == want for v in info.values())
-    if not rehearsal:
+    if want[1] == "protect":
         assert all(c.drop == 0.0 and c.kl < 1e-6 for e in plugin.events for c in e.disruption)
+    else:
+        assert max(c.kl for e in plugin.events for c in e.disruption) > 1e-6

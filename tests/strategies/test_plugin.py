@@ -200,9 +200,7 @@ def test_optimizer_state_of_old_entries_is_carried(split_digits):
     model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     plugin = fast_plugin(distributor="uniform")
-    strategy = make(
-        "naive", model, None, optimizer=opt, plugins=[plugin], train_mb_size=32, reset_optimizer=False
-    )
+    strategy = make("naive", model, None, optimizer=opt, plugins=[plugin], train_mb_size=32, reset_optimizer=False)
     strategy.train(split_digits.scenario.train_stream[0])
     before = opt.state[model.hidden[0].weight]["exp_avg_sq"].clone()
     snapshot = {}
@@ -224,23 +222,28 @@ def test_optimizer_state_of_old_entries_is_carried(split_digits):
 def test_optimizer_state_restarts_at_every_experience(split_digits):
     """By default (reset_optimizer=True) every parameter's state is empty when an experience's
     first step runs, growth or not; with reset_optimizer=False it is carried."""
+
+    class Peek(SupervisedPlugin):
+        """Counts the parameters with optimizer state when each experience's first step runs."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[int] = []
+
+        def before_training_iteration(self, strategy, **kw):
+            if strategy.clock.train_exp_iterations == 0:
+                opt = strategy.optimizer
+                self.seen.append(sum(1 for p in strategy.model.parameters() if opt.state.get(p)))
+
     for reset, growth in ((True, "random+uniform"), (True, "none"), (False, "none")):
         model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        seen: list[int] = []
-
-        class Peek(SupervisedPlugin):
-            def before_training_iteration(self, strategy, **kw):
-                if strategy.clock.train_exp_iterations == 0:
-                    seen.append(sum(1 for p in model.parameters() if opt.state.get(p)))
-
-        strategy = make(
-            "naive", model, growth, optimizer=opt, plugins=[Peek()], train_mb_size=64, reset_optimizer=reset
-        )
+        peek = Peek()
+        strategy = make("naive", model, growth, optimizer=opt, plugins=[peek], train_mb_size=64, reset_optimizer=reset)
         for exp in split_digits.scenario.train_stream[:2]:
             strategy.train(exp)
         n = len(list(model.parameters()))
-        assert seen == ([0, 0] if reset else [0, n]), (reset, growth, seen)
+        assert peek.seen == ([0, 0] if reset else [0, n]), (reset, growth, peek.seen)
     with pytest.raises(GrowthError, match="reset_optimizer"):
         make("naive", GrowableMLP(4, [3], 2), "none", reset_optimizer="yes")
 
