@@ -40,6 +40,11 @@ OLD_ROWS = ("move", "restore", "keep")
 #: Which consumers read the new units during the adjustment (``clgrow.swe``).
 CONSUMERS = ("all", "new", "isolated", "scaffold", "protect")
 _GiB2 = 2 * 1024**3
+#: What ``passes=None`` (SWE) and ``train_passes``/``vote_passes=None`` (SVoD) become: in plain
+#: training, then at a stream's new experience, where the growth data are a whole experience and
+#: growth happens at every one (chosen by the stream frontier, BENCHMARKS.md).
+SWE_PASSES = (0.5, 0.15)
+SVOD_PASSES = ((0.1, 0.05), (0.025, 0.0125))
 
 
 @extenders.declare("swe", impl="clgrow.swe:SWE")
@@ -49,8 +54,8 @@ class SWEParams(Params):
 
     passes: float | None = param(
         None,
-        "adjustment budget in passes over the growth data, per layer if sequential (none: 0.5, and 0.1 at a "
-        "stream's new experience)",
+        "adjustment budget in passes over the growth data, per layer if sequential (none: "
+        f"{SWE_PASSES[0]}, and {SWE_PASSES[1]} at a stream's new experience)",
         ge=0,
     )
     lr: float = param(1e-3, "Adam learning rate of the consumer weights", gt=0)
@@ -99,10 +104,16 @@ class SVoDParams(Params):
     """Steepest Voting Distributor (:class:`clgrow.svod.SVoD`)."""
 
     train_passes: float | None = param(
-        None, "passes training the candidate copy (none: 0.1, and 0.025 at a stream's new experience; paper: 1)", ge=0
+        None,
+        f"passes training the candidate copy (none: {SVOD_PASSES[0][0]}, and {SVOD_PASSES[1][0]} at a stream's "
+        "new experience; paper: 1)",
+        ge=0,
     )
     vote_passes: float | None = param(
-        None, "passes accumulating the gate gradients (none: 0.05, and 0.0125 at a new experience; paper: 1)", gt=0
+        None,
+        f"passes accumulating the gate gradients (none: {SVOD_PASSES[0][1]}, and {SVOD_PASSES[1][1]} at a new "
+        "experience; paper: 1)",
+        gt=0,
     )
     candidates: int = param(2, "candidates per layer, a multiple of K", ge=1)
     init_range: float = param(0.01, "candidates' weights uniform in +-init_range", gt=0)

@@ -28,7 +28,7 @@ from clgrow.context import GrowthContext, model_device
 from clgrow.distributor import Distributor
 from clgrow.errors import GrowthError
 from clgrow.extender import LossFn
-from clgrow.methods import PAPER_SVOD, SVoDParams
+from clgrow.methods import PAPER_SVOD, SVOD_PASSES, SVoDParams
 from clgrow.model import GrowableMLP, unit_view
 
 __all__ = ["SVoD"]
@@ -36,8 +36,7 @@ __all__ = ["SVoD"]
 #: What ``train_passes=None`` and ``vote_passes=None`` become: the staged frontier's budget in plain
 #: training, and a quarter of it at a stream's new experience, where the growth data are a whole
 #: experience and growth happens at every one (BENCHMARKS.md).
-PLAIN_PASSES = (0.1, 0.05)
-NEW_TASK_PASSES = (0.025, 0.0125)
+PLAIN_PASSES, NEW_TASK_PASSES = SVOD_PASSES
 
 
 class SVoD(Distributor):
@@ -82,8 +81,7 @@ class SVoD(Distributor):
 
     def passes_for(self, new_task: bool) -> tuple[float, float]:
         """``(train_passes, vote_passes)`` of a step, ``None`` resolved for the setting."""
-        plain, stream = (PLAIN_PASSES, NEW_TASK_PASSES)
-        auto = stream if new_task else plain
+        auto = NEW_TASK_PASSES if new_task else PLAIN_PASSES
         return (
             auto[0] if self.train_passes is None else self.train_passes,
             auto[1] if self.vote_passes is None else self.vote_passes,

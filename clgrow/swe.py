@@ -63,7 +63,7 @@ from clgrow.coupling import (
 )
 from clgrow.errors import GrowthError
 from clgrow.extender import Extender, GrowthContext
-from clgrow.methods import PAPER_SWE, SWEParams
+from clgrow.methods import PAPER_SWE, SWE_PASSES, SWEParams
 from clgrow.model import GrowableMLP, default_linear_init, unit_view
 
 __all__ = ["SWE", "coupled_weights"]
@@ -76,8 +76,7 @@ AUTO_NEW_TASK = ("restore", "protect")  # chosen by the stream frontier (BENCHMA
 AUTO_PLAIN = ("move", "all")
 #: What ``passes=None`` becomes: the staged frontier's budget in plain training, and at a new task
 #: the stream frontier's, which keeps growth under a fifth of a 1-epoch stream's compute (BENCHMARKS.md).
-PLAIN_PASSES = 0.5
-NEW_TASK_PASSES = 0.15
+PLAIN_PASSES, NEW_TASK_PASSES = SWE_PASSES
 
 
 def _adam(params: list[Any], lr: float) -> torch.optim.Optimizer:

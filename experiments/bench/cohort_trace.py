@@ -181,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--task-labels", action="store_true")
     p.add_argument("--json", default=None, help="write every record here")
     a = p.parse_args(argv)
+    from clgrow.experiments.console import quiet_avalanche_deprecations
+
+    quiet_avalanche_deprecations()  # Avalanche's decorator overrides trace()'s warning filter
     records = trace(
         a.strategy,
         a.growth,

@@ -37,9 +37,8 @@ SWE_PAPER, SVOD_PAPER = _SWE.PAPER, _SVoD.PAPER
 # label -> (extender name, extender kwargs, distributor kwargs); SVoD always distributes, with its
 # default budget unless the row says otherwise.
 DEFAULT = (
-    "**default** (`SWE()`): factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.01 "
-    "widened below SNR 0.5; at a new task old rows restored, protect consumers (all when the data replay old "
-    "tasks), new rows <= 1x old norm"
+    "**default** (`SWE()`): factored-column, joint, 0.5 pass (0.15 at a new task), clip 0.5, step 0.03/sqrt(ks), "
+    "trust 0.01 widened below SNR 0.5; at a new task old rows restored, protect consumers, new rows <= 1x old norm"
 )
 PAPER = "swe paper preset (dense, sequential, 1 pass/layer; SVoD 1 + 1)"
 _UNSCALED = {"coupling_lr": None, "coupling_scale": "none", "trust": None}  # the paper's step size (Adam at lr)
@@ -95,44 +94,44 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     DEFAULT: ("swe", {}, {}),
     "swe factored-column, joint, 0.5 pass, clip 0.5, unscaled step 1e-3": (
         "swe",
-        {"coupling_scale": "none", "coupling_lr": 1e-3, "trust": None},
+        {"passes": 0.5, "coupling_scale": "none", "coupling_lr": 1e-3, "trust": None},
         {},
     ),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.016/k": (
         "swe",
-        {"coupling_scale": "k", "coupling_lr": 0.016, "trust": None},
+        {"passes": 0.5, "coupling_scale": "k", "coupling_lr": 0.016, "trust": None},
         {},
     ),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.01/sqrt(ks) (default before 2026-11-24)": (
         "swe",
-        {"coupling_lr": 0.01, "trust": None},
+        {"passes": 0.5, "coupling_lr": 0.01, "trust": None},
         {},
     ),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.02/sqrt(ks)": (
         "swe",
-        {"coupling_lr": 0.02, "trust": None},
+        {"passes": 0.5, "coupling_lr": 0.02, "trust": None},
         {},
     ),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), no trust region": (
         "swe",
-        {"coupling_lr": 0.03, "trust": None},
+        {"passes": 0.5, "coupling_lr": 0.03, "trust": None},
         {},
     ),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.04/sqrt(ks)": (
         "swe",
-        {"coupling_lr": 0.04, "trust": None},
+        {"passes": 0.5, "coupling_lr": 0.04, "trust": None},
         {},
     ),
     "swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), fixed trust 0.01 (previous default)": (
         "swe",
-        {"trust_snr": None},
+        {"passes": 0.5, "trust_snr": None},
         {},
     ),
     # A fixed trust region around the step sizes.
     **{
         f"swe factored-column, joint, 0.5 pass, clip 0.5, step {lr}/sqrt(ks), fixed trust {trust}": (
             "swe",
-            {"coupling_lr": lr, "trust": trust, "trust_snr": None},
+            {"passes": 0.5, "coupling_lr": lr, "trust": trust, "trust_snr": None},
             {},
         )
         for lr, trust in ((0.03, 0.005), (0.03, 0.02), (0.03, 0.03), (0.1, 0.01), (0.1, 0.02), (0.05, 0.02))
@@ -141,7 +140,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     **{
         f"swe factored-column, joint, 0.5 pass, clip 0.5, step 0.03/sqrt(ks), trust 0.01 widened below SNR {snr}": (
             "swe",
-            {"trust_snr": snr},
+            {"passes": 0.5, "trust_snr": snr},
             {},
         )
         for snr in (0.3, 1.0)

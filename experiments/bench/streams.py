@@ -112,8 +112,10 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
     warnings.filterwarnings("ignore")
     from clgrow import GrowthConfig
     from clgrow.experiments.config import RunConfig
+    from clgrow.experiments.console import quiet_avalanche_deprecations
     from clgrow.experiments.runner import run
 
+    quiet_avalanche_deprecations()  # Avalanche's decorator overrides the filter above
     v = VARIANTS[job["variant"]]
     fixed = v.growth == "fixed"
     cfg = RunConfig(
