@@ -13,6 +13,7 @@ import math
 import os
 import statistics
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -241,6 +242,8 @@ def _make_submitter(backend: str, workers: int, ray_address: str | None, n: int)
         # Also reached when the grid is interrupted (Ctrl-C, SIGTERM): cells still training in the
         # workers must end with it, not go on as orphans; finished cells are on disk already.
         workers_now = list((pool._processes or {}).values())
+        # shutdown() forgets the manager thread (typeshed mistypes the attribute: getattr)
+        manager: threading.Thread | None = getattr(pool, "_executor_manager_thread", None)
         pool.shutdown(wait=False, cancel_futures=True)
         for proc in workers_now:
             if proc.is_alive():
@@ -249,6 +252,11 @@ def _make_submitter(backend: str, workers: int, ray_address: str | None, n: int)
             proc.join(timeout=10)
             if proc.is_alive():
                 proc.kill()
+        # The pool's manager thread closes its wake-up pipe when it sees the workers gone; the
+        # interpreter's exit hook writes to that pipe, so it must find the thread finished, not
+        # racing it (a 'Bad file descriptor' traceback after the interrupt message otherwise).
+        if manager is not None:
+            manager.join(timeout=10)
 
     return _Submitter(lambda *a: pool.submit(_run_cell, *a), lambda fs: [f.result() for f in fs], close)
 
