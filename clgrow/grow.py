@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from clgrow import methods as _methods  # noqa: F401  (registers every built-in method)
 from clgrow.context import eligible_layers
-from clgrow.data import check_loader
+from clgrow.data import check_loader, unpack
 from clgrow.distributor import Distributor, check_allocation, distributors
 from clgrow.errors import GrowthError
 from clgrow.extender import Extender, LossFn, extenders
@@ -128,8 +128,23 @@ def cap_allocation(allocation: dict[int, int], sizes: Sequence[int], cap: int) -
     return out
 
 
+def growable_from_loader(model: nn.Module, loader: Iterable[Any]) -> GrowableMLP:
+    """``model`` as clgrow grows it: itself when clgrow built it, else a
+    :class:`~clgrow.sites.GrowableModule` over it, its sites traced on ``loader``'s first batch."""
+    from clgrow.sites import GrowableModule, as_growable
+
+    if isinstance(model, (GrowableMLP, GrowableModule)):
+        return model  # type: ignore[return-value]
+    if not isinstance(model, nn.Module):
+        raise GrowthError(f"clgrow grows an nn.Module, got {type(model).__name__}")
+    check_loader(loader)  # a one-shot iterator would lose the batch the trace reads
+    device = next((p.device for p in model.parameters()), None)
+    x, _, t = unpack(next(iter(loader)), device)
+    return as_growable(model, x, t)
+
+
 def grow(
-    model: GrowableMLP,
+    model: nn.Module,
     k: int,
     loader: Iterable[Any],
     extender: Extender | str = "swe",
@@ -145,7 +160,9 @@ def grow(
 
     Parameters
     ----------
-    model : GrowableMLP
+    model : nn.Module
+        A :class:`GrowableMLP` (or CNN, ResNet), or any module with growth sites (see
+        :func:`clgrow.sites.find_sites`): it grows in place.
     k : int
         Units to add across the hidden layers (``>= 0``).
     loader : iterable of ``(x, y[, task_labels])`` batches
@@ -176,12 +193,9 @@ def grow(
     GrowthError
         On invalid input or a failed step; the model is then left bit-identical to before.
     """
-    if not isinstance(model, GrowableMLP):
-        raise GrowthError(
-            f"grow() needs a GrowableMLP (Linear+ReLU hidden layers), got {type(model).__name__}; "
-            "convert a Sequential MLP with GrowableMLP.from_sequential"
-        )
     k = _validate_k(k)
+    if not isinstance(model, GrowableMLP):
+        model = growable_from_loader(model, loader)
     eligible = eligible_layers(model.num_hidden_layers, layers)
     try:
         ext = extenders.build(extender)
@@ -216,6 +230,9 @@ def grow(
     snap = model.snapshot()
     t0 = time.perf_counter()
     try:
+        prepare = getattr(model, "prepare", None)
+        if prepare is not None:  # a module clgrow did not build: its biases and cohorts, undone on failure
+            prepare()
         # checked again here: a subclass may override allocate() itself rather than _allocate(),
         # with or without the new_task argument
         extra = {"new_task": bool(new_task)} if "new_task" in inspect.signature(dist.allocate).parameters else {}

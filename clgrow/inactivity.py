@@ -250,7 +250,9 @@ def measure_inactivity(
     The model runs in eval mode (dropout off) and is put back in its previous mode.
     """
     if not isinstance(model, GrowableMLP):
-        raise GrowthError(f"measure_inactivity needs a GrowableMLP, got {type(model).__name__}")
+        from clgrow.grow import growable_from_loader
+
+        model = growable_from_loader(model, loader)  # any module: its sites traced on the first batch
     if tau < 0 or not math.isfinite(tau):
         raise GrowthError(f"tau must be a finite number >= 0, got {tau}")
     acc = accumulate_activity(model, loader, max_batches)

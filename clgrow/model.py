@@ -21,7 +21,7 @@ from clgrow import compute
 from clgrow.channels import ChannelConsumer
 from clgrow.errors import GrowthError
 
-__all__ = ["GrowableMLP", "ModelSnapshot", "unit_view", "unit_columns"]
+__all__ = ["GrowableMLP", "ModelSnapshot", "unit_view", "unit_columns", "snapshot_module", "restore_module"]
 
 
 def unit_view(weight: Tensor, n: int) -> Tensor:
@@ -96,12 +96,60 @@ class ModelSnapshot:
     training: dict[nn.Module, bool] = field(default_factory=dict)
 
 
-#: Shape attributes growth changes, per kind of module (restored with the tensors).
-_SHAPE_ATTRS: dict[type, tuple[str, ...]] = {
-    nn.Linear: ("in_features", "out_features"),
-    nn.Conv2d: ("in_channels", "out_channels"),
-    nn.modules.batchnorm._BatchNorm: ("num_features",),
-}
+#: Shape attributes growth changes (of layers, norms, and containers that build heads from them),
+#: restored with the tensors.
+_SHAPE_ATTRS = ("in_features", "out_features", "in_channels", "out_channels", "num_features")
+
+
+def snapshot_module(module: nn.Module) -> ModelSnapshot:
+    """Record ``module`` so that :func:`restore_module` undoes any growth, bit for bit: parameter
+    and buffer objects with their values and gradients, shape attributes, train/eval flags."""
+    snap = ModelSnapshot()
+    for mod in module.modules():
+        snap.training[mod] = mod.training
+        for name, p in mod._parameters.items():
+            snap.params.append(
+                (
+                    mod,
+                    name,
+                    p,
+                    None if p is None else p.detach().clone(),
+                    None if p is None or p.grad is None else p.grad.detach().clone(),
+                )
+            )
+        for name, b in mod._buffers.items():
+            snap.buffers.append((mod, name, b, None if b is None else b.detach().clone()))
+        attrs = {a: getattr(mod, a) for a in _SHAPE_ATTRS if isinstance(getattr(mod, a, None), int)}
+        if attrs:
+            snap.shapes.append((mod, attrs))
+    return snap
+
+
+@torch.no_grad()
+def restore_module(snap: ModelSnapshot) -> None:
+    """Put back what :func:`snapshot_module` recorded (parameters and buffers a failed step added
+    are dropped: the recorded dictionaries are restored whole)."""
+    for mod in snap.training:
+        added = set(mod._parameters) - {name for m, name, *_ in snap.params if m is mod}
+        for name in added:
+            del mod._parameters[name]
+        added = set(mod._buffers) - {name for m, name, *_ in snap.buffers if m is mod}
+        for name in added:
+            del mod._buffers[name]
+    for mod, name, p, value, grad in snap.params:
+        if p is not None and value is not None:
+            p.data = value
+            p.grad = grad
+        mod._parameters[name] = p
+    for mod, name, b, value in snap.buffers:
+        if b is not None and value is not None:
+            b.data = value
+        mod._buffers[name] = b
+    for mod, attrs in snap.shapes:
+        for attr, size in attrs.items():
+            setattr(mod, attr, size)
+    for mod, training in snap.training.items():
+        mod.training = training
 
 
 class LinearDict(nn.ModuleDict):
@@ -447,43 +495,11 @@ class GrowableMLP(nn.Module):
     # ------------------------------------------------------------- snapshots
     def snapshot(self) -> ModelSnapshot:
         """Record the model so that :meth:`restore` can undo any growth, bit for bit."""
-        snap = ModelSnapshot()
-        for mod in self.modules():
-            snap.training[mod] = mod.training
-            for name, p in mod._parameters.items():
-                snap.params.append(
-                    (
-                        mod,
-                        name,
-                        p,
-                        None if p is None else p.detach().clone(),
-                        None if p is None or p.grad is None else p.grad.detach().clone(),
-                    )
-                )
-            for name, b in mod._buffers.items():
-                snap.buffers.append((mod, name, b, None if b is None else b.detach().clone()))
-            attrs = _SHAPE_ATTRS.get(type(mod)) or next((a for t, a in _SHAPE_ATTRS.items() if isinstance(mod, t)), ())
-            if attrs:
-                snap.shapes.append((mod, {a: getattr(mod, a) for a in attrs}))
-        return snap
+        return snapshot_module(self)
 
-    @torch.no_grad()
     def restore(self, snap: ModelSnapshot) -> None:
         """Put back the parameter objects, values, buffers and shapes of ``snap``."""
-        for mod, name, p, value, grad in snap.params:
-            if p is not None and value is not None:
-                p.data = value
-                p.grad = grad
-            mod._parameters[name] = p
-        for mod, name, b, value in snap.buffers:
-            if b is not None and value is not None:
-                b.data = value
-            mod._buffers[name] = b
-        for mod, attrs in snap.shapes:
-            for attr, size in attrs.items():
-                setattr(mod, attr, size)
-        for mod, training in snap.training.items():
-            mod.training = training
+        restore_module(snap)
 
     # ------------------------------------------------------------ conversion
     @classmethod

@@ -89,7 +89,14 @@ def reset_units(
         ``V[:, j] · mean_j`` is added to the consumer's bias before its column is zeroed (CBP).
     """
     if not isinstance(model, GrowableMLP):
-        raise GrowthError(f"resets need a clgrow.GrowableMLP, got {type(model).__name__}")
+        from clgrow.sites import GrowableModule
+
+        if not isinstance(model, GrowableModule):
+            raise GrowthError(
+                f"resets need a clgrow.GrowableMLP or a module seen through clgrow.sites.as_growable, "
+                f"got {type(model).__name__}"
+            )
+        model.prepare()
     lin = model.hidden[layer]
     units = units.to(device=lin.weight.device, dtype=torch.long)
     n = lin.weight.shape[0]

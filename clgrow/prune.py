@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from clgrow.data import unpack
 from clgrow.errors import GrowthError
@@ -120,6 +120,17 @@ def _staying(n: int, leaving: Tensor) -> Tensor:
     mask = torch.ones(n, dtype=torch.bool)
     mask[leaving.cpu()] = False
     return torch.nonzero(mask).flatten()
+
+
+def _growable(model: nn.Module, data: Iterable[Any] | None) -> GrowableMLP:
+    """A module clgrow did not build, through its sites (traced on ``data``'s first batch, or the
+    module's last trace when no data is given)."""
+    from clgrow.grow import growable_from_loader
+    from clgrow.sites import as_growable
+
+    if data is not None:
+        return growable_from_loader(model, data if isinstance(data, list) else list(data))
+    return as_growable(model)
 
 
 def select_units(
@@ -384,6 +395,8 @@ def prune(
         before.
     """
     start = time.perf_counter()
+    if not isinstance(model, GrowableMLP):
+        model = _growable(model, data)
     if method not in METHODS:
         raise GrowthError(f"prune: unknown method {method!r}; known: {', '.join(METHODS)}")
     if method == "swe" and data is None:
@@ -405,7 +418,8 @@ def prune(
             raise GrowthError(f"prune: layer {layer} would keep {n - t.numel()} of {n} units, fewer than {min_units}")
         if t.numel():
             cleaned[layer] = torch.sort(t).values
-    names = {id(mod): name for name, mod in model.named_modules()}
+    # named as the caller's module names its parameters (a wrapped module's own names)
+    names = {id(mod): name for name, mod in getattr(model, "module", model).named_modules()}
     slices: dict[str, list[tuple[int, Tensor]]] = {}
     keeps = {layer: _staying(before[layer], idx) for layer, idx in cleaned.items()}
     for layer, keep in keeps.items():
@@ -426,6 +440,9 @@ def prune(
     kept: dict[int, float] = {}
     change = None
     try:
+        prepare = getattr(model, "prepare", None)
+        if prepare is not None:  # a module clgrow did not build: its biases and cohorts, undone on failure
+            prepare()
         before_out = None
         if method == "swe" and cleaned:  # one pass: every layer's moments, and the outputs before
             assert batches is not None

@@ -30,7 +30,9 @@ from avalanche.evaluation.metric_results import MetricValue
 
 from clgrow import GrowableMLP
 from clgrow.inactivity import InactivityAccumulator, InactivityStats
+from clgrow.sites import known_sites
 from clgrow.strategies import names
+from clgrow.strategies.growable import growable_model
 from clgrow.strategies.plasticity import find_plasticity_plugin
 from clgrow.strategies.plugin import GrowPlugin
 
@@ -78,6 +80,7 @@ class InactivityMetric(PluginMetric[float]):
         self.per_cohort = per_cohort
         self._acc: dict[str, InactivityAccumulator] = {}
         self._handles: list[Any] = []
+        self._model: Any = None  # the evaluated model as clgrow measures it, during one evaluation
         self._stream = "test"
         self.last: dict[str, InactivityStats] = {}
         #: ``{training experience: {stream: (stats, cohort -> experience)}}`` after each evaluation
@@ -102,20 +105,27 @@ class InactivityMetric(PluginMetric[float]):
         """Observe the hidden layers' activations for the whole evaluation call."""
         self.reset()
         self._stop_observing()
-        if isinstance(strategy.model, GrowableMLP):
-            self._handles = [strategy.model.observe_activations(self._observe)]
+        self._model = (
+            growable_model(strategy) if isinstance(strategy.model, GrowableMLP) or known_sites(strategy.model) else None
+        )
+        if self._model is not None:
+            self._handles = [self._model.observe_activations(self._observe)]
 
     def before_eval_exp(self, strategy: Any) -> None:
         """Route activations to the stream being evaluated."""
         self._stream = _stream_name(strategy)
-        if isinstance(strategy.model, GrowableMLP) and self._stream not in self._acc:
-            self._acc[self._stream] = InactivityAccumulator(strategy.model.num_hidden_layers)
+        if self._model is None:  # a module never traced yet: its sites from this experience's samples
+            self._model = growable_model(strategy)
+            if self._model is not None:
+                self._handles = [self._model.observe_activations(self._observe)]
+        if self._model is not None and self._stream not in self._acc:
+            self._acc[self._stream] = InactivityAccumulator(self._model.num_hidden_layers)
 
     def after_eval(self, strategy: Any) -> list[MetricValue]:
         """Emit fractions per stream, layer and cohort."""
         self._stop_observing()
-        model = strategy.model
-        if not isinstance(model, GrowableMLP):
+        model, self._model = self._model, None
+        if model is None:
             return []
         plugin = find_grow_plugin(strategy)
         cohort_exp = plugin.cohort_experience if plugin is not None else {0: -1}
@@ -166,6 +176,7 @@ class InactivityMetric(PluginMetric[float]):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_handles"] = []  # observer handles do not survive pickling (checkpoints)
+        state["_model"] = None
         state["_acc"] = {}
         return state
 
@@ -190,8 +201,8 @@ class GrowthMetric(PluginMetric[dict]):
 
     def after_training_exp(self, strategy: Any) -> list[MetricValue]:
         """Emit widths, and the allocation and seconds of the steps taken in this experience."""
-        model = strategy.model
-        if not isinstance(model, GrowableMLP):
+        model = growable_model(strategy)
+        if model is None:
             return []
         x = strategy.clock.train_iterations
         values = [

@@ -6,16 +6,20 @@ from typing import Any
 
 import torch
 from avalanche.core import SupervisedPlugin
+from torch import nn
 
 from clgrow import GrowableMLP, GrowthError
 from clgrow.data import unpack
 from clgrow.plasticity import Resetter, build_resetter, hidden_activations, keep_entries
+from clgrow.sites import GrowableModule
+from clgrow.strategies.growable import growable_model
 
 __all__ = ["PlasticityPlugin", "find_plasticity_plugin"]
 
 
 class PlasticityPlugin(SupervisedPlugin):
-    """Reset hidden units of a :class:`~clgrow.GrowableMLP` while an Avalanche strategy trains.
+    """Reset hidden units of the strategy's model (a clgrow model or any module with growth sites)
+    while an Avalanche strategy trains.
 
     At the start of every training experience the method may score one batch of the strategy's
     own dataloader (ReDo: experiences ``>= from_experience``); methods that act per step (CBP,
@@ -57,25 +61,40 @@ class PlasticityPlugin(SupervisedPlugin):
         self._capturing = False
         self._acts: dict[int, torch.Tensor] = {}
         self._step = 0
+        self._model: Any = None  # the model as clgrow resets it, during one experience
 
     # ------------------------------------------------------------ callbacks
     @staticmethod
-    def check_model(model: Any) -> GrowableMLP:
-        """Return ``model`` if its units can be reset, else raise a clear ``GrowthError``."""
-        if not isinstance(model, GrowableMLP):
-            raise GrowthError(f"plasticity resets need a clgrow.GrowableMLP model, got {type(model).__name__}")
+    def check_model(model: Any) -> nn.Module:
+        """Return ``model`` if its units can be reset (a clgrow model, or any ``nn.Module``: its
+        sites are traced at its first experience), else raise a clear ``GrowthError``."""
+        if not isinstance(model, nn.Module):
+            raise GrowthError(f"plasticity resets need an nn.Module, got {type(model).__name__}")
         return model
 
     def before_training(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
-        """Refuse a model without resettable ReLU layers before anything trains."""
+        """Refuse what is not a model before anything trains."""
         self.check_model(strategy.model)
+
+    def after_train_dataset_adaptation(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        """The model's sites (traced on this experience for a module clgrow did not build), made
+        ready before the strategy builds its optimizer (a producer without a bias gets one)."""
+        self._model = self._sites(strategy)
+        if isinstance(self._model, GrowableModule):
+            self._model.prepare()
+
+    @staticmethod
+    def _sites(strategy: Any) -> Any:
+        return growable_model(strategy, strict=True)
 
     def before_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """Count steps afresh; capture activations where the method acts per step."""
         self._step = 0
         self._stop_observing()
+        if self._model is None:
+            self._model = self._sites(strategy)
         if self.resetter.needs_steps:
-            self._handles = [strategy.model.observe_activations(self._observe)]
+            self._handles = [self._model.observe_activations(self._observe)]
 
     def before_training_epoch(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """At an experience's first epoch (its loader final, growth not yet run): the experience's resets."""
@@ -86,7 +105,7 @@ class PlasticityPlugin(SupervisedPlugin):
         if batch is None:
             return
         x, _, t = unpack(batch, strategy.device)
-        model = strategy.model
+        model = self._model if self._model is not None else self._sites(strategy)
         self._record(
             exp, self.resetter.at_experience(model, exp, hidden_activations(model, x, t), strategy.optimizer), model
         )
@@ -103,7 +122,7 @@ class PlasticityPlugin(SupervisedPlugin):
         if not self.resetter.needs_steps:
             return
         self._step += 1
-        model = strategy.model
+        model = self._model if self._model is not None else self._sites(strategy)
         acts = [self._acts.get(i) for i in range(model.num_hidden_layers)]
         self._acts = {}
         captured = [a for a, w in zip(acts, model.hidden_sizes) if a is not None and a.shape[1] == w]
@@ -114,6 +133,7 @@ class PlasticityPlugin(SupervisedPlugin):
 
     def after_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         self._stop_observing()
+        self._model = None
         self.counts.setdefault(int(strategy.clock.train_exp_counter), {})
 
     # -------------------------------------------------------------- helpers
@@ -175,6 +195,7 @@ class PlasticityPlugin(SupervisedPlugin):
         state = self.__dict__.copy()
         state["_handles"] = []  # observer handles do not survive pickling (checkpoints)
         state["_acts"] = {}
+        state["_model"] = None
         return state
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from clgrow import ConfigError, GrowableMLP, GrowthConfig, GrowthError, GrowthReport, compute, grow
 from clgrow.context import eligible_layers
 from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
-from clgrow.grow import over_budget, room_under_cap, units_under_budget
+from clgrow.grow import growable_from_loader, over_budget, room_under_cap, units_under_budget
 from clgrow.strategies.checkpointing import make_optimizers_checkpointable
 from clgrow.strategies.optimizer_state import carry_optimizer_state, optimizer_state_by_name
 from clgrow.strategies.param_state import align_param_state, find_param_state
@@ -176,13 +176,11 @@ class GrowPlugin(SupervisedPlugin):
         return self.config.units_for(experience, step)
 
     @staticmethod
-    def check_model(model: nn.Module) -> GrowableMLP:
-        """Return ``model`` if the plugin can grow it, else raise a clear ``GrowthError``."""
-        if not isinstance(model, GrowableMLP):
-            raise GrowthError(
-                f"GrowPlugin needs a clgrow.GrowableMLP model (ReLU hidden layers that can grow), got "
-                f"{type(model).__name__}; build one with GrowableMLP(...) or GrowableMLP.from_sequential(...)"
-            )
+    def check_model(model: nn.Module) -> nn.Module:
+        """Return ``model`` if the plugin can grow it (a clgrow model, or any ``nn.Module``: its
+        sites are traced at the first growth step), else raise a clear ``GrowthError``."""
+        if not isinstance(model, nn.Module):
+            raise GrowthError(f"GrowPlugin grows an nn.Module, got {type(model).__name__}")
         return model
 
     # ------------------------------------------------------------ callbacks
@@ -196,7 +194,7 @@ class GrowPlugin(SupervisedPlugin):
         why = over_budget(model, self.config.max_params)
         if why is not None:
             raise GrowthError(f"max_params={why}")
-        if self.config.layers is not None:
+        if self.config.layers is not None and isinstance(model, GrowableMLP):
             bad = [i for i in self.config.layers if not 0 <= i < model.num_hidden_layers]
             if bad:
                 raise GrowthError(
@@ -205,7 +203,7 @@ class GrowPlugin(SupervisedPlugin):
 
     def after_train_dataset_adaptation(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """Grow the head for new classes before the strategy builds its optimizer."""
-        if self.config.grow_head:
+        if self.config.grow_head and isinstance(strategy.model, GrowableMLP):
             self._fit_head(strategy.model, strategy.experience)
 
     def after_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
@@ -237,7 +235,9 @@ class GrowPlugin(SupervisedPlugin):
     # -------------------------------------------------------------- helpers
     def grow_now(self, strategy: Any, experience: int, epoch: int = 0) -> GrowthReport | None:
         """One growth step on the strategy's current dataloader; updates the optimizer."""
-        model = self.check_model(strategy.model)
+        raw = self.check_model(strategy.model)
+        # a model clgrow did not build is traced on this experience's data (heads may have changed)
+        model = growable_from_loader(raw, strategy.dataloader)
         k = self.units_for(experience, epoch, int(getattr(strategy, "train_epochs", 1)))
         if self.config.regrow_pruned and epoch == 0:  # any plugin that prunes says how many units left
             k += sum(
@@ -252,9 +252,9 @@ class GrowPlugin(SupervisedPlugin):
             k = min(k, units_under_budget(model, layers, self.config.max_params))
         if k == 0 or not layers:
             return None
-        old_shapes = {n: p.shape for n, p in model.named_parameters()}
-        stores = find_param_state(strategy.plugins, model)  # refuses an unalignable plugin before growing
-        opt_state = optimizer_state_by_name(strategy.optimizer, model) if self.config.carry_optimizer_state else {}
+        old_shapes = {n: p.shape for n, p in raw.named_parameters()}
+        stores = find_param_state(strategy.plugins, raw)  # refuses an unalignable plugin before growing
+        opt_state = optimizer_state_by_name(strategy.optimizer, raw) if self.config.carry_optimizer_state else {}
         loss_fn = self.loss_fn if self.loss_fn is not None else strategy._criterion
         probes = [p for p in self.probes if p.experience != experience]
         started = time.perf_counter()
@@ -281,14 +281,13 @@ class GrowPlugin(SupervisedPlugin):
         probe_seconds += time.perf_counter() - started
         strategy.make_optimizer()
         if self.config.carry_optimizer_state:
-            carry_optimizer_state(strategy.optimizer, model, opt_state, old_shapes)
-        align_param_state(stores, model, old_shapes)
+            carry_optimizer_state(strategy.optimizer, raw, opt_state, old_shapes)
+        align_param_state(stores, raw, old_shapes)
         self.events.append(GrowthEvent(experience, epoch, report, disruption, probe_seconds))
         self.cohort_experience[report.cohort] = experience
         return report
 
-    def _fit_head(self, model: nn.Module, experience: Any) -> None:
-        model = self.check_model(model)
+    def _fit_head(self, model: GrowableMLP, experience: Any) -> None:
         classes = getattr(experience, "classes_in_this_experience", None)
         if classes:
             need = max(classes) + 1

@@ -22,6 +22,7 @@ from avalanche.core import SupervisedPlugin
 
 from clgrow import GrowthError
 from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
+from clgrow.grow import growable_from_loader
 from clgrow.prune import METHODS, PruneReport, prune, select_units
 from clgrow.strategies.optimizer_state import carry_sliced_state, optimizer_state_by_name
 from clgrow.strategies.param_state import find_param_state, slice_param_state
@@ -105,12 +106,13 @@ class PrunePlugin(SupervisedPlugin):
         experience = int(strategy.clock.train_exp_counter)
         if strategy.clock.train_exp_epochs != 0 or experience < self.from_experience:
             return
-        model = strategy.model
+        raw = strategy.model
         batches: list[Any] = [(p.x, p.y, p.t) for p in self.probes if len(p.y)]
         for i, batch in enumerate(strategy.dataloader):
             if i >= self.probe_batches:
                 break
             batches.append(batch)
+        model = growable_from_loader(raw, batches)  # a module clgrow did not build: its sites traced
         units = select_units(model, self.how, batches, tau=self.tau)
         units = {  # a layer keeps min_units at least: the chosen units of the highest indices stay
             layer: idx[: max(0, min(idx.numel(), model.hidden_sizes[layer] - self.min_units))]
@@ -119,9 +121,9 @@ class PrunePlugin(SupervisedPlugin):
         units = {layer: idx for layer, idx in units.items() if idx.numel()}
         if not units:
             return
-        old_shapes = {n: p.shape for n, p in model.named_parameters()}
-        stores = find_param_state(strategy.plugins, model)
-        opt_state = optimizer_state_by_name(strategy.optimizer, model)
+        old_shapes = {n: p.shape for n, p in raw.named_parameters()}
+        stores = find_param_state(strategy.plugins, raw)
+        opt_state = optimizer_state_by_name(strategy.optimizer, raw)
         before = [probe_outputs(model, p) for p in self.held]
         report = prune(
             model,
@@ -133,7 +135,7 @@ class PrunePlugin(SupervisedPlugin):
         )
         after = [probe_outputs(model, p) for p in self.held]
         strategy.make_optimizer()
-        carry_sliced_state(strategy.optimizer, model, opt_state, report.slices)
+        carry_sliced_state(strategy.optimizer, raw, opt_state, report.slices)
         slice_param_state(stores, report.slices, old_shapes)
         for plugin in strategy.plugins:  # resets' per-unit state (CBP's utilities and ages, labels)
             if plugin is not self and callable(getattr(plugin, "prune_units", None)):

@@ -121,10 +121,20 @@ def test_non_relu_model_is_refused_clearly():
         GrowableMLP.from_sequential(seq)
 
 
-def test_grow_refuses_a_model_that_is_not_growable(digits_loader):
+def test_grow_grows_a_plain_sequential_in_place(digits_loader):
     seq = nn.Sequential(nn.Linear(64, 4), nn.ReLU(), nn.Linear(4, 10))
-    with pytest.raises(GrowthError, match="needs a GrowableMLP"):
+    first = seq[0]
+    report = grow(seq, 4, digits_loader, "random", "uniform")
+    assert report.added == 4 and seq[0] is first and seq[0].weight.shape == (8, 64) and seq[2].weight.shape == (10, 8)
+
+
+def test_grow_refuses_a_model_without_a_site_naming_each_layer(digits_loader):
+    seq = nn.Sequential(nn.Linear(64, 4), nn.Tanh(), nn.Linear(4, 10))
+    before = {k: v.clone() for k, v in seq.state_dict().items()}
+    with pytest.raises(GrowthError, match=r"no growth site(.|\n)*0: its output goes to Tanh(.|\n)*2: an output layer"):
         grow(seq, 4, digits_loader)
+    assert seq.state_dict().keys() == before.keys()
+    assert all(torch.equal(seq.state_dict()[k], v) for k, v in before.items())
 
 
 @pytest.mark.parametrize(

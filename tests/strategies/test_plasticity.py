@@ -18,6 +18,7 @@ from clgrow.strategies import (
     inactivity_metrics,
     names,
 )
+from clgrow.strategies.plasticity import find_plasticity_plugin
 from tests.strategies.conftest import fast_plugin, quiet
 from tests.strategies.test_checkpoint import _run as _checkpointed_run
 from tests.strategies.test_plugin import OptimizerCoverage
@@ -178,11 +179,40 @@ def test_summary_carries_learning_accuracy_resets_and_reset_cohorts(split_digits
     assert s.method == "random-uniform / redo"
 
 
-def test_plasticity_needs_a_growable_model_and_refuses_reference_rows(split_digits):
+@pytest.mark.parametrize("method", sorted(resetters))
+def test_resets_and_growth_on_avalanche_simple_mlp(split_digits, method):
+    """A model clgrow did not build: its units are reset and grown in place, the optimizer covers
+    it at every step, and the inactivity metrics report its layers."""
     from avalanche.models import SimpleMLP
 
-    with pytest.raises(GrowthError, match="GrowableMLP"):
-        build_strategy("naive", SimpleMLP(num_classes=10, input_size=64), None, plasticity="redo")
+    torch.manual_seed(0)
+    model = SimpleMLP(num_classes=10, input_size=64, hidden_size=8, hidden_layers=2)
+    coverage = OptimizerCoverage()
+    writer, evaluator = _evaluator()
+    strategy = build_strategy(
+        "naive",
+        model,
+        None,
+        plugins=[fast_plugin(), coverage],
+        plasticity=method,
+        plasticity_kwargs=EAGER[method],
+        evaluator=evaluator,
+        train_mb_size=32,
+    )
+    for i, exp in enumerate(split_digits.scenario.train_stream[:3]):
+        strategy.train(exp)
+        strategy.eval(split_digits.scenario.test_stream[: i + 1])
+    resets = find_plasticity_plugin(strategy)
+    assert resets is not None and sum(resets.units_reset(e) for e in range(3)) > 0
+    assert all(coverage.checks) and model.features[0].weight.shape[0] > 8
+    assert any(k.startswith("NeuronDormant/eval_phase/test_stream/layer1") for k in writer.last())
+
+
+def test_resets_refuse_a_model_without_a_site_and_reference_rows(split_digits):
+    tanh = torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.Tanh(), torch.nn.Linear(8, 10))
+    strategy = build_strategy("naive", tanh, None, plasticity="redo", evaluator=quiet(), train_mb_size=32)
+    with pytest.raises(GrowthError, match=r"no growth site(.|\n)*goes to Tanh"):
+        strategy.train(split_digits.scenario.train_stream[0])
     model = GrowableMLP(split_digits.in_features, [8], split_digits.num_classes)
     with pytest.raises(GrowthError, match="reference without growth or resets"):
         build_strategy("joint", model, None, plasticity="cbp")

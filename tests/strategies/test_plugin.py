@@ -169,13 +169,26 @@ def test_task_incremental_multi_head(split_digits_tasks):
     assert out1.shape == (4, 2) and not torch.allclose(out0, out1)
 
 
-def test_model_that_cannot_grow_fails_at_start(split_digits):
-    model = SimpleMLP(num_classes=10, input_size=64, hidden_size=8)
+def test_avalanche_simple_mlp_grows_in_place_with_its_own_dropout(split_digits):
+    model = SimpleMLP(num_classes=10, input_size=64, hidden_size=8, hidden_layers=2, drop_rate=0.5)
+    first, dropouts = model.features[0], [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    coverage = OptimizerCoverage()
+    strategy = make("replay", model, None, plugins=[fast_plugin(), coverage], train_mb_size=32, mem_size=60)
+    _run(strategy, split_digits, n_exp=3)
+    assert strategy.model is model and model.features[0] is first
+    widths = [m.weight.shape[0] for m in model.modules() if isinstance(m, torch.nn.Linear)][:-1]
+    assert sum(widths) == 16 + 2 * 4 and model.classifier.in_features == widths[-1]
+    assert [m for m in model.modules() if isinstance(m, torch.nn.Dropout)] == dropouts and dropouts[0].p == 0.5
+    assert coverage.checks and all(coverage.checks)
+
+
+def test_model_without_a_site_fails_at_its_first_growth_naming_its_layers(split_digits):
+    model = torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.Tanh(), torch.nn.Linear(8, 10))
     strategy = make("naive", model, None, plugins=[fast_plugin()], train_mb_size=32)
-    with pytest.raises(GrowthError, match="needs a clgrow.GrowableMLP.*SimpleMLP"):
-        strategy.train(split_digits.scenario.train_stream[0])
-    with pytest.raises(GrowthError, match="GrowableMLP"):
-        make("naive", model, "swe-svod")
+    strategy.train(split_digits.scenario.train_stream[0])  # nothing grows at the first experience
+    with pytest.raises(GrowthError, match=r"no growth site(.|\n)*goes to Tanh"):
+        strategy.train(split_digits.scenario.train_stream[1])
+    assert model[0].weight.shape == (8, 64)
 
 
 @pytest.mark.parametrize(
