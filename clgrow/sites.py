@@ -144,9 +144,9 @@ class GrowableModule(nn.Module):
         return None
 
     def reads_out(self, layer: int) -> bool:
+        """Whether site ``layer``'s consumers are the model's output layers (its head or heads)."""
         self._check_layer(layer)
-        producers = {s.producer for s in self.sites}
-        return not any(c.path in producers for c in self.sites[layer].consumers)
+        return self.sites[layer].reads_out
 
     def cohort(self, layer: int) -> Tensor:
         """Growth step that added each unit of site ``layer`` (0 = initial units), shape ``(n,)``."""

@@ -103,6 +103,8 @@ class Site:
     pools : tuple of nn.Module, or None
         The pooling between the ReLU and the consumers, in order (``None`` when consumers are
         reached through different poolings).
+    reads_out : bool
+        Every consumer is an output layer (its output is the model's): the site feeds the head.
     """
 
     producer: str
@@ -110,6 +112,7 @@ class Site:
     consumers: tuple[SiteConsumer, ...]
     positions: int = 1
     pools: tuple[nn.Module, ...] | None = ()
+    reads_out: bool = False
 
 
 @dataclass(frozen=True)
@@ -309,6 +312,7 @@ def _classify(
         what = _describe(act, paths)
         return f"its output goes to {what}, not to a ReLU"
     consumers: list[SiteConsumer] = []
+    heads: list[bool] = []  # per traced consumer: its output is the model's
     frontier: list[tuple[_Node, tuple[nn.Module, ...]]] = [(act, ())]  # a node carrying the units, pools so far
     chains: set[tuple[int, ...]] = set()
     pools: tuple[nn.Module, ...] = ()
@@ -330,12 +334,14 @@ def _classify(
                 kind: Literal["conv", "flatten", "pool"] = "flatten" if per_unit > 1 else "pool"
                 path = paths[id(mod)]
                 consumers += [SiteConsumer(p, kind, per_unit) for p in _siblings(model, path, mod.in_features)]
+                heads.append(any(id(t) in out_ids for t in user.outputs))
                 chains.add(tuple(map(id, chain)))
                 pools = chain
             elif isinstance(mod, nn.Conv2d):
                 if mod.groups != 1 or len(shape) != 4 or shape[1] != n or calls.get(id(mod), 0) != 1:
                     return f"its ReLU output reaches {_describe(user, paths)}, which cannot take new channels"
                 consumers.append(SiteConsumer(paths[id(mod)], "conv", 1))
+                heads.append(any(id(t) in out_ids for t in user.outputs))
                 chains.add(tuple(map(id, chain)))
                 pools = chain
             elif _passes(user):
@@ -363,6 +369,7 @@ def _classify(
         tuple(consumers),
         positions,
         pools if len(chains) == 1 else None,
+        all(heads),
     )
 
 

@@ -295,7 +295,7 @@ class RunSummary:
             hidden_sizes=[
                 [] if per_exp[i] is None else [layer.units for layer in per_exp[i][0].layers] for i in range(n)
             ],
-            final_hidden_sizes=list(getattr(model, "hidden_sizes", [])),
+            final_hidden_sizes=_site_widths(model),
             parameters=sum(p.numel() for p in model.parameters()),
             train_seconds=train_seconds,
             growth_seconds=sum(e.report.seconds["total"] for e in events),
@@ -359,3 +359,14 @@ class RunSummary:
             if v is not None:
                 return float(v)
         return math.nan
+
+
+def _site_widths(model: Any) -> list[int]:
+    """Widths of the model's growth sites (a module clgrow did not build: from its last trace)."""
+    from clgrow.sites import as_growable, known_sites
+
+    if hasattr(model, "hidden_sizes"):
+        return list(model.hidden_sizes)
+    if known_sites(model) is not None:
+        return list(as_growable(model).hidden_sizes)
+    return []
