@@ -162,9 +162,19 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument(
         "--model",
         default=d.model,
-        choices=["mlp", "cnn", "resnet"],
-        help="growable model: an MLP, a VGG-style CNN (--channels) or a ResNet-18 (--nf) whose blocks' inner "
-        "channels grow; conv models read the benchmark's images",
+        metavar="NAME",
+        help="mlp, cnn (VGG-style, --channels) or resnet (ResNet-18, --nf, its blocks' inner channels grow), "
+        "built by clgrow; or Avalanche's SimpleMLP, SimpleCNN, SlimResNet18 (MT... for task labels); or your "
+        "own as package.module:factory (with --model-arg); conv models read the benchmark's images",
+    )
+    r.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="model_arg",
+        help="a keyword argument of a model named by Avalanche name or import path (repeatable; VALUE "
+        "as JSON if it parses, else a string)",
     )
     r.add_argument(
         "--channels",
@@ -359,11 +369,11 @@ def _check_out_name(text: str) -> None:
         raise _usage("--out: give a directory (got an empty path, which would write into the current directory)")
 
 
-def _parse_sets(items: list[str]) -> dict[str, object]:
+def _parse_sets(items: list[str], flag: str = "--set") -> dict[str, object]:
     out: dict[str, object] = {}
     for item in items:
         if "=" not in item:
-            raise _usage(f"--set expects KEY=VALUE, got {item!r}")
+            raise _usage(f"{flag} expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         try:
             out[key] = json.loads(value)
@@ -409,6 +419,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     }
     fields["imports"] = list(args.imports)
+    fields["model_args"] = _parse_sets(args.model_arg, "--model-arg")
     fields["loggers"] = ["csv", *(n for n in args.loggers or [] if n != "csv")]
     fields["plasticity_kwargs"] = _plasticity_kwargs(args)
     fields["strategy_kwargs"] = _parse_sets(args.set)
@@ -433,6 +444,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ).resolve()
     if args.check:
         print(json.dumps(cfg.config.to_dict(), indent=1))
+        if cfg.config.model not in ("mlp", "cnn", "resnet"):  # what will grow, before anything trains
+            print(f"{cfg.config.model}: {cfg.config.check_external_model().describe()}", file=sys.stderr)
         return 0
     _check_out(out)
     from clgrow.experiments.runner import run  # Avalanche: only once everything is valid

@@ -177,6 +177,8 @@ class RunConfig:
     #: ``resnet`` (a ResNet-18 of first width ``nf`` whose blocks' inner channels grow; no linear
     #: hidden layers). Convolutional models read the benchmark's images (``IMAGE_SHAPES``).
     model: str = "mlp"
+    #: Keyword arguments of a model named by Avalanche name or import path (``--model-arg``).
+    model_args: dict[str, Any] = field(default_factory=dict)
     channels: list[int | str] = field(default_factory=lambda: [16, "M", 32, "M"])
     batch_norm: bool = True
     nf: int = 20
@@ -363,7 +365,13 @@ class RunConfig:
         n = len(sizes)
         where = f"hidden_sizes {sizes}" if self.model == "mlp" else f"model {self.model!r} (layer widths {sizes})"
         layer = self.grow.distributor_kwargs.get("layer") if method else None
-        if method and method.get("distributor") == "fixed" and isinstance(layer, int) and not isinstance(layer, bool):
+        if (
+            n
+            and method
+            and method.get("distributor") == "fixed"
+            and isinstance(layer, int)
+            and not isinstance(layer, bool)
+        ):
             if not -n <= layer < n:
                 raise ConfigError(
                     f"grow.distributor_kwargs.layer: layer {layer} does not exist: {where} has layers "
@@ -404,7 +412,24 @@ class RunConfig:
                 )
 
     def _validate_model(self, need: Callable[[bool, str, str], None]) -> None:
-        need(self.model in MODELS, "model", f"must be one of {', '.join(MODELS)}")
+        from clgrow.experiments.models import check_model_name, is_external
+
+        need(isinstance(self.model_args, dict), "model_args", "must be a table of keyword arguments")
+        if is_external(self.model) or self.model not in MODELS:
+            why = check_model_name(self.model) if isinstance(self.model, str) else "must be a string"
+            need(why is None, "model", why or "")
+            need(
+                self.strategy != "pnn",
+                "strategy",
+                f"'pnn' builds its own MLP columns; use model 'mlp', not {self.model!r}",
+            )
+            need(
+                self.match_final_size is None,
+                "match_final_size",
+                f"a fixed model at the grown widths is built by clgrow; {self.model!r} is not (compare with 'none')",
+            )
+            return
+        need(not self.model_args, "model_args", f"apply to a model named by import path, not {self.model!r}")
         if self.model == "mlp":
             return
         need(
@@ -438,6 +463,8 @@ class RunConfig:
             return [c for c in self.channels if isinstance(c, int)] + list(self.hidden_sizes)
         if self.model == "resnet":
             return [self.nf * 2**s for s in range(4) for _ in range(2)]
+        if self.model not in MODELS:  # traced when the methods are checked
+            return []
         return list(self.hidden_sizes)
 
     def _site_inputs(self) -> list[tuple[int, int | None, int]]:
@@ -474,8 +501,8 @@ class RunConfig:
         one any allocation reaches: at the last step, ``K`` new units in the layer whose old
         width ``s`` times input width ``m`` is largest after the earlier steps' ``K`` units each
         went where they make that product largest (``s`` and ``m`` within the cap)."""
-        if swe.get("coupling") != "dense" or swe.get("on_oversize", "error") != "error":
-            return
+        if swe.get("coupling") != "dense" or swe.get("on_oversize", "error") != "error" or self.model not in MODELS:
+            return  # a model clgrow does not build: SWE's own guard measures its traced shapes
         budget, k = swe.get("max_coupling_bytes", 2 * 1024**3), self.grow.most_units
         if not _number(budget) or not isinstance(k, int) or k < 1:
             return  # the method's own check names a bad budget
@@ -525,8 +552,8 @@ class RunConfig:
         """Refuse, with the figure, a run whose model and stream cannot fit in this machine's memory
         (``neurons_per_experience`` or ``n_experiences`` in the millions), before anything is built."""
         total = physical_memory()
-        if total is None:
-            return
+        if total is None or self.model not in MODELS:
+            return  # a model clgrow does not build is measured from its trace (check_methods)
         grows = self.growth not in ("none", *FIXED) or self.match_final_size is not None
         k = (self.grow.most_units or 0) if grows else 0
         need, how = estimate_run_bytes(
@@ -545,6 +572,35 @@ class RunConfig:
                 "run fewer experiences"
             )
 
+    def check_external_model(self) -> Any:
+        """Build a model clgrow does not build, trace it on this benchmark's input shape, and refuse
+        (with its layers and why) one without a growth site where the run grows, prunes or resets,
+        or one whose parameters, optimizer state and activations would not fit in memory. Returns
+        its ``SiteMap``."""
+        from clgrow.experiments.catalog import IMAGE_SHAPES, MODEL_INPUTS
+        from clgrow.experiments.models import activation_bytes, load_model, trace_model
+
+        shape = IMAGE_SHAPES.get(self.benchmark) or (MODEL_INPUTS.get(self.benchmark, 784),)
+        classes = 2 if self.task_labels else 10
+        model = load_model(self.model, self.model_args, classes, math.prod(shape))
+        found = trace_model(model, shape, self.model, self.task_labels)
+        changes = self.growth not in ("none", *FIXED) or self.prune != "none" or self.plasticity != "none"
+        if changes and not found.sites:
+            raise ConfigError(f"model: {self.model} has no growth site.\n{found.describe()}")
+        total = physical_memory()
+        if total is not None:
+            params = sum(p.numel() * p.element_size() for p in model.parameters())
+            act = activation_bytes(model, shape, self.task_labels)
+            need = 4 * params + 2 * act * max(self.train_mb_size, self.eval_mb_size)
+            if need > 0.9 * total:
+                raise ConfigError(
+                    f"memory: model {self.model} would hold at least {need / 2**30:,.1f} GiB (parameters, "
+                    f"gradients and two optimizer moments: {4 * params / 2**30:,.2f} GiB; activations of a batch "
+                    f"of {max(self.train_mb_size, self.eval_mb_size)}: {act / 2**20:,.1f} MiB per sample) and this "
+                    f"machine has {total / 2**30:.1f} GiB"
+                )
+        return found
+
     def check_methods(self) -> None:
         """The checks that build the methods (their own argument checks) or probe the device.
 
@@ -557,6 +613,8 @@ class RunConfig:
             resolve_device(self.device)
         except ValueError as err:
             raise ConfigError(f"device: {err}") from None
+        if self.model not in MODELS:
+            self.check_external_model()
         if self.strategy_kwargs:  # what only Avalanche's class knows it refuses (it is built once, on one unit)
             from clgrow.strategies.builders import check_hyperparameters
 

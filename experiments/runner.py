@@ -59,6 +59,10 @@ def library_versions() -> dict[str, str]:
 def build_model(cfg: RunConfig, bm: BenchmarkInfo, hidden_sizes: list[int] | None = None) -> torch.nn.Module:
     """The growable MLP for a benchmark (multi-head with task labels, conv backbone for CIFAR);
     Avalanche's PNN for strategy ``pnn``."""
+    from clgrow.experiments.models import is_external, load_model
+
+    if is_external(cfg.model):  # Avalanche's or the user's: it grows in place at its traced sites
+        return load_model(cfg.model, cfg.model_args, bm.head_size if bm.task_labels else bm.num_classes, bm.in_features)
     sizes = list(hidden_sizes or cfg.site_sizes())
     if cfg.model != "mlp":
         return _conv_model(cfg, bm, sizes)
@@ -91,6 +95,21 @@ def _conv_model(cfg: RunConfig, bm: BenchmarkInfo, sizes: list[int]) -> torch.nn
     if bm.task_labels:
         return MultiHeadGrowableCNN(shape, spec, linear, head, batch_norm=cfg.batch_norm)
     return GrowableCNN(shape, spec, linear, head, batch_norm=cfg.batch_norm)
+
+
+def _list_sites(cfg: RunConfig, bm: BenchmarkInfo, model: torch.nn.Module) -> None:
+    """Print a model's growth sites (and why its other layers are not) before it trains, as
+    traced on two samples of the first experience; clgrow's own models need no listing."""
+    from clgrow.experiments.models import is_external
+    from clgrow.trace import find_sites
+
+    if not is_external(cfg.model):
+        return
+    ds = bm.scenario.train_stream[0].dataset
+    samples = [ds[i] for i in range(min(2, len(ds)))]
+    x = torch.stack([s[0] for s in samples])
+    found = find_sites(model, x, int(samples[0][2]) if len(samples[0]) > 2 else None)
+    print(f"{cfg.model}: {found.describe()}", flush=True)
 
 
 class _Timer(SupervisedPlugin):
@@ -239,6 +258,8 @@ def run(
             f"hidden_sizes: {list(hidden_sizes or cfg.hidden_sizes)} cannot be allocated on this "
             f"machine ({str(err).splitlines()[0][:120]})"
         ) from None
+    if verbose:
+        _list_sites(cfg, bm, model)
     why = over_budget(model, cfg.grow.max_params)  # bad input: exit 2 before training, not a failed run
     if why is not None:
         raise ConfigError(f"max_params: {why}")

@@ -367,6 +367,5 @@ def _site_widths(model: Any) -> list[int]:
 
     if hasattr(model, "hidden_sizes"):
         return list(model.hidden_sizes)
-    if known_sites(model) is not None:
-        return list(as_growable(model).hidden_sizes)
-    return []
+    found = known_sites(model)
+    return list(as_growable(model).hidden_sizes) if found is not None and found.sites else []

@@ -658,3 +658,65 @@ def test_a_runs_compute_equals_a_count_by_hand(tmp_path):
     )
     params = [64 * w + w + w * 10 + 10 for w in widths]
     assert s["compute"]["param_samples"] == sum(2 * n * p for n, p in zip(train, params))
+
+
+_USER_MODULE = """
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Net(nn.Module):
+    def __init__(self, input_size, num_classes, width=16):
+        super().__init__()
+        self.a, self.b = nn.Linear(input_size, width), nn.Linear(width, 10)
+        self.skip, self.head = nn.Linear(input_size, 10), nn.Linear(10, num_classes)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        return self.head(F.relu(self.b(F.relu(self.a(x))) + self.skip(x)))  # b and skip are tied: only a grows
+
+
+def tanh_net(input_size, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(input_size, 8), nn.Tanh(), nn.Linear(8, num_classes))
+"""
+
+
+def test_a_users_model_by_import_path_and_avalanches_by_name_grow_from_the_cli(tmp_path, monkeypatch, capsys):
+    """``--model package.module:factory`` finds a module in the working directory, gets the
+    benchmark's sizes and ``--model-arg``; its sites are listed before training and it grows."""
+    (tmp_path / "usermodels.py").write_text(_USER_MODULE)
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", *TINY, "--growth", "swe-svod", "--model", "usermodels:Net", "--model-arg", "width=12"]
+    assert main([*argv, "--out", str(tmp_path / "u")]) == 0
+    summary = json.loads((tmp_path / "u" / "summary.json").read_text())
+    assert summary["hidden_sizes"][0] == [12] and summary["final_hidden_sizes"][0] > 12
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "c"), "--check"]) == 0
+    listing = capsys.readouterr().err
+    assert "site 0: a -> ReLU -> b" in listing and "skip: its output goes to an addition" in listing
+    avalanche = ["run", *TINY, "--growth", "swe-svod", "--model", "SimpleMLP", "--model-arg", "hidden_size=8"]
+    assert main([*avalanche, "--out", str(tmp_path / "a")]) == 0
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["final_hidden_sizes"][0] > 8
+
+
+@pytest.mark.parametrize(
+    "model,message",
+    [
+        ("usermodels:tanh_net", r"no growth site(.|\n)*goes to Tanh"),
+        ("usermodels:nope", "'usermodels' has no 'nope'"),
+        ("nomodule:x", "cannot import 'nomodule'"),
+        ("SimpleCNN", r"does not run on this benchmark's inputs of shape \(1, 8, 8\)"),
+        ("Bad-Name", "must be mlp, cnn or resnet, one of Avalanche's models"),
+    ],
+)
+def test_a_model_that_cannot_grow_or_load_is_refused_by_check_and_run_alike(
+    model, message, tmp_path, monkeypatch, capsys
+):
+    import re
+
+    (tmp_path / "usermodels.py").write_text(_USER_MODULE)
+    monkeypatch.chdir(tmp_path)
+    for extra in (["--check"], []):
+        assert main(["run", *TINY, "--growth", "swe-svod", "--model", model, "--out", "o", *extra]) == 2
+        assert re.search(message, capsys.readouterr().err), model
+    assert not (tmp_path / "o").exists()

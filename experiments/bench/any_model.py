@@ -1,0 +1,163 @@
+"""Growing models clgrow did not build: what it costs, as ratios measured in one process.
+
+    python -m clgrow.experiments.bench.any_model            # a few minutes on 2 cores
+    python -m clgrow.experiments.bench.any_model --quick    # fewer steps
+
+* ``training``: samples/s of a plain PyTorch training loop on a module clgrow has traced and grown
+  (its sites given biases and cohort buffers, every layer wider) over the same loop on an
+  identical module grown by plain surgery (torch.cat of zeros), for Avalanche's SimpleMLP, a
+  user's module, torchvision's resnet18, and clgrow's GrowableMLP against the same MLP as an
+  ``nn.Sequential``. Target: >= 0.95 (nothing of clgrow runs in the module's forward).
+* ``growth``: one growth step (SVoD + SWE, the defaults, K = 64) on torchvision's resnet18 at
+  3x32x32, as a fraction of one training epoch on the same generated images. Target: <= 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from clgrow import GrowableMLP, grow
+from clgrow.sites import as_growable
+
+warnings.filterwarnings("ignore")
+
+
+class _UserNet(nn.Module):
+    """A user's module: functional ReLUs and a residual add."""
+
+    def __init__(self, width: int = 256) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(784, width), nn.Linear(width, width), nn.Linear(width, width)
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.a(x.flatten(1)))
+        return self.head(F.relu(self.c(F.relu(self.b(h)))) + h)
+
+
+def _batches(shape: tuple[int, ...], n: int, batch: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, *shape, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    return [(x[i : i + batch], y[i : i + batch]) for i in range(0, n, batch)]
+
+
+def _epoch(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Seconds of one plain training epoch (Adam, cross-entropy)."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    start = time.perf_counter()
+    for x, y in batches:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return time.perf_counter() - start
+
+
+def _interleaved(a: nn.Module, b: nn.Module, batches: list, repeats: int) -> float:
+    """Median over ``repeats`` of b's epoch time over a's, taken alternately (noise cancels)."""
+    _epoch(a, batches[:2]), _epoch(b, batches[:2])  # warm-up
+    ratios = []
+    for _ in range(repeats):
+        ta = _epoch(a, batches)
+        tb = _epoch(b, batches)
+        ratios.append(ta / tb)
+    return statistics.median(ratios)
+
+
+@torch.no_grad()
+def _plain_widen(model: nn.Module, like: nn.Module) -> None:
+    """Give ``model`` the shapes of ``like`` by plain surgery (zeros appended), no clgrow state."""
+    for (_, mod), (_, ref) in zip(model.named_modules(), like.named_modules()):
+        for pname, p in list(mod._parameters.items()):
+            target = ref._parameters.get(pname)
+            if p is None and target is not None:
+                mod._parameters[pname] = nn.Parameter(torch.zeros_like(target))
+            elif p is not None and target is not None and p.shape != target.shape:
+                mod._parameters[pname] = nn.Parameter(target.detach().clone())
+        for bname, buf in list(mod._buffers.items()):
+            target = ref._buffers.get(bname)
+            if buf is not None and target is not None and buf.shape != target.shape:
+                mod._buffers[bname] = target.clone()
+        for attr in ("in_features", "out_features", "in_channels", "out_channels", "num_features"):
+            if hasattr(ref, attr):
+                setattr(mod, attr, getattr(ref, attr))
+
+
+def training(quick: bool) -> list[tuple[str, float]]:
+    import avalanche.models as am
+    import torchvision.models as tvm
+
+    steps = 8 if quick else 48
+    repeats = 3 if quick else 9
+    cases: list[tuple[str, Callable[[], nn.Module], tuple[int, ...], int]] = [
+        ("Avalanche SimpleMLP [1024, 1024]", lambda: am.SimpleMLP(10, 784, 1024, 2, drop_rate=0.0), (1, 28, 28), 256),
+        ("user module (functional ReLU, residual)", _UserNet, (1, 28, 28), 128),
+        ("torchvision resnet18, 3x32x32", lambda: tvm.resnet18(num_classes=10), (3, 32, 32), 16),
+    ]
+    rows = []
+    for label, build, shape, batch in cases:
+        batches = _batches(shape, steps * batch, batch)
+        torch.manual_seed(0)
+        grown = build()
+        grow(grown, 16, [(x, y) for x, y in batches[:2]], "random", "uniform")
+        plain = build()
+        _plain_widen(plain, grown)
+        rows.append((f"{label}: grown by clgrow / same shapes, plain", _interleaved(plain, grown, batches, repeats)))
+    batches = _batches((784,), steps * 256, 256)
+    torch.manual_seed(0)
+    mlp = GrowableMLP(784, [1024, 1024], 10)
+    seq = nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))
+    rows.append(("GrowableMLP [1024, 1024] / the same nn.Sequential", _interleaved(seq, mlp, batches, repeats)))
+    return rows
+
+
+def growth(quick: bool) -> list[tuple[str, float]]:
+    import torchvision.models as tvm
+
+    n = 512 if quick else 2048
+    batches = _batches((3, 32, 32), n, 64, seed=1)
+    torch.manual_seed(0)
+    model = tvm.resnet18(num_classes=10)
+    _epoch(model, batches[:2])  # warm-up
+    probe = copy.deepcopy(model)
+    epoch = statistics.median(_epoch(copy.deepcopy(probe), batches) for _ in range(2))
+    start = time.perf_counter()
+    report = grow(model, 64, batches, new_task=True)
+    step = time.perf_counter() - start
+    sites = as_growable(model).num_hidden_layers
+    return [
+        (
+            f"resnet18 growth step (SVoD + SWE, K=64, {sites} sites, {n} images) / one epoch "
+            f"[distributor {report.seconds['distributor']:.1f}s, extender {report.seconds['extender']:.1f}s]",
+            step / epoch,
+        )
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps and repeats")
+    parser.add_argument("--sections", nargs="+", default=["training", "growth"], choices=["training", "growth"])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for section in args.sections:
+        print(f"## {section}")
+        for label, ratio in (training if section == "training" else growth)(args.quick):
+            print(f"{ratio:6.3f}  {label}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
