@@ -506,11 +506,18 @@ class GrowableMLP(nn.Module):
     def from_sequential(cls, seq: nn.Sequential, in_features: int | None = None) -> GrowableMLP:
         """Build a GrowableMLP from ``Sequential(Flatten?, Linear, ReLU, ..., Linear)``.
 
-        Weights are copied. Anything but ``Linear``/``ReLU`` (plus ``Flatten``/``Dropout``)
-        raises a ``GrowthError`` naming the offending module: SWE and the inactivity
-        measures are defined for ReLU units only.
+        Weights are copied, and a ``Dropout`` rate (one for every layer) is kept. Anything but
+        ``Linear``/``ReLU`` (plus ``Flatten``/``Dropout``) raises a ``GrowthError`` naming the
+        offending module: SWE and the inactivity measures are defined for ReLU units only. Any
+        other module grows as it is: ``grow(seq, ...)`` (see :mod:`clgrow.sites`).
         """
         linears: list[nn.Linear] = []
+        rates = {float(m.p) for m in seq if isinstance(m, nn.Dropout)}
+        if len(rates) > 1:
+            raise GrowthError(
+                f"a GrowableMLP has one dropout rate, this Sequential has {sorted(rates)}: grow the "
+                "Sequential itself (grow(seq, ...) and GrowPlugin take any module)"
+            )
         for idx, mod in enumerate(seq):
             if isinstance(mod, nn.Linear):
                 linears.append(mod)
@@ -526,7 +533,8 @@ class GrowableMLP(nn.Module):
         if len(acts) != len(linears) - 1:
             raise GrowthError("every hidden Linear must be followed by a ReLU (and the head by none)")
         first = linears[0].in_features if in_features is None else in_features
-        model = cls(first, [lin.out_features for lin in linears[:-1]], linears[-1].out_features)
+        dropout = rates.pop() if rates else 0.0  # kept: the built model drops out as the Sequential did
+        model = cls(first, [lin.out_features for lin in linears[:-1]], linears[-1].out_features, dropout=dropout)
         with torch.no_grad():
             for dst, src in zip(list(model.hidden) + [model.head], linears):
                 dst.weight.copy_(src.weight)

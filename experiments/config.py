@@ -572,32 +572,72 @@ class RunConfig:
                 "run fewer experiences"
             )
 
+    def check_conv_memory(self) -> None:
+        """Refuse a convolutional model whose activations would not fit in memory: the model is
+        built on PyTorch's ``meta`` device (no memory) and its forward traced for every tensor."""
+        import torch
+
+        from clgrow import GrowableCNN, GrowableResNet
+        from clgrow.experiments.catalog import IMAGE_SHAPES
+        from clgrow.experiments.models import activation_bytes
+
+        total = physical_memory()
+        if total is None:
+            return
+        shape = IMAGE_SHAPES[self.benchmark]
+        sizes = self.site_sizes()
+        with torch.device("meta"):
+            if self.model == "resnet":
+                model: torch.nn.Module = GrowableResNet(shape, 10, nf=self.nf, inner=sizes)
+            else:
+                widths = iter(sizes)
+                spec = [c if c == "M" else next(widths) for c in self.channels]
+                model = GrowableCNN(shape, spec, list(widths), 10, batch_norm=self.batch_norm)
+        act = activation_bytes(model, shape, False, device="meta")
+        # training keeps every activation and its gradient; evaluation at most every activation
+        need = max(2 * act * self.train_mb_size, act * self.eval_mb_size)
+        if need > 0.9 * total:
+            raise ConfigError(
+                f"memory: model {self.model!r} (layer widths {sizes}) keeps {act / 2**20:,.1f} MiB of activations "
+                f"per sample, at least {need / 2**30:,.1f} GiB for batches of {self.train_mb_size} (training) and "
+                f"{self.eval_mb_size} (evaluation), and this machine has {total / 2**30:.1f} GiB; use fewer "
+                "channels or smaller batches"
+            )
+
     def check_external_model(self) -> Any:
         """Build a model clgrow does not build, trace it on this benchmark's input shape, and refuse
         (with its layers and why) one without a growth site where the run grows, prunes or resets,
         or one whose parameters, optimizer state and activations would not fit in memory. Returns
         its ``SiteMap``."""
+        import torch
+
         from clgrow.experiments.catalog import IMAGE_SHAPES, MODEL_INPUTS
         from clgrow.experiments.models import activation_bytes, load_model, trace_model
 
         shape = IMAGE_SHAPES.get(self.benchmark) or (MODEL_INPUTS.get(self.benchmark, 784),)
         classes = 2 if self.task_labels else 10
-        model = load_model(self.model, self.model_args, classes, math.prod(shape))
-        found = trace_model(model, shape, self.model, self.task_labels)
+        try:  # on the meta device: a model too large for memory is measured, not allocated
+            with torch.device("meta"):
+                model = load_model(self.model, self.model_args, classes, math.prod(shape))
+            found = trace_model(model, shape, self.model, self.task_labels)
+        except (ConfigError, NotImplementedError, RuntimeError):  # a model that computes on values
+            model = load_model(self.model, self.model_args, classes, math.prod(shape))
+            found = trace_model(model, shape, self.model, self.task_labels)
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
         changes = self.growth not in ("none", *FIXED) or self.prune != "none" or self.plasticity != "none"
         if changes and not found.sites:
             raise ConfigError(f"model: {self.model} has no growth site.\n{found.describe()}")
         total = physical_memory()
         if total is not None:
             params = sum(p.numel() * p.element_size() for p in model.parameters())
-            act = activation_bytes(model, shape, self.task_labels)
-            need = 4 * params + 2 * act * max(self.train_mb_size, self.eval_mb_size)
+            act = activation_bytes(model, shape, self.task_labels, device=str(device))
+            need = 4 * params + max(2 * act * self.train_mb_size, act * self.eval_mb_size)
             if need > 0.9 * total:
                 raise ConfigError(
                     f"memory: model {self.model} would hold at least {need / 2**30:,.1f} GiB (parameters, "
-                    f"gradients and two optimizer moments: {4 * params / 2**30:,.2f} GiB; activations of a batch "
-                    f"of {max(self.train_mb_size, self.eval_mb_size)}: {act / 2**20:,.1f} MiB per sample) and this "
-                    f"machine has {total / 2**30:.1f} GiB"
+                    f"gradients and two optimizer moments: {4 * params / 2**30:,.2f} GiB; activations: "
+                    f"{act / 2**20:,.1f} MiB per sample, batches of {self.train_mb_size} and {self.eval_mb_size}) "
+                    f"and this machine has {total / 2**30:.1f} GiB"
                 )
         return found
 
@@ -615,6 +655,8 @@ class RunConfig:
             raise ConfigError(f"device: {err}") from None
         if self.model not in MODELS:
             self.check_external_model()
+        elif self.model != "mlp":
+            self.check_conv_memory()
         if self.strategy_kwargs:  # what only Avalanche's class knows it refuses (it is built once, on one unit)
             from clgrow.strategies.builders import check_hyperparameters
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from clgrow.errors import ConfigError
 
-__all__ = ["AVALANCHE_MODELS", "is_external", "check_model_name", "load_model", "trace_model"]
+__all__ = ["AVALANCHE_MODELS", "is_external", "check_model_name", "load_model", "trace_model", "activation_bytes"]
 
 #: Avalanche's models a run names directly, and the arguments each takes from the benchmark
 #: (``classes``: its head size, ``inputs``: its flattened input size).
@@ -107,13 +107,14 @@ def load_model(name: str, args: dict[str, Any], classes: int, inputs: int) -> An
 
 
 def trace_model(model: Any, shape: tuple[int, ...], name: str, task_labels: bool) -> Any:
-    """The model's growth sites on a batch of two zero inputs of ``shape`` (``SiteMap``), with
-    the memory one training sample holds (parameters aside) as the trace measures it."""
+    """The model's growth sites (``SiteMap``) on a batch of two zero inputs of ``shape``, on the
+    device the model's parameters are on (``meta`` for a check: nothing is computed)."""
     import torch
 
     from clgrow.trace import find_sites
 
-    x = torch.zeros(2, *shape)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    x = torch.zeros(2, *shape, device=device)
     try:
         return find_sites(model, x, 0 if task_labels or hasattr(model, "forward_single_task") else None)
     except (RuntimeError, ValueError, TypeError, IndexError) as err:
@@ -123,9 +124,9 @@ def trace_model(model: Any, shape: tuple[int, ...], name: str, task_labels: bool
         ) from None
 
 
-def activation_bytes(model: Any, shape: tuple[int, ...], task_labels: bool) -> int:
+def activation_bytes(model: Any, shape: tuple[int, ...], task_labels: bool, device: str = "cpu") -> int:
     """Bytes one sample's forward pass keeps for the backward pass: every tensor the model's
-    forward produces, as its own trace records them (float32)."""
+    forward produces, as its own trace records them (on the ``meta`` device nothing is computed)."""
     import torch
 
     from clgrow.trace import _Tracer, call_model
@@ -133,7 +134,7 @@ def activation_bytes(model: Any, shape: tuple[int, ...], task_labels: bool) -> i
     tracer = _Tracer(model)
     try:
         with torch.no_grad(), tracer:
-            call_model(model, torch.zeros(2, *shape), 0 if task_labels else None)
+            call_model(model, torch.zeros(2, *shape, device=device), 0 if task_labels else None)
     finally:
         tracer.close()
     return sum(math.prod(t.shape[1:]) * t.element_size() for node in tracer.nodes for t in node.outputs)

@@ -48,3 +48,13 @@ def test_readme_pruning_example_runs(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     _, events, params = res.stdout.strip().splitlines()[-1].split()
     assert int(events) >= 1 and int(params) <= 100_000
+
+
+def test_readme_own_model_example_runs_as_printed(tmp_path):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    example = next(b for b in blocks if "find_sites(net" in b)
+    res = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "8 growth site(s)" in res.stdout and "conv1: its ReLU output feeds an addition" in res.stdout
+    allocation = eval(res.stdout.strip().splitlines()[-1])
+    assert sum(allocation.values()) == 64 and len(allocation) == 8

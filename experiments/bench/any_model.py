@@ -8,6 +8,8 @@
   identical module grown by plain surgery (torch.cat of zeros), for Avalanche's SimpleMLP, a
   user's module, torchvision's resnet18, and clgrow's GrowableMLP against the same MLP as an
   ``nn.Sequential``. Target: >= 0.95 (nothing of clgrow runs in the module's forward).
+* ``discovery``: on the test zoo, what our trace finds against ``torch.fx.symbolic_trace`` and,
+  when ``torch-pruning`` is importable, its ``DependencyGraph`` (docs/models.md's decision).
 * ``growth``: one growth step (SVoD + SWE, the defaults, K = 64) on torchvision's resnet18 at
   3x32x32, as a fraction of one training epoch on the same generated images. Target: <= 1.
 """
@@ -144,17 +146,58 @@ def growth(quick: bool) -> list[tuple[str, float]]:
     ]
 
 
+def discovery(quick: bool) -> list[tuple[str, float]]:
+    """Sites and timings per zoo model (the ratio column: our trace's milliseconds)."""
+    import torch.fx
+
+    from clgrow.trace import find_sites
+    from tests.zoo import ZOO, zoo_data
+
+    try:
+        import torch_pruning as tp
+    except ImportError:
+        tp = None
+    rows = []
+    for name in sorted(ZOO):
+        entry = ZOO[name]
+        model = entry.build().eval()
+        x = zoo_data(entry)[0][0]
+        start = time.perf_counter()
+        found = find_sites(model, x, 0)
+        ours = (time.perf_counter() - start) * 1000
+        try:
+            torch.fx.symbolic_trace(model)
+            fx = "traces"
+        except Exception as err:
+            fx = f"fails ({type(err).__name__})"
+        dg = "not installed"
+        if tp is not None:
+            fn = (lambda m, inp: m(inp, 0)) if hasattr(model, "forward_single_task") else None
+            try:
+                graph = tp.DependencyGraph().build_dependency(model, example_inputs=x, forward_fn=fn)
+                dg = f"{len(list(graph.get_all_groups(root_module_types=[nn.Conv2d, nn.Linear])))} groups"
+            except Exception as err:
+                dg = f"fails ({type(err).__name__})"
+        rows.append(
+            (f"ms  {name}: {len(found.sites)} sites, {len(found.refused)} named | fx {fx} | DepGraph {dg}", ours)
+        )
+    return rows
+
+
+SECTIONS = {"training": training, "discovery": discovery, "growth": growth}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats")
-    parser.add_argument("--sections", nargs="+", default=["training", "growth"], choices=["training", "growth"])
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     for section in args.sections:
         print(f"## {section}")
-        for label, ratio in (training if section == "training" else growth)(args.quick):
+        for label, ratio in SECTIONS[section](args.quick):
             print(f"{ratio:6.3f}  {label}")
     return 0
 

@@ -115,6 +115,15 @@ def test_from_sequential_copies_weights():
     assert model.hidden_sizes == [4, 3]
 
 
+def test_from_sequential_keeps_dropout_and_refuses_two_rates():
+    seq = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Dropout(0.3), nn.Linear(4, 2))
+    model = GrowableMLP.from_sequential(seq)
+    assert isinstance(model.dropout, nn.Dropout) and model.dropout.p == 0.3
+    two = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Dropout(0.3), nn.Linear(4, 3), nn.ReLU(), nn.Dropout(0.5))
+    with pytest.raises(GrowthError, match=r"one dropout rate(.|\n)*grow the Sequential itself"):
+        GrowableMLP.from_sequential(nn.Sequential(*two, nn.Linear(3, 2)))
+
+
 def test_non_relu_model_is_refused_clearly():
     seq = nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 2))
     with pytest.raises(GrowthError, match="Tanh"):

@@ -471,6 +471,24 @@ def test_runs_that_cannot_fit_in_memory_are_refused_with_the_figure(tmp_path, ca
     assert main(["run", "--growth", "swe-svod", "--out", str(tmp_path / "o"), "--check"]) == 0  # the default fits
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--model", "cnn", "--channels", "100000", "M", "32", "M"],  # ~1 GiB of activations per sample
+        ["--model", "resnet", "--nf", "4000"],
+        ["--model", "SimpleMLP", "--model-arg", "hidden_size=2000000"],  # ~6 TiB of parameters
+    ],
+)
+def test_a_model_too_large_for_memory_is_refused_by_check_and_run_alike(argv, tmp_path, capsys):
+    """The estimate comes from the model's traced shapes (built on the meta device where clgrow
+    builds it), activations included, so --check refuses exactly what the run would."""
+    for extra in (["--check"], []):
+        assert main(["run", "--benchmark", "split-mnist-5k", *argv, "--out", str(tmp_path / "o"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "memory:" in err and "this machine has" in err
+    assert not (tmp_path / "o").exists()
+
+
 def _strategy_cells():
     from clgrow.registry import strategies as STRATEGY_NAMES
     from clgrow.strategies.declared import reference_strategies
