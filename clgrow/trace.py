@@ -389,9 +389,11 @@ def find_sites(model: nn.Module, x: Tensor, task_labels: Tensor | int | None = N
         x = torch.cat([x, x])  # a batch of one hides which dimension is the batch (squeeze)
     was = {m: m.training for m in model.modules()}
     model.eval()
+    from clgrow import compute
+
     tracer = _Tracer(model)
     try:
-        with tracer:
+        with tracer, compute.paused():  # a measurement of the model, not compute a run spends
             out = call_model(model, x, task_labels)
     finally:
         tracer.close()

@@ -629,10 +629,12 @@ def test_a_dense_budget_is_checked_against_the_worst_step_any_allocation_reaches
         assert code == 0 and main(argv) == 0  # the run then never meets a step over the budget
 
 
-def test_a_runs_compute_equals_a_count_by_hand(tmp_path):
+@pytest.mark.parametrize("model", [["--hidden", "8"], ["--model", "SimpleMLP", "--model-arg", "hidden_size=8"]])
+def test_a_runs_compute_equals_a_count_by_hand(tmp_path, model):
     """split-digits, Naive, MLP 64-[8]-10 growing 4 units at experiences 1-4, 2 epochs: training
     costs per sample 3·F − 64·w₀ at the widths of its experience (F = Σ in·out), evaluation F per
-    test sample after every experience."""
+    test sample after every experience. The same for Avalanche's SimpleMLP (counted by a hook and
+    PyTorch's FLOP counter instead of clgrow's own forward)."""
     import json
 
     from clgrow.experiments.benchmarks import make_benchmark
@@ -642,8 +644,7 @@ def test_a_runs_compute_equals_a_count_by_hand(tmp_path):
         "run",
         "--benchmark",
         "split-digits",
-        "--hidden",
-        "8",
+        *model,
         "--neurons",
         "4",
         "--epochs",
