@@ -7,8 +7,12 @@ OUT ?= runs/quick
 
 .PHONY: setup demo lint test test-all bench clean
 
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu installs PyTorch's CPU wheels first (no CUDA)
+TORCH_INDEX ?=
+
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
+	$(if $(TORCH_INDEX),$(BIN)/pip install torch torchvision --index-url $(TORCH_INDEX))
 	$(BIN)/pip install -e ".[test]"
 	touch $(STAMP)
 

@@ -1,6 +1,6 @@
 """Channels of a convolutional layer, added and measured the way hidden units are (pure PyTorch).
 
-The building blocks of convolutional growth sites (issue 27; DESIGN.md, "Convolutional sites"):
+The building blocks of convolutional growth sites (DESIGN.md, "Convolutional sites"):
 a producer ``Conv2d`` (rows = output channels; a row is the flattened filter of ``m = c_in·kh·kw``
 entries), optionally followed by ``BatchNorm2d``, whose ReLU output is read by consumers:
 

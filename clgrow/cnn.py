@@ -1,4 +1,4 @@
-"""Convolutional models whose channels grow: a VGG-style net and a ResNet (issue 27).
+"""Convolutional models whose channels grow: a VGG-style net and a ResNet.
 
 Both keep :class:`~clgrow.GrowableMLP`'s interface, so every extender, distributor, metric and
 reset works on them through the same calls. A hidden *layer* is a growth site: a producer

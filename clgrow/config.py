@@ -42,6 +42,22 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+@dataclass(frozen=True)
+class TrainingDefaults:
+    """How a run trains when nothing says otherwise: one declaration for the Python API
+    (``build_strategy``), the command line and grids (``RunConfig``), so a README example and a
+    CLI run of the same setting reach the same number."""
+
+    train_epochs: int = 3
+    train_mb_size: int = 32
+    eval_mb_size: int = 512
+    lr: float = 1e-3
+
+
+#: The training defaults every entry point shares.
+TRAINING = TrainingDefaults()
+
+
 @dataclass
 class GrowthConfig:
     """How and when a model grows.

@@ -288,6 +288,11 @@ class GrowableMLP(nn.Module):
         self._check_layer(layer)
         return getattr(self, f"cohort_{layer}")
 
+    def set_cohort(self, layer: int, cohort: Tensor) -> None:
+        """Replace ``layer``'s cohorts ``(n,)`` (after units left it)."""
+        self._check_layer(layer)
+        setattr(self, f"cohort_{layer}", cohort)
+
     def consumers(self, layer: int) -> list[nn.Linear]:
         """The ``Linear`` modules that read hidden layer ``layer``'s output (their ``V``)."""
         self._check_layer(layer)

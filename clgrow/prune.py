@@ -274,8 +274,8 @@ def _remove(model: GrowableMLP, layer: int, keep: Tensor, optimizer: torch.optim
     for cons in model.consumers(layer):
         cols = unit_columns(keep, n, cons.weight.shape[1])
         _assign(cons, "weight", cons.weight.index_select(1, cols), 1, optimizer, cols)
-    name = f"cohort_{layer}"
-    setattr(model, name, getattr(model, name).index_select(0, keep.to(getattr(model, name).device)))
+    cohort = model.cohort(layer)
+    model.set_cohort(layer, cohort.index_select(0, keep.to(cohort.device)))
 
 
 def _consumer_rows(x: Tensor, n: int) -> Tensor:

@@ -156,6 +156,11 @@ class GrowableModule(nn.Module):
             return torch.zeros(prod.weight.shape[0], dtype=torch.long, device=prod.weight.device)
         return cohort
 
+    def set_cohort(self, layer: int, cohort: Tensor) -> None:
+        """Replace site ``layer``'s cohorts ``(n,)`` (after units left it)."""
+        self.prepare()
+        self._producer(layer).register_buffer("clgrow_cohort", cohort)
+
     def outgoing(self, layer: int, p: int = 1) -> Tensor:
         from clgrow.model import unit_view
 

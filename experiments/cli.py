@@ -597,8 +597,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import signal
 
+    ending: list[bool] = []
+
     def terminated(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # one path for Ctrl-C and SIGTERM: workers end, finished cells stay
+        # one path for Ctrl-C and SIGTERM: workers end, finished cells stay. Once ending, a
+        # repeated SIGTERM (a supervisor's second try) is ignored, so the exit stays 130.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        ending.append(True)
+        raise KeyboardInterrupt
 
     try:
         previous = signal.signal(signal.SIGTERM, terminated)
@@ -644,7 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     finally:
-        if previous is not None:
+        if previous is not None and not ending:
             signal.signal(signal.SIGTERM, previous)
 
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clgrow.config import GrowthConfig, growth_from_method, growth_methods, parse_growth
+from clgrow.config import TRAINING, GrowthConfig, growth_from_method, growth_methods, parse_growth
 from clgrow.errors import ConfigError, GrowthError
 
 if sys.version_info >= (3, 11):
@@ -183,13 +183,13 @@ class RunConfig:
     batch_norm: bool = True
     nf: int = 20
     optimizer: str = "adam"
-    lr: float = 1e-3
+    lr: float = TRAINING.lr
     momentum: float | None = None
     weight_decay: float = 0.0
     device: str = "auto"
-    train_epochs: int = 3
-    train_mb_size: int = 32
-    eval_mb_size: int = 512
+    train_epochs: int = TRAINING.train_epochs
+    train_mb_size: int = TRAINING.train_mb_size
+    eval_mb_size: int = TRAINING.eval_mb_size
     tau: float = 0.025
     seed: int = 0
     #: Restart the optimizer's state at every experience, for every row alike (grown, fixed or

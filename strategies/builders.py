@@ -13,6 +13,7 @@ from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
 from clgrow import GROWTH_PRESETS, ConfigError, GrowthConfig, GrowthError, parse_growth
+from clgrow.config import TRAINING
 from clgrow.plasticity import Resetter
 from clgrow.registry import strategies
 from clgrow.strategies.checkpointing import make_optimizers_checkpointable
@@ -153,11 +154,11 @@ def build_strategy(
     growth: str | GrowthConfig | None = "swe-svod",
     *,
     optimizer: torch.optim.Optimizer | None = None,
-    lr: float = 1e-3,
+    lr: float = TRAINING.lr,
     criterion: nn.Module | None = None,
-    train_mb_size: int = 64,
-    train_epochs: int = 1,
-    eval_mb_size: int = 256,
+    train_mb_size: int = TRAINING.train_mb_size,
+    train_epochs: int = TRAINING.train_epochs,
+    eval_mb_size: int = TRAINING.eval_mb_size,
     device: str | torch.device = "cpu",
     evaluator: Any = None,
     plugins: Sequence[Any] | None = None,

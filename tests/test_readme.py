@@ -1,4 +1,4 @@
-"""The README's Avalanche example runs as printed."""
+"""The README's examples, and the docs' examples that continue them, run as printed."""
 
 from __future__ import annotations
 
@@ -7,54 +7,73 @@ import subprocess
 import sys
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+AVALANCHE_DOC = ROOT / "docs" / "avalanche.md"
 
 
-def test_readme_avalanche_example_runs(tmp_path):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    example = next(b for b in blocks if "GrowPlugin(" in b and "Naive(" in b)
-    resets = next(b for b in blocks if "plasticity=" in b)  # continues the example's model and evaluator
+def _blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
+
+
+def _run(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    res = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res
+
+
+def _example() -> str:
+    return next(b for b in _blocks(README) if "GrowPlugin(" in b and "Replay(" in b)
+
+
+def test_readme_avalanche_example_prints_what_it_states(tmp_path):
+    """The README states the number its example prints (seeded, CPU); the example must print it."""
+    example = _example()
+    stated = re.search(r"# prints: (.*?)\s{2,}", example)
+    assert stated, "the README example states what it prints"
+    res = _run(example, tmp_path)
+    assert res.stdout.strip().splitlines()[-1] == stated.group(1).strip()
+    assert (tmp_path / "runs" / "example" / "metrics.csv").is_file()
+
+
+def test_docs_resets_example_runs_on_the_readme_set_up(tmp_path):
+    setup = _example().split("for experience in bm.scenario.train_stream:")[0]
+    resets = next(b for b in _blocks(AVALANCHE_DOC) if "plasticity=" in b)
     then = (
         "\nfor experience in bm.scenario.train_stream[:2]:\n    strategy.train(experience)\n"
-        "print('reset', sum(next(p for p in strategy.plugins if hasattr(p, 'counts')).counts.get(1, {}).values()), model.hidden_sizes)\n"
+        "print('reset', sum(next(p for p in strategy.plugins if hasattr(p, 'counts')).counts.get(1, {}).values()))\n"
     )
-    res = subprocess.run(
-        [sys.executable, "-c", example + resets + then], cwd=tmp_path, capture_output=True, text=True, timeout=600
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert (tmp_path / "runs" / "example" / "metrics.csv").is_file()
-    sizes, after = res.stdout.strip().splitlines()[-2:]
-    assert sizes.startswith("[") and "]" in sizes
+    res = _run(setup + resets + then, tmp_path)
+    after = res.stdout.strip().splitlines()[-1]
     assert after.startswith("reset ") and int(after.split()[1]) > 0
 
 
-def test_readme_pruning_example_runs(tmp_path):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    example = next(b for b in blocks if "GrowPlugin(" in b and "Naive(" in b)
-    pruning = next(b for b in blocks if "prune=" in b)  # continues the example's benchmark and evaluator
-    then = ("\nfrom clgrow.strategies import build_strategy\n" if "import build_strategy" not in pruning else "\n") + (
-        "for experience in bm.scenario.train_stream[:3]:\n    strategy.train(experience)\n"
+def test_docs_pruning_example_runs_on_the_readme_set_up(tmp_path):
+    setup = _example().split("for experience in bm.scenario.train_stream:")[0]
+    pruning = next(b for b in _blocks(AVALANCHE_DOC) if "prune=" in b)
+    then = (
+        "\nfor experience in bm.scenario.train_stream[:3]:\n    strategy.train(experience)\n"
         "from clgrow.strategies.prune_plugin import find_prune_plugin\n"
         "print('pruned', len(find_prune_plugin(strategy).events), sum(p.numel() for p in model.parameters()))\n"
     )
-    src = example.split("for experience in bm.scenario.train_stream:")[0]  # its set-up, not its run
-    res = subprocess.run(
-        [sys.executable, "-c", src + "from clgrow.strategies import build_strategy\n" + pruning + then],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
+    res = _run(setup + pruning + then, tmp_path)
     _, events, params = res.stdout.strip().splitlines()[-1].split()
     assert int(events) >= 1 and int(params) <= 100_000
 
 
-def test_readme_own_model_example_runs_as_printed(tmp_path):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    example = next(b for b in blocks if "find_sites(net" in b)
-    res = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-2000:]
+def test_readme_is_a_five_minute_front_page_and_no_page_cites_internal_issues():
+    lines = README.read_text().splitlines()
+    assert len(lines) <= 150, f"README has {len(lines)} lines"
+    pages = [README, ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("*.md"))]
+    cited = [
+        f"{p.name}: {m.group(0)}" for p in pages for m in re.finditer(r"(?i)\bissues? \d+|issue-\d+", p.read_text())
+    ]
+    assert not cited, f"internal issue numbers mean nothing to a reader: {cited}"
+
+
+def test_docs_own_model_example_runs_as_printed(tmp_path):
+    example = next(b for p in (README, ROOT / "docs" / "models.md") for b in _blocks(p) if "find_sites(net" in b)
+    res = _run(example, tmp_path)
     assert "8 growth site(s)" in res.stdout and "conv1: its ReLU output feeds an addition" in res.stdout
     allocation = eval(res.stdout.strip().splitlines()[-1])
     assert sum(allocation.values()) == 64 and len(allocation) == 8

@@ -145,7 +145,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         )
         for snr in (0.3, 1.0)
     },
-    # Issue 24: integrations that leave old tasks where they were (old_rows x consumers).
+    # Integrations that leave old tasks where they were (old_rows x consumers).
     # (old_rows x consumers without a bound on the new rows, then with one)
     **{
         f"swe {rows} old rows, {cons} consumers{', fixed trust' if fixed else ''}": (
@@ -191,7 +191,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
             ("restore", "all", False, 2.0),
         )
     },
-    # The default at a new task with other budgets (issue 24: can more adjustment keep more new units alive?)
+    # The default at a new task with other budgets (can more adjustment keep more new units alive?)
     **{
         f"swe default at a new task, {label}": ("swe", kwargs, {})
         for label, kwargs in (
@@ -239,7 +239,7 @@ def _trained_base(job: dict[str, Any]) -> tuple[Any, Any, Any, list[float]]:
     train = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=job["batch"], shuffle=True, generator=gen)
     test = DataLoader(TensorDataset(data.x_test, data.y_test), batch_size=1000)
     model: GrowableMLP
-    if job.get("channels"):  # a GrowableCNN on the images (issue 27): convolutions, then the hidden layers
+    if job.get("channels"):  # a GrowableCNN on the images: convolutions, then the hidden layers
         from clgrow.cnn import GrowableCNN
 
         shape = {"mnist-5k": (1, 28, 28), "digits": (1, 8, 8)}[job["data"]]
@@ -288,7 +288,7 @@ def _staged(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _step(job: dict[str, Any]) -> dict[str, Any]:
-    """One growth step at a new task, at the source (issue 24's measurement): an MLP trained
+    """One growth step at a new task, at the source : an MLP trained
     ``epochs_before`` epochs on digits 0/1 (task 0), then ``grow(..., new_task=True)`` on the
     training data of digits 2/3 (task 1); task 0's test accuracy and output KL right before and
     right after, with one head per task (``task_labels``) or one 10-way head."""
@@ -385,7 +385,7 @@ def _scale(job: dict[str, Any]) -> dict[str, Any]:
 
 
 #: Strategy hyperparameters of the stream setting (Replay's buffer as in the quick grid, SI's λ = 1
-#: as in issue 24's measurements; EWC and LwF at the builders' defaults).
+#: as in the earlier stream measurements; EWC and LwF at the builders' defaults).
 STREAM_STRATEGY_KWARGS: dict[str, dict[str, Any]] = {"replay": {"mem_size": 200}, "si": {"si_lambda": 1.0}}
 
 

@@ -499,7 +499,7 @@ def section_throughput(quick: bool, data_root: str | None = None) -> str:
 
 def section_conv(quick: bool) -> str:
     """`clgrow run` with a convolutional model against a plain PyTorch loop training the same
-    GrowableCNN on the same tensors (issue 27's throughput goal), per sample seen."""
+    GrowableCNN on the same tensors (the convolutional throughput goal), per sample seen."""
     from clgrow.cnn import GrowableCNN
     from clgrow.experiments.benchmarks import make_benchmark
     from clgrow.experiments.config import RunConfig

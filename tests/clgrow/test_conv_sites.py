@@ -1,4 +1,4 @@
-"""Growth of convolutional sites (issue 27): every extender and distributor on random conv shapes.
+"""Growth of convolutional sites: every extender and distributor on random conv shapes.
 
 Models are drawn at random: VGG-style nets (with and without batch norm, pooling, a flattened or
 globally pooled readout, strides and paddings through ``from_sequential``) and ResNets (strided

@@ -1,4 +1,4 @@
-"""Removing units: exact for dead units, transactional, optimizer state sliced (issue 28, started)."""
+"""Removing units: exact for dead units, transactional, optimizer state sliced."""
 
 from __future__ import annotations
 

@@ -237,3 +237,25 @@ def test_a_wrapped_module_is_the_object_that_grows_and_keeps_its_own_forward():
     grow(model, 6, zoo_data(entry), "random", "uniform")
     assert [m for m in model.modules() if isinstance(m, nn.Dropout)] == dropout
     assert sum(as_growable(model).hidden_sizes) == 24 + 6
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("method", ["drop", "swe"])
+def test_every_zoo_model_prunes_in_place_and_a_refused_prune_changes_nothing(name, method):
+    from clgrow.prune import prune
+
+    entry = ZOO[name]
+    torch.manual_seed(6)
+    model = entry.build()
+    loader = zoo_data(entry)
+    grown = as_growable(model, loader[0][0], 0)
+    sizes = grown.hidden_sizes
+    state = {n: v.clone() for n, v in model.state_dict().items()}
+    with pytest.raises(GrowthError, match="would keep"):
+        prune(model, {0: list(range(sizes[0]))}, method=method, data=loader)
+    assert state_equal(state, model.state_dict())
+    report = prune(model, {0: [0, 1]}, method=method, data=loader)
+    assert report.count == 2 and as_growable(model).hidden_sizes == [sizes[0] - 2, *sizes[1:]]
+    model.eval()
+    with torch.no_grad():
+        assert call(model, loader[0][0]).isfinite().all()

@@ -1,4 +1,4 @@
-"""Convolutional models through the command line (issue 27): embedded images end to end, the
+"""Convolutional models through the command line: embedded images end to end, the
 fixed-final baseline rebuilt at a grown CNN's widths, task heads, and bad input (exit 2)."""
 
 from __future__ import annotations

@@ -430,7 +430,7 @@ def test_tables_show_seeds_and_warn_about_unequal_seeds_and_dropped_values():
 
 def test_sigterm_ends_compare_and_its_workers(tmp_path):
     """SIGTERM to `compare` ends the whole process tree (no worker goes on training), exits like
-    Ctrl-C (130, with the resume message) and leaves no traceback."""
+    Ctrl-C (130, with the resume message) and leaves no traceback, also when it comes twice."""
     import signal
     import subprocess
     import sys
@@ -473,6 +473,8 @@ def test_sigterm_ends_compare_and_its_workers(tmp_path):
     assert len(kids) >= 2, "the grid did not start its workers"
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # a supervisor's second try changes nothing
     assert proc.wait(60) == 130
     err = proc.stderr.read()
     assert "interrupted" in err and "Traceback" not in err

@@ -1,4 +1,4 @@
-"""The shipped paper-cifar100 grid (issue 27) runs on small generated files in CIFAR's format:
+"""The shipped paper-cifar100 grid runs on small generated files in CIFAR's format:
 nothing downloads, and the cells grow the authors' net in stages on its schedule."""
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ def test_random_growth_does_not_disrupt_and_probes_can_be_off(split_digits):
 def test_default_swe_leaves_old_tasks_outputs_in_place(split_digits, split_digits_tasks, task_labels):
     """At a new experience the default SWE changes the outputs on the old experiences' probes by
     at most 1e-6 nats (mean KL) and no accuracy, task- and class-incremental; the same SWE at a
-    new experience with the pre-issue-24 settings moves them."""
+    new experience with the earlier settings moves them."""
     bm = split_digits_tasks if task_labels else split_digits
     make = (
         (lambda: MultiHeadGrowableMLP(bm.in_features, [12, 12], bm.head_size))
