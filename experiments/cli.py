@@ -79,14 +79,14 @@ def _parser(full_run: bool = True) -> argparse.ArgumentParser:
         _add_run_arguments(r)
 
     c = sub.add_parser("compare", help="run a grid from a TOML config, print a table, write figures")
-    c.add_argument("config")
-    c.add_argument("--out", required=True)
-    c.add_argument("--backend", default="local", choices=["local", "ray"])
-    c.add_argument("--workers", type=int, default=2)
-    c.add_argument("--ray-address", default=None)
-    c.add_argument("--data-root", default=None)
+    c.add_argument("config", help="the grid's TOML file (e.g. experiments/configs/quick.toml)")
+    c.add_argument("--out", required=True, help="output directory: cells, table.md, figures (reruns resume)")
+    c.add_argument("--backend", default="local", choices=["local", "ray"], help="run cells here or on Ray")
+    c.add_argument("--workers", type=int, default=2, help="cells run at once (default: 2)")
+    c.add_argument("--ray-address", default=None, help="a running Ray cluster's address (--backend ray)")
+    c.add_argument("--data-root", default=None, help="directory holding on-disk data sets (overrides the grid's)")
     c.add_argument("--device", default=None, help="device of every cell (overrides the config's)")
-    c.add_argument("--quiet", action="store_true")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.add_argument("--check", action="store_true", help="validate the grid, list its cells, train nothing")
     c.add_argument(
         "--baseline",
@@ -97,7 +97,7 @@ def _parser(full_run: bool = True) -> argparse.ArgumentParser:
     )
 
     pl = sub.add_parser("plot", help="(re)draw the figures of a run or grid directory")
-    pl.add_argument("dir")
+    pl.add_argument("dir", help="a run's or a grid's output directory")
 
     ls = sub.add_parser("list", help="benchmarks, strategies, extenders, distributors, growth presets")
     ls.add_argument("--verbose", "-v", action="store_true", help="every method's arguments: type, bounds, default")
@@ -111,8 +111,12 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
     from clgrow.strategies.declared import OPTIMIZERS
 
     d = RunConfig()
-    r.add_argument("--benchmark", default=d.benchmark, choices=list(BENCHMARK_NAMES))
-    r.add_argument("--strategy", default=d.strategy, choices=list(strategies))
+    r.add_argument(
+        "--benchmark", default=d.benchmark, choices=list(BENCHMARK_NAMES), help=f"the stream (default: {d.benchmark})"
+    )
+    r.add_argument(
+        "--strategy", default=d.strategy, choices=list(strategies), help=f"the CL strategy (default: {d.strategy})"
+    )
     r.add_argument("--growth", default=d.growth, help="preset (clgrow list) or EXTENDER+DISTRIBUTOR")
     r.add_argument(
         "--plasticity",
@@ -145,11 +149,13 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
         help="as --match-final-size, and train it for the multiply-adds the growth run spent in training and "
         "growth (more epochs; fair fixed-compute baseline)",
     )
-    r.add_argument("--seed", type=int, default=d.seed)
+    r.add_argument("--seed", type=int, default=d.seed, help="fixes everything on CPU (default: 0)")
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--data-root", default=None, help="directory holding on-disk data sets")
-    r.add_argument("--experiences", type=int, default=d.n_experiences, dest="n_experiences")
-    r.add_argument("--class-order-seed", type=int, default=d.class_order_seed)
+    r.add_argument(
+        "--experiences", type=int, default=d.n_experiences, dest="n_experiences", help="experiences in the stream"
+    )
+    r.add_argument("--class-order-seed", type=int, default=d.class_order_seed, help="seed of the classes' order")
     r.add_argument("--task-labels", action="store_true", help="task-incremental: task labels and one head per task")
     r.add_argument(
         "--hidden",
@@ -186,14 +192,26 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
     )
     r.add_argument("--no-batch-norm", dest="batch_norm", action="store_false", help="no batch norm in the CNN")
     r.add_argument("--nf", type=int, default=d.nf, help="the ResNet's first width (default 20: SlimResNet18's)")
-    r.add_argument("--epochs", type=int, default=d.train_epochs, dest="train_epochs")
-    r.add_argument("--batch-size", type=int, default=d.train_mb_size, dest="train_mb_size")
-    r.add_argument("--lr", type=float, default=d.lr)
-    r.add_argument("--optimizer", default=d.optimizer, choices=list(OPTIMIZERS))
+    r.add_argument(
+        "--epochs",
+        type=int,
+        default=d.train_epochs,
+        dest="train_epochs",
+        help=f"per experience (default: {d.train_epochs})",
+    )
+    r.add_argument(
+        "--batch-size",
+        type=int,
+        default=d.train_mb_size,
+        dest="train_mb_size",
+        help=f"training batch (default: {d.train_mb_size})",
+    )
+    r.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default: {d.lr})")
+    r.add_argument("--optimizer", default=d.optimizer, choices=list(OPTIMIZERS), help=f"default: {d.optimizer}")
     r.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (default: 0.9)")
-    r.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    r.add_argument("--weight-decay", type=float, default=d.weight_decay, help="the optimizer's (default: 0)")
     r.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:i or mps (default: auto)")
-    r.add_argument("--tau", type=float, default=d.tau)
+    r.add_argument("--tau", type=float, default=d.tau, help=f"τ of τ-dormant units (default: {d.tau})")
     r.add_argument(
         "--reset-optimizer",
         action=argparse.BooleanOptionalAction,

@@ -287,7 +287,10 @@ def _run_wave(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(todo), desc=f"{label} cells", unit="cell", file=sys.stderr)
+        # a bar only on a terminal: in a log file it is a line per refresh
+        bar = tqdm(
+            total=len(todo), desc=f"{label} cells", unit="cell", file=sys.stderr, disable=not sys.stderr.isatty()
+        )
     results = []
     for fut in futures:  # gather one at a time so the bar moves
         results.extend(submit.gather([fut]))

@@ -283,7 +283,8 @@ def run(
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=0, unit="it", leave=False, file=sys.stderr)
+            # a bar only on a terminal: in a log file it is a line per refresh
+            bar = tqdm(total=0, unit="it", leave=False, file=sys.stderr, disable=not sys.stderr.isatty())
         timer = _Timer(bar)
         strategy = build_strategy(
             cfg.strategy,

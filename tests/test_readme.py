@@ -77,3 +77,34 @@ def test_docs_own_model_example_runs_as_printed(tmp_path):
     assert "8 growth site(s)" in res.stdout and "conv1: its ReLU output feeds an addition" in res.stdout
     allocation = eval(res.stdout.strip().splitlines()[-1])
     assert sum(allocation.values()) == 64 and len(allocation) == 8
+
+
+def test_docs_own_method_walkthrough_runs_as_written(tmp_path):
+    """docs/growth.md's method file, saved where it says, runs with the command it gives."""
+    import shlex
+
+    text = (ROOT / "docs" / "growth.md").read_text()
+    source = next(b for b in _blocks(ROOT / "docs" / "growth.md") if '@extenders.register("scaled")' in b)
+    command = next(line for line in re.findall(r"```bash\n(.*?)```", text, flags=re.S) if "--import scaled" in line)
+    (tmp_path / "scaled.py").write_text(source)
+    argv = shlex.split(command.strip())
+    assert argv[0] == "clgrow"
+    res = subprocess.run(
+        [sys.executable, "-m", "clgrow.experiments.cli", *argv[1:], "--quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    import json
+
+    summary = json.loads((tmp_path / "runs" / "scaled" / "summary.json").read_text())
+    assert summary["growth"] == "scaled+svod" and "scale=0.25" in json.dumps(summary)
+    by_path = subprocess.run(
+        [sys.executable, "-m", "clgrow.experiments.cli", "--import", str(tmp_path / "scaled.py"), "list"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert by_path.returncode == 0 and "scaled" in by_path.stdout, by_path.stderr[-1000:]

@@ -739,3 +739,35 @@ def test_a_model_that_cannot_grow_or_load_is_refused_by_check_and_run_alike(
         assert main(["run", *TINY, "--growth", "swe-svod", "--model", model, "--out", "o", *extra]) == 2
         assert re.search(message, capsys.readouterr().err), model
     assert not (tmp_path / "o").exists()
+
+
+def test_every_flag_and_argument_of_every_command_has_help():
+    import argparse
+
+    from clgrow.experiments import cli
+
+    parser = cli._parser(full_run=True)
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    missing = [
+        f"{name} {a.option_strings or a.dest}"
+        for name, sub in commands.items()
+        for a in sub._actions
+        if not a.help and not isinstance(a, argparse._HelpAction)
+    ]
+    assert not missing, missing
+
+
+def test_progress_bars_only_on_a_terminal(tmp_path):
+    """Into a pipe or a log file (not a terminal) a run writes its lines, not a bar per refresh."""
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-m", "clgrow.experiments.cli", "run", *TINY[:-1], "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-1000:]
+    assert "it/s" not in res.stderr and "\r" not in res.stderr
+    assert "exp 4:" in res.stdout

@@ -131,7 +131,9 @@ def test_stands_aside_where_it_would_not_be_exact():
 def test_loader_length_matches():
     bm = make_benchmark("split-digits", 5, seed=0)
     torch.manual_seed(0)
-    s = build_strategy("naive", GrowableMLP(64, [8], 10), None, train_mb_size=7, evaluator=EvaluationPlugin(loggers=[]))
+    s = build_strategy(
+        "naive", GrowableMLP(64, [8], 10), None, train_mb_size=7, train_epochs=1, evaluator=EvaluationPlugin(loggers=[])
+    )
     seen = []
 
     class _Len(SupervisedPlugin):

@@ -100,6 +100,7 @@ def test_per_step_methods_see_each_training_batch_once_not_growth_or_evaluation(
         plugins=[plugin, fast_plugin(distributor=UniformDistributor())],
         evaluator=quiet(),
         train_mb_size=50,
+        train_epochs=1,
     )
     exp = split_digits.scenario.train_stream[1]
     strategy.train(split_digits.scenario.train_stream[0])
