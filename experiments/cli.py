@@ -450,6 +450,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _fail("--match-final-size/--match-final-compute need --growth naming the growth run to match")
     # validated and built once here, at the edge: the run, or the reference run of --match-final-size
     cfg = RunConfig(**fields).resolve()
+    from clgrow.experiments.catalog import SUGGESTED_EPOCHS
+
+    suggested = SUGGESTED_EPOCHS.get(cfg.config.benchmark)
+    if suggested and cfg.config.train_epochs < suggested and not args.quiet:
+        print(
+            f"clgrow: note: {cfg.config.benchmark} learns little at {cfg.config.train_epochs} epoch(s) per experience; "
+            f"--epochs {suggested} learns it",
+            file=sys.stderr,
+        )
     fixed = None
     if matched:
         fixed = RunConfig(

@@ -771,3 +771,10 @@ def test_progress_bars_only_on_a_terminal(tmp_path):
     assert res.returncode == 0, res.stderr[-1000:]
     assert "it/s" not in res.stderr and "\r" not in res.stderr
     assert "exp 4:" in res.stdout
+
+
+def test_a_benchmark_the_defaults_serve_badly_is_named_with_what_learns_it(tmp_path, capsys):
+    assert main(["run", "--benchmark", "split-digits", "--check", "--out", str(tmp_path / "o")]) == 0
+    assert "split-digits learns little at 3 epoch(s) per experience; --epochs 20" in capsys.readouterr().err
+    assert main(["run", "--benchmark", "split-digits", "--epochs", "20", "--check", "--out", str(tmp_path / "o")]) == 0
+    assert "learns little" not in capsys.readouterr().err
