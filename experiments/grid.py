@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from clgrow.experiments.config import ConfigError, GridConfig, RunConfig, parse_baseline
+from clgrow.experiments.config import FIXED, ConfigError, GridConfig, RunConfig, parse_baseline
 from clgrow.experiments.stats import LEVEL, interval, paired_difference
 from clgrow.strategies.results import atomic_write_csv, atomic_write_text
 from clgrow.strategies.summary import RunSummary
@@ -47,9 +47,12 @@ TABLE_COLUMNS = [
     ("units", "hidden units", False),
     ("parameters", "params", False),
     ("growth_over_train", "growth / train time", False),
-    ("train_tmacs", "train TMAC", False),
+    ("train_tmacs", "train GMAC", False),
     ("growth_share", "growth share", True),
 ]
+#: Columns that only a growing row has (a row without growth shows "—", as for disruption).
+GROWTH_ONLY = ("growth_share", "growth_over_train")
+
 #: Shown only when some row resets units.
 RESET_COLUMNS = [("units_reset", "units reset", False)]
 #: Shown only when some row prunes units.
@@ -411,16 +414,17 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = [head, "|" + "---|" * (len(columns) + len(keys))]
     for r in rows:
         cells = []
+        grows = r.get("growth") not in ("none", *FIXED)
         for key, _, pct in columns:
             m, ci = r[key], r[key + "_ci"]
-            if m is None or math.isnan(m):
-                cells.append("—")
+            if m is None or math.isnan(m) or (key in GROWTH_ONLY and not grows):
+                cells.append("—")  # not measured, or growth's own column of a row that does not grow
             elif pct:
                 cells.append(f"{100 * m:.1f}" + ("" if math.isnan(ci) else f" ± {100 * ci:.1f}"))
             elif key == "growth_over_train":
                 cells.append(f"{m:.2f}")
-            elif key == "train_tmacs":
-                cells.append(f"{m:.3g}")
+            elif key == "train_tmacs":  # in 10^9: 2.3, not 0.00234 or 4.23e-05
+                cells.append(f"{1000 * m:,.1f}")
             else:
                 cells.append(f"{m:.0f}")
         lines.append("| " + " | ".join(str(r.get(k, "none")) for k in keys) + " | " + " | ".join(cells) + " |")
