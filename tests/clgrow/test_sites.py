@@ -35,12 +35,19 @@ HEAVY = {"resnet18", "vgg11_bn"}
 
 
 def _cases(methods: list[str], heavy: tuple[str, ...] = ("gradmax", "swe")) -> list:
-    """(model, method) pairs, the costly ones on torchvision's models marked slow."""
+    """(model, method) pairs, the costly ones on torchvision's models marked slow; vgg11_bn (9 M
+    parameters) runs only random growth in the default suite."""
     return [
-        pytest.param(n, m, marks=pytest.mark.slow) if n in HEAVY and m in heavy else pytest.param(n, m)
+        pytest.param(n, m, marks=pytest.mark.slow)
+        if (n in HEAVY and m in heavy) or (n == "vgg11_bn" and m != "random")
+        else pytest.param(n, m)
         for n in NAMES
         for m in methods
     ]
+
+
+#: The zoo for tests that run one costly method on each model: vgg11_bn in the slow suite.
+LIGHT_NAMES = [pytest.param(n, marks=pytest.mark.slow) if n == "vgg11_bn" else n for n in NAMES]
 
 
 def _no_dropout(model: nn.Module) -> nn.Module:
@@ -131,7 +138,7 @@ def test_every_extender_grows_every_zoo_model_and_one_optimizer_reaches_everythi
     opt.step()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LIGHT_NAMES)
 def test_swe_conserves_the_coupled_rows_sums_of_every_zoo_model(name):
     """Plain training (the paper's ``move``): at the first site, the column sums of ``[rows | b]``
     after adjustment equal those of the old rows plus the inserted new ones."""
@@ -192,7 +199,7 @@ def test_a_failed_step_leaves_every_zoo_model_bit_identical(name, ext_name):
             assert mod.num_features == mod.running_mean.shape[0]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LIGHT_NAMES)
 def test_a_grown_zoo_model_pickles_and_resumes_bit_identically(name):
     """What Avalanche's checkpoint does (a pickle of the whole model): shapes, cohorts and every
     tensor come back, and training continues identically from the restored copy."""
@@ -218,7 +225,7 @@ def test_a_grown_zoo_model_pickles_and_resumes_bit_identically(name):
     assert state_equal(model.state_dict(), clone.state_dict())
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LIGHT_NAMES)
 def test_inactivity_is_measured_on_every_zoo_model_without_changing_it(name):
     entry = ZOO[name]
     model = entry.build()
@@ -239,7 +246,7 @@ def test_a_wrapped_module_is_the_object_that_grows_and_keeps_its_own_forward():
     assert sum(as_growable(model).hidden_sizes) == 24 + 6
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LIGHT_NAMES)
 @pytest.mark.parametrize("method", ["drop", "swe"])
 def test_every_zoo_model_prunes_in_place_and_a_refused_prune_changes_nothing(name, method):
     from clgrow.prune import prune
