@@ -778,3 +778,26 @@ def test_a_benchmark_the_defaults_serve_badly_is_named_with_what_learns_it(tmp_p
     assert "split-digits learns little at 3 epoch(s) per experience; --epochs 20" in capsys.readouterr().err
     assert main(["run", "--benchmark", "split-digits", "--epochs", "20", "--check", "--out", str(tmp_path / "o")]) == 0
     assert "learns little" not in capsys.readouterr().err
+
+
+def test_avalanches_multi_task_model_grows_and_its_later_heads_read_the_grown_width(tmp_path):
+    """MTSimpleMLP in a task-incremental stream: its hidden layer grows at every experience and
+    each head Avalanche adds for a new task is built at the width grown so far (a head built at an
+    older width would fail the forward pass of its task)."""
+    out = tmp_path / "mt"
+    argv = [
+        "run",
+        *TINY,
+        "--task-labels",
+        "--growth",
+        "swe-svod",
+        "--model",
+        "MTSimpleMLP",
+        "--model-arg",
+        "hidden_size=8",
+    ]
+    assert main([*argv, "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    widths = [sizes[0] for sizes in summary["hidden_sizes"]]
+    assert widths == [8, 12, 16, 20, 24]  # 4 units per experience from the second
+    assert len(summary["accuracy_matrix"]) == 5 and all(len(row) == 5 for row in summary["accuracy_matrix"])
