@@ -244,6 +244,15 @@ def grow(
             model, allocation, loader, loss_fn, cohort, new_task=bool(new_task), rehearsal=bool(new_task and rehearsal)
         )
         t2 = time.perf_counter()
+        after = model.hidden_sizes
+        added = {i: after[i] - before[i] for i in range(len(before))}
+        if any(added[i] != allocation.get(i, 0) for i in added):
+            # an extender that adds other than what it was given would be recorded as growth it
+            # did not do (a third party's that adds nothing would read "grew K units")
+            raise GrowthError(
+                f"{type(ext).__name__} was to add {dict(allocation)} units per layer and added "
+                f"{ {i: a for i, a in added.items() if a or allocation.get(i, 0)} }; the model was left unchanged"
+            )
         model.growth_steps.fill_(cohort)
     except BaseException as err:
         model.restore(snap)

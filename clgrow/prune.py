@@ -52,6 +52,7 @@ channel's ``H·W`` columns) leave together.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -122,6 +123,25 @@ def _staying(n: int, leaving: Tensor) -> Tensor:
     return torch.nonzero(mask).flatten()
 
 
+def _indices(idx: Any, layer: int) -> Tensor:
+    """Unit indices ``(k,)`` as given: integers only (``1.5`` or ``True`` is refused, not cut)."""
+    t = torch.as_tensor(idx).flatten().cpu()
+    if t.numel() and (t.dtype == torch.bool or t.is_floating_point() or t.is_complex()):
+        raise GrowthError(f"prune: layer {layer}'s indices must be integers, got {t.tolist()}")
+    return t.to(torch.long)
+
+
+def _finite_batches(data: Iterable[Any], where: str) -> list[Any]:
+    """The data as a list of batches, refused when an input holds NaN or an infinity (every unit
+    would read as dead, and a transfer fitted on it would write NaN into the weights)."""
+    batches = list(data)
+    for b, batch in enumerate(batches):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if isinstance(x, Tensor) and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise GrowthError(f"{where}: batch {b} of the data holds NaN or infinite values")
+    return batches
+
+
 def _growable(model: nn.Module, data: Iterable[Any] | None) -> GrowableMLP:
     """A module clgrow did not build, through its sites (traced on ``data``'s first batch, or the
     module's last trace when no data is given)."""
@@ -165,6 +185,12 @@ def select_units(
     """
     if how not in SELECTORS:
         raise GrowthError(f"unknown selector {how!r}; known: {', '.join(SELECTORS)}")
+    if not (isinstance(tau, float | int) and not isinstance(tau, bool) and math.isfinite(tau) and tau >= 0):
+        raise GrowthError(f"select_units: tau must be a finite number >= 0, got {tau!r}")
+    if data is not None and how != "norm":
+        data = _finite_batches(data, "select_units")
+    if not isinstance(model, GrowableMLP):
+        model = _growable(model, data)
     if count is None and how in ("utility", "norm"):
         raise GrowthError(f"select_units({how!r}) ranks units: it needs count, {{layer: units}}")
     for layer, c in (count or {}).items():
@@ -395,20 +421,22 @@ def prune(
         before.
     """
     start = time.perf_counter()
-    if not isinstance(model, GrowableMLP):
-        model = _growable(model, data)
     if method not in METHODS:
         raise GrowthError(f"prune: unknown method {method!r}; known: {', '.join(METHODS)}")
     if method == "swe" and data is None:
         raise GrowthError("prune(method='swe') needs data: the transfer is fitted on activations")
-    if not (isinstance(ridge, float | int) and ridge >= 0):
-        raise GrowthError(f"prune: ridge must be a number >= 0, got {ridge!r}")
-    batches = None if data is None else list(data)
+    if not (isinstance(ridge, float | int) and not isinstance(ridge, bool) and math.isfinite(ridge) and ridge >= 0):
+        raise GrowthError(f"prune: ridge must be a finite number >= 0, got {ridge!r}")
+    if not (isinstance(min_units, int) and not isinstance(min_units, bool) and min_units >= 1):
+        raise GrowthError(f"prune: min_units must be an integer >= 1, got {min_units!r}")
+    batches = None if data is None else _finite_batches(data, "prune")
+    if not isinstance(model, GrowableMLP):
+        model = _growable(model, batches)
     before = model.hidden_sizes
     cleaned: dict[int, Tensor] = {}
     for layer, idx in units.items():
         model._check_layer(layer)
-        t = torch.as_tensor(idx, dtype=torch.long).flatten().cpu()
+        t = _indices(idx, layer)
         n = before[layer]
         if t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
             raise GrowthError(f"prune: layer {layer} has units 0..{n - 1}, got indices {t.tolist()}")

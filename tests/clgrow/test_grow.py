@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from clgrow import Distributor, GrowthError, grow
+from clgrow import Distributor, GrowableMLP, GrowthError, grow
 from tests.helpers import state_equal
 
 
@@ -157,3 +157,19 @@ def test_gradmax_refuses_bad_arguments_at_construction(kwargs):
 
     with pytest.raises(ValueError, match="extender 'gradmax'"):
         GradMaxExtender(**kwargs)
+
+
+def test_an_extender_that_adds_fewer_units_than_allotted_is_a_growth_error(digits_loader):
+    """A third party's extender that adds nothing must not be recorded as 'grew K units'."""
+    from clgrow import Extender
+
+    class Lazy(Extender):
+        def _extend_layer(self, model, layer, k, ctx):
+            return torch.empty(0, dtype=torch.long)  # says it is done, adds nothing
+
+    model = GrowableMLP(64, [8, 8], 10)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(GrowthError, match=r"Lazy was to add \{0: 2, 1: 2\} units per layer and added"):
+        grow(model, 4, digits_loader, Lazy(), "uniform")
+    assert model.hidden_sizes == [8, 8]
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())

@@ -269,3 +269,49 @@ def test_units_under_the_budget_fit_however_they_are_allotted(widths, m, room, d
         if c:
             model.add_units(layer, torch.zeros(c, model.fan_in(layer)), torch.zeros(c))
     assert sum(p.numel() for p in model.parameters()) <= budget
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(units={0: [0.5]}), "indices must be integers"),
+        (dict(units={0: [True]}), "indices must be integers"),
+        (dict(units={0: [0]}, method="swe", nan=True), "NaN or infinite"),
+        (dict(units={0: [0]}, method="drop", nan=True), "NaN or infinite"),
+        (dict(units={0: [0]}, method="swe", ridge=math.inf), "ridge must be a finite number"),
+        (dict(units={0: [0]}, method="swe", ridge=math.nan), "ridge must be a finite number"),
+        (dict(units={0: [0]}, min_units=0), "min_units must be an integer >= 1"),
+        (dict(units={0: [0]}, min_units=-2), "min_units must be an integer >= 1"),
+        (dict(units={0: [0]}, min_units=1.5), "min_units must be an integer >= 1"),
+    ],
+)
+def test_the_python_pruning_api_refuses_bad_input_and_changes_nothing(kwargs, message):
+    """NaN in the data would read every unit as dead and write NaN weights through the swe
+    transfer; a float index would be cut to an integer: each is refused naming the argument, and
+    the model and optimizer are left bit-identical."""
+    torch.manual_seed(0)
+    model = GrowableMLP(5, [6, 6], 3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    opt.zero_grad()
+    model(torch.randn(8, 5)).sum().backward()
+    opt.step()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    kwargs = dict(kwargs)
+    x = torch.randn(16, 5)
+    if kwargs.pop("nan", False):
+        x[3, 2] = math.nan
+    data = [(x, torch.randint(0, 3, (16,)))]
+    with pytest.raises(GrowthError, match=message):
+        prune(model, kwargs.pop("units"), data=data, optimizer=opt, **kwargs)
+    assert model.hidden_sizes == [6, 6]
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("tau", [math.nan, -0.1, math.inf, "0.1"])
+def test_select_units_refuses_a_bad_tau_and_nan_data(tau):
+    model = GrowableMLP(5, [6], 3)
+    data = [(torch.randn(8, 5), torch.randint(0, 3, (8,)))]
+    with pytest.raises(GrowthError, match="tau must be a finite number >= 0"):
+        select_units(model, "dormant", data, tau=tau)
+    with pytest.raises(GrowthError, match="NaN or infinite"):
+        select_units(model, "dead", [(torch.full((8, 5), math.nan), torch.zeros(8, dtype=torch.long))])
