@@ -98,7 +98,22 @@ class Registry(Mapping[str, Any], Generic[T]):
 
         def deco(cls: type[T]) -> type[T]:
             declared = getattr(cls, "Params", NoParams)
-            params = declared if declared is not NoParams else params_from_signature(cls, self.kind, name)
+            own = "Params" in vars(cls)
+            if not own and declared is not NoParams and "__init__" in vars(cls):
+                # a subclass of a declared method with arguments of its own: the parent's declaration
+                # would hide them (their flags unknown, the parent's help shown)
+                raise TypeError(
+                    f"{self.kind} {name!r}: {cls.__name__} adds __init__ arguments to {declared.__name__}'s "
+                    f"declaration; declare them instead: a frozen dataclass deriving from {declared.__name__} "
+                    f"with a param(...) per argument, set as {cls.__name__}.Params"
+                )
+            if declared is NoParams:
+                params = params_from_signature(cls, self.kind, name)
+            elif own:
+                params = declared
+            else:  # inherited unchanged: a copy of its own, so the parent keeps its name and help
+                params = type(f"{cls.__name__}Params", (declared,), {"__doc__": declared.__doc__})
+                cls.Params = params  # type: ignore[attr-defined]
             self._add(name, params, cls)
             cls.name = name  # type: ignore[attr-defined]
             return cls
@@ -109,7 +124,9 @@ class Registry(Mapping[str, Any], Generic[T]):
         if not isinstance(name, str) or not name or "+" in name or name != name.strip():
             raise ValueError(f"{self.kind} name {name!r}: give a non-empty name without '+' or spaces")
         if name in self._entries:
-            raise KeyError(f"{self.kind} {name!r} is already registered")
+            first = self._entries[name].impl
+            where = first if isinstance(first, str) else getattr(first, "__module__", "?")
+            raise KeyError(f"{self.kind} {name!r} is already registered (by {where}); choose another name")
         if not (isinstance(params, type) and issubclass(params, Params)):
             raise TypeError(f"{self.kind} {name!r}: the declaration must be a clgrow.params.Params dataclass")
         params.kind, params.method = self.kind, name

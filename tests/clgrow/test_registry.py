@@ -61,3 +61,31 @@ def test_growth_with_a_backbone_only_grows_the_mlp(digits_loader):
     grow(model, 6, digits_loader, "swe", "uniform")
     assert model.hidden_sizes == [11, 11]
     assert all(torch.equal(v, backbone.state_dict()[k]) for k, v in bb.items())
+
+
+def test_a_subclass_of_a_declared_method_keeps_the_parents_declaration_intact_or_is_refused_saying_how():
+    from clgrow import SWE, extenders
+
+    before = (extenders.params("swe").method, extenders.params("swe").__doc__)
+    try:
+
+        @extenders.register("swe-copy")
+        class Copy(SWE):
+            """SWE under another name."""
+
+        assert extenders.params("swe").method == "swe" and extenders.params("swe-copy").method == "swe-copy"
+        assert (extenders.params("swe").method, extenders.params("swe").__doc__) == before
+        assert Copy(passes=0.3).passes == 0.3  # the parent's arguments, checked as before
+        with pytest.raises(TypeError, match=r"adds __init__ arguments(.|\n)*declare them instead"):
+
+            @extenders.register("swe-mine")
+            class Mine(SWE):
+                def __init__(self, mine_scale: float = 0.5, **kwargs):
+                    super().__init__(**kwargs)
+                    self.mine_scale = mine_scale
+
+        with pytest.raises(KeyError, match=r"'swe' is already registered \(by clgrow"):
+            extenders.register("swe")(Copy)
+    finally:
+        extenders.unregister("swe-copy")
+        extenders.unregister("swe-mine")
