@@ -30,7 +30,15 @@ from torch import Tensor, nn
 
 from clgrow.errors import GrowthError
 
-__all__ = ["ChannelConsumer", "add_channels", "conv_default_init", "channel_activity"]
+__all__ = [
+    "ChannelConsumer",
+    "add_channels",
+    "check_out_weights",
+    "widen_norm",
+    "widen_consumers",
+    "conv_default_init",
+    "channel_activity",
+]
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,7 @@ def conv_default_init(k: int, conv: nn.Conv2d) -> tuple[Tensor, Tensor]:
 
 
 def _param(old: Tensor, value: Tensor) -> nn.Parameter:
+    """``value`` as a new parameter with ``old``'s ``requires_grad``."""
     return nn.Parameter(value.detach().clone(), requires_grad=old.requires_grad)
 
 
@@ -120,7 +129,23 @@ def add_channels(
         raise GrowthError(f"new biases must have shape ({k},), got {tuple(bias.shape)}")
     if norm is not None and norm.num_features != n:
         raise GrowthError(f"the batch norm has {norm.num_features} channels, the convolution {n}")
-    outs = [None] * len(consumers) if out_weight is None else list(out_weight)
+    outs: list[Tensor | None] = [None] * len(consumers) if out_weight is None else list(out_weight)
+    check_out_weights(consumers, n, k, outs)
+    if k == 0:
+        return torch.empty(0, dtype=torch.long, device=ref.device)
+    conv.weight = _param(conv.weight, torch.cat([ref, weight.to(ref)]))
+    if conv.bias is not None:
+        conv.bias = _param(conv.bias, torch.cat([conv.bias, bias.to(ref)]))
+    conv.out_channels = n + k
+    if norm is not None:
+        widen_norm(norm, k)
+    widen_consumers(consumers, n, k, outs)
+    return torch.arange(n, n + k, device=ref.device)
+
+
+def check_out_weights(consumers: list[ChannelConsumer], n: int, k: int, outs: list[Tensor | None]) -> None:
+    """Refuse, before anything changes, consumers that do not read ``n`` units and new slices
+    that are not unit views ``(p, k, r)`` of them (``None``: zeros)."""
     if len(outs) != len(consumers):
         raise GrowthError(f"{len(consumers)} consumers, got {len(outs)} outgoing weights")
     for c, out in zip(consumers, outs):
@@ -133,20 +158,25 @@ def add_channels(
                 f"new outgoing weights of a {c.kind} consumer must have shape "
                 f"({c.module.weight.shape[0]}, {k}, {r}), got {tuple(out.shape)}"
             )
-    if k == 0:
-        return torch.empty(0, dtype=torch.long, device=ref.device)
-    conv.weight = _param(conv.weight, torch.cat([ref, weight.to(ref)]))
-    if conv.bias is not None:
-        conv.bias = _param(conv.bias, torch.cat([conv.bias, bias.to(ref)]))
-    conv.out_channels = n + k
-    if norm is not None:
-        if norm.weight is not None and norm.bias is not None:
-            norm.weight = _param(norm.weight, torch.cat([norm.weight, norm.weight.new_ones(k)]))
-            norm.bias = _param(norm.bias, torch.cat([norm.bias, norm.bias.new_zeros(k)]))
-        if norm.running_mean is not None and norm.running_var is not None:
-            norm.running_mean = torch.cat([norm.running_mean, norm.running_mean.new_zeros(k)])
-            norm.running_var = torch.cat([norm.running_var, norm.running_var.new_ones(k)])
-        norm.num_features = n + k
+
+
+@torch.no_grad()
+def widen_norm(norm: nn.modules.batchnorm._BatchNorm, k: int) -> None:
+    """``k`` new batch-norm channels: weight 1, bias 0, running mean 0 and variance 1."""
+    if norm.weight is not None and norm.bias is not None:
+        norm.weight = _param(norm.weight, torch.cat([norm.weight, norm.weight.new_ones(k)]))
+        norm.bias = _param(norm.bias, torch.cat([norm.bias, norm.bias.new_zeros(k)]))
+    if norm.running_mean is not None and norm.running_var is not None:
+        norm.running_mean = torch.cat([norm.running_mean, norm.running_mean.new_zeros(k)])
+        norm.running_var = torch.cat([norm.running_var, norm.running_var.new_ones(k)])
+    norm.num_features = norm.num_features + k
+
+
+@torch.no_grad()
+def widen_consumers(consumers: list[ChannelConsumer], n: int, k: int, outs: list[Tensor | None]) -> None:
+    """Append every consumer's slices for ``k`` new units after its ``n`` (checked by
+    :func:`check_out_weights`): a conv's input channels, a ``Linear``'s ``block`` columns each
+    (channel-major: new units last, their columns too); ``None`` writes zeros."""
     for c, out in zip(consumers, outs):
         cw = c.module.weight
         if c.kind == "conv":
@@ -157,11 +187,10 @@ def add_channels(
             c.module.in_channels = n + k
         else:
             assert isinstance(c.module, nn.Linear)
-            shape2 = (cw.shape[0], k * c.block)  # new channels come last: their columns too
+            shape2 = (cw.shape[0], k * c.block)
             extra = cw.new_zeros(shape2) if out is None else out.reshape(shape2).to(cw)
             c.module.weight = _param(cw, torch.cat([cw, extra], 1))
             c.module.in_features = cw.shape[1] + k * c.block
-    return torch.arange(n, n + k, device=ref.device)
 
 
 def channel_activity(h: Tensor) -> Tensor:

@@ -35,6 +35,14 @@ def unit_view(weight: Tensor, n: int) -> Tensor:
     return weight.view(weight.shape[0], n, -1)
 
 
+def outgoing_norm(consumers: Sequence[nn.Linear | nn.Conv2d], n: int, p: int = 1) -> Tensor:
+    """Per unit of an ``n``-unit producer ``(n,)``, the ``p``-norm over every consumer of its
+    outgoing slices (``p=1``: the sum of magnitudes, continual backprop's ``Σ|w_out|``), detached."""
+    total = sum(unit_view(c.weight.detach(), n).abs().pow(p).sum((0, 2)) for c in consumers)
+    assert isinstance(total, Tensor)
+    return total if p == 1 else total.pow(1 / p)
+
+
 def unit_columns(units: Tensor, n: int, width: int) -> Tensor:
     """The input columns of a consumer ``width`` wide that ``units`` of an ``n``-unit producer own
     (``width // n`` consecutive ones each: one for a unit or a kernel's input channel, a flattened
@@ -301,10 +309,7 @@ class GrowableMLP(nn.Module):
     def outgoing(self, layer: int, p: int = 1) -> Tensor:
         """Per unit of ``layer`` ``(n,)``, the ``p``-norm over every consumer of its outgoing
         slices (``p=1``: the sum of magnitudes, continual backprop's ``Σ|w_out|``), detached."""
-        n = self.hidden_sizes[layer]
-        total = sum(unit_view(c.weight.detach(), n).abs().pow(p).sum((0, 2)) for c in self.consumers(layer))
-        assert isinstance(total, Tensor)
-        return total if p == 1 else total.pow(1 / p)
+        return outgoing_norm(self.consumers(layer), self.hidden_sizes[layer], p)
 
     def _check_layer(self, layer: int) -> None:
         if not isinstance(layer, int) or not 0 <= layer < len(self.hidden):

@@ -18,19 +18,15 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from clgrow.channels import ChannelConsumer, channel_activity
+from clgrow.channels import ChannelConsumer, _param, channel_activity, check_out_weights, widen_consumers, widen_norm
 from clgrow.errors import GrowthError
-from clgrow.model import GrowableMLP, ModelSnapshot, restore_module, snapshot_module
+from clgrow.model import GrowableMLP, ModelSnapshot, outgoing_norm, restore_module, snapshot_module
 from clgrow.trace import SiteMap, call_args, call_model, find_sites
 
 __all__ = ["GrowableModule", "as_growable", "known_sites"]
 
 Producer = nn.Linear | nn.Conv2d
 Norm = nn.modules.batchnorm._BatchNorm
-
-
-def _param(old: Tensor, value: Tensor) -> nn.Parameter:
-    return nn.Parameter(value.detach().clone(), requires_grad=old.requires_grad)
 
 
 class GrowableModule(nn.Module):
@@ -126,6 +122,10 @@ class GrowableModule(nn.Module):
     def channel_consumers(self, layer: int) -> list[ChannelConsumer]:
         if not isinstance(self._producer(layer), nn.Conv2d):
             raise GrowthError(f"site {layer} ({self.sites[layer].producer}) has units, not channels")
+        return self._readers(layer)
+
+    def _readers(self, layer: int) -> list[ChannelConsumer]:
+        """Site ``layer``'s consumers as modules, each with how it reads the units."""
         return [
             ChannelConsumer(self.module.get_submodule(c.path), c.kind, c.block)  # type: ignore[arg-type]
             for c in self.sites[layer].consumers
@@ -162,12 +162,7 @@ class GrowableModule(nn.Module):
         self._producer(layer).register_buffer("clgrow_cohort", cohort)
 
     def outgoing(self, layer: int, p: int = 1) -> Tensor:
-        from clgrow.model import unit_view
-
-        n = self.hidden_sizes[layer]
-        total = sum(unit_view(c.weight.detach(), n).abs().pow(p).sum((0, 2)) for c in self.consumers(layer))
-        assert isinstance(total, Tensor)
-        return total if p == 1 else total.pow(1 / p)
+        return outgoing_norm(self.consumers(layer), self.hidden_sizes[layer], p)
 
     @property
     def heads_per_task(self) -> bool:
@@ -283,26 +278,16 @@ class GrowableModule(nn.Module):
             raise GrowthError(f"new rows for site {layer} must have shape (k, {m}), got {tuple(weight.shape)}")
         if bias.shape != (k,):
             raise GrowthError(f"new biases for site {layer} must have shape ({k},), got {tuple(bias.shape)}")
-        consumers = self.consumers(layer)
         specs = self.sites[layer].consumers
-        outs = (
-            [out_weight] * len(consumers) if out_weight is None or isinstance(out_weight, Tensor) else list(out_weight)
-        )
-        if len(outs) != len(consumers):
-            raise GrowthError(f"site {layer} has {len(consumers)} consumers, got {len(outs)} outgoing weights")
-        for cons, spec, out in zip(consumers, specs, outs):
-            r = cons.weight[0, 0].numel() if spec.kind == "conv" else spec.block
-            if out is not None and out.numel() != cons.weight.shape[0] * k * r:
-                raise GrowthError(
-                    f"new outgoing weights of {spec.path} must have shape ({cons.weight.shape[0]}, {k}, {r}), "
-                    f"got {tuple(out.shape)}"
-                )
+        consumers = self._readers(layer)
+        outs = [out_weight] * len(specs) if out_weight is None or isinstance(out_weight, Tensor) else list(out_weight)
+        check_out_weights(consumers, n, k, outs)
         idx = torch.arange(n, n + k, device=prod.weight.device)
         if k == 0:
             return idx
         ref = prod.weight
         prod.weight = _param(ref, torch.cat([ref, weight.reshape(k, *ref.shape[1:]).to(ref)]))
-        assert prod.bias is not None  # every site's producer has one (given at wrapping)
+        assert prod.bias is not None  # every site's producer has one (given by prepare)
         prod.bias = _param(prod.bias, torch.cat([prod.bias, bias.to(ref)]))
         if isinstance(prod, nn.Conv2d):
             prod.out_channels = n + k
@@ -310,28 +295,11 @@ class GrowableModule(nn.Module):
             prod.out_features = n + k
         norm = self.norm(layer)
         if norm is not None:
-            if norm.weight is not None and norm.bias is not None:
-                norm.weight = _param(norm.weight, torch.cat([norm.weight, norm.weight.new_ones(k)]))
-                norm.bias = _param(norm.bias, torch.cat([norm.bias, norm.bias.new_zeros(k)]))
-            if norm.running_mean is not None and norm.running_var is not None:
-                norm.running_mean = torch.cat([norm.running_mean, norm.running_mean.new_zeros(k)])
-                norm.running_var = torch.cat([norm.running_var, norm.running_var.new_ones(k)])
-            norm.num_features = n + k
-        for cons, spec, out in zip(consumers, specs, outs):
-            cw = cons.weight
-            if spec.kind == "conv":
-                shape = (cw.shape[0], k, *cw.shape[2:])
-                extra = cw.new_zeros(shape) if out is None else out.reshape(shape).to(cw)
-                cons.weight = _param(cw, torch.cat([cw, extra], 1))
-                cons.in_channels = n + k  # type: ignore[assignment]
-            else:
-                # channel-major: unit i owns block columns i·block … (i+1)·block − 1, new units last
-                extra = (
-                    cw.new_zeros(cw.shape[0], k * spec.block) if out is None else out.reshape(cw.shape[0], -1).to(cw)
-                )
-                cons.weight = _param(cw, torch.cat([cw, extra], 1))
-                cons.in_features = cw.shape[1] + k * spec.block
-            self._widen_owners(spec.path, cw.shape[1], cons.weight.shape[1])
+            widen_norm(norm, k)
+        widths = [c.module.weight.shape[1] for c in consumers]
+        widen_consumers(consumers, n, k, outs)
+        for spec, c, before in zip(specs, consumers, widths):
+            self._widen_owners(spec.path, before, c.module.weight.shape[1])
         step = int(self.growth_steps) + 1 if cohort is None else int(cohort)
         old = self.cohort(layer)
         prod.register_buffer("clgrow_cohort", torch.cat([old, old.new_full((k,), step)]))

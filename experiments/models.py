@@ -10,16 +10,15 @@ traced before training: a model with none is refused with the list of its layers
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from clgrow.errors import ConfigError
+from clgrow.registry import import_modules
 
 __all__ = ["AVALANCHE_MODELS", "is_external", "check_model_name", "load_model", "trace_model", "activation_bytes"]
 
@@ -57,13 +56,8 @@ def _factory(name: str) -> Callable[..., Any]:
 
         return getattr(avalanche.models, name)
     module_name, attr = name.split(":", 1)
-    cwd = str(Path.cwd())
-    if cwd not in sys.path:  # as python -m does: a module in the working directory imports
-        sys.path.insert(0, cwd)
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigError(f"model: cannot import {module_name!r} ({err})") from None
+    import_modules([module_name], where="model")  # as --import: the working directory is importable
+    obj: Any = sys.modules[module_name]
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ConfigError(f"model: {module_name!r} has no {attr!r}")
