@@ -45,10 +45,10 @@ _LAZY = {
     "RandomExtender": "clgrow.random_extender",
     "ReDo": "clgrow.plasticity",
     "ContinualBackprop": "clgrow.plasticity",
-    "Resetter": "clgrow.plasticity",
-    "resetters": "clgrow.plasticity",
+    "PlasticityMethod": "clgrow.plasticity",
+    "plasticity_methods": "clgrow.plasticity",
     "reset_units": "clgrow.plasticity",
-    "build_resetter": "clgrow.plasticity",
+    "build_plasticity_method": "clgrow.plasticity",
     "SVoD": "clgrow.svod",
     "SWE": "clgrow.swe",
     "coupled_weights": "clgrow.swe",
@@ -73,7 +73,14 @@ if TYPE_CHECKING:
     from clgrow.inactivity import InactivityAccumulator, InactivityStats, LayerInactivity, measure_inactivity
     from clgrow.model import GrowableMLP, default_linear_init
     from clgrow.net2net import Net2NetExtender
-    from clgrow.plasticity import ContinualBackprop, ReDo, Resetter, build_resetter, reset_units, resetters
+    from clgrow.plasticity import (
+        ContinualBackprop,
+        PlasticityMethod,
+        ReDo,
+        build_plasticity_method,
+        plasticity_methods,
+        reset_units,
+    )
     from clgrow.random_extender import RandomExtender
     from clgrow.svod import SVoD
     from clgrow.swe import SWE, coupled_weights
@@ -118,10 +125,10 @@ __all__ = [
     "coupled_weights",
     "ReDo",
     "ContinualBackprop",
-    "Resetter",
-    "resetters",
+    "PlasticityMethod",
+    "plasticity_methods",
     "reset_units",
-    "build_resetter",
+    "build_plasticity_method",
     "default_linear_init",
     "iter_passes",
     "unpack",

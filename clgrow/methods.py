@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clgrow.params import NoParams, Params, param
-from clgrow.registry import distributors, extenders, resetters
+from clgrow.registry import distributors, extenders, plasticity_methods
 
 __all__ = [
     "SWEParams",
@@ -174,7 +174,7 @@ class FixedLayerParams(Params):
     layer: int | None = param(None, "the layer (negative: from the last; none: the last eligible)")
 
 
-@resetters.declare("redo", impl="clgrow.plasticity:ReDo")
+@plasticity_methods.declare("redo", impl="clgrow.plasticity:ReDo")
 @dataclass(frozen=True)
 class ReDoParams(Params):
     """ReDo, recycling tau-dormant units (:class:`clgrow.plasticity.ReDo`)."""
@@ -184,7 +184,7 @@ class ReDoParams(Params):
     from_experience: int = param(1, "first experience whose start resets units", ge=0)
 
 
-@resetters.declare("cbp", impl="clgrow.plasticity:ContinualBackprop")
+@plasticity_methods.declare("cbp", impl="clgrow.plasticity:ContinualBackprop")
 @dataclass(frozen=True)
 class CBPParams(Params):
     """Continual backprop (:class:`clgrow.plasticity.ContinualBackprop`)."""

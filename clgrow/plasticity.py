@@ -30,16 +30,16 @@ from clgrow.inactivity import dormant_mask
 from clgrow.methods import CBPParams, ReDoParams
 from clgrow.model import GrowableMLP, default_linear_init, unit_columns, unit_view
 from clgrow.params import Configurable
-from clgrow.registry import resetters
+from clgrow.registry import plasticity_methods
 
 __all__ = [
-    "Resetter",
+    "PlasticityMethod",
     "ReDo",
     "ContinualBackprop",
-    "resetters",
+    "plasticity_methods",
     "reset_units",
     "clear_optimizer_entries",
-    "build_resetter",
+    "build_plasticity_method",
     "hidden_activations",
 ]
 
@@ -127,7 +127,7 @@ def reset_units(
         clear_optimizer_entries(optimizer, cons.weight, unit_columns(units, n, cons.weight.shape[1]), 1)
 
 
-class Resetter(Configurable):
+class PlasticityMethod(Configurable):
     """Base class: decides which hidden units to reset, from activations of training batches.
 
     The plugin calls :meth:`at_experience` at the start of an experience with one batch's
@@ -181,7 +181,7 @@ def keep_entries(state: Tensor, keep: Tensor) -> Tensor:
     return state.index_select(0, keep[keep < state.numel()].to(state.device))
 
 
-class ReDo(Resetter):
+class ReDo(PlasticityMethod):
     """Recycle τ-dormant units (Sokar et al., ICML 2023).
 
     Parameters
@@ -246,7 +246,7 @@ class ReDo(Resetter):
         return self._reset(model, activations, optimizer)
 
 
-class ContinualBackprop(Resetter):
+class ContinualBackprop(PlasticityMethod):
     """Continual backprop's generate-and-test (Dohare et al., Nature 2024).
 
     Per hidden unit: a utility ``u ← η·u + (1 − η)·mean|h|·Σ|w_out|`` (over the consumers'
@@ -352,7 +352,7 @@ class ContinualBackprop(Resetter):
         self.accrued = [float(a) for a in state["accrued"]]
 
 
-def build_resetter(name: str, **kwargs: Any) -> Resetter | None:
+def build_plasticity_method(name: str, **kwargs: Any) -> PlasticityMethod | None:
     """The plasticity method ``name`` (``"none"``: ``None``) with its keyword arguments.
 
     Raises :class:`~clgrow.ConfigError` naming an unknown method or a bad argument.
@@ -361,10 +361,10 @@ def build_resetter(name: str, **kwargs: Any) -> Resetter | None:
         if kwargs:
             raise ConfigError(f"plasticity_kwargs {sorted(kwargs)} given, but plasticity is 'none'")
         return None
-    if name not in resetters:
-        raise ConfigError(f"unknown plasticity method {name!r}; known: none, {', '.join(resetters)}")
+    if name not in plasticity_methods:
+        raise ConfigError(f"unknown plasticity method {name!r}; known: none, {', '.join(plasticity_methods)}")
     try:
-        return resetters.build(name, kwargs)
+        return plasticity_methods.build(name, kwargs)
     except ConfigError as err:
         raise ConfigError(f"plasticity_kwargs: {err}") from None
 

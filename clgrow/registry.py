@@ -10,7 +10,7 @@ axis, validation, ``clgrow list``):
 * ``@extenders.register("mine")`` on an implementation class (its ``Params`` attribute, or its
   ``__init__``'s scalar keyword arguments, declare its arguments);
 * an installed package's entry point in the group ``clgrow.extenders`` (``clgrow.distributors``,
-  ``clgrow.resetters``, ``clgrow.strategies``): loading it registers what it names, as importing
+  ``clgrow.plasticity_methods``, ``clgrow.strategies``): loading it registers what it names, as importing
   a module named by ``--import`` does.
 """
 
@@ -34,7 +34,7 @@ __all__ = [
     "UnknownMethod",
     "extenders",
     "distributors",
-    "resetters",
+    "plasticity_methods",
     "strategies",
     "import_modules",
     "REGISTRIES",
@@ -200,8 +200,8 @@ class Registry(Mapping[str, Any], Generic[T]):
 extenders: Registry[Any] = Registry("extender", "clgrow.extenders", "clgrow.methods")
 #: Distributors: where new units go (:class:`clgrow.distributor.Distributor`).
 distributors: Registry[Any] = Registry("distributor", "clgrow.distributors", "clgrow.methods")
-#: Plasticity methods: units reset at equal size (:class:`clgrow.plasticity.Resetter`).
-resetters: Registry[Any] = Registry("plasticity method", "clgrow.resetters", "clgrow.methods")
+#: Plasticity methods: units reset at equal size (:class:`clgrow.plasticity.PlasticityMethod`).
+plasticity_methods: Registry[Any] = Registry("plasticity method", "clgrow.plasticity_methods", "clgrow.methods")
 #: Continual-learning strategies (builders of Avalanche strategies, :mod:`clgrow.strategies.builders`).
 strategies: Registry[Any] = Registry("strategy", "clgrow.strategies", "clgrow.strategies.declared")
 
@@ -209,7 +209,7 @@ strategies: Registry[Any] = Registry("strategy", "clgrow.strategies", "clgrow.st
 REGISTRIES: dict[str, Registry[Any]] = {
     "extender": extenders,
     "distributor": distributors,
-    "plasticity": resetters,
+    "plasticity": plasticity_methods,
     "strategy": strategies,
 }
 

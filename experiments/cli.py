@@ -10,7 +10,6 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 from clgrow.experiments.console import quiet_avalanche_deprecations
@@ -22,11 +21,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # argparse already exits 2; keep its format
         self.print_usage(sys.stderr)
         self.exit(2, f"clgrow: error: {message}\n")
-
-
-def _fail(message: str) -> int:
-    print(f"clgrow: error: {message}", file=sys.stderr)
-    return 2
 
 
 def _command(argv: Sequence[str]) -> str | None:
@@ -105,39 +99,17 @@ def _parser(full_run: bool = True) -> argparse.ArgumentParser:
 
 
 def _add_run_arguments(r: argparse.ArgumentParser) -> None:
-    from clgrow.experiments.catalog import BENCHMARK_NAMES
-    from clgrow.experiments.config import PRUNE_CHOICES, PRUNE_SELECT, RunConfig
-    from clgrow.registry import resetters, strategies
-    from clgrow.strategies.declared import OPTIMIZERS
+    """``clgrow run``'s flags: one per declared run setting (:mod:`clgrow.experiments.settings`),
+    one per growth setting and method argument, and the few that set a table or a pair of fields."""
+    from clgrow.experiments.config import RunConfig
+    from clgrow.experiments.settings import add_flags
 
-    d = RunConfig()
+    r.add_argument("--out", required=True, help="output directory")
+    r.add_argument("--quiet", action="store_true", help="no progress bars or per-experience lines")
     r.add_argument(
-        "--benchmark", default=d.benchmark, choices=list(BENCHMARK_NAMES), help=f"the stream (default: {d.benchmark})"
+        "--check", action="store_true", help="resolve the run as it would be resolved, print it, train nothing"
     )
-    r.add_argument(
-        "--strategy", default=d.strategy, choices=list(strategies), help=f"the CL strategy (default: {d.strategy})"
-    )
-    r.add_argument("--growth", default=d.growth, help="preset (clgrow list) or EXTENDER+DISTRIBUTOR")
-    r.add_argument(
-        "--plasticity",
-        default=d.plasticity,
-        choices=["none", *resetters],
-        help="plasticity resets next to growth: ReDo or continual backprop (default: none)",
-    )
-    r.add_argument(
-        "--prune",
-        default=d.prune,
-        choices=list(PRUNE_CHOICES),
-        help="remove hidden units at each new experience, before growth: drop them, or swe (move what they "
-        "contribute into the units that stay first)",
-    )
-    r.add_argument(
-        "--prune-select",
-        default=d.prune_select,
-        choices=list(PRUNE_SELECT),
-        help="which units --prune removes: dead, or tau-dormant (--prune-tau)",
-    )
-    r.add_argument("--prune-tau", type=float, default=d.prune_tau, help="dormancy threshold of --prune-select dormant")
+    add_flags(r, RunConfig)
     r.add_argument(
         "--match-final-size",
         action="store_true",
@@ -149,30 +121,6 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
         help="as --match-final-size, and train it for the multiply-adds the growth run spent in training and "
         "growth (more epochs; fair fixed-compute baseline)",
     )
-    r.add_argument("--seed", type=int, default=d.seed, help="fixes everything on CPU (default: 0)")
-    r.add_argument("--out", required=True, help="output directory")
-    r.add_argument("--data-root", default=None, help="directory holding on-disk data sets")
-    r.add_argument(
-        "--experiences", type=int, default=d.n_experiences, dest="n_experiences", help="experiences in the stream"
-    )
-    r.add_argument("--class-order-seed", type=int, default=d.class_order_seed, help="seed of the classes' order")
-    r.add_argument("--task-labels", action="store_true", help="task-incremental: task labels and one head per task")
-    r.add_argument(
-        "--hidden",
-        type=int,
-        nargs="+",
-        default=d.hidden_sizes,
-        dest="hidden_sizes",
-        help="hidden widths of the MLP, or of the linear layers after a CNN's convolutions",
-    )
-    r.add_argument(
-        "--model",
-        default=d.model,
-        metavar="NAME",
-        help="mlp, cnn (VGG-style, --channels) or resnet (ResNet-18, --nf, its blocks' inner channels grow), "
-        "built by clgrow; or Avalanche's SimpleMLP, SimpleCNN, SlimResNet18 (MT... for task labels); or your "
-        "own as package.module:factory (with --model-arg); conv models read the benchmark's images",
-    )
     r.add_argument(
         "--model-arg",
         action="append",
@@ -182,44 +130,6 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
         help="a keyword argument of a model named by Avalanche name or import path (repeatable; VALUE "
         "as JSON if it parses, else a string)",
     )
-    r.add_argument(
-        "--channels",
-        nargs="+",
-        type=_channel,
-        default=d.channels,
-        metavar="C|M",
-        help="the CNN's convolution widths, M after one for a 2x2 max-pool (default: 16 M 32 M)",
-    )
-    r.add_argument("--no-batch-norm", dest="batch_norm", action="store_false", help="no batch norm in the CNN")
-    r.add_argument("--nf", type=int, default=d.nf, help="the ResNet's first width (default 20: SlimResNet18's)")
-    r.add_argument(
-        "--epochs",
-        type=int,
-        default=d.train_epochs,
-        dest="train_epochs",
-        help=f"per experience (default: {d.train_epochs})",
-    )
-    r.add_argument(
-        "--batch-size",
-        type=int,
-        default=d.train_mb_size,
-        dest="train_mb_size",
-        help=f"training batch (default: {d.train_mb_size})",
-    )
-    r.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default: {d.lr})")
-    r.add_argument("--optimizer", default=d.optimizer, choices=list(OPTIMIZERS), help=f"default: {d.optimizer}")
-    r.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (default: 0.9)")
-    r.add_argument("--weight-decay", type=float, default=d.weight_decay, help="the optimizer's (default: 0)")
-    r.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:i or mps (default: auto)")
-    r.add_argument("--tau", type=float, default=d.tau, help=f"τ of τ-dormant units (default: {d.tau})")
-    r.add_argument(
-        "--reset-optimizer",
-        action=argparse.BooleanOptionalAction,
-        default=d.reset_optimizer,
-        help="restart the optimizer's state at every experience, grown or fixed model alike (default: on; "
-        "--no-reset-optimizer carries it, as Avalanche does)",
-    )
-    r.add_argument("--threads", type=int, default=d.threads, help="CPU threads of the run (default: torch's)")
     r.add_argument(
         "--set",
         action="append",
@@ -237,23 +147,11 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
         help="also log every metric to TensorBoard (OUT/tensorboard) or W&B (offline without network); "
         "repeatable; metrics.csv is always written",
     )
-    r.add_argument("--quiet", action="store_true", help="no progress bars or per-experience lines")
-    r.add_argument("--check", action="store_true", help="validate everything, print the configuration, train nothing")
     _add_growth_flags(r)
 
 
 _GROW = "grow."
 _PLASTICITY = "plasticity"
-
-
-def _channel(text: str) -> int | str:
-    """One ``--channels`` entry: a width or ``M``."""
-    if text.upper() == "M":
-        return "M"
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a channel width or M, got {text!r}") from None
 
 
 def _add_growth_flags(p: argparse.ArgumentParser) -> None:
@@ -317,18 +215,16 @@ def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, Any]:
     """The GrowthConfig fields given on the command line; method arguments must fit ``growth``."""
     from clgrow.config import growth_methods
     from clgrow.errors import ConfigError
-    from clgrow.experiments.config import FIXED
 
     given = vars(args)
     settings: dict[str, Any] = {k[len(_GROW) :]: v for k, v in given.items() if k.startswith(_GROW)}
     k = settings.get("neurons_per_experience")
     if isinstance(k, list) and len(k) == 1:  # one count is every step's; several, one per step
         settings["neurons_per_experience"] = k[0]
-    if growth in FIXED:  # alone it has no reference run: it would train the initial widths under that label
-        raise ConfigError(
-            f"growth: {growth} is a grid entry; for one run use --growth METHOD --match-final-size "
-            f"(or --match-final-compute)"
-        )
+    from clgrow.experiments.config import FIXED
+
+    if growth in FIXED:
+        return settings  # refused by the growth section's rule, naming the grid entry
     try:
         method = growth_methods(growth)
     except ConfigError as err:
@@ -347,11 +243,9 @@ def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, Any]:
     return settings
 
 
-def _plasticity_kwargs(args: argparse.Namespace) -> dict[str, object]:
+def _plasticity_kwargs(args: argparse.Namespace, chosen: str) -> dict[str, object]:
     """The arguments of the plasticity method given on the command line; they must fit ``--plasticity``."""
-    return _method_kwargs(
-        vars(args), _PLASTICITY, args.plasticity, "plasticity method", f"--plasticity is {args.plasticity!r}"
-    )
+    return _method_kwargs(vars(args), _PLASTICITY, chosen, "plasticity method", f"--plasticity is {chosen!r}")
 
 
 def _method_kwargs(given: dict[str, object], kind: str, chosen: str | None, label: str, but: str) -> dict[str, object]:
@@ -368,25 +262,6 @@ def _method_kwargs(given: dict[str, object], kind: str, chosen: str | None, labe
     return kwargs
 
 
-def _check_out(path: Path) -> None:
-    """Refuse an output place that cannot take results, before anything trains."""
-    try:
-        if path.exists() and not path.is_dir():
-            raise _usage(f"--out {path}: exists and is not a directory")
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".clgrow-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise _usage(f"--out {path}: cannot write there ({err.strerror or err})") from None
-
-
-def _check_out_name(text: str) -> None:
-    """Refuse an empty ``--out`` (``Path("")`` is the current directory), even with ``--check``."""
-    if not text.strip():
-        raise _usage("--out: give a directory (got an empty path, which would write into the current directory)")
-
-
 def _parse_sets(items: list[str], flag: str = "--set") -> dict[str, object]:
     out: dict[str, object] = {}
     for item in items:
@@ -400,207 +275,25 @@ def _parse_sets(items: list[str], flag: str = "--set") -> dict[str, object]:
     return out
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def run_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The RunConfig fields a ``clgrow run`` command line gives (an absent flag leaves its field
+    at the declared default)."""
     from clgrow.config import GrowthConfig
     from clgrow.experiments.config import RunConfig
+    from clgrow.experiments.settings import read_flags
 
-    fields = {
-        k: getattr(args, k)
-        for k in (
-            "benchmark",
-            "strategy",
-            "growth",
-            "seed",
-            "data_root",
-            "n_experiences",
-            "class_order_seed",
-            "task_labels",
-            "hidden_sizes",
-            "model",
-            "channels",
-            "batch_norm",
-            "nf",
-            "train_epochs",
-            "train_mb_size",
-            "lr",
-            "optimizer",
-            "momentum",
-            "weight_decay",
-            "device",
-            "tau",
-            "reset_optimizer",
-            "threads",
-            "plasticity",
-            "prune",
-            "prune_select",
-            "prune_tau",
-        )
-    }
+    fields = read_flags(args)
+    declared = RunConfig.settings()
+    growth = fields.get("growth", declared["growth"].default)
+    plasticity = fields.get("plasticity", declared["plasticity"].default)
     fields["imports"] = list(args.imports)
     fields["model_args"] = _parse_sets(args.model_arg, "--model-arg")
-    fields["loggers"] = ["csv", *(n for n in args.loggers or [] if n != "csv")]
-    fields["plasticity_kwargs"] = _plasticity_kwargs(args)
+    if args.loggers:
+        fields["loggers"] = ["csv", *(n for n in args.loggers if n != "csv")]
+    fields["plasticity_kwargs"] = _plasticity_kwargs(args, plasticity)
     fields["strategy_kwargs"] = _parse_sets(args.set)
-    fields["grow"] = GrowthConfig(**_growth_settings(args, args.growth))
-    _check_out_name(args.out)
-    out = Path(args.out)
-    verbose = not args.quiet
-    matched = args.match_final_size or args.match_final_compute
-    if matched and fields["growth"] == "none":
-        return _fail("--match-final-size/--match-final-compute need --growth naming the growth run to match")
-    # validated and built once here, at the edge: the run, or the reference run of --match-final-size
-    cfg = RunConfig(**fields).resolve()
-    from clgrow.experiments.catalog import SUGGESTED_EPOCHS
-
-    suggested = SUGGESTED_EPOCHS.get(cfg.config.benchmark)
-    if suggested and cfg.config.train_epochs < suggested and not args.quiet:
-        print(
-            f"clgrow: note: {cfg.config.benchmark} learns little at {cfg.config.train_epochs} epoch(s) per experience; "
-            f"--epochs {suggested} learns it",
-            file=sys.stderr,
-        )
-    fixed = None
-    if matched:
-        fixed = RunConfig(
-            **{
-                **fields,
-                "match_final_size": fields["growth"],
-                "growth": "none",
-                "match_compute": bool(args.match_final_compute),
-            }
-        ).resolve()
-    if args.check:
-        print(json.dumps(cfg.config.to_dict(), indent=1))
-        if cfg.config.model not in ("mlp", "cnn", "resnet"):  # what will grow, before anything trains
-            print(f"{cfg.config.model}: {cfg.config.check_external_model().describe()}", file=sys.stderr)
-        return 0
-    _check_out(out)
-    from clgrow.experiments.runner import run  # Avalanche: only once everything is valid
-
-    if fixed is not None:
-        print(f"reference run ({cfg.config.growth}) to find the final widths:", flush=True)
-        ref = run(cfg, out / "reference", verbose=verbose, progress=verbose)
-        print(f"fixed model at {ref.final_hidden_sizes}:", flush=True)
-        summary = run(
-            fixed,
-            out,
-            hidden_sizes=ref.final_hidden_sizes,
-            compute_of=ref if args.match_final_compute else None,
-            verbose=verbose,
-            progress=verbose,
-        )
-        if args.match_final_compute:
-            print(
-                f"fixed model trained {summary.train_epochs} epoch(s) per experience to match the growth run's "
-                "multiply-adds",
-                flush=True,
-            )
-    else:
-        summary = run(cfg, out, verbose=verbose, progress=verbose)
-    print(
-        f"final stream accuracy {summary.final_accuracy:.4f}, average forgetting "
-        f"{summary.average_forgetting:.4f}, hidden sizes {summary.final_hidden_sizes}; wrote {out}"
-    )
-    if summary.collapsed:
-        print(
-            "clgrow: warning: the run collapsed (chance-level accuracy with every unit dead, or a training loss "
-            "that never decreased); summary.json says so (collapsed: true)",
-            file=sys.stderr,
-        )
-    return 0
-
-
-def _cmd_compare(args: argparse.Namespace) -> int:
-    if not Path(args.config).is_file():
-        return _fail(f"config file not found: {args.config}")
-    from clgrow.experiments.config import load_grid
-
-    grid = load_grid(args.config, imports=args.imports, data_root=args.data_root)
-    if args.device is not None:
-        grid.base.device = args.device
-        grid.base.validate()
-    if args.workers < 1:
-        return _fail(f"--workers must be >= 1 (got {args.workers})")
-    if args.baseline is not None:
-        grid.baseline = args.baseline
-        grid.check_baseline("--baseline")
-    _check_out_name(args.out)
-    out = Path(args.out)
-    if args.check:
-        for cell in grid.cells():
-            resets = "" if cell.plasticity == "none" else f" / {cell.plasticity}"
-            print(f"{cell.strategy} / {cell.growth_label}{resets} / seed {cell.seed}")
-        return 0
-    _check_out(out)
-    from clgrow.experiments.grid import grid_lock, run_grid, write_outputs  # Avalanche: only once everything is valid
-
-    with grid_lock(out):
-        summaries = run_grid(
-            grid, out, backend=args.backend, workers=args.workers, ray_address=args.ray_address, progress=not args.quiet
-        )
-        table = write_outputs(summaries, out, grid.baseline)
-    print(
-        f"\n{grid.base.benchmark}, {len(grid.seeds)} seed(s); fractions in % (mean ± half-width of the 95 % interval over seeds, Student's t)\n"
-    )
-    print(table)
-    print(f"\nwrote {out / 'summary.csv'}, {out / 'table.csv'}, {out / 'table.md'} and {out / 'figures'}")
-    return 0
-
-
-def _cmd_plot(args: argparse.Namespace) -> int:
-    d = Path(args.dir)
-    if not (d / "summary.json").is_file() and not (d / "cells").is_dir():
-        return _fail(f"{d} is neither a run directory (summary.json) nor a grid directory (cells/)")
-    _check_out(d / "figures")  # a read-only directory is named before anything is drawn
-    from clgrow.experiments.grid import grid_baseline, load_cells, write_outputs
-    from clgrow.experiments.plots import plot_run
-
-    if (d / "summary.json").is_file():
-        from clgrow.strategies.summary import RunSummary
-
-        f = d / "summary.json"
-        paths = plot_run(RunSummary.from_dict(json.loads(f.read_text()), where=str(f)), d / "figures")
-    else:
-        cells, left_out = load_cells(d)
-        if left_out:
-            print(
-                f"clgrow: warning: left out {len(left_out)} cell(s) that are not finished cells of the grid in "
-                f"{d / 'grid.json'}: {', '.join(left_out)}",
-                file=sys.stderr,
-            )
-        if not cells:
-            return _fail(f"{d / 'cells'} holds no finished cell of its grid")
-        write_outputs(cells, d, grid_baseline(d))
-        paths = sorted((d / "figures").glob("*.png"))
-    for p in paths:
-        print(p)
-    return 0
-
-
-def _cmd_list(verbose: bool) -> int:
-    from clgrow.config import GROWTH_PRESETS
-    from clgrow.experiments.catalog import BENCHMARK_NAMES, EMBEDDED_BENCHMARKS
-    from clgrow.registry import REGISTRIES
-
-    print("benchmarks (embedded):", ", ".join(EMBEDDED_BENCHMARKS))
-    print("benchmarks (on disk, --data-root):", ", ".join(b for b in BENCHMARK_NAMES if b not in EMBEDDED_BENCHMARKS))
-    for kind, title in (
-        ("strategy", "strategies"),
-        ("extender", "extenders"),
-        ("distributor", "distributors"),
-        ("plasticity", "plasticity"),
-    ):
-        registry = REGISTRIES[kind]
-        print(f"{title}:", ", ".join(["none", *registry] if kind == "plasticity" else registry))
-        if verbose:
-            for name in registry:
-                declared = registry.params(name)
-                doc = (declared.__doc__ or "").strip().splitlines()
-                print(f"  {name}: {doc[0] if doc and not doc[0].startswith(declared.__name__ + '(') else ''}")
-                for spec in declared.specs().values():
-                    print(f"      {spec.name}: {spec.describe()}")
-    print("growth presets:", ", ".join(GROWTH_PRESETS), "(or EXTENDER+DISTRIBUTOR; fixed-final in grids)")
-    return 0
+    fields["grow"] = GrowthConfig(**_growth_settings(args, growth))
+    return fields
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -610,8 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_avalanche_deprecations()
     argv = list(sys.argv[1:] if argv is None else argv)
     from clgrow.errors import ConfigError, GrowthError
+    from clgrow.experiments import commands
     from clgrow.experiments.catalog import DataMissingError
-    from clgrow.experiments.errors import RunDiverged
+    from clgrow.experiments.errors import CellFailed, RunDiverged
     from clgrow.registry import import_modules
 
     try:  # a user's modules register their methods before the parser makes their flags
@@ -619,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import_modules(imports, where="--import")
         args = _parser(full_run=_command(argv) == "run").parse_args(argv)
     except ConfigError as err:
-        return _fail(str(err))
+        return commands.fail(str(err))
     args.imports = imports
 
     import signal
@@ -639,16 +333,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = None
     try:
         if args.command == "run":
-            return _cmd_run(args)
+            return commands.run_command(args, run_fields(args))
         if args.command == "compare":
-            return _cmd_compare(args)
+            return commands.compare_command(args)
         if args.command == "plot":
-            return _cmd_plot(args)
-        return _cmd_list(args.verbose)
+            return commands.plot_command(args)
+        return commands.list_command(args.verbose)
     except (ConfigError, DataMissingError) as err:  # bad input: the settings or the data's place
-        return _fail(str(err))
+        return commands.fail(str(err))
     except RunDiverged as err:
         print(f"clgrow: diverged: {err}", file=sys.stderr)
+        return 1
+    except CellFailed as err:  # the grid stops; finished cells are kept and a rerun resumes
+        print(f"clgrow: run failed: {err}; finished cells are kept, rerun to resume", file=sys.stderr)
         return 1
     except GrowthError as err:  # a growth step refused while training: the run failed, the input was valid
         print(f"clgrow: run failed: {err}", file=sys.stderr)

@@ -18,7 +18,7 @@ import clgrow
 from clgrow import GrowableCNN, GrowableMLP, GrowableResNet
 from clgrow.experiments.benchmarks import BenchmarkInfo, make_benchmark
 from clgrow.experiments.catalog import IMAGE_SHAPES
-from clgrow.experiments.config import ConfigError, ResolvedRun, RunConfig
+from clgrow.experiments.config import ConfigError, RunConfig, RunPlan
 from clgrow.experiments.device import resolve_device
 from clgrow.experiments.errors import RunDiverged
 from clgrow.experiments.loggers import close_loggers, make_loggers
@@ -37,6 +37,7 @@ from clgrow.strategies import (
     inactivity_metrics,
 )
 from clgrow.strategies.compute import ComputePlugin
+from clgrow.strategies.declared import traits
 from clgrow.strategies.results import atomic_write_text
 
 __all__ = ["run", "build_model", "summarize", "library_versions"]
@@ -66,7 +67,7 @@ def build_model(cfg: RunConfig, bm: BenchmarkInfo, hidden_sizes: list[int] | Non
     sizes = list(hidden_sizes or cfg.site_sizes())
     if cfg.model != "mlp":
         return _conv_model(cfg, bm, sizes)
-    if cfg.strategy == "pnn":
+    if traits(cfg.strategy).own_model:  # Avalanche's PNN, the one strategy that brings its own model
         from avalanche.models import PNN
 
         if bm.backbone is not None:
@@ -226,7 +227,7 @@ def matched_epochs(reference: RunSummary, model: torch.nn.Module, bm: BenchmarkI
 
 
 def run(
-    cfg: RunConfig | ResolvedRun,
+    plan: RunPlan,
     out_dir: str | Path | None = None,
     *,
     hidden_sizes: list[int] | None = None,
@@ -234,16 +235,17 @@ def run(
     verbose: bool = False,
     progress: bool = False,
 ) -> RunSummary:
-    """Run ``cfg``; write ``summary.json``, ``metrics.csv``/``metrics.json`` and figures to ``out_dir``.
+    """Run ``plan``; write ``summary.json``, ``metrics.csv``/``metrics.json`` and figures to ``out_dir``.
 
-    ``cfg`` is resolved (validated, its methods built) here unless it already is
-    (:meth:`RunConfig.resolve`). ``hidden_sizes`` overrides the initial widths (used for
+    ``plan`` is a configuration validated and resolved once (:meth:`RunConfig.resolve`): nothing
+    here parses or checks a setting again. ``hidden_sizes`` overrides the initial widths (used for
     fixed-final baselines); ``compute_of``, a growth run's summary, sets the epochs so that this
     run's training spends what that run's training and growth spent (:func:`matched_epochs`).
     Returns the summary.
     """
-    resolved = cfg if isinstance(cfg, ResolvedRun) else cfg.resolve()
-    cfg = resolved.config
+    if not isinstance(plan, RunPlan):
+        raise TypeError(f"run() takes a RunPlan (RunConfig.resolve()), got {type(plan).__name__}")
+    resolved, cfg = plan, plan.config
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     out = None if out_dir is None else Path(out_dir)
@@ -309,7 +311,7 @@ def run(
         n = len(train_stream)
         task_labels = [int(exp.task_label) for exp in test_stream]
         # joint trains once on every experience together: one step, evaluated like the others' last
-        joint = cfg.strategy == "joint"
+        joint = traits(cfg.strategy).trains_jointly
         steps = [train_stream] if joint else list(train_stream)
         for i, exp in enumerate(steps):
             if bar is not None:

@@ -29,7 +29,7 @@ _LAZY = {
     "MultiHeadGrowableCNN": "clgrow.strategies.multihead",
     "MultiHeadGrowableResNet": "clgrow.strategies.multihead",
     "GrowPlugin": "clgrow.strategies.plugin",
-    "GrowthEvent": "clgrow.strategies.plugin",
+    "GrowthEvent": "clgrow.strategies.events",
     "PlasticityPlugin": "clgrow.strategies.plasticity",
     "ResetOptimizerPlugin": "clgrow.strategies.optimizer_state",
     "ResultsWriter": "clgrow.strategies.results",
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         parse_growth,
     )
     from clgrow.strategies.evaluation import LeanEvaluationPlugin
+    from clgrow.strategies.events import GrowthEvent
     from clgrow.strategies.fastdata import BatchDataPlugin
     from clgrow.strategies.metrics import (
         GrowthMetric,
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from clgrow.strategies.multihead import MultiHeadGrowableCNN, MultiHeadGrowableMLP, MultiHeadGrowableResNet
     from clgrow.strategies.optimizer_state import ResetOptimizerPlugin
     from clgrow.strategies.plasticity import PlasticityPlugin
-    from clgrow.strategies.plugin import GrowPlugin, GrowthEvent
+    from clgrow.strategies.plugin import GrowPlugin
     from clgrow.strategies.regularisers import SIPlugin
     from clgrow.strategies.results import ResultsWriter
     from clgrow.strategies.summary import RunSummary

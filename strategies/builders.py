@@ -15,10 +15,10 @@ from torch import nn
 
 from clgrow import GROWTH_PRESETS, ConfigError, GrowthConfig, GrowthError, parse_growth
 from clgrow.config import TRAINING
-from clgrow.plasticity import Resetter
+from clgrow.plasticity import PlasticityMethod
 from clgrow.registry import strategies
 from clgrow.strategies.checkpointing import make_optimizers_checkpointable
-from clgrow.strategies.declared import OPTIMIZERS, reference_strategies
+from clgrow.strategies.declared import OPTIMIZERS, reference_strategies, traits
 from clgrow.strategies.fastdata import BatchDataPlugin
 from clgrow.strategies.optimizer_state import ResetOptimizerPlugin
 from clgrow.strategies.plasticity import PlasticityPlugin
@@ -149,6 +149,22 @@ def _mir(*, mem_size: int, subsample: int, batch_size_mem: int, **kw: Any) -> Su
     return MIR(mem_size=mem_size, subsample=subsample, batch_size_mem=batch_size_mem, **kw)
 
 
+#: Where the caller's plugins stand, in the order given: after the data and optimizer plugins,
+#: before pruning, resets and growth (clgrow's plugins declare their ``plugin_order``).
+USER_PLUGIN_ORDER = 20
+
+
+def ordered_plugins(ours: Sequence[Any], theirs: Sequence[Any]) -> list[Any]:
+    """The strategy's plugins in the order they must run: clgrow's by their declared
+    ``plugin_order``, the caller's kept in their order as one block at :data:`USER_PLUGIN_ORDER`."""
+    ranked = sorted(ours, key=lambda p: p.plugin_order)
+    return (
+        [p for p in ranked if p.plugin_order < USER_PLUGIN_ORDER]
+        + list(theirs)
+        + [p for p in ranked if p.plugin_order >= USER_PLUGIN_ORDER]
+    )
+
+
 def build_strategy(
     name: str,
     model: nn.Module,
@@ -164,7 +180,7 @@ def build_strategy(
     evaluator: Any = None,
     plugins: Sequence[Any] | None = None,
     fast_data: bool = True,
-    plasticity: str | Resetter = "none",
+    plasticity: str | PlasticityMethod = "none",
     plasticity_kwargs: dict[str, Any] | None = None,
     prune: str = "none",
     prune_select: str = "dead",
@@ -192,7 +208,7 @@ def build_strategy(
         Attach :class:`~clgrow.strategies.fastdata.BatchDataPlugin` (first, so growth reads its
         loader too): the same batches as Avalanche's loaders, gathered from tensors wherever
         that is exact. ``False`` keeps Avalanche's per-sample path everywhere.
-    plasticity : str or Resetter
+    plasticity : str or PlasticityMethod
         ``"none"``, ``"redo"`` or ``"cbp"`` (or an instance): a :class:`PlasticityPlugin`,
         attached before the GrowPlugin so an experience's resets come before its growth.
     plasticity_kwargs : dict, optional
@@ -211,54 +227,48 @@ def build_strategy(
     if name not in STRATEGIES:
         raise GrowthError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
     declared = STRATEGIES.params(name)
-    reference = getattr(declared, "reference", False)
-    if reference and parse_growth(growth) is not None:
+    trait = traits(name)
+    if trait.reference and parse_growth(growth) is not None:
         raise GrowthError(f"strategy {name!r} is a reference without growth: use growth 'none' (got {growth!r})")
-    if name == "pnn" and not isinstance(model, PNN):
+    if trait.own_model and not isinstance(model, PNN):
         raise GrowthError(
-            f"strategy 'pnn' needs Avalanche's PNN model (avalanche.models.PNN), got {type(model).__name__}"
+            f"strategy {name!r} needs Avalanche's PNN model (avalanche.models.PNN), got {type(model).__name__}"
         )
-    if name == "der" and getattr(model, "heads_per_task", False):
+    if trait.task_labels is False and getattr(model, "heads_per_task", False):
         raise GrowthError(
-            "strategy 'der' stores the logits of model(x) without task labels, which a model with "
-            "one head per task does not have (Avalanche's DER is class-incremental): drop task labels "
-            "or use another strategy"
+            f"strategy {name!r} is class-incremental: {trait.task_labels_why}; drop task labels or use another strategy"
         )
     make_optimizers_checkpointable()  # so Avalanche's checkpoints can pickle the optimizer
     grow_kwargs = {k: hyperparameters.pop(k) for k in GrowthConfig.field_names() if k in hyperparameters}
     plugin = make_grow_plugin(growth, **grow_kwargs)
     if plugin is not None:
         GrowPlugin.check_model(model)
-        if name == "der" and plugin.config.grow_head:
+        if trait.stores_logits and plugin.config.grow_head:
             raise GrowthError(
-                "strategy 'der' replays stored logits of the head's width at storage time; with "
+                f"strategy {name!r} replays stored logits of the head's width at storage time; with "
                 "grow_head the head widens and they no longer match: give the model every class "
                 "from the start (grow_head off)"
             )
-    resets = None
-    if isinstance(plasticity, Resetter) or plasticity != "none":
-        if reference:
+    ours: list[Any] = [BatchDataPlugin()] if fast_data else []
+    if isinstance(plasticity, PlasticityMethod) or plasticity != "none":
+        if trait.reference:
             raise GrowthError(f"strategy {name!r} is a reference without growth or resets: use plasticity 'none'")
         resets = PlasticityPlugin(plasticity, **(plasticity_kwargs or {}))
         resets.check_model(model)
+        ours.append(resets)
     elif plasticity_kwargs:
         raise GrowthError(f"plasticity_kwargs {sorted(plasticity_kwargs)} given, but plasticity is 'none'")
     if not isinstance(reset_optimizer, bool):
         raise GrowthError(f"reset_optimizer must be True or False, got {reset_optimizer!r}")
-    all_plugins = (
-        ([BatchDataPlugin()] if fast_data else [])
-        + ([ResetOptimizerPlugin()] if reset_optimizer else [])
-        + list(plugins or [])
-    )
-    if prune != "none":  # first at an experience's start: dead units leave before resets and growth
-        if reference:
+    if reset_optimizer:
+        ours.append(ResetOptimizerPlugin())
+    if prune != "none":
+        if trait.reference:
             raise GrowthError(f"strategy {name!r} is a reference without growth or pruning: use prune 'none'")
-        all_plugins.append(PrunePlugin(prune_select, method=prune, tau=prune_tau))
-    if resets is not None:  # before any GrowPlugin: an experience's resets come before its growth
-        first_grow = next((i for i, p in enumerate(all_plugins) if isinstance(p, GrowPlugin)), len(all_plugins))
-        all_plugins.insert(first_grow, resets)
+        ours.append(PrunePlugin(prune_select, method=prune, tau=prune_tau))
     if plugin is not None:
-        all_plugins.append(plugin)
+        ours.append(plugin)
+    all_plugins = ordered_plugins(ours, plugins or [])
     if optimizer is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     common = dict(
@@ -293,7 +303,7 @@ def check_hyperparameters(name: str, hyperparameters: dict[str, Any]) -> None:
         return
     from avalanche.training.plugins import EvaluationPlugin
 
-    if name == "pnn":
+    if traits(name).own_model:
         model: nn.Module = PNN(num_layers=1, in_features=1, hidden_features_per_column=1)
     else:
         from clgrow import GrowableMLP

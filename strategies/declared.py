@@ -9,6 +9,7 @@ point in the group ``clgrow.strategies``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -16,7 +17,7 @@ from clgrow.errors import ConfigError
 from clgrow.params import Params, param
 from clgrow.registry import strategies
 
-__all__ = ["OPTIMIZERS", "reference_strategies", "StrategyParams"]
+__all__ = ["OPTIMIZERS", "reference_strategies", "StrategyParams", "Traits", "traits"]
 
 #: Optimizers a run can name; SGD's momentum defaults to 0.9 when not given.
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -24,13 +25,54 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 
 @dataclass(frozen=True)
 class StrategyParams(Params):
-    """Base of a strategy's declaration.
+    """Base of a strategy's declaration: its hyperparameters, and its traits, which the run's
+    rules read (no rule names a strategy).
 
-    ``reference``: a row that runs without growth or resets (``joint``, the usual upper bound;
-    ``pnn``, Avalanche's progressive columns, growth of another kind with its own model).
+    Attributes
+    ----------
+    reference : bool
+        A row that runs without growth, resets or pruning (``joint``, the usual upper bound;
+        ``pnn``, Avalanche's progressive columns, growth of another kind with its own model).
+    trains_jointly : bool
+        Trains once on every experience together (evaluated like the others' last step).
+    task_labels : bool or None
+        ``True``: needs task labels; ``False``: refuses them; ``None``: either. ``task_labels_why``
+        says why, for the refusal.
+    own_model : str
+        Non-empty when the strategy builds its own model from ``hidden_sizes`` (what it builds):
+        it takes model ``mlp`` only.
+    one_width : bool
+        Its model has one width for every layer (equal ``hidden_sizes``).
+    stores_logits : bool
+        It keeps logits at their width when stored, so the head must not widen (``grow_head``).
     """
 
     reference: ClassVar[bool] = False
+    trains_jointly: ClassVar[bool] = False
+    task_labels: ClassVar[bool | None] = None
+    task_labels_why: ClassVar[str] = ""
+    own_model: ClassVar[str] = ""
+    one_width: ClassVar[bool] = False
+    stores_logits: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class Traits:
+    """A strategy's traits (:class:`StrategyParams`), for a strategy registered without them too."""
+
+    reference: bool = False
+    trains_jointly: bool = False
+    task_labels: bool | None = None
+    task_labels_why: str = ""
+    own_model: str = ""
+    one_width: bool = False
+    stores_logits: bool = False
+
+
+def traits(name: str) -> Traits:
+    """The traits strategy ``name`` declares (the defaults where it declares none)."""
+    declared, default = strategies.params(name), Traits()
+    return Traits(**{f.name: getattr(declared, f.name, getattr(default, f.name)) for f in dataclasses.fields(Traits)})
 
 
 def reference_strategies() -> tuple[str, ...]:
@@ -143,6 +185,12 @@ class LFLParams(StrategyParams):
 class DERParams(StrategyParams):
     """Dark experience replay (class-incremental)."""
 
+    task_labels: ClassVar[bool | None] = False
+    task_labels_why: ClassVar[str] = (
+        "it stores logits without task labels, which a model with one head per task does not give"
+    )
+    stores_logits: ClassVar[bool] = True
+
     mem_size: int = param(200, "samples kept in the buffer", ge=1)
     batch_size_mem: int | None = param(None, "memory samples per batch (none: the training batch size)", ge=1)
     alpha: float = param(0.1, "weight of the logit loss", ge=0)
@@ -174,6 +222,7 @@ class JointParams(StrategyParams):
     """Every experience at once (reference: the usual upper bound)."""
 
     reference: ClassVar[bool] = True
+    trains_jointly: ClassVar[bool] = True
 
 
 @strategies.declare("pnn", impl=_B + "_pnn")
@@ -182,3 +231,7 @@ class PNNParams(StrategyParams):
     """Avalanche's progressive neural networks (reference; task-incremental)."""
 
     reference: ClassVar[bool] = True
+    task_labels: ClassVar[bool | None] = True
+    task_labels_why: ClassVar[str] = "it is task-incremental: one column per task"
+    own_model: ClassVar[str] = "its own MLP columns (Avalanche's PNN)"
+    one_width: ClassVar[bool] = True

@@ -22,7 +22,7 @@ import weakref
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -472,6 +472,9 @@ class BatchDataPlugin(SupervisedPlugin):
     built the loader, and before growth reads it) and before every evaluated experience.
     ``used`` counts the loaders replaced and ``kept`` those left to Avalanche.
     """
+
+    #: Where it stands among the strategy's plugins (``build_strategy`` sorts by it): first: every other plugin reads the batches it gathers.
+    plugin_order: ClassVar[int] = 0
 
     def __init__(self) -> None:
         super().__init__()

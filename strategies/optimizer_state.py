@@ -22,7 +22,7 @@ Two facts about Adam in a stream, measured in BENCHMARKS.md ("Why units die in a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from avalanche.core import SupervisedPlugin
@@ -166,6 +166,9 @@ class ResetOptimizerPlugin(SupervisedPlugin):
     ``--no-reset-optimizer``. It runs after the strategy has rebuilt its optimizer for the
     experience and before any growth, so a growth step carries nothing.
     """
+
+    #: Where it stands among the strategy's plugins (``build_strategy`` sorts by it): before anything that changes the model at an experience's start.
+    plugin_order: ClassVar[int] = 10
 
     def before_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """Clear every parameter's state."""

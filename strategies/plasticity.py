@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from avalanche.core import SupervisedPlugin
@@ -10,7 +10,7 @@ from torch import nn
 
 from clgrow import GrowableMLP, GrowthError
 from clgrow.data import unpack
-from clgrow.plasticity import Resetter, build_resetter, hidden_activations, keep_entries
+from clgrow.plasticity import PlasticityMethod, build_plasticity_method, hidden_activations, keep_entries
 from clgrow.sites import GrowableModule
 from clgrow.strategies.growable import growable_model
 
@@ -30,7 +30,7 @@ class PlasticityPlugin(SupervisedPlugin):
 
     Parameters
     ----------
-    method : str or Resetter
+    method : str or PlasticityMethod
         ``"redo"``, ``"cbp"`` or an instance.
     **kwargs
         The named method's arguments (``tau``, ``every``, ``replacement_rate``, ...).
@@ -44,14 +44,17 @@ class PlasticityPlugin(SupervisedPlugin):
         added by growth afterwards read as never reset.
     """
 
-    def __init__(self, method: str | Resetter = "redo", **kwargs: Any) -> None:
+    #: Where it stands among the strategy's plugins (``build_strategy`` sorts by it): an experience's resets come before its growth.
+    plugin_order: ClassVar[int] = 40
+
+    def __init__(self, method: str | PlasticityMethod = "redo", **kwargs: Any) -> None:
         super().__init__()
-        if isinstance(method, Resetter):
+        if isinstance(method, PlasticityMethod):
             if kwargs:
                 raise GrowthError("PlasticityPlugin: keyword arguments apply to a method given by name")
             self.resetter = method
         else:
-            resetter = build_resetter(method, **kwargs)
+            resetter = build_plasticity_method(method, **kwargs)
             if resetter is None:
                 raise GrowthError("PlasticityPlugin needs a method ('redo' or 'cbp'); for none, attach no plugin")
             self.resetter = resetter

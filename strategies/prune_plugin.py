@@ -16,7 +16,7 @@ after, is recorded as growth's is.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from avalanche.core import SupervisedPlugin
 
@@ -24,9 +24,9 @@ from clgrow import GrowthError
 from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
 from clgrow.grow import growable_from_loader
 from clgrow.prune import METHODS, PruneReport, prune, select_units
+from clgrow.strategies.events import draw_probe, mean_or_none
 from clgrow.strategies.optimizer_state import carry_sliced_state, optimizer_state_by_name
 from clgrow.strategies.param_state import find_param_state, slice_param_state
-from clgrow.strategies.plugin import _mean, draw_probe
 
 __all__ = ["PrunePlugin", "PruneEvent", "PRUNE_SELECTORS", "PRUNE_METHODS", "find_prune_plugin"]
 
@@ -48,7 +48,7 @@ class PruneEvent:
     @property
     def disruption_drop(self) -> float | None:
         """Mean accuracy drop over the probed experiences (``None`` when none was probed)."""
-        return _mean([c.drop for c in self.disruption if c.drop == c.drop])  # an empty probe's NaN left out
+        return mean_or_none([c.drop for c in self.disruption if c.drop == c.drop])  # an empty probe's NaN left out
 
 
 class PrunePlugin(SupervisedPlugin):
@@ -71,6 +71,9 @@ class PrunePlugin(SupervisedPlugin):
     probe : int
         Samples kept from each trained experience to score units on (with the new experience's).
     """
+
+    #: Where it stands among the strategy's plugins (``build_strategy`` sorts by it): dead units leave before resets and growth.
+    plugin_order: ClassVar[int] = 30
 
     def __init__(
         self,

@@ -410,10 +410,12 @@ def _stream(job: dict[str, Any]) -> dict[str, Any]:
         task_labels=job["task_labels"],
         train_mb_size=job["batch"],
         train_epochs=job["epochs"],
-        grow=GrowthConfig(neurons_per_experience=job["k"], extender_kwargs=ext_kwargs, distributor_kwargs=dist_kwargs),
+        grow=GrowthConfig()  # growth settings do not apply to a fixed model
+        if growth == "none"
+        else GrowthConfig(neurons_per_experience=job["k"], extender_kwargs=ext_kwargs, distributor_kwargs=dist_kwargs),
         strategy_kwargs=STREAM_STRATEGY_KWARGS.get(strategy, {}),
     )
-    s = run(cfg.validate())
+    s = run(cfg.resolve())
     grown = ext_name != "none"
     return {
         **job,

@@ -42,9 +42,9 @@ def measure(
         from clgrow.strategies import builders
 
         with builders.STRATEGIES.replaced("si", _avalanche_si):
-            s = run(cfg)
+            s = run(cfg.resolve())
     else:
-        s = run(cfg)
+        s = run(cfg.resolve())
     assert s.final_accuracy is not None and s.average_forgetting is not None
     return s.final_accuracy, s.average_forgetting
 

@@ -131,7 +131,9 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
         task_labels=job["task_labels"],
         train_mb_size=job["batch"],
         train_epochs=job["epochs"],
-        grow=GrowthConfig(
+        grow=GrowthConfig()  # a fixed model grows nothing: growth settings would not apply
+        if fixed
+        else GrowthConfig(
             neurons_per_experience=job["k"], extender_kwargs=dict(v.extender), distributor_kwargs=dict(v.distributor)
         ),
         strategy_kwargs=STRATEGY_KWARGS.get(job["strategy"], {}),

@@ -481,7 +481,7 @@ def section_throughput(quick: bool, data_root: str | None = None) -> str:
             lr=1e-3,
         )
         plain_before = _plain_rate(bm, tensors, 128, epochs)
-        summary = run(cfg)
+        summary = run(cfg.resolve())
         n = sum(len(y) for _, y in tensors) * epochs
         plain = max(plain_before, _plain_rate(bm, tensors, 128, epochs))
         rows.append(
@@ -534,7 +534,7 @@ def section_conv(quick: bool) -> str:
             lr=1e-3,
         )
         before = plain_rate()
-        summary = run(cfg)
+        summary = run(cfg.resolve())
         plain = max(before, plain_rate())  # the faster of a plain run before and one after
         n = sum(len(y) for _, y in tensors) * epochs
         label = " ".join(map(str, channels)) + " + " + str(hidden)

@@ -18,7 +18,7 @@ from clgrow.config import growth_methods, known_methods
 from clgrow.extender import Extender
 from clgrow.methods import PAPER_SVOD, PAPER_SWE, SWEParams
 from clgrow.params import Params, Spec, param, params_from_signature
-from clgrow.registry import REGISTRIES, distributors, extenders, resetters, strategies
+from clgrow.registry import REGISTRIES, distributors, extenders, plasticity_methods, strategies
 
 _METHODS = [(kind, name) for kind in ("extender", "distributor", "plasticity") for name in REGISTRIES[kind]]
 
@@ -157,13 +157,13 @@ def test_methods_registered_at_run_time_are_known_by_name_with_their_arguments()
 def test_a_user_plasticity_method_does_not_break_importing_the_plugins():
     code = (
         "import clgrow\n"
-        "from clgrow.plasticity import Resetter\n"
-        "@clgrow.resetters.register('mine')\n"
-        "class Mine(Resetter):\n"
+        "from clgrow.plasticity import PlasticityMethod\n"
+        "@clgrow.plasticity_methods.register('mine')\n"
+        "class Mine(PlasticityMethod):\n"
         "    pass\n"
         "from clgrow.strategies import PlasticityPlugin\n"
         "from clgrow.strategies.builders import build_strategy\n"
-        "print(PlasticityPlugin.__name__, 'mine' in clgrow.resetters)\n"
+        "print(PlasticityPlugin.__name__, 'mine' in clgrow.plasticity_methods)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["PlasticityPlugin", "True"]
@@ -182,14 +182,15 @@ def test_settings_resolve_without_importing_torch_or_avalanche():
     code = (
         "import sys\n"
         "from clgrow.config import ConfigError, GrowthConfig, growth_methods\n"
-        "from clgrow.experiments.config import RunConfig, check_strategy_kwargs\n"
+        "from clgrow.experiments.config import RunConfig\n"
+        "from clgrow.experiments.rules import check_strategy_kwargs\n"
         "print(growth_methods('swe-svod-paper')['extender_kwargs']['coupling'])\n"
         "print(GrowthConfig.setting_types()['layers'])\n"
         "RunConfig(growth='random+uniform').validate(methods=False)\n"
         "for bad in (lambda: growth_methods('swe+nope'),\n"
         "            lambda: RunConfig(growth='swe-svod', grow=GrowthConfig(extender_kwargs={'passes': -1}))"
         ".validate(methods=False),\n"
-        "            lambda: check_strategy_kwargs('replay', {'mem_size': -1})):\n"
+        "            lambda: check_strategy_kwargs('replay', {'mem_size': -1}, [])):\n"
         "    try:\n"
         "        bad()\n"
         "    except ConfigError as err:\n"
@@ -207,7 +208,7 @@ def test_settings_resolve_without_importing_torch_or_avalanche():
 
 def test_registries_are_mappings_with_usage_errors(monkeypatch):
     assert extenders["swe"] is SWE and distributors["svod"] is SVoD
-    assert "redo" in resetters and "nope" not in resetters
+    assert "redo" in plasticity_methods and "nope" not in plasticity_methods
     with pytest.raises(ConfigError, match="unknown extender 'nope'.*swe"):
         extenders["nope"]
     assert extenders.get("nope") is None

@@ -52,8 +52,17 @@ def _import_graph() -> dict[str, set[str]]:
         for name in names:
             spec = importlib.util.find_spec(name)
             tree = ast.parse(open(spec.origin).read())
+            # imports for type hints only (under `if TYPE_CHECKING:`) never run, so they cannot cycle
+            typing_only = {
+                id(n)
+                for block in ast.walk(tree)
+                if isinstance(block, ast.If) and ast.unparse(block.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+                for n in ast.walk(block)
+            }
             deps = set()
             for node in ast.walk(tree):
+                if id(node) in typing_only:
+                    continue
                 if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("clgrow"):
                     deps.add(node.module)
                 elif isinstance(node, ast.Import):

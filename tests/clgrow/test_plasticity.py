@@ -9,7 +9,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clgrow import ConfigError, ContinualBackprop, GrowableMLP, ReDo, build_resetter, reset_units, resetters
+from clgrow import (
+    ConfigError,
+    ContinualBackprop,
+    GrowableMLP,
+    ReDo,
+    build_plasticity_method,
+    plasticity_methods,
+    reset_units,
+)
 from clgrow.plasticity import hidden_activations
 
 
@@ -159,15 +167,15 @@ def test_cbp_state_follows_growth():
     assert all(torch.equal(a, b) for a, b in zip(again.utility, cbp.utility))
 
 
-def test_build_resetter_names_bad_input():
-    assert build_resetter("none") is None
-    assert isinstance(build_resetter("redo", tau=0.1), ReDo)
-    assert set(resetters) == {"redo", "cbp"}
+def test_build_plasticity_method_names_bad_input():
+    assert build_plasticity_method("none") is None
+    assert isinstance(build_plasticity_method("redo", tau=0.1), ReDo)
+    assert set(plasticity_methods) == {"redo", "cbp"}
     with pytest.raises(ConfigError, match="unknown plasticity method 'reset'"):
-        build_resetter("reset")
+        build_plasticity_method("reset")
     with pytest.raises(ConfigError, match="plasticity_kwargs: plasticity method 'redo': tau"):
-        build_resetter("redo", tau=-1)
+        build_plasticity_method("redo", tau=-1)
     with pytest.raises(ConfigError, match="plasticity_kwargs: plasticity method 'cbp' has no argument.*rho"):
-        build_resetter("cbp", rho=1)
+        build_plasticity_method("cbp", rho=1)
     with pytest.raises(ConfigError, match="plasticity is 'none'"):
-        build_resetter("none", tau=0.1)
+        build_plasticity_method("none", tau=0.1)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from clgrow.experiments.cli import main
-from tests.experiments.conftest import TINY
+from tests.experiments.conftest import TINY, TINY_FIXED, TINY_MODEL
 
 
 def _metrics(path):
@@ -137,7 +137,7 @@ def test_match_final_size_trains_a_fixed_model_at_the_grown_widths(tmp_path):
         (["run", "--out", "x", "--strategy", "joint"], "growth: strategy 'joint' is a reference row without growth"),
         (
             ["run", "--out", "x", "--strategy", "pnn", "--growth", "none"],
-            "task_labels: strategy 'pnn' is task-incremental",
+            "task_labels: strategy 'pnn' needs task labels",
         ),
         (
             ["run", "--out", "x", "--strategy", "pnn", "--growth", "none", "--task-labels", "--hidden", "8", "9"],
@@ -146,7 +146,7 @@ def test_match_final_size_trains_a_fixed_model_at_the_grown_widths(tmp_path):
         (["run", "--out", "x", "--device", "tpu"], "device: 'tpu' is not a device"),
         (
             ["run", "--out", "x", "--optimizer", "adam", "--momentum", "0.5"],
-            "momentum: applies to optimizer 'sgd' only",
+            "momentum: does not apply to this run: it applies to optimizer 'sgd' only",
         ),
         (["run", "--out", "x", "--optimizer", "sgd", "--momentum", "1.5"], "momentum: must be a number in [0, 1)"),
         (["run", "--out", "x", "--weight-decay", "-1"], "weight_decay: must be a finite number >= 0"),
@@ -180,7 +180,7 @@ def test_match_final_size_trains_a_fixed_model_at_the_grown_widths(tmp_path):
         ),
         (
             ["run", "--out", "x", "--strategy", "joint", "--growth", "none", "--plasticity", "redo"],
-            "plasticity: strategy 'joint' is a reference row without resets",
+            "plasticity: strategy 'joint' is a reference row without growth, resets or pruning",
         ),
         (["compare", "missing.toml", "--out", "x"], "config file not found"),
         (["plot", "."], "neither a run directory"),
@@ -302,19 +302,19 @@ def test_a_diverged_run_exits_1_naming_where_and_writes_no_summary(tmp_path, cap
 
 
 def test_interrupt_and_broken_pipe_end_without_a_traceback(monkeypatch, capsys):
-    from clgrow.experiments import cli
+    from clgrow.experiments import cli, commands
 
     def interrupted(*a):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_cmd_list", interrupted)
+    monkeypatch.setattr(commands, "list_command", interrupted)
     assert cli.main(["list"]) == 130
     assert "interrupted" in capsys.readouterr().err
 
     def broken(*a, **k):
         raise BrokenPipeError
 
-    monkeypatch.setattr(cli, "_cmd_list", broken)
+    monkeypatch.setattr(commands, "list_command", broken)
     assert cli.main(["list"]) == 0
 
 
@@ -535,20 +535,20 @@ def test_every_strategy_runs_task_and_class_incremental_with_and_without_growth(
         hidden_sizes=[6, 6],
         train_epochs=1,
         strategy_kwargs=_SMALL.get(strategy, {}),
-        grow=__import__("clgrow").GrowthConfig(neurons_per_experience=4, grow_from_experience=1),
+        grow=__import__("clgrow").GrowthConfig(neurons_per_experience=4 if growth != "none" else 32),
     )
     if strategy == "der" and task_labels:
         with pytest.raises(ConfigError, match="task_labels: strategy 'der' is class-incremental"):
             cfg.validate()
         return
-    s = run(cfg.validate())
+    s = run(cfg.resolve())
     assert s.final_accuracy is not None and len(s.accuracy_matrix) == 2
     if growth != "none" and strategy not in ("pnn",):
         assert sum(s.final_hidden_sizes) > 12
 
 
 def test_an_out_path_too_long_for_the_file_system_is_bad_input(tmp_path, capsys):
-    assert main(["run", *TINY, "--growth", "none", "--out", str(tmp_path / ("a" * 300))]) == 2
+    assert main(["run", *TINY_FIXED, "--growth", "none", "--out", str(tmp_path / ("a" * 300))]) == 2
     err = capsys.readouterr().err
     assert "cannot write there" in err and "Traceback" not in err
 
@@ -593,15 +593,25 @@ def test_a_run_resolves_its_settings_once_and_builds_each_method_once(tmp_path, 
 
     monkeypatch.setattr(Configurable, "__init__", counting_init)
     monkeypatch.setattr(Params, "__post_init__", counting_post)
-    from clgrow.experiments import config as run_config
+    from clgrow.experiments import rules
+
+    resolved = []
+    check = rules.check
+
+    def counting_check(cfg, **kw):
+        resolved.append(cfg.growth)
+        check(cfg, **kw)
 
     monkeypatch.setattr(growth_config, "growth_methods", counting_names)
-    monkeypatch.setattr(run_config, "growth_methods", counting_names)
+    monkeypatch.setattr(rules, "growth_methods", counting_names)
+    monkeypatch.setattr(rules, "check", counting_check)
     argv = ["run", *TINY, "--experiences", "2", "--growth", "swe-svod", "--plasticity", "redo", "--out"]
     assert main([*argv, str(tmp_path / "run")]) == 0
     assert built == Counter({"SWE": 1, "SVoD": 1, "ReDo": 1}), built
-    assert parsed["swe-svod"] == 2, parsed  # the CLI (which method's flags apply) and validate(), not the runner
-    assert checked["SWEParams"] <= 3 and checked["SVoDParams"] <= 3, checked  # declarations: microseconds each
+    # the CLI (which method's flags apply), the growth section's rule and the plan's build; not the runner
+    assert parsed["swe-svod"] == 3, parsed
+    assert resolved == ["swe-svod"], resolved  # one resolve: the runner takes the plan and checks nothing again
+    assert checked["SWEParams"] <= 4 and checked["SVoDParams"] <= 4, checked  # declarations: microseconds each
 
 
 @pytest.mark.parametrize("budget, refused", [(50_000, True), (81_920, False)])
@@ -705,7 +715,7 @@ def test_a_users_model_by_import_path_and_avalanches_by_name_grow_from_the_cli(t
     benchmark's sizes and ``--model-arg``; its sites are listed before training and it grows."""
     (tmp_path / "usermodels.py").write_text(_USER_MODULE)
     monkeypatch.chdir(tmp_path)
-    argv = ["run", *TINY, "--growth", "swe-svod", "--model", "usermodels:Net", "--model-arg", "width=12"]
+    argv = ["run", *TINY_MODEL, "--growth", "swe-svod", "--model", "usermodels:Net", "--model-arg", "width=12"]
     assert main([*argv, "--out", str(tmp_path / "u")]) == 0
     summary = json.loads((tmp_path / "u" / "summary.json").read_text())
     assert summary["hidden_sizes"][0] == [12] and summary["final_hidden_sizes"][0] > 12
@@ -713,7 +723,7 @@ def test_a_users_model_by_import_path_and_avalanches_by_name_grow_from_the_cli(t
     assert main([*argv, "--out", str(tmp_path / "c"), "--check"]) == 0
     listing = capsys.readouterr().err
     assert "site 0: a -> ReLU -> b" in listing and "skip: its output goes to an addition" in listing
-    avalanche = ["run", *TINY, "--growth", "swe-svod", "--model", "SimpleMLP", "--model-arg", "hidden_size=8"]
+    avalanche = ["run", *TINY_MODEL, "--growth", "swe-svod", "--model", "SimpleMLP", "--model-arg", "hidden_size=8"]
     assert main([*avalanche, "--out", str(tmp_path / "a")]) == 0
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["final_hidden_sizes"][0] > 8
 
@@ -736,7 +746,7 @@ def test_a_model_that_cannot_grow_or_load_is_refused_by_check_and_run_alike(
     (tmp_path / "usermodels.py").write_text(_USER_MODULE)
     monkeypatch.chdir(tmp_path)
     for extra in (["--check"], []):
-        assert main(["run", *TINY, "--growth", "swe-svod", "--model", model, "--out", "o", *extra]) == 2
+        assert main(["run", *TINY_MODEL, "--growth", "swe-svod", "--model", model, "--out", "o", *extra]) == 2
         assert re.search(message, capsys.readouterr().err), model
     assert not (tmp_path / "o").exists()
 
@@ -787,7 +797,7 @@ def test_avalanches_multi_task_model_grows_and_its_later_heads_read_the_grown_wi
     out = tmp_path / "mt"
     argv = [
         "run",
-        *TINY,
+        *TINY_MODEL,
         "--task-labels",
         "--growth",
         "swe-svod",

@@ -51,8 +51,8 @@ def test_conv_models_take_task_heads_and_grow_in_a_task_incremental_stream(tmp_p
     "argv,message",
     [
         (["--benchmark", "split-mnist1d", "--model", "cnn"], "model 'cnn' reads images; 'split-mnist1d' has none"),
-        (["--model", "cnn", "--channels", "M", "8"], "channels: must list convolution widths"),
-        (["--model", "cnn", "--channels", "8", "M", "M"], "channels: must list convolution widths"),
+        (["--model", "cnn", "--channels", "M", "8"], "channels: must be convolution widths"),
+        (["--model", "cnn", "--channels", "8", "M", "M"], "channels: must be convolution widths"),
         (["--model", "cnn", "--channels", "8", "x"], "expected a channel width or M"),
         (
             ["--model", "cnn", "--benchmark", "split-digits", "--channels", "4", "M", "4", "M", "4", "M", "4", "M"],

@@ -8,8 +8,10 @@ import pytest
 
 from clgrow.errors import ConfigError
 from clgrow.experiments.cli import main
-from clgrow.experiments.config import PRUNE_CHOICES, PRUNE_SELECT, load_grid
-from clgrow.experiments.grid import cell_name, row_key, row_label, shown_axes
+from clgrow.experiments.config import PRUNE_CHOICES, PRUNE_SELECT
+from clgrow.experiments.grid import cell_name
+from clgrow.experiments.gridfile import load_grid
+from clgrow.experiments.tables import row_key, row_label, shown_axes
 from tests.experiments.conftest import TINY
 
 

@@ -53,8 +53,8 @@ class ScaledRandom(Extender):
 _MODULE = """
 from avalanche.training.supervised import Naive
 
-from clgrow.plasticity import Resetter
-from clgrow.registry import resetters, strategies
+from clgrow.plasticity import PlasticityMethod
+from clgrow.registry import plasticity_methods, strategies
 
 
 @strategies.register("naive-twice")
@@ -63,8 +63,8 @@ def naive_twice(*, epochs_factor: int = 2, **kw):
     return Naive(**kw)
 
 
-@resetters.register("never")
-class Never(Resetter):
+@plasticity_methods.register("never")
+class Never(PlasticityMethod):
     def __init__(self, patience: int = 3) -> None:
         super().__init__()
         self.patience = patience

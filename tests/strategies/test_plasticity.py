@@ -8,7 +8,7 @@ import torch
 from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
 from avalanche.training.plugins import EvaluationPlugin
 
-from clgrow import GrowableMLP, GrowthError, Resetter, UniformDistributor, extenders, resetters
+from clgrow import GrowableMLP, GrowthError, PlasticityMethod, UniformDistributor, extenders, plasticity_methods
 from clgrow.strategies import (
     PlasticityPlugin,
     ResultsWriter,
@@ -39,11 +39,11 @@ def _evaluator():
 
 
 def test_eager_settings_cover_every_registered_method():
-    assert set(EAGER) == set(resetters)
+    assert set(EAGER) == set(plasticity_methods)
 
 
 @pytest.mark.parametrize("extender", sorted(extenders))
-@pytest.mark.parametrize("method", sorted(resetters))
+@pytest.mark.parametrize("method", sorted(plasticity_methods))
 def test_every_plasticity_method_with_every_growth_method(split_digits, method, extender):
     """Growth and resets together: the optimizer covers the model at every step, resets happen in
     grown layers too, and the labels of reset units follow the widths."""
@@ -73,7 +73,7 @@ def test_every_plasticity_method_with_every_growth_method(split_digits, method, 
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-class _Recorder(Resetter):
+class _Recorder(PlasticityMethod):
     """Resets nothing; records what the plugin hands a per-step method."""
 
     needs_steps = True
@@ -180,7 +180,7 @@ def test_summary_carries_learning_accuracy_resets_and_reset_cohorts(split_digits
     assert s.method == "random-uniform / redo"
 
 
-@pytest.mark.parametrize("method", sorted(resetters))
+@pytest.mark.parametrize("method", sorted(plasticity_methods))
 def test_resets_and_growth_on_avalanche_simple_mlp(split_digits, method):
     """A model clgrow did not build: its units are reset and grown in place, the optimizer covers
     it at every step, and the inactivity metrics report its layers."""
@@ -221,7 +221,7 @@ def test_resets_refuse_a_model_without_a_site_and_reference_rows(split_digits):
         build_strategy("naive", model, None, plasticity_kwargs={"tau": 0.1})
 
 
-@pytest.mark.parametrize("method", sorted(resetters))
+@pytest.mark.parametrize("method", sorted(plasticity_methods))
 def test_interrupted_run_with_resets_resumes_bit_identically(split_digits, tmp_path, method):
     def run(path, stop_after=None):
         out = _checkpointed_run(split_digits, path, stop_after, plasticity=method, plasticity_kwargs=EAGER[method])

@@ -1,0 +1,195 @@
+"""What a run needs of the machine and of its budgets, known before anything trains.
+
+Each check takes a :class:`~clgrow.experiments.config.RunConfig` and raises ``ConfigError``
+naming the setting to change: memory from the model's real shapes (traced on PyTorch's ``meta``
+device, nothing allocated), SWE's dense coupling at the worst growth step of the run, and the
+parameter budget against the model as built.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from clgrow.errors import ConfigError
+from clgrow.experiments.catalog import IMAGE_SHAPES, MODEL_INPUTS, estimate_run_bytes, physical_memory
+
+if TYPE_CHECKING:
+    from clgrow.experiments.config import RunConfig
+
+__all__ = ["site_inputs", "check_dense_coupling", "check_memory", "check_conv_memory", "check_external_model"]
+
+#: The growable models clgrow builds (``RunConfig.model``); any other name is traced.
+MODELS = ("mlp", "cnn", "resnet")
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def site_inputs(cfg: RunConfig) -> list[tuple[int, int | None, int]]:
+    """Per site: its fixed inputs per unit, the site below whose units it also reads (or
+    ``None``), and how many inputs each unit below gives it (``m = fixed + r·width(below)``)."""
+    if cfg.model == "mlp":
+        first = MODEL_INPUTS.get(cfg.benchmark, 784)
+        return [(first, None, 1)] + [(0, i - 1, 1) for i in range(1, len(cfg.hidden_sizes))]
+    c, h, w = IMAGE_SHAPES[cfg.benchmark]
+    if cfg.model == "resnet":
+        streams = [cfg.nf * 2 ** max(0, s - (b == 0)) for s in range(4) for b in range(2)]
+        return [(stream * 9, None, 1) for stream in streams]
+    convs = [x for x in cfg.channels if isinstance(x, int)]
+    pools = cfg.channels.count("M")
+    out: list[tuple[int, int | None, int]] = [(c * 9, None, 1)] + [(0, i - 1, 9) for i in range(1, len(convs))]
+    n = len(convs)
+    out += [(0, n - 1 + i, (h >> pools) * (w >> pools) if i == 0 else 1) for i in range(len(cfg.hidden_sizes))]
+    return out
+
+
+def check_dense_coupling(cfg: RunConfig, swe: dict[str, Any]) -> None:
+    """Refuse a dense SWE coupling that some growth step of this run could take over
+    ``max_coupling_bytes`` (the step would refuse it mid-stream, after experiences trained).
+
+    The allocation is the distributor's (SVoD's is data-dependent), so the bound is the worst
+    one any allocation reaches: at the last step, ``K`` new units in the layer whose old
+    width ``s`` times input width ``m`` is largest after the earlier steps' ``K`` units each
+    went where they make that product largest (``s`` and ``m`` within the cap)."""
+    if swe.get("coupling") != "dense" or swe.get("on_oversize", "error") != "error" or cfg.model not in MODELS:
+        return  # a model clgrow does not build: SWE's own guard measures its traced shapes
+    budget, k = swe.get("max_coupling_bytes", 2 * 1024**3), cfg.grow.most_units
+    if not _number(budget) or not isinstance(k, int) or k < 1:
+        return  # the method's own check names a bad budget
+    sizes, inputs = cfg.site_sizes(), site_inputs(cfg)
+    n = len(sizes)
+    layers = cfg.grow.layers if cfg.grow.layers is not None else range(n)
+    layers = [i for i in layers if isinstance(i, int) and 0 <= i < n]
+    steps = cfg.growth_steps()
+    if not layers or steps < 1:
+        return
+    cap = cfg.grow.max_hidden_size or float("inf")
+    grown = k * (steps - 1)  # units the earlier steps added, anywhere among the growing layers
+    partners = swe.get("partners")
+    worst, where = 0.0, 0
+    for i in layers:
+        s_lo, s_hi = sizes[i], min(cap, sizes[i] + grown)
+        fixed, below, r = inputs[i]
+        m_lo = fixed + (r * sizes[below] if below is not None else 0)
+        # units the layer below can still take (each adds r inputs here); the earlier steps'
+        # units are shared: g here and up to grown - g below
+        room_below = 0.0
+        if below is not None and below in layers:
+            room_below = min(cap, sizes[below] + grown) - sizes[below]
+        room_here = s_hi - s_lo
+
+        def product(
+            g: float, s_lo: float = s_lo, m_lo: float = m_lo, r: int = r, room_below: float = room_below
+        ) -> float:
+            s = s_lo + g
+            return min(s, partners or s) * (m_lo + r * min(grown - g, room_below))
+
+        balance = (m_lo + r * grown - r * s_lo) / (2 * r)  # where (s_lo + g)(m_lo + r(grown - g)) peaks
+        cands = (0.0, room_here, grown - room_below, balance)
+        best = max(product(min(max(g, 0.0), room_here)) for g in cands)
+        cost = 16 * k * best
+        if cost > worst:
+            worst, where = cost, i
+    if worst > budget:
+        raise ConfigError(
+            f"grow.extender_kwargs.max_coupling_bytes: a dense SWE coupling for K={k} units can need up to "
+            f"{worst / 2**20:.2f} MiB at the last of {steps} growth step(s) (layer {where}, if the distributor "
+            f"puts the units there), over max_coupling_bytes={budget}; use the factored coupling, "
+            "on_oversize='subsample', fewer units per experience, a max_hidden_size or a larger budget"
+        )
+
+
+def check_memory(cfg: RunConfig) -> None:
+    """Refuse, with the figure, a run whose model and stream cannot fit in this machine's memory
+    (``neurons_per_experience`` or ``n_experiences`` in the millions), before anything is built."""
+    total = physical_memory()
+    if total is None or cfg.model not in MODELS:
+        return  # a model clgrow does not build is measured from its trace (check_methods)
+    grows = cfg.grows or cfg.match_final_size is not None
+    k = (cfg.grow.most_units or 0) if grows else 0
+    need, how = estimate_run_bytes(
+        cfg.benchmark,
+        cfg.site_sizes(),
+        cfg.n_experiences,
+        k,
+        cfg.grow.grow_from_experience,
+        cfg.grow.max_hidden_size,
+        cfg.grow.disruption_probe,
+    )
+    if need > 0.9 * total:
+        raise ConfigError(
+            f"memory: this run would hold at least {need / 2**30:,.1f} GiB ({how}) and this machine has "
+            f"{total / 2**30:.1f} GiB; grow fewer units per experience, cap them with max_hidden_size, or "
+            "run fewer experiences"
+        )
+
+
+def check_conv_memory(cfg: RunConfig) -> None:
+    """Refuse a convolutional model whose activations would not fit in memory: the model is
+    built on PyTorch's ``meta`` device (no memory) and its forward traced for every tensor."""
+    import torch
+
+    from clgrow import GrowableCNN, GrowableResNet
+    from clgrow.experiments.models import activation_bytes
+
+    total = physical_memory()
+    if total is None:
+        return
+    shape = IMAGE_SHAPES[cfg.benchmark]
+    sizes = cfg.site_sizes()
+    with torch.device("meta"):
+        if cfg.model == "resnet":
+            model: torch.nn.Module = GrowableResNet(shape, 10, nf=cfg.nf, inner=sizes)
+        else:
+            widths = iter(sizes)
+            spec = [c if c == "M" else next(widths) for c in cfg.channels]
+            model = GrowableCNN(shape, spec, list(widths), 10, batch_norm=cfg.batch_norm)
+    act = activation_bytes(model, shape, False, device="meta")
+    # training keeps every activation and its gradient; evaluation at most every activation
+    need = max(2 * act * cfg.train_mb_size, act * cfg.eval_mb_size)
+    if need > 0.9 * total:
+        raise ConfigError(
+            f"memory: model {cfg.model!r} (layer widths {sizes}) keeps {act / 2**20:,.1f} MiB of activations "
+            f"per sample, at least {need / 2**30:,.1f} GiB for batches of {cfg.train_mb_size} (training) and "
+            f"{cfg.eval_mb_size} (evaluation), and this machine has {total / 2**30:.1f} GiB; use fewer "
+            "channels or smaller batches"
+        )
+
+
+def check_external_model(cfg: RunConfig) -> Any:
+    """Build a model clgrow does not build, trace it on this benchmark's input shape, and refuse
+    (with its layers and why) one without a growth site where the run grows, prunes or resets,
+    or one whose parameters, optimizer state and activations would not fit in memory. Returns
+    its ``SiteMap``."""
+    import torch
+
+    from clgrow.experiments.models import activation_bytes, load_model, trace_model
+
+    shape = IMAGE_SHAPES.get(cfg.benchmark) or (MODEL_INPUTS.get(cfg.benchmark, 784),)
+    classes = 2 if cfg.task_labels else 10
+    try:  # on the meta device: a model too large for memory is measured, not allocated
+        with torch.device("meta"):
+            model = load_model(cfg.model, cfg.model_args, classes, math.prod(shape))
+        found = trace_model(model, shape, cfg.model, cfg.task_labels)
+    except (ConfigError, NotImplementedError, RuntimeError):  # a model that computes on values
+        model = load_model(cfg.model, cfg.model_args, classes, math.prod(shape))
+        found = trace_model(model, shape, cfg.model, cfg.task_labels)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    changes = cfg.grows or cfg.prune != "none" or cfg.plasticity != "none"
+    if changes and not found.sites:
+        raise ConfigError(f"model: {cfg.model} has no growth site.\n{found.describe()}")
+    total = physical_memory()
+    if total is not None:
+        params = sum(p.numel() * p.element_size() for p in model.parameters())
+        act = activation_bytes(model, shape, cfg.task_labels, device=str(device))
+        need = 4 * params + max(2 * act * cfg.train_mb_size, act * cfg.eval_mb_size)
+        if need > 0.9 * total:
+            raise ConfigError(
+                f"memory: model {cfg.model} would hold at least {need / 2**30:,.1f} GiB (parameters, "
+                f"gradients and two optimizer moments: {4 * params / 2**30:,.2f} GiB; activations: "
+                f"{act / 2**20:,.1f} MiB per sample, batches of {cfg.train_mb_size} and {cfg.eval_mb_size}) "
+                f"and this machine has {total / 2**30:.1f} GiB"
+            )
+    return found
