@@ -95,6 +95,7 @@ def _parser(full_run: bool = True) -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="benchmarks, strategies, extenders, distributors, growth presets")
     ls.add_argument("--verbose", "-v", action="store_true", help="every method's arguments: type, bounds, default")
+    ls.add_argument("--markdown", action="store_true", help="every run setting and flag as docs/cli.md's reference")
     return p
 
 
@@ -338,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return commands.compare_command(args)
         if args.command == "plot":
             return commands.plot_command(args)
-        return commands.list_command(args.verbose)
+        return commands.list_command(args.verbose, args.markdown)
     except (ConfigError, DataMissingError) as err:  # bad input: the settings or the data's place
         return commands.fail(str(err))
     except RunDiverged as err:

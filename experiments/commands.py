@@ -17,7 +17,16 @@ from typing import Any
 from clgrow.errors import ConfigError
 from clgrow.experiments.capacity import MODELS
 
-__all__ = ["run_command", "compare_command", "plot_command", "list_command", "fail", "check_out", "check_out_name"]
+__all__ = [
+    "run_command",
+    "compare_command",
+    "plot_command",
+    "list_command",
+    "flag_reference",
+    "fail",
+    "check_out",
+    "check_out_name",
+]
 
 
 def fail(message: str) -> int:
@@ -195,9 +204,12 @@ def plot_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def list_command(verbose: bool) -> int:
+def list_command(verbose: bool, markdown: bool = False) -> int:
     """``clgrow list``: benchmarks, strategies, methods, presets; with ``verbose`` every argument
-    and every run setting, by section."""
+    and every run setting, by section; ``markdown``: the flag reference of docs/cli.md."""
+    if markdown:
+        print(flag_reference(), end="")
+        return 0
     from clgrow.config import GROWTH_PRESETS
     from clgrow.experiments.catalog import BENCHMARK_NAMES, EMBEDDED_BENCHMARKS
     from clgrow.experiments.config import RunConfig
@@ -232,3 +244,33 @@ def list_command(verbose: bool) -> int:
                 s = RunConfig.settings()[name]
                 print(f"      {name}: {s.help}; {s.kind.allowed} (default: {s.default!r})")
     return 0
+
+
+def flag_reference() -> str:
+    """Every ``clgrow run`` setting and flag in Markdown, made from the declarations: the run's
+    settings by section, the growth settings, and every method's arguments (docs/cli.md holds this
+    text between its ``flag-reference`` markers; a test keeps it equal)."""
+    import dataclasses as dc
+
+    from clgrow.config import GrowthConfig
+    from clgrow.experiments.config import RunConfig
+    from clgrow.experiments.settings import reference
+    from clgrow.registry import REGISTRIES
+
+    lines = [reference(RunConfig), "### growth settings (`[run.grow]` in a grid)", ""]
+    lines += ["| setting | flag | default | meaning |", "|---|---|---|---|"]
+    types = GrowthConfig.setting_types()
+    for f in dc.fields(GrowthConfig):
+        if f.name in types:
+            flags = ", ".join(f"`{x}`" for x in ["--" + f.name.replace("_", "-"), *f.metadata.get("flags", ())])
+            default = f.default if f.default is not dc.MISSING else f.default_factory()  # type: ignore[misc]
+            lines.append(f"| `{f.name}` | {flags} | `{default}` | {f.metadata.get('help', '')} |")
+    for kind in ("extender", "distributor", "plasticity"):
+        registry = REGISTRIES[kind]
+        flag = "--plasticity" if kind == "plasticity" else "--growth"
+        lines += ["", f"### {kind} arguments (used when {flag} names the method)", ""]
+        lines += ["| flag | takes (default) |", "|---|---|"]
+        for name in registry:
+            for spec in registry.params(name).specs().values():
+                lines.append(f"| `--{name}-{spec.name.replace('_', '-')}` | {spec.describe()} |")
+    return "\n".join(lines).replace("\n\n\n", "\n\n").strip() + "\n"

@@ -77,28 +77,34 @@ def _model_is(*kinds: str) -> Any:
             None if c.model in kinds else f"it shapes model {' or '.join(map(repr, kinds))}, and model is {c.model!r}"
         )
 
+    applies.__doc__ = f"model {' or '.join(kinds)}"
     return applies
 
 
 def _external(c: RunConfig) -> str | None:
+    """a model by Avalanche name or import path"""
     return None if c.model not in MODELS else f"it is an argument of a model named by import path, not of {c.model!r}"
 
 
 def _pruning(c: RunConfig) -> str | None:
+    """prune drop or swe"""
     return None if c.prune != "none" else "prune is 'none' (nothing is pruned)"
 
 
 def _dormant_selector(c: RunConfig) -> str | None:
+    """prune_select dormant"""
     if c.prune == "none":
         return _pruning(c)
     return None if c.prune_select == "dormant" else f"prune_select is {c.prune_select!r}, which uses no threshold"
 
 
 def _sgd(c: RunConfig) -> str | None:
+    """optimizer sgd"""
     return None if c.optimizer == "sgd" else f"it applies to optimizer 'sgd' only (optimizer is {c.optimizer!r})"
 
 
 def _matched(c: RunConfig) -> str | None:
+    """match_final_size"""
     return (
         None
         if c.match_final_size is not None

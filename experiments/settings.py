@@ -299,6 +299,7 @@ def reference(cls: type) -> str:
             if s.kind.choices is not None and "listed" in takes:
                 takes = "one of " + ", ".join(s.kind.choices())
             default = s.default if not isinstance(s.default, list) else s.default or "[]"
-            lines.append(f"| `{s.name}` | {how} | {takes} | `{default}` | {s.help} |")
+            only = f" (only with {s.applies.__doc__.strip()})" if s.applies is not None and s.applies.__doc__ else ""
+            lines.append(f"| `{s.name}` | {how} | {takes} | `{default}` | {s.help}{only} |")
         lines.append("")
     return "\n".join(lines)
