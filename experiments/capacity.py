@@ -8,6 +8,7 @@ parameter budget against the model as built.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,16 @@ from clgrow.experiments.catalog import IMAGE_SHAPES, MODEL_INPUTS, estimate_run_
 if TYPE_CHECKING:
     from clgrow.experiments.config import RunConfig
 
-__all__ = ["site_inputs", "check_dense_coupling", "check_memory", "check_conv_memory", "check_external_model"]
+__all__ = [
+    "site_inputs",
+    "check_dense_coupling",
+    "check_memory",
+    "check_conv_memory",
+    "check_external_model",
+    "check_svod_copy",
+    "check_param_budget",
+    "meta_model",
+]
 
 #: The growable models clgrow builds (``RunConfig.model``); any other name is traced.
 MODELS = ("mlp", "cnn", "resnet")
@@ -129,9 +139,6 @@ def check_memory(cfg: RunConfig) -> None:
 def check_conv_memory(cfg: RunConfig) -> None:
     """Refuse a convolutional model whose activations would not fit in memory: the model is
     built on PyTorch's ``meta`` device (no memory) and its forward traced for every tensor."""
-    import torch
-
-    from clgrow import GrowableCNN, GrowableResNet
     from clgrow.experiments.models import activation_bytes
 
     total = physical_memory()
@@ -139,13 +146,7 @@ def check_conv_memory(cfg: RunConfig) -> None:
         return
     shape = IMAGE_SHAPES[cfg.benchmark]
     sizes = cfg.site_sizes()
-    with torch.device("meta"):
-        if cfg.model == "resnet":
-            model: torch.nn.Module = GrowableResNet(shape, 10, nf=cfg.nf, inner=sizes)
-        else:
-            widths = iter(sizes)
-            spec = [c if c == "M" else next(widths) for c in cfg.channels]
-            model = GrowableCNN(shape, spec, list(widths), 10, batch_norm=cfg.batch_norm)
+    model = meta_model(cfg, sizes)
     act = activation_bytes(model, shape, False, device="meta")
     # training keeps every activation and its gradient; evaluation at most every activation
     need = max(2 * act * cfg.train_mb_size, act * cfg.eval_mb_size)
@@ -155,6 +156,66 @@ def check_conv_memory(cfg: RunConfig) -> None:
             f"per sample, at least {need / 2**30:,.1f} GiB for batches of {cfg.train_mb_size} (training) and "
             f"{cfg.eval_mb_size} (evaluation), and this machine has {total / 2**30:.1f} GiB; use fewer "
             "channels or smaller batches"
+        )
+
+
+def meta_model(cfg: RunConfig, sizes: list[int]) -> Any:
+    """The model clgrow builds for ``cfg`` with its sites at ``sizes``, on PyTorch's ``meta`` device
+    (shapes without memory; one head of 10 classes)."""
+    import torch
+
+    from clgrow import GrowableCNN, GrowableMLP, GrowableResNet
+
+    shape = IMAGE_SHAPES.get(cfg.benchmark) or (MODEL_INPUTS.get(cfg.benchmark, 784),)
+    with torch.device("meta"):
+        if cfg.model == "resnet":
+            return GrowableResNet(shape, 10, nf=cfg.nf, inner=sizes)
+        if cfg.model == "cnn":
+            widths = iter(sizes)
+            spec = [c if c == "M" else next(widths) for c in cfg.channels]
+            return GrowableCNN(shape, spec, list(widths), 10, batch_norm=cfg.batch_norm)
+        return GrowableMLP(math.prod(shape), sizes, 10)
+
+
+def check_svod_copy(cfg: RunConfig, growth: Any) -> None:
+    """Refuse an SVoD whose candidate copy some growth step of this run could take over
+    ``max_copy_bytes`` (the step would refuse it mid-stream): the copy is priced on the model with
+    the widths the earlier steps' units make worst (all in one layer, or split between two
+    neighbouring layers where their product peaks), within the cap, at the last step."""
+    from clgrow.registry import distributors
+    from clgrow.svod import SVoD
+
+    if growth is None or growth.distributor != "svod" or cfg.model not in MODELS:
+        return
+    svod: Any = distributors.params("svod").build(growth.distributor_kwargs)
+    k, steps = growth.most_units, cfg.growth_steps()
+    if svod.on_oversize != "error" or not isinstance(k, int) or k < 1 or steps < 1:
+        return
+    sizes = cfg.site_sizes()
+    layers = [i for i in (growth.layers if growth.layers is not None else range(len(sizes))) if i < len(sizes)]
+    if not layers:
+        return
+    cap, grown = growth.max_hidden_size or math.inf, k * (steps - 1)  # units the earlier steps added
+
+    def widths(extra: dict[int, float]) -> list[int]:
+        return [int(min(cap, s + extra.get(i, 0))) for i, s in enumerate(sizes)]
+
+    # the copy grows with products of neighbouring widths: its worst is every earlier unit in one
+    # layer, or split between two neighbours where their product peaks (or spread over all)
+    trials = [widths({i: grown}) for i in layers] + [widths({i: grown / len(layers) for i in layers})]
+    for a, b in itertools.pairwise(layers):
+        if b == a + 1:
+            x = min(max((grown + sizes[b] - sizes[a]) / 2, 0), grown)
+            trials.append(widths({a: x, b: grown - x}))
+    cand = svod.candidates * k
+    need, widest = max((SVoD.copy_numel(meta_model(cfg, w), cand, layers) * 4 * 4, w) for w in trials)
+    if need > svod.max_copy_bytes:
+        raise ConfigError(
+            f"grow.distributor_kwargs.max_copy_bytes: SVoD's candidate copy for K={k} units with "
+            f"{svod.candidates}x candidates can need up to {need:,} bytes at the last of {steps} growth "
+            f"step(s) (layer widths {widest}), over max_copy_bytes={svod.max_copy_bytes}; grow fewer units per "
+            "step, use --svod-candidates 1 or --svod-on-oversize reduce, cap widths with max_hidden_size, or raise "
+            "--svod-max-copy-bytes"
         )
 
 
@@ -193,3 +254,17 @@ def check_external_model(cfg: RunConfig) -> Any:
                 f"and this machine has {total / 2**30:.1f} GiB"
             )
     return found
+
+
+def check_param_budget(cfg: RunConfig) -> None:
+    """Refuse a parameter budget (``grow.max_params``) below the model as built: nothing could grow,
+    and the run would refuse it once the model exists (the budget is counted on the same model,
+    built on the ``meta`` device)."""
+    from clgrow.grow import over_budget
+
+    budget = cfg.grow.max_params
+    if budget is None or cfg.model not in MODELS:
+        return
+    why = over_budget(meta_model(cfg, cfg.site_sizes()), budget)
+    if why is not None:
+        raise ConfigError(f"grow.max_params: {why}")

@@ -263,7 +263,7 @@ def flag_reference() -> str:
     for f in dc.fields(GrowthConfig):
         if f.name in types:
             flags = ", ".join(f"`{x}`" for x in ["--" + f.name.replace("_", "-"), *f.metadata.get("flags", ())])
-            default = f.default if f.default is not dc.MISSING else f.default_factory()  # type: ignore[misc]
+            default = GrowthConfig().to_dict()[f.name]
             lines.append(f"| `{f.name}` | {flags} | `{default}` | {f.metadata.get('help', '')} |")
     for kind in ("extender", "distributor", "plasticity"):
         registry = REGISTRIES[kind]

@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from clgrow.config import TRAINING, GrowthConfig, parse_growth
+from clgrow.config import TRAINING, GrowthConfig, growth_from_method, growth_methods
 from clgrow.errors import ConfigError
 from clgrow.experiments.capacity import MODELS
 from clgrow.experiments.catalog import BENCHMARK_NAMES
@@ -284,11 +285,17 @@ class RunConfig:
             return FIXED_COMPUTE if self.match_compute else FIXED_FINAL
         return self.growth
 
+    @functools.cached_property
+    def method(self) -> dict[str, Any] | None:
+        """The fields ``growth`` names (extender, distributor and their arguments; ``None`` for
+        ``none``), looked up once per configuration (``ConfigError`` for an unknown name)."""
+        return growth_methods(self.growth)
+
     def growth_config(self) -> GrowthConfig | None:
         """The growth method of ``growth`` with this run's settings from ``grow`` (None: no growth)."""
         if not self.grows:
             return None
-        return parse_growth(self.growth, base=self.grow)
+        return growth_from_method(self.method, base=self.grow)
 
     def site_sizes(self) -> list[int]:
         """Initial width of every growth site of the model, in the model's layer order (an MLP's

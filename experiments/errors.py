@@ -25,5 +25,8 @@ class CellFailed(RuntimeError):
         self.cell, self.cause = cell, cause
         what = str(cause).strip() or type(cause).__name__
         if type(cause).__name__ == "BrokenProcessPool":
-            what = "its worker process died (killed by a signal, or out of memory)"
+            what = (
+                "its worker process died (killed by a signal, or out of memory); cells running beside it "
+                "stopped with it"
+            )
         super().__init__(f"cell {cell}: {what}")

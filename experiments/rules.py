@@ -239,7 +239,7 @@ def _growth(cfg: RunConfig) -> None:
             "(or --match-final-compute)"
         )
     try:
-        method = growth_methods(cfg.growth)
+        method = cfg.method
     except ConfigError as err:
         raise ConfigError(f"growth: {err}") from None
     if cfg.match_final_size is not None:
@@ -364,6 +364,9 @@ def check_methods(cfg: RunConfig) -> None:
         capacity.check_external_model(cfg)
     elif cfg.model != "mlp":
         capacity.check_conv_memory(cfg)
+    if cfg.grows:  # budgets priced on the model as built, at its worst step over the run
+        capacity.check_param_budget(cfg)
+        capacity.check_svod_copy(cfg, cfg.growth_config())
     if cfg.strategy_kwargs:  # what only Avalanche's class knows it refuses (it is built once, on one unit)
         from clgrow.strategies.builders import check_hyperparameters
 

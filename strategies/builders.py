@@ -156,13 +156,16 @@ USER_PLUGIN_ORDER = 20
 
 def ordered_plugins(ours: Sequence[Any], theirs: Sequence[Any]) -> list[Any]:
     """The strategy's plugins in the order they must run: clgrow's by their declared
-    ``plugin_order``, the caller's kept in their order as one block at :data:`USER_PLUGIN_ORDER`."""
+    ``plugin_order`` around the caller's, which keep their order. Ours that come after the
+    caller's go before the first of the caller's that declares a later order (a GrowPlugin passed
+    in ``plugins``: resets before it), else at the end."""
     ranked = sorted(ours, key=lambda p: p.plugin_order)
-    return (
-        [p for p in ranked if p.plugin_order < USER_PLUGIN_ORDER]
-        + list(theirs)
-        + [p for p in ranked if p.plugin_order >= USER_PLUGIN_ORDER]
-    )
+    out = [p for p in ranked if p.plugin_order < USER_PLUGIN_ORDER] + list(theirs)
+    start = len(out) - len(theirs)
+    for p in (p for p in ranked if p.plugin_order >= USER_PLUGIN_ORDER):
+        later = (i for i in range(start, len(out)) if getattr(out[i], "plugin_order", -1) > p.plugin_order)
+        out.insert(next(later, len(out)), p)
+    return out
 
 
 def build_strategy(

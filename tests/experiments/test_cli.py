@@ -593,6 +593,7 @@ def test_a_run_resolves_its_settings_once_and_builds_each_method_once(tmp_path, 
 
     monkeypatch.setattr(Configurable, "__init__", counting_init)
     monkeypatch.setattr(Params, "__post_init__", counting_post)
+    from clgrow.experiments import config as run_config
     from clgrow.experiments import rules
 
     resolved = []
@@ -603,13 +604,12 @@ def test_a_run_resolves_its_settings_once_and_builds_each_method_once(tmp_path, 
         check(cfg, **kw)
 
     monkeypatch.setattr(growth_config, "growth_methods", counting_names)
-    monkeypatch.setattr(rules, "growth_methods", counting_names)
-    monkeypatch.setattr(rules, "check", counting_check)
+    monkeypatch.setattr(run_config, "growth_methods", counting_names)
+    monkeypatch.setattr(run_config, "check", counting_check)
     argv = ["run", *TINY, "--experiences", "2", "--growth", "swe-svod", "--plasticity", "redo", "--out"]
     assert main([*argv, str(tmp_path / "run")]) == 0
     assert built == Counter({"SWE": 1, "SVoD": 1, "ReDo": 1}), built
-    # the CLI (which method's flags apply), the growth section's rule and the plan's build; not the runner
-    assert parsed["swe-svod"] == 3, parsed
+    assert parsed["swe-svod"] == 2, parsed  # the CLI (which method's flags apply) and the plan, not the runner
     assert resolved == ["swe-svod"], resolved  # one resolve: the runner takes the plan and checks nothing again
     assert checked["SWEParams"] <= 4 and checked["SVoDParams"] <= 4, checked  # declarations: microseconds each
 

@@ -668,3 +668,76 @@ def test_fixed_compute_trains_a_fixed_model_for_the_growth_runs_multiply_adds(tm
     assert matched["train_epochs"] == epochs >= 2 and final["train_epochs"] == 1
     assert matched["compute"]["train_macs"] == epochs * final["compute"]["train_macs"]
     assert matched["growth"] == "fixed-compute"
+
+
+_DIES = '''
+import os
+import signal
+
+from clgrow.registry import strategies
+
+
+@strategies.register("dies")
+def dies(**common):
+    """A strategy whose worker is killed as it is built (out of memory, a signal)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def test_a_killed_worker_names_its_cell_and_the_finished_cells_stay(tmp_path):
+    """A cell whose worker process dies ends compare with exit 1 naming that cell, no
+    BrokenProcessPool traceback, and the cells finished before it kept for a rerun."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "dies_here.py").write_text(_DIES)
+    grid = (
+        '[grid]\nbenchmark = "split-digits"\nn_experiences = 2\nimports = ["dies_here"]\n'
+        'strategies = {}\ngrowth = ["none"]\nseeds = [0]\n'
+        "[run]\nhidden_sizes = [8]\ntrain_epochs = 1\ntrain_mb_size = 64\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    code = "import sys; from clgrow.experiments.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = [sys.executable, "-c", code, "compare", "g.toml", "--out", "g", "--workers", "2", "--quiet"]
+    (tmp_path / "g.toml").write_text(grid.format('["naive"]'))  # one cell finished first
+    assert subprocess.run(argv, capture_output=True, env=env, cwd=tmp_path, timeout=600).returncode == 0
+    (tmp_path / "g.toml").write_text(grid.format('["naive", "dies"]'))  # then the grid grows by one that dies
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert done.returncode == 1, done.stderr
+    assert "cell dies__none__seed0: its worker process died" in done.stderr
+    assert "Traceback" not in done.stderr and "BrokenProcessPool" not in done.stderr
+    assert (tmp_path / "g" / "cells" / "naive__none__seed0" / "summary.json").is_file()
+
+
+def test_a_baseline_pairs_each_prune_row_with_the_baseline_at_its_own_prune():
+    """A prune grid with a baseline: each row is compared with the baseline row at its own prune
+    value (or the one the baseline names, ``fixed-final/prune-none``), none is dropped."""
+    import dataclasses
+
+    from clgrow.experiments.tables import aggregate, paired_rows
+
+    plain = _cells({("fixed-final", s): (0.5, 0.0) for s in range(2)} | {("swe-svod", s): (0.6, 0.0) for s in range(2)})
+    pruned = [dataclasses.replace(c, prune="swe", final_accuracy=c.final_accuracy + 0.2) for c in plain]
+    rows = aggregate(plain + pruned)
+    diffs = {(d["growth"], d["prune"]): d for d in paired_rows(rows, "fixed-final")}
+    assert set(diffs) == {("swe-svod", "none"), ("swe-svod", "swe")}
+    assert diffs[("swe-svod", "swe")]["baseline"] == "naive/fixed-final/prune-swe"
+    assert diffs[("swe-svod", "swe")]["final_accuracy"].mean == pytest.approx(0.1)
+    named = {(d["growth"], d["prune"]): d for d in paired_rows(rows, "fixed-final/prune-none")}
+    assert set(named) == {("swe-svod", "none"), ("swe-svod", "swe"), ("fixed-final", "swe")}
+    assert named[("swe-svod", "swe")]["final_accuracy"].mean == pytest.approx(0.3)
+
+
+def test_check_lists_every_axis_of_every_cell(tmp_path, capsys):
+    from clgrow.experiments.cli import main
+
+    grid = tmp_path / "g.toml"
+    grid.write_text(
+        '[grid]\nbenchmark = "split-digits"\nstrategies = ["naive"]\ngrowth = ["swe-svod"]\nseeds = [0]\n'
+        'prune = ["none", "drop"]\nplasticity = ["none", "redo"]\n'
+    )
+    assert main(["compare", str(grid), "--out", str(tmp_path / "o"), "--check"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and len(set(lines)) == 4
+    assert "naive / swe-svod / plasticity redo / prune drop / seed 0" in lines

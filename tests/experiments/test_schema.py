@@ -206,3 +206,27 @@ def test_check_is_the_runs_own_resolve_for_out_and_the_parameter_budget(tmp_path
         == 0
     )
     assert not (tmp_path / "fresh").exists()  # --check looks, it makes nothing
+
+
+def test_a_parameter_budget_below_the_model_is_refused_by_check(tmp_path, capsys):
+    argv = ["run", "--benchmark", "split-digits", "--hidden", "8", "--out", str(tmp_path / "o"), "--check"]
+    assert main([*argv, "--max-params", "100"]) == 2
+    assert "grow.max_params: 100 is below the model's" in capsys.readouterr().err
+    assert main([*argv, "--max-params", "5000"]) == 0
+
+
+@pytest.mark.parametrize("budget", [20_000, 45_000, 2_000_000])
+def test_check_passes_an_svod_copy_budget_only_when_no_step_of_the_run_exceeds_it(tmp_path, capsys, budget):
+    """SVoD's copy budget is priced at the worst step of the run: where --check says yes, the run
+    completes (it used to refuse after a whole experience trained)."""
+    from tests.experiments.conftest import TINY
+
+    argv = ["run", *TINY, "--svod-max-copy-bytes", str(budget), "--out", str(tmp_path / "o")]
+    checked = main([*argv, "--check"])
+    err = capsys.readouterr().err
+    assert checked in (0, 2)
+    if checked == 2:
+        assert "grow.distributor_kwargs.max_copy_bytes" in err
+        assert budget < 100_000  # the worst step of this tiny run needs far less than that
+    else:
+        assert main(argv) == 0, capsys.readouterr().err
