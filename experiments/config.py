@@ -292,9 +292,12 @@ class RunConfig:
         return growth_methods(self.growth)
 
     def growth_config(self) -> GrowthConfig | None:
-        """The growth method of ``growth`` with this run's settings from ``grow`` (None: no growth)."""
-        if not self.grows:
-            return None
+        """The growth method of ``growth`` with this run's settings from ``grow`` (None: no growth);
+        checked once per configuration (``GrowthError`` naming a refused argument)."""
+        return self._growth_config if self.grows else None
+
+    @functools.cached_property
+    def _growth_config(self) -> GrowthConfig | None:
         return growth_from_method(self.method, base=self.grow)
 
     def site_sizes(self) -> list[int]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from clgrow.config import GrowthConfig, growth_from_method, growth_methods
+from clgrow.config import GrowthConfig, growth_methods
 from clgrow.errors import ConfigError, GrowthError
 from clgrow.experiments import capacity
 from clgrow.experiments.catalog import IMAGE_SHAPES, DataMissingError, check_benchmark, check_data
@@ -267,7 +267,7 @@ def _growth(cfg: RunConfig) -> None:
         _schedule(cfg)
         _layers(cfg, method)
     try:  # the methods' arguments, by their declarations (nothing is built)
-        growth_from_method(method, base=cfg.grow)
+        cfg.growth_config()
     except GrowthError as err:
         raise ConfigError(f"grow: {err}") from None
     capacity.check_memory(cfg)
