@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from clgrow.errors import ConfigError
 from clgrow.methods import PAPER_SVOD, PAPER_SWE
 from clgrow.registry import REGISTRIES, distributors, extenders
+from clgrow.settings import Setting, custom, flag, setting, settings_of, whole
 
 if TYPE_CHECKING:
     from clgrow.distributor import Distributor
@@ -40,6 +41,18 @@ __all__ = [
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _schedule_ok(k: Any) -> bool:
+    return (
+        callable(k)
+        or (_is_int(k) and k >= 0)
+        or (isinstance(k, list) and bool(k) and all(_is_int(v) and v >= 0 for v in k))
+    )
+
+
+def _layers_ok(v: Any) -> bool:
+    return v is None or (isinstance(v, (list, tuple)) and len(v) > 0 and all(_is_int(i) and i >= 0 for i in v))
 
 
 @dataclass(frozen=True)
@@ -100,34 +113,51 @@ class GrowthConfig:
     distributor: str | Distributor = field(default="svod", metadata={"help": "distributor (registry name)"})
     extender_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "extender keyword arguments"})
     distributor_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "distributor keyword arguments"})
-    neurons_per_experience: int | list[int] | Callable[[int], int] = field(
-        default=32,
-        metadata={
-            "help": "units added per growth step (several: one count per step, in order)",
-            "flags": ("--neurons",),
-        },
+    neurons_per_experience: int | list[int] | Callable[[int], int] = setting(
+        "growth",
+        custom(
+            _schedule_ok,
+            "an integer >= 0, a non-empty list of them (one per growth step) or a callable experience -> int",
+            parse=int,
+            nargs="+",
+            metavar="N",
+        ),
+        32,
+        "units added per growth step (several: one count per step, in order)",
+        aliases=("--neurons",),
     )
-    grow_from_experience: int = field(
-        default=1, metadata={"help": "first experience (0-based) that grows", "flags": ("--grow-from",)}
+    grow_from_experience: int = setting(
+        "growth", whole(0), 1, "first experience (0-based) that grows", aliases=("--grow-from",)
     )
-    grow_every_epochs: int | None = field(
-        default=None, metadata={"help": "also grow every N epochs inside an experience"}
+    grow_every_epochs: int | None = setting(
+        "growth", whole(optional=True), None, "also grow every N epochs inside an experience"
     )
-    max_hidden_size: int | None = field(default=None, metadata={"help": "cap on every hidden layer's width"})
-    max_params: int | None = field(
-        default=None,
-        metadata={"help": "parameter budget: growth adds only what keeps the model within it (pruning frees room)"},
+    max_hidden_size: int | None = setting("growth", whole(optional=True), None, "cap on every hidden layer's width")
+    max_params: int | None = setting(
+        "growth",
+        whole(optional=True),
+        None,
+        "parameter budget: growth adds only what keeps the model within it (pruning frees room)",
     )
-    layers: list[int] | None = field(default=None, metadata={"help": "hidden layers allowed to grow (default: all)"})
-    grow_head: bool = field(default=False, metadata={"help": "add head outputs for labels beyond the head's size"})
-    regrow_pruned: bool = field(
-        default=False, metadata={"help": "also add as many units as the experience's prune removed"}
+    layers: list[int] | None = setting(
+        "growth",
+        custom(
+            _layers_ok,
+            "a non-empty list of hidden-layer indices >= 0, or absent (all layers)",
+            parse=int,
+            nargs="+",
+            metavar="N",
+        ),
+        None,
+        "hidden layers allowed to grow (absent: all)",
     )
-    carry_optimizer_state: bool = field(
-        default=True, metadata={"help": "keep the optimizer state of grown tensors' old entries"}
+    grow_head: bool = setting("growth", flag(), False, "add head outputs for labels beyond the head's size")
+    regrow_pruned: bool = setting("growth", flag(), False, "also add as many units as the experience's prune removed")
+    carry_optimizer_state: bool = setting(
+        "growth", flag(), True, "keep the optimizer state of grown tensors' old entries"
     )
-    disruption_probe: int = field(
-        default=200, metadata={"help": "samples kept per trained experience to measure growth disruption (0: off)"}
+    disruption_probe: int = setting(
+        "growth", whole(0), 200, "samples kept per trained experience to measure growth disruption (0: off)"
     )
 
     #: Fields that choose the growth method (the rest say how much and when).
@@ -154,37 +184,10 @@ class GrowthConfig:
             if not cond:
                 raise ConfigError(f"{prefix}{name}: {msg} (got {getattr(self, name)!r})")
 
-        k = self.neurons_per_experience
-        need(
-            callable(k)
-            or (isinstance(k, int) and _is_int(k) and k >= 0)
-            or (isinstance(k, list) and bool(k) and all(_is_int(v) and v >= 0 for v in k)),
-            "neurons_per_experience",
-            "must be an integer >= 0, a non-empty list of them (one per growth step) or a callable experience -> int",
-        )
-        need(
-            _is_int(self.grow_from_experience) and self.grow_from_experience >= 0,
-            "grow_from_experience",
-            "must be an integer >= 0",
-        )
-        for name in ("grow_every_epochs", "max_hidden_size", "max_params"):
-            v = getattr(self, name)
-            need(v is None or (_is_int(v) and v >= 1), name, "must be an integer >= 1 or absent")
-        need(
-            self.layers is None
-            or (
-                isinstance(self.layers, (list, tuple))
-                and len(self.layers) > 0
-                and all(_is_int(i) and i >= 0 for i in self.layers)
-            ),
-            "layers",
-            "must be a non-empty list of hidden-layer indices >= 0, or absent (all layers)",
-        )
-        need(
-            _is_int(self.disruption_probe) and self.disruption_probe >= 0, "disruption_probe", "must be an integer >= 0"
-        )
-        for name in ("grow_head", "regrow_pruned", "carry_optimizer_state"):
-            need(isinstance(getattr(self, name), bool), name, "must be true or false")
+        for name, declared in settings_of(type(self)).items():  # each setting by its declaration
+            why = declared.check(getattr(self, name))
+            if why:
+                raise ConfigError(prefix + why)
         for name in ("extender_kwargs", "distributor_kwargs"):
             need(isinstance(getattr(self, name), Mapping), name, "must be a table of keyword arguments")
         if not methods:
@@ -223,13 +226,10 @@ class GrowthConfig:
         return out[0], out[1]
 
     @classmethod
-    def setting_types(cls) -> dict[str, Any]:
-        """Type hints of the settings that are not the method (what a command line offers as flags).
-
-        Resolved without importing the methods: the method fields' hints name torch classes.
-        """
-        hints = typing.get_type_hints(cls, localns={"Extender": Any, "Distributor": Any})
-        return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name not in cls.METHOD_FIELDS}
+    def settings(cls) -> dict[str, Setting]:
+        """The declared settings (every field but the method's): what flags, the reference and the
+        checks are made from."""
+        return settings_of(cls)
 
     @property
     def most_units(self) -> int | None:

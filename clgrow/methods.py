@@ -29,7 +29,17 @@ __all__ = [
     "SCHEDULES",
     "COUPLING_SCALES",
     "NORMALISATIONS",
+    "PRUNE_METHODS",
+    "PRUNE_SELECTORS",
+    "STREAM_PRUNE_SELECTORS",
 ]
+
+#: How ``clgrow.prune.prune`` removes units.
+PRUNE_METHODS = ("drop", "swe")
+#: How ``clgrow.prune.select_units`` chooses them.
+PRUNE_SELECTORS = ("dead", "dormant", "utility", "norm")
+#: The selectors a stream prunes by (``PrunePlugin``, a run's ``prune_select``): those with a threshold.
+STREAM_PRUNE_SELECTORS = ("dead", "dormant")
 
 COUPLINGS = ("factored", "dense")
 SCHEDULES = ("joint", "sequential")

@@ -65,14 +65,13 @@ from clgrow.data import unpack
 from clgrow.errors import GrowthError
 from clgrow.extender import model_device
 from clgrow.inactivity import accumulate_activity, dormant_mask
+from clgrow.methods import PRUNE_METHODS, PRUNE_SELECTORS
 from clgrow.model import GrowableMLP, unit_columns, unit_view
 
 __all__ = ["PruneReport", "SELECTORS", "METHODS", "select_units", "prune", "slice_by"]
 
-#: How :func:`select_units` chooses units.
-SELECTORS = ("dead", "dormant", "utility", "norm")
-#: How :func:`prune` removes them.
-METHODS = ("drop", "swe")
+#: How :func:`select_units` chooses units, and how :func:`prune` removes them (declared, no torch).
+SELECTORS, METHODS = PRUNE_SELECTORS, PRUNE_METHODS
 
 
 @dataclass

@@ -100,10 +100,10 @@ def _parser(full_run: bool = True) -> argparse.ArgumentParser:
 
 
 def _add_run_arguments(r: argparse.ArgumentParser) -> None:
-    """``clgrow run``'s flags: one per declared run setting (:mod:`clgrow.experiments.settings`),
+    """``clgrow run``'s flags: one per declared run setting (:mod:`clgrow.settings`),
     one per growth setting and method argument, and the few that set a table or a pair of fields."""
     from clgrow.experiments.config import RunConfig
-    from clgrow.experiments.settings import add_flags
+    from clgrow.settings import add_flags
 
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--quiet", action="store_true", help="no progress bars or per-experience lines")
@@ -158,33 +158,12 @@ _PLASTICITY = "plasticity"
 def _add_growth_flags(p: argparse.ArgumentParser) -> None:
     """One flag per GrowthConfig setting and per extender/distributor/plasticity argument, read from
     their declarations (defaults stay there: an absent flag leaves the setting at its default)."""
-    import dataclasses
-    import typing
-
     from clgrow.config import GrowthConfig
     from clgrow.errors import ConfigError
     from clgrow.registry import REGISTRIES
+    from clgrow.settings import add_flags
 
-    g = p.add_argument_group("growth settings (clgrow.GrowthConfig; the method is --growth)")
-    types = GrowthConfig.setting_types()
-    for f in dataclasses.fields(GrowthConfig):
-        if f.name not in types:
-            continue
-        flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("flags", ())]
-        text = f.metadata.get("help", "")
-        kw: dict[str, typing.Any] = dict(
-            dest=_GROW + f.name,
-            default=argparse.SUPPRESS,
-            help=text if "default" in text else f"{text} (default: {f.default})",
-        )
-        args = typing.get_args(types[f.name]) or (types[f.name],)
-        if bool in args:
-            kw["action"] = argparse.BooleanOptionalAction
-        elif any(typing.get_origin(a) is list for a in args):
-            kw.update(type=int, nargs="+", metavar="N")
-        else:
-            kw.update(type=int, metavar="N")
-        g.add_argument(*flags, **kw)
+    add_flags(p, GrowthConfig, prefix=_GROW, title="{} settings (clgrow.GrowthConfig; the method is --growth)")
     taken = {a for action in p._actions for a in action.option_strings}
     for kind in ("extender", "distributor", _PLASTICITY):
         registry = REGISTRIES[kind]
@@ -216,9 +195,10 @@ def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, Any]:
     """The GrowthConfig fields given on the command line; method arguments must fit ``growth``."""
     from clgrow.config import growth_methods
     from clgrow.errors import ConfigError
+    from clgrow.settings import read_flags
 
     given = vars(args)
-    settings: dict[str, Any] = {k[len(_GROW) :]: v for k, v in given.items() if k.startswith(_GROW)}
+    settings = read_flags(args, _GROW)
     k = settings.get("neurons_per_experience")
     if isinstance(k, list) and len(k) == 1:  # one count is every step's; several, one per step
         settings["neurons_per_experience"] = k[0]
@@ -281,7 +261,7 @@ def run_fields(args: argparse.Namespace) -> dict[str, Any]:
     at the declared default)."""
     from clgrow.config import GrowthConfig
     from clgrow.experiments.config import RunConfig
-    from clgrow.experiments.settings import read_flags
+    from clgrow.settings import read_flags
 
     fields = read_flags(args)
     declared = RunConfig.settings()

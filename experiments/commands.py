@@ -250,21 +250,12 @@ def flag_reference() -> str:
     """Every ``clgrow run`` setting and flag in Markdown, made from the declarations: the run's
     settings by section, the growth settings, and every method's arguments (docs/cli.md holds this
     text between its ``flag-reference`` markers; a test keeps it equal)."""
-    import dataclasses as dc
-
     from clgrow.config import GrowthConfig
     from clgrow.experiments.config import RunConfig
-    from clgrow.experiments.settings import reference
     from clgrow.registry import REGISTRIES
+    from clgrow.settings import reference
 
-    lines = [reference(RunConfig), "### growth settings (`[run.grow]` in a grid)", ""]
-    lines += ["| setting | flag | default | meaning |", "|---|---|---|---|"]
-    types = GrowthConfig.setting_types()
-    for f in dc.fields(GrowthConfig):
-        if f.name in types:
-            flags = ", ".join(f"`{x}`" for x in ["--" + f.name.replace("_", "-"), *f.metadata.get("flags", ())])
-            default = GrowthConfig().to_dict()[f.name]
-            lines.append(f"| `{f.name}` | {flags} | `{default}` | {f.metadata.get('help', '')} |")
+    lines = [reference(RunConfig), reference(GrowthConfig, "`[run.grow]` key", "{} settings (the method is `growth`)")]
     for kind in ("extender", "distributor", "plasticity"):
         registry = REGISTRIES[kind]
         flag = "--plasticity" if kind == "plasticity" else "--growth"

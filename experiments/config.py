@@ -1,6 +1,6 @@
 """A run's settings, declared once (:class:`RunConfig`), and the plan one resolves into (:class:`RunPlan`).
 
-Every field is a :func:`~clgrow.experiments.settings.setting`: its section, what it takes, its
+Every field is a :func:`~clgrow.settings.setting`: its section, what it takes, its
 default, its ``clgrow run`` flag, its help and when it applies. The command line's flags, a grid
 file's ``[run]`` table, ``summary.json`` and the flag reference in docs/cli.md are made from these
 declarations; the rules between fields sit, by section, in :mod:`clgrow.experiments.rules`.
@@ -26,7 +26,9 @@ from clgrow.experiments.capacity import MODELS
 from clgrow.experiments.catalog import BENCHMARK_NAMES
 from clgrow.experiments.loggers import LOGGERS
 from clgrow.experiments.rules import FIXED, FIXED_COMPUTE, FIXED_FINAL, check
-from clgrow.experiments.settings import (
+from clgrow.methods import PRUNE_METHODS, STREAM_PRUNE_SELECTORS
+from clgrow.registry import plasticity_methods, strategies
+from clgrow.settings import (
     custom,
     flag,
     names,
@@ -39,16 +41,15 @@ from clgrow.experiments.settings import (
     whole,
     whole_list,
 )
-from clgrow.registry import plasticity_methods, strategies
 from clgrow.strategies.declared import OPTIMIZERS
 
 __all__ = ["ConfigError", "RunConfig", "RunPlan", "FIXED_FINAL", "FIXED_COMPUTE", "FIXED", "MODELS", "MAX_SEED"]
 
 MAX_SEED = 2**32 - 1  # numpy's seeds stop there
-#: ``prune``: no pruning, or how units leave (``clgrow.prune.METHODS``, spelled here without torch).
-PRUNE_CHOICES = ("none", "drop", "swe")
-#: ``prune_select``: which units leave (``clgrow.strategies.prune_plugin.PRUNE_SELECTORS``).
-PRUNE_SELECT = ("dead", "dormant")
+#: ``prune``: no pruning, or how units leave.
+PRUNE_CHOICES = ("none", *PRUNE_METHODS)
+#: ``prune_select``: which units leave.
+PRUNE_SELECT = STREAM_PRUNE_SELECTORS
 
 
 def _channels_ok(v: Any) -> bool:
@@ -370,7 +371,7 @@ class RunConfig:
 
     @classmethod
     def settings(cls) -> dict[str, Any]:
-        """Every declared setting (:class:`~clgrow.experiments.settings.Setting`) by field name."""
+        """Every declared setting (:class:`~clgrow.settings.Setting`) by field name."""
         return settings_of(cls)
 
 

@@ -37,6 +37,39 @@ def check_loggers(names: Any, where: str = "loggers") -> None:
         )
     if "tensorboard" in names and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError(f"{where}: the tensorboard logger needs the tensorboard package: pip install tensorboard")
+    if "wandb" in names:
+        _check_wandb(where)
+
+
+#: What W&B accepts in ``WANDB_MODE``; the ones that log to its server need an API key.
+WANDB_MODES = ("online", "offline", "shared", "disabled", "dryrun", "run")
+_WANDB_ONLINE = ("online", "shared", "run")
+
+
+def _check_wandb(where: str) -> None:
+    """Refuse a W&B logger that could not start: a ``WANDB_MODE`` W&B rejects, or logging online
+    (the mode says so, or the server answers with the mode unset) without an API key."""
+    mode = os.environ.get("WANDB_MODE")
+    if mode is not None and mode not in WANDB_MODES:
+        raise ConfigError(f"{where}: WANDB_MODE={mode!r} is not one of {', '.join(WANDB_MODES)} (W&B would refuse it)")
+    online = mode in _WANDB_ONLINE or (mode is None and wandb_reachable())
+    if online and not _wandb_key():
+        raise ConfigError(
+            f"{where}: the wandb logger would log online ({'WANDB_MODE=' + mode if mode else 'its server answers'}) "
+            "but no W&B API key is configured: run `wandb login`, set WANDB_API_KEY, or WANDB_MODE=offline"
+        )
+
+
+def _wandb_key() -> bool:
+    """Whether a W&B API key is configured (the environment, or ~/.netrc as ``wandb login`` writes)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    import netrc
+
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def wandb_reachable(timeout: float = 2.0) -> bool:

@@ -23,6 +23,7 @@ from avalanche.core import SupervisedPlugin
 from clgrow import GrowthError
 from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
 from clgrow.grow import growable_from_loader
+from clgrow.methods import STREAM_PRUNE_SELECTORS
 from clgrow.prune import METHODS, PruneReport, prune, select_units
 from clgrow.strategies.events import draw_probe, mean_or_none
 from clgrow.strategies.optimizer_state import carry_sliced_state, optimizer_state_by_name
@@ -31,7 +32,7 @@ from clgrow.strategies.param_state import find_param_state, slice_param_state
 __all__ = ["PrunePlugin", "PruneEvent", "PRUNE_SELECTORS", "PRUNE_METHODS", "find_prune_plugin"]
 
 #: Which units a stream prunes (``select_units`` selectors with a threshold).
-PRUNE_SELECTORS = ("dead", "dormant")
+PRUNE_SELECTORS = STREAM_PRUNE_SELECTORS
 #: How (``clgrow.prune.METHODS``).
 PRUNE_METHODS = METHODS
 

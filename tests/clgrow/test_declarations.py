@@ -185,7 +185,7 @@ def test_settings_resolve_without_importing_torch_or_avalanche():
         "from clgrow.experiments.config import RunConfig\n"
         "from clgrow.experiments.rules import check_strategy_kwargs\n"
         "print(growth_methods('swe-svod-paper')['extender_kwargs']['coupling'])\n"
-        "print(GrowthConfig.setting_types()['layers'])\n"
+        "print(GrowthConfig.settings()['layers'].kind.allowed)\n"
         "RunConfig(growth='random+uniform').validate(methods=False)\n"
         "for bad in (lambda: growth_methods('swe+nope'),\n"
         "            lambda: RunConfig(growth='swe-svod', grow=GrowthConfig(extender_kwargs={'passes': -1}))"
@@ -199,7 +199,7 @@ def test_settings_resolve_without_importing_torch_or_avalanche():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0] == "dense"
-    assert out[1] == "list[int] | None"
+    assert out[1] == "a non-empty list of hidden-layer indices >= 0, or absent (all layers)"
     assert out[2].startswith("unknown distributor 'nope' in growth 'swe+nope'; known: fixed, proportional, svod")
     assert "extender 'swe': passes must be a finite number >= 0 or none (got -1)" in out[3]
     assert "strategy 'replay': mem_size must be an integer >= 1 (got -1)" in out[4]

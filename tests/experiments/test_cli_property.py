@@ -72,6 +72,18 @@ _FLAGS = [
     "--fixed-layer",
     "--disruption-probe",
     "--data-root",
+    "--eval-batch-size",
+    "--prune",
+    "--prune-select",
+    "--prune-tau",
+    "--channels",
+    "--nf",
+    "--model",
+    "--threads",
+    "--max-params",
+    "--svod-max-copy-bytes",
+    "--plasticity",
+    "--redo-tau",
 ]
 _SET_KEYS = [
     "mem_size",
@@ -149,6 +161,13 @@ _RUN_KEYS = [
     "growth",
     "threads",
     "weight_decay",
+    "prune_select",
+    "prune_tau",
+    "channels",
+    "nf",
+    "eval_mb_size",
+    "batch_norm",
+    "model",
 ]
 
 
@@ -204,13 +223,28 @@ _METHOD_ARGS = st.lists(
             ["--disruption-probe", "-2"],
             ["--tau", "inf"],
             ["--neurons", "3"],
+            ["--eval-batch-size", "64"],
+            ["--max-params", "100"],
+            ["--max-params", "100000"],
+            ["--svod-max-copy-bytes", "20000"],
+            ["--svod-max-copy-bytes", "60000"],
+            ["--prune", "drop"],
+            ["--prune-select", "dormant"],
+            ["--prune-tau", "0.1"],
+            ["--optimizer", "sgd"],
+            ["--momentum", "0.5"],
+            ["--channels", "8", "M"],
+            ["--nf", "4"],
+            ["--no-batch-norm"],
+            ["--growth", "none"],
+            ["--grow-from", "9"],
         ]
     ),
     max_size=3,
 )
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(extra=_METHOD_ARGS)
 def test_check_says_yes_exactly_when_the_run_goes_through(extra, capsys, tmp_path_factory):
     """--check exits 0 only for a configuration the run then completes (it used to accept method

@@ -81,3 +81,24 @@ def test_a_missing_logger_package_is_named_before_training(tmp_path, capsys, mon
     assert main(["run", *TINY, "--logger", "wandb", "--out", str(tmp_path / "o"), "--check"]) == 2
     assert "the wandb logger needs the wandb package" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "o")
+
+
+@pytest.mark.parametrize(
+    "mode, message",
+    [("bogus", "WANDB_MODE='bogus' is not one of"), ("online", "no W&B API key is configured")],
+)
+def test_a_wandb_logger_that_could_not_start_is_refused_by_check_and_run_alike(
+    tmp_path, capsys, monkeypatch, mode, message
+):
+    """It used to pass --check and end the run with W&B's traceback before training."""
+    from clgrow.experiments.cli import main
+
+    monkeypatch.setenv("WANDB_MODE", mode)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a key
+    argv = ["run", "--benchmark", "split-digits", "--logger", "wandb", "--out", str(tmp_path / "o")]
+    for extra in (["--check"], []):
+        assert main([*argv, *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "summary.json").exists()

@@ -1,7 +1,7 @@
 """How a run setting is declared: its section, kind, default, flag, help and when it applies (no torch).
 
-A run's settings (:class:`~clgrow.experiments.config.RunConfig`) are dataclass fields made by
-:func:`setting`, as a method's arguments are made by :func:`clgrow.params.param`. Everything else
+A run's settings (:class:`~clgrow.experiments.config.RunConfig`) and its growth settings
+(:class:`~clgrow.config.GrowthConfig`) are dataclass fields made by :func:`setting`, as a method's arguments are made by :func:`clgrow.params.param`. Everything else
 is derived from the declaration: the field's check and its message, the ``clgrow run`` flag
 (:func:`add_flags`, :func:`read_flags`), the ``[run]`` table of a grid file and ``summary.json``
 (the field names), the flag reference of docs/cli.md (:func:`reference`) and the refusal of a
@@ -87,7 +87,9 @@ def _or_absent(kind: Kind, optional: bool) -> Kind:
 def whole(ge: int = 1, le: int | None = None, optional: bool = False) -> Kind:
     """An integer ``>= ge`` (and ``<= le``)."""
     words = f"an integer >= {ge}" if le is None else f"an integer in [{ge}, {le}]"
-    return _or_absent(Kind(lambda v: _whole(v) and v >= ge and (le is None or v <= le), words, parse=int), optional)
+    return _or_absent(
+        Kind(lambda v: _whole(v) and v >= ge and (le is None or v <= le), words, parse=int, metavar="N"), optional
+    )
 
 
 def number(ge: float | None = None, gt: float | None = None, lt: float | None = None, optional: bool = False) -> Kind:
@@ -102,7 +104,7 @@ def number(ge: float | None = None, gt: float | None = None, lt: float | None = 
     def ok(v: Any) -> bool:
         return _finite(v) and (ge is None or v >= ge) and (gt is None or v > gt) and (lt is None or v < lt)
 
-    return _or_absent(Kind(ok, words, parse=float), optional)
+    return _or_absent(Kind(ok, words, parse=float, metavar="X"), optional)
 
 
 def flag() -> Kind:
@@ -182,6 +184,7 @@ class Setting:
     flag: str | None = None
     via: str = ""
     applies: Callable[[Any], str | None] | None = None
+    aliases: tuple[str, ...] = ()
 
     def check(self, value: Any) -> str | None:
         """Why ``value`` is refused (the field's message), or ``None``."""
@@ -207,6 +210,7 @@ def setting(
     flag: str | None = "",
     via: str = "",
     applies: Callable[[Any], str | None] | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> Any:
     """A dataclass field declaring one run setting (:class:`Setting`).
 
@@ -214,7 +218,7 @@ def setting(
     """
     if section not in SECTIONS:
         raise ValueError(f"section {section!r} is not one of {SECTIONS}")
-    meta = dict(section=section, kind=kind, help=help, flag=flag, via=via, applies=applies)
+    meta = dict(section=section, kind=kind, help=help, flag=flag, via=via, applies=applies, aliases=aliases)
     if isinstance(default, (list, dict)):
         made = default.copy()
         return dataclasses.field(default_factory=lambda: made.copy(), metadata={"setting": meta})
@@ -238,24 +242,33 @@ def settings_of(cls: type) -> dict[str, Setting]:
         if flag_name == "":
             flag_name = "--" + f.name.replace("_", "-")
         out[f.name] = Setting(
-            f.name, meta["section"], meta["kind"], meta["help"], default, flag_name, meta["via"], meta["applies"]
+            f.name,
+            meta["section"],
+            meta["kind"],
+            meta["help"],
+            default,
+            flag_name,
+            meta["via"],
+            meta["applies"],
+            meta["aliases"],
         )
     _DECLARED[cls] = out
     return out
 
 
-def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "run.", title: str = "{} settings") -> None:
     """One flag per setting of ``cls`` that declares one, grouped by section (defaults stay in the
-    declaration: an absent flag leaves the field out, see :func:`read_flags`)."""
+    declaration: an absent flag leaves the field out, see :func:`read_flags`, which reads them
+    back under ``prefix``)."""
     groups: dict[str, Any] = {}
     for s in settings_of(cls).values():
         if s.flag is None:
             continue
         if s.section not in groups:
-            groups[s.section] = parser.add_argument_group(f"{s.section} settings")
+            groups[s.section] = parser.add_argument_group(title.format(s.section))
         k = s.kind
         shown = s.default if not isinstance(s.default, list) else " ".join(map(str, s.default))
-        kw: dict[str, Any] = dict(dest="run." + s.name, default=argparse.SUPPRESS)
+        kw: dict[str, Any] = dict(dest=prefix + s.name, default=argparse.SUPPRESS)
         kw["help"] = f"{s.help} (default: {shown})".replace("%", "%%")
         if k.boolean:
             kw["action"] = argparse.BooleanOptionalAction
@@ -268,15 +281,15 @@ def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
                 kw["choices"] = list(k.choices())
             if k.choices is None:
                 kw["metavar"] = k.metavar or s.name.upper()
-        groups[s.section].add_argument(s.flag, **kw)
+        groups[s.section].add_argument(s.flag, *s.aliases, **kw)
 
 
-def read_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings given on the command line (made by :func:`add_flags`), by field name."""
-    return {k[len("run.") :]: v for k, v in vars(args).items() if k.startswith("run.")}
+def read_flags(args: argparse.Namespace, prefix: str = "run.") -> dict[str, Any]:
+    """The settings given on the command line (made by :func:`add_flags` with ``prefix``), by field name."""
+    return {k[len(prefix) :]: v for k, v in vars(args).items() if k.startswith(prefix)}
 
 
-def reference(cls: type) -> str:
+def reference(cls: type, key: str = "`[run]` key", heading: str = "{}") -> str:
     """The flag reference in Markdown: one table per section, every setting with its flag (or what
     sets it), what it takes, its default and its help (docs/cli.md holds this text, tested)."""
     lines: list[str] = []
@@ -288,13 +301,13 @@ def reference(cls: type) -> str:
         if not rows:
             continue
         lines += [
-            f"### {section}",
+            f"### {heading.format(section)}",
             "",
-            "| setting (`[run]` key) | flag | takes | default | meaning |",
+            f"| setting ({key}) | flag | takes | default | meaning |",
             "|---|---|---|---|---|",
         ]
         for s in rows:
-            how = f"`{s.flag}`" if s.flag else s.via
+            how = ", ".join(f"`{f}`" for f in (s.flag, *s.aliases)) if s.flag else s.via
             takes = s.kind.allowed
             if s.kind.choices is not None and "listed" in takes:
                 takes = "one of " + ", ".join(s.kind.choices())
