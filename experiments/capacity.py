@@ -119,7 +119,7 @@ def check_memory(cfg: RunConfig) -> None:
         return  # a model clgrow does not build is measured from its trace (check_methods)
     grows = cfg.grows or cfg.match_final_size is not None
     k = (cfg.grow.most_units or 0) if grows else 0
-    need, how = estimate_run_bytes(
+    need, how, parts = estimate_run_bytes(
         cfg.benchmark,
         cfg.site_sizes(),
         cfg.n_experiences,
@@ -129,11 +129,26 @@ def check_memory(cfg: RunConfig) -> None:
         cfg.grow.disruption_probe,
     )
     if need > 0.9 * total:
+        largest = max(parts, key=lambda p: parts[p])
+        initial = sum(cfg.site_sizes())
+        grown = k * max(0, cfg.n_experiences - cfg.grow.grow_from_experience)
+        # what the model grows to: a large step, or a modest step taken over very many experiences
+        grew = "grow.neurons_per_experience" if k > initial else "n_experiences"
+        field = {
+            "parameters": grew if grown > initial else _widths_field(cfg),
+            "probes": "grow.disruption_probe",
+            "experiences": "n_experiences",
+        }[largest]
         raise ConfigError(
-            f"memory: this run would hold at least {need / 2**30:,.1f} GiB ({how}) and this machine has "
-            f"{total / 2**30:.1f} GiB; grow fewer units per experience, cap them with max_hidden_size, or "
-            "run fewer experiences"
+            f"{field}: this run would hold at least {need / 2**30:,.1f} GiB of memory ({how}) and this machine "
+            f"has {total / 2**30:.1f} GiB; grow fewer units per experience, cap them with max_hidden_size, keep "
+            "fewer disruption probes, or run fewer experiences"
         )
+
+
+def _widths_field(cfg: RunConfig) -> str:
+    """The setting that sets the model's widths (what a refusal about its size names)."""
+    return {"mlp": "hidden_sizes", "cnn": "channels", "resnet": "nf"}.get(cfg.model, "model")
 
 
 def check_conv_memory(cfg: RunConfig) -> None:
@@ -152,7 +167,7 @@ def check_conv_memory(cfg: RunConfig) -> None:
     need = max(2 * act * cfg.train_mb_size, act * cfg.eval_mb_size)
     if need > 0.9 * total:
         raise ConfigError(
-            f"memory: model {cfg.model!r} (layer widths {sizes}) keeps {act / 2**20:,.1f} MiB of activations "
+            f"{_widths_field(cfg)}: model {cfg.model!r} (layer widths {sizes}) keeps {act / 2**20:,.1f} MiB of activations "
             f"per sample, at least {need / 2**30:,.1f} GiB for batches of {cfg.train_mb_size} (training) and "
             f"{cfg.eval_mb_size} (evaluation), and this machine has {total / 2**30:.1f} GiB; use fewer "
             "channels or smaller batches"
@@ -248,7 +263,7 @@ def check_external_model(cfg: RunConfig) -> Any:
         need = 4 * params + max(2 * act * cfg.train_mb_size, act * cfg.eval_mb_size)
         if need > 0.9 * total:
             raise ConfigError(
-                f"memory: model {cfg.model} would hold at least {need / 2**30:,.1f} GiB (parameters, "
+                f"{'model_args' if cfg.model_args else 'model'}: model {cfg.model} would hold at least {need / 2**30:,.1f} GiB (parameters, "
                 f"gradients and two optimizer moments: {4 * params / 2**30:,.2f} GiB; activations: "
                 f"{act / 2**20:,.1f} MiB per sample, batches of {cfg.train_mb_size} and {cfg.eval_mb_size}) "
                 f"and this machine has {total / 2**30:.1f} GiB"

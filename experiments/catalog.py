@@ -158,8 +158,9 @@ def estimate_run_bytes(
     grow_from: int,
     max_hidden_size: int | None,
     probe: int,
-) -> tuple[int, str]:
-    """A lower estimate of what a run holds at its end, and how it was counted.
+) -> tuple[int, str, dict[str, int]]:
+    """A lower estimate of what a run holds at its end, how it was counted, and its parts (bytes of
+    ``parameters``, of the disruption ``probes`` and of the ``experiences``).
 
     The growth's units are spread evenly over the hidden layers (an even spread holds the fewest
     parameters for a given number of units, so the estimate is a floor), capped at
@@ -175,12 +176,16 @@ def estimate_run_bytes(
     dims = [MODEL_INPUTS.get(benchmark, 784)] + widths + [classes]
     params = sum(a * b + b for a, b in itertools.pairwise(dims))
     probes = n_experiences * probe * SAMPLE_VALUES.get(benchmark, 784) * 4 if steps else 0
-    total = params * BYTES_PER_PARAMETER + probes + n_experiences * BYTES_PER_EXPERIENCE
+    parts = {
+        "parameters": params * BYTES_PER_PARAMETER,
+        "probes": probes,
+        "experiences": n_experiences * BYTES_PER_EXPERIENCE,
+    }
     how = (
         f"final widths about {widths} ({params:,} parameters x {BYTES_PER_PARAMETER} bytes), "
-        f"{n_experiences:,} experiences"
+        f"{n_experiences:,} experiences" + (f", {probes / 2**30:,.1f} GiB of disruption probes" if probes else "")
     )
-    return total, how
+    return sum(parts.values()), how, parts
 
 
 def physical_memory() -> int | None:

@@ -256,8 +256,10 @@ def run(
     except (RuntimeError, MemoryError) as err:  # torch's allocator: a width this machine cannot hold
         if "alloc" not in str(err).lower() and not isinstance(err, MemoryError):
             raise
+        from clgrow.experiments.capacity import _widths_field
+
         raise ConfigError(
-            f"hidden_sizes: {list(hidden_sizes or cfg.hidden_sizes)} cannot be allocated on this "
+            f"{_widths_field(cfg)}: layer widths {list(hidden_sizes or cfg.site_sizes())} cannot be allocated on this "
             f"machine ({str(err).splitlines()[0][:120]})"
         ) from None
     if verbose:

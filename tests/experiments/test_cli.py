@@ -461,13 +461,19 @@ def test_runs_that_cannot_fit_in_memory_are_refused_with_the_figure(tmp_path, ca
     for f in expected_files("permuted-mnist", tmp_path):  # present (never read: refused first)
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(b"")
-    for argv in (
-        ["--growth", "random-svod", "--neurons", "100000000"],
-        ["--benchmark", "permuted-mnist", "--data-root", str(tmp_path), "--experiences", "100000000"],
+    for argv, named in (
+        (["--growth", "random-svod", "--neurons", "100000000"], "grow.neurons_per_experience"),
+        (
+            ["--benchmark", "permuted-mnist", "--data-root", str(tmp_path), "--experiences", "100000000"],
+            "n_experiences",
+        ),
+        (["--growth", "random-svod", "--neurons", "4", "--disruption-probe", "10000000"], "grow.disruption_probe"),
+        (["--growth", "none", "--hidden", "2000000", "2000000"], "hidden_sizes"),
     ):
         assert main(["run", *argv, "--out", str(tmp_path / "o"), "--check"]) == 2
         err = capsys.readouterr().err
-        assert "memory: this run would hold at least" in err and "GiB" in err and "this machine has" in err
+        assert "this run would hold at least" in err and "GiB of memory" in err and "this machine has" in err
+        assert err.startswith(f"clgrow: error: {named}: "), err  # the setting that makes it too large
     assert main(["run", "--growth", "swe-svod", "--out", str(tmp_path / "o"), "--check"]) == 0  # the default fits
 
 
@@ -478,14 +484,15 @@ def test_runs_that_cannot_fit_in_memory_are_refused_with_the_figure(tmp_path, ca
         ["--model", "resnet", "--nf", "4000"],
         ["--model", "SimpleMLP", "--model-arg", "hidden_size=2000000"],  # ~6 TiB of parameters
     ],
+    ids=["channels", "nf", "model_args"],
 )
-def test_a_model_too_large_for_memory_is_refused_by_check_and_run_alike(argv, tmp_path, capsys):
+def test_a_model_too_large_for_memory_is_refused_by_check_and_run_alike(argv, tmp_path, capsys, request):
     """The estimate comes from the model's traced shapes (built on the meta device where clgrow
     builds it), activations included, so --check refuses exactly what the run would."""
     for extra in (["--check"], []):
         assert main(["run", "--benchmark", "split-mnist-5k", *argv, "--out", str(tmp_path / "o"), *extra]) == 2
         err = capsys.readouterr().err
-        assert "memory:" in err and "this machine has" in err
+        assert err.startswith(f"clgrow: error: {request.node.callspec.id}: ") and "this machine has" in err
     assert not (tmp_path / "o").exists()
 
 
