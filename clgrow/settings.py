@@ -186,15 +186,17 @@ class Setting:
     applies: Callable[[Any], str | None] | None = None
     aliases: tuple[str, ...] = ()
 
-    def check(self, value: Any) -> str | None:
-        """Why ``value`` is refused (the field's message), or ``None``."""
-        if self.kind.ok(value):
-            return None
+    def takes(self) -> str:
+        """What the setting takes, in words, with the names a choice allows."""
         allowed = self.kind.allowed
         if self.kind.choices is not None:
             listed = ", ".join(self.kind.choices())
             allowed = allowed.replace("the names listed", listed) if "listed" in allowed else f"{allowed} ({listed})"
-        return f"{self.name}: must be {allowed} (got {value!r})"
+        return allowed
+
+    def check(self, value: Any) -> str | None:
+        """Why ``value`` is refused (the field's message), or ``None``."""
+        return None if self.kind.ok(value) else f"{self.name}: must be {self.takes()} (got {value!r})"
 
     def default_value(self) -> Any:
         """The default, a fresh copy for a list or a table."""
@@ -308,9 +310,7 @@ def reference(cls: type, key: str = "`[run]` key", heading: str = "{}") -> str:
         ]
         for s in rows:
             how = ", ".join(f"`{f}`" for f in (s.flag, *s.aliases)) if s.flag else s.via
-            takes = s.kind.allowed
-            if s.kind.choices is not None and "listed" in takes:
-                takes = "one of " + ", ".join(s.kind.choices())
+            takes = s.takes()
             default = s.default if not isinstance(s.default, list) else s.default or "[]"
             only = f" (only with {s.applies.__doc__.strip()})" if s.applies is not None and s.applies.__doc__ else ""
             lines.append(f"| `{s.name}` | {how} | {takes} | `{default}` | {s.help}{only} |")

@@ -233,16 +233,17 @@ def list_command(verbose: bool, markdown: bool = False) -> int:
                 for spec in declared.specs().values():
                     print(f"      {spec.name}: {spec.describe()}")
     print("growth presets:", ", ".join(GROWTH_PRESETS), "(or EXTENDER+DISTRIBUTOR; fixed-final in grids)")
-    by_section: dict[str, list[str]] = {}
-    for s in RunConfig.settings().values():
-        by_section.setdefault(s.section, []).append(s.name)
+    from clgrow.config import GrowthConfig
+
     print("run settings ([run] in a grid; flags: clgrow run --help; docs/cli.md):")
-    for section, names in by_section.items():
-        print(f"  {section}: {', '.join(names)}")
-        if verbose:
-            for name in names:
-                s = RunConfig.settings()[name]
-                print(f"      {name}: {s.help}; {s.kind.allowed} (default: {s.default!r})")
+    groups: dict[str, list[Any]] = {}
+    for s in RunConfig.settings().values():
+        groups.setdefault(s.section, []).append(s)
+    groups["growth ([run.grow])"] = list(GrowthConfig.settings().values())
+    for section, declared in groups.items():
+        print(f"  {section}: {', '.join(s.name for s in declared)}")
+        for s in declared if verbose else ():
+            print(f"      {s.name}: {s.help}; {s.takes()} (default: {s.default!r})")
     return 0
 
 
