@@ -240,9 +240,9 @@ def list_command(verbose: bool, markdown: bool = False) -> int:
     for s in RunConfig.settings().values():
         groups.setdefault(s.section, []).append(s)
     groups["growth ([run.grow])"] = list(GrowthConfig.settings().values())
-    for section, declared in groups.items():
-        print(f"  {section}: {', '.join(s.name for s in declared)}")
-        for s in declared if verbose else ():
+    for section, entries in groups.items():
+        print(f"  {section}: {', '.join(s.name for s in entries)}")
+        for s in entries if verbose else ():
             print(f"      {s.name}: {s.help}; {s.takes()} (default: {s.default!r})")
     return 0
 
