@@ -13,7 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from clgrow.errors import ConfigError
-from clgrow.experiments.catalog import IMAGE_SHAPES, MODEL_INPUTS, estimate_run_bytes, physical_memory
+from clgrow.experiments.catalog import IMAGE_SHAPES, MODEL_INPUTS, N_CLASSES, estimate_run_bytes, physical_memory
 
 if TYPE_CHECKING:
     from clgrow.experiments.config import RunConfig
@@ -176,20 +176,23 @@ def check_conv_memory(cfg: RunConfig) -> None:
 
 def meta_model(cfg: RunConfig, sizes: list[int]) -> Any:
     """The model clgrow builds for ``cfg`` with its sites at ``sizes``, on PyTorch's ``meta`` device
-    (shapes without memory; one head of 10 classes)."""
+    (shapes without memory): its head as the run starts it (a task's classes with task labels, every
+    class without); an MLP on CIFAR without the runner's small convolutional backbone."""
     import torch
 
     from clgrow import GrowableCNN, GrowableMLP, GrowableResNet
 
-    shape = IMAGE_SHAPES.get(cfg.benchmark) or (MODEL_INPUTS.get(cfg.benchmark, 784),)
+    classes = N_CLASSES.get(cfg.benchmark, 10)
+    head = classes // cfg.n_experiences if cfg.task_labels and classes % cfg.n_experiences == 0 else classes
+    shape = IMAGE_SHAPES.get(cfg.benchmark) if cfg.model != "mlp" else None
     with torch.device("meta"):
-        if cfg.model == "resnet":
-            return GrowableResNet(shape, 10, nf=cfg.nf, inner=sizes)
-        if cfg.model == "cnn":
+        if cfg.model == "resnet" and shape is not None:
+            return GrowableResNet(shape, head, nf=cfg.nf, inner=sizes)
+        if cfg.model == "cnn" and shape is not None:
             widths = iter(sizes)
             spec = [c if c == "M" else next(widths) for c in cfg.channels]
-            return GrowableCNN(shape, spec, list(widths), 10, batch_norm=cfg.batch_norm)
-        return GrowableMLP(math.prod(shape), sizes, 10)
+            return GrowableCNN(shape, spec, list(widths), head, batch_norm=cfg.batch_norm)
+        return GrowableMLP(MODEL_INPUTS.get(cfg.benchmark, 784), sizes, head)
 
 
 def check_svod_copy(cfg: RunConfig, growth: Any) -> None:

@@ -230,3 +230,14 @@ def test_check_passes_an_svod_copy_budget_only_when_no_step_of_the_run_exceeds_i
         assert budget < 100_000  # the worst step of this tiny run needs far less than that
     else:
         assert main(argv) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task_labels, budget", [(False, 909), (False, 910), (True, 844), (True, 845)])
+def test_check_and_run_agree_on_a_parameter_budget_at_the_models_size(tmp_path, capsys, task_labels, budget):
+    """The budget is counted on the model the run builds (its head as the run starts it: 910
+    parameters class-incrementally, 845 with one head of 2 classes per task)."""
+    argv = ["run", "--benchmark", "split-digits", "--hidden", "12", "--experiences", "2", "--epochs", "1"]
+    argv += ["--neurons", "4", "--max-params", str(budget), "--quiet", "--out", str(tmp_path / "o")]
+    argv += ["--task-labels"] if task_labels else []
+    checked, ran = main([*argv, "--check"]), main(argv)
+    assert checked == ran == (0 if budget in (910, 845) else 2), capsys.readouterr().err
