@@ -43,7 +43,17 @@ from clgrow.settings import (
 )
 from clgrow.strategies.declared import OPTIMIZERS
 
-__all__ = ["ConfigError", "RunConfig", "RunPlan", "FIXED_FINAL", "FIXED_COMPUTE", "FIXED", "MODELS", "MAX_SEED"]
+__all__ = [
+    "RunConfig",
+    "RunPlan",
+    "FIXED_FINAL",
+    "FIXED_COMPUTE",
+    "FIXED",
+    "MODELS",
+    "MAX_SEED",
+    "PRUNE_CHOICES",
+    "PRUNE_SELECT",
+]
 
 MAX_SEED = 2**32 - 1  # numpy's seeds stop there
 #: ``prune``: no pruning, or how units leave.
@@ -53,6 +63,7 @@ PRUNE_SELECT = STREAM_PRUNE_SELECTORS
 
 
 def _channels_ok(v: Any) -> bool:
+    """``[16, "M", 32, "M"]``: widths >= 1, the first a width, each optionally followed by one ``M``."""
     whole_ = [isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in v] if isinstance(v, list) else []
     return (
         bool(whole_)

@@ -16,9 +16,10 @@ from avalanche.training.determinism.rng_manager import RNGManager
 
 import clgrow
 from clgrow import GrowableCNN, GrowableMLP, GrowableResNet
+from clgrow.errors import ConfigError
 from clgrow.experiments.benchmarks import BenchmarkInfo, make_benchmark
 from clgrow.experiments.catalog import IMAGE_SHAPES
-from clgrow.experiments.config import ConfigError, RunConfig, RunPlan
+from clgrow.experiments.config import RunConfig, RunPlan
 from clgrow.experiments.device import resolve_device
 from clgrow.experiments.errors import RunDiverged
 from clgrow.experiments.loggers import close_loggers, make_loggers

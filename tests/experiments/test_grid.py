@@ -186,7 +186,8 @@ def test_shipped_configs_are_valid(tmp_path):
     ],
 )
 def test_run_grow_table_is_validated_by_name(grow, message):
-    from clgrow.experiments.config import ConfigError, RunConfig
+    from clgrow.errors import ConfigError
+    from clgrow.experiments.config import RunConfig
 
     with pytest.raises(ConfigError) as err:
         RunConfig.from_dict({"growth": "random-uniform", "grow": grow})
