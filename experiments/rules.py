@@ -11,6 +11,7 @@ command line with a mistake elsewhere answers without that import. Every refusal
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +156,7 @@ def _traits(cfg: RunConfig) -> None:
             "grow",
             f"strategy {name!r} replays stored logits of the head's width at storage time: grow_head must be off",
         )
-    check_strategy_kwargs(cfg.strategy, cfg.strategy_kwargs, run_fields=list(cfg.settings()))
+    check_strategy_kwargs(cfg.strategy, cfg.strategy_kwargs, [f.name for f in dataclasses.fields(cfg)])
 
 
 #: What build_strategy sets itself; a strategy hyperparameter of the same name would clash.
@@ -175,13 +176,13 @@ _BUILD_KEYS = (
 def check_strategy_kwargs(
     strategy: str, kwargs: dict[str, Any], run_fields: list[str], where: str = "strategy_kwargs"
 ) -> None:
-    """Refuse hyperparameters that clash with the run's settings (``run_fields``) or growth settings,
+    """Refuse hyperparameters that clash with the run's fields (``run_fields``) or growth settings,
     or that the strategy's declaration refuses (unknown names, types, ranges), without importing
     Avalanche."""
     if not isinstance(kwargs, dict):
         raise ConfigError(f"{where}: must be a table of hyperparameters (got {kwargs!r})")
-    for key in [*kwargs]:
-        if key in run_fields or key == "grow" or key in _BUILD_KEYS:
+    for key in kwargs:
+        if key in run_fields or key in _BUILD_KEYS:
             raise ConfigError(
                 f"{where}.{key}: a run setting, not a strategy hyperparameter; set it as the run's "
                 f"{key} (CLI flag or [run] field)"

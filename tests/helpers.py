@@ -20,3 +20,26 @@ def train(model: nn.Module, loader: DataLoader, epochs: int = 1, lr: float = 1e-
 def state_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     """Bit-for-bit equality of two state dicts (same keys, shapes and values)."""
     return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
+
+
+def grow_failing_after_extend(model: nn.Module, k: int, loader: DataLoader, ext: object) -> None:
+    """Grow ``model`` by ``k`` units with ``ext``, failing right after the extender did all its
+    work (every insertion, adjustment and norm copy): ``grow`` must raise a ``GrowthError`` naming
+    the failure (and put the model back; the caller checks that)."""
+    import pytest
+
+    from clgrow import GrowthError, grow
+
+    cls = type(ext)
+    real = cls.extend  # type: ignore[attr-defined]
+
+    def extend_then_fail(self: object, *a: object, **kw: object) -> None:
+        real(self, *a, **kw)
+        raise RuntimeError("disk went away")
+
+    cls.extend = extend_then_fail  # type: ignore[attr-defined]
+    try:
+        with pytest.raises(GrowthError, match="disk went away"):
+            grow(model, k, loader, ext, "uniform")
+    finally:
+        cls.extend = real  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ from clgrow import GrowableCNN, GrowableResNet, GrowthError, distributors, exten
 from clgrow.coupling import FactoredCoupling
 from clgrow.model import unit_view
 from tests.clgrow.test_prune import _copy_unit
-from tests.helpers import state_equal
+from tests.helpers import grow_failing_after_extend, state_equal
 
 # Settings under which each built-in extender's insertion leaves the function unchanged (what the
 # method promises): its default, or the setting its docstring names. Every registered built-in
@@ -201,19 +201,7 @@ def test_a_failed_step_leaves_a_conv_model_bit_identical(ext_name, drawn, k):
     ids = [id(p) for p in model.parameters()]
     sizes = model.hidden_sizes
     ext = extenders[ext_name](**PRESERVING.get(ext_name, ({}, False))[0])
-    cls = type(ext)
-    real = cls.extend
-
-    def extend_then_fail(self, *a, **kw):
-        real(self, *a, **kw)
-        raise RuntimeError("disk went away")
-
-    cls.extend = extend_then_fail  # type: ignore[method-assign]
-    try:
-        with pytest.raises(GrowthError, match="disk went away"):
-            grow(model, k, loader, ext, "uniform")
-    finally:
-        cls.extend = real  # type: ignore[method-assign]
+    grow_failing_after_extend(model, k, loader, ext)
     assert model.hidden_sizes == sizes
     assert state_equal(state, model.state_dict())
     assert [id(p) for p in model.parameters()] == ids

@@ -24,7 +24,7 @@ from clgrow.coupling import FactoredCoupling
 from clgrow.sites import GrowableModule, as_growable
 from clgrow.trace import find_sites
 from tests.clgrow.test_conv_sites import FAST_DIST, PRESERVING
-from tests.helpers import state_equal
+from tests.helpers import grow_failing_after_extend, state_equal
 from tests.zoo import ZOO, UserResidualNet, add_task_head, call, zoo_data
 
 NAMES = sorted(ZOO)
@@ -175,19 +175,7 @@ def test_a_failed_step_leaves_every_zoo_model_bit_identical(name, ext_name):
     state = {n: v.clone() for n, v in model.state_dict().items()}
     ids = [id(p) for p in model.parameters()]
     ext = extenders[ext_name](**PRESERVING.get(ext_name, ({}, False))[0])
-    cls = type(ext)
-    real = cls.extend
-
-    def extend_then_fail(self, *a, **kw):
-        real(self, *a, **kw)
-        raise RuntimeError("disk went away")
-
-    cls.extend = extend_then_fail  # type: ignore[method-assign]
-    try:
-        with pytest.raises(GrowthError, match="disk went away"):
-            grow(model, 4, loader, ext, "uniform")
-    finally:
-        cls.extend = real  # type: ignore[method-assign]
+    grow_failing_after_extend(model, 4, loader, ext)
     assert state_equal(state, model.state_dict())
     assert [id(p) for p in model.parameters()] == ids
     for mod in model.modules():
