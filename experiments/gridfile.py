@@ -163,6 +163,11 @@ class GridConfig:
         return [(name, per_cell[0][name]) for name in sorted(common)]
 
 
+def _cell_key(cfg: RunConfig) -> str:
+    """A cell's configuration without its seed (what the checks that build something read)."""
+    return repr({k: v for k, v in cfg.to_dict().items() if k != "seed"})
+
+
 def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -267,7 +272,9 @@ def load_grid(path: str | Path, imports: list[str] | None = None, data_root: str
     for name in strategy_kwargs:
         if name not in strategies:
             raise ConfigError(f"strategy.{name}: unknown strategy; known: {', '.join(strategies)}")
-        check_strategy_kwargs(name, strategy_kwargs[name], list(RunConfig.settings()), where=f"strategy.{name}")
+        check_strategy_kwargs(
+            name, strategy_kwargs[name], [f.name for f in dataclasses.fields(RunConfig)], where=f"strategy.{name}"
+        )
     # the axes set each cell's method: the shared settings are checked against every cell below
     base = RunConfig.from_dict({**run, "growth": "none"}, where="run", methods=False, applicable=False)
     match = grid.get("match_growth", "swe-svod")
@@ -301,10 +308,14 @@ def load_grid(path: str | Path, imports: list[str] | None = None, data_root: str
     if unused:
         name, why = unused[0]
         raise ConfigError(f"run.{name}: applies to no cell of this grid: {why}; remove it")
-    # what imports torch last (the device, Avalanche's own checks), so that every other mistake answers at once
+    # what imports torch last (the device, models and budgets, Avalanche's own checks), so that every
+    # other mistake answers at once; once per cell but its seed, which none of them reads
     from clgrow.experiments.rules import check_methods
 
-    check_methods(dataclasses.replace(cells[0], strategy_kwargs={}))  # Avalanche builds no strategy here
+    built: set[str] = set()  # a strategy's hyperparameters are built by Avalanche once, not per cell
+    for cell in {_cell_key(c): c for c in cells}.values():
+        check_methods(cell if cell.strategy not in built else dataclasses.replace(cell, strategy_kwargs={}))
+        built.add(cell.strategy)
     for key, names in (("grid.growth", [g for g in out.growth if g not in FIXED]), ("grid.match_growth", [match])):
         for g in names:
             try:

@@ -241,3 +241,17 @@ def test_check_and_run_agree_on_a_parameter_budget_at_the_models_size(tmp_path, 
     argv += ["--task-labels"] if task_labels else []
     checked, ran = main([*argv, "--check"]), main(argv)
     assert checked == ran == (0 if budget in (910, 845) else 2), capsys.readouterr().err
+
+
+def test_a_grids_check_builds_every_cell_not_only_the_first(tmp_path, capsys):
+    """The checks that build something (here SVoD's copy budget at the worst step) run for every
+    cell of a grid: a growing cell that would refuse mid-stream is refused by --check, even when the
+    grid's first cell does not grow."""
+    g = tmp_path / "g.toml"
+    g.write_text(
+        '[grid]\nbenchmark = "split-digits"\nstrategies = ["naive"]\ngrowth = ["none", "swe-svod"]\nseeds = [0, 1]\n'
+        "[run]\nhidden_sizes = [8, 8]\n[run.grow]\nneurons_per_experience = 4\n"
+        "distributor_kwargs = { max_copy_bytes = 20000 }\n"
+    )
+    assert main(["compare", str(g), "--out", str(tmp_path / "o"), "--check"]) == 2
+    assert "grow.distributor_kwargs.max_copy_bytes" in capsys.readouterr().err
