@@ -69,7 +69,7 @@ def run_command(args: argparse.Namespace, fields: dict[str, Any]) -> int:
     out = Path(args.out)
     verbose = not args.quiet
     matched = args.match_final_size or args.match_final_compute
-    if matched and fields.get("growth", "swe-svod") == "none":
+    if matched and fields.get("growth", RunConfig.settings()["growth"].default) == "none":
         return fail("--match-final-size/--match-final-compute need --growth naming the growth run to match")
     # validated and built once here, at the edge: the run, or the reference run of --match-final-size
     plan = RunConfig(**fields).resolve()

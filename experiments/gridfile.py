@@ -277,7 +277,7 @@ def load_grid(path: str | Path, imports: list[str] | None = None, data_root: str
         )
     # the axes set each cell's method: the shared settings are checked against every cell below
     base = RunConfig.from_dict({**run, "growth": "none"}, where="run", methods=False, applicable=False)
-    match = grid.get("match_growth", "swe-svod")
+    match = grid.get("match_growth", GridConfig.match_growth)
     try:
         match_method = growth_methods(match)
     except ConfigError as err:
