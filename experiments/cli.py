@@ -103,6 +103,7 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
     """``clgrow run``'s flags: one per declared run setting (:mod:`clgrow.settings`),
     one per growth setting and method argument, and the few that set a table or a pair of fields."""
     from clgrow.experiments.config import RunConfig
+    from clgrow.experiments.loggers import LOGGERS
     from clgrow.settings import add_flags
 
     r.add_argument("--out", required=True, help="output directory")
@@ -144,7 +145,7 @@ def _add_run_arguments(r: argparse.ArgumentParser) -> None:
         action="append",
         dest="loggers",
         default=None,
-        choices=["csv", "tensorboard", "wandb"],
+        choices=list(LOGGERS),
         help="also log every metric to TensorBoard (OUT/tensorboard) or W&B (offline without network); "
         "repeatable; metrics.csv is always written",
     )
