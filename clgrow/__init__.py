@@ -37,10 +37,14 @@ _LAZY = {
     "InactivityStats": "clgrow.inactivity",
     "LayerInactivity": "clgrow.inactivity",
     "measure_inactivity": "clgrow.inactivity",
-    "GrowableMLP": "clgrow.model",
-    "GrowableCNN": "clgrow.cnn",
-    "GrowableResNet": "clgrow.cnn",
-    "default_linear_init": "clgrow.model",
+    "mlp": "clgrow.models",
+    "cnn": "clgrow.models",
+    "resnet": "clgrow.models",
+    "Growable": "clgrow.sites",
+    "GrowableModule": "clgrow.sites",
+    "as_growable": "clgrow.sites",
+    "find_sites": "clgrow.trace",
+    "default_init": "clgrow.surgery",
     "Net2NetExtender": "clgrow.net2net",
     "RandomExtender": "clgrow.random_extender",
     "ReDo": "clgrow.plasticity",
@@ -55,7 +59,6 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from clgrow.cnn import GrowableCNN, GrowableResNet
     from clgrow.config import GROWTH_PRESETS, GrowthConfig, parse_growth
     from clgrow.data import iter_passes, unpack
     from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
@@ -71,7 +74,7 @@ if TYPE_CHECKING:
     from clgrow.gradmax import GradMaxExtender
     from clgrow.grow import GrowthReport, grow
     from clgrow.inactivity import InactivityAccumulator, InactivityStats, LayerInactivity, measure_inactivity
-    from clgrow.model import GrowableMLP, default_linear_init
+    from clgrow.models import cnn, mlp, resnet
     from clgrow.net2net import Net2NetExtender
     from clgrow.plasticity import (
         ContinualBackprop,
@@ -82,8 +85,11 @@ if TYPE_CHECKING:
         reset_units,
     )
     from clgrow.random_extender import RandomExtender
+    from clgrow.sites import Growable, GrowableModule, as_growable
+    from clgrow.surgery import default_init
     from clgrow.svod import SVoD
     from clgrow.swe import SWE, coupled_weights
+    from clgrow.trace import find_sites
 
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals(), load_all=True)
@@ -91,45 +97,4 @@ __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals(), load_all=True
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "GrowableMLP",
-    "GrowableCNN",
-    "GrowableResNet",
-    "grow",
-    "GrowthReport",
-    "Probe",
-    "ProbeChange",
-    "probe_outputs",
-    "output_change",
-    "GrowthError",
-    "ConfigError",
-    "GrowthConfig",
-    "GROWTH_PRESETS",
-    "parse_growth",
-    "measure_inactivity",
-    "InactivityStats",
-    "InactivityAccumulator",
-    "LayerInactivity",
-    "Extender",
-    "Distributor",
-    "SWE",
-    "SVoD",
-    "RandomExtender",
-    "Net2NetExtender",
-    "GradMaxExtender",
-    "UniformDistributor",
-    "ProportionalDistributor",
-    "FixedLayerDistributor",
-    "extenders",
-    "distributors",
-    "coupled_weights",
-    "ReDo",
-    "ContinualBackprop",
-    "PlasticityMethod",
-    "plasticity_methods",
-    "reset_units",
-    "build_plasticity_method",
-    "default_linear_init",
-    "iter_passes",
-    "unpack",
-]
+__all__ = list(_LAZY)  # every public name, spelled once (in the table above)

@@ -1,10 +1,11 @@
 """Multiply-adds a run spends, by phase: training, evaluation, growth, probes.
 
-Every forward pass of a :class:`~clgrow.GrowableMLP` (the model, and the copies growth methods
-make, such as SVoD's candidate copy) reports its multiply-adds to the counter that is active, in
-the phase that is current. A pass is counted from the layer shapes it ran at: ``batch · Σ in·out``
-over the hidden layers and the head, plus a fixed backbone's multiply-adds per sample (measured
-once with PyTorch's FLOP counter). A pass run with gradients enabled is taken to be
+Every forward pass of a watched module (:func:`watch`, or ``counting(counter, model)``; the copies
+growth methods make of it, such as SVoD's candidate copy, keep the hook) reports its multiply-adds
+to the counter that is active, in the phase that is current. A pass is counted at the widths it
+ran at, per sample from PyTorch's FLOP counter on one sample (``Σ in·out`` over an MLP's layers;
+a convolution's at every output position), cached per input shape and parameter count. A pass
+run with gradients enabled is taken to be
 back-propagated, as training and every growth adjustment do: its backward costs twice the forward
 but for the first layer's input gradient, which nothing needs (``2·F − batch·in₀·out₀``).
 Parameter updates and the growth methods' own bookkeeping (SWE's factored coupling update, SVoD's
@@ -13,7 +14,7 @@ vote sort) are not multiply-adds of a layer and are left out.
 Example
 -------
 >>> counter = ComputeCounter()
->>> with counting(counter), phase("train"):
+>>> with counting(counter, model), phase("train"):
 ...     loss = model(x).sum()  # doctest: +SKIP
 """
 
@@ -23,8 +24,24 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["ComputeCounter", "counting", "activate", "phase", "set_phase", "paused", "active", "PHASES"]
+if TYPE_CHECKING:  # torch is imported where a pass is counted: the command line reads PHASES without it
+    from torch import nn
+    from torch.utils.hooks import RemovableHandle
+
+__all__ = [
+    "ComputeCounter",
+    "counting",
+    "watch",
+    "count_forward",
+    "activate",
+    "phase",
+    "set_phase",
+    "paused",
+    "active",
+    "PHASES",
+]
 
 #: The phases a run's multiply-adds are split into.
 PHASES = ("train", "eval", "growth", "probe")
@@ -86,14 +103,69 @@ def activate(counter: ComputeCounter | None) -> ComputeCounter | None:
 
 
 @contextlib.contextmanager
-def counting(counter: ComputeCounter) -> Iterator[ComputeCounter]:
-    """Within the block, forward passes report to ``counter`` (on this thread)."""
+def counting(counter: ComputeCounter, *models: nn.Module) -> Iterator[ComputeCounter]:
+    """Within the block, forward passes of watched modules (and of ``models``, watched for the
+    block) report to ``counter`` (on this thread)."""
     before = active()
     _STATE.counter = counter
+    handles = [watch(m) for m in models]
     try:
         yield counter
     finally:
         _STATE.counter = before
+        for h in handles:
+            h.remove()
+
+
+def watch(model: nn.Module) -> RemovableHandle:
+    """Count every forward pass of ``model`` with the active counter, until the handle's ``remove()``."""
+    return model.register_forward_hook(count_forward)
+
+
+def count_forward(module: nn.Module, args: Any, out: Any) -> None:
+    """A forward hook: the pass of a watched module (or of a copy growth made of it, which keeps its
+    hooks) reports its multiply-adds to the active counter, per sample from
+    PyTorch's FLOP counter on one sample (cached per input shape and parameter count), the first
+    site's producer's from its trace when one is known."""
+    import torch
+
+    counter = active()
+    if counter is None or not args or not isinstance(args[0], torch.Tensor) or args[0].dim() == 0:
+        return
+    x = args[0]
+    key = (tuple(x.shape[1:]), sum(p.numel() for p in module.parameters()))
+    cache = module.__dict__.setdefault("_clgrow_macs_per_sample", {})
+    if key not in cache:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from clgrow.errors import GrowthError
+        from clgrow.sites import as_growable, known_sites
+
+        # in eval mode with its hooks set aside: the measurement must not move batch-norm
+        # statistics or reach observers (the inactivity metric)
+        saved = [(m, m.training, dict(m._forward_hooks), dict(m._forward_pre_hooks)) for m in module.modules()]
+        rest = [r[:1] if isinstance(r, torch.Tensor) and r.dim() else r for r in args[1:]]
+        try:
+            for m, _, _, _ in saved:
+                m.training = False
+                m._forward_hooks.clear()
+                m._forward_pre_hooks.clear()
+            with torch.no_grad(), FlopCounterMode(display=False) as flops, paused():
+                module(x[:1], *rest)
+            if known_sites(module) is None:  # the first site's share, from a trace of the same sample
+                with paused(), contextlib.suppress(GrowthError):
+                    as_growable(module, x[:1], rest[0] if rest else None)
+        finally:
+            for m, training, hooks, pre in saved:
+                m.training = training
+                m._forward_hooks.update(hooks)
+                m._forward_pre_hooks.update(pre)
+        found = known_sites(module)
+        first = as_growable(module).macs_per_sample()[1] if found is not None and found.sites else 0
+        cache[key] = (flops.get_total_flops() // 2, first)
+    per_sample, first = cache[key]
+    grad = torch.is_grad_enabled() and isinstance(out, torch.Tensor) and out.requires_grad
+    counter.record(x.shape[0], per_sample, first, grad)
 
 
 @contextlib.contextmanager

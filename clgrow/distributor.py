@@ -8,9 +8,9 @@ from typing import Any
 from clgrow.context import GrowthContext, LossFn, eligible_layers, model_device
 from clgrow.errors import GrowthError
 from clgrow.methods import FixedLayerParams, ProportionalParams, UniformParams
-from clgrow.model import GrowableMLP
 from clgrow.params import Configurable
 from clgrow.registry import distributors
+from clgrow.sites import Growable, growable_from_loader
 
 __all__ = [
     "Distributor",
@@ -38,7 +38,7 @@ class Distributor(Configurable):
 
     def allocate(
         self,
-        model: GrowableMLP,
+        model: Growable,
         k: int,
         loader: Iterable[Any] | None = None,
         loss_fn: LossFn | None = None,
@@ -48,7 +48,9 @@ class Distributor(Configurable):
         """Return ``{layer: units}`` over the eligible ``layers`` (default: all), summing to ``k``.
 
         ``new_task``: the growth data is a task the model has not been trained on (a stream's new
-        experience); methods may spend a different budget there (``SVoD``)."""
+        experience); methods may spend a different budget there (``SVoD``). ``model``: any module
+        with growth sites (seen through :func:`clgrow.sites.as_growable`)."""
+        model = growable_from_loader(model, loader)
         ls = eligible_layers(model.num_hidden_layers, layers)
         self.info = {}
         if k == 0:
@@ -56,7 +58,7 @@ class Distributor(Configurable):
         ctx = GrowthContext(loader, loss_fn, ls, device=model_device(model), new_task=bool(new_task))
         return check_allocation(self, self._allocate(model, k, ctx), k, ls)
 
-    def _allocate(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, int]:
+    def _allocate(self, model: Growable, k: int, ctx: GrowthContext) -> dict[int, int]:
         """``{layer: units}`` over ``ctx.layers`` summing to ``k > 0``."""
         raise NotImplementedError
 
@@ -86,7 +88,7 @@ class UniformDistributor(Distributor):
 
     Params = UniformParams
 
-    def _allocate(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, int]:
+    def _allocate(self, model: Growable, k: int, ctx: GrowthContext) -> dict[int, int]:
         """Return ``k`` split evenly over the eligible layers."""
         ls = ctx.layers
         return dict(zip(ls, largest_remainder(k, [1.0] * len(ls))))
@@ -97,7 +99,7 @@ class ProportionalDistributor(Distributor):
 
     Params = ProportionalParams
 
-    def _allocate(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, int]:
+    def _allocate(self, model: Growable, k: int, ctx: GrowthContext) -> dict[int, int]:
         """Return ``k`` split in proportion to the current widths."""
         ls = ctx.layers
         sizes = model.hidden_sizes
@@ -117,7 +119,7 @@ class FixedLayerDistributor(Distributor):
     Params = FixedLayerParams
     layer: int | None
 
-    def _allocate(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, int]:
+    def _allocate(self, model: Growable, k: int, ctx: GrowthContext) -> dict[int, int]:
         """Return ``{layer: k}`` (zeros elsewhere)."""
         n = model.num_hidden_layers
         ls = ctx.layers

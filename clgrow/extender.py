@@ -11,9 +11,9 @@ from typing import Any
 from torch import Tensor
 
 from clgrow.context import GrowthContext, LossFn, model_device
-from clgrow.model import GrowableMLP
 from clgrow.params import Configurable
 from clgrow.registry import extenders
+from clgrow.sites import Growable, growable_from_loader
 
 __all__ = ["Extender", "extenders", "LossFn", "growth_order", "model_device", "GrowthContext"]
 
@@ -35,7 +35,7 @@ class Extender(Configurable):
 
     def extend(
         self,
-        model: GrowableMLP,
+        model: Growable,
         allocation: Mapping[int, int],
         loader: Iterable[Any] | None,
         loss_fn: LossFn | None,
@@ -49,20 +49,21 @@ class Extender(Configurable):
         learned before must be kept (a continual-learning stream at a new experience);
         ``rehearsal``: the growth data also holds samples of the earlier tasks."""
         self.info = {}
+        model = growable_from_loader(model, loader)
         self.check(model, allocation)
         ctx = GrowthContext(loader, loss_fn, growth_order(allocation), cohort, model_device(model), new_task, rehearsal)
         return self._extend_all(model, allocation, ctx)
 
-    def _extend_all(self, model: GrowableMLP, allocation: Mapping[int, int], ctx: GrowthContext) -> dict[int, Tensor]:
+    def _extend_all(self, model: Growable, allocation: Mapping[int, int], ctx: GrowthContext) -> dict[int, Tensor]:
         new_units: dict[int, Tensor] = {}
         for layer in ctx.layers:
             new_units[layer] = self._extend_layer(model, layer, int(allocation[layer]), ctx)
         return new_units
 
-    def check(self, model: GrowableMLP, allocation: Mapping[int, int]) -> None:
+    def check(self, model: Growable, allocation: Mapping[int, int]) -> None:
         """Refuse an allocation before anything changes (e.g. a memory guard)."""
 
-    def _extend_layer(self, model: GrowableMLP, layer: int, k: int, ctx: GrowthContext) -> Tensor:
+    def _extend_layer(self, model: Growable, layer: int, k: int, ctx: GrowthContext) -> Tensor:
         """Add ``k`` units to ``layer`` (cohort ``ctx.cohort``); return their indices."""
         raise NotImplementedError
 

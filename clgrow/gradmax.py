@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from clgrow.errors import GrowthError
 from clgrow.extender import Extender, GrowthContext
 from clgrow.methods import GradMaxParams
-from clgrow.model import GrowableMLP
+from clgrow.sites import Growable
 
 __all__ = ["GradMaxExtender", "channel_product"]
 
@@ -53,36 +53,35 @@ class GradMaxExtender(Extender):
     out_scale: float
     incoming_norm: float | None
 
-    def gradient_product(self, model: GrowableMLP, layer: int, ctx: GrowthContext) -> list[Tensor]:
-        """``M = E[g h^T]`` per consumer, each of shape ``(p, m)``; for a convolutional site
-        ``(p·r, m)`` (see :func:`channel_product`)."""
+    def gradient_product(self, model: Growable, layer: int, ctx: GrowthContext) -> list[list[Tensor]]:
+        """``M = E[g h^T]`` per reader and producer: ``[reader][producer]`` of shape ``(p, m)``;
+        ``(p·r, m)`` for a convolution (see :func:`channel_product`)."""
         device = ctx.device
         loss_fn = ctx.loss("GradMax")
-        lin = model.hidden[layer]
-        consumers = model.consumers(layer)
-        store: dict[str | int, Any] = {}
+        rows = model.members(layer)
+        readers = model.consumers(layer)
+        store: dict[Any, Any] = {}
 
-        def keep_input(_mod: Any, args: tuple[Tensor, ...]) -> None:
-            store["h"] = args[0].detach()
-
-        def keep_output(idx: int) -> Any:
-            def hook(_mod: Any, _args: Any, out: Tensor) -> None:
-                out.retain_grad()
-                store[idx] = out
+        def keep_input(j: int) -> Any:
+            def hook(_mod: Any, args: tuple[Tensor, ...]) -> None:
+                store[("h", j)] = args[0].detach()
 
             return hook
 
-        handles = [lin.register_forward_pre_hook(keep_input)]
-        handles += [cons.register_forward_hook(keep_output(i)) for i, cons in enumerate(consumers)]
+        def keep_output(idx: int) -> Any:
+            def hook(_mod: Any, args: tuple[Tensor, ...], out: Tensor) -> None:
+                out.retain_grad()
+                store[idx] = out
+                store[("in", idx)] = args[0].shape
+
+            return hook
+
+        handles = [r.producer.register_forward_pre_hook(keep_input(j)) for j, r in enumerate(rows)]
+        handles += [c.module.register_forward_hook(keep_output(i)) for i, c in enumerate(readers)]
         modes = {mod: mod.training for mod in model.modules()}
         model.eval()
-        conv: nn.Conv2d | None = lin if isinstance(lin, nn.Conv2d) else None
-        kinds = [c.kind for c in model.channel_consumers(layer)] if conv is not None else []
-        pool = model.pool(layer)
-        sums: list[Tensor | int] = [
-            0 if conv is not None else torch.zeros(cons.weight.shape[0], lin.in_features, device=device)
-            for cons in consumers
-        ]
+        site_pool = None if model.stream(layer) else model.pool(layer)
+        sums: list[list[Tensor | int]] = [[0 for _ in rows] for _ in readers]
         count = 0
         try:
             for batch in ctx.batches(self.passes, "GradMax"):
@@ -94,56 +93,74 @@ class GradMaxExtender(Extender):
                     store.clear()
                     logits, _ = model.run(x, t)
                     loss_fn(logits, y).backward()
-                    h = store["h"]
-                    for i in range(len(consumers)):
+                    for i, c in enumerate(readers):
                         out = store.get(i)
-                        if out is not None and out.grad is not None:
-                            if conv is not None:
-                                part = channel_product(conv, h, out.grad, consumers[i], kinds[i], pool)
-                                sums[i] = sums[i] + part * h.shape[0]
+                        if out is None or out.grad is None:
+                            continue
+                        for j, r in enumerate(rows):
+                            h = store[("h", j)]
+                            if isinstance(r.producer, nn.Conv2d):
+                                pool = (
+                                    site_pool if site_pool is not None else _resample(r.producer, h, store[("in", i)])
+                                )
+                                part = channel_product(r.producer, h, out.grad, c.module, c.kind, pool)
+                            elif isinstance(r.producer, nn.Linear):
+                                part = out.grad.T @ h
                             else:
-                                sums[i] += out.grad.T @ h * h.shape[0]
-                    count += h.shape[0]
+                                raise GrowthError(
+                                    f"GradMax grows Linear and Conv2d sites, not {type(r.producer).__name__}"
+                                )
+                            sums[i][j] = sums[i][j] + part * h.shape[0]
+                    count += x.shape[0]
         finally:
             for hd in handles:
                 hd.remove()
             model.zero_grad(set_to_none=True)
             for mod, mode in modes.items():
                 mod.training = mode
-        m = model.fan_in(layer)
+        n = model.hidden_sizes[layer]
         return [
-            (
-                s
-                if isinstance(s, Tensor)
-                else torch.zeros(cons.weight.numel() // model.hidden_sizes[layer], m, device=device)
-            )
-            / max(count, 1)
-            for s, cons in zip(sums, consumers)
+            [
+                (s if isinstance(s, Tensor) else torch.zeros(c.weight.numel() // n, r.fan_in, device=device))
+                / max(count, 1)
+                for s, r in zip(per, rows)
+            ]
+            for per, c in zip(sums, readers)
         ]
 
-    def _extend_layer(self, model: GrowableMLP, layer: int, k: int, ctx: GrowthContext) -> Tensor:
-        lin = model.hidden[layer]
-        m = model.fan_in(layer)
+    def _extend_layer(self, model: Growable, layer: int, k: int, ctx: GrowthContext) -> Tensor:
+        rows = model.members(layer)
         products = self.gradient_product(model, layer, ctx)
-        outs, grads = [], torch.zeros(k, m, device=lin.weight.device)
-        conv = isinstance(lin, nn.Conv2d)
-        for M, cons in zip(products, model.consumers(layer)):
-            U, _, _ = torch.linalg.svd(M, full_matrices=True)
+        outs = []
+        grads = [torch.zeros(k, r.fan_in, device=r.weight.device) for r in rows]
+        for Ms, c in zip(products, model.consumers(layer)):
+            # one outgoing slice per reader serves every producer: the top directions of all their products
+            U, _, _ = torch.linalg.svd(torch.cat(Ms, 1), full_matrices=True)
             cols = U[:, : min(k, U.shape[1])]
             if cols.shape[1] < k:  # more new units than directions: fill with random unit vectors
                 extra = torch.randn(U.shape[0], k - cols.shape[1], device=U.device)
                 cols = torch.cat([cols, extra / extra.norm(dim=0, keepdim=True).clamp_min(1e-12)], 1)
             v = cols * self.out_scale
-            if conv:  # a channel's outgoing slice is a column of p·r entries: as a unit view (p, k, r)
-                p = cons.weight.shape[0]
-                outs.append(v.view(p, -1, k).permute(0, 2, 1))
-            else:
-                outs.append(v)
-            grads += v.T @ M
+            # a unit's outgoing slice is a column of p·r entries: as a unit view (p, k, r)
+            outs.append(v.view(c.weight.shape[0], -1, k).permute(0, 2, 1))
+            for g, M in zip(grads, Ms):
+                g += v.T @ M
         target = 1.0 / math.sqrt(3.0) if self.incoming_norm is None else float(self.incoming_norm)
-        w = -grads / grads.norm(dim=1, keepdim=True).clamp_min(1e-12) * target
-        b = torch.zeros(k, device=w.device)
-        return model.add_units(layer, w, b, outs, cohort=ctx.cohort)
+        ws = [-g / g.norm(dim=1, keepdim=True).clamp_min(1e-12) * target for g in grads]
+        bs = [torch.zeros(k, device=w.device) for w in ws]
+        return model.add_units(layer, ws, bs, outs, cohort=ctx.cohort)
+
+
+def _resample(conv: nn.Conv2d, x: Tensor, reader_input: torch.Size) -> nn.Module | None:
+    """How a stream producer's output reaches a reader of another resolution (a pooling between
+    them, taken as an average as for a max-pool of all-zero maps): ``None`` at the same one."""
+    out = F.conv2d(x[:1], conv.weight[:1], None, conv.stride, conv.padding, conv.dilation).shape[2]
+    size = reader_input[2] if len(reader_input) == 4 else 1
+    if out == size or len(reader_input) != 4:
+        return None
+    if out % size:
+        raise GrowthError(f"GradMax: a stream's {out}x{out} maps reach a reader at {size}x{size}")
+    return nn.AvgPool2d(out // size)
 
 
 def channel_product(
@@ -206,7 +223,7 @@ def _numbers(padding: str | tuple[int, ...]) -> tuple[int, ...]:
     return padding
 
 
-def _by_task(model: GrowableMLP, x: Tensor, y: Tensor, t: Tensor | None) -> list[tuple[Tensor, Tensor, Tensor | None]]:
+def _by_task(model: Growable, x: Tensor, y: Tensor, t: Tensor | None) -> list[tuple[Tensor, Tensor, Tensor | None]]:
     """The batch, split by task label when each task reads its own head (else as it is)."""
     if t is None or not getattr(model, "heads_per_task", False):
         return [(x, y, t)]

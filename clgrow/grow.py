@@ -17,7 +17,7 @@ from clgrow.data import check_loader, unpack
 from clgrow.distributor import Distributor, check_allocation, distributors
 from clgrow.errors import GrowthError
 from clgrow.extender import Extender, LossFn, extenders
-from clgrow.model import GrowableMLP, unit_view
+from clgrow.sites import Growable, growable_from_loader
 
 __all__ = ["GrowthReport", "grow"]
 
@@ -73,12 +73,12 @@ def room_under_cap(sizes: Sequence[int], layers: Sequence[int], cap: int) -> dic
     return {i: max(0, cap - sizes[i]) for i in layers}
 
 
-def unit_params(model: GrowableMLP, layer: int) -> int:
-    """Parameters one more unit of ``layer`` costs: its incoming row and bias, its batch-norm
-    pair (if any) and its slice of every consumer."""
+def unit_params(model: Growable, layer: int) -> int:
+    """Parameters one more unit of ``layer`` costs: its incoming rows and biases, its batch-norm
+    pairs and its slice of every reader."""
     n = model.hidden_sizes[layer]
-    norm = 2 if model.norm(layer) is not None else 0
-    return model.fan_in(layer) + 1 + norm + sum(cons.weight.numel() // n for cons in model.consumers(layer))
+    rows = sum(r.fan_in + 1 for r in model.members(layer))
+    return rows + 2 * len(model.norms(layer)) + sum(c.weight.numel() // n for c in model.consumers(layer))
 
 
 def over_budget(model: nn.Module, max_params: int | None) -> str | None:
@@ -90,7 +90,7 @@ def over_budget(model: nn.Module, max_params: int | None) -> str | None:
     return None
 
 
-def units_under_budget(model: GrowableMLP, layers: Sequence[int], max_params: int) -> int:
+def units_under_budget(model: Growable, layers: Sequence[int], max_params: int) -> int:
     """How many units can be added to ``layers`` however a distributor splits them, keeping the
     model's parameters at most ``max_params``.
 
@@ -104,9 +104,9 @@ def units_under_budget(model: GrowableMLP, layers: Sequence[int], max_params: in
     c = max(unit_params(model, i) for i in layers)
     r = 0
     for i in layers:
-        j = model.next_site(i)
-        if j is not None and j in layers:
-            r = max(r, int(unit_view(model.hidden[j].weight, model.hidden_sizes[i]).shape[2]))
+        for reader in model.consumers(i):
+            if reader.site is not None and reader.site in layers:
+                r = max(r, int(reader.view(model.hidden_sizes[i]).shape[2]))
     k = max(0, room // c)
     if r and k:  # the root of r·k²/4 + c·k = room, then down to the first k that fits
         k = min(k, int(2 * (math.sqrt(c * c + r * room) - c) / r) + 1)
@@ -128,21 +128,6 @@ def cap_allocation(allocation: dict[int, int], sizes: Sequence[int], cap: int) -
     return out
 
 
-def growable_from_loader(model: nn.Module, loader: Iterable[Any]) -> GrowableMLP:
-    """``model`` as clgrow grows it: itself when clgrow built it, else a
-    :class:`~clgrow.sites.GrowableModule` over it, its sites traced on ``loader``'s first batch."""
-    from clgrow.sites import GrowableModule, as_growable
-
-    if isinstance(model, (GrowableMLP, GrowableModule)):
-        return model  # type: ignore[return-value]
-    if not isinstance(model, nn.Module):
-        raise GrowthError(f"clgrow grows an nn.Module, got {type(model).__name__}")
-    check_loader(loader)  # a one-shot iterator would lose the batch the trace reads
-    device = next((p.device for p in model.parameters()), None)
-    x, _, t = unpack(next(iter(loader)), device)
-    return as_growable(model, x, t)
-
-
 def grow(
     model: nn.Module,
     k: int,
@@ -161,8 +146,8 @@ def grow(
     Parameters
     ----------
     model : nn.Module
-        A :class:`GrowableMLP` (or CNN, ResNet), or any module with growth sites (see
-        :func:`clgrow.sites.find_sites`): it grows in place.
+        Any module with growth sites (see :func:`clgrow.trace.find_sites`), clgrow's own builders'
+        included: it grows in place.
     k : int
         Units to add across the hidden layers (``>= 0``).
     loader : iterable of ``(x, y[, task_labels])`` batches
@@ -194,8 +179,7 @@ def grow(
         On invalid input or a failed step; the model is then left bit-identical to before.
     """
     k = _validate_k(k)
-    if not isinstance(model, GrowableMLP):
-        model = growable_from_loader(model, loader)
+    model = growable_from_loader(model, loader)
     eligible = eligible_layers(model.num_hidden_layers, layers)
     try:
         ext = extenders.build(extender)
@@ -230,9 +214,7 @@ def grow(
     snap = model.snapshot()
     t0 = time.perf_counter()
     try:
-        prepare = getattr(model, "prepare", None)
-        if prepare is not None:  # a module clgrow did not build: its biases and cohorts, undone on failure
-            prepare()
+        model.prepare()  # biases and cohort buffers, undone on failure
         # checked again here: a subclass may override allocate() itself rather than _allocate(),
         # with or without the new_task argument
         extra = {"new_task": bool(new_task)} if "new_task" in inspect.signature(dist.allocate).parameters else {}

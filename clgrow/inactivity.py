@@ -25,7 +25,7 @@ from torch import Tensor
 from clgrow.data import unpack
 from clgrow.errors import GrowthError
 from clgrow.extender import model_device
-from clgrow.model import GrowableMLP
+from clgrow.sites import Growable
 
 __all__ = [
     "LayerInactivity",
@@ -243,16 +243,15 @@ class InactivityAccumulator:
 
 @torch.no_grad()
 def measure_inactivity(
-    model: GrowableMLP, loader: Iterable[Any], tau: float = 0.025, max_batches: int | None = None
+    model: Growable, loader: Iterable[Any], tau: float = 0.025, max_batches: int | None = None
 ) -> InactivityStats:
     """Dead and τ-dormant counts of every hidden unit of ``model`` on the probe ``loader``.
 
     The model runs in eval mode (dropout off) and is put back in its previous mode.
     """
-    if not isinstance(model, GrowableMLP):
-        from clgrow.grow import growable_from_loader
+    from clgrow.sites import growable_from_loader
 
-        model = growable_from_loader(model, loader)  # any module: its sites traced on the first batch
+    model = growable_from_loader(model, loader)  # its last trace, or one on the first batch
     if tau < 0 or not math.isfinite(tau):
         raise GrowthError(f"tau must be a finite number >= 0, got {tau}")
     acc = accumulate_activity(model, loader, max_batches)
@@ -261,7 +260,7 @@ def measure_inactivity(
 
 @torch.no_grad()
 def accumulate_activity(
-    model: GrowableMLP, loader: Iterable[Any], max_batches: int | None = None
+    model: Growable, loader: Iterable[Any], max_batches: int | None = None
 ) -> InactivityAccumulator:
     """Every hidden unit's accumulated post-ReLU activity on ``loader`` (eval mode, restored after).
 

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from clgrow.extender import Extender, GrowthContext
 from clgrow.methods import Net2NetParams
-from clgrow.model import GrowableMLP, unit_view
+from clgrow.sites import Growable
 
 __all__ = ["Net2NetExtender"]
 
@@ -29,31 +29,29 @@ class Net2NetExtender(Extender):
     Params = Net2NetParams
     noise: float
 
-    def _extend_layer(self, model: GrowableMLP, layer: int, k: int, ctx: GrowthContext) -> Tensor:
-        lin = model.hidden[layer]
-        n = lin.weight.shape[0]
+    def _extend_layer(self, model: Growable, layer: int, k: int, ctx: GrowthContext) -> Tensor:
+        n = model.hidden_sizes[layer]
+        device = model.members(layer)[0].weight.device
         with torch.no_grad():
-            if k <= n:
-                src = torch.randperm(n)[:k]
-            else:
-                src = torch.randint(0, n, (k,))
-            src = src.to(lin.weight.device)
-            copies = torch.bincount(src, minlength=n).to(lin.weight.dtype)
+            src = (torch.randperm(n)[:k] if k <= n else torch.randint(0, n, (k,))).to(device)
+            ws, bs = [], []
+            for r in model.members(layer):
+                copies = torch.bincount(src, minlength=n).to(r.weight.dtype)
+                rows = r.rows()
+                w = rows[src].clone()
+                spread = rows.std().nan_to_num(0.0) if rows.numel() > 1 else rows.new_zeros(())
+                w += torch.randn_like(w) * self.noise * spread
+                ws.append(w)
+                bs.append(r.bias[src].clone())
             share = 1.0 / (copies + 1.0)  # (n,)
-            rows = model.rows(layer)
-            w = rows[src].clone()
-            spread = rows.std().nan_to_num(0.0) if rows.numel() > 1 else rows.new_zeros(())
-            w += torch.randn_like(w) * self.noise * spread
-            b = lin.bias[src].clone()
             outs = []
-            for cons in model.consumers(layer):
-                v = unit_view(cons.weight, n)  # (p, n, r): a channel's kernel or flattened block splits whole
+            for c in model.consumers(layer):
+                v = c.view(n)  # (p, n, r): a channel's kernel or flattened block splits whole
                 v.mul_(share[None, :, None])  # the old columns keep their share
                 outs.append(v[:, src].clone())
-        new = model.add_units(layer, w, b, outs, cohort=ctx.cohort)
-        norm = model.norm(layer)
-        if norm is not None:  # a copied channel normalises as its source does, or the split is not exact
-            with torch.no_grad():
+        new = model.add_units(layer, ws, bs, outs, cohort=ctx.cohort)
+        with torch.no_grad():  # a copied channel normalises as its source does, or the split is not exact
+            for norm in model.norms(layer):
                 for name in ("weight", "bias", "running_mean", "running_var"):
                     t = getattr(norm, name, None)
                     if t is not None:

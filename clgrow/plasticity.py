@@ -25,12 +25,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from clgrow import surgery
 from clgrow.errors import ConfigError, GrowthError
 from clgrow.inactivity import dormant_mask
 from clgrow.methods import CBPParams, ReDoParams
-from clgrow.model import GrowableMLP, default_linear_init, unit_columns, unit_view
 from clgrow.params import Configurable
 from clgrow.registry import plasticity_methods
+from clgrow.sites import Growable, GrowableModule, as_growable
 
 __all__ = [
     "PlasticityMethod",
@@ -68,63 +69,54 @@ def clear_optimizer_entries(optimizer: torch.optim.Optimizer | None, param: Tens
 
 @torch.no_grad()
 def reset_units(
-    model: GrowableMLP,
+    model: Growable,
     layer: int,
     units: Tensor,
     optimizer: torch.optim.Optimizer | None = None,
     fold_mean: Tensor | None = None,
 ) -> None:
-    """Re-initialise ``units`` of hidden layer ``layer`` in place.
+    """Re-initialise ``units`` of site ``layer`` in place.
 
     Parameters
     ----------
-    model : GrowableMLP
+    model : Growable
+        A model seen through :func:`clgrow.sites.as_growable`.
     layer : int
     units : LongTensor ``(k,)``
         Indices of the units to reset.
     optimizer : Optimizer, optional
-        Its state is cleared for the reset rows of ``W``, ``b`` and columns of every consumer's ``V``.
+        Its state is cleared for the reset rows of every producer and norm and the reset columns
+        of every reader.
     fold_mean : Tensor ``(n,)``, optional
-        Mean activation of every unit of the layer: each reset unit's mean contribution
-        ``V[:, j] · mean_j`` is added to the consumer's bias before its column is zeroed (CBP).
+        Mean activation of every unit of the site: each reset unit's mean contribution
+        ``V[:, j] · mean_j`` is added to the reader's bias before its column is zeroed (CBP).
     """
-    if not isinstance(model, GrowableMLP):
-        from clgrow.sites import GrowableModule
-
-        if not isinstance(model, GrowableModule):
-            raise GrowthError(
-                f"resets need a clgrow.GrowableMLP or a module seen through clgrow.sites.as_growable, "
-                f"got {type(model).__name__}"
-            )
-        model.prepare()
-    lin = model.hidden[layer]
-    units = units.to(device=lin.weight.device, dtype=torch.long)
-    n = lin.weight.shape[0]
+    if not isinstance(model, GrowableModule):
+        model = as_growable(model)  # a module traced before (clgrow's own builders trace theirs)
+    model.prepare()
+    n = model.hidden_sizes[layer]
+    units = units.to(device=model.members(layer)[0].weight.device, dtype=torch.long)
     if units.numel() == 0:
         return
     if units.min() < 0 or units.max() >= n:
         raise GrowthError(f"reset units of layer {layer} must lie in 0..{n - 1}")
-    w, b = default_linear_init(units.numel(), model.fan_in(layer))  # a filter's init has the same law
-    model.rows(layer)[units] = w.to(lin.weight)
-    lin.bias[units] = b.to(lin.bias)
-    clear_optimizer_entries(optimizer, lin.weight, units, 0)
-    clear_optimizer_entries(optimizer, lin.bias, units, 0)
-    norm = model.norm(layer)
-    if norm is not None:  # a fresh channel normalises as a new one does (ReDo for conv layers)
-        for name, value in (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.0), ("running_var", 1.0)):
-            t = getattr(norm, name, None)
-            if t is not None:
-                t[units] = value
-                if isinstance(t, torch.nn.Parameter):
-                    clear_optimizer_entries(optimizer, t, units, 0)
-    for cons in model.consumers(layer):
-        v = unit_view(cons.weight, n)  # (p, n, r)
-        if fold_mean is not None and cons.bias is not None:
+    for r in model.members(layer):
+        w, b = surgery.default_init(units.numel(), r.fan_in)  # a filter's init has the same law
+        for t in surgery.reset_out(r.producer, units, {"weight": w, "bias": b}):
+            clear_optimizer_entries(optimizer, t, units, 0)
+    for norm in model.norms(layer):  # a fresh channel normalises as a new one does (ReDo for conv layers)
+        for t in surgery.reset_out(norm, units):
+            if isinstance(t, torch.nn.Parameter):
+                clear_optimizer_entries(optimizer, t, units, 0)
+    for c in model.consumers(layer):
+        v = c.view(n)  # (p, n, r)
+        if fold_mean is not None and c.bias is not None:
             # the mean activation's contribution: a channel's kernel taps (or flattened block) all
             # read about the mean of the channel (border effects of padding aside)
-            cons.bias.add_(v[:, units].sum(2) @ fold_mean[units].to(cons.weight))
+            c.bias.add_(v[:, units].sum(2) @ fold_mean[units].to(c.weight))
         v[:, units] = 0.0
-        clear_optimizer_entries(optimizer, cons.weight, unit_columns(units, n, cons.weight.shape[1]), 1)
+        cols = surgery.unit_columns(units, n, c.weight.shape[1]) if c.weight.dim() == 2 else units
+        clear_optimizer_entries(optimizer, c.weight, cols, 1)
 
 
 class PlasticityMethod(Configurable):
@@ -142,7 +134,7 @@ class PlasticityMethod(Configurable):
 
     def at_experience(
         self,
-        model: GrowableMLP,
+        model: Growable,
         experience: int,
         activations: Sequence[Tensor],
         optimizer: torch.optim.Optimizer | None = None,
@@ -156,7 +148,7 @@ class PlasticityMethod(Configurable):
 
     def after_step(
         self,
-        model: GrowableMLP,
+        model: Growable,
         step: int,
         activations: Sequence[Tensor],
         optimizer: torch.optim.Optimizer | None = None,
@@ -216,7 +208,7 @@ class ReDo(PlasticityMethod):
         }
 
     def _reset(
-        self, model: GrowableMLP, activations: Sequence[Tensor], optimizer: torch.optim.Optimizer | None
+        self, model: Growable, activations: Sequence[Tensor], optimizer: torch.optim.Optimizer | None
     ) -> dict[int, Tensor]:
         out = {}
         for layer, units in self.dormant(activations).items():
@@ -227,7 +219,7 @@ class ReDo(PlasticityMethod):
 
     def at_experience(
         self,
-        model: GrowableMLP,
+        model: Growable,
         experience: int,
         activations: Sequence[Tensor],
         optimizer: torch.optim.Optimizer | None = None,
@@ -236,7 +228,7 @@ class ReDo(PlasticityMethod):
 
     def after_step(
         self,
-        model: GrowableMLP,
+        model: Growable,
         step: int,
         activations: Sequence[Tensor],
         optimizer: torch.optim.Optimizer | None = None,
@@ -278,9 +270,9 @@ class ContinualBackprop(PlasticityMethod):
         self.age: list[Tensor] = []
         self.accrued: list[float] = []
 
-    def _sync(self, model: GrowableMLP) -> None:
+    def _sync(self, model: Growable) -> None:
         """Match the state to the model's widths: new layers and units start at zero."""
-        dev = model.hidden[0].weight.device
+        dev = model.members(0)[0].weight.device
         for i, n in enumerate(model.hidden_sizes):
             if i == len(self.utility):
                 self.utility.append(torch.zeros(0, device=dev))
@@ -305,11 +297,12 @@ class ContinualBackprop(PlasticityMethod):
     @torch.no_grad()
     def after_step(
         self,
-        model: GrowableMLP,
+        model: Growable,
         step: int,
         activations: Sequence[Tensor],
         optimizer: torch.optim.Optimizer | None = None,
     ) -> dict[int, Tensor]:
+        model = as_growable(model)
         self._sync(model)
         out: dict[int, Tensor] = {}
         eta = self.decay
@@ -369,7 +362,7 @@ def build_plasticity_method(name: str, **kwargs: Any) -> PlasticityMethod | None
         raise ConfigError(f"plasticity_kwargs: {err}") from None
 
 
-def hidden_activations(model: GrowableMLP, x: Tensor, task_labels: Tensor | None = None) -> list[Tensor]:
+def hidden_activations(model: Growable, x: Tensor, task_labels: Tensor | None = None) -> list[Tensor]:
     """Post-ReLU activations ``(batch, n)`` of every hidden layer on ``x``, without gradients."""
     with torch.no_grad():
-        return model.run(x, task_labels, capture=True)[1]
+        return as_growable(model).run(x, task_labels, capture=True)[1]

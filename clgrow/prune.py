@@ -66,7 +66,8 @@ from clgrow.errors import GrowthError
 from clgrow.extender import model_device
 from clgrow.inactivity import accumulate_activity, dormant_mask
 from clgrow.methods import PRUNE_METHODS, PRUNE_SELECTORS
-from clgrow.model import GrowableMLP, unit_columns, unit_view
+from clgrow.sites import Growable
+from clgrow.surgery import unit_columns
 
 __all__ = ["PruneReport", "SELECTORS", "METHODS", "select_units", "prune", "slice_by"]
 
@@ -141,10 +142,9 @@ def _finite_batches(data: Iterable[Any], where: str) -> list[Any]:
     return batches
 
 
-def _growable(model: nn.Module, data: Iterable[Any] | None) -> GrowableMLP:
-    """A module clgrow did not build, through its sites (traced on ``data``'s first batch, or the
-    module's last trace when no data is given)."""
-    from clgrow.grow import growable_from_loader
+def _growable(model: nn.Module, data: Iterable[Any] | None) -> Growable:
+    """``model`` through its sites (its last trace, or one on ``data``'s first batch)."""
+    from clgrow.sites import growable_from_loader
     from clgrow.sites import as_growable
 
     if data is not None:
@@ -153,7 +153,7 @@ def _growable(model: nn.Module, data: Iterable[Any] | None) -> GrowableMLP:
 
 
 def select_units(
-    model: GrowableMLP,
+    model: Growable,
     how: str,
     data: Iterable[Any] | None = None,
     *,
@@ -188,12 +188,11 @@ def select_units(
         raise GrowthError(f"select_units: tau must be a finite number >= 0, got {tau!r}")
     if data is not None and how != "norm":
         data = _finite_batches(data, "select_units")
-    if not isinstance(model, GrowableMLP):
-        model = _growable(model, data)
+    model = _growable(model, data)
     if count is None and how in ("utility", "norm"):
         raise GrowthError(f"select_units({how!r}) ranks units: it needs count, {{layer: units}}")
     for layer, c in (count or {}).items():
-        model._check_layer(layer)
+        model.check_layer(layer)
         if not (isinstance(c, int) and 0 <= c <= model.hidden_sizes[layer]):
             raise GrowthError(
                 f"select_units: count for layer {layer} must be 0..{model.hidden_sizes[layer]}, got {c!r}"
@@ -246,63 +245,6 @@ def slice_by(t: Tensor, cuts: list[tuple[int, Tensor]]) -> Tensor:
     return t
 
 
-def _slice_state(optimizer: torch.optim.Optimizer | None, old: Tensor, new: Tensor, keep: Tensor, dim: int) -> None:
-    """Move ``old``'s optimizer entry to ``new``, its state tensors sliced to ``keep`` along ``dim``."""
-    if optimizer is None:
-        return
-    for group in optimizer.param_groups:
-        group["params"] = [new if p is old else p for p in group["params"]]
-    state = optimizer.state.pop(old, None)
-    if state:
-        optimizer.state[new] = {
-            k: (slice_by(v, [(dim, keep)]) if isinstance(v, Tensor) and v.shape == old.shape else v)
-            for k, v in state.items()
-        }
-
-
-def _assign(
-    mod: torch.nn.Module, name: str, value: Tensor, dim: int, optimizer: torch.optim.Optimizer | None, keep: Tensor
-) -> None:
-    """Give ``mod`` its tensor ``name`` sliced to ``value`` (a parameter keeps ``requires_grad`` and
-    its optimizer entry, sliced along ``dim``), and its size attribute along ``dim``."""
-    old = getattr(mod, name)
-    if isinstance(old, torch.nn.Parameter):
-        new = torch.nn.Parameter(value.detach().clone(), requires_grad=old.requires_grad)
-        setattr(mod, name, new)
-        _slice_state(optimizer, old, new, keep, dim)
-    else:
-        setattr(mod, name, value.clone())
-    if name == "weight":
-        if isinstance(mod, torch.nn.Linear):
-            attr = "out_features" if dim == 0 else "in_features"
-        elif isinstance(mod, torch.nn.Conv2d):
-            attr = "out_channels" if dim == 0 else "in_channels"
-        else:
-            attr = "num_features"
-        setattr(mod, attr, value.shape[dim])
-
-
-def _remove(model: GrowableMLP, layer: int, keep: Tensor, optimizer: torch.optim.Optimizer | None) -> None:
-    """Keep only units ``keep`` (sorted old indices) of ``layer``."""
-    prod = model.hidden[layer]
-    n = prod.weight.shape[0]
-    keep = keep.to(prod.weight.device)
-    _assign(prod, "weight", prod.weight.index_select(0, keep), 0, optimizer, keep)
-    _assign(prod, "bias", prod.bias.index_select(0, keep), 0, optimizer, keep)
-    norm = model.norm(layer)
-    if norm is not None:  # a channel's batch norm leaves with it
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            t = getattr(norm, name, None)
-            if t is not None:
-                _assign(norm, name, t.index_select(0, keep), 0, optimizer, keep)
-        norm.num_features = len(keep)  # type: ignore[assignment]
-    for cons in model.consumers(layer):
-        cols = unit_columns(keep, n, cons.weight.shape[1])
-        _assign(cons, "weight", cons.weight.index_select(1, cols), 1, optimizer, cols)
-    cohort = model.cohort(layer)
-    model.set_cohort(layer, cohort.index_select(0, keep.to(cohort.device)))
-
-
 def _consumer_rows(x: Tensor, n: int) -> Tensor:
     """A consumer's input as one row of ``n`` unit activations per sample (and per position)."""
     if x.dim() == 4:  # a convolution reads (batch, n, H, W)
@@ -312,7 +254,7 @@ def _consumer_rows(x: Tensor, n: int) -> Tensor:
 
 @torch.no_grad()
 def _moments(
-    model: GrowableMLP, layers: list[int], data: Iterable[Any]
+    model: Growable, layers: list[int], data: Iterable[Any]
 ) -> tuple[dict[int, tuple[Tensor, Tensor, int]], Tensor]:
     """Per layer of ``layers``, the sum and Gram matrix ``(n,)``, ``(n, n)`` (float64) of what its
     consumers read and the row count, all from one pass (in evaluation mode, put back after); and
@@ -329,7 +271,7 @@ def _moments(
             acc[layer][1] += u.T @ u
             acc[layer][2] += u.shape[0]
 
-        handles += [cons.register_forward_pre_hook(hook) for cons in model.consumers(layer)]
+        handles += [c.module.register_forward_pre_hook(hook) for c in model.consumers(layer)]
     device = model_device(model)
     was_training = model.training
     model.eval()
@@ -348,7 +290,7 @@ def _moments(
 
 @torch.no_grad()
 def _transfer(
-    model: GrowableMLP, layer: int, leaving: Tensor, stay: Tensor, moments: tuple[Tensor, Tensor, int], ridge: float
+    model: Growable, layer: int, leaving: Tensor, stay: Tensor, moments: tuple[Tensor, Tensor, int], ridge: float
 ) -> float:
     """SWE's reverse transfer (module docstring): fold the leaving units' outgoing contribution
     into the staying units' slices and the consumers' biases. Returns the share of the leaving
@@ -365,13 +307,13 @@ def _transfer(
     lam = ridge * float(css.diagonal().mean().clamp_min(1e-12)) + 1e-12
     a = torch.linalg.solve(css + lam * torch.eye(len(stay), dtype=css.dtype), cov[stay][:, leaving]).T  # (|L|, |S|)
     a0 = mu[leaving] - a @ mu[stay] if centred else torch.zeros(len(leaving), dtype=torch.float64)
-    for cons in consumers:
-        v = unit_view(cons.weight, n)
+    for c in consumers:
+        v = c.view(n)
         out = v[:, leaving, :].double()
         v[:, stay, :] += torch.einsum("js,pjr->psr", a.to(out.device), out).to(v.dtype)
         if centred:
-            assert cons.bias is not None
-            cons.bias.add_(torch.einsum("j,pjr->p", a0.to(out.device), out).to(cons.bias.dtype))
+            assert c.bias is not None
+            c.bias.add_(torch.einsum("j,pjr->p", a0.to(out.device), out).to(c.bias.dtype))
     # the share of the leaving units' second moment E|u_L|² that A u_S + a reproduces
     csl = cov[stay][:, leaving]
     resid = float(cov[leaving][:, leaving].trace() - 2 * (a @ csl).trace() + (a @ css @ a.T).trace())
@@ -380,7 +322,7 @@ def _transfer(
 
 
 def prune(
-    model: GrowableMLP,
+    model: Growable,
     units: Mapping[int, Tensor | list[int]],
     *,
     method: str = "drop",
@@ -429,12 +371,11 @@ def prune(
     if not (isinstance(min_units, int) and not isinstance(min_units, bool) and min_units >= 1):
         raise GrowthError(f"prune: min_units must be an integer >= 1, got {min_units!r}")
     batches = None if data is None else _finite_batches(data, "prune")
-    if not isinstance(model, GrowableMLP):
-        model = _growable(model, batches)
+    model = _growable(model, batches)
     before = model.hidden_sizes
     cleaned: dict[int, Tensor] = {}
     for layer, idx in units.items():
-        model._check_layer(layer)
+        model.check_layer(layer)
         t = _indices(idx, layer)
         n = before[layer]
         if t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
@@ -450,16 +391,16 @@ def prune(
     slices: dict[str, list[tuple[int, Tensor]]] = {}
     keeps = {layer: _staying(before[layer], idx) for layer, idx in cleaned.items()}
     for layer, keep in keeps.items():
-        producer = names[id(model.hidden[layer])]
-        slices.setdefault(f"{producer}.weight", []).append((0, keep))
-        slices.setdefault(f"{producer}.bias", []).append((0, keep))
-        norm = model.norm(layer)
-        if norm is not None:
+        for r in model.members(layer):
+            producer = names[id(r.producer)]
+            slices.setdefault(f"{producer}.weight", []).append((0, keep))
+            slices.setdefault(f"{producer}.bias", []).append((0, keep))
+        for norm in model.norms(layer):
             for pname, _ in norm.named_parameters(recurse=False):
                 slices.setdefault(f"{names[id(norm)]}.{pname}", []).append((0, keep))
-        for cons in model.consumers(layer):
-            cols = unit_columns(keep, before[layer], cons.weight.shape[1])
-            slices.setdefault(f"{names[id(cons)]}.weight", []).append((1, cols))
+        for c in model.consumers(layer):
+            cols = unit_columns(keep, before[layer], c.weight.shape[1]) if c.weight.dim() == 2 else keep
+            slices.setdefault(f"{names[id(c.module)]}.weight", []).append((1, cols))
     snap = model.snapshot()
     saved_opt = (
         None if optimizer is None else ([list(g["params"]) for g in optimizer.param_groups], dict(optimizer.state))
@@ -467,9 +408,7 @@ def prune(
     kept: dict[int, float] = {}
     change = None
     try:
-        prepare = getattr(model, "prepare", None)
-        if prepare is not None:  # a module clgrow did not build: its biases and cohorts, undone on failure
-            prepare()
+        model.prepare()  # biases and cohort buffers, undone on failure
         before_out = None
         if method == "swe" and cleaned:  # one pass: every layer's moments, and the outputs before
             assert batches is not None
@@ -479,7 +418,7 @@ def prune(
         for layer in sorted(cleaned):
             if method == "swe":
                 kept[layer] = _transfer(model, layer, cleaned[layer], keeps[layer], moments[layer], ridge)
-            _remove(model, layer, keeps[layer], optimizer)
+            model.keep_units(layer, keeps[layer], optimizer)
         if measure and batches is not None and before_out is not None and before_out.numel():
             after_out = _moments(model, [], batches)[1]
             change = float((after_out - before_out).norm() / before_out.norm().clamp_min(1e-12))

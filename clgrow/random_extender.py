@@ -6,7 +6,8 @@ from torch import Tensor
 
 from clgrow.extender import Extender, GrowthContext
 from clgrow.methods import RandomParams
-from clgrow.model import GrowableMLP, default_linear_init
+from clgrow.sites import Growable
+from clgrow.surgery import default_init
 
 __all__ = ["RandomExtender"]
 
@@ -20,6 +21,6 @@ class RandomExtender(Extender):
 
     Params = RandomParams
 
-    def _extend_layer(self, model: GrowableMLP, layer: int, k: int, ctx: GrowthContext) -> Tensor:
-        w, b = default_linear_init(k, model.fan_in(layer))  # a filter's init has the same law and draws
-        return model.add_units(layer, w, b, None, cohort=ctx.cohort)
+    def _extend_layer(self, model: Growable, layer: int, k: int, ctx: GrowthContext) -> Tensor:
+        inits = [default_init(k, r.fan_in) for r in model.members(layer)]  # a filter's init has the same law
+        return model.add_units(layer, [w for w, _ in inits], [b for _, b in inits], None, cohort=ctx.cohort)

@@ -29,7 +29,7 @@ from clgrow.distributor import Distributor
 from clgrow.errors import GrowthError
 from clgrow.extender import LossFn
 from clgrow.methods import PAPER_SVOD, SVOD_PASSES, SVoDParams
-from clgrow.model import GrowableMLP, unit_view
+from clgrow.sites import Growable, as_growable, growable_from_loader
 
 __all__ = ["SVoD"]
 
@@ -87,7 +87,7 @@ class SVoD(Distributor):
             auto[1] if self.vote_passes is None else self.vote_passes,
         )
 
-    def _allocate(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, int]:
+    def _allocate(self, model: Growable, k: int, ctx: GrowthContext) -> dict[int, int]:
         """Vote on a copy of ``model``; return ``{layer: votes}`` summing to ``k``."""
         ls = ctx.layers
         scores = self._scores(model, k, ctx)
@@ -99,28 +99,30 @@ class SVoD(Distributor):
         return {i: int(votes[i]) for i in ls}
 
     def candidate_scores(
-        self, model: GrowableMLP, k: int, loader: Iterable[Any], loss_fn: LossFn, layers: Sequence[int]
+        self, model: Growable, k: int, loader: Iterable[Any], loss_fn: LossFn, layers: Sequence[int]
     ) -> dict[int, Tensor]:
         """Mean ``dL/dy`` of every candidate, per layer (each of shape ``(candidates * k,)``)."""
+        model = growable_from_loader(model, loader)
         return self._scores(model, k, GrowthContext(loader, loss_fn, list(layers), device=model_device(model)))
 
     @staticmethod
-    def copy_numel(model: GrowableMLP, cand: int, layers: Sequence[int]) -> int:
+    def copy_numel(model: Growable, cand: int, layers: Sequence[int]) -> int:
         """Parameters of the candidate copy: ``model`` with ``cand`` units added to each of ``layers``."""
+        model = as_growable(model)
         grown = set(layers)
         extra = 0
         for i in grown:
             n = model.hidden_sizes[i]
-            # a candidate's row, bias and batch-norm pair, and what each consumer gives it (r per output)
-            extra += cand * (model.fan_in(i) + 1) + (2 * cand if model.norm(i) is not None else 0)
-            extra += sum(c.weight.numel() // n * cand for c in model.consumers(i))
-            below = i - 1
-            if below in grown and model.next_site(below) == i:
-                # its new rows also take the candidates below as inputs (r columns each)
-                extra += cand * cand * (model.fan_in(i) // model.hidden_sizes[below])
+            # a candidate's rows and biases, its norms' pairs, and what each reader gives it
+            extra += cand * sum(r.fan_in + 1 for r in model.members(i)) + 2 * cand * len(model.norms(i))
+            for c in model.consumers(i):
+                extra += c.weight.numel() // n * cand
+                if c.site in grown:
+                    # the reader's own candidates also read these ones (r columns each)
+                    extra += cand * cand * (c.weight.numel() // n // model.hidden_sizes[c.site])
         return sum(p.numel() for p in model.parameters()) + extra
 
-    def _scores(self, model: GrowableMLP, k: int, ctx: GrowthContext) -> dict[int, Tensor]:
+    def _scores(self, model: Growable, k: int, ctx: GrowthContext) -> dict[int, Tensor]:
         ctx.require_data("SVoD")  # before the copy is made
         device, layers, loss_fn = ctx.device, ctx.layers, ctx.loss("SVoD")
         train_passes, vote_passes = self.passes_for(ctx.new_task)
@@ -150,17 +152,18 @@ class SVoD(Distributor):
         r = self.init_range
         with torch.no_grad():
             for i in layers:
-                m = probe.fan_in(i)
                 n = probe.hidden_sizes[i]
                 # unit views (p, cand, r): the same draws as (p, cand) when a unit owns one column
-                views = [unit_view(cons.weight, n) for cons in probe.consumers(i)]
+                views = [c.view(n) for c in probe.consumers(i)]
                 outs = [torch.empty(v.shape[0], cand, v.shape[2], device=device).uniform_(-r, r) for v in views]
-                probe.add_units(
-                    i,
-                    torch.empty(cand, m, device=device).uniform_(-r, r),
-                    torch.empty(cand, device=device).uniform_(-r, r),
-                    outs,
-                )
+                rows = [
+                    (
+                        torch.empty(cand, m.fan_in, device=device).uniform_(-r, r),
+                        torch.empty(cand, device=device).uniform_(-r, r),
+                    )
+                    for m in probe.members(i)
+                ]
+                probe.add_units(i, [w for w, _ in rows], [b for _, b in rows], outs)
         if train_passes > 0:
             probe.train()
             opt = torch.optim.RMSprop(probe.parameters(), lr=self.lr, momentum=self.momentum, alpha=self.alpha)

@@ -64,7 +64,8 @@ from clgrow.coupling import (
 from clgrow.errors import GrowthError
 from clgrow.extender import Extender, GrowthContext
 from clgrow.methods import PAPER_SWE, SWE_PASSES, SWEParams
-from clgrow.model import GrowableMLP, default_linear_init, unit_view
+from clgrow.sites import Growable, Reader, Rows
+from clgrow.surgery import default_init, unit_view
 
 __all__ = ["SWE", "coupled_weights"]
 
@@ -203,17 +204,21 @@ class SWE(Extender):
             "SWE(on_oversize='subsample') or fewer partners, or grow by fewer units"
         )
 
-    def check(self, model: GrowableMLP, allocation: Mapping[int, int]) -> None:
-        """Apply the memory guard to every layer before any layer changes."""
+    def check(self, model: Growable, allocation: Mapping[int, int]) -> None:
+        """Apply the memory guard to every producer of every layer before any layer changes."""
         for layer, k in allocation.items():
             if k > 0:
-                m = model.fan_in(layer)
-                below = layer - 1
-                if self.schedule == "joint" and below >= 0 and model.next_site(below) == layer:
-                    # the layer below grows before the couplings are built: each of its new units
-                    # adds one input column (a channel, its kernel's or its flattened block's)
-                    m += int(allocation.get(below, 0)) * (m // model.hidden_sizes[below])
-                self._partners_for(model.hidden_sizes[layer], k, m, layer)
+                for r in model.members(layer):
+                    m = r.fan_in
+                    if self.schedule == "joint":
+                        # the layers this producer reads grow before the couplings are built: each of
+                        # their new units adds its input columns (a channel, its kernel's or its block)
+                        m += sum(
+                            int(allocation.get(below, 0)) * (m // model.hidden_sizes[below])
+                            for below in range(model.num_hidden_layers)
+                            if any(c.module is r.producer for c in model.consumers(below))
+                        )
+                    self._partners_for(model.hidden_sizes[layer], k, m, layer)
 
     def settings_for(self, new_task: bool, rehearsal: bool = False) -> tuple[str, str]:
         """``(old_rows, consumers)`` this extender uses for a growth step (``auto`` resolved)."""
@@ -231,7 +236,7 @@ class SWE(Extender):
             return self.passes
         return NEW_TASK_PASSES if new_task else PLAIN_PASSES
 
-    def _extend_all(self, model: GrowableMLP, allocation: Mapping[int, int], ctx: GrowthContext) -> dict[int, Tensor]:
+    def _extend_all(self, model: Growable, allocation: Mapping[int, int], ctx: GrowthContext) -> dict[int, Tensor]:
         """Insert the allotted units, adjust the couplings, bake them in; new indices per layer."""
         old_rows, consumers = self.settings_for(ctx.new_task, ctx.rehearsal)
         passes = self.passes_for(ctx.new_task)
@@ -244,28 +249,32 @@ class SWE(Extender):
             n_old = {layer: model.hidden_sizes[layer] for layer in group}
             for layer in group:
                 new_units[layer] = self._insert(model, layer, int(allocation[layer]), ctx.cohort)
-            couplings: dict[int, Coupling] = {}
+            couplings: dict[int, list[Coupling]] = {}
             if passes > 0:
                 for layer in group:
                     if n_old[layer] > 0:
-                        couplings[layer] = self._couple(model, layer, n_old[layer], int(allocation[layer]), old_rows)
+                        k = int(allocation[layer])
+                        couplings[layer] = [
+                            self._couple(r, layer, n_old[layer], k, old_rows) for r in model.members(layer)
+                        ]
             if not couplings:
                 continue
             started = time.perf_counter()
             steps = self._adjust(model, couplings, ctx, consumers, passes)
-            for cp in couplings.values():
-                cp.bake()
-                if self.new_norm is not None and old_rows != "move":
-                    self._bound_new_rows(cp)
+            for cps in couplings.values():
+                for cp in cps:
+                    cp.bake()
+                    if self.new_norm is not None and old_rows != "move":
+                        self._bound_new_rows(cp)
             seconds = time.perf_counter() - started
-            for layer, cp in couplings.items():
+            for layer, cps in couplings.items():
                 self.info[f"layer{layer}"] = {
-                    "k": cp.k,
-                    "partners": cp.s,
-                    "coupling_mib": cp.state_bytes / 2**20,
+                    "k": cps[0].k,
+                    "partners": cps[0].s,
+                    "coupling_mib": sum(cp.state_bytes for cp in cps) / 2**20,
                     "steps": steps,
                     "seconds": seconds,
-                    "trust_scaled_steps": cp.scaled_steps,
+                    "trust_scaled_steps": sum(cp.scaled_steps for cp in cps),
                     "old_rows": old_rows,
                     "consumers": consumers,
                 }
@@ -282,16 +291,16 @@ class SWE(Extender):
         w[n_old:] *= scale[:, None]
         b[n_old:] *= scale
 
-    def _insert(self, model: GrowableMLP, layer: int, k: int, cohort: int) -> Tensor:
+    def _insert(self, model: Growable, layer: int, k: int, cohort: int) -> Tensor:
         """Add ``k`` default-initialised units with zero outgoing weights; their indices."""
-        w0, b0 = default_linear_init(k, model.fan_in(layer))  # a filter's init has the same law
-        return model.add_units(layer, w0, b0, None, cohort=cohort)
+        inits = [default_init(k, r.fan_in) for r in model.members(layer)]  # a filter's init has the same law
+        return model.add_units(layer, [w for w, _ in inits], [b for _, b in inits], None, cohort=cohort)
 
-    def _couple(self, model: GrowableMLP, layer: int, n_old: int, k: int, old_rows: str) -> Coupling:
-        """The coupling of ``layer``'s ``k`` new units (its last rows) with ``n_old`` old ones."""
-        lin = model.hidden[layer]
-        s = self._partners_for(n_old, k, model.fan_in(layer), layer)
-        device = lin.weight.device
+    def _couple(self, r: Rows, layer: int, n_old: int, k: int, old_rows: str) -> Coupling:
+        """The coupling of producer ``r``'s ``k`` new units (its last rows) with ``n_old`` old ones."""
+        lin = r.producer
+        s = self._partners_for(n_old, k, r.fan_in, layer)
+        device = r.weight.device
         partners = (
             torch.arange(n_old, device=device) if s == n_old else torch.randperm(n_old, device=device)[:s].sort().values
         )
@@ -316,76 +325,68 @@ class SWE(Extender):
 
     @staticmethod
     def _consumer_mask(
-        model: GrowableMLP, layer: int, cons: torch.nn.Linear, n_old: int, coupled: bool, cohort: int, consumers: str
+        model: Growable, layer: int, reader: Reader, n_old: int, coupled: bool, cohort: int, consumers: str
     ) -> Tensor | None:
-        """Which entries of consumer ``cons`` (its unit view ``(p, n_old + k, r)``) of ``layer`` the
+        """Which entries of ``reader``'s weight (its unit view ``(p, n_old + k, r)`` of ``layer``) the
         adjustment trains: ``None`` for all of them, else a 0/1 mask of the weight's shape."""
         if consumers == "all" and not coupled:
             return None
-        mask = torch.zeros_like(cons.weight)
+        mask = torch.zeros_like(reader.weight)
         rows: slice | Tensor = slice(None)
-        above = model.next_site(layer)
-        if consumers in ("isolated", "scaffold", "protect") and above is not None:
-            # only the rows of the consumer's own new units (this step's cohort) read the new units
-            rows = model.cohort(above) == cohort
+        if consumers in ("isolated", "scaffold", "protect") and reader.site is not None:
+            # only the rows of the reader's own new units (this step's cohort) read the new units
+            rows = model.cohort(reader.site) == cohort
         unit_view(mask, model.hidden_sizes[layer])[rows, n_old:] = 1.0
         return mask
 
     def _adjust(
-        self, model: GrowableMLP, couplings: dict[int, Coupling], ctx: GrowthContext, consumers: str, passes: float
+        self, model: Growable, couplings: dict[int, list[Coupling]], ctx: GrowthContext, consumers: str, passes: float
     ) -> int:
-        """Train the couplings and their consumers jointly for ``passes``; return the number of steps."""
+        """Train the couplings and their readers jointly for ``passes``; return the number of steps."""
         loss_fn = ctx.loss("SWE")
         p: Tensor
         flags: dict[Tensor, bool] = {p: p.requires_grad for p in model.parameters()}
         modes = {mod: mod.training for mod in model.modules()}
+        every = [cp for cps in couplings.values() for cp in cps]
         # Freezing by requires_grad (not only by leaving parameters out of the optimizer)
         # also keeps autograd from back-propagating into the frozen layers below.
         for p in model.parameters():
             p.requires_grad_(False)
         trained, masks = [], {}
-        for layer, cp in couplings.items():
-            for p in cp.trainable():
-                p.requires_grad_(True)
-            for cons in model.consumers(layer):
-                if not flags[cons.weight]:
+        put_back = []
+        per_task = bool(getattr(model, "heads_per_task", False))
+        for layer, cps in couplings.items():
+            for cp in cps:
+                for p in cp.trainable():
+                    p.requires_grad_(True)
+            for reader in model.consumers(layer):
+                if not flags[reader.weight]:
                     continue  # frozen by its owner (e.g. LFL's head): growth must not move it either
-                # A coupled consumer trains only the new columns directly, so its rows' column
+                # A coupled reader trains only the new columns directly, so its rows' column
                 # sums stay the coupling's business.
-                above = model.next_site(layer)
-                coupled = above is not None and above in couplings
-                mask = self._consumer_mask(model, layer, cons, cp.n_old, coupled, ctx.cohort, consumers)
+                coupled = reader.site is not None and reader.site in couplings
+                mask = self._consumer_mask(model, layer, reader, cps[0].n_old, coupled, ctx.cohort, consumers)
                 if mask is not None and not bool(mask.any()):
                     continue
                 if mask is not None:
-                    masks[cons.weight] = mask
-                trained.append(cons.weight)
-                cons.weight.requires_grad_(True)
-        if consumers == "scaffold":
-            put_back = list(masks)
-        elif consumers == "protect":
-            # what every task reads and no later site owns: a shared head, a residual block's conv2
-            per_task = bool(getattr(model, "heads_per_task", False))
-            put_back = [
-                cons.weight
-                for layer in couplings
-                if model.next_site(layer) is None and not (per_task and model.reads_out(layer))
-                for cons in model.consumers(layer)
-                if cons.weight in masks
-            ]
-        else:
-            put_back = []
+                    masks[reader.weight] = mask
+                    # protect: what every task reads and no site owns (a shared head, a layer that
+                    # does not grow) is put back after the adjustment
+                    if consumers == "scaffold" or (
+                        consumers == "protect" and reader.site is None and not (per_task and reader.head)
+                    ):
+                        put_back.append(reader.weight)
+                trained.append(reader.weight)
+                reader.weight.requires_grad_(True)
         saved = {p: p.detach().clone() for p in put_back}
         groups: list[dict[str, Any]] = [{"params": trained, "lr": self.lr}]
-        groups += [
-            {"params": cp.trainable(), "lr": cp.lr} for cp in couplings.values() if isinstance(cp, DenseCoupling)
-        ]
+        groups += [{"params": cp.trainable(), "lr": cp.lr} for cp in every if isinstance(cp, DenseCoupling)]
         opt = _adam(groups, self.lr)
         steps = 0
         model.eval()
         try:
             for x, y, t in ctx.batches(passes, "SWE"):
-                weights = {layer: cp.effective() for layer, cp in couplings.items()}
+                weights = {cp.lin: cp.effective() for cp in every}
                 logits, _ = model.run(x, t, weights=weights)
                 loss = loss_fn(logits, y)
                 if not torch.isfinite(loss):
@@ -394,11 +395,11 @@ class SWE(Extender):
                         f"{steps}; the growth step was undone (try a lower SWE lr)"
                     )
                 opt.zero_grad(set_to_none=True)
-                for cp in couplings.values():
+                for cp in every:
                     for p in cp.trainable():
                         p.grad = None
                 loss.backward()
-                for cp in couplings.values():
+                for cp in every:
                     cp.step()
                 for p, mask in masks.items():
                     if p.grad is not None:
@@ -410,7 +411,7 @@ class SWE(Extender):
                     keep = masks[p].bool()
                     p[keep] = value[keep]
         finally:
-            for p in trained + [p for cp in couplings.values() for p in cp.trainable()]:
+            for p in trained + [p for cp in every for p in cp.trainable()]:
                 p.grad = None
             for p, flag in flags.items():
                 p.requires_grad_(flag)

@@ -176,23 +176,18 @@ def check_conv_memory(cfg: RunConfig) -> None:
 
 def meta_model(cfg: RunConfig, sizes: list[int]) -> Any:
     """The model clgrow builds for ``cfg`` with its sites at ``sizes``, on PyTorch's ``meta`` device
-    (shapes without memory): its head as the run starts it (a task's classes with task labels, every
-    class without); an MLP on CIFAR without the runner's small convolutional backbone."""
+    (shapes without memory), as growth sees it: one head as the run starts it (a task's classes with
+    task labels, every class without); an MLP on CIFAR without the runner's small backbone."""
     import torch
 
-    from clgrow import GrowableCNN, GrowableMLP, GrowableResNet
+    from clgrow.experiments.models import own_model
+    from clgrow.sites import as_growable
 
     classes = N_CLASSES.get(cfg.benchmark, 10)
     head = classes // cfg.n_experiences if cfg.task_labels and classes % cfg.n_experiences == 0 else classes
-    shape = IMAGE_SHAPES.get(cfg.benchmark) if cfg.model != "mlp" else None
+    shape = IMAGE_SHAPES.get(cfg.benchmark)
     with torch.device("meta"):
-        if cfg.model == "resnet" and shape is not None:
-            return GrowableResNet(shape, head, nf=cfg.nf, inner=sizes)
-        if cfg.model == "cnn" and shape is not None:
-            widths = iter(sizes)
-            spec = [c if c == "M" else next(widths) for c in cfg.channels]
-            return GrowableCNN(shape, spec, list(widths), head, batch_norm=cfg.batch_norm)
-        return GrowableMLP(MODEL_INPUTS.get(cfg.benchmark, 784), sizes, head)
+        return as_growable(own_model(cfg, sizes, head, MODEL_INPUTS.get(cfg.benchmark, 784), shape))
 
 
 def check_svod_copy(cfg: RunConfig, growth: Any) -> None:

@@ -313,12 +313,14 @@ class RunConfig:
         return growth_from_method(self.method, base=self.grow)
 
     def site_sizes(self) -> list[int]:
-        """Initial width of every growth site of the model, in the model's layer order (an MLP's
-        hidden layers; a CNN's convolutions, then its linear layers; a ResNet's blocks)."""
+        """Initial width of every growth site of the model, in site order (an MLP's hidden layers; a
+        CNN's convolutions, then its linear layers; a ResNet's stage by stage: the first stage's
+        stream and its blocks' inner channels, then in each later stage its first block's inner
+        channels, its stream, the other blocks')."""
         if self.model == "cnn":
             return [c for c in self.channels if isinstance(c, int)] + list(self.hidden_sizes)
         if self.model == "resnet":
-            return [self.nf * 2**s for s in range(4) for _ in range(2)]
+            return [self.nf * 2**s for s in range(4) for _ in range(3)]
         if self.model not in MODELS:  # traced when the methods are checked
             return []
         return list(self.hidden_sizes)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from clgrow import SWE, GrowableMLP, SVoD, extenders, grow, measure_inactivity
+from clgrow import SWE, SVoD, extenders, grow, measure_inactivity, mlp
 from clgrow.experiments.embedded import EMBEDDED, load_embedded
 
 
@@ -64,7 +64,7 @@ def run_seed(
     torch.manual_seed(seed)
     train = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=64, shuffle=True)
     test = DataLoader(TensorDataset(data.x_test, data.y_test), batch_size=512)
-    base = GrowableMLP(data.x_train.shape[1], list(hidden), data.num_classes)
+    base = mlp(data.x_train.shape[1], list(hidden), data.num_classes)
     opt = torch.optim.Adam(base.parameters(), lr=lr)
     epoch_s = [train_epoch(base, train, opt) for _ in range(epochs)]
     epoch_time = statistics.median(epoch_s)

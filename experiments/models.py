@@ -20,7 +20,15 @@ from typing import Any
 from clgrow.errors import ConfigError
 from clgrow.registry import import_modules
 
-__all__ = ["AVALANCHE_MODELS", "is_external", "check_model_name", "load_model", "trace_model", "activation_bytes"]
+__all__ = [
+    "AVALANCHE_MODELS",
+    "is_external",
+    "check_model_name",
+    "own_model",
+    "load_model",
+    "trace_model",
+    "activation_bytes",
+]
 
 #: Avalanche's models a run names directly, and the arguments each takes from the benchmark
 #: (``classes``: its head size, ``inputs``: its flattened input size).
@@ -48,6 +56,44 @@ def check_model_name(name: str) -> str | None:
         f"must be mlp, cnn or resnet, one of Avalanche's models ({', '.join(AVALANCHE_MODELS)}), "
         f"or an import path package.module:factory; got {name!r}"
     )
+
+
+def own_model(
+    cfg: Any,
+    sizes: list[int],
+    classes: int,
+    inputs: int,
+    shape: tuple[int, ...] | None,
+    backbone: Any = None,
+    task_heads: bool = False,
+) -> Any:
+    """The model clgrow builds for a run (``cfg.model``: mlp, cnn or resnet), its sites at ``sizes``
+    (site order), ``classes`` outputs per head, with one head per task (Avalanche's
+    ``MultiHeadClassifier``) when ``task_heads``. ``shape``: a sample's image shape ``(C, H, W)``
+    (an MLP with a ``backbone`` reads images; a CNN or ResNet needs one)."""
+    import torch
+
+    from clgrow.models import cnn, mlp, resnet
+
+    head = None if task_heads else classes
+    if cfg.model == "resnet":
+        assert shape is not None
+        model = resnet(shape, head, nf=cfg.nf, widths=sizes)
+        example = torch.zeros(2, *shape)
+    elif cfg.model == "cnn":
+        assert shape is not None
+        widths = iter(sizes)
+        spec = [c if c == "M" else next(widths) for c in cfg.channels]
+        model = cnn(shape, spec, list(widths), head, batch_norm=cfg.batch_norm)
+        example = torch.zeros(2, *shape)
+    else:
+        example = torch.zeros(2, *shape) if backbone is not None and shape is not None else torch.zeros(2, inputs)
+        model = mlp(inputs, sizes, head, backbone=backbone, example=example if head is not None else None)
+    if not task_heads:
+        return model
+    from clgrow.strategies.multihead import with_task_heads
+
+    return with_task_heads(model, classes, example)
 
 
 def _factory(name: str) -> Callable[..., Any]:

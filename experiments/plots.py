@@ -141,7 +141,7 @@ def _stacked_sizes(ax: Any, sizes: Sequence[Sequence[float]] | np.ndarray) -> li
 
 def _sizes_array(sizes: Sequence[Sequence[float]] | np.ndarray, depth: int | None = None) -> np.ndarray:
     """Widths per experience ``(experiences, layers)``; rows without a measurement (joint training
-    evaluates once; PNN has no GrowableMLP) are NaN."""
+    evaluates once; PNN has no growth sites) are NaN."""
     depth = max((len(s) for s in sizes), default=0) if depth is None else depth
     return np.array([list(s) if len(s) == depth else [np.nan] * depth for s in sizes], dtype=float).reshape(
         len(sizes), depth

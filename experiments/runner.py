@@ -15,7 +15,6 @@ from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
 from avalanche.training.determinism.rng_manager import RNGManager
 
 import clgrow
-from clgrow import GrowableCNN, GrowableMLP, GrowableResNet
 from clgrow.errors import ConfigError
 from clgrow.experiments.benchmarks import BenchmarkInfo, make_benchmark
 from clgrow.experiments.catalog import IMAGE_SHAPES
@@ -27,9 +26,6 @@ from clgrow.grow import over_budget
 from clgrow.strategies import (
     GrowPlugin,
     LeanEvaluationPlugin,
-    MultiHeadGrowableCNN,
-    MultiHeadGrowableMLP,
-    MultiHeadGrowableResNet,
     ResultsWriter,
     RunSummary,
     build_optimizer,
@@ -59,44 +55,27 @@ def library_versions() -> dict[str, str]:
 
 
 def build_model(cfg: RunConfig, bm: BenchmarkInfo, hidden_sizes: list[int] | None = None) -> torch.nn.Module:
-    """The growable MLP for a benchmark (multi-head with task labels, conv backbone for CIFAR);
-    Avalanche's PNN for strategy ``pnn``."""
-    from clgrow.experiments.models import is_external, load_model
+    """The run's model: clgrow's own (with one head per task given task labels, a small conv
+    backbone for an MLP on CIFAR), Avalanche's or the user's by name, or Avalanche's PNN for
+    strategy ``pnn``. ``hidden_sizes``: every site's width (site order; default the initial ones)."""
+    from clgrow.experiments.models import is_external, load_model, own_model
 
+    head = bm.head_size if bm.task_labels else bm.num_classes
     if is_external(cfg.model):  # Avalanche's or the user's: it grows in place at its traced sites
-        return load_model(cfg.model, cfg.model_args, bm.head_size if bm.task_labels else bm.num_classes, bm.in_features)
+        return load_model(cfg.model, cfg.model_args, head, bm.in_features)
     sizes = list(hidden_sizes or cfg.site_sizes())
-    if cfg.model != "mlp":
-        return _conv_model(cfg, bm, sizes)
     if traits(cfg.strategy).own_model:  # Avalanche's PNN, the one strategy that brings its own model
         from avalanche.models import PNN
 
-        if bm.backbone is not None:
+        if bm.backbone is not None or cfg.model != "mlp":
             raise ConfigError(
-                f"strategy 'pnn': benchmark {cfg.benchmark!r} needs a convolutional backbone, "
-                "which Avalanche's PNN does not take; use an MLP benchmark"
+                f"strategy 'pnn': Avalanche's PNN is an MLP column per task; it takes no convolutional "
+                f"model or backbone (model {cfg.model!r}, benchmark {cfg.benchmark!r})"
             )
         return PNN(num_layers=len(sizes), in_features=bm.in_features, hidden_features_per_column=sizes[0])
-    backbone = bm.backbone() if bm.backbone is not None else None
-    if bm.task_labels:
-        return MultiHeadGrowableMLP(bm.in_features, sizes, bm.head_size, backbone=backbone)
-    return GrowableMLP(bm.in_features, sizes, bm.num_classes, backbone=backbone)
-
-
-def _conv_model(cfg: RunConfig, bm: BenchmarkInfo, sizes: list[int]) -> torch.nn.Module:
-    """A GrowableCNN or GrowableResNet on the benchmark's images, its layers at ``sizes`` (the
-    convolutions' then the linear layers' widths, or the blocks' inner widths)."""
-    shape = IMAGE_SHAPES[cfg.benchmark]
-    head = bm.head_size if bm.task_labels else bm.num_classes
-    if cfg.model == "resnet":
-        cls = MultiHeadGrowableResNet if bm.task_labels else GrowableResNet
-        return cls(shape, head, nf=cfg.nf, inner=sizes)
-    widths = iter(sizes)
-    spec = [c if c == "M" else next(widths) for c in cfg.channels]
-    linear = list(widths)
-    if bm.task_labels:
-        return MultiHeadGrowableCNN(shape, spec, linear, head, batch_norm=cfg.batch_norm)
-    return GrowableCNN(shape, spec, linear, head, batch_norm=cfg.batch_norm)
+    backbone = bm.backbone() if bm.backbone is not None and cfg.model == "mlp" else None
+    shape = IMAGE_SHAPES.get(cfg.benchmark)
+    return own_model(cfg, sizes, head, bm.in_features, shape, backbone, task_heads=bm.task_labels)
 
 
 def _list_sites(cfg: RunConfig, bm: BenchmarkInfo, model: torch.nn.Module) -> None:
@@ -221,8 +200,10 @@ def matched_epochs(reference: RunSummary, model: torch.nn.Module, bm: BenchmarkI
     budget = reference.compute["train_macs"] + reference.compute["growth_macs"]
     epochs_ref = len(reference.train_loss[0]) if reference.train_loss and reference.train_loss[0] else 1
     per_epoch = reference.compute["train_samples"] / (epochs_ref * max(1, len(reference.train_loss)))
+    from clgrow.sites import as_growable
+
     x = next(iter(bm.scenario.train_stream)).dataset[0][0].unsqueeze(0)
-    forward, first = model.macs_per_sample(x)  # type: ignore[operator]
+    forward, first = as_growable(model, x).macs_per_sample(x)
     per_sample = 3 * forward - first
     return max(1, round(budget / (per_epoch * len(reference.train_loss) * per_sample)))
 

@@ -25,9 +25,8 @@ _LAZY = {
     "LeanEvaluationPlugin": "clgrow.strategies.evaluation",
     "growth_metrics": "clgrow.strategies.metrics",
     "inactivity_metrics": "clgrow.strategies.metrics",
-    "MultiHeadGrowableMLP": "clgrow.strategies.multihead",
-    "MultiHeadGrowableCNN": "clgrow.strategies.multihead",
-    "MultiHeadGrowableResNet": "clgrow.strategies.multihead",
+    "TaskHeads": "clgrow.strategies.multihead",
+    "with_task_heads": "clgrow.strategies.multihead",
     "GrowPlugin": "clgrow.strategies.plugin",
     "GrowthEvent": "clgrow.strategies.events",
     "PlasticityPlugin": "clgrow.strategies.plasticity",
@@ -55,7 +54,7 @@ if TYPE_CHECKING:
         growth_metrics,
         inactivity_metrics,
     )
-    from clgrow.strategies.multihead import MultiHeadGrowableCNN, MultiHeadGrowableMLP, MultiHeadGrowableResNet
+    from clgrow.strategies.multihead import TaskHeads, with_task_heads
     from clgrow.strategies.optimizer_state import ResetOptimizerPlugin
     from clgrow.strategies.plasticity import PlasticityPlugin
     from clgrow.strategies.plugin import GrowPlugin
@@ -67,28 +66,4 @@ if TYPE_CHECKING:
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
 
-__all__ = [
-    "BatchDataPlugin",
-    "GrowPlugin",
-    "GrowthEvent",
-    "PlasticityPlugin",
-    "ResetOptimizerPlugin",
-    "inactivity_metrics",
-    "growth_metrics",
-    "InactivityMetric",
-    "GrowthMetric",
-    "LeanEvaluationPlugin",
-    "build_strategy",
-    "build_optimizer",
-    "OPTIMIZERS",
-    "SIPlugin",
-    "make_grow_plugin",
-    "parse_growth",
-    "GROWTH_PRESETS",
-    "STRATEGIES",
-    "MultiHeadGrowableMLP",
-    "MultiHeadGrowableCNN",
-    "MultiHeadGrowableResNet",
-    "ResultsWriter",
-    "RunSummary",
-]
+__all__ = list(_LAZY)  # every public name, spelled once (in the table above)

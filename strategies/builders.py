@@ -202,7 +202,7 @@ def build_strategy(
         reference strategies ``joint`` and ``pnn``, which take growth ``none`` only (``pnn``
         with a :class:`avalanche.models.PNN`).
     model : nn.Module
-        A :class:`~clgrow.GrowableMLP` when ``growth`` is not ``"none"``.
+        Any module with growth sites when ``growth`` is not ``"none"``.
     growth : str or GrowthConfig or None
         A preset of ``GROWTH_PRESETS``, ``EXTENDER+DISTRIBUTOR`` or a full config.
     optimizer : Optimizer, optional
@@ -309,9 +309,9 @@ def check_hyperparameters(name: str, hyperparameters: dict[str, Any]) -> None:
     if traits(name).own_model:
         model: nn.Module = PNN(num_layers=1, in_features=1, hidden_features_per_column=1)
     else:
-        from clgrow import GrowableMLP
+        from clgrow.models import mlp
 
-        model = GrowableMLP(1, [1], 2)
+        model = mlp(1, [1], 2)
     kwargs = {k: v for k, v in hyperparameters.items() if k not in GrowthConfig.field_names()}
     try:
         with warnings.catch_warnings():  # a probe, not a run: Avalanche's "no loggers" warning misleads

@@ -6,24 +6,24 @@ from typing import Any
 
 import torch
 
-from clgrow import GrowableMLP, GrowthError
+from clgrow import GrowthError
 from clgrow.sites import as_growable, known_sites
+from clgrow.trace import still_valid
 
 __all__ = ["growable_model"]
 
 
 def growable_model(strategy: Any, strict: bool = False) -> Any | None:
-    """``strategy.model`` itself when clgrow built it; for any other module a
-    :class:`~clgrow.sites.GrowableModule` over it, from its last site trace or, before one, from
-    two samples of the current experience. ``None`` when the model has no growth site (or no
-    experience is known yet to trace it on); with ``strict``, a :class:`GrowthError` saying why."""
+    """A :class:`~clgrow.sites.GrowableModule` over ``strategy.model``, from its last site trace
+    (clgrow's builders trace theirs) while that matches the module or, before one, from two samples
+    of the current experience. ``None`` when the model has no growth site (or no experience is known
+    yet to trace it on); with ``strict``, a :class:`GrowthError` saying why."""
     model = strategy.model
-    if isinstance(model, GrowableMLP):
-        return model
     if not isinstance(model, torch.nn.Module):
         return None
     try:
-        if known_sites(model) is not None:
+        found = known_sites(model)
+        if found is not None and still_valid(model, found):
             return as_growable(model)
         dataset = getattr(getattr(strategy, "experience", None), "dataset", None)
         if dataset is None or len(dataset) == 0:

@@ -28,7 +28,6 @@ from avalanche.core import SupervisedPlugin
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
-from clgrow import GrowableMLP
 from clgrow.inactivity import InactivityAccumulator, InactivityStats
 from clgrow.sites import known_sites
 from clgrow.strategies import names
@@ -105,9 +104,7 @@ class InactivityMetric(PluginMetric[float]):
         """Observe the hidden layers' activations for the whole evaluation call."""
         self.reset()
         self._stop_observing()
-        self._model = (
-            growable_model(strategy) if isinstance(strategy.model, GrowableMLP) or known_sites(strategy.model) else None
-        )
+        self._model = growable_model(strategy) if known_sites(strategy.model) else None
         if self._model is not None:
             self._handles = [self._model.observe_activations(self._observe)]
 

@@ -8,10 +8,10 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import nn
 
-from clgrow import GrowableMLP, GrowthError
+from clgrow import GrowthError
 from clgrow.data import unpack
 from clgrow.plasticity import PlasticityMethod, build_plasticity_method, hidden_activations, keep_entries
-from clgrow.sites import GrowableModule
+from clgrow.sites import Growable, GrowableModule
 from clgrow.strategies.growable import growable_model
 
 __all__ = ["PlasticityPlugin", "find_plasticity_plugin"]
@@ -149,7 +149,7 @@ class PlasticityPlugin(SupervisedPlugin):
             h.remove()
         self._handles = []
 
-    def reset_labels(self, model: GrowableMLP) -> list[torch.Tensor]:
+    def reset_labels(self, model: Growable) -> list[torch.Tensor]:
         """Per hidden layer ``(n,)``: the experience each unit was last reset in, ``-1`` if never."""
         out = []
         for i, n in enumerate(model.hidden_sizes):
@@ -160,7 +160,7 @@ class PlasticityPlugin(SupervisedPlugin):
             out.append(lab)
         return out
 
-    def _record(self, experience: int, reset: dict[int, torch.Tensor], model: GrowableMLP) -> None:
+    def _record(self, experience: int, reset: dict[int, torch.Tensor], model: Growable) -> None:
         counts = self.counts.setdefault(experience, {})
         if not reset:
             return

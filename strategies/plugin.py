@@ -12,10 +12,11 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import nn
 
-from clgrow import ConfigError, GrowableMLP, GrowthConfig, GrowthError, GrowthReport, compute, grow
+from clgrow import ConfigError, GrowthConfig, GrowthError, GrowthReport, compute, grow
 from clgrow.context import eligible_layers
 from clgrow.disruption import Probe, output_change, probe_outputs
-from clgrow.grow import growable_from_loader, over_budget, room_under_cap, units_under_budget
+from clgrow.grow import over_budget, room_under_cap, units_under_budget
+from clgrow.sites import as_growable, growable_from_loader, known_sites
 from clgrow.strategies.checkpointing import make_optimizers_checkpointable
 from clgrow.strategies.events import GrowthEvent, draw_probe, rehearses
 from clgrow.strategies.optimizer_state import carry_optimizer_state, optimizer_state_by_name
@@ -29,7 +30,7 @@ AVALANCHE_VERSION = "0.6.0"
 
 
 class GrowPlugin(SupervisedPlugin):
-    """Grow a :class:`~clgrow.GrowableMLP` while an Avalanche strategy trains.
+    """Grow the strategy's model (any ``nn.Module`` with growth sites) while it trains.
 
     At the start of training on experience ``e >= grow_from_experience`` (and, with
     ``grow_every_epochs=n``, every ``n`` epochs within an experience) the plugin calls
@@ -98,16 +99,17 @@ class GrowPlugin(SupervisedPlugin):
         why = over_budget(model, self.config.max_params)
         if why is not None:
             raise GrowthError(f"max_params={why}")
-        if self.config.layers is not None and isinstance(model, GrowableMLP):
-            bad = [i for i in self.config.layers if not 0 <= i < model.num_hidden_layers]
+        found = known_sites(model)
+        if self.config.layers is not None and found is not None:
+            bad = [i for i in self.config.layers if not 0 <= i < len(found.sites)]
             if bad:
                 raise GrowthError(
-                    f"GrowPlugin layers {bad} do not exist: the model has layers 0..{model.num_hidden_layers - 1}"
+                    f"GrowPlugin layers {bad} do not exist: the model has layers 0..{len(found.sites) - 1}"
                 )
 
     def after_train_dataset_adaptation(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """Grow the head for new classes before the strategy builds its optimizer."""
-        if self.config.grow_head and isinstance(strategy.model, GrowableMLP):
+        if self.config.grow_head:
             self._fit_head(strategy.model, strategy.experience)
 
     def after_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
@@ -120,7 +122,7 @@ class GrowPlugin(SupervisedPlugin):
 
     def before_eval_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """Evaluation on classes not yet trained needs outputs for them too."""
-        if self.config.grow_head and isinstance(strategy.model, GrowableMLP):
+        if self.config.grow_head:
             self._fit_head(strategy.model, strategy.experience)
 
     def before_training_epoch(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
@@ -191,12 +193,15 @@ class GrowPlugin(SupervisedPlugin):
         self.cohort_experience[report.cohort] = experience
         return report
 
-    def _fit_head(self, model: GrowableMLP, experience: Any) -> None:
+    @staticmethod
+    def _fit_head(model: nn.Module, experience: Any) -> None:
+        """Give the model's one output layer an output for every class ``experience`` holds."""
         classes = getattr(experience, "classes_in_this_experience", None)
-        if classes:
+        if classes and known_sites(model) is not None:
+            grown = as_growable(model)
             need = max(classes) + 1
-            if need > model.num_classes:
-                model.add_classes(need - model.num_classes)
+            if need > grown.num_classes:
+                grown.add_classes(need - grown.num_classes)
 
     def state_dict(self) -> dict[str, Any]:
         """Plugin state that a checkpoint must keep: growth events as plain data, no tensors."""

@@ -22,7 +22,7 @@ from avalanche.core import SupervisedPlugin
 
 from clgrow import GrowthError
 from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
-from clgrow.grow import growable_from_loader
+from clgrow.sites import growable_from_loader
 from clgrow.methods import STREAM_PRUNE_SELECTORS
 from clgrow.prune import METHODS, PruneReport, prune, select_units
 from clgrow.strategies.events import draw_probe, mean_or_none

@@ -105,8 +105,8 @@ class GrowingLFLPlugin(LFLPlugin):
     Avalanche's LFL compares the features of the current and previous model, which needs both
     to have the same width, and requires an Avalanche ``BaseModel``. Growth only appends units,
     so the previous model's features are the leading block of the current ones: the penalty
-    keeps the old units' features and leaves the new ones free. Any model with
-    ``features(x)`` (a GrowableMLP) or ``get_features(x)`` works.
+    keeps the old units' features and leaves the new ones free. The features are what the model's
+    one output layer reads (or a model's own ``get_features(x)``).
     """
 
     def compute_features(self, model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,12 +117,31 @@ class GrowingLFLPlugin(LFLPlugin):
         return _features(model, x)[:, : prev.shape[1]], prev
 
     def before_training(self, strategy: Any, **kwargs: Any) -> None:
-        if not (hasattr(strategy.model, "features") or hasattr(strategy.model, "get_features")):
+        if not hasattr(strategy.model, "get_features") and _output_layer(strategy.model) is None:
             raise GrowthError(
-                f"lfl needs a model with features(x) or get_features(x), got {type(strategy.model).__name__}"
+                f"lfl needs a model with get_features(x) or one output layer clgrow can see, got "
+                f"{type(strategy.model).__name__}"
             )
 
 
+def _output_layer(model: nn.Module) -> nn.Module | None:
+    from clgrow.sites import as_growable, known_sites
+
+    return as_growable(model).output_layer() if known_sites(model) is not None else None
+
+
 def _features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    fn = getattr(model, "features", None) or model.get_features
-    return fn(x)  # type: ignore[operator]  # either method, found at run time
+    """What the model's output layer reads (or its own ``get_features(x)``), ``(batch, features)``."""
+    fn = getattr(model, "get_features", None)
+    if fn is not None:
+        return fn(x)  # type: ignore[no-any-return]
+    head = _output_layer(model)
+    if head is None:
+        raise GrowthError(f"lfl: {type(model).__name__} has no one output layer to read features at")
+    seen: list[torch.Tensor] = []
+    handle = head.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    return seen[-1].flatten(1)

@@ -213,7 +213,7 @@ class RunSummary:
         Parameters
         ----------
         strategy : avalanche strategy
-            Its evaluator must hold an :class:`InactivityMetric`; its model a GrowableMLP.
+            Its evaluator must hold an :class:`InactivityMetric`; its model one with growth sites.
         writer : ResultsWriter
             The logger that recorded Avalanche's accuracy and forgetting.
         task_labels : sequence of int

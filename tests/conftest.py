@@ -7,9 +7,10 @@ import copy
 import pytest
 import torch
 from sklearn.datasets import load_digits
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from clgrow import GrowableMLP
+from clgrow import mlp
 from tests.helpers import train
 
 
@@ -27,15 +28,15 @@ def digits_loader(digits: TensorDataset) -> DataLoader:
     return DataLoader(sub, batch_size=64, shuffle=False)
 
 
-_TRAINED: dict[str, GrowableMLP] = {}
+_TRAINED: dict[str, nn.Module] = {}
 
 
 @pytest.fixture()
-def trained_mlp(digits_loader: DataLoader) -> GrowableMLP:
-    """A [16, 16, 16] GrowableMLP trained for 3 epochs on digits (a fresh copy per test)."""
+def trained_mlp(digits_loader: DataLoader) -> nn.Module:
+    """clgrow's MLP [16, 16, 16] trained for 3 epochs on digits (a fresh copy per test)."""
     if "mlp" not in _TRAINED:
         torch.manual_seed(0)
-        model = GrowableMLP(64, [16, 16, 16], 10)
+        model = mlp(64, [16, 16, 16], 10)
         train(model, digits_loader, epochs=3)
         _TRAINED["mlp"] = model
     return copy.deepcopy(_TRAINED["mlp"])

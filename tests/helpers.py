@@ -43,3 +43,30 @@ def grow_failing_after_extend(model: nn.Module, k: int, loader: DataLoader, ext:
             grow(model, k, loader, ext, "uniform")
     finally:
         cls.extend = real  # type: ignore[attr-defined]
+
+
+def sites(model: nn.Module):
+    """``model`` through clgrow's site view (its last trace; clgrow's builders trace theirs)."""
+    from clgrow.sites import as_growable
+
+    return as_growable(model)
+
+
+def producer(model: nn.Module, layer: int) -> nn.Module:
+    """The (first) producer of site ``layer``: a hidden ``Linear`` or convolution."""
+    return sites(model).members(layer)[0].producer
+
+
+def rows(model: nn.Module, layer: int) -> torch.Tensor:
+    """Site ``layer``'s (first) producer's weight as rows ``(n, m)`` (a view)."""
+    return sites(model).members(layer)[0].rows()
+
+
+def norm(model: nn.Module, layer: int) -> nn.Module | None:
+    """The batch norm right after site ``layer``'s (first) producer, if any."""
+    return sites(model).members(layer)[0].norm
+
+
+def fan_in(model: nn.Module, layer: int) -> int:
+    """Entries of one unit's row at site ``layer``."""
+    return sites(model).members(layer)[0].fan_in

@@ -28,7 +28,7 @@ class UserResidualNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.inp(x.flatten(1)))
-        h = h + self.b(F.relu(self.a(h)))  # a residual stream: inp and b are tied to it
+        h = h + self.b(F.relu(self.a(h)))  # a residual stream: inp and b produce it, a and c read it
         return self.head(torch.relu(self.c(h)))
 
 
@@ -62,11 +62,12 @@ def _zoo() -> dict[str, ZooModel]:
         "MTSimpleMLP": ZooModel(lambda: _unmasked(am.MTSimpleMLP(input_size=36, hidden_size=12)), (1, 6, 6), 2, 1),
         "SimpleCNN": ZooModel(lambda: am.SimpleCNN(num_classes=4), (3, 12, 12), 4, 5),
         "MTSimpleCNN": ZooModel(lambda: _unmasked(am.MTSimpleCNN()), (3, 12, 12), 2, 5),
-        "SlimResNet18": ZooModel(lambda: am.SlimResNet18(4, nf=4), (3, 32, 32), 4, 8),
-        "MTSlimResNet18": ZooModel(lambda: _unmasked(am.MTSlimResNet18(4, nf=4)), (3, 32, 32), 2, 8),
-        "resnet18": ZooModel(lambda: tvm.resnet18(num_classes=4), (3, 32, 32), 4, 8),
+        # a ResNet-18's sites: its four residual streams and its eight blocks' inner channels
+        "SlimResNet18": ZooModel(lambda: am.SlimResNet18(4, nf=4), (3, 32, 32), 4, 12),
+        "MTSlimResNet18": ZooModel(lambda: _unmasked(am.MTSlimResNet18(4, nf=4)), (3, 32, 32), 2, 12),
+        "resnet18": ZooModel(lambda: tvm.resnet18(num_classes=4), (3, 32, 32), 4, 12),
         "vgg11_bn": ZooModel(lambda: tvm.vgg11_bn(num_classes=4), (3, 32, 32), 4, 10),
-        "UserResidualNet": ZooModel(lambda: UserResidualNet(classes=4), (20,), 4, 2),
+        "UserResidualNet": ZooModel(lambda: UserResidualNet(classes=4), (20,), 4, 3),
     }
 
 

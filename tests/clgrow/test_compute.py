@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from clgrow import GrowableMLP, grow
+from clgrow import grow, mlp
 from clgrow.compute import ComputeCounter, counting, phase
 
 
 def test_a_forward_and_backward_pass_are_counted_by_hand():
-    model = GrowableMLP(4, [3], 2)
+    model = mlp(4, [3], 2)
     x = torch.randn(5, 4)
     counter = ComputeCounter()
-    with counting(counter):
+    with counting(counter, model):
         model(x).sum().backward()  # forward 5·(4·3 + 3·2) = 90; backward 2·90 − 5·4·3 = 120
         with torch.no_grad(), phase("eval"):
             model(x)  # forward only
@@ -27,18 +27,18 @@ def test_growth_is_counted_in_its_phase_and_data_free_growth_costs_nothing(digit
     torch.manual_seed(0)
     loss = torch.nn.functional.cross_entropy
     for extender, distributor, spends in (("random", "uniform", False), ("swe", "svod", True)):
-        model = GrowableMLP(64, [8, 8], 10)
+        model = mlp(64, [8, 8], 10)
         counter = ComputeCounter()
-        with counting(counter), phase("growth"):
+        with counting(counter, model), phase("growth"):
             grow(model, 4, digits_loader, extender, distributor, loss)
         assert (counter.total("growth") > 0) == spends, extender
         assert counter.total("train") == 0
     # SVoD's candidate copy is a model of its own: its passes count too
-    model = GrowableMLP(64, [8, 8], 10)
+    model = mlp(64, [8, 8], 10)
     alone, with_copy = ComputeCounter(), ComputeCounter()
-    with counting(alone), phase("growth"):
+    with counting(alone, model), phase("growth"):
         grow(model, 4, digits_loader, "swe", "uniform", loss)
-    model = GrowableMLP(64, [8, 8], 10)
-    with counting(with_copy), phase("growth"):
+    model = mlp(64, [8, 8], 10)
+    with counting(with_copy, model), phase("growth"):
         grow(model, 4, digits_loader, "swe", "svod", loss)
     assert with_copy.total("growth") > alone.total("growth")

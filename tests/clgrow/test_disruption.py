@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clgrow import GrowableMLP, Probe, output_change, probe_outputs
+from clgrow import Probe, mlp, output_change, probe_outputs
 
 
 @settings(max_examples=40, deadline=None)
@@ -45,7 +45,7 @@ def test_unchanged_outputs_are_no_disruption_and_shapes_must_match():
 
 
 def test_probe_outputs_in_eval_mode_and_mode_put_back():
-    model = GrowableMLP(5, [6], 3, dropout=0.5)
+    model = mlp(5, [6], 3, dropout=0.5)
     model.train()
     probe = Probe(0, torch.randn(7, 5), torch.zeros(7, dtype=torch.long), torch.zeros(7, dtype=torch.long))
     a, b = probe_outputs(model, probe), probe_outputs(model, probe, batch_size=2)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clgrow import FixedLayerDistributor, GrowableMLP, GrowthError, ProportionalDistributor, UniformDistributor
+from clgrow import FixedLayerDistributor, GrowthError, ProportionalDistributor, UniformDistributor, mlp
 from clgrow.distributor import largest_remainder
 
 
@@ -21,17 +21,17 @@ def test_largest_remainder_sums_and_is_close_to_quota(k, weights):
 
 
 def test_uniform_gives_remainder_to_earliest_layers():
-    model = GrowableMLP(4, [3, 3, 3], 2)
+    model = mlp(4, [3, 3, 3], 2)
     assert UniformDistributor().allocate(model, 7) == {0: 3, 1: 2, 2: 2}
 
 
 def test_proportional_follows_widths():
-    model = GrowableMLP(4, [10, 30], 2)
+    model = mlp(4, [10, 30], 2)
     assert ProportionalDistributor().allocate(model, 8) == {0: 2, 1: 6}
 
 
 def test_fixed_layer_and_negative_index():
-    model = GrowableMLP(4, [3, 3, 3], 2)
+    model = mlp(4, [3, 3, 3], 2)
     assert FixedLayerDistributor(-1).allocate(model, 5) == {0: 0, 1: 0, 2: 5}
     assert FixedLayerDistributor(0).allocate(model, 5) == {0: 5, 1: 0, 2: 0}
     assert FixedLayerDistributor().allocate(model, 5, layers=[1]) == {1: 5}

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from clgrow import Distributor, GrowableMLP, GrowthError, grow
-from tests.helpers import state_equal
+from clgrow import Distributor, GrowthError, grow, mlp
+from tests.helpers import sites, state_equal
 
 
 def _unchanged(model, fn):
@@ -68,7 +68,7 @@ def test_failure_inside_extender_rolls_back_every_layer(trained_mlp, digits_load
             grow(trained_mlp, 6, digits_loader, "random", "uniform")
 
     _unchanged(trained_mlp, run)
-    assert int(trained_mlp.growth_steps) == 0
+    assert int(sites(trained_mlp).growth_steps) == 0
 
 
 def test_a_distributor_that_miscounts_is_caught(trained_mlp, digits_loader):
@@ -95,7 +95,7 @@ def test_cohorts_count_growth_steps(trained_mlp, digits_loader):
     r1 = grow(trained_mlp, 3, digits_loader, "random", "uniform")
     r2 = grow(trained_mlp, 3, digits_loader, "random", "uniform")
     assert (r1.cohort, r2.cohort) == (1, 2)
-    assert trained_mlp.cohort(0).tolist() == [0] * 16 + [1, 2]
+    assert sites(trained_mlp).cohort(0).tolist() == [0] * 16 + [1, 2]
     assert set(r1.seconds) == {"distributor", "extender", "total"}
 
 
@@ -130,15 +130,15 @@ def test_fractional_budget_spreads_over_an_unshuffled_loader():
 def test_a_one_shot_iterator_is_refused_before_anything_changes():
     import torch
 
-    from clgrow import SWE, GrowableMLP, GrowthError, SVoD, grow
+    from clgrow import SWE, GrowthError, SVoD, grow, mlp
 
     torch.manual_seed(0)
-    model = GrowableMLP(4, [3], 2)
+    model = mlp(4, [3], 2)
     before = [p.detach().clone() for p in model.parameters()]
     batches = ((torch.randn(8, 4), torch.randint(0, 2, (8,))) for _ in range(3))
     with pytest.raises(GrowthError, match="one-shot iterator"):
         grow(model, 2, batches, SWE(), SVoD(), torch.nn.functional.cross_entropy)
-    assert model.hidden_sizes == [3] and all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert sites(model).hidden_sizes == [3] and all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
 @pytest.mark.parametrize(
@@ -167,9 +167,9 @@ def test_an_extender_that_adds_fewer_units_than_allotted_is_a_growth_error(digit
         def _extend_layer(self, model, layer, k, ctx):
             return torch.empty(0, dtype=torch.long)  # says it is done, adds nothing
 
-    model = GrowableMLP(64, [8, 8], 10)
+    model = mlp(64, [8, 8], 10)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(GrowthError, match=r"Lazy was to add \{0: 2, 1: 2\} units per layer and added"):
         grow(model, 4, digits_loader, Lazy(), "uniform")
-    assert model.hidden_sizes == [8, 8]
+    assert sites(model).hidden_sizes == [8, 8]
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())

@@ -8,19 +8,21 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from clgrow import GrowableMLP, GrowthError, measure_inactivity
+from clgrow import GrowthError, measure_inactivity, mlp
+from tests.helpers import producer, sites
 
 
-def _hand_model() -> GrowableMLP:
+def _hand_model() -> nn.Module:
     """Units: u0 = relu(x0); u1 = relu(-x0 - 10) (dead); u2 = relu(0.01 x1) (weak);
     then a new unit u3 = relu(x1) (cohort 1) and a new dead unit u4 = relu(-1)."""
-    model = GrowableMLP(2, [3], 2)
+    model = mlp(2, [3], 2)
     with torch.no_grad():
-        model.hidden[0].weight.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 0.01]]))
-        model.hidden[0].bias.copy_(torch.tensor([0.0, -10.0, 0.0]))
-    model.add_units(0, torch.tensor([[0.0, 1.0], [0.0, 0.0]]), torch.tensor([0.0, -1.0]))
+        producer(model, 0).weight.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 0.01]]))
+        producer(model, 0).bias.copy_(torch.tensor([0.0, -10.0, 0.0]))
+    sites(model).add_units(0, torch.tensor([[0.0, 1.0], [0.0, 0.0]]), torch.tensor([0.0, -1.0]))
     return model
 
 
@@ -50,7 +52,7 @@ def test_hand_computed_dead_and_dormant():
 
 
 def test_no_new_units_gives_nan_new_fractions():
-    model = GrowableMLP(2, [3], 2)
+    model = mlp(2, [3], 2)
     stats = measure_inactivity(model, _probe())
     assert math.isnan(stats.new_dead_fraction) and stats.new_units == 0
 
@@ -101,11 +103,11 @@ def test_accumulator_in_batches_equals_one_pass(widths, cuts, seed, tau):
 def test_non_finite_activations_are_not_counted_as_dormant():
     import torch
 
-    from clgrow import GrowableMLP, GrowthError, measure_inactivity
+    from clgrow import GrowthError, measure_inactivity, mlp
 
-    model = GrowableMLP(3, [4, 4], 2)
+    model = mlp(3, [4, 4], 2)
     with torch.no_grad():
-        model.hidden[1].weight[0, 0] = float("nan")
+        producer(model, 1).weight[0, 0] = float("nan")
     with pytest.raises(GrowthError, match="hidden layer 1 are not finite"):
         measure_inactivity(model, [(torch.rand(5, 3), torch.zeros(5, dtype=torch.long))])
 

@@ -8,25 +8,27 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 from clgrow import (
     ConfigError,
     ContinualBackprop,
-    GrowableMLP,
     ReDo,
     build_plasticity_method,
+    mlp,
     plasticity_methods,
     reset_units,
 )
 from clgrow.plasticity import hidden_activations
+from tests.helpers import fan_in, producer, sites
 
 
-def _model(sizes: list[int], m: int = 5, p: int = 3, seed: int = 0) -> GrowableMLP:
+def _model(sizes: list[int], m: int = 5, p: int = 3, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return GrowableMLP(m, sizes, p)
+    return mlp(m, sizes, p)
 
 
-def _trained_optimizer(model: GrowableMLP, kind: str, steps: int = 3) -> torch.optim.Optimizer:
+def _trained_optimizer(model: nn.Module, kind: str, steps: int = 3) -> torch.optim.Optimizer:
     opt = (
         torch.optim.Adam(model.parameters(), lr=1e-2)
         if kind == "adam"
@@ -34,7 +36,7 @@ def _trained_optimizer(model: GrowableMLP, kind: str, steps: int = 3) -> torch.o
     )
     for _ in range(steps):
         opt.zero_grad()
-        model(torch.randn(16, model.in_features)).pow(2).sum().backward()
+        model(torch.randn(16, fan_in(model, 0))).pow(2).sum().backward()
         opt.step()
     for param, state in opt.state.items():  # dead units of a random net get no gradient: make every entry count
         for value in state.values():
@@ -57,17 +59,17 @@ def test_a_reset_is_function_preserving_once_its_outgoing_weights_are_zero(shape
     x = torch.randn(9, 5)
     reference = copy.deepcopy(model)
     with torch.no_grad():
-        for cons in reference.consumers(layer):
+        for cons in sites(reference).consumers(layer):
             cons.weight[:, units] = 0.0
-    before_w = model.hidden[layer].weight.detach().clone()
+    before_w = producer(model, layer).weight.detach().clone()
     reset_units(model, layer, units)
     assert torch.equal(model(x), reference(x))
-    for cons in model.consumers(layer):
+    for cons in sites(model).consumers(layer):
         assert torch.count_nonzero(cons.weight[:, units]) == 0
     keep = torch.ones(sizes[layer], dtype=torch.bool)
     keep[units] = False
-    assert torch.equal(model.hidden[layer].weight[keep], before_w[keep])
-    assert not torch.equal(model.hidden[layer].weight[units], before_w[units])  # fresh draws
+    assert torch.equal(producer(model, layer).weight[keep], before_w[keep])
+    assert not torch.equal(producer(model, layer).weight[units], before_w[units])  # fresh draws
 
 
 @settings(max_examples=25, deadline=None)
@@ -79,8 +81,8 @@ def test_optimizer_state_is_cleared_for_exactly_the_reset_entries(shape, kind, d
     layer = data.draw(st.integers(0, len(sizes) - 1))
     units = torch.tensor(sorted(data.draw(st.sets(st.integers(0, sizes[layer] - 1), min_size=1))))
     before = {p: {k: v.clone() for k, v in opt.state[p].items() if torch.is_tensor(v)} for p in model.parameters()}
-    lin = model.hidden[layer]
-    consumers = model.consumers(layer)
+    lin = producer(model, layer)
+    consumers = sites(model).consumers(layer)
     reset_units(model, layer, units, opt)
     keys = ("exp_avg", "exp_avg_sq") if kind == "adam" else ("momentum_buffer",)
     for p in model.parameters():
@@ -99,9 +101,9 @@ def test_optimizer_state_is_cleared_for_exactly_the_reset_entries(shape, kind, d
 def test_redo_resets_exactly_the_dormant_units_and_keeps_the_batch_output():
     model = _model([6, 5], m=4, p=3)
     with torch.no_grad():
-        model.hidden[0].weight[[1, 4]] = 0.0
-        model.hidden[0].bias[[1, 4]] = -1.0  # dead on every input
-        model.hidden[1].bias += 5.0  # the next layer all alive
+        producer(model, 0).weight[[1, 4]] = 0.0
+        producer(model, 0).bias[[1, 4]] = -1.0  # dead on every input
+        producer(model, 1).bias += 5.0  # the next layer all alive
     x = torch.randn(32, 4)
     acts = hidden_activations(model, x)
     redo = ReDo(tau=0.0)
@@ -110,15 +112,15 @@ def test_redo_resets_exactly_the_dormant_units_and_keeps_the_batch_output():
     reset = redo.at_experience(model, 1, acts)
     assert {i: u.tolist() for i, u in reset.items()} == {0: [1, 4]}
     assert torch.equal(model(x), out)  # dead units contributed nothing, their outgoing weights are now zero
-    assert torch.count_nonzero(model.hidden[1].weight[:, [1, 4]]) == 0
+    assert torch.count_nonzero(producer(model, 1).weight[:, [1, 4]]) == 0
     assert redo.at_experience(model, 0, acts) == {}  # not before from_experience
 
 
 def test_redo_every_n_steps():
     model = _model([4], m=3, p=2)
     with torch.no_grad():
-        model.hidden[0].bias[0] = -10.0
-        model.hidden[0].weight[0] = 0.0
+        producer(model, 0).bias[0] = -10.0
+        producer(model, 0).weight[0] = 0.0
     acts = hidden_activations(model, torch.randn(8, 3))
     redo = ReDo(every=3)
     assert redo.needs_steps and not ReDo().needs_steps
@@ -129,11 +131,11 @@ def test_redo_every_n_steps():
 def test_cbp_replaces_the_lowest_utility_mature_unit_and_folds_its_mean():
     model = _model([5], m=3, p=2)
     with torch.no_grad():
-        model.hidden[0].weight[2] = 0.0
-        model.hidden[0].bias[2] = 0.5  # constant activation 0.5: its contribution is exactly its mean
-        model.head.weight[:, 2] = torch.tensor([1e-3, -1e-3])  # tiny outgoing weights: the lowest utility
-        model.head.weight[:, [0, 1, 3, 4]] = 1.0
-        model.hidden[0].bias[[0, 1, 3, 4]] = 1.0
+        producer(model, 0).weight[2] = 0.0
+        producer(model, 0).bias[2] = 0.5  # constant activation 0.5: its contribution is exactly its mean
+        model[-1].weight[:, 2] = torch.tensor([1e-3, -1e-3])  # tiny outgoing weights: the lowest utility
+        model[-1].weight[:, [0, 1, 3, 4]] = 1.0
+        producer(model, 0).bias[[0, 1, 3, 4]] = 1.0
     cbp = ContinualBackprop(replacement_rate=0.2, maturity=0, decay=0.5)  # 5 mature units x 0.2 = one per step
     x = torch.rand(16, 3)
     out = model(x)
@@ -159,7 +161,7 @@ def test_cbp_state_follows_growth():
     model = _model([4, 3], m=3, p=2)
     cbp = ContinualBackprop(maturity=0)
     cbp.after_step(model, 1, hidden_activations(model, torch.rand(4, 3)))
-    model.add_units(0, torch.randn(2, 3), torch.zeros(2))
+    sites(model).add_units(0, torch.randn(2, 3), torch.zeros(2))
     cbp.after_step(model, 2, hidden_activations(model, torch.rand(4, 3)))
     assert cbp.age[0].tolist() == [2, 2, 2, 2, 1, 1] and cbp.age[1].tolist() == [2, 2, 2]
     again = ContinualBackprop(maturity=0)

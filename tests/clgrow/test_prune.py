@@ -8,17 +8,19 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
-from clgrow import GrowableMLP, grow
+from clgrow import grow, mlp
 from clgrow.errors import GrowthError
 from clgrow.prune import prune, select_units
+from tests.helpers import fan_in, producer, sites
 
 
-def _kill(model: GrowableMLP, layer: int, units: list[int]) -> None:
+def _kill(model: nn.Module, layer: int, units: list[int]) -> None:
     """Make units dead on any input: zero incoming weights, negative bias."""
     with torch.no_grad():
-        model.hidden[layer].weight[units] = 0.0
-        model.hidden[layer].bias[units] = -1.0
+        producer(model, layer).weight[units] = 0.0
+        producer(model, layer).bias[units] = -1.0
 
 
 @settings(max_examples=40, deadline=None)
@@ -30,7 +32,7 @@ def _kill(model: GrowableMLP, layer: int, units: list[int]) -> None:
 )
 def test_removing_dead_units_leaves_the_outputs_on_the_data_unchanged(widths, m, classes, data):
     torch.manual_seed(data.draw(st.integers(0, 2**16)))
-    model = GrowableMLP(m, widths, classes)
+    model = mlp(m, widths, classes)
     dead = {}
     for layer, n in enumerate(widths):
         chosen = data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=n - 1))
@@ -45,18 +47,18 @@ def test_removing_dead_units_leaves_the_outputs_on_the_data_unchanged(widths, m,
     for layer, idx in list(chosen.items()):  # a layer keeps one unit at least (a dead one may stay)
         if idx.numel() == widths[layer]:
             chosen[layer] = idx[1:]
-    cohorts = [model.cohort(i).clone() for i in range(len(widths))]
+    cohorts = [sites(model).cohort(i).clone() for i in range(len(widths))]
     report = prune(model, chosen)
     assert report.hidden_sizes_after == [n - len(chosen.get(i, [])) for i, n in enumerate(widths)]
     torch.testing.assert_close(model(x), before, rtol=0, atol=1e-6)
     for i, c in enumerate(cohorts):
         keep = [j for j in range(widths[i]) if j not in set(chosen.get(i, torch.empty(0)).tolist())]
-        assert torch.equal(model.cohort(i), c[keep])
+        assert torch.equal(sites(model).cohort(i), c[keep])
 
 
 def test_a_refused_or_failed_prune_leaves_model_and_optimizer_bit_identical(monkeypatch):
     torch.manual_seed(0)
-    model = GrowableMLP(5, [6, 6], 3)
+    model = mlp(5, [6, 6], 3)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(3):
         opt.zero_grad()
@@ -70,9 +72,9 @@ def test_a_refused_or_failed_prune_leaves_model_and_optimizer_bit_identical(monk
         prune(model, {0: [1, 1]}, optimizer=opt)
     with pytest.raises(GrowthError, match="units 0..5"):
         prune(model, {1: [6]}, optimizer=opt)
-    import clgrow.prune as P
+    from clgrow.sites import GrowableModule
 
-    real, calls = P._remove, []
+    real, calls = GrowableModule.keep_units, []
 
     def fail_second(*a, **k):
         calls.append(1)
@@ -80,10 +82,10 @@ def test_a_refused_or_failed_prune_leaves_model_and_optimizer_bit_identical(monk
             raise RuntimeError("disk on fire")
         return real(*a, **k)
 
-    monkeypatch.setattr(P, "_remove", fail_second)
+    monkeypatch.setattr(GrowableModule, "keep_units", fail_second)
     with pytest.raises(RuntimeError, match="disk on fire"):
         prune(model, {0: [0], 1: [2]}, optimizer=opt)
-    assert model.hidden_sizes == [6, 6]
+    assert sites(model).hidden_sizes == [6, 6]
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     assert [p for g in opt.param_groups for p in g["params"]] == params
     assert all(p in opt.state for p in params)
@@ -91,18 +93,18 @@ def test_a_refused_or_failed_prune_leaves_model_and_optimizer_bit_identical(monk
 
 def test_the_optimizer_keeps_the_state_of_the_units_that_stay():
     torch.manual_seed(0)
-    model = GrowableMLP(5, [6, 4], 3)
+    model = mlp(5, [6, 4], 3)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(3):
         opt.zero_grad()
         model(torch.randn(8, 5)).sum().backward()
         opt.step()
-    w0, v1 = model.hidden[0].weight, model.hidden[1].weight
+    w0, v1 = producer(model, 0).weight, producer(model, 1).weight
     m0, mv = opt.state[w0]["exp_avg"].clone(), opt.state[v1]["exp_avg"].clone()
     prune(model, {0: [1, 4]}, optimizer=opt)
     keep = [0, 2, 3, 5]
-    assert torch.equal(opt.state[model.hidden[0].weight]["exp_avg"], m0[keep])
-    assert torch.equal(opt.state[model.hidden[1].weight]["exp_avg"], mv[:, keep])
+    assert torch.equal(opt.state[producer(model, 0).weight]["exp_avg"], m0[keep])
+    assert torch.equal(opt.state[producer(model, 1).weight]["exp_avg"], mv[:, keep])
     optimized = {id(p) for g in opt.param_groups for p in g["params"]}
     assert optimized == {id(p) for p in model.parameters()}  # every parameter is still optimized
     opt.zero_grad()
@@ -112,16 +114,16 @@ def test_the_optimizer_keeps_the_state_of_the_units_that_stay():
 
 def test_prune_grow_prune_keeps_every_parameter_optimized():
     torch.manual_seed(0)
-    model = GrowableMLP(5, [6, 6], 3)
+    model = mlp(5, [6, 6], 3)
     x = torch.randn(32, 5)
     _kill(model, 0, [2, 3])
     prune(model, select_units(model, "dead", [(x, torch.zeros(32, dtype=torch.long))]))
     grow(model, 4, [(x, torch.zeros(32, dtype=torch.long))], "random", "uniform")
-    grown = model.hidden_sizes
+    grown = sites(model).hidden_sizes
     assert grown[0] <= 4 + 2  # two dead units left layer 0 before it grew
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     prune(model, select_units(model, "norm", count={0: 1, 1: 2}), optimizer=opt)
-    assert model.hidden_sizes == [grown[0] - 1, grown[1] - 2]
+    assert sites(model).hidden_sizes == [grown[0] - 1, grown[1] - 2]
     assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in model.parameters()}
     model(x).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
@@ -129,13 +131,13 @@ def test_prune_grow_prune_keeps_every_parameter_optimized():
 
 def test_selectors():
     torch.manual_seed(0)
-    model = GrowableMLP(4, [5], 2)
+    model = mlp(4, [5], 2)
     _kill(model, 0, [1])
     data = [(torch.randn(20, 4), torch.zeros(20, dtype=torch.long))]
     assert select_units(model, "dead", data)[0].tolist()[:1] == [1]
     assert 1 in select_units(model, "dormant", data, tau=0.025)[0].tolist()
     with torch.no_grad():
-        model.head.weight[:, 3] = 0.0
+        model[-1].weight[:, 3] = 0.0
     assert select_units(model, "norm", count={0: 1})[0].tolist() == [3]
     with pytest.raises(GrowthError, match="unknown selector"):
         select_units(model, "random")
@@ -144,15 +146,20 @@ def test_selectors():
 
 
 def _copy_unit(model, layer: int, src: int, dst: int, scale: float) -> None:
-    """Make unit ``dst`` compute ``scale`` times unit ``src`` (``scale > 0``: ReLU commutes with it)."""
+    """Make unit ``dst`` compute ``scale`` times unit ``src`` (``scale > 0``: ReLU commutes with it),
+    in every producer of the site (a residual stream's sum then scales too)."""
+    grown = sites(model)
+    grown.prepare()
     with torch.no_grad():
-        rows, bias, norm = model.rows(layer), model.hidden[layer].bias, model.norm(layer)
-        if norm is None:
-            rows[dst], bias[dst] = scale * rows[src], scale * bias[src]
-        else:  # the norm re-scales its input: copy the producer, scale after the norm
-            rows[dst], bias[dst] = rows[src], bias[src]
-            norm.running_mean[dst], norm.running_var[dst] = norm.running_mean[src], norm.running_var[src]
-            norm.weight[dst], norm.bias[dst] = scale * norm.weight[src], scale * norm.bias[src]
+        for r in grown.members(layer):
+            w, b = r.rows(), r.bias
+            if r.norm is None:
+                w[dst], b[dst] = scale * w[src], scale * b[src]
+            else:  # the norm re-scales its input: copy the producer, scale after the norm
+                w[dst], b[dst] = w[src], b[src]
+        for bn in grown.norms(layer):
+            bn.running_mean[dst], bn.running_var[dst] = bn.running_mean[src], bn.running_var[src]
+            bn.weight[dst], bn.bias[dst] = scale * bn.weight[src], scale * bn.bias[src]
 
 
 @settings(max_examples=30, deadline=None)
@@ -166,7 +173,7 @@ def test_swe_transfer_is_exact_for_units_the_staying_ones_reproduce(widths, m, c
     """A leaving unit that copies a staying one (times c > 0), is constant or is dead is fully
     reproduced by the staying units and the bias: ``swe`` keeps the outputs, ``drop`` need not."""
     torch.manual_seed(data.draw(st.integers(0, 2**16)))
-    model = GrowableMLP(m, widths, classes)
+    model = mlp(m, widths, classes)
     leaving: dict[int, list[int]] = {}
     for layer, n in enumerate(widths):
         chosen = data.draw(st.lists(st.integers(1, n - 1), unique=True, min_size=1, max_size=n - 2))
@@ -176,8 +183,8 @@ def test_swe_transfer_is_exact_for_units_the_staying_ones_reproduce(widths, m, c
                 _copy_unit(model, layer, 0, u, data.draw(st.floats(0.2, 3.0)))
             else:
                 with torch.no_grad():
-                    model.hidden[layer].weight[u] = 0.0
-                    model.hidden[layer].bias[u] = 0.7 if kind == "constant" else -1.0
+                    producer(model, layer).weight[u] = 0.0
+                    producer(model, layer).bias[u] = 0.7 if kind == "constant" else -1.0
         leaving[layer] = chosen
     x = torch.randn(64, m)
     batches = [(x[:32], torch.zeros(32, dtype=torch.long)), (x[32:], torch.zeros(32, dtype=torch.long))]
@@ -190,7 +197,7 @@ def test_swe_transfer_is_exact_for_units_the_staying_ones_reproduce(widths, m, c
 
 def test_swe_transfer_loses_less_than_drop_on_a_trained_model_and_keeps_the_staying_rows():
     torch.manual_seed(1)
-    model = GrowableMLP(8, [24, 24], 3)
+    model = mlp(8, [24, 24], 3)
     x = torch.randn(256, 8)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -202,24 +209,24 @@ def test_swe_transfer_loses_less_than_drop_on_a_trained_model_and_keeps_the_stay
     units = select_units(model, "utility", batches, count={0: 8, 1: 8})
     changes = {}
     for method in ("drop", "swe"):
-        m2 = GrowableMLP(8, [24, 24], 3)
+        m2 = mlp(8, [24, 24], 3)
         m2.load_state_dict(model.state_dict())
         keep = [i for i in range(24) if i not in set(units[0].tolist())]
-        rows = m2.hidden[0].weight.detach()[keep].clone()
+        rows = producer(m2, 0).weight.detach()[keep].clone()
         changes[method] = prune(m2, units, method=method, data=batches).function_change
-        assert torch.equal(m2.hidden[0].weight, rows)  # the staying units compute what they did
+        assert torch.equal(producer(m2, 0).weight, rows)  # the staying units compute what they did
     assert changes["swe"] < 0.8 * changes["drop"]
 
 
 def test_selectors_rank_with_a_count_and_utility_reads_activity_and_outgoing_weights():
     torch.manual_seed(0)
-    model = GrowableMLP(4, [6], 2)
+    model = mlp(4, [6], 2)
     x = torch.randn(50, 4).abs()
     with torch.no_grad():
-        model.hidden[0].weight.fill_(1.0)  # every unit sees sum(x)
-        model.hidden[0].bias.zero_()
-        model.hidden[0].weight[2] *= 0.01  # faint: lowest activity
-        model.head.weight[:, 4] = 0.0  # silent: no outgoing weight
+        producer(model, 0).weight.fill_(1.0)  # every unit sees sum(x)
+        producer(model, 0).bias.zero_()
+        producer(model, 0).weight[2] *= 0.01  # faint: lowest activity
+        model[-1].weight[:, 4] = 0.0  # silent: no outgoing weight
     data = [(x, torch.zeros(50, dtype=torch.long))]
     assert sorted(select_units(model, "utility", data, count={0: 2})[0].tolist()) == [2, 4]
     assert select_units(model, "dormant", data, count={0: 1})[0].tolist() == [2]
@@ -232,14 +239,14 @@ def test_selectors_rank_with_a_count_and_utility_reads_activity_and_outgoing_wei
 
 
 def test_prune_refuses_an_unknown_method_and_swe_without_data():
-    model = GrowableMLP(4, [5], 2)
+    model = mlp(4, [5], 2)
     with pytest.raises(GrowthError, match="unknown method"):
         prune(model, {0: [1]}, method="merge")
     with pytest.raises(GrowthError, match="needs data"):
         prune(model, {0: [1]}, method="swe")
     with pytest.raises(GrowthError, match="data is empty"):
         prune(model, {0: [1]}, method="swe", data=[])
-    assert model.hidden_sizes == [5]
+    assert sites(model).hidden_sizes == [5]
 
 
 @settings(max_examples=40, deadline=None)
@@ -255,11 +262,11 @@ def test_units_under_the_budget_fit_however_they_are_allotted(widths, m, room, d
     most ``k·c + r·k²/4`` (``c`` the dearest unit, ``r = 1`` when two eligible layers are adjacent)."""
     from clgrow.grow import unit_params, units_under_budget
 
-    model = GrowableMLP(m, widths, 3)
+    model = mlp(m, widths, 3)
     budget = sum(p.numel() for p in model.parameters()) + room
     layers = sorted(data.draw(st.sets(st.integers(0, len(widths) - 1), min_size=1)))
-    k = units_under_budget(model, layers, budget)
-    c = max(unit_params(model, i) for i in layers)
+    k = units_under_budget(sites(model), layers, budget)
+    c = max(unit_params(sites(model), i) for i in layers)
     r = int(any(i + 1 in layers for i in layers))
     assert (k + 1) * c + math.ceil(r * (k + 1) ** 2 / 4) > room
     split = [0] * len(widths)
@@ -267,7 +274,7 @@ def test_units_under_the_budget_fit_however_they_are_allotted(widths, m, room, d
         split[data.draw(st.sampled_from(layers))] += 1
     for layer, c in enumerate(split):
         if c:
-            model.add_units(layer, torch.zeros(c, model.fan_in(layer)), torch.zeros(c))
+            sites(model).add_units(layer, torch.zeros(c, fan_in(model, layer)), torch.zeros(c))
     assert sum(p.numel() for p in model.parameters()) <= budget
 
 
@@ -290,7 +297,7 @@ def test_the_python_pruning_api_refuses_bad_input_and_changes_nothing(kwargs, me
     transfer; a float index would be cut to an integer: each is refused naming the argument, and
     the model and optimizer are left bit-identical."""
     torch.manual_seed(0)
-    model = GrowableMLP(5, [6, 6], 3)
+    model = mlp(5, [6, 6], 3)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     opt.zero_grad()
     model(torch.randn(8, 5)).sum().backward()
@@ -303,13 +310,13 @@ def test_the_python_pruning_api_refuses_bad_input_and_changes_nothing(kwargs, me
     data = [(x, torch.randint(0, 3, (16,)))]
     with pytest.raises(GrowthError, match=message):
         prune(model, kwargs.pop("units"), data=data, optimizer=opt, **kwargs)
-    assert model.hidden_sizes == [6, 6]
+    assert sites(model).hidden_sizes == [6, 6]
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
 
 
 @pytest.mark.parametrize("tau", [math.nan, -0.1, math.inf, "0.1"])
 def test_select_units_refuses_a_bad_tau_and_nan_data(tau):
-    model = GrowableMLP(5, [6], 3)
+    model = mlp(5, [6], 3)
     data = [(torch.randn(8, 5), torch.randint(0, 3, (8,)))]
     with pytest.raises(GrowthError, match="tau must be a finite number >= 0"):
         select_units(model, "dormant", data, tau=tau)

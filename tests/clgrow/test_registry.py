@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from clgrow import Distributor, Extender, GrowableMLP, distributors, extenders, grow
+from clgrow import Distributor, Extender, distributors, extenders, grow, mlp
+from tests.helpers import sites
 
 # Small budgets keep the grid fast; the behaviour under test does not depend on them.
 _FAST = {"swe": dict(passes=0.25), "svod": dict(train_passes=0.25, vote_passes=0.25), "gradmax": dict(passes=0.25)}
@@ -27,10 +28,10 @@ def test_every_combination_grows_and_trains(trained_mlp, digits_loader, ext_name
     assert isinstance(ext, Extender) and isinstance(dist, Distributor)
     report = grow(trained_mlp, 9, digits_loader, ext, dist)
     assert sum(report.allocation.values()) == 9
-    assert sum(trained_mlp.hidden_sizes) == 48 + 9
+    assert sum(sites(trained_mlp).hidden_sizes) == 48 + 9
     for layer, idx in report.new_units.items():
         assert idx.numel() == report.allocation[layer]
-        assert torch.equal(trained_mlp.cohort(layer)[idx], torch.full_like(idx, 1))
+        assert torch.equal(sites(trained_mlp).cohort(layer)[idx], torch.full_like(idx, 1))
     # trainable: one optimizer over all parameters, every one gets a gradient, loss goes down
     opt = torch.optim.Adam(trained_mlp.parameters(), lr=1e-3)
     x, y = next(iter(digits_loader))
@@ -56,10 +57,10 @@ def test_registries_look_up_by_name_and_name_unknowns():
 def test_growth_with_a_backbone_only_grows_the_mlp(digits_loader):
     torch.manual_seed(0)
     backbone = nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 3, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(2))
-    model = GrowableMLP(12, [8, 8], 10, backbone=backbone)
+    model = mlp(12, [8, 8], 10, backbone=backbone)
     bb = {k: v.clone() for k, v in backbone.state_dict().items()}
     grow(model, 6, digits_loader, "swe", "uniform")
-    assert model.hidden_sizes == [11, 11]
+    assert sites(model).hidden_sizes == [11, 11]
     assert all(torch.equal(v, backbone.state_dict()[k]) for k, v in bb.items())
 
 

@@ -24,7 +24,7 @@ from clgrow.coupling import FactoredCoupling
 from clgrow.sites import GrowableModule, as_growable
 from clgrow.trace import find_sites
 from tests.clgrow.test_conv_sites import FAST_DIST, PRESERVING
-from tests.helpers import grow_failing_after_extend, state_equal
+from tests.helpers import grow_failing_after_extend, sites, state_equal
 from tests.zoo import ZOO, UserResidualNet, add_task_head, call, zoo_data
 
 NAMES = sorted(ZOO)
@@ -66,19 +66,20 @@ def test_the_trace_finds_every_site_and_names_the_rest(name):
     found = find_sites(model, zoo_data(entry)[0][0], 0)
     assert len(found.sites) == entry.sites, found.describe()
     convs_and_linears = [p for p, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    named = {s.producer for s in found.sites} | {r.module for r in found.refused}
+    named = {p for s in found.sites for p in s.producers} | {r.module for r in found.refused}
     assert named == set(convs_and_linears)
     assert all(r.reason for r in found.refused)
-    # the head reads the last site, except in residual networks (their last block's conv2 does)
+    # the head reads the last site only, except in residual networks (the last stream: blocks read it too)
     reads_out = [s.reads_out for s in found.sites]
     assert reads_out == [False] * (len(reads_out) - 1) + ["ResNet" not in name and "resnet" not in name]
 
 
-def test_residual_streams_and_other_activations_are_refused_with_their_reason():
+def test_a_residual_stream_is_one_site_and_other_activations_are_refused_with_their_reason():
     found = find_sites(UserResidualNet(), torch.rand(4, 20))
     reasons = {r.module: r.reason for r in found.refused}
-    assert [s.producer for s in found.sites] == ["a", "c"]
-    assert "addition" in reasons["inp"] and "addition" in reasons["b"] and "output" in reasons["head"]
+    assert [s.producers for s in found.sites] == [("inp", "b"), ("a",), ("c",)]
+    assert found.sites[0].stream and [c.path for c in found.sites[0].consumers] == ["a", "c"]
+    assert "output" in reasons["head"]
     gelu = nn.Sequential(nn.Linear(4, 3), nn.GELU(), nn.Linear(3, 2))
     with pytest.raises(GrowthError, match=r"no growth site(.|\n)*0: its output goes to GELU"):
         as_growable(gelu, torch.rand(2, 4))
@@ -140,8 +141,9 @@ def test_every_extender_grows_every_zoo_model_and_one_optimizer_reaches_everythi
 
 @pytest.mark.parametrize("name", LIGHT_NAMES)
 def test_swe_conserves_the_coupled_rows_sums_of_every_zoo_model(name):
-    """Plain training (the paper's ``move``): at the first site, the column sums of ``[rows | b]``
-    after adjustment equal those of the old rows plus the inserted new ones."""
+    """Plain training (the paper's ``move``): at the first site, for each of its producers (several in
+    a residual stream), the column sums of ``[rows | b]`` after adjustment equal those of the old
+    rows plus the inserted new ones."""
     entry = ZOO[name]
     torch.manual_seed(2)
     model = entry.build()
@@ -158,10 +160,11 @@ def test_swe_conserves_the_coupled_rows_sums_of_every_zoo_model(name):
         grow(model, 3, loader, extenders["swe"](passes=1.0, schedule="sequential"), "fixed", layers=[0])
     finally:
         FactoredCoupling.__init__ = real  # type: ignore[method-assign]
-    grown = as_growable(model)
-    after = torch.cat([grown.rows(0), grown.hidden[0].bias[:, None]], 1).detach()
-    assert len(inserted) == 1
-    torch.testing.assert_close(after.sum(0), inserted[0].sum(0), rtol=1e-4, atol=1e-4)
+    members = as_growable(model).members(0)
+    assert len(inserted) == len(members)
+    for r, start in zip(members, inserted):
+        after = torch.cat([r.rows(), r.bias[:, None]], 1).detach()
+        torch.testing.assert_close(after.sum(0), start.sum(0), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize(("name", "ext_name"), _cases(sorted(extenders)))
@@ -198,7 +201,7 @@ def test_a_grown_zoo_model_pickles_and_resumes_bit_identically(name):
     grow(model, 4, loader, "swe", "uniform")
     clone = pickle.loads(pickle.dumps(model))
     a, b = as_growable(model), as_growable(clone)
-    assert a.hidden_sizes == b.hidden_sizes
+    assert sites(a).hidden_sizes == sites(b).hidden_sizes
     for i in range(a.num_hidden_layers):
         assert torch.equal(a.cohort(i), b.cohort(i))
     assert state_equal(model.state_dict(), clone.state_dict())
@@ -244,7 +247,7 @@ def test_every_zoo_model_prunes_in_place_and_a_refused_prune_changes_nothing(nam
     model = entry.build()
     loader = zoo_data(entry)
     grown = as_growable(model, loader[0][0], 0)
-    sizes = grown.hidden_sizes
+    sizes = sites(grown).hidden_sizes
     state = {n: v.clone() for n, v in model.state_dict().items()}
     with pytest.raises(GrowthError, match="would keep"):
         prune(model, {0: list(range(sizes[0]))}, method=method, data=loader)

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from clgrow import GrowableMLP, GrowthError, SVoD, grow
-from tests.helpers import state_equal, train
+from clgrow import GrowthError, SVoD, grow, mlp
+from tests.helpers import producer, sites, state_equal, train
 
 
 @settings(max_examples=25, deadline=None)
@@ -24,7 +24,7 @@ from tests.helpers import state_equal, train
 )
 def test_allocation_sums_to_k_and_model_untouched(widths, k, seed, eligible_frac):
     torch.manual_seed(seed)
-    model = GrowableMLP(5, widths, 3)
+    model = mlp(5, widths, 3)
     data = TensorDataset(torch.randn(40, 5), torch.randint(0, 3, (40,)))
     loader = DataLoader(data, batch_size=16)
     layers = list(range(max(1, int(eligible_frac * len(widths)))))
@@ -42,7 +42,7 @@ def test_allocation_sums_to_k_and_model_untouched(widths, k, seed, eligible_frac
 def test_votes_go_to_the_only_layer_that_can_reduce_the_loss(digits_loader, widths, bottleneck):
     """A one-unit bottleneck discards the input: only units in that layer can bring it back."""
     torch.manual_seed(0)
-    model = GrowableMLP(64, widths, 10)
+    model = mlp(64, widths, 10)
     train(model, digits_loader, epochs=3)
     alloc = SVoD().allocate(model, 8, digits_loader, nn.CrossEntropyLoss())
     assert alloc[bottleneck] == 8
@@ -57,7 +57,7 @@ def test_scores_have_one_entry_per_candidate(trained_mlp, digits_loader):
 def test_grow_with_svod_records_allocation(trained_mlp, digits_loader):
     report = grow(trained_mlp, 10, digits_loader, "random", SVoD(train_passes=0.5, vote_passes=0.5))
     assert sum(report.allocation.values()) == 10
-    assert trained_mlp.hidden_sizes == [16 + report.allocation[i] for i in range(3)]
+    assert sites(trained_mlp).hidden_sizes == [16 + report.allocation[i] for i in range(3)]
     assert set(report.info["distributor"]["scores"]) == {0, 1, 2}
 
 
@@ -70,43 +70,43 @@ def test_svod_arguments_are_validated(kwargs):
 @given(widths=st.lists(st.integers(1, 6), min_size=1, max_size=4), cand=st.integers(1, 5), data=st.data())
 def test_copy_size_estimate_is_exact(widths, cand, data):
     """The memory guard's count equals the parameters of the copy SVoD would build."""
-    from clgrow import GrowableMLP
+    from clgrow import mlp
 
-    model = GrowableMLP(3, widths, 2)
+    model = mlp(3, widths, 2)
     layers = data.draw(st.lists(st.sampled_from(range(len(widths))), min_size=1, unique=True))
     probe = copy.deepcopy(model)
     for i in sorted(layers):
-        m = probe.hidden[i].in_features
-        probe.add_units(i, torch.zeros(cand, m), torch.zeros(cand))
+        m = producer(probe, i).in_features
+        sites(probe).add_units(i, torch.zeros(cand, m), torch.zeros(cand))
     assert SVoD.copy_numel(model, cand, layers) == sum(p.numel() for p in probe.parameters())
 
 
 def test_oversized_copy_is_refused_before_anything_is_allocated():
-    from clgrow import SWE, GrowableMLP, GrowthError, grow
+    from clgrow import SWE, GrowthError, grow, mlp
 
     torch.manual_seed(0)
-    model = GrowableMLP(4, [8, 8], 2)
+    model = mlp(4, [8, 8], 2)
     before = [p.detach().clone() for p in model.parameters()]
     data = [(torch.randn(16, 4), torch.randint(0, 2, (16,)))]
     with pytest.raises(GrowthError, match=r"SVoD: voting on K=500 .* above max_copy_bytes"):
         grow(model, 500, data, SWE(), SVoD(max_copy_bytes=1024**2), torch.nn.functional.cross_entropy)
-    assert model.hidden_sizes == [8, 8] and all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert sites(model).hidden_sizes == [8, 8] and all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
 def test_reduce_votes_with_as_many_candidates_as_fit():
-    from clgrow import SWE, GrowableMLP, grow
+    from clgrow import SWE, grow, mlp
 
     torch.manual_seed(0)
-    model = GrowableMLP(4, [8, 8], 2)
+    model = mlp(4, [8, 8], 2)
     data = [(torch.randn(16, 4), torch.randint(0, 2, (16,)))]
     cap = 200_000
     svod = SVoD(max_copy_bytes=cap, on_oversize="reduce")
     report = grow(model, 100, data, SWE(passes=0.5), svod, torch.nn.functional.cross_entropy)
     used = svod.info["candidates_per_layer"]
     assert 50 <= used < 200  # fewer than 2K, at least K over two layers
-    assert SVoD.copy_numel(GrowableMLP(4, [8, 8], 2), used, [0, 1]) * 16 <= cap
-    assert SVoD.copy_numel(GrowableMLP(4, [8, 8], 2), used + 1, [0, 1]) * 16 > cap
-    assert sum(report.allocation.values()) == 100 and model.hidden_sizes[0] + model.hidden_sizes[1] == 116
+    assert SVoD.copy_numel(mlp(4, [8, 8], 2), used, [0, 1]) * 16 <= cap
+    assert SVoD.copy_numel(mlp(4, [8, 8], 2), used + 1, [0, 1]) * 16 > cap
+    assert sum(report.allocation.values()) == 100 and sites(model).hidden_sizes[0] + sites(model).hidden_sizes[1] == 116
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 import clgrow.swe as swe_module
-from clgrow import SWE, GrowableMLP, GrowthError, coupled_weights, grow
+from clgrow import SWE, GrowthError, coupled_weights, grow, mlp
 from clgrow.coupling import FactoredCoupling
-from tests.helpers import state_equal
+from tests.helpers import producer, sites, state_equal
 
 # Every variant the extender offers; each test below runs on all of them.
 VARIANTS = {
@@ -34,8 +34,8 @@ def _swe(variant: str, **kwargs) -> SWE:
     return SWE(**{**VARIANTS[variant], **kwargs})
 
 
-def _wb(model: GrowableMLP, layer: int) -> torch.Tensor:
-    lin = model.hidden[layer]
+def _wb(model: nn.Module, layer: int) -> torch.Tensor:
+    lin = producer(model, layer)
     return torch.cat([lin.weight, lin.bias[:, None]], 1).detach().clone()
 
 
@@ -114,14 +114,14 @@ def test_coupling_conserves_column_sums(n, k, m, seed, subset):
 
 def _record_new_rows(monkeypatch) -> list[torch.Tensor]:
     rows: list[torch.Tensor] = []
-    real = swe_module.default_linear_init
+    real = swe_module.default_init
 
     def spy(k, m):
         w, b = real(k, m)
         rows.append(torch.cat([w, b[:, None]], 1).clone())
         return w, b
 
-    monkeypatch.setattr(swe_module, "default_linear_init", spy)
+    monkeypatch.setattr(swe_module, "default_init", spy)
     return rows
 
 
@@ -137,40 +137,42 @@ def test_swe_moves_only_coupling_and_consumer(variant, trained_mlp, digits_loade
     report = grow(model, 5, digits_loader, _swe(variant, passes=1.0), "fixed", layers=[1])
     assert report.allocation == {1: 5}
     new = model.state_dict()
-    wb_before = torch.cat([old["hidden.1.weight"], old["hidden.1.bias"][:, None]], 1)
-    wb_after = torch.cat([new["hidden.1.weight"], new["hidden.1.bias"][:, None]], 1)
+    wb_before = torch.cat([old["3.weight"], old["3.bias"][:, None]], 1)
+    wb_after = torch.cat([new["3.weight"], new["3.bias"][:, None]], 1)
     expected = wb_before.sum(0) + rows[0].sum(0)
     torch.testing.assert_close(wb_after.sum(0), expected, rtol=1e-5, atol=1e-5)
     # the coupling did move weight from old units to new ones
     assert not torch.allclose(wb_after[:16], wb_before, atol=1e-7)
-    for name in ["hidden.0.weight", "hidden.0.bias", "head.weight", "head.bias", "hidden.2.bias"]:
+    for name in ["1.weight", "1.bias", "7.weight", "7.bias", "5.bias"]:
         assert torch.equal(new[name], old[name]), name
     # the consumer (hidden.2) trained: old columns moved, new columns left zero
-    assert new["hidden.2.weight"].shape == (16, 21)
-    assert not torch.equal(new["hidden.2.weight"][:, :16], old["hidden.2.weight"])
-    assert new["hidden.2.weight"][:, 16:].abs().sum() > 0
+    assert new["5.weight"].shape == (16, 21)
+    assert not torch.equal(new["5.weight"][:, :16], old["5.weight"])
+    assert new["5.weight"][:, 16:].abs().sum() > 0
 
 
 @variants
-def test_baked_model_is_a_plain_growable_mlp(variant, trained_mlp, digits_loader):
+def test_baked_model_is_a_plain_mlp(variant, trained_mlp, digits_loader):
     names_before = [n for n, _ in trained_mlp.named_parameters()]
     grow(trained_mlp, 6, digits_loader, _swe(variant, passes=0.5), "uniform")
-    assert type(trained_mlp) is GrowableMLP
+    assert type(trained_mlp) is nn.Sequential
     assert [n for n, _ in trained_mlp.named_parameters()] == names_before
-    assert trained_mlp.hidden_sizes == [18, 18, 18]
-    fresh = GrowableMLP(64, [18, 18, 18], 10)
-    assert trained_mlp.state_dict().keys() == fresh.state_dict().keys()
-    fresh.load_state_dict(trained_mlp.state_dict())
+    assert sites(trained_mlp).hidden_sizes == [18, 18, 18]
+    fresh = mlp(64, [18, 18, 18], 10)
+    grown = trained_mlp.state_dict()
+    # growth adds its cohort buffers and nothing else: the weights load into the plain model
+    assert {k for k in grown if "clgrow_" not in k} == set(fresh.state_dict())
+    fresh.load_state_dict({k: v for k, v in grown.items() if "clgrow_" not in k})
 
 
 @variants
 def test_frozen_flags_and_training_mode_are_restored(variant, trained_mlp, digits_loader):
-    trained_mlp.hidden[0].weight.requires_grad_(False)
+    producer(trained_mlp, 0).weight.requires_grad_(False)
     trained_mlp.train()
     grow(trained_mlp, 3, digits_loader, _swe(variant, passes=0.25), "uniform")
     assert trained_mlp.training
-    assert not trained_mlp.hidden[0].weight.requires_grad
-    assert all(p.requires_grad for n, p in trained_mlp.named_parameters() if n != "hidden.0.weight")
+    assert not producer(trained_mlp, 0).weight.requires_grad
+    assert all(p.requires_grad for n, p in trained_mlp.named_parameters() if n != "1.weight")
     assert all(p.grad is None for p in trained_mlp.parameters())
 
 
@@ -202,7 +204,7 @@ def test_nan_loss_during_adjustment_rolls_back(variant, trained_mlp, digits_load
         grow(trained_mlp, 6, digits_loader, _swe(variant, passes=1.0), "uniform", loss_fn=loss_fn)
     assert state_equal(state, trained_mlp.state_dict())
     assert [id(p) for p in trained_mlp.parameters()] == ids
-    assert trained_mlp.hidden_sizes == [16, 16, 16]
+    assert sites(trained_mlp).hidden_sizes == [16, 16, 16]
 
 
 @pytest.mark.parametrize(
@@ -243,10 +245,10 @@ def test_coupling_lr_limits_how_far_old_units_move(variant, trained_mlp, digits_
 
     def moved(ext):
         model = copy.deepcopy(trained_mlp)
-        before = model.hidden[1].weight.detach().clone()
+        before = producer(model, 1).weight.detach().clone()
         torch.manual_seed(0)
         grow(model, 5, digits_loader, ext, "fixed", layers=[1])
-        return (model.hidden[1].weight[:16] - before).abs().sum().item()
+        return (producer(model, 1).weight[:16] - before).abs().sum().item()
 
     # init_std=0: the dense coupling's random start would move old rows by a fixed amount whatever
     # the step size; what is measured here is the learned part only
@@ -281,15 +283,15 @@ def test_factored_coupling_grows_a_layer_the_dense_guard_refuses(variant):
     """K = 256 into a 1024-wide layer on 784 inputs: the dense coupling needs 3.1 GiB and is
     refused; the factored ones grow under the same guard, reporting state within its bound."""
     torch.manual_seed(0)
-    model = GrowableMLP(784, [1024], 10)
+    model = mlp(784, [1024], 10)
     x, y = torch.rand(64, 784), torch.randint(0, 10, (64,))
     loader = [(x, y)]
     guard = 2 * 1024**3
     with pytest.raises(GrowthError, match="max_coupling_bytes"):
         grow(model, 256, loader, SWE(coupling="dense", max_coupling_bytes=guard), "fixed")
-    assert model.hidden_sizes == [1024]
+    assert sites(model).hidden_sizes == [1024]
     report = grow(model, 256, loader, _swe(variant, max_coupling_bytes=guard), "fixed")
-    assert model.hidden_sizes == [1280]
+    assert sites(model).hidden_sizes == [1280]
     mib = report.info["extender"]["layer0"]["coupling_mib"]
     assert 0 < mib * 2**20 <= 64 * 2**20 + 4 * 4 * (1024 + 256) * 785
 
@@ -395,9 +397,9 @@ def test_budget_default_depends_on_the_setting():
     assert SWE(**SWE.PAPER).passes_for(True) == 1.0
 
 
-def _layer_columns(model: GrowableMLP, sizes: list[int]) -> list[torch.Tensor]:
+def _layer_columns(model: nn.Module, sizes: list[int]) -> list[torch.Tensor]:
     """Each consumer's weight: hidden[1], hidden[2], head (after growth)."""
-    return [model.hidden[1].weight.detach(), model.hidden[2].weight.detach(), model.head.weight.detach()]
+    return [producer(model, 1).weight.detach(), producer(model, 2).weight.detach(), model[-1].weight.detach()]
 
 
 @pytest.mark.parametrize("consumers", ["isolated", "protect", "scaffold"])
@@ -405,8 +407,8 @@ def test_consumer_modes_leave_what_old_units_read_untouched(trained_mlp, digits_
     """Old units of a hidden consumer never read a new unit (their new columns stay zero), old
     columns never train; a single head's new columns are put back with ``protect`` and
     ``scaffold`` and train with ``isolated``; ``scaffold`` also puts back the hidden blocks."""
-    before = [c.clone() for c in _layer_columns(trained_mlp, trained_mlp.hidden_sizes)]
-    n_old = trained_mlp.hidden_sizes
+    before = [c.clone() for c in _layer_columns(trained_mlp, sites(trained_mlp).hidden_sizes)]
+    n_old = sites(trained_mlp).hidden_sizes
     report = grow(
         trained_mlp,
         12,
@@ -416,7 +418,7 @@ def test_consumer_modes_leave_what_old_units_read_untouched(trained_mlp, digits_
         new_task=True,
     )
     assert all(v == 4 for v in report.allocation.values())
-    after = _layer_columns(trained_mlp, trained_mlp.hidden_sizes)
+    after = _layer_columns(trained_mlp, sites(trained_mlp).hidden_sizes)
     for j, (b, a) in enumerate(zip(before, after)):
         rows_old = b.shape[0] if j == 2 else n_old[j + 1]
         cols_old = n_old[j]
@@ -433,14 +435,14 @@ def test_consumer_modes_leave_what_old_units_read_untouched(trained_mlp, digits_
         snap = copy.deepcopy(trained_mlp)
         for i in range(3):  # zero the new units' rows: the model is then the old one with dead extras
             with torch.no_grad():
-                snap.hidden[i].weight[n_old[i] :] = 0
-                snap.hidden[i].bias[n_old[i] :] = -1
+                producer(snap, i).weight[n_old[i] :] = 0
+                producer(snap, i).bias[n_old[i] :] = -1
         torch.testing.assert_close(trained_mlp(x), snap(x), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("old_rows", ["restore", "keep"])
 def test_new_rows_are_bounded_by_the_old_rows_mean_norm(trained_mlp, digits_loader, old_rows):
-    sizes = trained_mlp.hidden_sizes
+    sizes = sites(trained_mlp).hidden_sizes
     grow(
         trained_mlp,
         12,

@@ -126,7 +126,7 @@ def test_plugins_run_in_their_declared_order():
     and the prune, as one block."""
     from avalanche.core import SupervisedPlugin
 
-    from clgrow import GrowableMLP
+    from clgrow import mlp
     from clgrow.strategies import build_strategy
     from clgrow.strategies.fastdata import BatchDataPlugin
     from clgrow.strategies.optimizer_state import ResetOptimizerPlugin
@@ -136,7 +136,7 @@ def test_plugins_run_in_their_declared_order():
 
     ours = (BatchDataPlugin, ResetOptimizerPlugin, PrunePlugin, PlasticityPlugin, GrowPlugin)
     mine, theirs = SupervisedPlugin(), SupervisedPlugin()
-    model = GrowableMLP(4, [4], 2)
+    model = mlp(4, [4], 2)
     s = build_strategy("naive", model, "random-uniform", plugins=[mine, theirs], plasticity="redo", prune="drop")
     order = [
         type(p).__name__ if isinstance(p, ours) else p for p in s.plugins if isinstance(p, ours) or p in (mine, theirs)

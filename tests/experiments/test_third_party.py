@@ -33,7 +33,7 @@ class ScaledParams(Params):
 
 _IMPLEMENTATION = """
 from clgrow.extender import Extender
-from clgrow.model import default_linear_init
+from clgrow.model import default_init
 
 from tp_methods import ScaledParams
 
@@ -45,8 +45,8 @@ class ScaledRandom(Extender):
 
     def _extend_layer(self, model, layer, k, ctx):
         BUILT.append(self.scale)
-        w, b = default_linear_init(k, model.hidden[layer].in_features)
-        return model.add_units(layer, self.scale * w, b, None, cohort=ctx.cohort)
+        w, b = default_init(k, producer(model, layer).in_features)
+        return sites(model).add_units(layer, self.scale * w, b, None, cohort=ctx.cohort)
 """
 
 # a strategy and a plasticity method registered on their implementations, imported by name
@@ -55,6 +55,7 @@ from avalanche.training.supervised import Naive
 
 from clgrow.plasticity import PlasticityMethod
 from clgrow.registry import plasticity_methods, strategies
+from tests.helpers import sites, producer
 
 
 @strategies.register("naive-twice")

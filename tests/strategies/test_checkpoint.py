@@ -10,7 +10,7 @@ from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
 from avalanche.training.determinism.rng_manager import RNGManager
 from avalanche.training.plugins import EvaluationPlugin
 
-from clgrow import GrowableMLP
+from clgrow import mlp
 from clgrow.strategies import GrowPlugin, ResultsWriter, build_strategy, growth_metrics, inactivity_metrics
 from tests.strategies.conftest import all_params_optimized, fast_plugin
 
@@ -19,7 +19,7 @@ def _run(bm, path: Path, stop_after: int | None = None, **build) -> dict | None:
     """A replay run with growth, checkpointed after every experience (``build``: more build_strategy
     arguments); ``None`` when stopped after experience ``stop_after``."""
     RNGManager.set_random_seeds(0)
-    model = GrowableMLP(bm.in_features, [8, 8], bm.num_classes)
+    model = mlp(bm.in_features, [8, 8], bm.num_classes)
     writer = ResultsWriter()
     evaluator = EvaluationPlugin(
         accuracy_metrics(experience=True, stream=True),
@@ -50,7 +50,7 @@ def _run(bm, path: Path, stop_after: int | None = None, **build) -> dict | None:
     plugin = next(p for p in strategy.plugins if isinstance(p, GrowPlugin))
     return {
         "metrics": writer.last(),
-        "sizes": strategy.model.hidden_sizes,
+        "sizes": strategy.sites(model).hidden_sizes,
         "events": [(e.experience, e.report.allocation) for e in plugin.events],
         "state": {k: v.clone() for k, v in strategy.model.state_dict().items()},
         "opt_params": sum(len(g["params"]) for g in strategy.optimizer.param_groups),

@@ -9,8 +9,9 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 
-from clgrow import SWE, GrowableMLP, RandomExtender, SVoD, output_change, probe_outputs
-from clgrow.strategies import GrowPlugin, MultiHeadGrowableMLP, build_strategy
+from clgrow import SWE, RandomExtender, SVoD, mlp, output_change, probe_outputs
+from clgrow.strategies import GrowPlugin, build_strategy
+from tests.helpers import sites
 from tests.strategies.conftest import quiet
 
 
@@ -53,7 +54,7 @@ def _stream(bm, model, extender, n_exp=3, probe=50):
 
 def test_disruption_recomputed_from_its_definition(split_digits):
     bm = split_digits
-    model = GrowableMLP(bm.in_features, [12, 12], bm.num_classes)
+    model = mlp(bm.in_features, [12, 12], bm.num_classes)
     # a deliberately disruptive SWE: the paper's unconstrained integration, trained long
     plugin, snap = _stream(bm, model, SWE(passes=2.0, old_rows="move", consumers="all", trust=None))
     assert [e.experience for e in plugin.events] == [1, 2]
@@ -75,9 +76,9 @@ def test_disruption_recomputed_from_its_definition(split_digits):
 
 def test_random_growth_does_not_disrupt_and_probes_can_be_off(split_digits):
     bm = split_digits
-    plugin, _ = _stream(bm, GrowableMLP(bm.in_features, [12, 12], bm.num_classes), RandomExtender())
+    plugin, _ = _stream(bm, mlp(bm.in_features, [12, 12], bm.num_classes), RandomExtender())
     assert all(c.drop == 0.0 and c.kl < 1e-10 for e in plugin.events for c in e.disruption)
-    off, _ = _stream(bm, GrowableMLP(bm.in_features, [12, 12], bm.num_classes), RandomExtender(), probe=0)
+    off, _ = _stream(bm, mlp(bm.in_features, [12, 12], bm.num_classes), RandomExtender(), probe=0)
     assert off.probes == [] and all(e.disruption == [] and e.disruption_drop is None for e in off.events)
 
 
@@ -88,9 +89,9 @@ def test_default_swe_leaves_old_tasks_outputs_in_place(split_digits, split_digit
     new experience with the earlier settings moves them."""
     bm = split_digits_tasks if task_labels else split_digits
     make = (
-        (lambda: MultiHeadGrowableMLP(bm.in_features, [12, 12], bm.head_size))
+        (lambda: MultiHeadmlp(bm.in_features, [12, 12], bm.head_size))
         if task_labels
-        else (lambda: GrowableMLP(bm.in_features, [12, 12], bm.num_classes))
+        else (lambda: mlp(bm.in_features, [12, 12], bm.num_classes))
     )
     torch.manual_seed(0)
     plugin, _ = _stream(bm, make(), SWE(passes=2.0))
@@ -116,7 +117,7 @@ def test_gradmax_on_a_multi_head_model_with_mixed_task_batches():
     torch.manual_seed(0)
     x, y = torch.randn(48, 10), torch.randint(0, 3, (48,))
     t = torch.arange(48) % 2
-    model = MultiHeadGrowableMLP(10, [6, 5], 3)
+    model = MultiHeadmlp(10, [6, 5], 3)
     model.add_task(1)
     products = []
     for order in (torch.arange(48), torch.argsort(t, stable=True)):  # mixed, then grouped by task
@@ -134,7 +135,7 @@ def test_lwf_on_a_multi_head_model(split_digits_tasks):
     """Avalanche's LwF asks a multi-task model for every head's output (no task labels): the
     multi-head model answers as Avalanche's MultiTaskModule does, and a grown LwF stream trains."""
     bm = split_digits_tasks
-    model = MultiHeadGrowableMLP(bm.in_features, [8, 8], bm.head_size)
+    model = MultiHeadmlp(bm.in_features, [8, 8], bm.head_size)
     model.add_task(1)
     x = torch.stack([bm.scenario.test_stream[0].dataset[i][0] for i in range(3)])
     out = model(x)
@@ -146,7 +147,7 @@ def test_lwf_on_a_multi_head_model(split_digits_tasks):
     strategy = build_strategy("lwf", model, None, plugins=[plugin], train_mb_size=32, train_epochs=1, evaluator=quiet())
     for exp in bm.scenario.train_stream[:3]:
         strategy.train(exp)
-    assert len(plugin.events) == 2 and sum(model.hidden_sizes) == 24
+    assert len(plugin.events) == 2 and sum(sites(model).hidden_sizes) == 24
 
 
 @pytest.mark.parametrize("name, rehearsal", [("naive", False), ("ewc", False), ("replay", True), ("cumulative", True)])
@@ -157,7 +158,7 @@ def test_growth_knows_when_the_strategy_rehearses(split_digits, name, rehearsal,
     ``protect``, as without rehearsal: the old tasks' outputs do not move; ``all`` trains every
     consumer weight on the replayed data); old rows are restored either way."""
     bm = split_digits
-    model = GrowableMLP(bm.in_features, [8, 8], bm.num_classes)
+    model = mlp(bm.in_features, [8, 8], bm.num_classes)
     plugin = GrowPlugin(
         neurons_per_experience=4,
         extender=SWE(passes=0.25, rehearsal_consumers=rehearsal_consumers),

@@ -8,10 +8,11 @@ from avalanche.benchmarks.utils import AvalancheDataset
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
 
-from clgrow import GrowableMLP
+from clgrow import mlp
 from clgrow.experiments.benchmarks import make_benchmark
 from clgrow.strategies import build_strategy
 from clgrow.strategies.fastdata import BatchDataPlugin, TensorBatchLoader, resolve_dataset
+from tests.helpers import sites
 from tests.strategies.conftest import fast_plugin
 
 
@@ -36,7 +37,7 @@ class _Record(SupervisedPlugin):
 
 def _run(bm, name: str, fast: bool, growth=None, dropout: float = 0.0, **kw):
     torch.manual_seed(0)
-    model = GrowableMLP(bm.in_features, [16], bm.num_classes, dropout=dropout)
+    model = mlp(bm.in_features, [16], bm.num_classes, dropout=dropout)
     rec = _Record()
     s = build_strategy(
         name,
@@ -101,7 +102,7 @@ def test_growth_reads_the_same_batches_and_ends_with_the_same_model():
     ref, _, _, m_ref = _run(bm, "replay", False, growth=fast_plugin().config, mem_size=60)
     fast, _, _, m_fast = _run(bm, "replay", True, growth=fast_plugin().config, mem_size=60)
     assert _same_batches(ref, fast)
-    assert m_ref.hidden_sizes == m_fast.hidden_sizes and m_ref.hidden_sizes != [16]
+    assert sites(m_ref).hidden_sizes == sites(m_fast).hidden_sizes and sites(m_ref).hidden_sizes != [16]
     for (n, p), q in zip(m_ref.named_parameters(), m_fast.parameters()):
         assert torch.allclose(p, q, atol=1e-6), n
 
@@ -132,7 +133,7 @@ def test_loader_length_matches():
     bm = make_benchmark("split-digits", 5, seed=0)
     torch.manual_seed(0)
     s = build_strategy(
-        "naive", GrowableMLP(64, [8], 10), None, train_mb_size=7, train_epochs=1, evaluator=EvaluationPlugin(loggers=[])
+        "naive", mlp(64, [8], 10), None, train_mb_size=7, train_epochs=1, evaluator=EvaluationPlugin(loggers=[])
     )
     seen = []
 

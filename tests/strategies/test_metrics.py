@@ -10,14 +10,15 @@ from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
 from avalanche.training.plugins import EvaluationPlugin
 from torch.utils.data import ConcatDataset, DataLoader
 
-from clgrow import GrowableMLP, measure_inactivity
+from clgrow import measure_inactivity, mlp
 from clgrow.strategies import ResultsWriter, build_strategy, growth_metrics, inactivity_metrics
+from tests.helpers import sites
 from tests.strategies.conftest import fast_plugin
 
 
 @pytest.fixture()
 def run(split_digits, tmp_path):
-    model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [8, 8], split_digits.num_classes)
     writer = ResultsWriter(tmp_path)
     evaluator = EvaluationPlugin(
         accuracy_metrics(experience=True, stream=True),
@@ -62,7 +63,7 @@ def test_growth_metrics(run):
     sizes = writer.series("HiddenUnits/train_phase/train_stream")
     assert sizes == {0: 16.0, 1: 22.0, 2: 28.0}
     last = writer.last()
-    assert [last[f"HiddenSizes/train_phase/train_stream/layer{i}"] for i in range(2)] == model.hidden_sizes
+    assert [last[f"HiddenSizes/train_phase/train_stream/layer{i}"] for i in range(2)] == sites(model).hidden_sizes
     alloc = sum(v for k, v in last.items() if k.startswith("GrowthAllocation"))
     assert alloc == 6
     assert last["GrowthTime/train_phase/train_stream"] == pytest.approx(
@@ -118,7 +119,7 @@ def test_lean_evaluation_plugin_logs_exactly_what_avalanches_logs(split_digits):
 
     def one(kind):
         torch.manual_seed(0)
-        model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+        model = mlp(split_digits.in_features, [8, 8], split_digits.num_classes)
         writer, counter = ResultsWriter(None), CountsForwards()
         evaluator = kind(
             accuracy_metrics(minibatch=True, epoch=True, experience=True, stream=True),

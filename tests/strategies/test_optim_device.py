@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clgrow import GrowableMLP, UniformDistributor
+from clgrow import UniformDistributor, mlp
 from clgrow.experiments.device import resolve_device
 from clgrow.strategies import build_optimizer, build_strategy
+from tests.helpers import producer, sites
 from tests.strategies.conftest import fast_plugin, quiet
 
 
@@ -15,7 +16,7 @@ from tests.strategies.conftest import fast_plugin, quiet
 def test_weight_decay_never_reaches_frozen_weights(split_digits, opt):
     """LFL freezes the head after the first experience; growth then adds its columns (frozen
     too). With strong decay the frozen block must not move through growth and training."""
-    model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [8, 8], split_digits.num_classes)
     optimizer = build_optimizer(opt, model, 1e-2, weight_decay=0.5)
     plugin = fast_plugin(distributor=UniformDistributor())
     strategy = build_strategy(
@@ -24,16 +25,16 @@ def test_weight_decay_never_reaches_frozen_weights(split_digits, opt):
     stream = split_digits.scenario.train_stream
     strategy.train(stream[0])
     head = model.head.weight.detach().clone()
-    hidden = model.hidden[0].weight.detach().clone()
+    hidden = producer(model, 0).weight.detach().clone()
     strategy.train(stream[1])
-    assert model.hidden_sizes == [10, 10]  # it grew
+    assert sites(model).hidden_sizes == [10, 10]  # it grew
     assert not model.head.weight.requires_grad
     assert torch.equal(model.head.weight.detach()[:, :8], head)
-    assert not torch.equal(model.hidden[0].weight.detach()[:8], hidden)  # the rest trained (and decayed)
+    assert not torch.equal(producer(model, 0).weight.detach()[:8], hidden)  # the rest trained (and decayed)
 
 
 def test_sgd_momentum_and_decay_reach_the_optimizer():
-    model = GrowableMLP(4, [3], 2)
+    model = mlp(4, [3], 2)
     opt = build_optimizer("sgd", model, 0.1, momentum=0.0, weight_decay=1e-3)
     assert opt.param_groups[0]["momentum"] == 0.0 and opt.param_groups[0]["weight_decay"] == 1e-3
     assert build_optimizer("sgd", model).param_groups[0]["momentum"] == 0.9
@@ -62,7 +63,7 @@ def test_growth_on_cuda(split_digits, strategy_name):
     from clgrow.strategies import GrowPlugin
 
     torch.manual_seed(0)
-    model = GrowableMLP(split_digits.in_features, [16, 16], split_digits.num_classes).to("cuda")
+    model = mlp(split_digits.in_features, [16, 16], split_digits.num_classes).to("cuda")
     plugin = GrowPlugin(neurons_per_experience=8, extender=SWE(), distributor=SVoD())
     hp = {"replay": dict(mem_size=60), "der": dict(mem_size=60)}.get(strategy_name, {})
     strategy = build_strategy(
@@ -71,7 +72,7 @@ def test_growth_on_cuda(split_digits, strategy_name):
     for exp in split_digits.scenario.train_stream[:3]:
         strategy.train(exp)
         strategy.eval(split_digits.scenario.test_stream[:3])
-    assert sum(model.hidden_sizes) == 32 + 16
+    assert sum(sites(model).hidden_sizes) == 32 + 16
     assert all(p.is_cuda for p in model.parameters())
     assert all(
         v.is_cuda for st in strategy.optimizer.state.values() for v in st.values() if torch.is_tensor(v) and v.dim()

@@ -10,9 +10,10 @@ from avalanche.training.utils import ParamData
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clgrow import GrowableMLP, GrowthError, UniformDistributor
+from clgrow import GrowthError, UniformDistributor, mlp
 from clgrow.strategies import build_strategy
 from clgrow.strategies.optimizer_state import pad_leading, pad_with_means
+from tests.helpers import producer, sites
 from tests.strategies.conftest import fast_plugin, quiet
 
 
@@ -76,13 +77,13 @@ _REG_HP = {
 def test_regulariser_state_stays_aligned_after_growth(split_digits, kind):
     """Growth in both dimensions of hidden.1.weight: every stored tensor keeps its old values
     in the leading block (in the parameter's own shape) and gets zero importance elsewhere."""
-    model = GrowableMLP(split_digits.in_features, [6, 6, 6], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [6, 6, 6], split_digits.num_classes)
     grow_plugin = fast_plugin(distributor=UniformDistributor(), neurons_per_experience=3)
     seen = {}
     probe = _FirstIteration(
         lambda strat: seen.update(
             {label: d["hidden.1.weight"].data.clone() for label, d, _ in _stores(reg, kind)},
-            weight=model.hidden[1].weight.detach().clone(),
+            weight=producer(model, 1).weight.detach().clone(),
         )
     )
     strategy = build_strategy(
@@ -105,7 +106,7 @@ def test_regulariser_state_stays_aligned_after_growth(split_digits, kind):
         marked[label] = value
     probe.armed = True
     strategy.train(stream[1])  # grows (hidden.1.weight: 6x6 -> 7x7), then trains with the penalty
-    assert model.hidden[1].weight.shape == (7, 7)
+    assert producer(model, 1).weight.shape == (7, 7)
     for label, value in marked.items():
         got = seen[label].reshape(7, 7)
         assert torch.equal(got[:6, :6], value), label
@@ -133,16 +134,16 @@ def test_an_unknown_plugin_is_padded_by_what_its_state_holds(split_digits):
     any other per-parameter state (plain tensors in a list) with zeros, in the parameter's shape."""
     from clgrow.strategies.param_state import align_param_state, find_param_state
 
-    model = GrowableMLP(split_digits.in_features, [5, 5], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [5, 5], split_digits.num_classes)
     foreign = _ForeignPlugin(model)
     old_shapes = {n: p.shape for n, p in model.named_parameters()}
     stores = find_param_state([foreign], model)
     assert sorted(s.path for s in stores) == ["anchor", "stats[0]"]
     assert {s.path: s.snapshot for s in stores} == {"anchor": True, "stats[0]": False}
-    model.add_units(0, torch.randn(2, split_digits.in_features), torch.zeros(2))
-    model.add_units(1, torch.randn(3, 7), torch.zeros(3))
+    sites(model).add_units(0, torch.randn(2, split_digits.in_features), torch.zeros(2))
+    sites(model).add_units(1, torch.randn(3, 7), torch.zeros(3))
     align_param_state(stores, model, old_shapes)
-    w1 = model.hidden[1].weight.detach()
+    w1 = producer(model, 1).weight.detach()
     assert foreign.anchor["hidden.1.weight"].data.shape == w1.shape == (8, 7)
     assert torch.equal(foreign.anchor["hidden.1.weight"].data, w1)
     stat = foreign.stats[0]["hidden.1.weight"]
@@ -150,7 +151,7 @@ def test_an_unknown_plugin_is_padded_by_what_its_state_holds(split_digits):
 
 
 def test_an_unalignable_plugin_is_refused_before_growth(split_digits):
-    model = GrowableMLP(split_digits.in_features, [6, 6], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [6, 6], split_digits.num_classes)
     plugin = fast_plugin(distributor=UniformDistributor())
     strategy = build_strategy(
         "naive", model, None, plugins=[plugin, _ForeignPlugin(model, "transposed")], evaluator=quiet(), train_mb_size=32
@@ -159,13 +160,13 @@ def test_an_unalignable_plugin_is_refused_before_growth(split_digits):
     before = [p.detach().clone() for p in model.parameters()]
     with pytest.raises(GrowthError, match=r"_ForeignPlugin.*stats\[0\]\['hidden.0.weight'\].*\(64, 6\)"):
         strategy.train(split_digits.scenario.train_stream[1])
-    assert model.hidden_sizes == [6, 6]
+    assert sites(model).hidden_sizes == [6, 6]
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
 def _si_importances(plugin_cls, split_digits):
     torch.manual_seed(0)
-    model = GrowableMLP(split_digits.in_features, [16], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [16], split_digits.num_classes)
     si = plugin_cls(si_lambda=1.0)
     strategy = build_strategy("naive", model, None, plugins=[si], evaluator=quiet(), train_mb_size=32, lr=1e-2)
     strategy.train(split_digits.scenario.train_stream[0])
@@ -185,7 +186,7 @@ def test_si_results_differ_from_naive(split_digits):
 
     def final_params(name, **hp):
         torch.manual_seed(0)
-        model = GrowableMLP(split_digits.in_features, [16], split_digits.num_classes)
+        model = mlp(split_digits.in_features, [16], split_digits.num_classes)
         strategy = build_strategy(name, model, None, evaluator=quiet(), train_mb_size=32, lr=1e-2, **hp)
         for exp in split_digits.scenario.train_stream[:2]:
             strategy.train(exp)

@@ -8,7 +8,7 @@ import torch
 from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
 from avalanche.training.plugins import EvaluationPlugin
 
-from clgrow import GrowableMLP, GrowthError, PlasticityMethod, UniformDistributor, extenders, plasticity_methods
+from clgrow import GrowthError, PlasticityMethod, UniformDistributor, extenders, mlp, plasticity_methods
 from clgrow.strategies import (
     PlasticityPlugin,
     ResultsWriter,
@@ -19,6 +19,7 @@ from clgrow.strategies import (
     names,
 )
 from clgrow.strategies.plasticity import find_plasticity_plugin
+from tests.helpers import sites
 from tests.strategies.conftest import fast_plugin, quiet
 from tests.strategies.test_checkpoint import _run as _checkpointed_run
 from tests.strategies.test_plugin import OptimizerCoverage
@@ -48,7 +49,7 @@ def test_every_plasticity_method_with_every_growth_method(split_digits, method, 
     """Growth and resets together: the optimizer covers the model at every step, resets happen in
     grown layers too, and the labels of reset units follow the widths."""
     torch.manual_seed(0)
-    model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [8, 8], split_digits.num_classes)
     coverage = OptimizerCoverage()
     grow = fast_plugin(extender=extender, distributor=UniformDistributor())
     strategy = build_strategy(
@@ -64,11 +65,11 @@ def test_every_plasticity_method_with_every_growth_method(split_digits, method, 
     resets = next(p for p in strategy.plugins if isinstance(p, PlasticityPlugin))
     for exp in split_digits.scenario.train_stream[:3]:
         strategy.train(exp)
-    assert model.hidden_sizes == [12, 12] and len(grow.events) == 2  # uniform: 2 + 2 units, twice
+    assert sites(model).hidden_sizes == [12, 12] and len(grow.events) == 2  # uniform: 2 + 2 units, twice
     assert coverage.checks and all(coverage.checks)
     assert sum(resets.units_reset(e) for e in range(3)) > 0
     labels = resets.reset_labels(model)
-    assert [lab.numel() for lab in labels] == model.hidden_sizes
+    assert [lab.numel() for lab in labels] == sites(model).hidden_sizes
     assert int(sum((lab >= 0).sum() for lab in labels)) > 0
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
@@ -90,7 +91,7 @@ class _Recorder(PlasticityMethod):
 
 def test_per_step_methods_see_each_training_batch_once_not_growth_or_evaluation(split_digits):
     torch.manual_seed(0)
-    model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [8, 8], split_digits.num_classes)
     recorder = _Recorder()
     plugin = PlasticityPlugin(recorder)
     strategy = build_strategy(
@@ -116,7 +117,7 @@ def test_per_step_methods_see_each_training_batch_once_not_growth_or_evaluation(
 
 def test_redo_resets_at_the_experience_start_before_growth(split_digits):
     torch.manual_seed(0)
-    model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [8, 8], split_digits.num_classes)
     grow = fast_plugin(distributor=UniformDistributor())
     strategy = build_strategy(
         "naive",
@@ -140,7 +141,7 @@ def test_redo_resets_at_the_experience_start_before_growth(split_digits):
 
 def test_summary_carries_learning_accuracy_resets_and_reset_cohorts(split_digits):
     torch.manual_seed(0)
-    model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [8, 8], split_digits.num_classes)
     writer, evaluator = _evaluator()
     strategy = build_strategy(
         "naive",
@@ -214,7 +215,7 @@ def test_resets_refuse_a_model_without_a_site_and_reference_rows(split_digits):
     strategy = build_strategy("naive", tanh, None, plasticity="redo", evaluator=quiet(), train_mb_size=32)
     with pytest.raises(GrowthError, match=r"no growth site(.|\n)*goes to Tanh"):
         strategy.train(split_digits.scenario.train_stream[0])
-    model = GrowableMLP(split_digits.in_features, [8], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [8], split_digits.num_classes)
     with pytest.raises(GrowthError, match="reference without growth or resets"):
         build_strategy("joint", model, None, plasticity="cbp")
     with pytest.raises(GrowthError, match="plasticity is 'none'"):

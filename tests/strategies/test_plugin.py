@@ -10,9 +10,10 @@ from avalanche.training.plugins import LRSchedulerPlugin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clgrow import Distributor, GrowableMLP, GrowthError, UniformDistributor
-from clgrow.strategies import STRATEGIES, GrowPlugin, MultiHeadGrowableMLP, build_strategy
+from clgrow import Distributor, GrowthError, UniformDistributor, mlp
+from clgrow.strategies import STRATEGIES, GrowPlugin, build_strategy
 from clgrow.strategies.declared import reference_strategies
+from tests.helpers import producer, sites
 from tests.strategies.conftest import all_params_optimized, fast_plugin, quiet
 
 REFERENCE_STRATEGIES = reference_strategies()
@@ -55,7 +56,7 @@ def _run(strategy, bm, n_exp=3):
 @pytest.mark.parametrize("name", sorted(set(STRATEGIES) - set(REFERENCE_STRATEGIES)))
 @pytest.mark.parametrize("opt_name", ["adam", "sgd-momentum"])
 def test_every_parameter_optimized_after_growth(split_digits, name, opt_name):
-    model = GrowableMLP(split_digits.in_features, [8, 8, 8], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [8, 8, 8], split_digits.num_classes)
     if opt_name == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     else:
@@ -74,22 +75,22 @@ def test_every_parameter_optimized_after_growth(split_digits, name, opt_name):
         **_HP.get(name, {}),
     )
     _run(strategy, split_digits)
-    assert model.hidden_sizes == [12, 10, 10]  # uniform 4 = 2 + 1 + 1, twice
+    assert sites(model).hidden_sizes == [12, 10, 10]  # uniform 4 = 2 + 1 + 1, twice
     assert len(plugin.events) == 2
     assert coverage.checks and all(coverage.checks)
     assert strategy.optimizer is opt  # the user's optimizer object is kept (schedulers hold it)
 
 
 def test_growth_only_while_training(split_digits):
-    model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [8, 8], split_digits.num_classes)
     plugin = fast_plugin(grow_from_experience=0)
     strategy = make("naive", model, None, plugins=[plugin], train_mb_size=32)
     strategy.eval(split_digits.scenario.test_stream)
-    assert model.hidden_sizes == [8, 8] and not plugin.events
+    assert sites(model).hidden_sizes == [8, 8] and not plugin.events
     strategy.train(split_digits.scenario.train_stream[0])
-    sizes = model.hidden_sizes
+    sizes = sites(model).hidden_sizes
     strategy.eval(split_digits.scenario.test_stream)
-    assert model.hidden_sizes == sizes and sum(sizes) == 20 and len(plugin.events) == 1
+    assert sites(model).hidden_sizes == sizes and sum(sizes) == 20 and len(plugin.events) == 1
 
 
 class RecordingDistributor(Distributor):
@@ -108,7 +109,7 @@ class RecordingDistributor(Distributor):
 
 
 def test_growth_data_includes_replay_samples(split_digits):
-    model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [8, 8], split_digits.num_classes)
     dist = RecordingDistributor()
     plugin = fast_plugin(distributor=dist)
     strategy = make("replay", model, None, plugins=[plugin], mem_size=40, train_mb_size=16)
@@ -120,50 +121,50 @@ def test_growth_data_includes_replay_samples(split_digits):
 
 
 def test_growth_within_an_experience_every_n_epochs(split_digits):
-    model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [8, 8], split_digits.num_classes)
     plugin = fast_plugin(grow_every_epochs=2, grow_from_experience=1)
     coverage = OptimizerCoverage()
     strategy = make("naive", model, None, plugins=[plugin, coverage], train_epochs=5, train_mb_size=32)
     strategy.train(split_digits.scenario.train_stream[0])
     assert [(e.experience, e.epoch) for e in plugin.events] == [(0, 2), (0, 4)]
-    assert sum(model.hidden_sizes) == 16 + 8 and all(coverage.checks)
-    assert model.cohort(0).max() == 2
+    assert sum(sites(model).hidden_sizes) == 16 + 8 and all(coverage.checks)
+    assert sites(model).cohort(0).max() == 2
 
 
 def test_neurons_per_experience_callable_and_cap(split_digits):
-    model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [8, 8], split_digits.num_classes)
     plugin = fast_plugin(neurons_per_experience=lambda e: 3 * e, max_hidden_size=11, distributor="uniform")
     strategy = make("naive", model, None, plugins=[plugin], train_mb_size=32)
     _run(strategy, split_digits, 4)
     # room is 2 x 3 units: exp 1 adds 3, exp 2 asks 6 but gets the 3 left, exp 3 adds nothing
     assert [e.report.added for e in plugin.events] == [3, 3]
-    assert model.hidden_sizes == [11, 11]
+    assert sites(model).hidden_sizes == [11, 11]
 
 
 def test_head_grows_for_new_classes(split_digits):
-    model = GrowableMLP(split_digits.in_features, [8, 8], 2)
+    model = mlp(split_digits.in_features, [8, 8], 2)
     plugin = fast_plugin(grow_head=True)
     coverage = OptimizerCoverage()
     strategy = make("naive", model, None, plugins=[plugin, coverage], train_mb_size=32)
     stream = split_digits.scenario.train_stream
     strategy.train(stream[0])
-    assert model.num_classes == max(stream[0].classes_in_this_experience) + 1
+    assert sites(model).num_classes == max(stream[0].classes_in_this_experience) + 1
     strategy.eval(split_digits.scenario.test_stream)  # all classes evaluated: head covers them
-    assert model.num_classes == 10
+    assert sites(model).num_classes == 10
     strategy.train(stream[1])
-    assert all(coverage.checks) and sum(model.hidden_sizes) == 20
+    assert all(coverage.checks) and sum(sites(model).hidden_sizes) == 20
 
 
 def test_task_incremental_multi_head(split_digits_tasks):
     bm = split_digits_tasks
-    model = MultiHeadGrowableMLP(bm.in_features, [8, 8], bm.head_size)
+    model = MultiHeadmlp(bm.in_features, [8, 8], bm.head_size)
     coverage = OptimizerCoverage()
     plugin = fast_plugin()
     strategy = make("naive", model, None, plugins=[plugin, coverage], train_mb_size=32)
     _run(strategy, bm, 3)
     assert sorted(model.heads, key=int) == ["0", "1", "2"]
-    assert all(h.in_features == model.hidden_sizes[-1] for h in model.heads.values())
-    assert all(coverage.checks) and sum(model.hidden_sizes) == 24
+    assert all(h.in_features == sites(model).hidden_sizes[-1] for h in model.heads.values())
+    assert all(coverage.checks) and sum(sites(model).hidden_sizes) == 24
     x = torch.stack([bm.scenario.test_stream[1].dataset[i][0] for i in range(4)])
     out1, out0 = model(x, torch.ones(4, dtype=torch.long)), model(x, torch.zeros(4, dtype=torch.long))
     assert out1.shape == (4, 2) and not torch.allclose(out0, out1)
@@ -210,18 +211,18 @@ def test_optimizer_state_of_old_entries_is_carried(split_digits):
     """Carried (no restart at the experience): old entries keep their moments; new rows take each
     column's mean second moment over the old rows (a zero one would make their steps several
     learning rates long) and a zero first moment."""
-    model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [8, 8], split_digits.num_classes)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     plugin = fast_plugin(distributor="uniform")
     strategy = make("naive", model, None, optimizer=opt, plugins=[plugin], train_mb_size=32, reset_optimizer=False)
     strategy.train(split_digits.scenario.train_stream[0])
-    before = opt.state[model.hidden[0].weight]["exp_avg_sq"].clone()
+    before = opt.state[producer(model, 0).weight]["exp_avg_sq"].clone()
     snapshot = {}
 
     class Peek(SupervisedPlugin):
         def before_training_iteration(self, strategy, **kw):
             if not snapshot:
-                snapshot["v"] = opt.state[model.hidden[0].weight]["exp_avg_sq"].clone()
+                snapshot["v"] = opt.state[producer(model, 0).weight]["exp_avg_sq"].clone()
 
     strategy.plugins.append(Peek())
     strategy.train(split_digits.scenario.train_stream[1])
@@ -249,7 +250,7 @@ def test_optimizer_state_restarts_at_every_experience(split_digits):
                 self.seen.append(sum(1 for p in strategy.model.parameters() if opt.state.get(p)))
 
     for reset, growth in ((True, "random+uniform"), (True, "none"), (False, "none")):
-        model = GrowableMLP(split_digits.in_features, [8, 8], split_digits.num_classes)
+        model = mlp(split_digits.in_features, [8, 8], split_digits.num_classes)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         peek = Peek()
         strategy = make("naive", model, growth, optimizer=opt, plugins=[peek], train_mb_size=64, reset_optimizer=reset)
@@ -258,11 +259,11 @@ def test_optimizer_state_restarts_at_every_experience(split_digits):
         n = len(list(model.parameters()))
         assert peek.seen == ([0, 0] if reset else [0, n]), (reset, growth, peek.seen)
     with pytest.raises(GrowthError, match="reset_optimizer"):
-        make("naive", GrowableMLP(4, [3], 2), "none", reset_optimizer="yes")
+        make("naive", mlp(4, [3], 2), "none", reset_optimizer="yes")
 
 
 def test_build_strategy_names_bad_input():
-    model = GrowableMLP(4, [3], 2)
+    model = mlp(4, [3], 2)
     with pytest.raises(GrowthError, match="unknown strategy 'foo'"):
         make("foo", model)
     with pytest.raises(GrowthError, match="unknown growth 'bar'"):
@@ -288,7 +289,7 @@ def test_build_strategy_names_bad_input():
     dist=st.sampled_from(["uniform", "svod", "proportional"]),
 )
 def test_optimizer_covers_every_parameter_for_random_shapes(split_digits, widths, k, opt_name, dist):
-    model = GrowableMLP(split_digits.in_features, widths, split_digits.num_classes)
+    model = mlp(split_digits.in_features, widths, split_digits.num_classes)
     opt = {
         "adam": lambda p: torch.optim.Adam(p, lr=1e-3),
         "sgd": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
@@ -299,24 +300,24 @@ def test_optimizer_covers_every_parameter_for_random_shapes(split_digits, widths
     strategy = make("naive", model, None, optimizer=opt, plugins=[plugin, coverage], train_mb_size=64)
     for exp in split_digits.scenario.train_stream[:2]:
         strategy.train(exp)
-    assert sum(model.hidden_sizes) == sum(widths) + k
+    assert sum(sites(model).hidden_sizes) == sum(widths) + k
     assert coverage.checks and all(coverage.checks)
 
 
 @pytest.mark.parametrize("name", REFERENCE_STRATEGIES)
 def test_reference_strategies_refuse_growth(split_digits, name):
-    model = GrowableMLP(split_digits.in_features, [8], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [8], split_digits.num_classes)
     with pytest.raises(GrowthError, match=f"strategy '{name}' is a reference without growth"):
         make(name, model, "swe-svod")
 
 
 def test_pnn_needs_its_own_model(split_digits):
-    model = GrowableMLP(split_digits.in_features, [8], split_digits.num_classes)
+    model = mlp(split_digits.in_features, [8], split_digits.num_classes)
     with pytest.raises(GrowthError, match="PNN model"):
         make("pnn", model, "none")
 
 
 def test_der_with_a_growing_head_is_refused(split_digits):
-    model = GrowableMLP(split_digits.in_features, [8], 2)
+    model = mlp(split_digits.in_features, [8], 2)
     with pytest.raises(GrowthError, match="'der' replays stored logits"):
         make("der", model, "swe-svod", grow_head=True)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clgrow import GrowableMLP
+from clgrow import mlp
 from clgrow.strategies import build_strategy
 from clgrow.strategies.prune_plugin import PrunePlugin, find_prune_plugin
+from tests.helpers import sites
 from tests.strategies.conftest import all_params_optimized, quiet
 
 
@@ -26,7 +27,7 @@ def test_a_stream_prunes_dead_units_and_keeps_every_state_aligned(split_digits, 
     """Half of each layer is dead from the start: those units leave at experience 1, the regulariser's
     per-parameter state is sliced with them (its penalty still computes), growth follows."""
     bm = split_digits
-    model = GrowableMLP(bm.in_features, [12, 12], bm.num_classes)
+    model = mlp(bm.in_features, [12, 12], bm.num_classes)
     _kill_half(model)
     strategy = build_strategy(
         name, model, "random-uniform", neurons_per_experience=4, train_mb_size=64, evaluator=quiet(), prune="drop", **hp
@@ -46,9 +47,9 @@ def test_a_stream_prunes_dead_units_and_keeps_every_state_aligned(split_digits, 
     for layer in (0, 1):  # widths = initial - pruned + grown, layer by layer
         pruned = sum(e.report.removed.get(layer, torch.empty(0)).numel() for e in pruner.events)
         grown = sum(e.report.allocation.get(layer, 0) for e in grower.events)
-        assert model.hidden_sizes[layer] == 12 - pruned + grown
-    for layer in range(model.num_hidden_layers):  # cohorts follow the units that stay
-        assert model.cohort(layer).numel() == model.hidden_sizes[layer]
+        assert sites(model).hidden_sizes[layer] == 12 - pruned + grown
+    for layer in range(sites(model).num_hidden_layers):  # cohorts follow the units that stay
+        assert sites(model).cohort(layer).numel() == sites(model).hidden_sizes[layer]
 
 
 def test_pruning_with_continual_backprop_slices_its_utilities_and_ages(split_digits):
@@ -56,7 +57,7 @@ def test_pruning_with_continual_backprop_slices_its_utilities_and_ages(split_dig
     from clgrow.strategies.plasticity import find_plasticity_plugin
 
     bm = split_digits
-    model = GrowableMLP(bm.in_features, [12, 12], bm.num_classes)
+    model = mlp(bm.in_features, [12, 12], bm.num_classes)
     _kill_half(model)
     strategy = build_strategy(
         "naive",
@@ -74,12 +75,12 @@ def test_pruning_with_continual_backprop_slices_its_utilities_and_ages(split_dig
         resets = find_plasticity_plugin(strategy)
         assert resets is not None
         cbp = resets.resetter
-        for layer, n in enumerate(model.hidden_sizes):  # after growth the state may lag (synced lazily)
+        for layer, n in enumerate(sites(model).hidden_sizes):  # after growth the state may lag (synced lazily)
             assert cbp.utility[layer].numel() <= n and cbp.age[layer].numel() <= n
     pruner = find_prune_plugin(strategy)
     assert pruner is not None and pruner.units_pruned(1) >= 12
     ages = cbp.age[0]
-    assert ages.numel() == model.hidden_sizes[0]  # synced at the last step: one age per unit that stayed
+    assert ages.numel() == sites(model).hidden_sizes[0]  # synced at the last step: one age per unit that stayed
 
 
 def test_pruning_is_refused_for_reference_rows_and_unknown_names(split_digits):
@@ -87,9 +88,7 @@ def test_pruning_is_refused_for_reference_rows_and_unknown_names(split_digits):
 
     bm = split_digits
     with pytest.raises(GrowthError, match="reference"):
-        build_strategy(
-            "joint", GrowableMLP(bm.in_features, [8], bm.num_classes), "none", prune="drop", evaluator=quiet()
-        )
+        build_strategy("joint", mlp(bm.in_features, [8], bm.num_classes), "none", prune="drop", evaluator=quiet())
     with pytest.raises(GrowthError, match="unknown selector"):
         PrunePlugin("sideways")
     with pytest.raises(GrowthError, match="unknown method"):
@@ -103,7 +102,7 @@ def test_swe_prunes_in_a_stream_records_its_disruption_and_growth_refills_the_bu
 
     bm = split_digits
     torch.manual_seed(0)
-    model = GrowableMLP(bm.in_features, [16, 16], bm.num_classes)
+    model = mlp(bm.in_features, [16, 16], bm.num_classes)
     _kill_half(model)
     start = sum(p.numel() for p in model.parameters())
     budget = start + 300
@@ -125,7 +124,7 @@ def test_swe_prunes_in_a_stream_records_its_disruption_and_growth_refills_the_bu
         strategy.train(exp)
         assert sum(p.numel() for p in model.parameters()) <= budget
         assert all_params_optimized(strategy)
-        sizes.append(sum(model.hidden_sizes))
+        sizes.append(sum(sites(model).hidden_sizes))
     pruner = find_prune_plugin(strategy)
     grower = next(p for p in strategy.plugins if isinstance(p, GrowPlugin))
     assert pruner is not None and pruner.events and all(e.report.method == "swe" for e in pruner.events)
@@ -142,7 +141,7 @@ def test_max_params_below_the_model_is_refused(split_digits):
     from clgrow import GrowthError
 
     bm = split_digits
-    model = GrowableMLP(bm.in_features, [8], bm.num_classes)
+    model = mlp(bm.in_features, [8], bm.num_classes)
     strategy = build_strategy("naive", model, "random-uniform", max_params=10, evaluator=quiet())
     with pytest.raises(GrowthError, match="max_params=10 is below the model's"):
         strategy.train(bm.scenario.train_stream[0])
@@ -154,7 +153,7 @@ def test_units_pruned_is_an_avalanche_metric_per_layer(split_digits):
     from clgrow.strategies import ResultsWriter, growth_metrics
 
     bm = split_digits
-    model = GrowableMLP(bm.in_features, [12, 12], bm.num_classes)
+    model = mlp(bm.in_features, [12, 12], bm.num_classes)
     _kill_half(model)
     writer = ResultsWriter(None)
     strategy = build_strategy(
@@ -181,7 +180,7 @@ def test_units_pruned_is_an_avalanche_metric_per_layer(split_digits):
 
 def test_regrow_pruned_grows_back_what_the_prune_removed(split_digits):
     bm = split_digits
-    model = GrowableMLP(bm.in_features, [12, 12], bm.num_classes)
+    model = mlp(bm.in_features, [12, 12], bm.num_classes)
     _kill_half(model)
     strategy = build_strategy(
         "naive",
@@ -198,4 +197,4 @@ def test_regrow_pruned_grows_back_what_the_prune_removed(split_digits):
     pruner = find_prune_plugin(strategy)
     assert pruner is not None and pruner.units_pruned(1) >= 12
     # every unit pruned came back as a new one, next to the 4 per growth step
-    assert sum(model.hidden_sizes) == 24 + 4 * 2
+    assert sum(sites(model).hidden_sizes) == 24 + 4 * 2

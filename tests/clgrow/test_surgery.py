@@ -1,4 +1,5 @@
-"""Adding channels to a convolution leaves the network's function unchanged, whatever reads them."""
+"""Adding channels to a convolution leaves the network's function unchanged, whatever reads them
+(the surgery table through the site view, one layer kind at a time)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from clgrow.channels import ChannelConsumer, add_channels, channel_activity, conv_default_init
 from clgrow.errors import GrowthError
+from clgrow.sites import as_growable, channel_activity
+from clgrow.surgery import default_init
 
 
 def _net(c0, c1, c2, kernel, stride, padding, norm, pool, kind, size):
@@ -22,16 +24,19 @@ def _net(c0, c1, c2, kernel, stride, padding, norm, pool, kind, size):
     if kind == "conv":
         cons = nn.Conv2d(c1, c2, 3, padding=1)
         back = [cons, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c2, 5)]
-        reader = ChannelConsumer(cons, "conv")
     elif kind == "flatten":
         cons = nn.Linear(c1 * h * w, 5)
         back = [nn.Flatten(), cons]
-        reader = ChannelConsumer(cons, "flatten", h * w)
     else:
         cons = nn.Linear(c1, 5)
         back = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), cons]
-        reader = ChannelConsumer(cons, "pool")
-    return nn.Sequential(*front, *back), conv, bn, reader
+    net = nn.Sequential(*front, *back)
+    grown = as_growable(net, torch.zeros(2, c0, size, size))
+    reader = grown.consumers(0)[0]
+    flat = kind == "flatten" and h * w > 1  # a 1x1 map flattens to one column per channel
+    assert reader.module is cons and reader.kind == ("flatten" if flat else "pool" if kind != "conv" else "conv")
+    assert reader.block == (h * w if flat else 1)
+    return net, conv, bn, reader
 
 
 @settings(max_examples=40, deadline=None)
@@ -68,7 +73,9 @@ def test_added_channels_preserve_the_function_in_both_modes(
     if bn is not None and saved is not None:
         bn.running_mean.copy_(saved[0])
         bn.running_var.copy_(saved[1])
-    idx = add_channels(conv, k, [reader], norm=bn)
+    grown = as_growable(net)
+    w0, b0 = default_init(k, grown.members(0)[0].fan_in)
+    idx = grown.add_units(0, w0, b0)
     assert idx.tolist() == list(range(c1, c1 + k))
     assert conv.weight.shape[0] == c1 + k and conv.out_channels == c1 + k
     w = reader.module.weight
@@ -86,24 +93,24 @@ def test_added_channels_preserve_the_function_in_both_modes(
 
 def test_new_filters_and_flattened_rows_are_accepted_and_checked():
     torch.manual_seed(0)
-    _, conv, bn, reader = _net(2, 3, 2, 3, 1, 1, True, False, "flatten", 6)
+    net, conv, _, _ = _net(2, 3, 2, 3, 1, 1, True, False, "flatten", 6)
+    grown = as_growable(net)
     rows = torch.randn(2, 2 * 3 * 3)  # the flattened form extenders write
-    add_channels(conv, 2, [reader], norm=bn, weight=rows, bias=torch.zeros(2))
+    grown.add_units(0, rows, torch.zeros(2))
     assert torch.equal(conv.weight[3:].reshape(2, -1), rows)
-    with pytest.raises(GrowthError, match="new filters must have shape"):
-        add_channels(conv, 1, [reader], norm=bn, weight=torch.zeros(1, 3), bias=torch.zeros(1))
-    with pytest.raises(GrowthError, match="reads .* inputs, not"):
-        add_channels(conv, 1, [ChannelConsumer(reader.module, "flatten", 1)], norm=bn)
-    with pytest.raises(GrowthError, match="one group"):
-        add_channels(nn.Conv2d(2, 2, 1, groups=2), 1, [])
+    grown.add_units(0, torch.randn(1, 2, 3, 3), torch.zeros(1))  # or whole filters
+    with pytest.raises(GrowthError, match=r"must have shape \(k, 18\)"):
+        grown.add_units(0, torch.zeros(1, 3), torch.zeros(1))
+    with pytest.raises(GrowthError, match="outgoing weights of a flatten consumer"):
+        grown.add_units(0, torch.zeros(1, 18), torch.zeros(1), torch.zeros(5, 1, 1))
 
 
 def test_the_default_filters_follow_conv2ds_own_initialisation():
     torch.manual_seed(0)
     conv = nn.Conv2d(4, 3, 3)
-    w, b = conv_default_init(1000, conv)
+    w, b = default_init(1000, 4 * 3 * 3)
     bound = 1 / (4 * 3 * 3) ** 0.5
-    assert w.shape == (1000, 4, 3, 3) and w.abs().max() <= bound and b.abs().max() <= bound
+    assert w.shape == (1000, 36) and w.abs().max() <= bound and b.abs().max() <= bound
     assert float(w.std()) == pytest.approx(float(conv.weight.detach().std()), rel=0.3)
 
 
@@ -113,5 +120,6 @@ def test_channel_activity_is_zero_exactly_for_dead_channels():
     act = channel_activity(h)
     assert act.shape == (5, 3) and not act[:, 1].any() and act[:, 0].all()
     assert torch.equal(channel_activity(act), act)
+    assert channel_activity(torch.ones(2, 3, 4)).shape == (2, 3)  # a 1-d convolution's maps
     with pytest.raises(ValueError, match="activations"):
-        channel_activity(torch.zeros(2, 3, 4))
+        channel_activity(torch.zeros(2))
