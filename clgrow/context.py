@@ -17,8 +17,8 @@ __all__ = ["GrowthContext", "eligible_layers", "model_device"]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
-def model_device(model: torch.nn.Module) -> torch.device:
-    """Device of the model's first parameter (CPU for a model without parameters)."""
+def model_device(model: Any) -> torch.device:
+    """Device of the model's (a module's, or a site view's) first parameter (CPU without one)."""
     for p in model.parameters():
         return p.device
     return torch.device("cpu")

@@ -48,6 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from clgrow.methods import OLD_ROWS
+from clgrow.surgery import Producer
 
 __all__ = ["DenseCoupling", "FactoredCoupling", "coupled_weights"]
 
@@ -91,7 +92,7 @@ class _Coupling:
 
     Parameters
     ----------
-    lin : nn.Linear
+    lin : nn.Linear or convolution
         The grown layer (``n_old + k`` rows, new rows last).
     n_old : int
     partners : LongTensor ``(s,)``
@@ -104,7 +105,7 @@ class _Coupling:
         never change; the new rows still receive every transfer (column sums not conserved).
     """
 
-    def __init__(self, lin: nn.Linear, n_old: int, partners: Tensor, lr: float, old_rows: str = "move") -> None:
+    def __init__(self, lin: Producer, n_old: int, partners: Tensor, lr: float, old_rows: str = "move") -> None:
         if old_rows not in OLD_ROWS:
             raise ValueError(f"old_rows must be one of {OLD_ROWS}, got {old_rows!r}")
         self.lin, self.n_old, self.partners, self.lr, self.old_rows = lin, n_old, partners, lr, old_rows
@@ -112,7 +113,7 @@ class _Coupling:
         self.k, self.m, self.s = rows - n_old, lin.weight.numel() // max(rows, 1), partners.numel()
         # restore: the old rows' weights at coupling time, put back at bake-in
         self._saved = (
-            None if old_rows != "restore" else (lin.weight[:n_old].detach().clone(), lin.bias[:n_old].detach().clone())
+            None if old_rows != "restore" else (lin.weight[:n_old].detach().clone(), self.bias[:n_old].detach().clone())
         )
 
     @property
@@ -120,11 +121,18 @@ class _Coupling:
         """The layer's weight as rows ``(n + k, m)``: a view (a convolution's filter is one row)."""
         return self.lin.weight.view(self.n_old + self.k, self.m)
 
+    @property
+    def bias(self) -> Tensor:
+        """The layer's bias ``(n + k,)`` (every coupled producer has one)."""
+        b = self.lin.bias
+        assert b is not None  # given by GrowableModule.prepare before growth
+        return b
+
     @torch.no_grad()
     def _restore_old(self) -> None:
         if self._saved is not None:
             self.lin.weight[: self.n_old] = self._saved[0]
-            self.lin.bias[: self.n_old] = self._saved[1]
+            self.bias[: self.n_old] = self._saved[1]
             self._saved = None
 
     @property
@@ -144,7 +152,7 @@ class DenseCoupling(_Coupling):
     """
 
     def __init__(
-        self, lin: nn.Linear, n_old: int, partners: Tensor, lr: float, init_std: float, old_rows: str = "move"
+        self, lin: Producer, n_old: int, partners: Tensor, lr: float, init_std: float, old_rows: str = "move"
     ) -> None:
         super().__init__(lin, n_old, partners, lr, old_rows)
         device = lin.weight.device
@@ -162,10 +170,10 @@ class DenseCoupling(_Coupling):
 
     def effective(self) -> tuple[Tensor, Tensor]:
         """The layer's effective weight ``(n + k, m)`` and bias ``(n + k,)``."""
-        w, b = coupled_weights(self.weight, self.lin.bias, self.n_old, self.partners, self.C, self.c)
+        w, b = coupled_weights(self.weight, self.bias, self.n_old, self.partners, self.C, self.c)
         if self.old_rows == "keep":
             n = self.n_old
-            w, b = torch.cat([self.weight[:n], w[n:]]), torch.cat([self.lin.bias[:n], b[n:]])
+            w, b = torch.cat([self.weight[:n], w[n:]]), torch.cat([self.bias[:n], b[n:]])
         return w, b
 
     def step(self) -> None:
@@ -176,7 +184,7 @@ class DenseCoupling(_Coupling):
         """Fold ``C`` and ``c`` into the layer's weights."""
         w, b = self.effective()
         self.lin.weight.copy_(w.view_as(self.lin.weight))
-        self.lin.bias.copy_(b)
+        self.bias.copy_(b)
         self._restore_old()
 
 
@@ -205,7 +213,7 @@ class FactoredCoupling(_Coupling):
 
     def __init__(
         self,
-        lin: nn.Linear,
+        lin: Producer,
         n_old: int,
         partners: Tensor,
         lr: float,
@@ -244,16 +252,16 @@ class FactoredCoupling(_Coupling):
 
     def trainable(self) -> list[Tensor]:
         """Tensors whose gradients :meth:`step` reads (the layer's weight and bias)."""
-        return [self.lin.weight, self.lin.bias]
+        return [self.lin.weight, self.bias]
 
     def effective(self) -> tuple[Tensor, Tensor]:
         """The layer's own weight ``(n + k, m)`` and bias ``(n + k,)``."""
-        return self.weight, self.lin.bias
+        return self.weight, self.bias
 
     @torch.no_grad()
     def step(self) -> None:
         """Apply one step of pairwise transfers from the gradients in ``.grad``."""
-        b = self.lin.bias
+        b = self.bias
         if self.lin.weight.grad is None or b.grad is None:
             return
         w, w_grad = self.weight, self.lin.weight.grad.view(self.n_old + self.k, self.m)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from torch import nn
+
 from clgrow.context import GrowthContext, LossFn, eligible_layers, model_device
 from clgrow.errors import GrowthError
 from clgrow.methods import FixedLayerParams, ProportionalParams, UniformParams
@@ -38,7 +40,7 @@ class Distributor(Configurable):
 
     def allocate(
         self,
-        model: Growable,
+        model: nn.Module,
         k: int,
         loader: Iterable[Any] | None = None,
         loss_fn: LossFn | None = None,
@@ -50,13 +52,13 @@ class Distributor(Configurable):
         ``new_task``: the growth data is a task the model has not been trained on (a stream's new
         experience); methods may spend a different budget there (``SVoD``). ``model``: any module
         with growth sites (seen through :func:`clgrow.sites.as_growable`)."""
-        model = growable_from_loader(model, loader)
-        ls = eligible_layers(model.num_hidden_layers, layers)
+        grown = growable_from_loader(model, loader)
+        ls = eligible_layers(grown.num_hidden_layers, layers)
         self.info = {}
         if k == 0:
             return {i: 0 for i in ls}
-        ctx = GrowthContext(loader, loss_fn, ls, device=model_device(model), new_task=bool(new_task))
-        return check_allocation(self, self._allocate(model, k, ctx), k, ls)
+        ctx = GrowthContext(loader, loss_fn, ls, device=model_device(grown), new_task=bool(new_task))
+        return check_allocation(self, self._allocate(grown, k, ctx), k, ls)
 
     def _allocate(self, model: Growable, k: int, ctx: GrowthContext) -> dict[int, int]:
         """``{layer: units}`` over ``ctx.layers`` summing to ``k > 0``."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from clgrow.context import GrowthContext, LossFn, model_device
 from clgrow.params import Configurable
@@ -35,7 +35,7 @@ class Extender(Configurable):
 
     def extend(
         self,
-        model: Growable,
+        model: nn.Module,
         allocation: Mapping[int, int],
         loader: Iterable[Any] | None,
         loss_fn: LossFn | None,
@@ -49,10 +49,10 @@ class Extender(Configurable):
         learned before must be kept (a continual-learning stream at a new experience);
         ``rehearsal``: the growth data also holds samples of the earlier tasks."""
         self.info = {}
-        model = growable_from_loader(model, loader)
-        self.check(model, allocation)
-        ctx = GrowthContext(loader, loss_fn, growth_order(allocation), cohort, model_device(model), new_task, rehearsal)
-        return self._extend_all(model, allocation, ctx)
+        grown = growable_from_loader(model, loader)
+        self.check(grown, allocation)
+        ctx = GrowthContext(loader, loss_fn, growth_order(allocation), cohort, model_device(grown), new_task, rehearsal)
+        return self._extend_all(grown, allocation, ctx)
 
     def _extend_all(self, model: Growable, allocation: Mapping[int, int], ctx: GrowthContext) -> dict[int, Tensor]:
         new_units: dict[int, Tensor] = {}

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from clgrow.errors import GrowthError
 from clgrow.extender import Extender, GrowthContext
 from clgrow.methods import GradMaxParams
-from clgrow.sites import Growable
+from clgrow.sites import Growable, as_growable
 
 __all__ = ["GradMaxExtender", "channel_product"]
 
@@ -53,9 +53,12 @@ class GradMaxExtender(Extender):
     out_scale: float
     incoming_norm: float | None
 
-    def gradient_product(self, model: Growable, layer: int, ctx: GrowthContext) -> list[list[Tensor]]:
+    def gradient_product(self, model: nn.Module, layer: int, ctx: GrowthContext) -> list[list[Tensor]]:
         """``M = E[g h^T]`` per reader and producer: ``[reader][producer]`` of shape ``(p, m)``;
         ``(p·r, m)`` for a convolution (see :func:`channel_product`)."""
+        return self._products(as_growable(model), layer, ctx)
+
+    def _products(self, model: Growable, layer: int, ctx: GrowthContext) -> list[list[Tensor]]:
         device = ctx.device
         loss_fn = ctx.loss("GradMax")
         rows = model.members(layer)
@@ -130,7 +133,7 @@ class GradMaxExtender(Extender):
 
     def _extend_layer(self, model: Growable, layer: int, k: int, ctx: GrowthContext) -> Tensor:
         rows = model.members(layer)
-        products = self.gradient_product(model, layer, ctx)
+        products = self._products(model, layer, ctx)
         outs = []
         grads = [torch.zeros(k, r.fan_in, device=r.weight.device) for r in rows]
         for Ms, c in zip(products, model.consumers(layer)):

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from clgrow import methods as _methods  # noqa: F401  (registers every built-in method)
 from clgrow.context import eligible_layers
-from clgrow.data import check_loader, unpack
+from clgrow.data import check_loader
 from clgrow.distributor import Distributor, check_allocation, distributors
 from clgrow.errors import GrowthError
 from clgrow.extender import Extender, LossFn, extenders
@@ -179,8 +179,8 @@ def grow(
         On invalid input or a failed step; the model is then left bit-identical to before.
     """
     k = _validate_k(k)
-    model = growable_from_loader(model, loader)
-    eligible = eligible_layers(model.num_hidden_layers, layers)
+    grown = growable_from_loader(model, loader)
+    eligible = eligible_layers(grown.num_hidden_layers, layers)
     try:
         ext = extenders.build(extender)
         dist = distributors.build(distributor)
@@ -191,7 +191,7 @@ def grow(
     if not isinstance(dist, Distributor):
         raise GrowthError(f"distributor must be a Distributor or a registered name, got {type(dist).__name__}")
     loss_fn = nn.CrossEntropyLoss() if loss_fn is None else loss_fn
-    before = model.hidden_sizes
+    before = grown.hidden_sizes
     if k == 0:
         return GrowthReport(
             {i: 0 for i in eligible},
@@ -210,23 +210,23 @@ def grow(
                 f"cannot add {k} units: max_hidden_size={max_hidden_size} leaves room for {room} in layers {eligible}"
             )
     check_loader(loader)
-    cohort = int(model.growth_steps) + 1
-    snap = model.snapshot()
+    cohort = int(grown.growth_steps) + 1
+    snap = grown.snapshot()
     t0 = time.perf_counter()
     try:
-        model.prepare()  # biases and cohort buffers, undone on failure
+        grown.prepare()  # biases and cohort buffers, undone on failure
         # checked again here: a subclass may override allocate() itself rather than _allocate(),
         # with or without the new_task argument
         extra = {"new_task": bool(new_task)} if "new_task" in inspect.signature(dist.allocate).parameters else {}
-        allocation = check_allocation(dist, dist.allocate(model, k, loader, loss_fn, eligible, **extra), k, eligible)
+        allocation = check_allocation(dist, dist.allocate(grown, k, loader, loss_fn, eligible, **extra), k, eligible)
         if max_hidden_size is not None:
             allocation = cap_allocation(allocation, before, max_hidden_size)
         t1 = time.perf_counter()
         new_units = ext.extend(
-            model, allocation, loader, loss_fn, cohort, new_task=bool(new_task), rehearsal=bool(new_task and rehearsal)
+            grown, allocation, loader, loss_fn, cohort, new_task=bool(new_task), rehearsal=bool(new_task and rehearsal)
         )
         t2 = time.perf_counter()
-        after = model.hidden_sizes
+        after = grown.hidden_sizes
         added = {i: after[i] - before[i] for i in range(len(before))}
         if any(added[i] != allocation.get(i, 0) for i in added):
             # an extender that adds other than what it was given would be recorded as growth it
@@ -235,9 +235,9 @@ def grow(
                 f"{type(ext).__name__} was to add {dict(allocation)} units per layer and added "
                 f"{ {i: a for i, a in added.items() if a or allocation.get(i, 0)} }; the model was left unchanged"
             )
-        model.growth_steps.fill_(cohort)
+        grown.growth_steps.fill_(cohort)
     except BaseException as err:
-        model.restore(snap)
+        grown.restore(snap)
         if isinstance(err, (GrowthError, KeyboardInterrupt)):
             raise
         raise GrowthError(f"growth step failed ({type(err).__name__}: {err}); the model was left unchanged") from err
@@ -247,7 +247,7 @@ def grow(
         seconds={"distributor": t1 - t0, "extender": t2 - t1, "total": t2 - t0},
         cohort=cohort,
         hidden_sizes_before=before,
-        hidden_sizes_after=model.hidden_sizes,
+        hidden_sizes_after=grown.hidden_sizes,
         extender=repr(ext),
         distributor=repr(dist),
         info={"extender": dict(ext.info), "distributor": dict(dist.info)},

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from clgrow.data import unpack
 from clgrow.errors import GrowthError
@@ -243,7 +243,7 @@ class InactivityAccumulator:
 
 @torch.no_grad()
 def measure_inactivity(
-    model: Growable, loader: Iterable[Any], tau: float = 0.025, max_batches: int | None = None
+    model: nn.Module, loader: Iterable[Any], tau: float = 0.025, max_batches: int | None = None
 ) -> InactivityStats:
     """Dead and τ-dormant counts of every hidden unit of ``model`` on the probe ``loader``.
 
@@ -251,11 +251,11 @@ def measure_inactivity(
     """
     from clgrow.sites import growable_from_loader
 
-    model = growable_from_loader(model, loader)  # its last trace, or one on the first batch
+    grown = growable_from_loader(model, loader)  # its last trace, or one on the first batch
     if tau < 0 or not math.isfinite(tau):
         raise GrowthError(f"tau must be a finite number >= 0, got {tau}")
-    acc = accumulate_activity(model, loader, max_batches)
-    return acc.stats([model.cohort(i) for i in range(model.num_hidden_layers)], tau)
+    acc = accumulate_activity(grown, loader, max_batches)
+    return acc.stats([grown.cohort(i) for i in range(grown.num_hidden_layers)], tau)
 
 
 @torch.no_grad()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +35,7 @@ def _whole(v: object, least: int = 1) -> bool:
 def _widths(name: str, values: object, least: int = 1, allow_empty: bool = False) -> list[int]:
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         raise ValueError(f"{name} must be a list of integer widths >= {least}, got {values!r}")
-    out = list(values)  # type: ignore[call-overload]
+    out = list(values)  # type: ignore[call-overload,unused-ignore]
     if (not out and not allow_empty) or any(not _whole(v, least) for v in out):
         raise ValueError(
             f"{name} must be a {'' if allow_empty else 'non-empty '}list of integer widths >= {least}, got {out!r}"
@@ -75,7 +75,10 @@ class Images(nn.Module):
         return f"shape={self.shape}"
 
 
-def _traced(model: nn.Module, example: Tensor) -> nn.Module:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def _traced(model: _M, example: Tensor) -> _M:
     """``model`` with its growth sites found on ``example`` (kept on the module)."""
     from clgrow.sites import as_growable
 

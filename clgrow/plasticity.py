@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from clgrow import surgery
 from clgrow.errors import ConfigError, GrowthError
@@ -31,7 +31,7 @@ from clgrow.inactivity import dormant_mask
 from clgrow.methods import CBPParams, ReDoParams
 from clgrow.params import Configurable
 from clgrow.registry import plasticity_methods
-from clgrow.sites import Growable, GrowableModule, as_growable
+from clgrow.sites import Growable, as_growable
 
 __all__ = [
     "PlasticityMethod",
@@ -69,7 +69,7 @@ def clear_optimizer_entries(optimizer: torch.optim.Optimizer | None, param: Tens
 
 @torch.no_grad()
 def reset_units(
-    model: Growable,
+    model: nn.Module,
     layer: int,
     units: Tensor,
     optimizer: torch.optim.Optimizer | None = None,
@@ -79,8 +79,8 @@ def reset_units(
 
     Parameters
     ----------
-    model : Growable
-        A model seen through :func:`clgrow.sites.as_growable`.
+    model : nn.Module
+        A model with growth sites (its last trace serves), or its site view.
     layer : int
     units : LongTensor ``(k,)``
         Indices of the units to reset.
@@ -91,24 +91,23 @@ def reset_units(
         Mean activation of every unit of the site: each reset unit's mean contribution
         ``V[:, j] · mean_j`` is added to the reader's bias before its column is zeroed (CBP).
     """
-    if not isinstance(model, GrowableModule):
-        model = as_growable(model)  # a module traced before (clgrow's own builders trace theirs)
-    model.prepare()
-    n = model.hidden_sizes[layer]
-    units = units.to(device=model.members(layer)[0].weight.device, dtype=torch.long)
+    grown = as_growable(model)  # its last trace (clgrow's own builders trace theirs)
+    grown.prepare()
+    n = grown.hidden_sizes[layer]
+    units = units.to(device=grown.members(layer)[0].weight.device, dtype=torch.long)
     if units.numel() == 0:
         return
     if units.min() < 0 or units.max() >= n:
         raise GrowthError(f"reset units of layer {layer} must lie in 0..{n - 1}")
-    for r in model.members(layer):
+    for r in grown.members(layer):
         w, b = surgery.default_init(units.numel(), r.fan_in)  # a filter's init has the same law
         for t in surgery.reset_out(r.producer, units, {"weight": w, "bias": b}):
             clear_optimizer_entries(optimizer, t, units, 0)
-    for norm in model.norms(layer):  # a fresh channel normalises as a new one does (ReDo for conv layers)
+    for norm in grown.norms(layer):  # a fresh channel normalises as a new one does (ReDo for conv layers)
         for t in surgery.reset_out(norm, units):
             if isinstance(t, torch.nn.Parameter):
                 clear_optimizer_entries(optimizer, t, units, 0)
-    for c in model.consumers(layer):
+    for c in grown.consumers(layer):
         v = c.view(n)  # (p, n, r)
         if fold_mean is not None and c.bias is not None:
             # the mean activation's contribution: a channel's kernel taps (or flattened block) all
@@ -134,7 +133,7 @@ class PlasticityMethod(Configurable):
 
     def at_experience(
         self,
-        model: Growable,
+        model: nn.Module,
         experience: int,
         activations: Sequence[Tensor],
         optimizer: torch.optim.Optimizer | None = None,
@@ -148,7 +147,7 @@ class PlasticityMethod(Configurable):
 
     def after_step(
         self,
-        model: Growable,
+        model: nn.Module,
         step: int,
         activations: Sequence[Tensor],
         optimizer: torch.optim.Optimizer | None = None,
@@ -208,7 +207,7 @@ class ReDo(PlasticityMethod):
         }
 
     def _reset(
-        self, model: Growable, activations: Sequence[Tensor], optimizer: torch.optim.Optimizer | None
+        self, model: nn.Module, activations: Sequence[Tensor], optimizer: torch.optim.Optimizer | None
     ) -> dict[int, Tensor]:
         out = {}
         for layer, units in self.dormant(activations).items():
@@ -219,7 +218,7 @@ class ReDo(PlasticityMethod):
 
     def at_experience(
         self,
-        model: Growable,
+        model: nn.Module,
         experience: int,
         activations: Sequence[Tensor],
         optimizer: torch.optim.Optimizer | None = None,
@@ -228,7 +227,7 @@ class ReDo(PlasticityMethod):
 
     def after_step(
         self,
-        model: Growable,
+        model: nn.Module,
         step: int,
         activations: Sequence[Tensor],
         optimizer: torch.optim.Optimizer | None = None,
@@ -297,18 +296,18 @@ class ContinualBackprop(PlasticityMethod):
     @torch.no_grad()
     def after_step(
         self,
-        model: Growable,
+        model: nn.Module,
         step: int,
         activations: Sequence[Tensor],
         optimizer: torch.optim.Optimizer | None = None,
     ) -> dict[int, Tensor]:
-        model = as_growable(model)
-        self._sync(model)
+        grown = as_growable(model)
+        self._sync(grown)
         out: dict[int, Tensor] = {}
         eta = self.decay
         for layer, h in enumerate(activations):
             h = h.detach().float()
-            out_w = model.outgoing(layer)
+            out_w = grown.outgoing(layer)
             self.mean_act[layer].mul_(eta).add_(h.mean(0), alpha=1 - eta)
             self.utility[layer].mul_(eta).add_(h.abs().mean(0) * out_w, alpha=1 - eta)
             self.age[layer] += 1
@@ -323,7 +322,7 @@ class ContinualBackprop(PlasticityMethod):
             age = self.age[layer][units].float()
             mean = torch.zeros_like(self.mean_act[layer])
             mean[units] = self.mean_act[layer][units] / (1 - eta**age)
-            reset_units(model, layer, units, optimizer, fold_mean=mean)
+            reset_units(grown, layer, units, optimizer, fold_mean=mean)
             self.utility[layer][units] = 0.0
             self.mean_act[layer][units] = 0.0
             self.age[layer][units] = 0
@@ -362,7 +361,7 @@ def build_plasticity_method(name: str, **kwargs: Any) -> PlasticityMethod | None
         raise ConfigError(f"plasticity_kwargs: {err}") from None
 
 
-def hidden_activations(model: Growable, x: Tensor, task_labels: Tensor | None = None) -> list[Tensor]:
+def hidden_activations(model: nn.Module, x: Tensor, task_labels: Tensor | None = None) -> list[Tensor]:
     """Post-ReLU activations ``(batch, n)`` of every hidden layer on ``x``, without gradients."""
     with torch.no_grad():
         return as_growable(model).run(x, task_labels, capture=True)[1]

@@ -66,7 +66,7 @@ from clgrow.errors import GrowthError
 from clgrow.extender import model_device
 from clgrow.inactivity import accumulate_activity, dormant_mask
 from clgrow.methods import PRUNE_METHODS, PRUNE_SELECTORS
-from clgrow.sites import Growable
+from clgrow.sites import Growable, GrowableModule, as_growable, growable_from_loader
 from clgrow.surgery import unit_columns
 
 __all__ = ["PruneReport", "SELECTORS", "METHODS", "select_units", "prune", "slice_by"]
@@ -142,18 +142,15 @@ def _finite_batches(data: Iterable[Any], where: str) -> list[Any]:
     return batches
 
 
-def _growable(model: nn.Module, data: Iterable[Any] | None) -> Growable:
+def _growable(model: nn.Module, data: Iterable[Any] | None) -> GrowableModule:
     """``model`` through its sites (its last trace, or one on ``data``'s first batch)."""
-    from clgrow.sites import growable_from_loader
-    from clgrow.sites import as_growable
-
     if data is not None:
         return growable_from_loader(model, data if isinstance(data, list) else list(data))
     return as_growable(model)
 
 
 def select_units(
-    model: Growable,
+    model: nn.Module,
     how: str,
     data: Iterable[Any] | None = None,
     *,
@@ -188,29 +185,29 @@ def select_units(
         raise GrowthError(f"select_units: tau must be a finite number >= 0, got {tau!r}")
     if data is not None and how != "norm":
         data = _finite_batches(data, "select_units")
-    model = _growable(model, data)
+    grown = _growable(model, data)
     if count is None and how in ("utility", "norm"):
         raise GrowthError(f"select_units({how!r}) ranks units: it needs count, {{layer: units}}")
     for layer, c in (count or {}).items():
-        model.check_layer(layer)
-        if not (isinstance(c, int) and 0 <= c <= model.hidden_sizes[layer]):
+        grown.check_layer(layer)
+        if not (isinstance(c, int) and 0 <= c <= grown.hidden_sizes[layer]):
             raise GrowthError(
-                f"select_units: count for layer {layer} must be 0..{model.hidden_sizes[layer]}, got {c!r}"
+                f"select_units: count for layer {layer} must be 0..{grown.hidden_sizes[layer]}, got {c!r}"
             )
     scores: dict[int, Tensor] = {}
     eligible: dict[int, Tensor] = {}
     if how == "norm":
-        scores = {layer: model.outgoing(layer, 2).cpu() for layer in range(model.num_hidden_layers)}
+        scores = {layer: grown.outgoing(layer, 2).cpu() for layer in range(grown.num_hidden_layers)}
     else:
         if data is None:
             raise GrowthError(f"select_units({how!r}) needs data to measure activity on")
         try:
-            acc = accumulate_activity(model, data)
+            acc = accumulate_activity(grown, data)
         except GrowthError:
             raise GrowthError(
                 "select_units: the data is empty: choosing units by activity needs at least one sample"
             ) from None
-        for layer in range(model.num_hidden_layers):
+        for layer in range(grown.num_hidden_layers):
             abs_sum, nonzero = acc.abs_sum[layer], acc.nonzero[layer]
             assert abs_sum is not None and nonzero is not None
             mean = (abs_sum / acc.samples).cpu()
@@ -221,7 +218,7 @@ def select_units(
                 scores[layer] = mean / layer_mean if layer_mean > 0 else torch.zeros_like(mean)
                 eligible[layer] = dormant_mask(mean, tau).cpu()
             else:
-                scores[layer] = mean * model.outgoing(layer).cpu()
+                scores[layer] = mean * grown.outgoing(layer).cpu()
     out: dict[int, Tensor] = {}
     for layer, score in scores.items():
         ok = eligible.get(layer, torch.ones_like(score, dtype=torch.bool))
@@ -322,7 +319,7 @@ def _transfer(
 
 
 def prune(
-    model: Growable,
+    model: nn.Module,
     units: Mapping[int, Tensor | list[int]],
     *,
     method: str = "drop",
@@ -371,11 +368,11 @@ def prune(
     if not (isinstance(min_units, int) and not isinstance(min_units, bool) and min_units >= 1):
         raise GrowthError(f"prune: min_units must be an integer >= 1, got {min_units!r}")
     batches = None if data is None else _finite_batches(data, "prune")
-    model = _growable(model, batches)
-    before = model.hidden_sizes
+    grown = _growable(model, batches)
+    before = grown.hidden_sizes
     cleaned: dict[int, Tensor] = {}
     for layer, idx in units.items():
-        model.check_layer(layer)
+        grown.check_layer(layer)
         t = _indices(idx, layer)
         n = before[layer]
         if t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
@@ -387,43 +384,43 @@ def prune(
         if t.numel():
             cleaned[layer] = torch.sort(t).values
     # named as the caller's module names its parameters (a wrapped module's own names)
-    names = {id(mod): name for name, mod in getattr(model, "module", model).named_modules()}
+    names = {id(mod): name for name, mod in grown.module.named_modules()}
     slices: dict[str, list[tuple[int, Tensor]]] = {}
     keeps = {layer: _staying(before[layer], idx) for layer, idx in cleaned.items()}
     for layer, keep in keeps.items():
-        for r in model.members(layer):
+        for r in grown.members(layer):
             producer = names[id(r.producer)]
             slices.setdefault(f"{producer}.weight", []).append((0, keep))
             slices.setdefault(f"{producer}.bias", []).append((0, keep))
-        for norm in model.norms(layer):
+        for norm in grown.norms(layer):
             for pname, _ in norm.named_parameters(recurse=False):
                 slices.setdefault(f"{names[id(norm)]}.{pname}", []).append((0, keep))
-        for c in model.consumers(layer):
+        for c in grown.consumers(layer):
             cols = unit_columns(keep, before[layer], c.weight.shape[1]) if c.weight.dim() == 2 else keep
             slices.setdefault(f"{names[id(c.module)]}.weight", []).append((1, cols))
-    snap = model.snapshot()
+    snap = grown.snapshot()
     saved_opt = (
         None if optimizer is None else ([list(g["params"]) for g in optimizer.param_groups], dict(optimizer.state))
     )
     kept: dict[int, float] = {}
     change = None
     try:
-        model.prepare()  # biases and cohort buffers, undone on failure
+        grown.prepare()  # biases and cohort buffers, undone on failure
         before_out = None
         if method == "swe" and cleaned:  # one pass: every layer's moments, and the outputs before
             assert batches is not None
-            moments, before_out = _moments(model, sorted(cleaned), batches)
+            moments, before_out = _moments(grown, sorted(cleaned), batches)
         elif measure and batches is not None:
-            before_out = _moments(model, [], batches)[1]
+            before_out = _moments(grown, [], batches)[1]
         for layer in sorted(cleaned):
             if method == "swe":
-                kept[layer] = _transfer(model, layer, cleaned[layer], keeps[layer], moments[layer], ridge)
-            model.keep_units(layer, keeps[layer], optimizer)
+                kept[layer] = _transfer(grown, layer, cleaned[layer], keeps[layer], moments[layer], ridge)
+            grown.keep_units(layer, keeps[layer], optimizer)
         if measure and batches is not None and before_out is not None and before_out.numel():
-            after_out = _moments(model, [], batches)[1]
+            after_out = _moments(grown, [], batches)[1]
             change = float((after_out - before_out).norm() / before_out.norm().clamp_min(1e-12))
     except BaseException:
-        model.restore(snap)
+        grown.restore(snap)
         if optimizer is not None and saved_opt is not None:
             for group, params in zip(optimizer.param_groups, saved_opt[0]):
                 group["params"] = params
@@ -435,7 +432,7 @@ def prune(
         cleaned,
         time.perf_counter() - start,
         before,
-        model.hidden_sizes,
+        grown.hidden_sizes,
         info=info,
         slices=slices,
         method=method,

@@ -22,8 +22,9 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from clgrow import surgery
-from clgrow.errors import GrowthError
 from clgrow.data import check_loader, unpack
+from clgrow.errors import GrowthError
+from clgrow.surgery import Norm, Producer
 from clgrow.trace import SiteMap, call_args, call_model, find_sites, readers_of, still_valid
 
 __all__ = [
@@ -54,13 +55,13 @@ class Rows:
         Output positions per sample.
     """
 
-    producer: nn.Module
-    norm: nn.Module | None = None
+    producer: Producer
+    norm: Norm | None = None
     positions: int = 1
 
     @property
     def weight(self) -> Tensor:
-        return self.producer.weight  # type: ignore[return-value]
+        return self.producer.weight
 
     @property
     def bias(self) -> Tensor:
@@ -68,7 +69,7 @@ class Rows:
         b = self.producer.bias
         if b is None:
             raise GrowthError(f"{type(self.producer).__name__} has no bias: prepare() gives it one")
-        return b  # type: ignore[return-value]
+        return b
 
     @property
     def fan_in(self) -> int:
@@ -97,7 +98,7 @@ class Reader:
         The site whose producer it is (``None``: it does not grow).
     """
 
-    module: nn.Module
+    module: Producer
     kind: Literal["conv", "flatten", "pool"]
     block: int = 1
     head: bool = False
@@ -105,11 +106,11 @@ class Reader:
 
     @property
     def weight(self) -> Tensor:
-        return self.module.weight  # type: ignore[return-value]
+        return self.module.weight
 
     @property
     def bias(self) -> Tensor | None:
-        return self.module.bias  # type: ignore[return-value]
+        return self.module.bias
 
     def view(self, n: int) -> Tensor:
         """The weight per unit read, ``(p, n, r)`` (a view)."""
@@ -134,7 +135,7 @@ class Growable(Protocol):
     def heads_per_task(self) -> bool: ...
     def members(self, layer: int) -> list[Rows]: ...
     def consumers(self, layer: int) -> list[Reader]: ...
-    def norms(self, layer: int) -> list[nn.Module]: ...
+    def norms(self, layer: int) -> list[Norm]: ...
     def pool(self, layer: int) -> nn.Module | None: ...
     def reads_out(self, layer: int) -> bool: ...
     def stream(self, layer: int) -> bool: ...
@@ -156,7 +157,7 @@ class Growable(Protocol):
         x: Tensor,
         task_labels: Tensor | int | None = None,
         *,
-        weights: Mapping[nn.Module, tuple[Tensor, Tensor]] | None = None,
+        weights: Mapping[Producer, tuple[Tensor, Tensor]] | None = None,
         gates: Mapping[int, Tensor] | None = None,
         capture: bool = False,
     ) -> tuple[Any, list[Tensor]]: ...
@@ -355,7 +356,7 @@ class GrowableModule(nn.Module):
             [Reader(mods[p], c.kind, c.block, c.head, index.get(p)) for p, c in readers_of(module, s)]
             for s in self.sites
         ]
-        self._norms = [
+        self._norms: list[list[Norm]] = [
             [r.norm for r in rows if r.norm is not None] + [mods[p] for p in s.norms]
             for rows, s in zip(self._members, self.sites)
         ]
@@ -408,7 +409,7 @@ class GrowableModule(nn.Module):
         self.check_layer(layer)
         return self._readers[layer]
 
-    def norms(self, layer: int) -> list[nn.Module]:
+    def norms(self, layer: int) -> list[Norm]:
         """Every batch norm on site ``layer``'s units."""
         self.check_layer(layer)
         return self._norms[layer]
@@ -437,7 +438,7 @@ class GrowableModule(nn.Module):
         cohort = prod._buffers.get("clgrow_cohort")
         if cohort is None:  # never grown: every unit is initial
             w = prod.weight
-            return torch.zeros(w.shape[0], dtype=torch.long, device=w.device)  # type: ignore[union-attr]
+            return torch.zeros(w.shape[0], dtype=torch.long, device=w.device)
         return cohort
 
     def set_cohort(self, layer: int, cohort: Tensor) -> None:
@@ -463,7 +464,7 @@ class GrowableModule(nn.Module):
     def num_classes(self) -> int:
         """Outputs of the model's head (``0`` when it has none clgrow can see)."""
         head = self.output_layer()
-        return 0 if head is None else int(head.weight.shape[0])  # type: ignore[union-attr]
+        return 0 if head is None else int(surgery.weight_of(head).shape[0])
 
     # ---------------------------------------------------------------- forward
     def forward(self, x: Tensor, task_labels: Tensor | int | None = None) -> Any:
@@ -491,7 +492,7 @@ class GrowableModule(nn.Module):
         x: Tensor,
         task_labels: Tensor | int | None = None,
         *,
-        weights: Mapping[nn.Module, tuple[Tensor, Tensor]] | None = None,
+        weights: Mapping[Producer, tuple[Tensor, Tensor]] | None = None,
         gates: Mapping[int, Tensor] | None = None,
         capture: bool = False,
     ) -> tuple[Any, list[Tensor]]:
@@ -523,7 +524,7 @@ class GrowableModule(nn.Module):
                 subs: dict[str, Tensor] = {}
                 for prod, (w, b) in weights.items():
                     path = self._paths[prod]
-                    subs[f"{path}.weight"] = w.view_as(prod.weight)  # type: ignore[arg-type]
+                    subs[f"{path}.weight"] = w.view_as(prod.weight)
                     subs[f"{path}.bias"] = b
                 out = torch.func.functional_call(self.module, subs, call_args(self.module, x, task_labels))
             else:
@@ -607,10 +608,10 @@ class GrowableModule(nn.Module):
         for c, out in zip(readers, outs):
             if c.weight.shape[1] != n * (1 if c.kind == "conv" else c.block):
                 raise GrowthError(f"a {c.kind} consumer reads {c.weight.shape[1]} inputs, not {n} units x {c.block}")
-            r = c.view(n).shape[2]
-            if out is not None and out.numel() != c.weight.shape[0] * k * r:
+            per = c.view(n).shape[2]
+            if out is not None and out.numel() != c.weight.shape[0] * k * per:
                 raise GrowthError(
-                    f"new outgoing weights of a {c.kind} consumer must have shape ({c.weight.shape[0]}, {k}, {r}), "
+                    f"new outgoing weights of a {c.kind} consumer must have shape ({c.weight.shape[0]}, {k}, {per}), "
                     f"got {tuple(out.shape)}"
                 )
         idx = torch.arange(n, n + k, device=rows[0].weight.device)
@@ -679,7 +680,7 @@ class GrowableModule(nn.Module):
             )
         if n == 0:
             return
-        w, b = surgery.default_init(n, math.prod(head.weight.shape[1:]))  # type: ignore[union-attr]
+        w, b = surgery.default_init(n, math.prod(surgery.weight_of(head).shape[1:]))
         values = {"weight": w, "bias": b}
         surgery.append_out(head, n, values)
 
@@ -692,7 +693,9 @@ class GrowableModule(nn.Module):
         restore_module(snap)
 
 
-def as_growable(model: nn.Module, example: Tensor | None = None, task_labels: Tensor | int | None = None) -> Any:
+def as_growable(
+    model: nn.Module, example: Tensor | None = None, task_labels: Tensor | int | None = None
+) -> GrowableModule:
     """``model`` seen through :class:`Growable`: itself when it already is, else a
     :class:`GrowableModule` over it.
 
@@ -713,7 +716,7 @@ def as_growable(model: nn.Module, example: Tensor | None = None, task_labels: Te
     return GrowableModule(model, found)
 
 
-def growable_from_loader(model: nn.Module, loader: Iterable[Any] | None) -> Growable:
+def growable_from_loader(model: nn.Module, loader: Iterable[Any] | None) -> GrowableModule:
     """``model`` as clgrow grows it: a :class:`GrowableModule` over it (itself when it
     is one already), from its last trace while that still matches the module, else traced on
     ``loader``'s first batch (``None``: the last trace, or a clear error without one)."""

@@ -26,11 +26,14 @@ from torch import Tensor, nn
 from clgrow.errors import GrowthError
 
 __all__ = [
+    "Producer",
+    "Norm",
     "LayerKind",
     "KINDS",
     "kind_of",
     "is_producer",
     "is_norm",
+    "weight_of",
     "unit_view",
     "unit_columns",
     "default_init",
@@ -40,6 +43,12 @@ __all__ = [
     "keep_in",
     "slice_optimizer_state",
 ]
+
+
+#: Layers that compute units from their input (a site's producers and readers).
+Producer = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
+#: Layers that normalise units channel by channel.
+Norm = nn.modules.batchnorm._BatchNorm
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,14 @@ def is_norm(mod: nn.Module) -> bool:
     """Whether ``mod`` normalises units channel by channel (batch norm)."""
     kind = kind_of(mod)
     return kind is not None and not kind.producer
+
+
+def weight_of(mod: nn.Module) -> Tensor:
+    """``mod.weight`` (a layer that holds units has one)."""
+    w = getattr(mod, "weight", None)
+    if not isinstance(w, Tensor):
+        raise GrowthError(f"{type(mod).__name__} has no weight")
+    return w
 
 
 def _kind(mod: nn.Module) -> LayerKind:
@@ -168,12 +185,12 @@ def append_in(mod: nn.Module, n: int, k: int, slices: Tensor | None = None) -> N
     kind = _kind(mod)
     if kind.in_size is None:
         raise GrowthError(f"{type(mod).__name__} reads no units")
-    w: Tensor = mod.weight  # type: ignore[assignment]
+    w = weight_of(mod)
     r = unit_view(w, n).shape[2]
     shape = (w.shape[0], k * r) if w.dim() == 2 else (w.shape[0], k, *w.shape[2:])
     extra = w.new_zeros(shape) if slices is None else slices.reshape(shape).to(w)
-    mod.weight = _param(w, torch.cat([w, extra], 1))  # type: ignore[assignment]
-    setattr(mod, kind.in_size, mod.weight.shape[1])
+    mod.weight = _param(w, torch.cat([w, extra], 1))
+    setattr(mod, kind.in_size, weight_of(mod).shape[1])
 
 
 def slice_optimizer_state(
@@ -215,9 +232,10 @@ def keep_in(mod: nn.Module, n: int, keep: Tensor, optimizer: torch.optim.Optimiz
     """``mod`` reads only units ``keep`` of the ``n`` it read (their columns, ``r`` each)."""
     kind = _kind(mod)
     assert kind.in_size is not None
-    cols = unit_columns(keep, n, mod.weight.shape[1]) if mod.weight.dim() == 2 else keep  # type: ignore[union-attr]
+    w = weight_of(mod)
+    cols = unit_columns(keep, n, w.shape[1]) if w.dim() == 2 else keep
     _select(mod, "weight", 1, cols, optimizer)
-    setattr(mod, kind.in_size, mod.weight.shape[1])  # type: ignore[union-attr]
+    setattr(mod, kind.in_size, weight_of(mod).shape[1])
 
 
 @torch.no_grad()

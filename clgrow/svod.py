@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from clgrow.context import GrowthContext, model_device
 from clgrow.distributor import Distributor
@@ -99,16 +99,19 @@ class SVoD(Distributor):
         return {i: int(votes[i]) for i in ls}
 
     def candidate_scores(
-        self, model: Growable, k: int, loader: Iterable[Any], loss_fn: LossFn, layers: Sequence[int]
+        self, model: nn.Module, k: int, loader: Iterable[Any], loss_fn: LossFn, layers: Sequence[int]
     ) -> dict[int, Tensor]:
         """Mean ``dL/dy`` of every candidate, per layer (each of shape ``(candidates * k,)``)."""
-        model = growable_from_loader(model, loader)
-        return self._scores(model, k, GrowthContext(loader, loss_fn, list(layers), device=model_device(model)))
+        grown = growable_from_loader(model, loader)
+        return self._scores(grown, k, GrowthContext(loader, loss_fn, list(layers), device=model_device(grown)))
 
     @staticmethod
-    def copy_numel(model: Growable, cand: int, layers: Sequence[int]) -> int:
+    def copy_numel(model: nn.Module, cand: int, layers: Sequence[int]) -> int:
         """Parameters of the candidate copy: ``model`` with ``cand`` units added to each of ``layers``."""
-        model = as_growable(model)
+        return SVoD._copy_numel(as_growable(model), cand, layers)
+
+    @staticmethod
+    def _copy_numel(model: Growable, cand: int, layers: Sequence[int]) -> int:
         grown = set(layers)
         extra = 0
         for i in grown:
@@ -130,7 +133,7 @@ class SVoD(Distributor):
         copies = 4 if train_passes > 0 else 2  # weights and gradients, plus RMSprop's two buffers
 
         def need(c: int) -> int:
-            return self.copy_numel(model, c, layers) * 4 * copies
+            return self._copy_numel(model, c, layers) * 4 * copies
 
         size = need(cand)
         fewest = -(-k // len(layers))  # the pooled candidates must hold K votes

@@ -284,7 +284,7 @@ class SWE(Extender):
     def _bound_new_rows(self, cp: Coupling) -> None:
         """Scale down new rows ``[r_j | β_j]`` longer than ``new_norm`` times the old rows' mean norm."""
         assert self.new_norm is not None  # called only when new rows are bounded
-        w, b, n_old = cp.weight, cp.lin.bias, cp.n_old
+        w, b, n_old = cp.weight, cp.bias, cp.n_old
         norms = torch.hypot(torch.linalg.vector_norm(w, dim=1), b.abs())
         limit = norms[:n_old].mean() * self.new_norm
         scale = (limit / norms[n_old:].clamp_min(1e-30)).clamp(max=1.0)

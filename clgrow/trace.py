@@ -31,7 +31,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.hooks import RemovableHandle
 
 from clgrow.errors import GrowthError
-from clgrow.surgery import is_norm, is_producer
+from clgrow.surgery import is_norm, is_producer, weight_of
 
 __all__ = [
     "Member",
@@ -413,11 +413,11 @@ class _Spaces:
         mod = node.module
         assert mod is not None
         out = node.outputs[0]
-        space = _Space(int(mod.weight.shape[0]))  # type: ignore[union-attr]
+        space = _Space(int(weight_of(mod).shape[0]))
         space.members.append((node, mod))
         self.spaces.append(space)
         if getattr(mod, "groups", 1) != 1:
-            space.fail(f"a grouped or depthwise convolution (groups={mod.groups})")  # type: ignore[union-attr]
+            space.fail(f"a grouped or depthwise convolution (groups={getattr(mod, 'groups', 1)})")
         elif out.dim() < 2 or out.shape[1] != space.width:
             space.fail(f"applied to inputs of shape {tuple(node.inputs[0].shape)}: its units are not along dimension 1")
         self._set(out, _At(space))
@@ -429,7 +429,7 @@ class _Spaces:
         what = _describe(node, self.paths)
         space.note_use(what)
         n = space.width
-        w = mod.weight  # type: ignore[union-attr]
+        w = weight_of(mod)
         if self.calls.get(id(mod), 0) != 1:
             space.fail(f"its units reach {what}, which is called {self.calls.get(id(mod), 0)} times")
         elif isinstance(mod, nn.Linear):
@@ -604,12 +604,11 @@ def _site(space: _Space, paths: Mapping[int, str], out_ids: set[int]) -> Site | 
         out = node.outputs[0]
         members.append(Member(paths[id(mod)], norm, math.prod(out.shape[2:]) if out.dim() > 2 else 1))
     others = tuple(paths[id(nm)] for nm, follows in space.norms if follows is None or id(follows) not in member_nodes)
-    pools = space.consumers[0][4] if len(chains) == 1 and not stream else None
     return Site(
         tuple(members),
         tuple(consumers),
         others,
-        pools if pools is not None else None,
+        space.consumers[0][4] if len(chains) == 1 and not stream else None,
         all(c.head for c in consumers),
         stream,
     )

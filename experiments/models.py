@@ -76,6 +76,7 @@ def own_model(
     from clgrow.models import cnn, mlp, resnet
 
     head = None if task_heads else classes
+    model: torch.nn.Module
     if cfg.model == "resnet":
         assert shape is not None
         model = resnet(shape, head, nf=cfg.nf, widths=sizes)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from avalanche.core import SupervisedPlugin
 from torch import nn
 

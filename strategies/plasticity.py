@@ -11,7 +11,7 @@ from torch import nn
 from clgrow import GrowthError
 from clgrow.data import unpack
 from clgrow.plasticity import PlasticityMethod, build_plasticity_method, hidden_activations, keep_entries
-from clgrow.sites import Growable, GrowableModule
+from clgrow.sites import GrowableModule, as_growable
 from clgrow.strategies.growable import growable_model
 
 __all__ = ["PlasticityPlugin", "find_plasticity_plugin"]
@@ -149,10 +149,10 @@ class PlasticityPlugin(SupervisedPlugin):
             h.remove()
         self._handles = []
 
-    def reset_labels(self, model: Growable) -> list[torch.Tensor]:
+    def reset_labels(self, model: nn.Module) -> list[torch.Tensor]:
         """Per hidden layer ``(n,)``: the experience each unit was last reset in, ``-1`` if never."""
         out = []
-        for i, n in enumerate(model.hidden_sizes):
+        for i, n in enumerate(as_growable(model).hidden_sizes):
             lab = torch.full((n,), -1, dtype=torch.long)
             if i < len(self.last_reset):
                 old = self.last_reset[i][:n]
@@ -160,7 +160,7 @@ class PlasticityPlugin(SupervisedPlugin):
             out.append(lab)
         return out
 
-    def _record(self, experience: int, reset: dict[int, torch.Tensor], model: Growable) -> None:
+    def _record(self, experience: int, reset: dict[int, torch.Tensor], model: nn.Module) -> None:
         counts = self.counts.setdefault(experience, {})
         if not reset:
             return

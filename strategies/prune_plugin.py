@@ -22,9 +22,9 @@ from avalanche.core import SupervisedPlugin
 
 from clgrow import GrowthError
 from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
-from clgrow.sites import growable_from_loader
 from clgrow.methods import STREAM_PRUNE_SELECTORS
 from clgrow.prune import METHODS, PruneReport, prune, select_units
+from clgrow.sites import growable_from_loader
 from clgrow.strategies.events import draw_probe, mean_or_none
 from clgrow.strategies.optimizer_state import carry_sliced_state, optimizer_state_by_name
 from clgrow.strategies.param_state import find_param_state, slice_param_state

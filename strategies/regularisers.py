@@ -134,7 +134,7 @@ def _features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """What the model's output layer reads (or its own ``get_features(x)``), ``(batch, features)``."""
     fn = getattr(model, "get_features", None)
     if fn is not None:
-        return fn(x)  # type: ignore[no-any-return]
+        return fn(x)
     head = _output_layer(model)
     if head is None:
         raise GrowthError(f"lfl: {type(model).__name__} has no one output layer to read features at")

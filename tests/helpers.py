@@ -70,3 +70,11 @@ def norm(model: nn.Module, layer: int) -> nn.Module | None:
 def fan_in(model: nn.Module, layer: int) -> int:
     """Entries of one unit's row at site ``layer``."""
     return sites(model).members(layer)[0].fan_in
+
+
+def task_mlp(in_features: int, hidden: list[int], classes: int) -> nn.Module:
+    """clgrow's MLP trunk with one head per task (Avalanche's MultiHeadClassifier)."""
+    from clgrow.models import mlp
+    from clgrow.strategies.multihead import with_task_heads
+
+    return with_task_heads(mlp(in_features, hidden, None), classes, torch.zeros(2, in_features))

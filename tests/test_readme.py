@@ -76,9 +76,9 @@ def test_readme_is_a_five_minute_front_page_and_no_page_cites_internal_issues():
 def test_docs_own_model_example_runs_as_printed(tmp_path):
     example = next(b for p in (README, ROOT / "docs" / "models.md") for b in _blocks(p) if "find_sites(net" in b)
     res = _run(example, tmp_path)
-    assert "8 growth site(s)" in res.stdout and "conv1: its ReLU output feeds an addition" in res.stdout
+    assert "12 growth site(s)" in res.stdout and "site 0: conv1 -> bn1 + layer1.0.conv2" in res.stdout
     allocation = eval(res.stdout.strip().splitlines()[-1])
-    assert sum(allocation.values()) == 64 and len(allocation) == 8
+    assert sum(allocation.values()) == 64 and len(allocation) == 12
 
 
 def test_docs_own_method_walkthrough_runs_as_written(tmp_path):

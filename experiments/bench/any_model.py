@@ -6,8 +6,8 @@
 * ``training``: samples/s of a plain PyTorch training loop on a module clgrow has traced and grown
   (its sites given biases and cohort buffers, every layer wider) over the same loop on an
   identical module grown by plain surgery (torch.cat of zeros), for Avalanche's SimpleMLP, a
-  user's module, torchvision's resnet18, and clgrow's GrowableMLP against the same MLP as an
-  ``nn.Sequential``. Target: >= 0.95 (nothing of clgrow runs in the module's forward).
+  user's module and torchvision's resnet18, and of clgrow's own MLP and ResNet grown against the
+  same builder at the grown widths. Target: >= 0.95 (nothing of clgrow runs in the module's forward).
 * ``discovery``: on the test zoo, what our trace finds against ``torch.fx.symbolic_trace`` and,
   when ``torch-pruning`` is importable, its ``DependencyGraph`` (docs/models.md's decision).
 * ``growth``: one growth step (SVoD + SWE, the defaults, K = 64) on torchvision's resnet18 at
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from clgrow import GrowableMLP, grow
+from clgrow import grow, mlp, resnet
 from clgrow.sites import as_growable
 
 warnings.filterwarnings("ignore")
@@ -115,11 +115,23 @@ def training(quick: bool) -> list[tuple[str, float]]:
         plain = build()
         _plain_widen(plain, grown)
         rows.append((f"{label}: grown by clgrow / same shapes, plain", _interleaved(plain, grown, batches, repeats)))
-    batches = _batches((784,), steps * 256, 256)
-    torch.manual_seed(0)
-    mlp = GrowableMLP(784, [1024, 1024], 10)
-    seq = nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))
-    rows.append(("GrowableMLP [1024, 1024] / the same nn.Sequential", _interleaved(seq, mlp, batches, repeats)))
+    # clgrow's own models, grown, against the same builder at the grown widths
+    own: list[tuple[str, Callable[[list[int] | None], nn.Module], tuple[int, ...], int]] = [
+        ("clgrow mlp [1024, 1024]", lambda w: mlp(784, w or [1024, 1024], 10), (784,), 256),
+        (
+            "clgrow resnet nf=16, 3x32x32",
+            lambda w: resnet((3, 32, 32), 10, nf=16, blocks=(2, 2), widths=w),
+            (3, 32, 32),
+            16,
+        ),
+    ]
+    for label, make, shape, batch in own:
+        batches = _batches(shape, steps * batch, batch)
+        torch.manual_seed(0)
+        grown = make(None)
+        grow(grown, 64, [(x, y) for x, y in batches[:2]], "random", "uniform")
+        plain = make(as_growable(grown).hidden_sizes)
+        rows.append((f"{label}: grown / built at the grown widths", _interleaved(plain, grown, batches, repeats)))
     return rows
 
 

@@ -31,18 +31,30 @@ __all__ = ["trace", "main"]
 def _snapshot(model: Any, x: torch.Tensor, seen: torch.Tensor, tau: float) -> dict[str, dict[str, float]]:
     """Per ``L{layer}c{cohort}``: dead, dormant, mean pre-activation and firing fraction on the seen
     experiences, incoming norm and likeness (mean pairwise correlation of pre-activations)."""
+    from clgrow.sites import as_growable
+
     out: dict[str, dict[str, float]] = {}
+    grown = as_growable(model)
     was = model.training
     model.eval()
+    pre: dict[int, torch.Tensor] = {}
+    producers = [grown.members(i)[0].producer for i in range(grown.num_hidden_layers)]
+    handles = [
+        p.register_forward_hook(lambda mod, args, z, i=i: pre.__setitem__(i, z.detach()))
+        for i, p in enumerate(producers)
+    ]
+    try:
+        with torch.no_grad():
+            _, acts = grown.run(x, capture=True)
+    finally:
+        for h in handles:
+            h.remove()
     with torch.no_grad():
-        _, acts = model.run(x, capture=True)
-        h = model.features(x)
-        for layer, lin in enumerate(model.hidden):
-            z = torch.nn.functional.linear(h, lin.weight.view(lin.weight.shape[0], -1), lin.bias)
-            h = acts[layer].reshape(acts[layer].shape[0], -1)
+        for layer, lin in enumerate(producers):
+            z = pre[layer]
             mean_abs = acts[layer].abs().mean(0)
             score = mean_abs / mean_abs.mean().clamp_min(1e-12)
-            cohort = model.cohort(layer)
+            cohort = grown.cohort(layer)
             for c in cohort.unique().tolist():
                 sel = cohort == c
                 zc = z[:, sel]
@@ -80,17 +92,17 @@ def trace(
     from avalanche.core import SupervisedPlugin
     from avalanche.training.determinism.rng_manager import RNGManager
 
-    from clgrow import GrowableMLP
+    from clgrow import mlp
     from clgrow.experiments.benchmarks import make_benchmark
-    from clgrow.strategies import LeanEvaluationPlugin, MultiHeadGrowableMLP, build_strategy
+    from clgrow.strategies import LeanEvaluationPlugin, build_strategy, with_task_heads
 
     torch.set_num_threads(1)
     bm = make_benchmark(benchmark, 5, seed=0, task_labels=task_labels)
     RNGManager.set_random_seeds(seed)
     model: Any = (
-        MultiHeadGrowableMLP(bm.in_features, list(hidden), bm.head_size)
+        with_task_heads(mlp(bm.in_features, list(hidden), None), bm.head_size, torch.zeros(2, bm.in_features))
         if task_labels
-        else GrowableMLP(bm.in_features, list(hidden), bm.num_classes)
+        else mlp(bm.in_features, list(hidden), bm.num_classes)
     )
     xs, exps = [], []
     for e, exp in enumerate(bm.scenario.test_stream):

@@ -230,7 +230,7 @@ def _trained_base(job: dict[str, Any]) -> tuple[Any, Any, Any, list[float]]:
 
     from clgrow.experiments.embedded import load_embedded
     from clgrow.experiments.growth_demo import train_epoch
-    from clgrow.model import GrowableMLP
+    from clgrow.models import cnn, mlp
 
     torch.set_num_threads(1)
     data = load_embedded(job["data"])
@@ -238,14 +238,11 @@ def _trained_base(job: dict[str, Any]) -> tuple[Any, Any, Any, list[float]]:
     gen = torch.Generator().manual_seed(job["seed"])
     train = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=job["batch"], shuffle=True, generator=gen)
     test = DataLoader(TensorDataset(data.x_test, data.y_test), batch_size=1000)
-    model: GrowableMLP
-    if job.get("channels"):  # a GrowableCNN on the images: convolutions, then the hidden layers
-        from clgrow.cnn import GrowableCNN
-
+    if job.get("channels"):  # a CNN on the images: convolutions, then the hidden layers
         shape = {"mnist-5k": (1, 28, 28), "digits": (1, 8, 8)}[job["data"]]
-        model = GrowableCNN(shape, job["channels"], job["hidden"], data.num_classes)
+        model = cnn(shape, job["channels"], job["hidden"], data.num_classes)
     else:
-        model = GrowableMLP(data.x_train.shape[1], job["hidden"], data.num_classes)
+        model = mlp(data.x_train.shape[1], job["hidden"], data.num_classes)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     epochs = [train_epoch(model, train, opt) for _ in range(job["epochs_before"])]
     return model, train, test, epochs
@@ -295,9 +292,9 @@ def _step(job: dict[str, Any]) -> dict[str, Any]:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from clgrow import GrowableMLP, Probe, SVoD, extenders, grow, output_change, probe_outputs
+    from clgrow import Probe, SVoD, extenders, grow, mlp, output_change, probe_outputs
     from clgrow.experiments.embedded import load_embedded
-    from clgrow.strategies import MultiHeadGrowableMLP
+    from clgrow.strategies import with_task_heads
 
     torch.set_num_threads(1)
     data = load_embedded(job["data"])
@@ -311,13 +308,17 @@ def _step(job: dict[str, Any]) -> dict[str, Any]:
     train = [task(data.x_train, data.y_train, c, t) for t, c in enumerate(((0, 1), (2, 3)))]
     test = [task(data.x_test, data.y_test, c, t) for t, c in enumerate(((0, 1), (2, 3)))]
     torch.manual_seed(job["seed"])
+    m = data.x_train.shape[1]
     model: Any = (
-        MultiHeadGrowableMLP(data.x_train.shape[1], job["hidden"], 2)
+        with_task_heads(mlp(m, job["hidden"], None), 2, torch.zeros(2, m))
         if til
-        else GrowableMLP(data.x_train.shape[1], job["hidden"], data.num_classes)
+        else mlp(m, job["hidden"], data.num_classes)
     )
-    if til:
-        model.add_task(1)
+    if til:  # task 1's head, as Avalanche's adaptation adds it
+        from avalanche.models import IncrementalClassifier
+
+        heads = model.classifier
+        heads.classifiers["1"] = IncrementalClassifier(heads.in_features, 2, masking=False, auto_adapt=False)
     gen = torch.Generator().manual_seed(job["seed"])
     loaders = [DataLoader(ds, batch_size=job["batch"], shuffle=True, generator=gen) for ds in train]
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -495,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         nargs="+",
         default=None,
         metavar="C|M",
-        help="staged setting: a GrowableCNN with these convolutions (M: max-pool) before --hidden",
+        help="staged setting: a CNN with these convolutions (M: max-pool) before --hidden",
     )
     p.add_argument("--k", type=int, default=None, help="units per growth step")
     p.add_argument("--growths", type=int, default=2)

@@ -33,7 +33,7 @@ def _train(job: dict[str, Any]) -> tuple[Any, Any, Any, list[float], list[Any]]:
 
     from clgrow.experiments.embedded import load_embedded
     from clgrow.experiments.growth_demo import train_epoch
-    from clgrow.model import GrowableMLP
+    from clgrow.models import cnn, mlp
 
     torch.set_num_threads(1)
     data = load_embedded(job["data"])
@@ -44,12 +44,10 @@ def _train(job: dict[str, Any]) -> tuple[Any, Any, Any, list[float], list[Any]]:
     if job["setting"] == "joint":
         tasks = [list(range(classes))]
     if job.get("channels"):
-        from clgrow.cnn import GrowableCNN
-
         shape = {"mnist-5k": (1, 28, 28), "digits": (1, 8, 8)}[job["data"]]
-        model: GrowableMLP = GrowableCNN(shape, job["channels"], job["hidden"], classes)
+        model = cnn(shape, job["channels"], job["hidden"], classes)
     else:
-        model = GrowableMLP(data.x_train.shape[1], job["hidden"], classes)
+        model = mlp(data.x_train.shape[1], job["hidden"], classes)
     buffer_x: list[Any] = []
     buffer_y: list[Any] = []
     probe: list[Any] = []
@@ -82,6 +80,7 @@ def _job(job: dict[str, Any]) -> list[dict[str, Any]]:
     from clgrow.experiments.growth_demo import accuracy
     from clgrow.inactivity import measure_inactivity
     from clgrow.prune import prune, select_units
+    from clgrow.sites import as_growable
 
     trained, probe, test, epochs, _ = _train(job)
     epoch = statistics.median(epochs)
@@ -90,7 +89,7 @@ def _job(job: dict[str, Any]) -> list[dict[str, Any]]:
         x_test = torch.cat([x for x, _ in test])
     live = copy.deepcopy(trained)  # the pool "live": the dead units (on the probe) removed first
     dead = select_units(live, "dead", probe)
-    dead = {layer: idx[: live.hidden_sizes[layer] - 1] for layer, idx in dead.items()}
+    dead = {layer: idx[: as_growable(live).hidden_sizes[layer] - 1] for layer, idx in dead.items()}
     dead_report = prune(live, dead) if dead else None
     rows = []
     for pool, model in (("all", trained), ("live", live)):
@@ -100,7 +99,7 @@ def _job(job: dict[str, Any]) -> list[dict[str, Any]]:
         dormant = select_units(model, "dormant", probe, tau=job["tau"])
         for frac in job["fractions"]:
             count = {layer: round(frac * len(idx)) for layer, idx in dormant.items()}
-            count = {layer: min(c, model.hidden_sizes[layer] - 1) for layer, c in count.items() if c > 0}
+            count = {layer: min(c, as_growable(model).hidden_sizes[layer] - 1) for layer, c in count.items() if c > 0}
             for sel in SELECTORS:
                 units = select_units(model, sel, probe, tau=job["tau"], count=count) if count else {}
                 for method in METHODS:
@@ -142,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--setting", choices=["stream", "joint"], default="stream")
     p.add_argument("--data", default="mnist-5k")
     p.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
-    p.add_argument("--channels", nargs="+", default=None, help="a GrowableCNN, e.g. 8 M 16 M")
+    p.add_argument("--channels", nargs="+", default=None, help="a CNN, e.g. 8 M 16 M")
     p.add_argument("--epochs", type=int, default=3, help="epochs per task")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--probe", type=int, default=200, help="probe samples per task (what the units are scored on)")

@@ -38,9 +38,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from clgrow import SWE, GrowableMLP, GrowthError, SVoD, distributors, extenders, grow, measure_inactivity
+from clgrow import SWE, GrowthError, SVoD, distributors, extenders, grow, measure_inactivity, mlp
 from clgrow.experiments.console import quiet_avalanche_deprecations
 from clgrow.experiments.growth_demo import train_epoch as _epoch
 
@@ -63,7 +64,7 @@ def _median(fn: Callable[[], float], repeats: int) -> float:
 def _setup(layers: int, width: int, m: int, n: int = 2048, batch: int = 64, seed: int = 0):
     torch.manual_seed(seed)
     loader = DataLoader(_data(n, m, seed=seed), batch_size=batch, shuffle=True)
-    model = GrowableMLP(m, [width] * layers, 10)
+    model = mlp(m, [width] * layers, 10)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     _epoch(model, loader, opt)  # warm-up, and non-trivial weights
     epoch = _median(lambda: _epoch(model, loader, opt), 3)
@@ -71,7 +72,7 @@ def _setup(layers: int, width: int, m: int, n: int = 2048, batch: int = 64, seed
 
 
 def _grow_ratio(
-    model: GrowableMLP, loader: DataLoader, epoch: float, k: int, ext: Any, dist: Any, repeats: int = 2
+    model: nn.Module, loader: DataLoader, epoch: float, k: int, ext: Any, dist: Any, repeats: int = 2
 ) -> dict[str, float]:
     times = []
     for r in range(repeats):
@@ -240,7 +241,7 @@ def section_overhead(quick: bool) -> str:
 
     def avalanche_time(with_plugin: bool) -> float:
         torch.manual_seed(0)
-        model = GrowableMLP(784, [256, 256], 10)
+        model = mlp(784, [256, 256], 10)
         plugins = [GrowPlugin(grow_from_experience=10**6)] if with_plugin else []
         s = build_strategy(
             "naive",
@@ -261,7 +262,7 @@ def section_overhead(quick: bool) -> str:
 
     def plain_time() -> float:
         torch.manual_seed(0)
-        model = GrowableMLP(784, [256, 256], 10)
+        model = mlp(784, [256, 256], 10)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         return statistics.mean(_epoch(model, plain_loader, opt) for _ in range(epochs))
 
@@ -306,7 +307,7 @@ def section_inactivity(quick: bool) -> str:
     bm = make_benchmark("split-mnist-5k", 5, seed=0)
 
     def avalanche_eval(with_metric: bool) -> float:
-        m = GrowableMLP(784, [256, 256, 256], 10)
+        m = mlp(784, [256, 256, 256], 10)
         metrics = [accuracy_metrics(stream=True)] + (inactivity_metrics() if with_metric else [])
         s = build_strategy("naive", m, None, evaluator=EvaluationPlugin(*metrics, loggers=[]), eval_mb_size=512)
         t = time.perf_counter()
@@ -343,7 +344,7 @@ def _plain_rate(bm: Any, tensors: list[tuple[torch.Tensor, torch.Tensor]], batch
     """Samples/s of :func:`_plain_train` over every experience's tensors, for the throughput
     section's MLP 784-[256]-10 with Adam 1e-3 (seeded like the Avalanche runs it is compared with)."""
     torch.manual_seed(0)
-    model = GrowableMLP(bm.in_features, [256], bm.num_classes)
+    model = mlp(bm.in_features, [256], bm.num_classes)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     seconds = sum(_plain_train(model, x, y, batch, epochs, opt) for x, y in tensors)
     return sum(len(y) for _, y in tensors) * epochs / seconds
@@ -384,7 +385,7 @@ def _avalanche_train(bm: Any, strategy: str, fast: bool, epochs: int, batch: int
             self.samples += len(strategy.mb_y)
 
     torch.manual_seed(0)
-    model = GrowableMLP(bm.in_features, [256], bm.num_classes)
+    model = mlp(bm.in_features, [256], bm.num_classes)
     clock = Clock()
     kw: dict[str, Any] = {"mem_size": 500} if strategy == "replay" else {}
     s = build_strategy(
@@ -499,11 +500,11 @@ def section_throughput(quick: bool, data_root: str | None = None) -> str:
 
 def section_conv(quick: bool) -> str:
     """`clgrow run` with a convolutional model against a plain PyTorch loop training the same
-    GrowableCNN on the same tensors (the convolutional throughput goal), per sample seen."""
-    from clgrow.cnn import GrowableCNN
+    CNN on the same tensors (the convolutional throughput goal), per sample seen."""
     from clgrow.experiments.benchmarks import make_benchmark
     from clgrow.experiments.config import RunConfig
     from clgrow.experiments.runner import run
+    from clgrow.models import cnn
 
     bm = make_benchmark("split-mnist-5k", 5, seed=0)
     tensors = _stream_tensors(bm.scenario.train_stream)
@@ -517,7 +518,7 @@ def section_conv(quick: bool) -> str:
 
         def plain_rate(channels: list = channels, hidden: list = hidden) -> float:
             torch.manual_seed(0)
-            model = GrowableCNN((1, 28, 28), channels, hidden, 10)
+            model = cnn((1, 28, 28), channels, hidden, 10)
             opt = torch.optim.Adam(model.parameters(), lr=1e-3)
             seconds = sum(_plain_train(model, x, y, batch, epochs, opt) for x, y in tensors)
             return sum(len(y) for _, y in tensors) * epochs / seconds
@@ -570,7 +571,7 @@ def section_eval(quick: bool) -> str:
     ]
     for label, bm, hidden in cases:
         tensors = _stream_tensors(bm.scenario.test_stream)
-        model = GrowableMLP(784, hidden, 10)
+        model = mlp(784, hidden, 10)
 
         def avalanche_eval(fast: bool, metrics: list[Any]) -> float:
             plugin = (LeanEvaluationPlugin if fast else EvaluationPlugin)(*metrics, loggers=[])
@@ -701,7 +702,7 @@ def section_profile(quick: bool) -> str:
     from clgrow.strategies import LeanEvaluationPlugin, build_strategy, inactivity_metrics
 
     test = make_benchmark("split-mnist", 5, seed=0, data_root=_synthetic_mnist_root()).scenario.test_stream
-    model = GrowableMLP(784, [256, 256, 256], 10)
+    model = mlp(784, [256, 256, 256], 10)
     s = build_strategy(
         "naive",
         model,

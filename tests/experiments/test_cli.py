@@ -709,7 +709,7 @@ class Net(nn.Module):
 
     def forward(self, x):
         x = x.flatten(1)
-        return self.head(F.relu(self.b(F.relu(self.a(x))) + self.skip(x)))  # b and skip are tied: only a grows
+        return self.head(F.relu(self.b(F.relu(self.a(x))) + self.skip(x)))  # b and skip: one residual stream
 
 
 def tanh_net(input_size, num_classes):
@@ -725,11 +725,11 @@ def test_a_users_model_by_import_path_and_avalanches_by_name_grow_from_the_cli(t
     argv = ["run", *TINY_MODEL, "--growth", "swe-svod", "--model", "usermodels:Net", "--model-arg", "width=12"]
     assert main([*argv, "--out", str(tmp_path / "u")]) == 0
     summary = json.loads((tmp_path / "u" / "summary.json").read_text())
-    assert summary["hidden_sizes"][0] == [12] and summary["final_hidden_sizes"][0] > 12
+    assert summary["hidden_sizes"][0] == [12, 10] and sum(summary["final_hidden_sizes"]) > 22
     capsys.readouterr()
     assert main([*argv, "--out", str(tmp_path / "c"), "--check"]) == 0
     listing = capsys.readouterr().err
-    assert "site 0: a -> ReLU -> b" in listing and "skip: its output goes to an addition" in listing
+    assert "site 0: a -> ReLU -> b" in listing and "site 1: b + skip -> residual stream -> head" in listing
     avalanche = ["run", *TINY_MODEL, "--growth", "swe-svod", "--model", "SimpleMLP", "--model-arg", "hidden_size=8"]
     assert main([*avalanche, "--out", str(tmp_path / "a")]) == 0
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["final_hidden_sizes"][0] > 8

@@ -33,7 +33,7 @@ class ScaledParams(Params):
 
 _IMPLEMENTATION = """
 from clgrow.extender import Extender
-from clgrow.model import default_init
+from clgrow.surgery import default_init
 
 from tp_methods import ScaledParams
 
@@ -45,8 +45,8 @@ class ScaledRandom(Extender):
 
     def _extend_layer(self, model, layer, k, ctx):
         BUILT.append(self.scale)
-        w, b = default_init(k, producer(model, layer).in_features)
-        return sites(model).add_units(layer, self.scale * w, b, None, cohort=ctx.cohort)
+        inits = [default_init(k, r.fan_in) for r in model.members(layer)]  # one per producer of the site
+        return model.add_units(layer, [self.scale * w for w, _ in inits], [b for _, b in inits], None, cohort=ctx.cohort)
 """
 
 # a strategy and a plasticity method registered on their implementations, imported by name
@@ -55,7 +55,6 @@ from avalanche.training.supervised import Naive
 
 from clgrow.plasticity import PlasticityMethod
 from clgrow.registry import plasticity_methods, strategies
-from tests.helpers import sites, producer
 
 
 @strategies.register("naive-twice")

@@ -12,6 +12,7 @@ from avalanche.training.plugins import EvaluationPlugin
 
 from clgrow import mlp
 from clgrow.strategies import GrowPlugin, ResultsWriter, build_strategy, growth_metrics, inactivity_metrics
+from tests.helpers import sites
 from tests.strategies.conftest import all_params_optimized, fast_plugin
 
 
@@ -50,7 +51,7 @@ def _run(bm, path: Path, stop_after: int | None = None, **build) -> dict | None:
     plugin = next(p for p in strategy.plugins if isinstance(p, GrowPlugin))
     return {
         "metrics": writer.last(),
-        "sizes": strategy.sites(model).hidden_sizes,
+        "sizes": sites(strategy.model).hidden_sizes,
         "events": [(e.experience, e.report.allocation) for e in plugin.events],
         "state": {k: v.clone() for k, v in strategy.model.state_dict().items()},
         "opt_params": sum(len(g["params"]) for g in strategy.optimizer.param_groups),

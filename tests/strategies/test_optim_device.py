@@ -24,12 +24,12 @@ def test_weight_decay_never_reaches_frozen_weights(split_digits, opt):
     )
     stream = split_digits.scenario.train_stream
     strategy.train(stream[0])
-    head = model.head.weight.detach().clone()
+    head = model[-1].weight.detach().clone()
     hidden = producer(model, 0).weight.detach().clone()
     strategy.train(stream[1])
     assert sites(model).hidden_sizes == [10, 10]  # it grew
-    assert not model.head.weight.requires_grad
-    assert torch.equal(model.head.weight.detach()[:, :8], head)
+    assert not model[-1].weight.requires_grad
+    assert torch.equal(model[-1].weight.detach()[:, :8], head)
     assert not torch.equal(producer(model, 0).weight.detach()[:8], hidden)  # the rest trained (and decayed)
 
 

@@ -75,14 +75,14 @@ _REG_HP = {
 
 @pytest.mark.parametrize("kind", sorted(_REG_HP))
 def test_regulariser_state_stays_aligned_after_growth(split_digits, kind):
-    """Growth in both dimensions of hidden.1.weight: every stored tensor keeps its old values
+    """Growth in both dimensions of 3.weight: every stored tensor keeps its old values
     in the leading block (in the parameter's own shape) and gets zero importance elsewhere."""
     model = mlp(split_digits.in_features, [6, 6, 6], split_digits.num_classes)
     grow_plugin = fast_plugin(distributor=UniformDistributor(), neurons_per_experience=3)
     seen = {}
     probe = _FirstIteration(
         lambda strat: seen.update(
-            {label: d["hidden.1.weight"].data.clone() for label, d, _ in _stores(reg, kind)},
+            {label: d["3.weight"].data.clone() for label, d, _ in _stores(reg, kind)},
             weight=producer(model, 1).weight.detach().clone(),
         )
     )
@@ -98,14 +98,14 @@ def test_regulariser_state_stays_aligned_after_growth(split_digits, kind):
     reg = next(p for p in strategy.plugins if isinstance(p, _REGULARISERS))
     stream = split_digits.scenario.train_stream
     strategy.train(stream[0])
-    name = "hidden.1.weight"
+    name = "3.weight"
     marked = {}
     for label, store, flat in _stores(reg, kind):  # known values, so placement can be checked
         value = torch.arange(1.0, 37.0).reshape(6, 6)
         store[name].data = value.flatten() if flat else value
         marked[label] = value
     probe.armed = True
-    strategy.train(stream[1])  # grows (hidden.1.weight: 6x6 -> 7x7), then trains with the penalty
+    strategy.train(stream[1])  # grows (3.weight: 6x6 -> 7x7), then trains with the penalty
     assert producer(model, 1).weight.shape == (7, 7)
     for label, value in marked.items():
         got = seen[label].reshape(7, 7)
@@ -126,7 +126,7 @@ class _ForeignPlugin(SupervisedPlugin):
         self.anchor = {n: ParamData(n, init_tensor=p.detach().clone()) for n, p in params.items()}
         self.stats = [{n: torch.ones_like(p) for n, p in params.items()}]
         if layout == "transposed":
-            self.stats[0]["hidden.0.weight"] = params["hidden.0.weight"].detach().t().clone()
+            self.stats[0]["1.weight"] = params["1.weight"].detach().t().clone()
 
 
 def test_an_unknown_plugin_is_padded_by_what_its_state_holds(split_digits):
@@ -144,9 +144,9 @@ def test_an_unknown_plugin_is_padded_by_what_its_state_holds(split_digits):
     sites(model).add_units(1, torch.randn(3, 7), torch.zeros(3))
     align_param_state(stores, model, old_shapes)
     w1 = producer(model, 1).weight.detach()
-    assert foreign.anchor["hidden.1.weight"].data.shape == w1.shape == (8, 7)
-    assert torch.equal(foreign.anchor["hidden.1.weight"].data, w1)
-    stat = foreign.stats[0]["hidden.1.weight"]
+    assert foreign.anchor["3.weight"].data.shape == w1.shape == (8, 7)
+    assert torch.equal(foreign.anchor["3.weight"].data, w1)
+    stat = foreign.stats[0]["3.weight"]
     assert stat.shape == (8, 7) and stat[:5, :5].eq(1).all() and stat.sum() == 25
 
 
@@ -158,7 +158,7 @@ def test_an_unalignable_plugin_is_refused_before_growth(split_digits):
     )
     strategy.train(split_digits.scenario.train_stream[0])
     before = [p.detach().clone() for p in model.parameters()]
-    with pytest.raises(GrowthError, match=r"_ForeignPlugin.*stats\[0\]\['hidden.0.weight'\].*\(64, 6\)"):
+    with pytest.raises(GrowthError, match=r"_ForeignPlugin.*stats\[0\]\['1.weight'\].*\(64, 6\)"):
         strategy.train(split_digits.scenario.train_stream[1])
     assert sites(model).hidden_sizes == [6, 6]
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
@@ -170,7 +170,7 @@ def _si_importances(plugin_cls, split_digits):
     si = plugin_cls(si_lambda=1.0)
     strategy = build_strategy("naive", model, None, plugins=[si], evaluator=quiet(), train_mb_size=32, lr=1e-2)
     strategy.train(split_digits.scenario.train_stream[0])
-    return si.ewc_data[1]["hidden.0.weight"].data
+    return si.ewc_data[1]["1.weight"].data
 
 
 def test_si_on_cpu_learns_importances_where_avalanche_does_not(split_digits):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from clgrow import Distributor, GrowthError, UniformDistributor, mlp
 from clgrow.strategies import STRATEGIES, GrowPlugin, build_strategy
 from clgrow.strategies.declared import reference_strategies
-from tests.helpers import producer, sites
+from tests.helpers import producer, sites, task_mlp
 from tests.strategies.conftest import all_params_optimized, fast_plugin, quiet
 
 REFERENCE_STRATEGIES = reference_strategies()
@@ -157,13 +157,14 @@ def test_head_grows_for_new_classes(split_digits):
 
 def test_task_incremental_multi_head(split_digits_tasks):
     bm = split_digits_tasks
-    model = MultiHeadmlp(bm.in_features, [8, 8], bm.head_size)
+    model = task_mlp(bm.in_features, [8, 8], bm.head_size)
     coverage = OptimizerCoverage()
     plugin = fast_plugin()
     strategy = make("naive", model, None, plugins=[plugin, coverage], train_mb_size=32)
     _run(strategy, bm, 3)
-    assert sorted(model.heads, key=int) == ["0", "1", "2"]
-    assert all(h.in_features == sites(model).hidden_sizes[-1] for h in model.heads.values())
+    heads = model.classifier.classifiers  # Avalanche's MultiHeadClassifier: one head per task
+    assert sorted(heads, key=int) == ["0", "1", "2"]
+    assert all(h.classifier.in_features == sites(model).hidden_sizes[-1] for h in heads.values())
     assert all(coverage.checks) and sum(sites(model).hidden_sizes) == 24
     x = torch.stack([bm.scenario.test_stream[1].dataset[i][0] for i in range(4)])
     out1, out0 = model(x, torch.ones(4, dtype=torch.long)), model(x, torch.zeros(4, dtype=torch.long))

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from clgrow import mlp
 from clgrow.strategies import build_strategy
 from clgrow.strategies.prune_plugin import PrunePlugin, find_prune_plugin
-from tests.helpers import sites
+from tests.helpers import producer, sites
 from tests.strategies.conftest import all_params_optimized, quiet
 
 
-def _kill_half(model: GrowableMLP) -> None:
+def _kill_half(model: nn.Module) -> None:
     with torch.no_grad():
-        for lin in model.hidden:
+        for i in range(sites(model).num_hidden_layers):
+            lin = producer(model, i)
             half = lin.out_features // 2
             lin.weight[:half] = 0.0
             lin.bias[:half] = -1.0
