@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check clgrow strategies experiments tests
 	$(BIN)/ruff format --check clgrow strategies experiments tests
 	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/clgrow
-	for f in clgrow/*.py clgrow/py.typed; do ln -s "$(CURDIR)/$$f" $(TYPECHECK)/clgrow/; done
+	for f in clgrow/*.py clgrow/py.typed clgrow/methods clgrow/measure; do ln -s "$(CURDIR)/$$f" $(TYPECHECK)/clgrow/; done
 	ln -s "$(CURDIR)/strategies" $(TYPECHECK)/clgrow/strategies
 	ln -s "$(CURDIR)/experiments" $(TYPECHECK)/clgrow/experiments
 	cd $(TYPECHECK) && "$(CURDIR)/$(BIN)/mypy" --config-file "$(CURDIR)/pyproject.toml" -p clgrow

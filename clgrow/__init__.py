@@ -8,75 +8,78 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from clgrow._lazy import lazy_attributes
+from clgrow._moved import install
+
+install()  # pickles of clgrow 0.1 (Avalanche's checkpoints) find its moved modules
 
 # Names resolve on first use, so that ``import clgrow`` (and the command line's parser) does not
 # import torch before it is needed.
 _LAZY = {
     "iter_passes": "clgrow.data",
     "unpack": "clgrow.data",
-    "Distributor": "clgrow.distributor",
-    "FixedLayerDistributor": "clgrow.distributor",
-    "ProportionalDistributor": "clgrow.distributor",
-    "UniformDistributor": "clgrow.distributor",
-    "distributors": "clgrow.distributor",
+    "Distributor": "clgrow.methods.distributor",
+    "FixedLayerDistributor": "clgrow.methods.distributor",
+    "ProportionalDistributor": "clgrow.methods.distributor",
+    "UniformDistributor": "clgrow.methods.distributor",
+    "distributors": "clgrow.methods.distributor",
     "GROWTH_PRESETS": "clgrow.config",
     "GrowthConfig": "clgrow.config",
     "parse_growth": "clgrow.config",
     "ConfigError": "clgrow.errors",
     "GrowthError": "clgrow.errors",
-    "Extender": "clgrow.extender",
-    "extenders": "clgrow.extender",
-    "GradMaxExtender": "clgrow.gradmax",
-    "GrowthReport": "clgrow.grow",
-    "Probe": "clgrow.disruption",
-    "ProbeChange": "clgrow.disruption",
-    "probe_outputs": "clgrow.disruption",
-    "output_change": "clgrow.disruption",
-    "grow": "clgrow.grow",
-    "InactivityAccumulator": "clgrow.inactivity",
-    "InactivityStats": "clgrow.inactivity",
-    "LayerInactivity": "clgrow.inactivity",
-    "measure_inactivity": "clgrow.inactivity",
+    "Extender": "clgrow.methods.extender",
+    "extenders": "clgrow.methods.extender",
+    "GradMaxExtender": "clgrow.methods.gradmax",
+    "GrowthReport": "clgrow.methods.grow",
+    "Probe": "clgrow.measure.disruption",
+    "ProbeChange": "clgrow.measure.disruption",
+    "probe_outputs": "clgrow.measure.disruption",
+    "output_change": "clgrow.measure.disruption",
+    "grow": "clgrow.methods.grow",
+    "InactivityAccumulator": "clgrow.measure.inactivity",
+    "InactivityStats": "clgrow.measure.inactivity",
+    "LayerInactivity": "clgrow.measure.inactivity",
+    "measure_inactivity": "clgrow.measure.inactivity",
     "mlp": "clgrow.models",
     "cnn": "clgrow.models",
     "resnet": "clgrow.models",
     "Growable": "clgrow.sites",
     "GrowableModule": "clgrow.sites",
     "as_growable": "clgrow.sites",
-    "find_sites": "clgrow.trace",
+    "find_sites": "clgrow.discovery",
     "default_init": "clgrow.surgery",
-    "Net2NetExtender": "clgrow.net2net",
-    "RandomExtender": "clgrow.random_extender",
-    "ReDo": "clgrow.plasticity",
-    "ContinualBackprop": "clgrow.plasticity",
-    "PlasticityMethod": "clgrow.plasticity",
-    "plasticity_methods": "clgrow.plasticity",
-    "reset_units": "clgrow.plasticity",
-    "build_plasticity_method": "clgrow.plasticity",
-    "SVoD": "clgrow.svod",
-    "SWE": "clgrow.swe",
-    "coupled_weights": "clgrow.swe",
+    "Net2NetExtender": "clgrow.methods.net2net",
+    "RandomExtender": "clgrow.methods.random_extender",
+    "ReDo": "clgrow.methods.plasticity",
+    "ContinualBackprop": "clgrow.methods.plasticity",
+    "PlasticityMethod": "clgrow.methods.plasticity",
+    "plasticity_methods": "clgrow.methods.plasticity",
+    "reset_units": "clgrow.methods.plasticity",
+    "build_plasticity_method": "clgrow.methods.plasticity",
+    "SVoD": "clgrow.methods.svod",
+    "SWE": "clgrow.methods.swe",
+    "coupled_weights": "clgrow.methods.swe",
 }
 
 if TYPE_CHECKING:
     from clgrow.config import GROWTH_PRESETS, GrowthConfig, parse_growth
     from clgrow.data import iter_passes, unpack
-    from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
-    from clgrow.distributor import (
+    from clgrow.discovery import find_sites
+    from clgrow.errors import ConfigError, GrowthError
+    from clgrow.measure.disruption import Probe, ProbeChange, output_change, probe_outputs
+    from clgrow.measure.inactivity import InactivityAccumulator, InactivityStats, LayerInactivity, measure_inactivity
+    from clgrow.methods.distributor import (
         Distributor,
         FixedLayerDistributor,
         ProportionalDistributor,
         UniformDistributor,
         distributors,
     )
-    from clgrow.errors import ConfigError, GrowthError
-    from clgrow.extender import Extender, extenders
-    from clgrow.gradmax import GradMaxExtender
-    from clgrow.grow import GrowthReport, grow
-    from clgrow.inactivity import InactivityAccumulator, InactivityStats, LayerInactivity, measure_inactivity
-    from clgrow.models import cnn, mlp, resnet
-    from clgrow.net2net import Net2NetExtender
-    from clgrow.plasticity import (
+    from clgrow.methods.extender import Extender, extenders
+    from clgrow.methods.gradmax import GradMaxExtender
+    from clgrow.methods.grow import GrowthReport, grow
+    from clgrow.methods.net2net import Net2NetExtender
+    from clgrow.methods.plasticity import (
         ContinualBackprop,
         PlasticityMethod,
         ReDo,
@@ -84,17 +87,17 @@ if TYPE_CHECKING:
         plasticity_methods,
         reset_units,
     )
-    from clgrow.random_extender import RandomExtender
+    from clgrow.methods.random_extender import RandomExtender
+    from clgrow.methods.svod import SVoD
+    from clgrow.methods.swe import SWE, coupled_weights
+    from clgrow.models import cnn, mlp, resnet
     from clgrow.sites import Growable, GrowableModule, as_growable
     from clgrow.surgery import default_init
-    from clgrow.svod import SVoD
-    from clgrow.swe import SWE, coupled_weights
-    from clgrow.trace import find_sites
 
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals(), load_all=True)
 
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = list(_LAZY)  # every public name, spelled once (in the table above)

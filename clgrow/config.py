@@ -24,8 +24,8 @@ from clgrow.registry import REGISTRIES, distributors, extenders
 from clgrow.settings import Setting, custom, flag, setting, settings_of, whole
 
 if TYPE_CHECKING:
-    from clgrow.distributor import Distributor
-    from clgrow.extender import Extender
+    from clgrow.methods.distributor import Distributor
+    from clgrow.methods.extender import Extender
 
 __all__ = [
     "GrowthConfig",
@@ -202,8 +202,8 @@ class GrowthConfig:
                 except ConfigError as err:
                     raise ConfigError(f"{prefix}{name}_kwargs: {err}") from None
             else:
-                from clgrow.distributor import Distributor  # an instance exists: torch is imported
-                from clgrow.extender import Extender
+                from clgrow.methods.distributor import Distributor  # an instance exists: torch is imported
+                from clgrow.methods.extender import Extender
 
                 need(
                     isinstance(v, Extender if name == "extender" else Distributor),

@@ -19,7 +19,7 @@ from typing import Literal, TypeVar
 import torch
 from torch import Tensor, nn
 
-from clgrow.trace import FIXED
+from clgrow.discovery import FIXED
 
 __all__ = ["mlp", "cnn", "resnet", "Images", "BasicBlock", "ResNet", "POOL", "site_roles"]
 
@@ -314,7 +314,7 @@ def resnet(
 def site_roles(model: ResNet, example: Tensor) -> list[tuple[str, int, int]]:
     """Each site of a :class:`ResNet` built by :func:`resnet`, in site order: ``("stream", stage,
     0)`` or ``("inner", stage, block)``."""
-    from clgrow.trace import find_sites
+    from clgrow.discovery import find_sites
 
     if model.head is not None:
         probe: nn.Module = model

@@ -5,7 +5,7 @@ implementation only when one is built, so the command line lists methods, makes 
 checks their arguments without importing torch. Three ways in, all alike afterwards (flags, grid
 axis, validation, ``clgrow list``):
 
-* ``@extenders.declare("swe", impl="clgrow.swe:SWE")`` on a declaration (the built-in methods,
+* ``@extenders.declare("swe", impl="clgrow.methods.swe:SWE")`` on a declaration (the built-in methods,
   :mod:`clgrow.methods`; a light third-party module can do the same);
 * ``@extenders.register("mine")`` on an implementation class (its ``Params`` attribute, or its
   ``__init__``'s scalar keyword arguments, declare its arguments);
@@ -196,11 +196,11 @@ class Registry(Mapping[str, Any], Generic[T]):
         return f"Registry({self.kind!r}: {', '.join(self)})"
 
 
-#: Extenders: how new units are initialised (:class:`clgrow.extender.Extender`).
+#: Extenders: how new units are initialised (:class:`clgrow.methods.extender.Extender`).
 extenders: Registry[Any] = Registry("extender", "clgrow.extenders", "clgrow.methods")
-#: Distributors: where new units go (:class:`clgrow.distributor.Distributor`).
+#: Distributors: where new units go (:class:`clgrow.methods.distributor.Distributor`).
 distributors: Registry[Any] = Registry("distributor", "clgrow.distributors", "clgrow.methods")
-#: Plasticity methods: units reset at equal size (:class:`clgrow.plasticity.PlasticityMethod`).
+#: Plasticity methods: units reset at equal size (:class:`clgrow.methods.plasticity.PlasticityMethod`).
 plasticity_methods: Registry[Any] = Registry("plasticity method", "clgrow.plasticity_methods", "clgrow.methods")
 #: Continual-learning strategies (builders of Avalanche strategies, :mod:`clgrow.strategies.builders`).
 strategies: Registry[Any] = Registry("strategy", "clgrow.strategies", "clgrow.strategies.declared")

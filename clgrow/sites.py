@@ -2,7 +2,7 @@
 
 :class:`Growable` declares what every extender, distributor, pruning method, reset and metric needs
 of a model; :class:`GrowableModule` provides it for any ``nn.Module`` at the sites
-:func:`clgrow.trace.find_sites` found (clgrow's own builders make plain modules too). The module's
+:func:`clgrow.discovery.find_sites` found (clgrow's own builders make plain modules too). The module's
 own ``forward`` is the only forward pass: SWE's coupled weights are substituted through
 ``torch.func.functional_call``; SVoD's gates and activity capture are forward hooks on each
 site's producers (or their norms) and, for a residual stream, on the layers that read it.
@@ -23,9 +23,9 @@ from torch.utils.hooks import RemovableHandle
 
 from clgrow import surgery
 from clgrow.data import check_loader, unpack
+from clgrow.discovery import SiteMap, call_args, call_model, find_sites, readers_of, still_valid
 from clgrow.errors import GrowthError
 from clgrow.surgery import Norm, Producer
-from clgrow.trace import SiteMap, call_args, call_model, find_sites, readers_of, still_valid
 
 __all__ = [
     "Growable",
@@ -554,7 +554,7 @@ class GrowableModule(nn.Module):
         if key not in cache:
             from torch.utils.flop_counter import FlopCounterMode
 
-            from clgrow import compute
+            from clgrow.measure import compute
 
             with torch.no_grad(), FlopCounterMode(display=False) as flops, compute.paused():
                 call_model(self.module, x[:1], 0 if self.heads_per_task else None)

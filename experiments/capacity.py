@@ -195,8 +195,8 @@ def check_svod_copy(cfg: RunConfig, growth: Any) -> None:
     ``max_copy_bytes`` (the step would refuse it mid-stream): the copy is priced on the model with
     the widths the earlier steps' units make worst (all in one layer, or split between two
     neighbouring layers where their product peaks), within the cap, at the last step."""
+    from clgrow.methods.svod import SVoD
     from clgrow.registry import distributors
-    from clgrow.svod import SVoD
 
     if growth is None or growth.distributor != "svod" or cfg.model not in MODELS:
         return
@@ -273,7 +273,7 @@ def check_param_budget(cfg: RunConfig) -> None:
     """Refuse a parameter budget (``grow.max_params``) below the model as built: nothing could grow,
     and the run would refuse it once the model exists (the budget is counted on the same model,
     built on the ``meta`` device)."""
-    from clgrow.grow import over_budget
+    from clgrow.methods.grow import over_budget
 
     budget = cfg.grow.max_params
     if budget is None or cfg.model not in MODELS:

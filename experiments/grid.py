@@ -81,10 +81,18 @@ def _load(path: Path) -> RunSummary | None:
     if not f.is_file():
         return None
     try:
-        return RunSummary.from_dict(json.loads(f.read_text()), where=str(f))
+        summary = RunSummary.from_dict(json.loads(f.read_text()), where=str(f))
     except (json.JSONDecodeError, UnicodeDecodeError, ConfigError, TypeError) as err:
         print(f"clgrow: warning: {f} is unreadable ({err}); the cell counts as not done", file=sys.stderr)
         return None
+    if summary.config.get("model") == "resnet" and summary.versions.get("clgrow", "").startswith("0.1"):
+        # its widths are the blocks' inner channels only: they describe no model of this version
+        raise ConfigError(
+            f"{f} was written by clgrow {summary.versions['clgrow']}, whose ResNet grew only its blocks' inner "
+            "channels; this version grows its residual streams too, so the cell cannot be resumed or compared: "
+            "run the grid again into a new --out"
+        )
+    return summary
 
 
 def run_grid(

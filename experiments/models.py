@@ -152,7 +152,7 @@ def trace_model(model: Any, shape: tuple[int, ...], name: str, task_labels: bool
     device the model's parameters are on (``meta`` for a check: nothing is computed)."""
     import torch
 
-    from clgrow.trace import find_sites
+    from clgrow.discovery import find_sites
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     x = torch.zeros(2, *shape, device=device)
@@ -170,7 +170,7 @@ def activation_bytes(model: Any, shape: tuple[int, ...], task_labels: bool, devi
     forward produces, as its own trace records them (on the ``meta`` device nothing is computed)."""
     import torch
 
-    from clgrow.trace import _Tracer, call_model
+    from clgrow.discovery import _Tracer, call_model
 
     tracer = _Tracer(model)
     try:

@@ -22,7 +22,7 @@ from clgrow.experiments.config import RunConfig, RunPlan
 from clgrow.experiments.device import resolve_device
 from clgrow.experiments.errors import RunDiverged
 from clgrow.experiments.loggers import close_loggers, make_loggers
-from clgrow.grow import over_budget
+from clgrow.methods.grow import over_budget
 from clgrow.strategies import (
     GrowPlugin,
     LeanEvaluationPlugin,
@@ -81,8 +81,8 @@ def build_model(cfg: RunConfig, bm: BenchmarkInfo, hidden_sizes: list[int] | Non
 def _list_sites(cfg: RunConfig, bm: BenchmarkInfo, model: torch.nn.Module) -> None:
     """Print a model's growth sites (and why its other layers are not) before it trains, as
     traced on two samples of the first experience; clgrow's own models need no listing."""
+    from clgrow.discovery import find_sites
     from clgrow.experiments.models import is_external
-    from clgrow.trace import find_sites
 
     if not is_external(cfg.model):
         return
@@ -194,7 +194,7 @@ def _line(i: int, s: RunSummary) -> str:
 def matched_epochs(reference: RunSummary, model: torch.nn.Module, bm: BenchmarkInfo) -> int:
     """Epochs per experience for ``model`` to spend, in training, the multiply-adds ``reference``
     spent in training and growth: it trains on the same samples per epoch (same stream, same
-    buffer), at ``3·F − in₀·out₀`` per sample (:mod:`clgrow.compute`); at least one epoch."""
+    buffer), at ``3·F − in₀·out₀`` per sample (:mod:`clgrow.measure.compute`); at least one epoch."""
     if not reference.compute or not reference.compute.get("train_samples"):
         raise ConfigError("match_compute: the reference run has no compute record (run it again with this version)")
     budget = reference.compute["train_macs"] + reference.compute["growth_macs"]

@@ -15,7 +15,7 @@ from torch import nn
 
 from clgrow import GROWTH_PRESETS, ConfigError, GrowthConfig, GrowthError, parse_growth
 from clgrow.config import TRAINING
-from clgrow.plasticity import PlasticityMethod
+from clgrow.methods.plasticity import PlasticityMethod
 from clgrow.registry import strategies
 from clgrow.strategies.checkpointing import make_optimizers_checkpointable
 from clgrow.strategies.declared import OPTIMIZERS, reference_strategies, traits

@@ -1,4 +1,4 @@
-"""ComputePlugin: the multiply-adds an Avalanche strategy spends, by phase (:mod:`clgrow.compute`)."""
+"""ComputePlugin: the multiply-adds an Avalanche strategy spends, by phase (:mod:`clgrow.measure.compute`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 from avalanche.core import SupervisedPlugin
 from torch import nn
 
-from clgrow import compute
-from clgrow.compute import ComputeCounter
+from clgrow.measure import compute
+from clgrow.measure.compute import ComputeCounter
 
 __all__ = ["ComputePlugin", "find_compute_plugin"]
 

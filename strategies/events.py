@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from clgrow import GrowthReport
-from clgrow.disruption import Probe, ProbeChange
+from clgrow.measure.disruption import Probe, ProbeChange
 
 __all__ = ["GrowthEvent", "draw_probe", "rehearses", "mean_or_none"]
 

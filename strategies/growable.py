@@ -7,8 +7,8 @@ from typing import Any
 import torch
 
 from clgrow import GrowthError
+from clgrow.discovery import still_valid
 from clgrow.sites import as_growable, known_sites
-from clgrow.trace import still_valid
 
 __all__ = ["growable_model"]
 

@@ -28,7 +28,7 @@ from avalanche.core import SupervisedPlugin
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
-from clgrow.inactivity import InactivityAccumulator, InactivityStats
+from clgrow.measure.inactivity import InactivityAccumulator, InactivityStats
 from clgrow.sites import known_sites
 from clgrow.strategies import names
 from clgrow.strategies.growable import growable_model

@@ -8,8 +8,8 @@ import torch
 from avalanche.models import MultiHeadClassifier, MultiTaskModule
 from torch import Tensor, nn
 
+from clgrow.discovery import FIXED
 from clgrow.sites import as_growable
-from clgrow.trace import FIXED
 
 __all__ = ["TaskHeads", "with_task_heads"]
 
@@ -70,3 +70,12 @@ def with_task_heads(trunk: nn.Module, classes_per_head: int, example: Tensor) ->
     model = TaskHeads(trunk, features, classes_per_head)
     as_growable(model, example, torch.zeros(example.shape[0], dtype=torch.long))
     return model
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("MultiHeadGrowableMLP", "MultiHeadGrowableCNN", "MultiHeadGrowableResNet"):
+        raise AttributeError(
+            f"clgrow.strategies.multihead.{name} was removed in clgrow 0.2 (a checkpoint that holds one cannot "
+            "be resumed): give any trunk its task heads with with_task_heads(trunk, classes, example)"
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
-from clgrow.prune import slice_by
+from clgrow.methods.prune import slice_by
 
 __all__ = [
     "pad_leading",
@@ -139,7 +139,7 @@ def carry_sliced_state(
     slices: Mapping[str, list[tuple[int, Tensor]]],
 ) -> int:
     """Give pruned parameters their old optimizer state, sliced to the units that stay
-    (:attr:`clgrow.prune.PruneReport.slices`). Returns the number of parameters carried."""
+    (:attr:`clgrow.methods.prune.PruneReport.slices`). Returns the number of parameters carried."""
     carried = 0
     for name, p in model.named_parameters():
         old_state, cuts = before.get(name), slices.get(name)

@@ -19,7 +19,7 @@ from avalanche.training.utils import ParamData
 from torch import Tensor, nn
 
 from clgrow import GrowthError
-from clgrow.prune import slice_by
+from clgrow.methods.prune import slice_by
 from clgrow.strategies.optimizer_state import pad_leading
 
 __all__ = [
@@ -170,7 +170,7 @@ def slice_param_state(
     old_shapes: Mapping[str, torch.Size],
 ) -> int:
     """Slice the stores found by :func:`find_param_state` as a prune sliced the parameters
-    (:attr:`clgrow.prune.PruneReport.slices`): each entry, in its parameter's own shape, keeps the
+    (:attr:`clgrow.methods.prune.PruneReport.slices`): each entry, in its parameter's own shape, keeps the
     entries of the units that stay (a flattened store is reshaped, sliced and flattened again).
     Returns the number of entries sliced."""
     sliced = 0

@@ -10,7 +10,7 @@ from torch import nn
 
 from clgrow import GrowthError
 from clgrow.data import unpack
-from clgrow.plasticity import PlasticityMethod, build_plasticity_method, hidden_activations, keep_entries
+from clgrow.methods.plasticity import PlasticityMethod, build_plasticity_method, hidden_activations, keep_entries
 from clgrow.sites import GrowableModule, as_growable
 from clgrow.strategies.growable import growable_model
 

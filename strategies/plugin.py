@@ -12,10 +12,11 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import nn
 
-from clgrow import ConfigError, GrowthConfig, GrowthError, GrowthReport, compute, grow
+from clgrow import ConfigError, GrowthConfig, GrowthError, GrowthReport, grow
 from clgrow.context import eligible_layers
-from clgrow.disruption import Probe, output_change, probe_outputs
-from clgrow.grow import over_budget, room_under_cap, units_under_budget
+from clgrow.measure import compute
+from clgrow.measure.disruption import Probe, output_change, probe_outputs
+from clgrow.methods.grow import over_budget, room_under_cap, units_under_budget
 from clgrow.sites import as_growable, growable_from_loader, known_sites
 from clgrow.strategies.checkpointing import make_optimizers_checkpointable
 from clgrow.strategies.events import GrowthEvent, draw_probe, rehearses
@@ -34,7 +35,7 @@ class GrowPlugin(SupervisedPlugin):
 
     At the start of training on experience ``e >= grow_from_experience`` (and, with
     ``grow_every_epochs=n``, every ``n`` epochs within an experience) the plugin calls
-    :func:`clgrow.grow` on the data the strategy trains on (its current dataloader, so replay
+    :func:`clgrow.methods.grow` on the data the strategy trains on (its current dataloader, so replay
     samples are included), then brings the optimizer and the regularisers up to date.
 
     Parameters

@@ -6,7 +6,7 @@ pruning freed). Which units: those dead (zero on every sample) or τ-dormant on 
 experience seen so far, a fixed sample kept from each trained experience plus a few batches of the
 new one. Scoring on the new experience's data alone would remove units that only old tasks use
 (measured: BENCHMARKS.md, "Pruning"). How: ``drop`` or ``swe`` (SWE's reverse transfer, fitted on
-the same data; :mod:`clgrow.prune`). The optimizer state, every regulariser's per-parameter
+the same data; :mod:`clgrow.methods.prune`). The optimizer state, every regulariser's per-parameter
 state (EWC, SI, MAS, RWalk, any plugin's, found as growth finds it) and the resets' per-unit state
 (continual backprop's utilities and ages, reset labels) are sliced to the units that stay. Each
 prune's disruption, the accuracy on every seen experience's probe right before against right
@@ -21,9 +21,9 @@ from typing import Any, ClassVar
 from avalanche.core import SupervisedPlugin
 
 from clgrow import GrowthError
-from clgrow.disruption import Probe, ProbeChange, output_change, probe_outputs
+from clgrow.measure.disruption import Probe, ProbeChange, output_change, probe_outputs
 from clgrow.methods import STREAM_PRUNE_SELECTORS
-from clgrow.prune import METHODS, PruneReport, prune, select_units
+from clgrow.methods.prune import METHODS, PruneReport, prune, select_units
 from clgrow.sites import growable_from_loader
 from clgrow.strategies.events import draw_probe, mean_or_none
 from clgrow.strategies.optimizer_state import carry_sliced_state, optimizer_state_by_name
@@ -33,7 +33,7 @@ __all__ = ["PrunePlugin", "PruneEvent", "PRUNE_SELECTORS", "PRUNE_METHODS", "fin
 
 #: Which units a stream prunes (``select_units`` selectors with a threshold).
 PRUNE_SELECTORS = STREAM_PRUNE_SELECTORS
-#: How (``clgrow.prune.METHODS``).
+#: How (``clgrow.methods.prune.METHODS``).
 PRUNE_METHODS = METHODS
 
 

@@ -114,7 +114,7 @@ class RunSummary:
     train_loss: list[Series] = field(default_factory=list)
     collapsed: bool = False
     #: Multiply-adds by phase (``train_macs``, ``eval_macs``, ``growth_macs``, ``probe_macs``) and
-    #: ``param_samples`` (:mod:`clgrow.compute`); empty when the strategy had no ComputePlugin.
+    #: ``param_samples`` (:mod:`clgrow.measure.compute`); empty when the strategy had no ComputePlugin.
     compute: dict[str, int] = field(default_factory=dict)
     #: Epochs trained per experience (a compute-matched fixed run trains more than its config's).
     train_epochs: int | None = None

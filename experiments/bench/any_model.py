@@ -162,7 +162,7 @@ def discovery(quick: bool) -> list[tuple[str, float]]:
     """Sites and timings per zoo model (the ratio column: our trace's milliseconds)."""
     import torch.fx
 
-    from clgrow.trace import find_sites
+    from clgrow.discovery import find_sites
     from tests.zoo import ZOO, zoo_data
 
     try:

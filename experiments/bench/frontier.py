@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from clgrow.svod import SVoD as _SVoD
-from clgrow.swe import SWE as _SWE
+from clgrow.methods.svod import SVoD as _SVoD
+from clgrow.methods.swe import SWE as _SWE
 
 SWE_PAPER, SVOD_PAPER = _SWE.PAPER, _SVoD.PAPER
 

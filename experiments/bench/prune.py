@@ -78,8 +78,8 @@ def _job(job: dict[str, Any]) -> list[dict[str, Any]]:
     import torch
 
     from clgrow.experiments.growth_demo import accuracy
-    from clgrow.inactivity import measure_inactivity
-    from clgrow.prune import prune, select_units
+    from clgrow.measure.inactivity import measure_inactivity
+    from clgrow.methods.prune import prune, select_units
     from clgrow.sites import as_growable
 
     trained, probe, test, epochs, _ = _train(job)

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from clgrow import GrowthError, as_growable, cnn, distributors, extenders, grow, resnet
-from clgrow.coupling import FactoredCoupling
+from clgrow.methods.coupling import FactoredCoupling
 from clgrow.surgery import unit_view
-from tests.clgrow.test_prune import _copy_unit
+from tests.clgrow.methods.test_prune import _copy_unit
 from tests.helpers import grow_failing_after_extend, norm, producer, sites, state_equal
 
 # Settings under which each built-in extender's insertion leaves the function unchanged (what the
@@ -266,7 +266,7 @@ def test_dead_and_dormant_channels_are_measured_per_channel():
 
 
 def test_redo_resets_channels_and_their_batch_norm():
-    from clgrow.plasticity import reset_units
+    from clgrow.methods.plasticity import reset_units
 
     torch.manual_seed(0)
     model = cnn((1, 8, 8), [4, 4], [], 3)
@@ -332,7 +332,7 @@ def test_removing_dead_channels_is_exact_and_prune_grow_prune_keeps_everything_o
     """Channels zeroed to death (filter 0, bias -1, no batch norm between: drawn models with one
     are given a dead channel by its batch-norm bias instead) leave without changing the outputs on
     the data; the optimizer then covers every parameter through grow and prune again."""
-    from clgrow.prune import prune, select_units
+    from clgrow.methods.prune import prune, select_units
 
     model, shape = drawn
     loader = _data(shape, sites(model).num_classes, seed=seed)
@@ -379,7 +379,7 @@ def _settle_with(model: nn.Module, loader, opt) -> None:
 
 
 def test_a_failed_channel_prune_leaves_the_model_bit_identical():
-    from clgrow.prune import prune
+    from clgrow.methods.prune import prune
 
     torch.manual_seed(0)
     model = cnn((1, 8, 8), [4, "M", 4], [5], 3)
@@ -394,7 +394,7 @@ def test_a_failed_channel_prune_leaves_the_model_bit_identical():
 def test_swe_prune_transfer_is_exact_for_channels_that_copy_a_staying_one(drawn, seed):
     """Each site's channel 1 (and the last, when there are three or more) made a positive
     multiple of channel 0: SWE's reverse transfer moves it into channel 0 and the outputs stay."""
-    from clgrow.prune import prune
+    from clgrow.methods.prune import prune
 
     model, shape = drawn
     loader = _data(shape, sites(model).num_classes, seed=seed)

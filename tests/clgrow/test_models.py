@@ -210,3 +210,22 @@ def test_resnet_sites_are_streams_and_inner_channels_and_rebuild_from_widths():
 def test_images_are_refused_in_a_shape_the_model_does_not_take():
     with pytest.raises(ValueError, match=r"expects inputs of shape \(batch, 1, 8, 8\) or \(batch, 64\)"):
         cnn((1, 8, 8), [4], [], 3)(torch.rand(2, 65))
+
+
+def test_pickles_of_clgrow_0_1_load_from_moved_modules_and_refuse_its_removed_models():
+    """Avalanche's checkpoints pickle the strategy: a method object pickled under its old module
+    loads; a GrowableMLP (gone: models are plain modules) is refused naming what replaced it."""
+    from clgrow.methods.swe import SWE
+
+    text = pickle.dumps(SWE(passes=0.3), protocol=0)  # protocol 0 names a class as "c<module>\n<name>"
+    old = text.replace(b"cclgrow.methods.swe\nSWE", b"cclgrow.swe\nSWE")
+    assert old != text
+    loaded = pickle.loads(old)
+    assert type(loaded) is SWE and loaded.passes == 0.3
+    removed = text.replace(b"cclgrow.methods.swe\nSWE", b"cclgrow.model\nGrowableMLP")
+    with pytest.raises(ImportError, match=r"clgrow\.model: .*GrowableMLP.*clgrow\.mlp"):
+        pickle.loads(removed)
+    from clgrow.strategies import multihead
+
+    with pytest.raises(AttributeError, match="with_task_heads"):
+        multihead.MultiHeadGrowableMLP  # noqa: B018

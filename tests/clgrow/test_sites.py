@@ -20,9 +20,9 @@ pytest.importorskip("avalanche")
 pytest.importorskip("torchvision")
 
 from clgrow import GrowthError, distributors, extenders, grow, measure_inactivity
-from clgrow.coupling import FactoredCoupling
+from clgrow.discovery import find_sites
+from clgrow.methods.coupling import FactoredCoupling
 from clgrow.sites import GrowableModule, as_growable
-from clgrow.trace import find_sites
 from tests.clgrow.test_conv_sites import FAST_DIST, PRESERVING
 from tests.helpers import grow_failing_after_extend, sites, state_equal
 from tests.zoo import ZOO, UserResidualNet, add_task_head, call, zoo_data
@@ -240,7 +240,7 @@ def test_a_wrapped_module_is_the_object_that_grows_and_keeps_its_own_forward():
 @pytest.mark.parametrize("name", LIGHT_NAMES)
 @pytest.mark.parametrize("method", ["drop", "swe"])
 def test_every_zoo_model_prunes_in_place_and_a_refused_prune_changes_nothing(name, method):
-    from clgrow.prune import prune
+    from clgrow.methods.prune import prune
 
     entry = ZOO[name]
     torch.manual_seed(6)

@@ -377,6 +377,18 @@ def test_a_cell_summary_with_a_wrongly_typed_field_is_not_done(tmp_path, capsys)
         (cell / "summary.json").write_text(json.dumps(bad))
         assert _load(cell) is None
         assert "counts as not done" in capsys.readouterr().err
+    # a cell of clgrow 0.1's ResNet (its widths are the blocks' alone) is refused, one of its MLP resumes
+    for model, refused in (("resnet", True), ("mlp", False)):
+        cell = tmp_path / f"old-{model}"
+        cell.mkdir()
+        (cell / "summary.json").write_text(
+            json.dumps({**good, "versions": {"clgrow": "0.1.0"}, "config": {"model": model}})
+        )
+        if refused:
+            with pytest.raises(ConfigError, match="clgrow 0.1.0, whose ResNet grew only its blocks' inner channels"):
+                _load(cell)
+        else:
+            assert _load(cell) is not None
 
 
 def test_tables_show_seeds_and_warn_about_unequal_seeds_and_dropped_values():

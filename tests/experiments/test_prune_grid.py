@@ -16,7 +16,7 @@ from tests.experiments.conftest import TINY
 
 
 def test_the_config_spells_the_core_names():
-    from clgrow.prune import METHODS
+    from clgrow.methods.prune import METHODS
     from clgrow.strategies.prune_plugin import PRUNE_SELECTORS
 
     assert PRUNE_CHOICES == ("none", *METHODS) and PRUNE_SELECT == PRUNE_SELECTORS

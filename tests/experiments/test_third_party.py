@@ -32,7 +32,7 @@ class ScaledParams(Params):
 '''
 
 _IMPLEMENTATION = """
-from clgrow.extender import Extender
+from clgrow.methods.extender import Extender
 from clgrow.surgery import default_init
 
 from tp_methods import ScaledParams
@@ -53,7 +53,7 @@ class ScaledRandom(Extender):
 _MODULE = """
 from avalanche.training.supervised import Naive
 
-from clgrow.plasticity import PlasticityMethod
+from clgrow.methods.plasticity import PlasticityMethod
 from clgrow.registry import plasticity_methods, strategies
 
 

@@ -14,9 +14,9 @@ from torch import Tensor, nn
 from clgrow import methods as _methods  # noqa: F401  (registers every built-in method)
 from clgrow.context import eligible_layers
 from clgrow.data import check_loader
-from clgrow.distributor import Distributor, check_allocation, distributors
 from clgrow.errors import GrowthError
-from clgrow.extender import Extender, LossFn, extenders
+from clgrow.methods.distributor import Distributor, check_allocation, distributors
+from clgrow.methods.extender import Extender, LossFn, extenders
 from clgrow.sites import Growable, growable_from_loader
 
 __all__ = ["GrowthReport", "grow"]
@@ -146,7 +146,7 @@ def grow(
     Parameters
     ----------
     model : nn.Module
-        Any module with growth sites (see :func:`clgrow.trace.find_sites`), clgrow's own builders'
+        Any module with growth sites (see :func:`clgrow.discovery.find_sites`), clgrow's own builders'
         included: it grows in place.
     k : int
         Units to add across the hidden layers (``>= 0``).

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from clgrow.extender import Extender, GrowthContext
 from clgrow.methods import Net2NetParams
+from clgrow.methods.extender import Extender, GrowthContext
 from clgrow.sites import Growable
 
 __all__ = ["Net2NetExtender"]

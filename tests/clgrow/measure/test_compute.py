@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from clgrow import grow, mlp
-from clgrow.compute import ComputeCounter, counting, phase
+from clgrow.measure.compute import ComputeCounter, counting, phase
 
 
 def test_a_forward_and_backward_pass_are_counted_by_hand():

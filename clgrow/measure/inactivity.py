@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from clgrow.data import unpack
 from clgrow.errors import GrowthError
-from clgrow.extender import model_device
+from clgrow.methods.extender import model_device
 from clgrow.sites import Growable
 
 __all__ = [

@@ -25,10 +25,10 @@ import torch
 from torch import Tensor, nn
 
 from clgrow.context import GrowthContext, model_device
-from clgrow.distributor import Distributor
 from clgrow.errors import GrowthError
-from clgrow.extender import LossFn
 from clgrow.methods import PAPER_SVOD, SVOD_PASSES, SVoDParams
+from clgrow.methods.distributor import Distributor
+from clgrow.methods.extender import LossFn
 from clgrow.sites import Growable, as_growable, growable_from_loader
 
 __all__ = ["SVoD"]

@@ -635,7 +635,7 @@ def find_sites(
     frozen = tuple(getattr(model, FIXED, ()) if fixed is None else fixed)
     was = {m: m.training for m in model.modules()}
     model.eval()
-    from clgrow import compute
+    from clgrow.measure import compute
 
     tracer = _Tracer(model)
     try:

@@ -136,7 +136,7 @@ def test_dead_units_are_the_never_nonzero_ones(width, n, seed, tiny):
 @settings(max_examples=50, deadline=None)
 @given(n=st.integers(1, 40), seed=st.integers(0, 2**16), lo=st.integers(-2, 1), tau=st.sampled_from([0.0, 0.1, 0.6]))
 def test_counts_per_cohort_match_their_definition(n, seed, lo, tau):
-    from clgrow.inactivity import dormant_mask, inactivity_from_activations
+    from clgrow.measure.inactivity import dormant_mask, inactivity_from_activations
 
     g = torch.Generator().manual_seed(seed)
     abs_sum = torch.rand(n, generator=g) * (torch.rand(n, generator=g) > 0.3)

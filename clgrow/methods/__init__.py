@@ -34,9 +34,9 @@ __all__ = [
     "STREAM_PRUNE_SELECTORS",
 ]
 
-#: How ``clgrow.prune.prune`` removes units.
+#: How ``clgrow.methods.prune.prune`` removes units.
 PRUNE_METHODS = ("drop", "swe")
-#: How ``clgrow.prune.select_units`` chooses them.
+#: How ``clgrow.methods.prune.select_units`` chooses them.
 PRUNE_SELECTORS = ("dead", "dormant", "utility", "norm")
 #: The selectors a stream prunes by (``PrunePlugin``, a run's ``prune_select``): those with a threshold.
 STREAM_PRUNE_SELECTORS = ("dead", "dormant")
@@ -45,9 +45,9 @@ COUPLINGS = ("factored", "dense")
 SCHEDULES = ("joint", "sequential")
 COUPLING_SCALES = ("sqrt", "k", "none")
 NORMALISATIONS = ("column", "pair")
-#: What happens to the old partner rows after the coupling (``clgrow.coupling``).
+#: What happens to the old partner rows after the coupling (``clgrow.methods.coupling``).
 OLD_ROWS = ("move", "restore", "keep")
-#: Which consumers read the new units during the adjustment (``clgrow.swe``).
+#: Which consumers read the new units during the adjustment (``clgrow.methods.swe``).
 CONSUMERS = ("all", "new", "isolated", "scaffold", "protect")
 _GiB2 = 2 * 1024**3
 #: What ``passes=None`` (SWE) and ``train_passes``/``vote_passes=None`` (SVoD) become: in plain
@@ -57,10 +57,10 @@ SWE_PASSES = (0.5, 0.15)
 SVOD_PASSES = ((0.1, 0.05), (0.025, 0.0125))
 
 
-@extenders.declare("swe", impl="clgrow.swe:SWE")
+@extenders.declare("swe", impl="clgrow.methods.swe:SWE")
 @dataclass(frozen=True)
 class SWEParams(Params):
-    """Shared-Weights Extender (:class:`clgrow.swe.SWE` documents each argument in full)."""
+    """Shared-Weights Extender (:class:`clgrow.methods.swe.SWE` documents each argument in full)."""
 
     passes: float | None = param(
         None,
@@ -108,10 +108,10 @@ PAPER_SWE = SWEParams(
 )
 
 
-@distributors.declare("svod", impl="clgrow.svod:SVoD")
+@distributors.declare("svod", impl="clgrow.methods.svod:SVoD")
 @dataclass(frozen=True)
 class SVoDParams(Params):
-    """Steepest Voting Distributor (:class:`clgrow.svod.SVoD`)."""
+    """Steepest Voting Distributor (:class:`clgrow.methods.svod.SVoD`)."""
 
     train_passes: float | None = param(
         None,
@@ -140,64 +140,64 @@ class SVoDParams(Params):
 PAPER_SVOD = SVoDParams(train_passes=1.0, vote_passes=1.0)
 
 
-@extenders.declare("random", impl="clgrow.random_extender:RandomExtender")
+@extenders.declare("random", impl="clgrow.methods.random_extender:RandomExtender")
 @dataclass(frozen=True)
 class RandomParams(NoParams):
-    """Default-initialised incoming weights, zero outgoing (:class:`clgrow.random_extender.RandomExtender`)."""
+    """Default-initialised incoming weights, zero outgoing (:class:`clgrow.methods.random_extender.RandomExtender`)."""
 
 
-@extenders.declare("net2net", impl="clgrow.net2net:Net2NetExtender")
+@extenders.declare("net2net", impl="clgrow.methods.net2net:Net2NetExtender")
 @dataclass(frozen=True)
 class Net2NetParams(Params):
-    """Split existing units (:class:`clgrow.net2net.Net2NetExtender`)."""
+    """Split existing units (:class:`clgrow.methods.net2net.Net2NetExtender`)."""
 
     noise: float = param(0.01, "relative noise on the copies' incoming weights", ge=0)
 
 
-@extenders.declare("gradmax", impl="clgrow.gradmax:GradMaxExtender")
+@extenders.declare("gradmax", impl="clgrow.methods.gradmax:GradMaxExtender")
 @dataclass(frozen=True)
 class GradMaxParams(Params):
-    """GradMax (:class:`clgrow.gradmax.GradMaxExtender`)."""
+    """GradMax (:class:`clgrow.methods.gradmax.GradMaxExtender`)."""
 
     passes: float = param(0.25, "passes estimating the gradient product", gt=0)
     out_scale: float = param(1e-2, "norm of every new outgoing column", ge=0)
     incoming_norm: float | None = param(None, "norm of the folded first-step rows (none: 1/sqrt(3))", ge=0)
 
 
-@distributors.declare("uniform", impl="clgrow.distributor:UniformDistributor")
+@distributors.declare("uniform", impl="clgrow.methods.distributor:UniformDistributor")
 @dataclass(frozen=True)
 class UniformParams(NoParams):
-    """Equal shares (:class:`clgrow.distributor.UniformDistributor`)."""
+    """Equal shares (:class:`clgrow.methods.distributor.UniformDistributor`)."""
 
 
-@distributors.declare("proportional", impl="clgrow.distributor:ProportionalDistributor")
+@distributors.declare("proportional", impl="clgrow.methods.distributor:ProportionalDistributor")
 @dataclass(frozen=True)
 class ProportionalParams(NoParams):
-    """Shares proportional to width (:class:`clgrow.distributor.ProportionalDistributor`)."""
+    """Shares proportional to width (:class:`clgrow.methods.distributor.ProportionalDistributor`)."""
 
 
-@distributors.declare("fixed", impl="clgrow.distributor:FixedLayerDistributor")
+@distributors.declare("fixed", impl="clgrow.methods.distributor:FixedLayerDistributor")
 @dataclass(frozen=True)
 class FixedLayerParams(Params):
-    """All units to one layer (:class:`clgrow.distributor.FixedLayerDistributor`)."""
+    """All units to one layer (:class:`clgrow.methods.distributor.FixedLayerDistributor`)."""
 
     layer: int | None = param(None, "the layer (negative: from the last; none: the last eligible)")
 
 
-@plasticity_methods.declare("redo", impl="clgrow.plasticity:ReDo")
+@plasticity_methods.declare("redo", impl="clgrow.methods.plasticity:ReDo")
 @dataclass(frozen=True)
 class ReDoParams(Params):
-    """ReDo, recycling tau-dormant units (:class:`clgrow.plasticity.ReDo`)."""
+    """ReDo, recycling tau-dormant units (:class:`clgrow.methods.plasticity.ReDo`)."""
 
     tau: float = param(0.025, "dormancy threshold on a unit's relative mean |h|", ge=0)
     every: int | None = param(None, "also reset every N training steps", ge=1)
     from_experience: int = param(1, "first experience whose start resets units", ge=0)
 
 
-@plasticity_methods.declare("cbp", impl="clgrow.plasticity:ContinualBackprop")
+@plasticity_methods.declare("cbp", impl="clgrow.methods.plasticity:ContinualBackprop")
 @dataclass(frozen=True)
 class CBPParams(Params):
-    """Continual backprop (:class:`clgrow.plasticity.ContinualBackprop`)."""
+    """Continual backprop (:class:`clgrow.methods.plasticity.ContinualBackprop`)."""
 
     replacement_rate: float = param(1e-4, "fraction of mature units replaced per step", ge=0, le=1)
     decay: float = param(0.99, "utility's running-average decay", ge=0, lt=1)

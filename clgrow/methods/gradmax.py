@@ -27,8 +27,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from clgrow.errors import GrowthError
-from clgrow.extender import Extender, GrowthContext
 from clgrow.methods import GradMaxParams
+from clgrow.methods.extender import Extender, GrowthContext
 from clgrow.sites import Growable, as_growable
 
 __all__ = ["GradMaxExtender", "channel_product"]

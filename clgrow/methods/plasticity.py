@@ -3,7 +3,7 @@
 Both methods re-initialise hidden units in place instead of adding new ones:
 
 * **ReDo** (Sokar et al., ICML 2023) re-initialises the τ-dormant units of a batch — the same
-  τ-dormant rule the inactivity metrics count (:func:`clgrow.inactivity.dormant_mask`).
+  τ-dormant rule the inactivity metrics count (:func:`clgrow.measure.inactivity.dormant_mask`).
 * **Continual backprop** (CBP; Dohare et al., Nature 2024) keeps a running utility
   ``u ← η·u + (1 − η)·|h|·Σ|w_out|`` and an age per unit, and every step replaces a trickle
   (``ρ`` × the number of mature units) of the lowest-utility mature units.
@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from clgrow import surgery
 from clgrow.errors import ConfigError, GrowthError
-from clgrow.inactivity import dormant_mask
+from clgrow.measure.inactivity import dormant_mask
 from clgrow.methods import CBPParams, ReDoParams
 from clgrow.params import Configurable
 from clgrow.registry import plasticity_methods

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from clgrow.extender import Extender, GrowthContext
 from clgrow.methods import RandomParams
+from clgrow.methods.extender import Extender, GrowthContext
 from clgrow.sites import Growable
 from clgrow.surgery import default_init
 

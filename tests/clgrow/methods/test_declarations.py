@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from clgrow import SWE, ConfigError, SVoD
 from clgrow.config import growth_methods, known_methods
-from clgrow.extender import Extender
 from clgrow.methods import PAPER_SVOD, PAPER_SWE, SWEParams
+from clgrow.methods.extender import Extender
 from clgrow.params import Params, Spec, param, params_from_signature
 from clgrow.registry import REGISTRIES, distributors, extenders, plasticity_methods, strategies
 
@@ -157,7 +157,7 @@ def test_methods_registered_at_run_time_are_known_by_name_with_their_arguments()
 def test_a_user_plasticity_method_does_not_break_importing_the_plugins():
     code = (
         "import clgrow\n"
-        "from clgrow.plasticity import PlasticityMethod\n"
+        "from clgrow.methods.plasticity import PlasticityMethod\n"
         "@clgrow.plasticity_methods.register('mine')\n"
         "class Mine(PlasticityMethod):\n"
         "    pass\n"

@@ -19,7 +19,7 @@ from clgrow import (
     plasticity_methods,
     reset_units,
 )
-from clgrow.plasticity import hidden_activations
+from clgrow.methods.plasticity import hidden_activations
 from tests.helpers import fan_in, producer, sites
 
 

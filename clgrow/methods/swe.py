@@ -34,7 +34,7 @@ experience on a whole experience's data, so the budget there is smaller (``passe
 plain training, 0.15 at a new task). Measured in BENCHMARKS.md ("SWE in a stream at one epoch per
 experience", "SWE in streams").
 
-Two choices the paper fixed are options here (``clgrow.coupling`` holds the maths):
+Two choices the paper fixed are options here (``clgrow.methods.coupling`` holds the maths):
 
 * ``coupling="dense"`` trains ``C (k, s, m)`` itself (the paper; ``16·k·s·m`` bytes, guarded by
   ``max_coupling_bytes``); ``"factored"`` applies the same pairwise transfers from per-row Adam
@@ -55,15 +55,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from clgrow.coupling import (
+from clgrow.errors import GrowthError
+from clgrow.methods import PAPER_SWE, SWE_PASSES, SWEParams
+from clgrow.methods.coupling import (
     BYTES_PER_DENSE_ENTRY,
     DenseCoupling,
     FactoredCoupling,
     coupled_weights,
 )
-from clgrow.errors import GrowthError
-from clgrow.extender import Extender, GrowthContext
-from clgrow.methods import PAPER_SWE, SWE_PASSES, SWEParams
+from clgrow.methods.extender import Extender, GrowthContext
 from clgrow.sites import Growable, Reader, Rows
 from clgrow.surgery import default_init, unit_view
 
@@ -130,7 +130,7 @@ class SWE(Extender):
         ``coupling_lr·sqrt(k/s)`` per entry and step, a new one ``coupling_lr·sqrt(s/k)``, at any
         width), by ``k`` (old units move about one step size), or not at all (the paper).
     coupling : {"factored", "dense"}
-        How the coupling is represented and stepped (``clgrow.coupling``).
+        How the coupling is represented and stepped (``clgrow.methods.coupling``).
     schedule : {"joint", "sequential"}
         All growing layers in one adjustment, or one layer at a time, last to first.
     normalise : {"column", "pair"}

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-import clgrow.swe as swe_module
+import clgrow.methods.swe as swe_module
 from clgrow import SWE, GrowthError, coupled_weights, grow, mlp
-from clgrow.coupling import FactoredCoupling
+from clgrow.methods.coupling import FactoredCoupling
 from tests.helpers import producer, sites, state_equal
 
 # Every variant the extender offers; each test below runs on all of them.

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clgrow import FixedLayerDistributor, GrowthError, ProportionalDistributor, UniformDistributor, mlp
-from clgrow.distributor import largest_remainder
+from clgrow.methods.distributor import largest_remainder
 
 
 @given(k=st.integers(0, 500), weights=st.lists(st.floats(0, 100), min_size=1, max_size=8))
