@@ -22,9 +22,6 @@ _LAZY = {
     "ProportionalDistributor": "clgrow.methods.distributor",
     "UniformDistributor": "clgrow.methods.distributor",
     "distributors": "clgrow.methods.distributor",
-    "GROWTH_PRESETS": "clgrow.config",
-    "GrowthConfig": "clgrow.config",
-    "parse_growth": "clgrow.config",
     "ConfigError": "clgrow.errors",
     "GrowthError": "clgrow.errors",
     "Extender": "clgrow.methods.extender",
@@ -62,7 +59,6 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from clgrow.config import GROWTH_PRESETS, GrowthConfig, parse_growth
     from clgrow.data import iter_passes, unpack
     from clgrow.discovery import find_sites
     from clgrow.errors import ConfigError, GrowthError

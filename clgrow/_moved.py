@@ -15,6 +15,8 @@ MOVED = {
     **{f"clgrow.{m}": f"clgrow.methods.{m}" for m in (*_METHODS, "grow", "prune", "plasticity")},
     **{f"clgrow.{m}": f"clgrow.measure.{m}" for m in ("inactivity", "disruption", "compute")},
     "clgrow.trace": "clgrow.discovery",
+    "clgrow.config": "clgrow.strategies.schedule",
+    "clgrow.settings": "clgrow.strategies.settings",
 }
 REMOVED = {
     name: (

@@ -54,56 +54,16 @@ FIXED = "_clgrow_fixed"
 _RELU = frozenset({"relu", "relu_"})
 #: Functions and methods that keep each channel's values together (pooling, dropout, copies).
 _PASS_FUNCS = frozenset(
-    {
-        "dropout",
-        "dropout1d",
-        "dropout2d",
-        "dropout3d",
-        "feature_dropout",
-        "alpha_dropout",
-        "max_pool1d",
-        "max_pool2d",
-        "max_pool3d",
-        "_max_pool2d",
-        "max_pool2d_with_indices",
-        "avg_pool1d",
-        "avg_pool2d",
-        "avg_pool3d",
-        "adaptive_avg_pool1d",
-        "adaptive_avg_pool2d",
-        "adaptive_avg_pool3d",
-        "adaptive_max_pool2d",
-        "_adaptive_max_pool2d",
-        "adaptive_max_pool2d_with_indices",
-        "contiguous",
-        "clone",
-        "detach",
-    }
+    "dropout dropout1d dropout2d dropout3d feature_dropout alpha_dropout max_pool1d max_pool2d "
+    "max_pool3d _max_pool2d max_pool2d_with_indices avg_pool1d avg_pool2d avg_pool3d "
+    "adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d adaptive_max_pool2d "
+    "_adaptive_max_pool2d adaptive_max_pool2d_with_indices contiguous clone detach ".split()
 )
 _RESHAPE_FUNCS = frozenset({"flatten", "view", "reshape", "squeeze"})
 _REDUCE_FUNCS = frozenset({"mean", "sum", "amax"})
 _ARITH_FUNCS = frozenset(
-    {
-        "add",
-        "add_",
-        "__add__",
-        "__iadd__",
-        "__radd__",
-        "sub",
-        "sub_",
-        "__sub__",
-        "__isub__",
-        "__rsub__",
-        "mul",
-        "mul_",
-        "__mul__",
-        "__imul__",
-        "__rmul__",
-        "div",
-        "div_",
-        "__truediv__",
-        "__itruediv__",
-    }
+    "add add_ __add__ __iadd__ __radd__ sub sub_ __sub__ __isub__ __rsub__ mul mul_ __mul__ __imul__ "
+    "__rmul__ div div_ __truediv__ __itruediv__ ".split()
 )
 _POOLS: dict[str, Callable[..., nn.Module]] = {
     "max_pool2d": nn.MaxPool2d,
@@ -111,22 +71,13 @@ _POOLS: dict[str, Callable[..., nn.Module]] = {
     "adaptive_avg_pool2d": nn.AdaptiveAvgPool2d,
     "adaptive_max_pool2d": nn.AdaptiveMaxPool2d,
 }
-_PASS_MODULES = (
-    nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-    nn.Dropout3d,
-    nn.Identity,
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.MaxPool3d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool2d,
+_PASS_MODULES = tuple(
+    getattr(nn, name)
+    for name in (
+        "Dropout Dropout1d Dropout2d Dropout3d Identity MaxPool1d "
+        "MaxPool2d MaxPool3d AvgPool1d AvgPool2d AvgPool3d AdaptiveAvgPool1d "
+        "AdaptiveAvgPool2d AdaptiveAvgPool3d AdaptiveMaxPool2d"
+    ).split()
 )
 #: Calls the trace ignores: they read a tensor's metadata and produce no tensor the model uses.
 _METADATA = frozenset({"size", "dim", "shape", "__get__", "numel", "device", "dtype", "__len__", "is_contiguous"})

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from clgrow.discovery import FIXED
 
-__all__ = ["mlp", "cnn", "resnet", "Images", "BasicBlock", "ResNet", "POOL", "site_roles"]
+__all__ = ["mlp", "cnn", "resnet", "Images", "BasicBlock", "ResNet", "POOL", "site_order"]
 
 #: The pooling marker in a :func:`cnn` channel list (a 2×2 max-pool after the convolution).
 POOL = "M"
@@ -291,55 +291,27 @@ def resnet(
     counts = _widths("blocks", blocks)
     streams = [nf * 2**s for s in range(len(counts))]
     inner = [[w] * n for w, n in zip(streams, counts)]
-    if widths is None:
-        model = ResNet(in_shape, inner, streams, num_classes)
-        return _traced(model, torch.zeros(2, *model.images.shape)) if num_classes is not None else model
-    with torch.random.fork_rng():  # the shape alone: the model built below draws as one built directly
-        plain = ResNet(in_shape, inner, streams, num_classes)
-        example = torch.zeros(2, *plain.images.shape)
-        order = site_roles(plain, example)
-    sizes = _widths("widths", widths)
-    if len(sizes) != len(order):
-        raise ValueError(f"widths must give {len(order)} site widths (site order), got {len(sizes)}")
-    for role, size in zip(order, sizes):
-        kind, s, b = role
-        if kind == "stream":
-            streams[s] = size
-        else:
-            inner[s][b] = size
+    if widths is not None:
+        order = site_order(counts)
+        sizes = _widths("widths", widths)
+        if len(sizes) != len(order):
+            raise ValueError(f"widths must give {len(order)} site widths (site order), got {len(sizes)}")
+        for (kind, stage, block), size in zip(order, sizes):
+            if kind == "stream":
+                streams[stage] = size
+            else:
+                inner[stage][block] = size
     model = ResNet(in_shape, inner, streams, num_classes)
-    return _traced(model, example) if num_classes is not None else model
+    return _traced(model, torch.zeros(2, *model.images.shape)) if num_classes is not None else model
 
 
-def site_roles(model: ResNet, example: Tensor) -> list[tuple[str, int, int]]:
-    """Each site of a :class:`ResNet` built by :func:`resnet`, in site order: ``("stream", stage,
-    0)`` or ``("inner", stage, block)``."""
-    from clgrow.discovery import find_sites
-
-    if model.head is not None:
-        probe: nn.Module = model
-    else:
-        with torch.no_grad(), torch.random.fork_rng():
-            probe = nn.Sequential(model, nn.Linear(int(model(example).shape[1]), 2))
-    found = find_sites(probe, example)
-    stage_of = []
-    s = 0
-    for i, blk in enumerate(model.blocks):
-        assert isinstance(blk, BasicBlock)
-        if i > 0 and len(blk.shortcut):
-            s += 1
-        stage_of.append(s)
-    roles = []
-    prefix = "" if model.head is not None else "0."
-    for site in found.sites:
-        first = site.members[0].producer.removeprefix(prefix)
-        if first.startswith("stem"):
-            roles.append(("stream", 0, 0))
-            continue
-        i = int(first.split(".")[1])
-        if first.endswith("conv1") and not site.stream:
-            stage = stage_of[i]
-            roles.append(("inner", stage, i - stage_of.index(stage)))
-        else:
-            roles.append(("stream", stage_of[i], 0))
-    return roles
+def site_order(blocks: Sequence[int]) -> list[tuple[str, int, int]]:
+    """The sites of a :func:`resnet` with ``blocks`` per stage, in the order the trace finds them:
+    ``("stream", stage, 0)`` or ``("inner", stage, block)``. A stage's stream starts at the stem
+    (the first stage) or at its first block's second convolution, which runs after that block's
+    first (its inner channels)."""
+    order: list[tuple[str, int, int]] = []
+    for s, n in enumerate(blocks):
+        own = [("inner", s, b) for b in range(n)]
+        order += [("stream", s, 0), *own] if s == 0 else [own[0], ("stream", s, 0), *own[1:]]
+    return order

@@ -100,11 +100,11 @@ def _parser(full_run: bool = True) -> argparse.ArgumentParser:
 
 
 def _add_run_arguments(r: argparse.ArgumentParser) -> None:
-    """``clgrow run``'s flags: one per declared run setting (:mod:`clgrow.settings`),
+    """``clgrow run``'s flags: one per declared run setting (:mod:`clgrow.strategies.settings`),
     one per growth setting and method argument, and the few that set a table or a pair of fields."""
     from clgrow.experiments.config import RunConfig
     from clgrow.experiments.loggers import LOGGERS
-    from clgrow.settings import add_flags
+    from clgrow.strategies.settings import add_flags
 
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--quiet", action="store_true", help="no progress bars or per-experience lines")
@@ -159,12 +159,12 @@ _PLASTICITY = "plasticity"
 def _add_growth_flags(p: argparse.ArgumentParser) -> None:
     """One flag per GrowthConfig setting and per extender/distributor/plasticity argument, read from
     their declarations (defaults stay there: an absent flag leaves the setting at its default)."""
-    from clgrow.config import GrowthConfig
     from clgrow.errors import ConfigError
     from clgrow.registry import REGISTRIES
-    from clgrow.settings import add_flags
+    from clgrow.strategies.schedule import GrowthConfig
+    from clgrow.strategies.settings import add_flags
 
-    add_flags(p, GrowthConfig, prefix=_GROW, title="{} settings (clgrow.GrowthConfig; the method is --growth)")
+    add_flags(p, GrowthConfig, prefix=_GROW, title="{} settings (clgrow.strategies.GrowthConfig; the method is --growth)")
     taken = {a for action in p._actions for a in action.option_strings}
     for kind in ("extender", "distributor", _PLASTICITY):
         registry = REGISTRIES[kind]
@@ -194,9 +194,9 @@ def _add_growth_flags(p: argparse.ArgumentParser) -> None:
 
 def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, Any]:
     """The GrowthConfig fields given on the command line; method arguments must fit ``growth``."""
-    from clgrow.config import growth_methods
     from clgrow.errors import ConfigError
-    from clgrow.settings import read_flags
+    from clgrow.strategies.schedule import growth_methods
+    from clgrow.strategies.settings import read_flags
 
     given = vars(args)
     settings = read_flags(args, _GROW)
@@ -260,9 +260,9 @@ def _parse_sets(items: list[str], flag: str = "--set") -> dict[str, object]:
 def run_fields(args: argparse.Namespace) -> dict[str, Any]:
     """The RunConfig fields a ``clgrow run`` command line gives (an absent flag leaves its field
     at the declared default)."""
-    from clgrow.config import GrowthConfig
     from clgrow.experiments.config import RunConfig
-    from clgrow.settings import read_flags
+    from clgrow.strategies.schedule import GrowthConfig
+    from clgrow.strategies.settings import read_flags
 
     fields = read_flags(args)
     declared = RunConfig.settings()

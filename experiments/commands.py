@@ -210,10 +210,10 @@ def list_command(verbose: bool, markdown: bool = False) -> int:
     if markdown:
         print(flag_reference(), end="")
         return 0
-    from clgrow.config import GROWTH_PRESETS
     from clgrow.experiments.catalog import BENCHMARK_NAMES, EMBEDDED_BENCHMARKS
     from clgrow.experiments.config import RunConfig
     from clgrow.registry import REGISTRIES
+    from clgrow.strategies.schedule import GROWTH_PRESETS
 
     print("benchmarks (embedded):", ", ".join(EMBEDDED_BENCHMARKS))
     print("benchmarks (on disk, --data-root):", ", ".join(b for b in BENCHMARK_NAMES if b not in EMBEDDED_BENCHMARKS))
@@ -233,7 +233,7 @@ def list_command(verbose: bool, markdown: bool = False) -> int:
                 for spec in declared.specs().values():
                     print(f"      {spec.name}: {spec.describe()}")
     print("growth presets:", ", ".join(GROWTH_PRESETS), "(or EXTENDER+DISTRIBUTOR; fixed-final in grids)")
-    from clgrow.config import GrowthConfig
+    from clgrow.strategies.schedule import GrowthConfig
 
     print("run settings ([run] in a grid; flags: clgrow run --help; docs/cli.md):")
     groups: dict[str, list[Any]] = {}
@@ -251,10 +251,10 @@ def flag_reference() -> str:
     """Every ``clgrow run`` setting and flag in Markdown, made from the declarations: the run's
     settings by section, the growth settings, and every method's arguments (docs/cli.md holds this
     text between its ``flag-reference`` markers; a test keeps it equal)."""
-    from clgrow.config import GrowthConfig
     from clgrow.experiments.config import RunConfig
     from clgrow.registry import REGISTRIES
-    from clgrow.settings import reference
+    from clgrow.strategies.schedule import GrowthConfig
+    from clgrow.strategies.settings import reference
 
     lines = [reference(RunConfig), reference(GrowthConfig, "`[run.grow]` key", "{} settings (the method is `growth`)")]
     for kind in ("extender", "distributor", "plasticity"):

@@ -1,6 +1,6 @@
 """A run's settings, declared once (:class:`RunConfig`), and the plan one resolves into (:class:`RunPlan`).
 
-Every field is a :func:`~clgrow.settings.setting`: its section, what it takes, its
+Every field is a :func:`~clgrow.strategies.settings.setting`: its section, what it takes, its
 default, its ``clgrow run`` flag, its help and when it applies. The command line's flags, a grid
 file's ``[run]`` table, ``summary.json`` and the flag reference in docs/cli.md are made from these
 declarations; the rules between fields sit, by section, in :mod:`clgrow.experiments.rules`.
@@ -20,7 +20,6 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from clgrow.config import TRAINING, GrowthConfig, growth_from_method, growth_methods
 from clgrow.errors import ConfigError
 from clgrow.experiments.capacity import MODELS
 from clgrow.experiments.catalog import BENCHMARK_NAMES
@@ -28,7 +27,9 @@ from clgrow.experiments.loggers import LOGGERS
 from clgrow.experiments.rules import FIXED, FIXED_COMPUTE, FIXED_FINAL, check
 from clgrow.methods import PRUNE_METHODS, STREAM_PRUNE_SELECTORS
 from clgrow.registry import plasticity_methods, strategies
-from clgrow.settings import (
+from clgrow.strategies.declared import OPTIMIZERS
+from clgrow.strategies.schedule import TRAINING, GrowthConfig, growth_from_method, growth_methods
+from clgrow.strategies.settings import (
     custom,
     flag,
     names,
@@ -41,7 +42,6 @@ from clgrow.settings import (
     whole,
     whole_list,
 )
-from clgrow.strategies.declared import OPTIMIZERS
 
 __all__ = [
     "RunConfig",
@@ -384,7 +384,7 @@ class RunConfig:
 
     @classmethod
     def settings(cls) -> dict[str, Any]:
-        """Every declared setting (:class:`~clgrow.settings.Setting`) by field name."""
+        """Every declared setting (:class:`~clgrow.strategies.settings.Setting`) by field name."""
         return settings_of(cls)
 
 

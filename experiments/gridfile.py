@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clgrow.config import growth_methods, parse_growth
 from clgrow.errors import ConfigError, GrowthError
 from clgrow.experiments.config import FIXED, FIXED_COMPUTE, MAX_SEED, PRUNE_CHOICES, RunConfig
 from clgrow.experiments.rules import check_plasticity, check_strategy_kwargs, inapplicable
 from clgrow.registry import import_modules, plasticity_methods, strategies
 from clgrow.strategies.declared import traits
+from clgrow.strategies.schedule import growth_methods, parse_growth
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -2,7 +2,7 @@
 
 :func:`check` is what :meth:`RunConfig.validate` and :meth:`RunConfig.resolve` (hence ``clgrow run
 --check`` and the run itself) call: every field against its declaration, then every setting the
-run would ignore, then each section's rules in :data:`~clgrow.settings.SECTIONS`
+run would ignore, then each section's rules in :data:`~clgrow.strategies.settings.SECTIONS`
 order, then, last, what imports torch (the device, models traced, Avalanche's own checks), so a
 command line with a mistake elsewhere answers without that import. Every refusal is a
 ``ConfigError`` naming the field to change. Strategies are told apart by their declared traits
@@ -15,13 +15,13 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from clgrow.config import GrowthConfig, growth_methods
 from clgrow.errors import ConfigError, GrowthError
 from clgrow.experiments import capacity
 from clgrow.experiments.catalog import IMAGE_SHAPES, DataMissingError, check_benchmark, check_data
 from clgrow.registry import import_modules, plasticity_methods, strategies
-from clgrow.settings import SECTIONS
 from clgrow.strategies.declared import traits
+from clgrow.strategies.schedule import GrowthConfig, growth_methods
+from clgrow.strategies.settings import SECTIONS
 
 if TYPE_CHECKING:
     from clgrow.experiments.config import RunConfig

@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING
 from clgrow._lazy import lazy_attributes
 
 _LAZY = {
-    "GROWTH_PRESETS": "clgrow.strategies.builders",
+    "GROWTH_PRESETS": "clgrow.strategies.schedule",
+    "GrowthConfig": "clgrow.strategies.schedule",
     "OPTIMIZERS": "clgrow.strategies.builders",
     "STRATEGIES": "clgrow.strategies.builders",
     "build_optimizer": "clgrow.strategies.builders",
     "build_strategy": "clgrow.strategies.builders",
     "make_grow_plugin": "clgrow.strategies.builders",
-    "parse_growth": "clgrow.strategies.builders",
+    "parse_growth": "clgrow.strategies.schedule",
     "SIPlugin": "clgrow.strategies.regularisers",
     "BatchDataPlugin": "clgrow.strategies.fastdata",
     "GrowthMetric": "clgrow.strategies.metrics",
@@ -36,15 +37,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from clgrow.strategies.builders import (
-        GROWTH_PRESETS,
-        OPTIMIZERS,
-        STRATEGIES,
-        build_optimizer,
-        build_strategy,
-        make_grow_plugin,
-        parse_growth,
-    )
+    from clgrow.strategies.builders import OPTIMIZERS, STRATEGIES, build_optimizer, build_strategy, make_grow_plugin
     from clgrow.strategies.evaluation import LeanEvaluationPlugin
     from clgrow.strategies.events import GrowthEvent
     from clgrow.strategies.fastdata import BatchDataPlugin
@@ -60,6 +53,7 @@ if TYPE_CHECKING:
     from clgrow.strategies.plugin import GrowPlugin
     from clgrow.strategies.regularisers import SIPlugin
     from clgrow.strategies.results import ResultsWriter
+    from clgrow.strategies.schedule import GROWTH_PRESETS, GrowthConfig, parse_growth
     from clgrow.strategies.summary import RunSummary
 
 

@@ -13,8 +13,7 @@ from avalanche.training.supervised import Cumulative, JointTraining, Naive, PNNS
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
-from clgrow import GROWTH_PRESETS, ConfigError, GrowthConfig, GrowthError, parse_growth
-from clgrow.config import TRAINING
+from clgrow import ConfigError, GrowthError
 from clgrow.methods.plasticity import PlasticityMethod
 from clgrow.registry import strategies
 from clgrow.strategies.checkpointing import make_optimizers_checkpointable
@@ -25,6 +24,7 @@ from clgrow.strategies.plasticity import PlasticityPlugin
 from clgrow.strategies.plugin import GrowPlugin
 from clgrow.strategies.prune_plugin import PrunePlugin
 from clgrow.strategies.regularisers import GrowingLFLPlugin, SIPlugin, TaskSafeRWalkPlugin
+from clgrow.strategies.schedule import GROWTH_PRESETS, TRAINING, GrowthConfig, parse_growth
 
 __all__ = [
     "GROWTH_PRESETS",
@@ -71,7 +71,7 @@ def build_optimizer(
 def make_grow_plugin(growth: str | GrowthConfig | None, **settings: Any) -> GrowPlugin | None:
     """A GrowPlugin for a growth preset, ``EXTENDER+DISTRIBUTOR`` or config (``None`` for ``"none"``).
 
-    ``settings`` are :class:`~clgrow.GrowthConfig` fields (keyword-argument tables are merged
+    ``settings`` are :class:`~clgrow.strategies.GrowthConfig` fields (keyword-argument tables are merged
     into the preset's).
     """
     cfg = parse_growth(growth, **settings)
@@ -223,7 +223,7 @@ def build_strategy(
         Restart the optimizer's state at every experience (:class:`ResetOptimizerPlugin`), whether
         or not the model grows; ``False`` keeps Avalanche's carried state.
     **hyperparameters
-        :class:`~clgrow.GrowthConfig` fields (``neurons_per_experience``, ``extender_kwargs``,
+        :class:`~clgrow.strategies.GrowthConfig` fields (``neurons_per_experience``, ``extender_kwargs``,
         ...) and the strategy's own (``mem_size``, ``ewc_lambda``, ``si_lambda``,
         ``alpha``, ``temperature``, ``patterns_per_exp``, ``memory_strength``, ...).
     """

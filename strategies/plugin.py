@@ -12,7 +12,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import nn
 
-from clgrow import ConfigError, GrowthConfig, GrowthError, GrowthReport, grow
+from clgrow import ConfigError, GrowthError, GrowthReport, grow
 from clgrow.context import eligible_layers
 from clgrow.measure import compute
 from clgrow.measure.disruption import Probe, output_change, probe_outputs
@@ -22,6 +22,7 @@ from clgrow.strategies.checkpointing import make_optimizers_checkpointable
 from clgrow.strategies.events import GrowthEvent, draw_probe, rehearses
 from clgrow.strategies.optimizer_state import carry_optimizer_state, optimizer_state_by_name
 from clgrow.strategies.param_state import align_param_state, find_param_state
+from clgrow.strategies.schedule import GrowthConfig
 
 __all__ = ["GrowPlugin", "AVALANCHE_VERSION"]
 
@@ -46,7 +47,7 @@ class GrowPlugin(SupervisedPlugin):
     loss_fn : callable, optional
         Loss used for growth (default: the strategy's criterion).
     **settings
-        :class:`~clgrow.GrowthConfig` fields overriding ``config``, e.g.
+        :class:`~clgrow.strategies.GrowthConfig` fields overriding ``config``, e.g.
         ``GrowPlugin(neurons_per_experience=32, extender="swe", distributor="svod")``.
     """
 

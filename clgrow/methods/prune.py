@@ -36,14 +36,16 @@ Methods (:data:`METHODS`):
     ``V_L``: the ridge regression of the leaving activations on the staying ones,
     :math:`A = \Sigma_{LS}(\Sigma_{SS} + \lambda I)^{-1}`, :math:`a = \mu_L - A\mu_S`
     (covariances and means over the data; uncentred and without ``a`` when a consumer has no
-    bias). SWE's Adam steps on ``C`` are therefore replaced by their limit, solved exactly: the
+    bias or is a zero-padded convolution). SWE's Adam steps on ``C`` are therefore replaced by their limit, solved exactly: the
     budget is the data, one forward pass for every pruned layer together. Each layer's fit uses
     the activations before any layer is pruned; the transfer keeps the next layer's
     pre-activations (exactly, where the leaving units are reproduced), so those are what the
     later layers see afterwards too. A dead unit gets ``A_j = 0, a_j = 0`` and
     leaves exactly as with ``drop``; a dormant unit's small constant part moves into the bias and
-    its correlated part into its partners. For a consumer convolution ``a`` enters through every
-    tap, exact away from a zero-padded border.
+    its correlated part into its partners. A zero-padded convolution reads ``a`` through its taps
+    inside the map only, so a bias cannot reproduce it at the border: there the fit is uncentred,
+    which reproduces exactly every leaving unit the staying ones span (a constant channel that is a
+    multiple of a constant staying one included).
 
 Convolutional sites prune channels the same way: the filter, its batch-norm channel (parameters
 and running statistics) and its slice of every consumer (a kernel's input channel, a flattened
@@ -297,7 +299,8 @@ def _transfer(
     if rows == 0:
         raise GrowthError("prune(method='swe'): the data is empty: the transfer needs at least one sample")
     consumers = model.consumers(layer)
-    centred = all(c.bias is not None for c in consumers)
+    padded = any(c.kind == "conv" and any(p != 0 for p in getattr(c.module, "padding", (0,))) for c in consumers)
+    centred = all(c.bias is not None for c in consumers) and not padded
     mu = s / rows
     cov = g / rows - (torch.outer(mu, mu) if centred else 0)
     css = cov[stay][:, stay]

@@ -394,9 +394,9 @@ def _stream(job: dict[str, Any]) -> dict[str, Any]:
     import warnings
 
     warnings.filterwarnings("ignore")
-    from clgrow import GrowthConfig
     from clgrow.experiments.config import RunConfig
     from clgrow.experiments.runner import run
+    from clgrow.strategies.schedule import GrowthConfig
 
     ext_name, ext_kwargs, dist_kwargs = VARIANTS[job["variant"]]
     growth = "none" if ext_name == "none" else "swe-svod" if ext_name == "swe" else f"{ext_name}-svod"

@@ -110,10 +110,10 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
     import warnings
 
     warnings.filterwarnings("ignore")
-    from clgrow import GrowthConfig
     from clgrow.experiments.config import RunConfig
     from clgrow.experiments.console import quiet_avalanche_deprecations
     from clgrow.experiments.runner import run
+    from clgrow.strategies.schedule import GrowthConfig
 
     quiet_avalanche_deprecations()  # Avalanche's decorator overrides the filter above
     v = VARIANTS[job["variant"]]

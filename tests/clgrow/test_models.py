@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from clgrow import GrowthError, as_growable, cnn, default_init, grow, mlp, resnet
-from clgrow.models import site_roles
+from clgrow.models import site_order
 from tests.helpers import state_equal
 
 
@@ -197,9 +197,16 @@ def test_resnet_sites_are_streams_and_inner_channels_and_rebuild_from_widths():
     assert grown.hidden_sizes == [4, 4, 4, 8, 8, 8]
     assert [grown.stream(i) for i in range(6)] == [True, False, False, False, True, False]
     assert [m.producer for m in grown.sites[0].members] == ["stem.0", "blocks.0.conv2", "blocks.1.conv2"]
-    assert site_roles(model, torch.zeros(2, 3, 16, 16)) == [
+    order = site_order((2, 2))
+    assert order == [
         ("stream", 0, 0), ("inner", 0, 0), ("inner", 0, 1), ("inner", 1, 0), ("stream", 1, 0), ("inner", 1, 1)
     ]  # fmt: skip
+    # the order the builder rebuilds from is the order the trace finds, for any number of blocks
+    for blocks in ((1,), (3, 1, 2), (2, 2, 2, 2)):
+        grown = as_growable(resnet((3, 8, 8), 2, nf=2, blocks=blocks))
+        assert [grown.stream(i) for i in range(grown.num_hidden_layers)] == [
+            k == "stream" for k, _, _ in site_order(blocks)
+        ]
     widths = [5, 6, 7, 9, 10, 11]
     rebuilt = resnet((3, 16, 16), 4, nf=4, blocks=(2, 2), widths=widths)
     assert as_growable(rebuilt).hidden_sizes == widths

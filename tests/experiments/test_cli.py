@@ -542,7 +542,9 @@ def test_every_strategy_runs_task_and_class_incremental_with_and_without_growth(
         hidden_sizes=[6, 6],
         train_epochs=1,
         strategy_kwargs=_SMALL.get(strategy, {}),
-        grow=__import__("clgrow").GrowthConfig(neurons_per_experience=4 if growth != "none" else 32),
+        grow=__import__("clgrow.strategies.schedule").strategies.schedule.GrowthConfig(
+            neurons_per_experience=4 if growth != "none" else 32
+        ),
     )
     if strategy == "der" and task_labels:
         with pytest.raises(ConfigError, match="task_labels: strategy 'der' is class-incremental"):
@@ -580,7 +582,7 @@ def test_a_run_resolves_its_settings_once_and_builds_each_method_once(tmp_path, 
     """The CLI validates and builds at the edge; the runner and build_strategy parse no name again."""
     from collections import Counter
 
-    from clgrow import config as growth_config
+    from clgrow.strategies import schedule as growth_config
     from clgrow.params import Configurable, Params
 
     built, checked, parsed = Counter(), Counter(), Counter()

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from clgrow.errors import ConfigError
 from clgrow.experiments.cli import _parser, main
 from clgrow.experiments.config import RunConfig
-from clgrow.settings import SECTIONS
+from clgrow.strategies.settings import SECTIONS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 

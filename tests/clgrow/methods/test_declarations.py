@@ -14,11 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clgrow import SWE, ConfigError, SVoD
-from clgrow.config import growth_methods, known_methods
 from clgrow.methods import PAPER_SVOD, PAPER_SWE, SWEParams
 from clgrow.methods.extender import Extender
 from clgrow.params import Params, Spec, param, params_from_signature
 from clgrow.registry import REGISTRIES, distributors, extenders, plasticity_methods, strategies
+from clgrow.strategies.schedule import growth_methods, known_methods
 
 _METHODS = [(kind, name) for kind in ("extender", "distributor", "plasticity") for name in REGISTRIES[kind]]
 
@@ -181,7 +181,7 @@ def test_each_strategy_builder_takes_exactly_its_declared_hyperparameters(name):
 def test_settings_resolve_without_importing_torch_or_avalanche():
     code = (
         "import sys\n"
-        "from clgrow.config import ConfigError, GrowthConfig, growth_methods\n"
+        "from clgrow.strategies.schedule import ConfigError, GrowthConfig, growth_methods\n"
         "from clgrow.experiments.config import RunConfig\n"
         "from clgrow.experiments.rules import check_strategy_kwargs\n"
         "print(growth_methods('swe-svod-paper')['extender_kwargs']['coupling'])\n"

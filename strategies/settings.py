@@ -1,7 +1,7 @@
 """How a run setting is declared: its section, kind, default, flag, help and when it applies (no torch).
 
 A run's settings (:class:`~clgrow.experiments.config.RunConfig`) and its growth settings
-(:class:`~clgrow.config.GrowthConfig`) are dataclass fields made by :func:`setting`, as a method's arguments are made by :func:`clgrow.params.param`. Everything else
+(:class:`~clgrow.strategies.schedule.GrowthConfig`) are dataclass fields made by :func:`setting`, as a method's arguments are made by :func:`clgrow.params.param`. Everything else
 is derived from the declaration: the field's check and its message, the ``clgrow run`` flag
 (:func:`add_flags`, :func:`read_flags`), the ``[run]`` table of a grid file and ``summary.json``
 (the field names), the flag reference of docs/cli.md (:func:`reference`) and the refusal of a

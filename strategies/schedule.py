@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from clgrow.errors import ConfigError
 from clgrow.methods import PAPER_SVOD, PAPER_SWE
 from clgrow.registry import REGISTRIES, distributors, extenders
-from clgrow.settings import Setting, custom, flag, setting, settings_of, whole
+from clgrow.strategies.settings import Setting, custom, flag, setting, settings_of, whole
 
 if TYPE_CHECKING:
     from clgrow.methods.distributor import Distributor

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clgrow import GROWTH_PRESETS, SWE, ConfigError, GrowthConfig, GrowthError, parse_growth
+from clgrow import SWE, ConfigError, GrowthError
+from clgrow.strategies.schedule import GROWTH_PRESETS, GrowthConfig, parse_growth
 
 
 @pytest.mark.parametrize(
