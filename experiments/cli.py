@@ -164,7 +164,9 @@ def _add_growth_flags(p: argparse.ArgumentParser) -> None:
     from clgrow.strategies.schedule import GrowthConfig
     from clgrow.strategies.settings import add_flags
 
-    add_flags(p, GrowthConfig, prefix=_GROW, title="{} settings (clgrow.strategies.GrowthConfig; the method is --growth)")
+    add_flags(
+        p, GrowthConfig, prefix=_GROW, title="{} settings (clgrow.strategies.GrowthConfig; the method is --growth)"
+    )
     taken = {a for action in p._actions for a in action.option_strings}
     for kind in ("extender", "distributor", _PLASTICITY):
         registry = REGISTRIES[kind]

@@ -582,8 +582,8 @@ def test_a_run_resolves_its_settings_once_and_builds_each_method_once(tmp_path, 
     """The CLI validates and builds at the edge; the runner and build_strategy parse no name again."""
     from collections import Counter
 
-    from clgrow.strategies import schedule as growth_config
     from clgrow.params import Configurable, Params
+    from clgrow.strategies import schedule as growth_config
 
     built, checked, parsed = Counter(), Counter(), Counter()
     init, post, names = Configurable.__init__, Params.__post_init__, growth_config.growth_methods
