@@ -1,5 +1,4 @@
-"""Where clgrow 0.1's modules went, for pickles of it (Avalanche's checkpoints): a moved module
-loads under its old name; a removed one is refused with what replaced it."""
+"""clgrow 0.1's modules for its pickles (checkpoints): a moved one loads, a removed one is refused."""
 
 from __future__ import annotations
 

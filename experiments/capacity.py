@@ -273,7 +273,7 @@ def check_param_budget(cfg: RunConfig) -> None:
     """Refuse a parameter budget (``grow.max_params``) below the model as built: nothing could grow,
     and the run would refuse it once the model exists (the budget is counted on the same model,
     built on the ``meta`` device)."""
-    from clgrow.methods.grow import over_budget
+    from clgrow.strategies.schedule import over_budget
 
     budget = cfg.grow.max_params
     if budget is None or cfg.model not in MODELS:

@@ -22,7 +22,6 @@ from clgrow.experiments.config import RunConfig, RunPlan
 from clgrow.experiments.device import resolve_device
 from clgrow.experiments.errors import RunDiverged
 from clgrow.experiments.loggers import close_loggers, make_loggers
-from clgrow.methods.grow import over_budget
 from clgrow.strategies import (
     GrowPlugin,
     LeanEvaluationPlugin,
@@ -36,6 +35,7 @@ from clgrow.strategies import (
 from clgrow.strategies.compute import ComputePlugin
 from clgrow.strategies.declared import traits
 from clgrow.strategies.results import atomic_write_text
+from clgrow.strategies.schedule import over_budget
 
 __all__ = ["run", "build_model", "summarize", "library_versions"]
 

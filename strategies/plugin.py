@@ -16,13 +16,13 @@ from clgrow import ConfigError, GrowthError, GrowthReport, grow
 from clgrow.context import eligible_layers
 from clgrow.measure import compute
 from clgrow.measure.disruption import Probe, output_change, probe_outputs
-from clgrow.methods.grow import over_budget, room_under_cap, units_under_budget
+from clgrow.methods.grow import room_under_cap
 from clgrow.sites import as_growable, growable_from_loader, known_sites
 from clgrow.strategies.checkpointing import make_optimizers_checkpointable
 from clgrow.strategies.events import GrowthEvent, draw_probe, rehearses
 from clgrow.strategies.optimizer_state import carry_optimizer_state, optimizer_state_by_name
 from clgrow.strategies.param_state import align_param_state, find_param_state
-from clgrow.strategies.schedule import GrowthConfig
+from clgrow.strategies.schedule import GrowthConfig, over_budget, units_under_budget
 
 __all__ = ["GrowPlugin", "AVALANCHE_VERSION"]
 

@@ -13,8 +13,9 @@ methods (and torch) are imported only where one is built.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from clgrow.strategies.settings import Setting, custom, flag, setting, settings_
 if TYPE_CHECKING:
     from clgrow.methods.distributor import Distributor
     from clgrow.methods.extender import Extender
+    from clgrow.sites import Growable
 
 __all__ = [
     "GrowthConfig",
@@ -36,6 +38,9 @@ __all__ = [
     "growth_methods",
     "growth_from_method",
     "known_methods",
+    "over_budget",
+    "unit_params",
+    "units_under_budget",
 ]
 
 
@@ -390,3 +395,46 @@ def growth_from_method(
         own = {f: getattr(base, f) for f in GrowthConfig.field_names() if f not in ("extender", "distributor")}
         cfg = cfg.merged(**own)
     return cfg.merged(**overrides).validate()
+
+
+# ---------------------------------------------------------------- the parameter budget
+def unit_params(model: Growable, layer: int) -> int:
+    """Parameters one more unit of ``layer`` costs: its incoming rows and biases, its batch-norm
+    pairs and its slice of every reader."""
+    n = model.hidden_sizes[layer]
+    rows = sum(r.fan_in + 1 for r in model.members(layer))
+    return rows + 2 * len(model.norms(layer)) + sum(c.weight.numel() // n for c in model.consumers(layer))
+
+
+def over_budget(model: Any, max_params: int | None) -> str | None:
+    """Why ``model`` cannot grow under ``max_params`` (it already has more), or ``None``; callers
+    name the setting as they spell it."""
+    used = sum(p.numel() for p in model.parameters())
+    if max_params is not None and used > max_params:
+        return f"{max_params} is below the model's {used} parameters: nothing could grow"
+    return None
+
+
+def units_under_budget(model: Growable, layers: Sequence[int], max_params: int) -> int:
+    """How many units can be added to ``layers`` however a distributor splits them, keeping the
+    model's parameters at most ``max_params``.
+
+    ``s_i`` units in layer ``i`` cost ``Σ s_i·c_i`` (:func:`unit_params`) plus ``r·s_i·s_j`` for
+    each eligible pair where ``j`` reads ``i`` (the weights between new units, ``r`` per pair); over
+    every split of ``k`` units that is at most ``k·max c + max r·k²/4`` (the pairs form a chain).
+    """
+    if not layers:
+        return 0
+    room = max_params - sum(p.numel() for p in model.parameters())
+    c = max(unit_params(model, i) for i in layers)
+    r = 0
+    for i in layers:
+        for reader in model.consumers(i):
+            if reader.site is not None and reader.site in layers:
+                r = max(r, int(reader.view(model.hidden_sizes[i]).shape[2]))
+    k = max(0, room // c)
+    if r and k:  # the root of r·k²/4 + c·k = room, then down to the first k that fits
+        k = min(k, int(2 * (math.sqrt(c * c + r * room) - c) / r) + 1)
+    while k > 0 and k * c + (r * k * k) // 4 + (1 if (r * k * k) % 4 else 0) > room:
+        k -= 1
+    return k

@@ -1,2 +1,1 @@
-"""What a run measures of a growing model: unit inactivity, growth's disruption of old tasks, and
-multiply-adds by phase."""
+"""What a run measures of a growing model: unit inactivity, disruption of old tasks, multiply-adds."""

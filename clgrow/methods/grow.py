@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from clgrow.data import check_loader
 from clgrow.errors import GrowthError
 from clgrow.methods.distributor import Distributor, check_allocation, distributors
 from clgrow.methods.extender import Extender, LossFn, extenders
-from clgrow.sites import Growable, growable_from_loader
+from clgrow.sites import growable_from_loader
 
 __all__ = ["GrowthReport", "grow"]
 
@@ -71,48 +70,6 @@ def _validate_k(k: Any) -> int:
 def room_under_cap(sizes: Sequence[int], layers: Sequence[int], cap: int) -> dict[int, int]:
     """Units each of ``layers`` can still take before reaching width ``cap``."""
     return {i: max(0, cap - sizes[i]) for i in layers}
-
-
-def unit_params(model: Growable, layer: int) -> int:
-    """Parameters one more unit of ``layer`` costs: its incoming rows and biases, its batch-norm
-    pairs and its slice of every reader."""
-    n = model.hidden_sizes[layer]
-    rows = sum(r.fan_in + 1 for r in model.members(layer))
-    return rows + 2 * len(model.norms(layer)) + sum(c.weight.numel() // n for c in model.consumers(layer))
-
-
-def over_budget(model: nn.Module, max_params: int | None) -> str | None:
-    """Why ``model`` cannot grow under ``max_params`` (it already has more), or ``None``; callers
-    name the setting as they spell it."""
-    used = sum(p.numel() for p in model.parameters())
-    if max_params is not None and used > max_params:
-        return f"{max_params} is below the model's {used} parameters: nothing could grow"
-    return None
-
-
-def units_under_budget(model: Growable, layers: Sequence[int], max_params: int) -> int:
-    """How many units can be added to ``layers`` however a distributor splits them, keeping the
-    model's parameters at most ``max_params``.
-
-    ``s_i`` units in layer ``i`` cost ``Σ s_i·c_i`` (:func:`unit_params`) plus ``r·s_i·s_j`` for
-    each eligible pair where ``j`` reads ``i`` (the weights between new units, ``r`` per pair); over
-    every split of ``k`` units that is at most ``k·max c + max r·k²/4`` (the pairs form a chain).
-    """
-    if not layers:
-        return 0
-    room = max_params - sum(p.numel() for p in model.parameters())
-    c = max(unit_params(model, i) for i in layers)
-    r = 0
-    for i in layers:
-        for reader in model.consumers(i):
-            if reader.site is not None and reader.site in layers:
-                r = max(r, int(reader.view(model.hidden_sizes[i]).shape[2]))
-    k = max(0, room // c)
-    if r and k:  # the root of r·k²/4 + c·k = room, then down to the first k that fits
-        k = min(k, int(2 * (math.sqrt(c * c + r * room) - c) / r) + 1)
-    while k > 0 and k * c + (r * k * k) // 4 + (1 if (r * k * k) % 4 else 0) > room:
-        k -= 1
-    return k
 
 
 def cap_allocation(allocation: dict[int, int], sizes: Sequence[int], cap: int) -> dict[int, int]:

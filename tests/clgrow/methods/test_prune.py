@@ -260,7 +260,7 @@ def test_units_under_the_budget_fit_however_they_are_allotted(widths, m, room, d
     """Any split of ``units_under_budget`` units over the eligible layers keeps the parameter count
     within the budget, and the answer is the largest under its stated bound: ``k`` units cost at
     most ``k·c + r·k²/4`` (``c`` the dearest unit, ``r = 1`` when two eligible layers are adjacent)."""
-    from clgrow.methods.grow import unit_params, units_under_budget
+    from clgrow.strategies.schedule import unit_params, units_under_budget
 
     model = mlp(m, widths, 3)
     budget = sum(p.numel() for p in model.parameters()) + room
