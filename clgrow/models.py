@@ -71,9 +71,6 @@ class Images(nn.Module):
             )
         return x.reshape(x.shape[0], *self.shape)
 
-    def extra_repr(self) -> str:
-        return f"shape={self.shape}"
-
 
 _M = TypeVar("_M", bound=nn.Module)
 

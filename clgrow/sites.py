@@ -543,23 +543,20 @@ class GrowableModule(nn.Module):
         return _Handles(self._capture(fn, detach=True))
 
     def macs_per_sample(self, x: Tensor | None = None) -> tuple[int, int]:
-        """Multiply-adds of one sample's forward pass (PyTorch's FLOP counter on one sample, cached
-        per widths and input shape) and of the first site's first producer alone."""
+        """Multiply-adds of one sample's forward pass and of the first layer it runs
+        (:func:`clgrow.measure.compute.measure` on ``x[:1]``, cached per widths and input shape;
+        without ``x``, the first site's first producer twice)."""
         r = self._members[0][0]
-        first = r.positions * int(r.weight.shape[0]) * r.fan_in
         if x is None:
+            first = r.positions * int(r.weight.shape[0]) * r.fan_in
             return first, first
         key = (tuple(x.shape[1:]), tuple(self.hidden_sizes))
         cache = self.module.__dict__.setdefault("_clgrow_macs", {})
         if key not in cache:
-            from torch.utils.flop_counter import FlopCounterMode
+            from clgrow.measure.compute import measure
 
-            from clgrow.measure import compute
-
-            with torch.no_grad(), FlopCounterMode(display=False) as flops, compute.paused():
-                call_model(self.module, x[:1], 0 if self.heads_per_task else None)
-            cache[key] = flops.get_total_flops() // 2
-        return cache[key], first
+            cache[key] = measure(self.module, *call_args(self.module, x[:1], 0 if self.heads_per_task else None))
+        return cache[key]
 
     # ----------------------------------------------------------------- growth
     @torch.no_grad()

@@ -21,6 +21,7 @@ Example
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ __all__ = [
     "counting",
     "watch",
     "count_forward",
+    "measure",
     "activate",
     "phase",
     "set_phase",
@@ -123,10 +125,8 @@ def watch(model: nn.Module) -> RemovableHandle:
 
 
 def count_forward(module: nn.Module, args: Any, out: Any) -> None:
-    """A forward hook: the pass of a watched module (or of a copy growth made of it, which keeps its
-    hooks) reports its multiply-adds to the active counter, per sample from
-    PyTorch's FLOP counter on one sample (cached per input shape and parameter count), the first
-    site's producer's from its trace when one is known."""
+    """A watched module's forward pass (or its copy's: a copy keeps the hook) reports its multiply-adds
+    to the active counter (:func:`measure`, cached per input shape and parameter count)."""
     import torch
 
     counter = active()
@@ -136,36 +136,45 @@ def count_forward(module: nn.Module, args: Any, out: Any) -> None:
     key = (tuple(x.shape[1:]), sum(p.numel() for p in module.parameters()))
     cache = module.__dict__.setdefault("_clgrow_macs_per_sample", {})
     if key not in cache:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        from clgrow.errors import GrowthError
-        from clgrow.sites import as_growable, known_sites
-
-        # in eval mode with its hooks set aside: the measurement must not move batch-norm
-        # statistics or reach observers (the inactivity metric)
-        saved = [(m, m.training, dict(m._forward_hooks), dict(m._forward_pre_hooks)) for m in module.modules()]
         rest = [r[:1] if isinstance(r, torch.Tensor) and r.dim() else r for r in args[1:]]
-        try:
-            for m, _, _, _ in saved:
-                m.training = False
-                m._forward_hooks.clear()
-                m._forward_pre_hooks.clear()
-            with torch.no_grad(), FlopCounterMode(display=False) as flops, paused():
-                module(x[:1], *rest)
-            if known_sites(module) is None:  # the first site's share, from a trace of the same sample
-                with paused(), contextlib.suppress(GrowthError):
-                    as_growable(module, x[:1], rest[0] if rest else None)
-        finally:
-            for m, training, hooks, pre in saved:
-                m.training = training
-                m._forward_hooks.update(hooks)
-                m._forward_pre_hooks.update(pre)
-        found = known_sites(module)
-        first = as_growable(module).macs_per_sample()[1] if found is not None and found.sites else 0
-        cache[key] = (flops.get_total_flops() // 2, first)
+        cache[key] = measure(module, x[:1], *rest)
     per_sample, first = cache[key]
     grad = torch.is_grad_enabled() and isinstance(out, torch.Tensor) and out.requires_grad
     counter.record(x.shape[0], per_sample, first, grad)
+
+
+def measure(module: nn.Module, *args: Any) -> tuple[int, int]:
+    """Multiply-adds of ``module(*args)`` per sample (PyTorch's FLOP counter on a batch of one),
+    and of the first ``Linear`` or convolution it runs alone (whose input gradient a backward pass
+    does not compute). The module runs in eval mode with its hooks set aside: the measurement moves
+    no batch-norm statistics and reaches no observer."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from clgrow.surgery import is_producer, weight_of
+
+    first: list[int] = []
+
+    def note(mod: nn.Module, inputs: Any, output: Any) -> None:
+        if not first and is_producer(mod) and isinstance(output, torch.Tensor):
+            first.append(weight_of(mod).numel() * math.prod(output.shape[2:]))
+
+    saved = [(m, m.training, dict(m._forward_hooks), dict(m._forward_pre_hooks)) for m in module.modules()]
+    try:
+        for m, _, _, _ in saved:
+            m.training = False
+            m._forward_hooks.clear()
+            m._forward_pre_hooks.clear()
+            m.register_forward_hook(note)
+        with torch.no_grad(), FlopCounterMode(display=False) as flops, paused():
+            module(*args)
+    finally:
+        for m, training, hooks, pre in saved:
+            m.training = training
+            m._forward_hooks.clear()
+            m._forward_hooks.update(hooks)
+            m._forward_pre_hooks.update(pre)
+    return flops.get_total_flops() // 2, (first[0] if first else 0)
 
 
 @contextlib.contextmanager

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from clgrow.context import model_device
 from clgrow.data import unpack
 from clgrow.errors import GrowthError
-from clgrow.methods.extender import model_device
 from clgrow.sites import Growable
 
 __all__ = [

@@ -63,11 +63,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from clgrow.context import model_device
 from clgrow.data import unpack
 from clgrow.errors import GrowthError
 from clgrow.measure.inactivity import accumulate_activity, dormant_mask
 from clgrow.methods import PRUNE_METHODS, PRUNE_SELECTORS
-from clgrow.methods.extender import model_device
 from clgrow.sites import Growable, GrowableModule, as_growable, growable_from_loader
 from clgrow.surgery import unit_columns
 
