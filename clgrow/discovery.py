@@ -20,6 +20,7 @@ and each of its producers is named with the reason. A plain site (no addition) m
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -349,7 +350,8 @@ class _Spaces:
     def _set(self, t: Tensor, at: _At) -> None:
         self.at[id(t)] = at
 
-    def run(self, nodes: Iterable[_Node]) -> None:
+    def run(self, nodes: list[_Node]) -> None:
+        self.uses = Counter(id(t) for node in nodes for t in node.inputs)
         for node in nodes:
             spaced = [(t, self.at[id(t)]) for t in node.inputs if id(t) in self.at]
             mod = node.module
@@ -406,7 +408,9 @@ class _Spaces:
             if self.calls.get(id(mod), 0) != 1 or at.block != 1 or t.shape[1] != space.width:
                 space.fail(f"its units reach {what}, which cannot take new channels")
             else:
-                follows = next((n for n, _ in space.members if any(o is t for o in n.outputs)), None)
+                # a member's own norm reads all of its output (no other path bypasses it)
+                only = self.uses[id(t)] == 1
+                follows = next((n for n, _ in space.members if only and any(o is t for o in n.outputs)), None)
                 space.norms.append((mod, follows))
                 self._set(out, _At(space, 1, at.pools, at.relu))
             return

@@ -32,6 +32,25 @@ class UserResidualNet(nn.Module):
         return self.head(torch.relu(self.c(h)))
 
 
+class ResidualMLP(nn.Module):
+    """Transformer-style MLP blocks without attention: an embedding and every block's second layer
+    add to one stream, read through a batch norm by every block's first layer, and by the head."""
+
+    def __init__(self, in_features: int = 20, width: int = 12, hidden: int = 16, blocks: int = 2, classes: int = 5):
+        super().__init__()
+        self.embed = nn.Linear(in_features, width)
+        self.norms = nn.ModuleList(nn.BatchNorm1d(width) for _ in range(blocks))
+        self.fc1 = nn.ModuleList(nn.Linear(width, hidden) for _ in range(blocks))
+        self.fc2 = nn.ModuleList(nn.Linear(hidden, width) for _ in range(blocks))
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x.flatten(1))
+        for norm, a, b in zip(self.norms, self.fc1, self.fc2):
+            h = h + b(F.relu(a(norm(h))))
+        return self.head(h)
+
+
 @dataclass(frozen=True)
 class ZooModel:
     build: Callable[[], nn.Module]
@@ -68,6 +87,8 @@ def _zoo() -> dict[str, ZooModel]:
         "resnet18": ZooModel(lambda: tvm.resnet18(num_classes=4), (3, 32, 32), 4, 12),
         "vgg11_bn": ZooModel(lambda: tvm.vgg11_bn(num_classes=4), (3, 32, 32), 4, 10),
         "UserResidualNet": ZooModel(lambda: UserResidualNet(classes=4), (20,), 4, 3),
+        # its stream (embedding and both blocks' fc2, two norms on it) and both blocks' fc1
+        "ResidualMLP": ZooModel(lambda: ResidualMLP(classes=4), (20,), 4, 3),
     }
 
 

@@ -8,6 +8,7 @@ checked on every model as soon as it is registered.
 
 from __future__ import annotations
 
+import copy
 import pickle
 
 import pytest
@@ -25,7 +26,7 @@ from clgrow.methods.coupling import FactoredCoupling
 from clgrow.sites import GrowableModule, as_growable
 from tests.clgrow.test_conv_sites import FAST_DIST, PRESERVING
 from tests.helpers import grow_failing_after_extend, sites, state_equal
-from tests.zoo import ZOO, UserResidualNet, add_task_head, call, zoo_data
+from tests.zoo import ZOO, ResidualMLP, UserResidualNet, add_task_head, call, zoo_data
 
 NAMES = sorted(ZOO)
 _FEW = settings(max_examples=1, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -71,7 +72,8 @@ def test_the_trace_finds_every_site_and_names_the_rest(name):
     assert all(r.reason for r in found.refused)
     # the head reads the last site only, except in residual networks (the last stream: blocks read it too)
     reads_out = [s.reads_out for s in found.sites]
-    assert reads_out == [False] * (len(reads_out) - 1) + ["ResNet" not in name and "resnet" not in name]
+    residual = name in ("SlimResNet18", "MTSlimResNet18", "resnet18", "ResidualMLP")
+    assert reads_out == [False] * (len(reads_out) - 1) + [not residual]
 
 
 def test_a_residual_stream_is_one_site_and_other_activations_are_refused_with_their_reason():
@@ -83,6 +85,15 @@ def test_a_residual_stream_is_one_site_and_other_activations_are_refused_with_th
     gelu = nn.Sequential(nn.Linear(4, 3), nn.GELU(), nn.Linear(3, 2))
     with pytest.raises(GrowthError, match=r"no growth site(.|\n)*0: its output goes to GELU"):
         as_growable(gelu, torch.rand(2, 4))
+    # a transformer-style stream: its batch norms widen with it; a layer norm mixes units, so its stream is refused
+    mlp_stream = find_sites(ResidualMLP(), torch.rand(4, 20)).sites[0]
+    assert mlp_stream.producers == ("embed", "fc2.0", "fc2.1") and mlp_stream.norms == ("norms.0", "norms.1")
+    assert [c.path for c in mlp_stream.consumers] == ["fc1.0", "fc1.1", "head"] and mlp_stream.stream
+    layered = ResidualMLP()
+    layered.norms = nn.ModuleList(nn.LayerNorm(12) for _ in range(2))
+    found = find_sites(layered, torch.rand(4, 20))
+    assert [s.producers for s in found.sites] == [("fc1.0",), ("fc1.1",)]
+    assert "its output goes to LayerNorm (norms.0), not to a ReLU" in {r.reason for r in found.refused}
     grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
     assert "grouped" in find_sites(grouped, torch.rand(2, 4, 3, 3)).refused[0].reason
 
@@ -257,3 +268,36 @@ def test_every_zoo_model_prunes_in_place_and_a_refused_prune_changes_nothing(nam
     model.eval()
     with torch.no_grad():
         assert call(model, loader[0][0]).isfinite().all()
+
+
+@pytest.mark.parametrize("name", LIGHT_NAMES)
+def test_every_zoo_model_resets_units_of_every_site_readers_first(name):
+    """A reset unit gets fresh rows in every producer (and fresh norm channels) and zero columns in
+    every reader: the model computes what it computed with those columns zeroed, streams included;
+    ReDo and continual backprop run on the whole model."""
+    from clgrow.methods.plasticity import ContinualBackprop, ReDo, hidden_activations, reset_units
+
+    entry = ZOO[name]
+    torch.manual_seed(7)
+    model = _no_dropout(entry.build())
+    loader = zoo_data(entry)
+    grown = as_growable(model, loader[0][0], 0)
+    grown.prepare()
+    model.eval()
+    x = loader[0][0]
+    for layer in range(grown.num_hidden_layers):
+        units = torch.tensor([0, grown.hidden_sizes[layer] - 1]).unique()
+        reference = copy.deepcopy(model)
+        with torch.no_grad():
+            for c in as_growable(reference).consumers(layer):
+                c.view(grown.hidden_sizes[layer])[:, units] = 0.0
+            expected = call(reference, x)
+        reset_units(model, layer, units)
+        with torch.no_grad():
+            torch.testing.assert_close(call(model, x), expected, rtol=1e-5, atol=1e-6)
+    acts = hidden_activations(model, x, torch.zeros(x.shape[0], dtype=torch.long) if entry.multi_task else None)
+    assert [a.shape[1] for a in acts] == grown.hidden_sizes
+    ReDo(tau=0.5).at_experience(model, 1, acts)
+    ContinualBackprop(replacement_rate=0.5, maturity=0).after_step(model, 1, acts)
+    with torch.no_grad():
+        assert call(model, x).isfinite().all()
