@@ -220,8 +220,11 @@ def check_svod_copy(cfg: RunConfig, growth: Any) -> None:
         if b == a + 1:
             x = min(max((grown + sizes[b] - sizes[a]) / 2, 0), grown)
             trials.append(widths({a: x, b: grown - x}))
-    cand = svod.candidates * k
-    need, widest = max((SVoD.copy_numel(meta_model(cfg, w), cand, layers) * 4 * 4, w) for w in trials)
+    need, widest = 0, trials[0]
+    for w in trials:
+        model = meta_model(cfg, w)
+        bytes_ = SVoD.copy_numel(model, svod.per_layer(model.hidden_sizes, k, layers), layers) * 4 * 4
+        need, widest = max((need, widest), (bytes_, w))
     if need > svod.max_copy_bytes:
         raise ConfigError(
             f"grow.distributor_kwargs.max_copy_bytes: SVoD's candidate copy for K={k} units with "

@@ -106,7 +106,7 @@ def run_command(args: argparse.Namespace, fields: dict[str, Any]) -> int:
             fixed,
             out,
             hidden_sizes=ref.final_hidden_sizes,
-            compute_of=ref if args.match_final_compute else None,
+            reference=ref,
             verbose=verbose,
             progress=verbose,
         )

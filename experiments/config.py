@@ -24,7 +24,7 @@ from clgrow.errors import ConfigError
 from clgrow.experiments.capacity import MODELS
 from clgrow.experiments.catalog import BENCHMARK_NAMES
 from clgrow.experiments.loggers import LOGGERS
-from clgrow.experiments.rules import FIXED, FIXED_COMPUTE, FIXED_FINAL, check
+from clgrow.experiments.rules import FIXED, FIXED_COMPUTE, FIXED_FINAL, FIXED_SPLIT, check
 from clgrow.methods import PRUNE_METHODS, STREAM_PRUNE_SELECTORS
 from clgrow.registry import plasticity_methods, strategies
 from clgrow.strategies.declared import OPTIMIZERS
@@ -48,6 +48,7 @@ __all__ = [
     "RunPlan",
     "FIXED_FINAL",
     "FIXED_COMPUTE",
+    "FIXED_SPLIT",
     "FIXED",
     "MODELS",
     "MAX_SEED",
@@ -237,6 +238,16 @@ class RunConfig:
         via="`--match-final-compute`",
         applies=_matched,
     )
+    match_split: bool = setting(
+        "growth",
+        flag(),
+        False,
+        "with match_final_size: split the units among experiences as the growth run grew them, each "
+        "experience training its own (the growth run's isolation, without growth)",
+        flag=None,
+        via="a grid's `fixed-split` entry",
+        applies=_matched,
+    )
     # pruning
     prune: str = setting(
         "pruning",
@@ -294,7 +305,7 @@ class RunConfig:
     def growth_label(self) -> str:
         """Name of the growth setting for tables (``fixed-final`` for matched fixed models)."""
         if self.match_final_size:
-            return FIXED_COMPUTE if self.match_compute else FIXED_FINAL
+            return FIXED_COMPUTE if self.match_compute else FIXED_SPLIT if self.match_split else FIXED_FINAL
         return self.growth
 
     @functools.cached_property

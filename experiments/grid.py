@@ -48,10 +48,10 @@ def cell_dir(out: Path, cfg: RunConfig) -> Path:
 
 
 def _run_cell(
-    cfg_dict: dict[str, Any], out_dir: str, hidden_sizes: list[int] | None, compute_of: dict[str, Any] | None = None
+    cfg_dict: dict[str, Any], out_dir: str, hidden_sizes: list[int] | None, reference: dict[str, Any] | None = None
 ) -> RunSummary:
     """Worker entry point (plain data in and out, so it pickles for processes and Ray):
-    ``hidden_sizes`` and ``compute_of`` (a reference summary) for the fixed-size baselines."""
+    ``hidden_sizes`` and ``reference`` (the growth run's summary) for the fixed-size baselines."""
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -62,13 +62,15 @@ def _run_cell(
 
     # the cell was checked with its grid; a shared setting another cell uses is not refused here
     plan = RunConfig(**cfg_dict).resolve(applicable=False)
-    reference = None if compute_of is None else RunSummary.from_dict(compute_of)
-    return run(plan, out_dir, hidden_sizes=hidden_sizes, compute_of=reference)
+    matched = None if reference is None else RunSummary.from_dict(reference)
+    return run(plan, out_dir, hidden_sizes=hidden_sizes, reference=matched)
 
 
 def _reference(cfg: RunConfig) -> RunConfig:
     assert cfg.match_final_size is not None
-    return dataclasses.replace(cfg, growth=cfg.match_final_size, match_final_size=None, match_compute=False)
+    return dataclasses.replace(
+        cfg, growth=cfg.match_final_size, match_final_size=None, match_compute=False, match_split=False
+    )
 
 
 MANIFEST = "grid.json"
@@ -123,7 +125,7 @@ def run_grid(
         def plan(c: RunConfig) -> tuple[list[int], dict[str, Any] | None]:
             ref = done.get(cell_name(_reference(c))) or _load(cell_dir(out, _reference(c)))
             assert ref is not None  # the first wave ran every reference cell
-            return list(ref.final_hidden_sizes), (ref.to_dict() if c.match_compute else None)
+            return list(ref.final_hidden_sizes), (ref.to_dict() if c.match_compute or c.match_split else None)
 
         done.update(_run_wave(second, out, plan, submit, progress, "fixed-size"))
     finally:

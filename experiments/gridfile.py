@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from clgrow.errors import ConfigError, GrowthError
-from clgrow.experiments.config import FIXED, FIXED_COMPUTE, MAX_SEED, PRUNE_CHOICES, RunConfig
+from clgrow.experiments.config import FIXED, FIXED_COMPUTE, FIXED_SPLIT, MAX_SEED, PRUNE_CHOICES, RunConfig
 from clgrow.experiments.rules import check_plasticity, check_strategy_kwargs, inapplicable
 from clgrow.registry import import_modules, plasticity_methods, strategies
 from clgrow.strategies.declared import traits
@@ -154,6 +154,7 @@ class GridConfig:
             growth="none" if fixed else growth,
             match_final_size=self.match_growth if fixed else None,
             match_compute=growth == FIXED_COMPUTE,
+            match_split=growth == FIXED_SPLIT,
         ).validate(methods=False, applicable=False)
 
     def unused_settings(self, cells: list[RunConfig]) -> list[tuple[str, str]]:

@@ -31,8 +31,11 @@ __all__ = ["check", "rule", "RULES", "inapplicable", "check_strategy_kwargs", "c
 FIXED_FINAL = "fixed-final"
 #: A fixed model at the final widths, trained for the multiply-adds the growth spent (grid entry).
 FIXED_COMPUTE = "fixed-compute"
+#: A fixed model at the final widths whose units are split among experiences as the growth run grew
+#: them, each experience training its own (isolation without growth; grid entry).
+FIXED_SPLIT = "fixed-split"
 #: Growth entries of a grid that are fixed models matched to a growth row (no growth of their own).
-FIXED = (FIXED_FINAL, FIXED_COMPUTE)
+FIXED = (FIXED_FINAL, FIXED_COMPUTE, FIXED_SPLIT)
 
 #: Each section's rules, in the order they run.
 RULES: dict[str, list[Callable[[RunConfig], None]]] = {s: [] for s in SECTIONS}
@@ -327,6 +330,13 @@ def _layers(cfg: RunConfig, method: dict[str, Any] | None) -> None:
 @rule("plasticity")
 def _plasticity(cfg: RunConfig) -> None:
     check_plasticity(cfg.plasticity, cfg.plasticity_kwargs)
+    isolated = (cfg.grows and cfg.grow.isolation != "none") or cfg.match_split
+    _need(
+        cfg.plasticity == "none" or not isolated,
+        cfg,
+        "plasticity",
+        "a reset re-initialises units that isolation keeps as they were (grow.isolation, fixed-split): choose one",
+    )
 
 
 def check_plasticity(name: str, kwargs: dict[str, Any], where: str = "plasticity_kwargs") -> None:

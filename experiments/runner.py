@@ -213,7 +213,8 @@ def run(
     out_dir: str | Path | None = None,
     *,
     hidden_sizes: list[int] | None = None,
-    compute_of: RunSummary | None = None,
+    reference: RunSummary | None = None,
+    split: list[list[int]] | None = None,
     verbose: bool = False,
     progress: bool = False,
 ) -> RunSummary:
@@ -221,9 +222,11 @@ def run(
 
     ``plan`` is a configuration validated and resolved once (:meth:`RunConfig.resolve`): nothing
     here parses or checks a setting again. ``hidden_sizes`` overrides the initial widths (used for
-    fixed-final baselines); ``compute_of``, a growth run's summary, sets the epochs so that this
-    run's training spends what that run's training and growth spent (:func:`matched_epochs`).
-    Returns the summary.
+    fixed-final baselines); ``reference``, the summary of the growth run a fixed model is matched
+    to, sets the epochs so that this run's training spends what that run's training and growth
+    spent (``match_compute``: :func:`matched_epochs`), or the split of its units among experiences
+    (``match_split``: as that run grew them, each experience training its own; ``split``, the widths
+    after each experience, gives it without a summary). Returns the summary.
     """
     if not isinstance(plan, RunPlan):
         raise TypeError(f"run() takes a RunPlan (RunConfig.resolve()), got {type(plan).__name__}")
@@ -250,8 +253,18 @@ def run(
     if why is not None:
         raise ConfigError(f"max_params: {why}")
     epochs = cfg.train_epochs
-    if compute_of is not None:
-        epochs = matched_epochs(compute_of, model, bm)
+    if cfg.match_compute:
+        if reference is None:
+            raise ConfigError("match_compute: a fixed model matched by compute needs its growth run's summary")
+        epochs = matched_epochs(reference, model, bm)
+    isolation = []
+    if cfg.match_split:
+        from clgrow.strategies.isolation import IsolationPlugin
+
+        if split is None and reference is None:
+            raise ConfigError("match_split: a fixed model split like a growth run needs that run's summary")
+        widths = split if split is not None else reference.hidden_sizes if reference is not None else []
+        isolation = [IsolationPlugin(split=[list(w) for w in widths])]
     device = resolve_device(cfg.device)
     model.to(device)
     optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -281,7 +294,7 @@ def run(
             train_epochs=epochs,
             eval_mb_size=cfg.eval_mb_size,
             evaluator=evaluator,
-            plugins=[ComputePlugin(), timer, _FiniteLoss()],
+            plugins=[ComputePlugin(), timer, _FiniteLoss(), *isolation],
             device=device,
             plasticity=resolved.resetter or "none",
             prune=cfg.prune,

@@ -29,6 +29,7 @@ _LAZY = {
     "TaskHeads": "clgrow.strategies.multihead",
     "with_task_heads": "clgrow.strategies.multihead",
     "GrowPlugin": "clgrow.strategies.plugin",
+    "IsolationPlugin": "clgrow.strategies.isolation",
     "GrowthEvent": "clgrow.strategies.events",
     "PlasticityPlugin": "clgrow.strategies.plasticity",
     "ResetOptimizerPlugin": "clgrow.strategies.optimizer_state",
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from clgrow.strategies.evaluation import LeanEvaluationPlugin
     from clgrow.strategies.events import GrowthEvent
     from clgrow.strategies.fastdata import BatchDataPlugin
+    from clgrow.strategies.isolation import IsolationPlugin
     from clgrow.strategies.metrics import (
         GrowthMetric,
         InactivityMetric,

@@ -20,6 +20,7 @@ from clgrow.methods.grow import room_under_cap
 from clgrow.sites import as_growable, growable_from_loader, known_sites
 from clgrow.strategies.checkpointing import make_optimizers_checkpointable
 from clgrow.strategies.events import GrowthEvent, draw_probe, rehearses
+from clgrow.strategies.isolation import IsolationPlugin
 from clgrow.strategies.optimizer_state import carry_optimizer_state, optimizer_state_by_name
 from clgrow.strategies.param_state import align_param_state, find_param_state
 from clgrow.strategies.schedule import GrowthConfig, over_budget, units_under_budget
@@ -75,6 +76,8 @@ class GrowPlugin(SupervisedPlugin):
         #: A fixed sample of every trained experience's data, drawn when training on it ends:
         #: growth disruption is measured on it. Never shown to the growth methods.
         self.probes: list[Probe] = []
+        #: With ``isolation="freeze"``: each experience trains the units it gained (clgrow.methods.isolation).
+        self.isolation = IsolationPlugin() if self.config.isolation == "freeze" else None
 
     # ------------------------------------------------------------------ API
     def units_for(self, experience: int, epoch: int = 0, train_epochs: int = 1) -> int:
@@ -116,6 +119,8 @@ class GrowPlugin(SupervisedPlugin):
 
     def after_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """Keep a probe of the experience just trained (for later growth steps' disruption)."""
+        if self.isolation is not None:
+            self.isolation.stop()
         n = self.config.disruption_probe
         dataset = getattr(strategy.experience, "dataset", None)
         if n > 0 and dataset is not None:
@@ -131,6 +136,13 @@ class GrowPlugin(SupervisedPlugin):
         """Grow (only ever while training) once the dataloader the strategy uses is final."""
         if self.should_grow(strategy.clock.train_exp_counter, strategy.clock.train_exp_epochs):
             self.grow_now(strategy, strategy.clock.train_exp_counter, strategy.clock.train_exp_epochs)
+        if self.isolation is not None:  # this experience's masks, over the units it just gained
+            self.isolation.start(strategy, self.cohort_experience)
+
+    def after_update(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        """With isolation: frozen entries back where they were."""
+        if self.isolation is not None:
+            self.isolation.after_update(strategy)
 
     def should_grow(self, experience: int, epoch: int) -> bool:
         """At the start of experiences ``>= grow_from_experience``; every ``grow_every_epochs``

@@ -22,14 +22,18 @@ from typing import TYPE_CHECKING, Any
 from clgrow.errors import ConfigError
 from clgrow.methods import PAPER_SVOD, PAPER_SWE
 from clgrow.registry import REGISTRIES, distributors, extenders
-from clgrow.strategies.settings import Setting, custom, flag, setting, settings_of, whole
+from clgrow.strategies.settings import Setting, custom, flag, one_of, setting, settings_of, whole
 
 if TYPE_CHECKING:
     from clgrow.methods.distributor import Distributor
     from clgrow.methods.extender import Extender
     from clgrow.sites import Growable
 
+#: How units are kept by the experience that recruited them (``clgrow.methods.isolation``).
+ISOLATION = ("none", "freeze")
+
 __all__ = [
+    "ISOLATION",
     "GrowthConfig",
     "GROWTH_PRESETS",
     "PAPER_SWE",
@@ -163,6 +167,12 @@ class GrowthConfig:
     )
     disruption_probe: int = setting(
         "growth", whole(0), 200, "samples kept per trained experience to measure growth disruption (0: off)"
+    )
+    isolation: str = setting(
+        "growth",
+        one_of(lambda: ISOLATION),
+        "none",
+        "freeze: each experience trains the units it gained (and the heads); older units keep what they compute",
     )
 
     #: Fields that choose the growth method (the rest say how much and when).

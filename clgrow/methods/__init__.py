@@ -8,6 +8,8 @@ its test.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from clgrow.params import NoParams, Params, param
@@ -126,6 +128,23 @@ class SVoDParams(Params):
         gt=0,
     )
     candidates: int = param(2, "candidates per layer, a multiple of K", ge=1)
+    width_cap: float | None = param(
+        0.5,
+        "at most this many candidates per unit a layer has (the copy then costs at most (1 + cap)² the "
+        "model; none: no cap, the paper)",
+        gt=0,
+    )
+
+    def per_layer(self, sizes: Sequence[int], k: int, layers: Sequence[int]) -> dict[int, int]:
+        """Candidates each of ``layers`` (widths ``sizes``) gets for a step of ``k`` units:
+        ``candidates · k``, capped at ``ceil(width_cap · width)`` but never below ``ceil(k / L)``
+        (the pool must hold ``k`` votes)."""
+        cand = self.candidates * k
+        if self.width_cap is None:
+            return {i: cand for i in layers}
+        least = -(-k // len(layers))
+        return {i: min(cand, max(math.ceil(self.width_cap * sizes[i]), least)) for i in layers}
+
     init_range: float = param(0.01, "candidates' weights uniform in +-init_range", gt=0)
     lr: float = param(1e-3, "RMSprop learning rate of the candidates", gt=0)
     momentum: float = param(0.1, "RMSprop momentum", ge=0, lt=1)
@@ -136,8 +155,8 @@ class SVoDParams(Params):
     )
 
 
-#: The paper's budget: one pass to train the candidates, one to vote.
-PAPER_SVOD = SVoDParams(train_passes=1.0, vote_passes=1.0)
+#: The paper's budget: one pass to train the candidates, one to vote, 2K candidates in every layer.
+PAPER_SVOD = SVoDParams(train_passes=1.0, vote_passes=1.0, width_cap=None)
 
 
 @extenders.declare("random", impl="clgrow.methods.random_extender:RandomExtender")

@@ -18,7 +18,7 @@ is never touched.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -53,6 +53,15 @@ class SVoD(Distributor):
         0.0125 at a new experience).
     candidates : int
         Candidates per layer, as a multiple of ``K`` (the paper uses 2).
+    width_cap : float, optional
+        At most ``ceil(width_cap · n)`` candidates in a layer of ``n`` units (and at least
+        ``ceil(K / L)`` over ``L`` layers, so the pool holds ``K`` votes): the copy then costs at most
+        ``(1 + width_cap)²`` times the model per sample, where ``2K`` candidates on a narrow
+        convolution cost many times more. ``None``: ``candidates · K`` everywhere (the paper). The
+        default, 0.5, is the frontier's choice (BENCHMARKS.md, "SVoD affordable on convolutions"):
+        growth 17.5 % of a CNN stream's multiply-adds where uncapped SVoD took 44 %, new units less
+        often dormant than with uncapped SVoD or proportional allocation, accuracy and forgetting
+        within noise of both.
     init_range : float
         Candidates' weights are uniform in ``±init_range``.
     lr, momentum, alpha : float
@@ -69,9 +78,11 @@ class SVoD(Distributor):
     PAPER: SVoDParams = PAPER_SVOD
 
     Params = SVoDParams
+    params: SVoDParams
     train_passes: float | None
     vote_passes: float | None
     candidates: int
+    width_cap: float | None
     init_range: float
     lr: float
     momentum: float
@@ -91,58 +102,69 @@ class SVoD(Distributor):
         """Vote on a copy of ``model``; return ``{layer: votes}`` summing to ``k``."""
         ls = ctx.layers
         scores = self._scores(model, k, ctx)
-        pooled = torch.cat([scores[i] for i in ls])
-        owner = torch.cat([torch.full_like(scores[i], i, dtype=torch.long) for i in ls])
+        # every layer votes with the paper's candidates · K: a capped layer's scores are its sorted
+        # scores' quantile function read at that many points (a layer of fewer candidates would
+        # otherwise lose votes to one of more, whose best scores are more extreme by number alone)
+        votes_of = {i: _resample(scores[i], self.candidates * k) for i in ls}
+        pooled = torch.cat([votes_of[i] for i in ls])
+        owner = torch.cat([torch.full_like(votes_of[i], i, dtype=torch.long) for i in ls])
         order = torch.sort(pooled, stable=True).indices[:k]
         votes = torch.bincount(owner[order], minlength=model.num_hidden_layers)
-        self.info = {"scores": {i: scores[i].tolist() for i in ls}, "candidates_per_layer": len(scores[ls[0]])}
+        self.info = {"scores": {i: scores[i].tolist() for i in ls}, "candidates": {i: len(scores[i]) for i in ls}}
         return {i: int(votes[i]) for i in ls}
+
+    def candidates_for(self, model: nn.Module, k: int, layers: Sequence[int]) -> dict[int, int]:
+        """Candidates each of ``layers`` gets for a step of ``k`` units (``candidates · k``, capped:
+        :meth:`SVoDParams.per_layer`)."""
+        return self.params.per_layer(as_growable(model).hidden_sizes, k, layers)
 
     def candidate_scores(
         self, model: nn.Module, k: int, loader: Iterable[Any], loss_fn: LossFn, layers: Sequence[int]
     ) -> dict[int, Tensor]:
-        """Mean ``dL/dy`` of every candidate, per layer (each of shape ``(candidates * k,)``)."""
+        """Mean ``dL/dy`` of every candidate, per layer (each of shape ``(candidates_for(...)[layer],)``)."""
         grown = growable_from_loader(model, loader)
         return self._scores(grown, k, GrowthContext(loader, loss_fn, list(layers), device=model_device(grown)))
 
     @staticmethod
-    def copy_numel(model: nn.Module, cand: int, layers: Sequence[int]) -> int:
-        """Parameters of the candidate copy: ``model`` with ``cand`` units added to each of ``layers``."""
+    def copy_numel(model: nn.Module, cand: int | Mapping[int, int], layers: Sequence[int]) -> int:
+        """Parameters of the candidate copy: ``model`` with ``cand`` units (or ``cand[layer]``) added
+        to each of ``layers``."""
         return SVoD._copy_numel(as_growable(model), cand, layers)
 
     @staticmethod
-    def _copy_numel(model: Growable, cand: int, layers: Sequence[int]) -> int:
-        grown = set(layers)
+    def _copy_numel(model: Growable, cand: int | Mapping[int, int], layers: Sequence[int]) -> int:
+        per = {i: cand for i in layers} if isinstance(cand, int) else dict(cand)
         extra = 0
-        for i in grown:
+        for i, c_i in per.items():
             n = model.hidden_sizes[i]
             # a candidate's rows and biases, its norms' pairs, and what each reader gives it
-            extra += cand * sum(r.fan_in + 1 for r in model.members(i)) + 2 * cand * len(model.norms(i))
+            extra += c_i * sum(r.fan_in + 1 for r in model.members(i)) + 2 * c_i * len(model.norms(i))
             for c in model.consumers(i):
-                extra += c.weight.numel() // n * cand
-                if c.site in grown:
+                extra += c.weight.numel() // n * c_i
+                if c.site in per:
                     # the reader's own candidates also read these ones (r columns each)
-                    extra += cand * cand * (c.weight.numel() // n // model.hidden_sizes[c.site])
+                    extra += c_i * per[c.site] * (c.weight.numel() // n // model.hidden_sizes[c.site])
         return sum(p.numel() for p in model.parameters()) + extra
 
     def _scores(self, model: Growable, k: int, ctx: GrowthContext) -> dict[int, Tensor]:
         ctx.require_data("SVoD")  # before the copy is made
         device, layers, loss_fn = ctx.device, ctx.layers, ctx.loss("SVoD")
         train_passes, vote_passes = self.passes_for(ctx.new_task)
-        cand = self.candidates * k
+        cands = self.candidates_for(model, k, layers)  # type: ignore[arg-type]
         copies = 4 if train_passes > 0 else 2  # weights and gradients, plus RMSprop's two buffers
 
         def need(c: int) -> int:
-            return self._copy_numel(model, c, layers) * 4 * copies
+            return self._copy_numel(model, {i: min(c, n) for i, n in cands.items()}, layers) * 4 * copies
 
-        size = need(cand)
+        most = max(cands.values())
+        size = need(most)
         fewest = -(-k // len(layers))  # the pooled candidates must hold K votes
         if size > self.max_copy_bytes and self.on_oversize == "reduce" and need(fewest) <= self.max_copy_bytes:
-            lo, hi = fewest, cand  # need() grows with c: the largest c that fits
+            lo, hi = fewest, most  # need() grows with c: the largest c that fits
             while lo < hi:
                 mid = (lo + hi + 1) // 2
                 lo, hi = (mid, hi) if need(mid) <= self.max_copy_bytes else (lo, mid - 1)
-            cand, size = lo, need(lo)
+            cands, size = {i: min(lo, n) for i, n in cands.items()}, need(lo)
         if size > self.max_copy_bytes:
             raise GrowthError(
                 f"SVoD: voting on K={k} with {self.candidates}x candidates per layer needs a copy of about "
@@ -155,7 +177,7 @@ class SVoD(Distributor):
         r = self.init_range
         with torch.no_grad():
             for i in layers:
-                n = probe.hidden_sizes[i]
+                n, cand = probe.hidden_sizes[i], cands[i]
                 # unit views (p, cand, r): the same draws as (p, cand) when a unit owns one column
                 views = [c.view(n) for c in probe.consumers(i)]
                 outs = [torch.empty(v.shape[0], cand, v.shape[2], device=device).uniform_(-r, r) for v in views]
@@ -180,12 +202,12 @@ class SVoD(Distributor):
         probe.eval()
         for p in probe.parameters():
             p.requires_grad_(False)
-        ys = {i: torch.zeros(cand, device=device, requires_grad=True) for i in layers}
+        ys = {i: torch.zeros(cands[i], device=device, requires_grad=True) for i in layers}
         sizes = probe.hidden_sizes
-        total = {i: torch.zeros(cand, device=device) for i in layers}
+        total = {i: torch.zeros(cands[i], device=device) for i in layers}
         batches = 0
         for x, y, t in ctx.batches(vote_passes, "SVoD"):
-            gates = {i: torch.cat([torch.ones(sizes[i] - cand, device=device), 1.0 + ys[i]]) for i in layers}
+            gates = {i: torch.cat([torch.ones(sizes[i] - cands[i], device=device), 1.0 + ys[i]]) for i in layers}
             logits, _ = probe.run(x, t, gates=gates)
             grads = torch.autograd.grad(loss_fn(logits, y), [ys[i] for i in layers], allow_unused=True)
             for i, g in zip(layers, grads):
@@ -194,3 +216,16 @@ class SVoD(Distributor):
             batches += 1
         del probe
         return {i: total[i] / max(batches, 1) for i in layers}
+
+
+def _resample(scores: Tensor, n: int) -> Tensor:
+    """``scores`` ``(c,)`` as ``n`` values: themselves when ``c == n``, else their empirical
+    quantile function at ``n`` evenly spaced levels (linear between order statistics)."""
+    c = scores.numel()
+    if c == n:
+        return scores
+    ordered = torch.sort(scores).values
+    level = ((torch.arange(n, device=scores.device) + 0.5) * c / n - 0.5).clamp(0, c - 1)
+    lo = level.floor().long()
+    hi = level.ceil().long()
+    return torch.lerp(ordered[lo], ordered[hi], level - lo)

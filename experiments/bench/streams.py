@@ -55,7 +55,9 @@ class Variant:
     distributor_name: str = "svod"
     distributor: dict[str, Any] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)
+    grow: dict[str, Any] = field(default_factory=dict)  # other growth-schedule settings (isolation)
     widths_of: str | None = None
+    split: bool = False  # a fixed row: its units split among experiences as ``widths_of`` grew them
     random: str | None = None  # the paired baselines a growing row is judged against
     fixed: str | None = None
 
@@ -92,8 +94,33 @@ VARIANTS: dict[str, Variant] = {
         "swe", distributor_name="proportional", random="random, proportional", fixed="fixed-final, proportional"
     ),
     "random, proportional": Variant("random", distributor_name="proportional"),
+    # SVoD's candidates capped per layer (the default caps at half a layer's width; BENCHMARKS.md)
+    "SWE, SVoD uncapped (the paper's 2K candidates)": Variant(
+        "swe", distributor={"width_cap": None}, random="random, SVoD uncapped", fixed="fixed-final, SVoD uncapped"
+    ),
+    "random, SVoD uncapped": Variant("random", distributor={"width_cap": None}),
+    "fixed-final, SVoD uncapped": Variant("fixed", widths_of="SWE, SVoD uncapped (the paper's 2K candidates)"),
+    **{
+        f"SWE, SVoD capped at {cap}x width": Variant(
+            "swe", distributor={"width_cap": cap}, random="random", fixed="fixed-final"
+        )
+        for cap in (1.0, 0.25)
+    },
+    "SWE, SVoD one candidate per unit": Variant(
+        "swe", distributor={"candidates": 1, "width_cap": None}, random="random", fixed="fixed-final"
+    ),
     "fixed-final, proportional": Variant(
         "fixed", widths_of="SWE with the proportional distributor (no candidate copy)"
+    ),
+    # units owned by the experience that recruited them (issue: growth that pays)
+    "SWE, isolated": Variant(
+        "swe", grow={"isolation": "freeze"}, random="random, isolated", fixed="fixed-final, isolated"
+    ),
+    "random, isolated": Variant("random", grow={"isolation": "freeze"}),
+    "fixed-final, isolated": Variant("fixed", widths_of="SWE, isolated"),
+    "fixed-split": Variant("fixed", widths_of="SWE, isolated", split=True),
+    "SWE, isolated, carried optimizer": Variant(
+        "swe", grow={"isolation": "freeze"}, run=_CARRY, random="random, isolated", fixed="fixed-final, isolated"
     ),
 }
 
@@ -134,13 +161,18 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
         grow=GrowthConfig()  # a fixed model grows nothing: growth settings would not apply
         if fixed
         else GrowthConfig(
-            neurons_per_experience=job["k"], extender_kwargs=dict(v.extender), distributor_kwargs=dict(v.distributor)
+            neurons_per_experience=job["k"],
+            extender_kwargs=dict(v.extender),
+            distributor_kwargs=dict(v.distributor),
+            **v.grow,
         ),
         strategy_kwargs=STRATEGY_KWARGS.get(job["strategy"], {}),
+        **({"match_final_size": "swe+svod", "match_split": True} if v.split else {}),
         **v.run,
     )
     started = time.perf_counter()
-    s = run(cfg.resolve(), hidden_sizes=job.get("widths"))
+    ref = job.get("reference")
+    s = run(cfg.resolve(), hidden_sizes=job.get("widths"), split=None if ref is None else ref["hidden_sizes"])
     events = [e["seconds"]["total"] for e in s.growth_events]
     cohorts = [x for name, series in s.cohort_dormant.items() if name != "cohort_initial" for x in series]
     steps = [d for d in s.growth_disruption if d is not None]
@@ -159,6 +191,9 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
         "share": s.growth_share if not fixed else None,
         "step_epochs": statistics.fmean(events) / s.epoch_seconds_median if events and s.epoch_seconds_median else None,
         "widths": s.final_hidden_sizes,
+        "allocations": [{str(k): v for k, v in e["allocation"].items()} for e in s.growth_events],
+        "sizes_per_experience": s.hidden_sizes,
+        "parameters": s.parameters,
         "seconds": time.perf_counter() - started,
     }
     if cache is not None:
@@ -273,7 +308,14 @@ def main(argv: Sequence[str] | None = None) -> dict[tuple[str, bool], dict[str, 
     sizes = [c for c in channels if c != "M"] + a.hidden if channels else a.hidden
     tag = f"{a.data}_{model}_{'-'.join(map(str, channels or []))}_{'-'.join(map(str, a.hidden))}_k{a.k}_e{a.epochs}_b{a.batch}"
 
-    def job(variant: str, strategy: str, til: bool, seed: int, widths: list[int] | None = None) -> dict[str, Any]:
+    def job(
+        variant: str,
+        strategy: str,
+        til: bool,
+        seed: int,
+        widths: list[int] | None = None,
+        reference: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         cache = None
         if a.cache:
             name = re.sub(
@@ -294,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> dict[tuple[str, bool], dict[str, 
             epochs=a.epochs,
             batch=a.batch,
             widths=widths,
+            reference=reference,
             cache=cache,
         )
 
@@ -304,9 +347,23 @@ def main(argv: Sequence[str] | None = None) -> dict[tuple[str, bool], dict[str, 
     with ProcessPoolExecutor(max_workers=a.workers) as pool:
         first = [job(v, st, til, s) for st, til in cells for v in growing for s in a.seeds]
         results += list(pool.map(_run, first))
-        width_of = {(r["variant"], r["strategy"], r["task_labels"], r["seed"]): r["widths"] for r in results}
+        grown = {(r["variant"], r["strategy"], r["task_labels"], r["seed"]): r for r in results}
+
+        def reference(v: str, st: str, til: bool, s: int) -> dict[str, Any] | None:
+            if not VARIANTS[v].split:
+                return None
+            r = grown[(VARIANTS[v].widths_of or "", st, til, s)]
+            return {"hidden_sizes": r["sizes_per_experience"]}
+
         second = [
-            job(v, st, til, s, width_of[(VARIANTS[v].widths_of or "", st, til, s)])
+            job(
+                v,
+                st,
+                til,
+                s,
+                grown[(VARIANTS[v].widths_of or "", st, til, s)]["widths"],
+                reference(v, st, til, s),
+            )
             for st, til in cells
             for v in wanted
             if VARIANTS[v].growth == "fixed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -44,13 +45,21 @@ def test_votes_go_to_the_only_layer_that_can_reduce_the_loss(digits_loader, widt
     torch.manual_seed(0)
     model = mlp(64, widths, 10)
     train(model, digits_loader, epochs=3)
-    alloc = SVoD().allocate(model, 8, digits_loader, nn.CrossEntropyLoss())
-    assert alloc[bottleneck] == 8
+    alloc = SVoD(width_cap=None).allocate(model, 8, digits_loader, nn.CrossEntropyLoss())
+    assert alloc[bottleneck] == 8  # the paper's 2K candidates per layer: every vote
+    # capped (the default): fewer candidates in the bottleneck, voting as 2K (their quantiles), every vote
+    svod = SVoD()
+    alloc = svod.allocate(model, 8, digits_loader, nn.CrossEntropyLoss())
+    assert svod.candidates_for(model, 8, [0, 1])[bottleneck] < 8 and alloc[bottleneck] == 8
 
 
 def test_scores_have_one_entry_per_candidate(trained_mlp, digits_loader):
-    scores = SVoD(candidates=3).candidate_scores(trained_mlp, 4, digits_loader, nn.CrossEntropyLoss(), [0, 2])
+    scores = SVoD(candidates=3, width_cap=None).candidate_scores(
+        trained_mlp, 4, digits_loader, nn.CrossEntropyLoss(), [0, 2]
+    )
     assert {i: s.shape for i, s in scores.items()} == {0: (12,), 2: (12,)}
+    capped = SVoD(candidates=3).candidate_scores(trained_mlp, 4, digits_loader, nn.CrossEntropyLoss(), [0, 2])
+    assert {i: s.shape for i, s in capped.items()} == {0: (8,), 2: (8,)}  # half of 16 units each
     assert all(torch.isfinite(s).all() for s in scores.values())
 
 
@@ -100,10 +109,10 @@ def test_reduce_votes_with_as_many_candidates_as_fit():
     model = mlp(4, [8, 8], 2)
     data = [(torch.randn(16, 4), torch.randint(0, 2, (16,)))]
     cap = 200_000
-    svod = SVoD(max_copy_bytes=cap, on_oversize="reduce")
+    svod = SVoD(max_copy_bytes=cap, on_oversize="reduce", width_cap=None)
     report = grow(model, 100, data, SWE(passes=0.5), svod, torch.nn.functional.cross_entropy)
-    used = svod.info["candidates_per_layer"]
-    assert 50 <= used < 200  # fewer than 2K, at least K over two layers
+    used = svod.info["candidates"][0]
+    assert svod.info["candidates"] == {0: used, 1: used} and 50 <= used < 200  # fewer than 2K, at least K over two
     assert SVoD.copy_numel(mlp(4, [8, 8], 2), used, [0, 1]) * 16 <= cap
     assert SVoD.copy_numel(mlp(4, [8, 8], 2), used + 1, [0, 1]) * 16 > cap
     assert sum(report.allocation.values()) == 100 and sites(model).hidden_sizes[0] + sites(model).hidden_sizes[1] == 116
@@ -166,3 +175,44 @@ def test_grow_passes_the_setting_to_the_distributor(trained_mlp, digits_loader):
     for new_task in (False, True):
         grow(trained_mlp, 2, digits_loader, "random", Spy(), new_task=new_task)
     assert seen == [False, True]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    widths=st.lists(st.integers(1, 40), min_size=1, max_size=4),
+    k=st.integers(1, 30),
+    cap=st.sampled_from([None, 0.25, 0.5, 1.0, 3.0]),
+    candidates=st.integers(1, 3),
+)
+def test_a_width_cap_bounds_every_layers_candidates_and_still_holds_k_votes(widths, k, cap, candidates):
+    from clgrow import mlp
+
+    model = mlp(5, widths, 3)
+    layers = list(range(len(widths)))
+    svod = SVoD(candidates=candidates, width_cap=cap)
+    cands = svod.candidates_for(model, k, layers)
+    assert sum(cands.values()) >= k and all(c <= candidates * k for c in cands.values())
+    if cap is None:
+        assert set(cands.values()) == {candidates * k}
+    else:
+        least = -(-k // len(layers))
+        assert all(c <= max(math.ceil(cap * w), least) for c, w in zip(cands.values(), widths))
+    data = [(torch.randn(12, 5), torch.randint(0, 3, (12,)))]
+    scores = SVoD(train_passes=0.0, vote_passes=1.0, candidates=candidates, width_cap=cap).candidate_scores(
+        model, k, data, torch.nn.functional.cross_entropy, layers
+    )
+    assert {i: len(s) for i, s in scores.items()} == cands
+    alloc = SVoD(train_passes=0.0, vote_passes=1.0, candidates=candidates, width_cap=cap).allocate(
+        model, k, data, torch.nn.functional.cross_entropy
+    )
+    assert sum(alloc.values()) == k and set(alloc) == set(layers)
+
+
+def test_capped_layers_vote_with_their_quantiles_and_uncapped_ones_with_their_scores():
+    from clgrow.methods.svod import _resample
+
+    scores = torch.tensor([3.0, -1.0, 2.0, 0.0])
+    assert torch.equal(_resample(scores, 4), scores)  # uncapped: the scores themselves
+    many = _resample(scores, 8)
+    assert many.shape == (8,) and torch.equal(many.sort().values, many)
+    assert many.min() == -1.0 and many.max() == 3.0 and torch.isclose(many.mean(), scores.mean())
