@@ -15,50 +15,32 @@ install()  # pickles of clgrow 0.1 (Avalanche's checkpoints) find its moved modu
 # Names resolve on first use, so that ``import clgrow`` (and the command line's parser) does not
 # import torch before it is needed.
 _LAZY = {
-    "iter_passes": "clgrow.data",
-    "unpack": "clgrow.data",
-    "Distributor": "clgrow.methods.distributor",
-    "FixedLayerDistributor": "clgrow.methods.distributor",
-    "ProportionalDistributor": "clgrow.methods.distributor",
-    "UniformDistributor": "clgrow.methods.distributor",
-    "distributors": "clgrow.methods.distributor",
-    "ConfigError": "clgrow.errors",
-    "GrowthError": "clgrow.errors",
-    "Extender": "clgrow.methods.extender",
-    "extenders": "clgrow.methods.extender",
-    "GradMaxExtender": "clgrow.methods.gradmax",
-    "GrowthReport": "clgrow.methods.grow",
-    "Probe": "clgrow.measure.disruption",
-    "ProbeChange": "clgrow.measure.disruption",
-    "probe_outputs": "clgrow.measure.disruption",
-    "output_change": "clgrow.measure.disruption",
-    "grow": "clgrow.methods.grow",
-    "InactivityAccumulator": "clgrow.measure.inactivity",
-    "InactivityStats": "clgrow.measure.inactivity",
-    "LayerInactivity": "clgrow.measure.inactivity",
-    "measure_inactivity": "clgrow.measure.inactivity",
-    "mlp": "clgrow.models",
-    "cnn": "clgrow.models",
-    "resnet": "clgrow.models",
-    "Growable": "clgrow.sites",
-    "GrowableModule": "clgrow.sites",
-    "as_growable": "clgrow.sites",
-    "find_sites": "clgrow.discovery",
-    "default_init": "clgrow.surgery",
-    "Net2NetExtender": "clgrow.methods.net2net",
-    "RandomExtender": "clgrow.methods.random_extender",
-    "ReDo": "clgrow.methods.plasticity",
-    "ContinualBackprop": "clgrow.methods.plasticity",
-    "PlasticityMethod": "clgrow.methods.plasticity",
-    "plasticity_methods": "clgrow.methods.plasticity",
-    "reset_units": "clgrow.methods.plasticity",
-    "build_plasticity_method": "clgrow.methods.plasticity",
-    "SVoD": "clgrow.methods.svod",
-    "SWE": "clgrow.methods.swe",
-    "coupled_weights": "clgrow.methods.swe",
+    name: module
+    for module, names in {
+        "clgrow.data": "iter_passes unpack",
+        "clgrow.methods.distributor": "Distributor FixedLayerDistributor ProportionalDistributor UniformDistributor distributors",
+        "clgrow.errors": "ConfigError GrowthError",
+        "clgrow.checkpoint": "save_grown load_grown",
+        "clgrow.methods.extender": "Extender extenders",
+        "clgrow.methods.gradmax": "GradMaxExtender",
+        "clgrow.methods.grow": "GrowthReport grow",
+        "clgrow.measure.disruption": "Probe ProbeChange probe_outputs output_change",
+        "clgrow.measure.inactivity": "InactivityAccumulator InactivityStats LayerInactivity measure_inactivity",
+        "clgrow.models": "mlp cnn resnet",
+        "clgrow.sites": "Growable GrowableModule as_growable",
+        "clgrow.discovery": "find_sites",
+        "clgrow.surgery": "default_init",
+        "clgrow.methods.net2net": "Net2NetExtender",
+        "clgrow.methods.random_extender": "RandomExtender",
+        "clgrow.methods.plasticity": "ReDo ContinualBackprop PlasticityMethod plasticity_methods reset_units build_plasticity_method",
+        "clgrow.methods.svod": "SVoD",
+        "clgrow.methods.swe": "SWE coupled_weights",
+    }.items()
+    for name in names.split()
 }
 
 if TYPE_CHECKING:
+    from clgrow.checkpoint import load_grown, save_grown
     from clgrow.data import iter_passes, unpack
     from clgrow.discovery import find_sites
     from clgrow.errors import ConfigError, GrowthError

@@ -337,6 +337,7 @@ def run(
             # summary.json last: it marks the run (a grid's cell) done, so it must not exist unless
             # every other file, figures included, was written completely
             plot_run(summary, out / "figures")
+            clgrow.save_grown(strategy.model, out / "model.pt")  # reloaded by clgrow.load_grown
             atomic_write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=1))
     finally:
         close_loggers(extra)

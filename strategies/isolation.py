@@ -1,15 +1,143 @@
-"""IsolationPlugin: every unit owned by the experience that recruited it (:mod:`clgrow.methods.isolation`)."""
+r"""Units owned by the experience that recruited them: what may train, and keeping the rest still.
+
+Every unit has an *owner*, the experience its cohort joined the model in (a growth step's cohort,
+or a split made in advance). While experience ``e`` trains, an entry of a producer's weight
+``W[j, i]`` may change only if its row's unit ``j`` is owned by ``e`` and the unit ``i`` it reads
+already exists (owner ``<= e``); a unit's bias and batch-norm channel only if it is owned by ``e``;
+a layer that is no site's producer (a head) keeps its rows trainable and reads only units that
+exist. So a new experience trains its own units, which read every older one, while every older
+unit computes exactly what it computed: its incoming row, its bias, its batch-norm parameters and
+running statistics stay put, and it reads no newer unit (that column stays zero). Units owned by a
+later experience are inert until then: zero reading weights, nothing trained.
+
+:class:`Isolation` holds the masks for one experience and keeps them: a gradient hook on every
+parameter zeroes what may not train (an optimizer's moments stay clean), and :meth:`restore` puts
+frozen entries and old channels' running statistics back after each update (exact whatever the
+optimizer carries: momentum, weight decay).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import torch
 from avalanche.core import SupervisedPlugin
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
-from clgrow.methods.isolation import Isolation, split_in_advance
-from clgrow.sites import known_sites
+from clgrow.errors import GrowthError
+from clgrow.sites import Growable, as_growable, known_sites
+from clgrow.surgery import Norm
 
-__all__ = ["IsolationPlugin"]
+__all__ = ["IsolationPlugin", "Isolation", "owners_of", "split_in_advance"]
+
+
+def owners_of(model: Growable, owner: Mapping[int, int]) -> list[Tensor]:
+    """Per site ``(n,)``: the experience owning each unit, from its cohort (``owner[cohort]``;
+    cohort 0, the initial units, and any cohort ``owner`` does not name are owned by experience 0)."""
+    out = []
+    for i in range(model.num_hidden_layers):
+        cohort = model.cohort(i).cpu()
+        out.append(torch.tensor([max(0, owner.get(int(c), 0)) for c in cohort.tolist()], dtype=torch.long))
+    return out
+
+
+@torch.no_grad()
+def split_in_advance(model: nn.Module, widths: Sequence[Sequence[int]]) -> None:
+    """Split a fixed model's units among experiences before it trains (the baseline that isolates
+    without growing): site ``s``'s units ``widths[e-1][s]:widths[e][s]`` join at experience ``e``
+    (cohort ``e``), and every unit of a later experience starts inert (zero reading weights).
+
+    Parameters
+    ----------
+    widths : sequence of per-site widths, one per experience (the last: the model's widths)
+    """
+    grown = as_growable(model)
+    grown.prepare()
+    for s in range(grown.num_hidden_layers):
+        n = grown.hidden_sizes[s]
+        if widths[-1][s] != n:
+            raise GrowthError(f"split_in_advance: site {s} has {n} units, the split ends at {widths[-1][s]}")
+        cohort = torch.zeros(n, dtype=torch.long)
+        for e in range(1, len(widths)):
+            cohort[widths[e - 1][s] : widths[e][s]] = e
+        grown.set_cohort(s, cohort.to(grown.cohort(s).device))
+        later = torch.nonzero(cohort > 0).flatten()
+        for c in grown.consumers(s):
+            c.view(n)[:, later.to(c.weight.device)] = 0.0
+
+
+class Isolation:
+    """The masks of what experience ``experience`` may train in ``model``, kept while it trains.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model with growth sites (its last trace serves).
+    owner : mapping cohort -> experience
+        The experience each growth cohort joined in (``GrowPlugin.cohort_experience``).
+    experience : int
+        The experience that trains now.
+    """
+
+    def __init__(self, model: nn.Module, owner: Mapping[int, int], experience: int) -> None:
+        grown = as_growable(model)
+        self.model, self.experience = model, int(experience)
+        owners = owners_of(grown, owner)
+        masks: dict[Tensor, Tensor] = {}
+
+        def restrict(p: Tensor, mask: Tensor) -> None:
+            masks[p] = masks[p] & mask if p in masks else mask
+
+        self.stats: list[tuple[Norm, Tensor]] = []  # batch norms and their frozen channels
+        for s, own in enumerate(owners):
+            own = own.to(grown.members(s)[0].weight.device)
+            mine, exists = own == self.experience, own <= self.experience
+            for r in grown.members(s):
+                restrict(r.weight, mine.view(-1, *[1] * (r.weight.dim() - 1)).expand_as(r.weight).clone())
+                if r.producer.bias is not None:  # given at the first growth, not here
+                    restrict(r.producer.bias, mine.clone())
+            for norm in grown.norms(s):
+                for p in (norm.weight, norm.bias):
+                    if p is not None:
+                        restrict(p, mine.clone())
+                self.stats.append((norm, ~mine))
+            n = grown.hidden_sizes[s]
+            for c in grown.consumers(s):
+                with torch.no_grad():  # a reader made since (a new task's head) reads no later unit either
+                    c.view(n)[:, ~exists] = 0.0
+                cols = torch.zeros_like(c.weight, dtype=torch.bool)
+                view = cols.view(cols.shape[0], n, -1)
+                view[:, exists] = True
+                restrict(c.weight, cols)
+        self.masks = masks
+        self.saved = {p: p.detach().clone() for p in masks}
+        self.running: list[tuple[Norm, Tensor, Tensor, Tensor]] = []
+        for norm, frozen in self.stats:
+            mean, var = norm.running_mean, norm.running_var
+            if mean is not None and var is not None and bool(frozen.any()):
+                self.running.append((norm, frozen, mean.clone(), var.clone()))
+        self.handles: list[RemovableHandle] = [
+            p.register_hook(lambda g, m=m: g * m) for p, m in masks.items() if p.requires_grad and not bool(m.all())
+        ]
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Put every frozen entry and every old channel's running statistics back (after an update)."""
+        for p, mask in self.masks.items():
+            if not bool(mask.all()):
+                p.copy_(torch.where(mask, p, self.saved[p]))
+        for norm, frozen, mean, var in self.running:
+            assert norm.running_mean is not None and norm.running_var is not None
+            norm.running_mean[frozen] = mean[frozen]
+            norm.running_var[frozen] = var[frozen]
+
+    def remove(self) -> None:
+        """Stop masking gradients."""
+        for h in self.handles:
+            h.remove()
+        self.handles = []
 
 
 class IsolationPlugin(SupervisedPlugin):

@@ -76,7 +76,7 @@ class GrowPlugin(SupervisedPlugin):
         #: A fixed sample of every trained experience's data, drawn when training on it ends:
         #: growth disruption is measured on it. Never shown to the growth methods.
         self.probes: list[Probe] = []
-        #: With ``isolation="freeze"``: each experience trains the units it gained (clgrow.methods.isolation).
+        #: With ``isolation="freeze"``: each experience trains the units it gained (clgrow.strategies.isolation).
         self.isolation = IsolationPlugin() if self.config.isolation == "freeze" else None
 
     # ------------------------------------------------------------------ API

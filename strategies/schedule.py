@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from clgrow.methods.extender import Extender
     from clgrow.sites import Growable
 
-#: How units are kept by the experience that recruited them (``clgrow.methods.isolation``).
+#: How units are kept by the experience that recruited them (``clgrow.strategies.isolation``).
 ISOLATION = ("none", "freeze")
 
 __all__ = [

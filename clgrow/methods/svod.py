@@ -102,10 +102,12 @@ class SVoD(Distributor):
         """Vote on a copy of ``model``; return ``{layer: votes}`` summing to ``k``."""
         ls = ctx.layers
         scores = self._scores(model, k, ctx)
-        # every layer votes with the paper's candidates · K: a capped layer's scores are its sorted
-        # scores' quantile function read at that many points (a layer of fewer candidates would
-        # otherwise lose votes to one of more, whose best scores are more extreme by number alone)
-        votes_of = {i: _resample(scores[i], self.candidates * k) for i in ls}
+        # every layer votes with as many scores as the layer of most candidates: a capped layer's
+        # are its sorted scores' quantile function read at that many points (a layer of fewer
+        # candidates would otherwise lose votes to one of more, whose best scores are more extreme
+        # by number alone); layers of equal counts vote with their scores as drawn
+        most = max(len(scores[i]) for i in ls)
+        votes_of = {i: _resample(scores[i], most) for i in ls}
         pooled = torch.cat([votes_of[i] for i in ls])
         owner = torch.cat([torch.full_like(votes_of[i], i, dtype=torch.long) for i in ls])
         order = torch.sort(pooled, stable=True).indices[:k]

@@ -124,3 +124,14 @@ def test_cohort_trace_records_every_cohort_at_every_experience_end(capsys):
             assert 0.0 <= v["fires_seen"] <= 1.0
     out = capsys.readouterr().out
     assert out.count("\n| ") >= 11  # header + 10 layer-cohort rows
+
+
+def test_svod_allocation_bench_measures_every_variant_against_the_papers_draws(capsys):
+    from clgrow.experiments.bench import svod_allocation
+
+    variants = ["SVoD capped at 0.5x width (default)", "proportional (no candidate copy)"]
+    out = svod_allocation.main(["--hidden", "8", "8", "--k", "4", "--seeds", "0", "--draws", "2", "--variants", *variants])
+    assert set(out) == {svod_allocation.REFERENCE, *variants}
+    assert all(0.0 <= r["distance"] <= 1.0 for r in out.values())
+    assert out["proportional (no candidate copy)"]["cost"] == 0.0 < out[variants[0]]["cost"]
+    assert "noise floor" in capsys.readouterr().out

@@ -47,7 +47,8 @@ def test_votes_go_to_the_only_layer_that_can_reduce_the_loss(digits_loader, widt
     train(model, digits_loader, epochs=3)
     alloc = SVoD(width_cap=None).allocate(model, 8, digits_loader, nn.CrossEntropyLoss())
     assert alloc[bottleneck] == 8  # the paper's 2K candidates per layer: every vote
-    # capped (the default): fewer candidates in the bottleneck, voting as 2K (their quantiles), every vote
+    # capped (the default): fewer candidates in the bottleneck, voting as many as the wider layer's
+    # (their quantiles): every vote
     svod = SVoD()
     alloc = svod.allocate(model, 8, digits_loader, nn.CrossEntropyLoss())
     assert svod.candidates_for(model, 8, [0, 1])[bottleneck] < 8 and alloc[bottleneck] == 8
@@ -206,6 +207,25 @@ def test_a_width_cap_bounds_every_layers_candidates_and_still_holds_k_votes(widt
         model, k, data, torch.nn.functional.cross_entropy
     )
     assert sum(alloc.values()) == k and set(alloc) == set(layers)
+
+
+@pytest.mark.parametrize(
+    "scores,expected",
+    [
+        # equal counts: the K most negative scores as drawn
+        ({0: [-5.0, -4.0, 1.0, 2.0], 1: [-3.0, 0.0, 3.0, 4.0]}, {0: 2, 1: 1}),
+        # two candidates against four: layer 0 votes with its quantiles at four levels
+        # (-5, -3.5, -0.5, 1), so its second vote beats layer 1's -3 (as drawn it would not)
+        ({0: [-5.0, 1.0], 1: [-4.0, -3.0, -2.0, 5.0]}, {0: 2, 1: 1}),
+    ],
+)
+def test_votes_pool_every_layer_at_the_largest_layers_count(digits_loader, scores, expected):
+    class Given(SVoD):
+        def _scores(self, model, k, ctx):
+            return {i: torch.tensor(v) for i, v in scores.items()}
+
+    model = mlp(64, [4, 4], 10)
+    assert Given().allocate(model, 3, digits_loader, nn.CrossEntropyLoss()) == expected
 
 
 def test_capped_layers_vote_with_their_quantiles_and_uncapped_ones_with_their_scores():

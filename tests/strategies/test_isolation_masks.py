@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from clgrow import as_growable, cnn, grow, mlp
-from clgrow.methods.isolation import Isolation, split_in_advance
+from clgrow.strategies.isolation import Isolation, split_in_advance
 from tests.zoo import ZOO, call, zoo_data
 
 
