@@ -13,7 +13,14 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from clgrow.errors import ConfigError
-from clgrow.experiments.catalog import IMAGE_SHAPES, MODEL_INPUTS, N_CLASSES, estimate_run_bytes, physical_memory
+from clgrow.experiments.catalog import (
+    IMAGE_SHAPES,
+    MODEL_INPUTS,
+    N_CLASSES,
+    SAMPLE_SHAPES,
+    estimate_run_bytes,
+    physical_memory,
+)
 
 if TYPE_CHECKING:
     from clgrow.experiments.config import RunConfig
@@ -235,17 +242,25 @@ def check_svod_copy(cfg: RunConfig, growth: Any) -> None:
         )
 
 
+def run_head(cfg: RunConfig) -> int:
+    """Outputs of the model's head (per task, with task labels), as the run builds it."""
+    classes = N_CLASSES.get(cfg.benchmark, 10)
+    return classes // cfg.n_experiences if cfg.task_labels else classes
+
+
 def check_external_model(cfg: RunConfig) -> Any:
-    """Build a model clgrow does not build, trace it on this benchmark's input shape, and refuse
-    (with its layers and why) one without a growth site where the run grows, prunes or resets,
-    or one whose parameters, optimizer state and activations would not fit in memory. Returns
-    its ``SiteMap``."""
+    """Build a model clgrow does not build (on the ``meta`` device where it can), trace it on a
+    sample of the shape the run feeds, and refuse (with its layers and why) one without a growth
+    site where the run grows, prunes or resets, or one whose parameters, optimizer state and
+    activations would not fit in memory. Returns its ``SiteMap``. What only the data can show
+    (dtype, task labels, the scores against the labels) is checked on the first batch, by the run
+    and ``--check`` alike (:mod:`clgrow.experiments.preflight`)."""
     import torch
 
     from clgrow.experiments.models import activation_bytes, load_model, trace_model
 
-    shape = IMAGE_SHAPES.get(cfg.benchmark) or (MODEL_INPUTS.get(cfg.benchmark, 784),)
-    classes = 2 if cfg.task_labels else 10
+    shape = SAMPLE_SHAPES.get(cfg.benchmark, (784,))
+    classes = run_head(cfg)
     try:  # on the meta device: a model too large for memory is measured, not allocated
         with torch.device("meta"):
             model = load_model(cfg.model, cfg.model_args, classes, math.prod(shape))

@@ -142,6 +142,8 @@ IMAGE_SHAPES = {
     "split-cifar100": (3, 32, 32),
 }
 SAMPLE_VALUES = {**MODEL_INPUTS, "split-cifar10": 3072, "split-cifar100": 3072}
+#: A sample's shape as the run feeds it: flat rows, but CIFAR's images as images.
+SAMPLE_SHAPES = {b: IMAGE_SHAPES[b] if b.startswith("split-cifar") else (MODEL_INPUTS[b],) for b in MODEL_INPUTS}
 #: Bytes per parameter a run holds: the value, its gradient and Adam's two moments (float32), times
 #: two for the copies a growth step makes (SVoD's candidate copy, the rollback snapshot).
 BYTES_PER_PARAMETER = 32

@@ -89,12 +89,13 @@ def run_command(args: argparse.Namespace, fields: dict[str, Any]) -> int:
             file=sys.stderr,
         )
     check_out(out, create=not args.check)
-    if args.check:
-        print(json.dumps(cfg.to_dict(), indent=1))
-        if cfg.model not in MODELS:  # what will grow, before anything trains
-            from clgrow.experiments.capacity import check_external_model
+    if args.check:  # the run's own preparation: its data, its model, its first batch and sites
+        from clgrow.experiments.runner import prepare
 
-            print(f"{cfg.model}: {check_external_model(cfg).describe()}", file=sys.stderr)
+        _, _, _, found = prepare(plan)
+        print(json.dumps(cfg.to_dict(), indent=1))
+        if found is not None and cfg.model not in MODELS:  # what will grow, before anything trains
+            print(f"{cfg.model}: {found.describe()}", file=sys.stderr)
         return 0
     from clgrow.experiments.runner import run  # Avalanche: only once everything is valid
 

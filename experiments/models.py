@@ -138,9 +138,9 @@ def load_model(name: str, args: dict[str, Any], classes: int, inputs: int) -> An
                         break
     try:
         model = factory(**kwargs)
-    except TypeError as err:
+    except Exception as err:  # whatever the factory raises is the model's to fix: name it and the call
         raise ConfigError(
-            f"model: {name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: {err}"
+            f"model: {name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: {type(err).__name__}: {err}"
         ) from None
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"model: {name} returned a {type(model).__name__}, not a torch.nn.Module")

@@ -22,6 +22,8 @@ from clgrow.experiments.config import RunConfig, RunPlan
 from clgrow.experiments.device import resolve_device
 from clgrow.experiments.errors import RunDiverged
 from clgrow.experiments.loggers import close_loggers, make_loggers
+from clgrow.experiments.models import is_external
+from clgrow.experiments.preflight import preflight
 from clgrow.strategies import (
     GrowPlugin,
     LeanEvaluationPlugin,
@@ -37,7 +39,7 @@ from clgrow.strategies.declared import traits
 from clgrow.strategies.results import atomic_write_text
 from clgrow.strategies.schedule import over_budget
 
-__all__ = ["run", "build_model", "summarize", "library_versions"]
+__all__ = ["run", "prepare", "build_model", "summarize", "library_versions"]
 
 
 def library_versions() -> dict[str, str]:
@@ -58,11 +60,12 @@ def build_model(cfg: RunConfig, bm: BenchmarkInfo, hidden_sizes: list[int] | Non
     """The run's model: clgrow's own (with one head per task given task labels, a small conv
     backbone for an MLP on CIFAR), Avalanche's or the user's by name, or Avalanche's PNN for
     strategy ``pnn``. ``hidden_sizes``: every site's width (site order; default the initial ones)."""
-    from clgrow.experiments.models import is_external, load_model, own_model
+    from clgrow.experiments.models import load_model, own_model
 
     head = bm.head_size if bm.task_labels else bm.num_classes
     if is_external(cfg.model):  # Avalanche's or the user's: it grows in place at its traced sites
-        return load_model(cfg.model, cfg.model_args, head, bm.in_features)
+        fed = bm.scenario.train_stream[0].dataset[0][0]  # a sample as the run feeds it (flat, or an image)
+        return load_model(cfg.model, cfg.model_args, head, fed.numel())
     sizes = list(hidden_sizes or cfg.site_sizes())
     if traits(cfg.strategy).own_model:  # Avalanche's PNN, the one strategy that brings its own model
         from avalanche.models import PNN
@@ -76,21 +79,6 @@ def build_model(cfg: RunConfig, bm: BenchmarkInfo, hidden_sizes: list[int] | Non
     backbone = bm.backbone() if bm.backbone is not None and cfg.model == "mlp" else None
     shape = IMAGE_SHAPES.get(cfg.benchmark)
     return own_model(cfg, sizes, head, bm.in_features, shape, backbone, task_heads=bm.task_labels)
-
-
-def _list_sites(cfg: RunConfig, bm: BenchmarkInfo, model: torch.nn.Module) -> None:
-    """Print a model's growth sites (and why its other layers are not) before it trains, as
-    traced on two samples of the first experience; clgrow's own models need no listing."""
-    from clgrow.discovery import find_sites
-    from clgrow.experiments.models import is_external
-
-    if not is_external(cfg.model):
-        return
-    ds = bm.scenario.train_stream[0].dataset
-    samples = [ds[i] for i in range(min(2, len(ds)))]
-    x = torch.stack([s[0] for s in samples])
-    found = find_sites(model, x, int(samples[0][2]) if len(samples[0]) > 2 else None)
-    print(f"{cfg.model}: {found.describe()}", flush=True)
 
 
 class _Timer(SupervisedPlugin):
@@ -208,6 +196,32 @@ def matched_epochs(reference: RunSummary, model: torch.nn.Module, bm: BenchmarkI
     return max(1, round(budget / (per_epoch * len(reference.train_loss) * per_sample)))
 
 
+def prepare(
+    plan: RunPlan, hidden_sizes: list[int] | None = None
+) -> tuple[BenchmarkInfo, torch.nn.Module, torch.device, Any]:
+    """What a run builds before it trains, and what ``clgrow run --check`` builds to check it: the
+    benchmark, the model (seeded, on its device) and its traced sites, checked on the first batch
+    the run feeds (:func:`clgrow.experiments.preflight.preflight`). Returns
+    ``(benchmark, model, device, sites or None)``."""
+    cfg = plan.config
+    bm = make_benchmark(cfg.benchmark, cfg.n_experiences, cfg.class_order_seed, cfg.task_labels, cfg.data_root)
+    RNGManager.set_random_seeds(cfg.seed)
+    try:
+        model = build_model(cfg, bm, hidden_sizes)
+    except (RuntimeError, MemoryError) as err:  # torch's allocator: a width this machine cannot hold
+        if "alloc" not in str(err).lower() and not isinstance(err, MemoryError):
+            raise
+        from clgrow.experiments.capacity import _widths_field
+
+        raise ConfigError(
+            f"{_widths_field(cfg)}: layer widths {list(hidden_sizes or cfg.site_sizes())} cannot be allocated on this "
+            f"machine ({str(err).splitlines()[0][:120]})"
+        ) from None
+    device = resolve_device(cfg.device)
+    model.to(device)
+    return bm, model, device, preflight(plan, bm, model, device)
+
+
 def run(
     plan: RunPlan,
     out_dir: str | Path | None = None,
@@ -234,21 +248,9 @@ def run(
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     out = None if out_dir is None else Path(out_dir)
-    bm = make_benchmark(cfg.benchmark, cfg.n_experiences, cfg.class_order_seed, cfg.task_labels, cfg.data_root)
-    RNGManager.set_random_seeds(cfg.seed)
-    try:
-        model = build_model(cfg, bm, hidden_sizes)
-    except (RuntimeError, MemoryError) as err:  # torch's allocator: a width this machine cannot hold
-        if "alloc" not in str(err).lower() and not isinstance(err, MemoryError):
-            raise
-        from clgrow.experiments.capacity import _widths_field
-
-        raise ConfigError(
-            f"{_widths_field(cfg)}: layer widths {list(hidden_sizes or cfg.site_sizes())} cannot be allocated on this "
-            f"machine ({str(err).splitlines()[0][:120]})"
-        ) from None
-    if verbose:
-        _list_sites(cfg, bm, model)
+    bm, model, device, found = prepare(plan, hidden_sizes)
+    if verbose and found is not None and is_external(cfg.model):
+        print(f"{cfg.model}: {found.describe()}", flush=True)
     why = over_budget(model, cfg.grow.max_params)  # bad input: exit 2 before training, not a failed run
     if why is not None:
         raise ConfigError(f"max_params: {why}")
@@ -265,8 +267,6 @@ def run(
             raise ConfigError("match_split: a fixed model split like a growth run needs that run's summary")
         widths = split if split is not None else reference.hidden_sizes if reference is not None else []
         isolation = [IsolationPlugin(split=[list(w) for w in widths])]
-    device = resolve_device(cfg.device)
-    model.to(device)
     optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     writer = ResultsWriter(out)
     extra = make_loggers(cfg.loggers, out, out.name if out is not None else "run", cfg.to_dict())

@@ -39,6 +39,10 @@ from typing import Any
 __all__ = ["Variant", "VARIANTS", "GOALS", "verdicts", "main"]
 
 
+# a fixed-split row: the final widths of the default's run, split among experiences in advance
+SPLIT_RUN: dict[str, Any] = {"match_final_size": "swe+svod", "match_split": True}
+
+
 @dataclass(frozen=True)
 class Variant:
     """One row of the matrix.
@@ -167,7 +171,7 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
             **v.grow,
         ),
         strategy_kwargs=STRATEGY_KWARGS.get(job["strategy"], {}),
-        **({"match_final_size": "swe+svod", "match_split": True} if v.split else {}),
+        **(SPLIT_RUN if v.split else {}),
         **v.run,
     )
     started = time.perf_counter()

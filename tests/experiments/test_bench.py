@@ -130,7 +130,9 @@ def test_svod_allocation_bench_measures_every_variant_against_the_papers_draws(c
     from clgrow.experiments.bench import svod_allocation
 
     variants = ["SVoD capped at 0.5x width (default)", "proportional (no candidate copy)"]
-    out = svod_allocation.main(["--hidden", "8", "8", "--k", "4", "--seeds", "0", "--draws", "2", "--variants", *variants])
+    out = svod_allocation.main(
+        ["--hidden", "8", "8", "--k", "4", "--seeds", "0", "--draws", "2", "--variants", *variants]
+    )
     assert set(out) == {svod_allocation.REFERENCE, *variants}
     assert all(0.0 <= r["distance"] <= 1.0 for r in out.values())
     assert out["proportional (no candidate copy)"]["cost"] == 0.0 < out[variants[0]]["cost"]
