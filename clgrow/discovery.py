@@ -481,12 +481,12 @@ class _Spaces:
 def readers_of(model: nn.Module, site: Site) -> list[tuple[str, SiteConsumer]]:
     """``(path, consumer)`` of every layer that reads ``site`` in ``model`` as it is now: the traced
     consumers, and for a ``Linear`` its siblings (the same sub-path under every other entry of the
-    nearest ``ModuleDict`` or ``ModuleList`` above it, reading the same width: task heads added
-    since the trace, or not taken by it)."""
+    nearest ``ModuleDict`` or ``ModuleList`` above it, reading the same width, when it is an output
+    layer: task heads added since the trace, or not taken by it)."""
     out: dict[str, SiteConsumer] = {}
     for c in site.consumers:
         mod = model.get_submodule(c.path)
-        found = _siblings(model, c.path, mod.in_features) if isinstance(mod, nn.Linear) else [c.path]
+        found = _siblings(model, c.path, mod.in_features) if isinstance(mod, nn.Linear) and c.head else [c.path]
         for p in found:
             out.setdefault(p, c)
     return list(out.items())
@@ -512,7 +512,7 @@ def _siblings(model: nn.Module, path: str, width: int) -> list[str]:
     """Layers that play ``path``'s part for other tasks: the same sub-path under every other entry
     of the nearest ``ModuleDict`` or ``ModuleList`` above it, reading the same ``width``."""
     parts = path.split(".")
-    for cut in range(len(parts) - 2, -1, -1):
+    for cut in range(len(parts) - 1, -1, -1):
         parent = model.get_submodule(".".join(parts[:cut])) if cut else model
         if isinstance(parent, (nn.ModuleDict, nn.ModuleList)):
             out = []
@@ -596,6 +596,13 @@ def find_sites(
     try:
         with tracer, compute.paused():  # a measurement of the model, not compute a run spends
             out = call_model(model, x, task_labels)
+    except GrowthError:
+        raise
+    except Exception as err:  # the model's own error on this batch: the data, not clgrow
+        raise GrowthError(
+            f"{type(model).__name__} failed on a batch of shape {tuple(x.shape)} ({x.dtype}) while its growth "
+            f"sites were traced ({type(err).__name__}: {err}); give it data of the shape and type it takes"
+        ) from None
     finally:
         tracer.close()
         for m, t in was.items():
@@ -638,5 +645,63 @@ def find_sites(
     read = {c.path for _, s in found for c in s.consumers}
     for path, mod in model.named_modules():
         if is_producer(mod) and id(mod) not in named and path not in read:
-            refused.append(NotASite(path, "not called in the traced forward pass"))
-    return SiteMap(tuple(s for _, s in sorted(found, key=lambda p: p[0])), tuple(refused))
+            refused.append(NotASite(path, _computed(mod) or "not called in the traced forward pass"))
+    sites = []
+    for _, site in sorted(found, key=lambda p: p[0]):
+        why = _unknown_reader(model, site, calls)
+        if why is None:
+            sites.append(site)
+        else:
+            refused += [NotASite(p, why) for p in site.producers]
+    return SiteMap(tuple(sites), tuple(refused))
+
+
+def _computed(mod: nn.Module) -> str | None:
+    """Why ``mod``'s weight is not a tensor clgrow can widen (a parametrization, legacy weight norm)."""
+    from torch.nn.utils import parametrize
+
+    if parametrize.is_parametrized(mod):
+        return "its weight is parametrized (torch.nn.utils.parametrize, weight_norm): clgrow cannot widen a parametrization"
+    w = getattr(mod, "weight", None)
+    if hasattr(mod, "weight_g") or (
+        isinstance(w, Tensor) and not isinstance(w, nn.Parameter) and "weight" not in mod._buffers
+    ):
+        return "its weight is computed before each call (legacy weight_norm or a hook): clgrow cannot widen it"
+    return None
+
+
+def _in_width(mod: nn.Module) -> int | None:
+    return getattr(mod, "in_features", getattr(mod, "in_channels", None))
+
+
+def _unknown_reader(model: nn.Module, site: Site, calls: Mapping[int, int]) -> str | None:
+    """Why ``site`` cannot grow soundly: a layer of it is parametrized or shares a tensor with
+    another, or a layer the trace did not call takes the units' width and may read them; ``None``
+    when nothing can. (A buffer combined with the units is met by the trace itself.)"""
+    mods = dict(model.named_modules())
+    width = int(weight_of(mods[site.producers[0]]).shape[0])
+    readers = dict(readers_of(model, site))
+    known = [*site.producers, *site.norms, *(m.norm for m in site.members if m.norm), *readers]
+    owners: dict[int, list[str]] = {}
+    for path, mod in mods.items():
+        for name, t in [*mod.named_parameters(recurse=False), *mod.named_buffers(recurse=False)]:
+            owners.setdefault(id(t), []).append(f"{path}.{name}".strip("."))
+    for path in known:
+        mod = mods[path]
+        why = _computed(mod)
+        if why:
+            return f"{path}: {why}"
+        for name, t in mod.named_parameters(recurse=False):
+            tied = [o for o in owners[id(t)] if o != f"{path}.{name}".strip(".")]
+            if tied:
+                return f"{path}.{name} is the same tensor as {tied[0]} (growth would untie them)"
+    for path, mod in mods.items():
+        if path in known:
+            continue
+        if is_producer(mod) and id(mod) not in calls and _in_width(mod) == width:
+            return (
+                f"{path} ({type(mod).__name__}, {width} inputs) was not called in the traced forward pass and may read "
+                f"its {width} units (a branch or head taken on other data); trace on data that takes it, or leave "
+                "that layer out of the model"
+            )
+    return None

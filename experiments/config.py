@@ -25,7 +25,7 @@ from clgrow.experiments.capacity import MODELS
 from clgrow.experiments.catalog import BENCHMARK_NAMES
 from clgrow.experiments.loggers import LOGGERS
 from clgrow.experiments.rules import FIXED, FIXED_COMPUTE, FIXED_FINAL, FIXED_SPLIT, check
-from clgrow.methods import PRUNE_METHODS, STREAM_PRUNE_SELECTORS
+from clgrow.methods import MAX_LR, PRUNE_METHODS, STREAM_PRUNE_SELECTORS
 from clgrow.registry import plasticity_methods, strategies
 from clgrow.strategies.declared import OPTIMIZERS
 from clgrow.strategies.schedule import TRAINING, GrowthConfig, growth_from_method, growth_methods
@@ -199,7 +199,7 @@ class RunConfig:
     nf: int = setting("model", whole(), 20, "the ResNet's first width (SlimResNet18's)", applies=_model_is("resnet"))
     # training
     optimizer: str = setting("training", one_of(lambda: OPTIMIZERS), "adam", "the optimizer")
-    lr: float = setting("training", number(gt=0), TRAINING.lr, "learning rate")
+    lr: float = setting("training", number(gt=0, le=MAX_LR), TRAINING.lr, "learning rate")
     momentum: float | None = setting(
         "training", number(ge=0, lt=1, optional=True), None, "SGD momentum (absent: 0.9)", applies=_sgd
     )

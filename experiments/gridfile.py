@@ -204,6 +204,16 @@ def _check_axes(grid: dict[str, Any]) -> None:
                 growth_methods(g)
             except ConfigError as err:
                 raise ConfigError(f"grid.growth: {err}") from None
+    same: dict[str, str] = {}  # an alias and its spelled-out name run the same cells twice
+    for g in grid["growth"]:
+        if g not in FIXED:
+            key = repr(growth_methods(g))
+            if key in same:
+                raise ConfigError(
+                    f"grid.growth: {same[key]!r} and {g!r} name the same growth method (each cell would run "
+                    "twice under two labels); keep one"
+                )
+            same[key] = g
     for s in grid["seeds"]:
         if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= MAX_SEED:
             raise ConfigError(f"grid.seeds: seeds must be integers in [0, {MAX_SEED}] (got {s!r})")
@@ -269,10 +279,21 @@ def load_grid(path: str | Path, imports: list[str] | None = None, data_root: str
         if name not in plasticity_methods:
             raise ConfigError(f"plasticity.{name}: unknown plasticity method; known: {', '.join(plasticity_methods)}")
         check_plasticity(name, plasticity_kwargs[name], where=f"plasticity.{name}")
+    for name in plasticity_kwargs:
+        if name not in grid["plasticity"]:
+            raise ConfigError(
+                f"plasticity.{name}: applies to no cell of this grid (grid.plasticity is {grid['plasticity']}); "
+                "remove the table or add the method to the axis"
+            )
     strategy_kwargs = data.get("strategy", {})
     for name in strategy_kwargs:
         if name not in strategies:
             raise ConfigError(f"strategy.{name}: unknown strategy; known: {', '.join(strategies)}")
+        if name not in grid["strategies"]:
+            raise ConfigError(
+                f"strategy.{name}: applies to no cell of this grid (grid.strategies is {grid['strategies']}); "
+                "remove the table or add the strategy to the axis"
+            )
         check_strategy_kwargs(
             name, strategy_kwargs[name], [f.name for f in dataclasses.fields(RunConfig)], where=f"strategy.{name}"
         )

@@ -291,6 +291,28 @@ def _schedule(cfg: RunConfig) -> None:
             + "; use growth 'none' or an earlier grow_from_experience"
         )
     k = g.neurons_per_experience
+    regrows = g.regrow_pruned and cfg.prune != "none"
+    if not any(k if isinstance(k, list) else [k]) and not regrows:
+        raise ConfigError(
+            f"grow.neurons_per_experience: {k!r} adds no unit at any growth step: nothing would grow; use "
+            "growth 'none' (or regrow_pruned with pruning to grow back only what is pruned)"
+        )
+    if g.regrow_pruned and cfg.prune == "none":
+        raise ConfigError(
+            "grow.regrow_pruned: does not apply to this run: prune is 'none' (nothing is pruned); remove it"
+        )
+    if g.grow_head:
+        raise ConfigError(
+            "grow.grow_head: does not apply to this run: a run builds its model's head with every class of the "
+            "stream from the start (a model that adds classes itself, like Avalanche's IncrementalClassifier, "
+            "needs no help); remove it (grow_head serves a GrowPlugin on a model given in Python)"
+        )
+    if not g.carry_optimizer_state and cfg.reset_optimizer and not g.grow_every_epochs:
+        raise ConfigError(
+            "grow.carry_optimizer_state: does not apply to this run: the optimizer restart at every experience's "
+            "start (reset_optimizer) clears the state before each growth step, so nothing is carried either way; "
+            "remove it, or keep the state with --no-reset-optimizer"
+        )
     if isinstance(k, list) and len(k) != steps:
         raise ConfigError(
             f"grow.neurons_per_experience: {len(k)} counts given, one per growth step, but this run "

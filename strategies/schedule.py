@@ -43,7 +43,6 @@ __all__ = [
     "growth_from_method",
     "known_methods",
     "over_budget",
-    "unit_params",
     "units_under_budget",
 ]
 
@@ -408,14 +407,6 @@ def growth_from_method(
 
 
 # ---------------------------------------------------------------- the parameter budget
-def unit_params(model: Growable, layer: int) -> int:
-    """Parameters one more unit of ``layer`` costs: its incoming rows and biases, its batch-norm
-    pairs and its slice of every reader."""
-    n = model.hidden_sizes[layer]
-    rows = sum(r.fan_in + 1 for r in model.members(layer))
-    return rows + 2 * len(model.norms(layer)) + sum(c.weight.numel() // n for c in model.consumers(layer))
-
-
 def over_budget(model: Any, max_params: int | None) -> str | None:
     """Why ``model`` cannot grow under ``max_params`` (it already has more), or ``None``; callers
     name the setting as they spell it."""
@@ -435,13 +426,10 @@ def units_under_budget(model: Growable, layers: Sequence[int], max_params: int) 
     """
     if not layers:
         return 0
+    from clgrow.methods.grow import unit_costs  # torch: this module is read by checks without it
+
     room = max_params - sum(p.numel() for p in model.parameters())
-    c = max(unit_params(model, i) for i in layers)
-    r = 0
-    for i in layers:
-        for reader in model.consumers(i):
-            if reader.site is not None and reader.site in layers:
-                r = max(r, int(reader.view(model.hidden_sizes[i]).shape[2]))
+    c, r = unit_costs(model, layers)
     k = max(0, room // c)
     if r and k:  # the root of r·k²/4 + c·k = room, then down to the first k that fits
         k = min(k, int(2 * (math.sqrt(c * c + r * room) - c) / r) + 1)

@@ -92,17 +92,34 @@ def whole(ge: int = 1, le: int | None = None, optional: bool = False) -> Kind:
     )
 
 
-def number(ge: float | None = None, gt: float | None = None, lt: float | None = None, optional: bool = False) -> Kind:
+def number(
+    ge: float | None = None,
+    gt: float | None = None,
+    lt: float | None = None,
+    optional: bool = False,
+    le: float | None = None,
+) -> Kind:
     """A finite number within the bounds given."""
     if ge is not None and lt is not None:
         words = f"a number in [{ge:g}, {lt:g})"
     else:
-        words = "a finite number" + "".join(
-            f" {op} {b:g}" for op, b in ((">=", ge), (">", gt), ("<", lt)) if b is not None
-        )
+        words = " ".join(
+            [
+                "a finite number",
+                " and ".join(
+                    f"{op} {b:g}" for op, b in ((">=", ge), (">", gt), ("<", lt), ("<=", le)) if b is not None
+                ),
+            ]
+        ).strip()
 
     def ok(v: Any) -> bool:
-        return _finite(v) and (ge is None or v >= ge) and (gt is None or v > gt) and (lt is None or v < lt)
+        return (
+            _finite(v)
+            and (ge is None or v >= ge)
+            and (gt is None or v > gt)
+            and (lt is None or v < lt)
+            and (le is None or v <= le)
+        )
 
     return _or_absent(Kind(ok, words, parse=float, metavar="X"), optional)
 

@@ -34,6 +34,8 @@ __all__ = [
     "PRUNE_METHODS",
     "PRUNE_SELECTORS",
     "STREAM_PRUNE_SELECTORS",
+    "MAX_PASSES",
+    "MAX_LR",
 ]
 
 #: How ``clgrow.methods.prune.prune`` removes units.
@@ -52,6 +54,9 @@ OLD_ROWS = ("move", "restore", "keep")
 #: Which consumers read the new units during the adjustment (``clgrow.methods.swe``).
 CONSUMERS = ("all", "new", "isolated", "scaffold", "protect")
 _GiB2 = 2 * 1024**3
+#: Bounds a user's budget cannot pass: a hundred passes over the growth data per step, a
+#: learning rate of 10 (beyond both, a step only runs for hours or overflows float32).
+MAX_PASSES, MAX_LR = 100, 10
 #: What ``passes=None`` (SWE) and ``train_passes``/``vote_passes=None`` (SVoD) become: in plain
 #: training, then at a stream's new experience, where the growth data are a whole experience and
 #: growth happens at every one (chosen by the stream frontier, BENCHMARKS.md).
@@ -69,13 +74,14 @@ class SWEParams(Params):
         "adjustment budget in passes over the growth data, per layer if sequential (none: "
         f"{SWE_PASSES[0]}, and {SWE_PASSES[1]} at a stream's new experience)",
         ge=0,
+        le=MAX_PASSES,
     )
-    lr: float = param(1e-3, "Adam learning rate of the consumer weights", gt=0)
+    lr: float = param(1e-3, "Adam learning rate of the consumer weights", gt=0, le=MAX_LR)
     init_std: float = param(1e-4, "std of the dense coupling's initialisation", ge=0)
     partners: int | None = param(None, "old units coupled with each new unit (none: all)", ge=1)
     max_coupling_bytes: int = param(_GiB2, "memory guard of a dense coupling", ge=1)
     on_oversize: str = param("error", "a dense coupling over the guard", choices=("error", "subsample"))
-    coupling_lr: float | None = param(0.03, "coupling step size before coupling_scale (none: lr)", gt=0)
+    coupling_lr: float | None = param(0.03, "coupling step size before coupling_scale (none: lr)", gt=0, le=MAX_LR)
     coupling: str = param("factored", "representation of the coupling", choices=COUPLINGS)
     schedule: str = param("joint", "all growing layers at once, or one at a time", choices=SCHEDULES)
     normalise: str = param("column", "second moment of the factored coupling", choices=NORMALISATIONS)
@@ -120,12 +126,14 @@ class SVoDParams(Params):
         f"passes training the candidate copy (none: {SVOD_PASSES[0][0]}, and {SVOD_PASSES[1][0]} at a stream's "
         "new experience; paper: 1)",
         ge=0,
+        le=MAX_PASSES,
     )
     vote_passes: float | None = param(
         None,
         f"passes accumulating the gate gradients (none: {SVOD_PASSES[0][1]}, and {SVOD_PASSES[1][1]} at a new "
         "experience; paper: 1)",
         gt=0,
+        le=MAX_PASSES,
     )
     candidates: int = param(2, "candidates per layer, a multiple of K", ge=1)
     width_cap: float | None = param(
@@ -146,7 +154,7 @@ class SVoDParams(Params):
         return {i: min(cand, max(math.ceil(self.width_cap * sizes[i]), least)) for i in layers}
 
     init_range: float = param(0.01, "candidates' weights uniform in +-init_range", gt=0)
-    lr: float = param(1e-3, "RMSprop learning rate of the candidates", gt=0)
+    lr: float = param(1e-3, "RMSprop learning rate of the candidates", gt=0, le=MAX_LR)
     momentum: float = param(0.1, "RMSprop momentum", ge=0, lt=1)
     alpha: float = param(0.9, "RMSprop smoothing constant", ge=0, lt=1)
     max_copy_bytes: int = param(_GiB2, "memory allowed for the candidate copy", ge=1)
@@ -178,7 +186,7 @@ class Net2NetParams(Params):
 class GradMaxParams(Params):
     """GradMax (:class:`clgrow.methods.gradmax.GradMaxExtender`)."""
 
-    passes: float = param(0.25, "passes estimating the gradient product", gt=0)
+    passes: float = param(0.25, "passes estimating the gradient product", gt=0, le=MAX_PASSES)
     out_scale: float = param(1e-2, "norm of every new outgoing column", ge=0)
     incoming_norm: float | None = param(None, "norm of the folded first-step rows (none: 1/sqrt(3))", ge=0)
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import math
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from clgrow import methods as _methods  # noqa: F401  (registers every built-in method)
@@ -16,7 +19,7 @@ from clgrow.data import check_loader
 from clgrow.errors import GrowthError
 from clgrow.methods.distributor import Distributor, check_allocation, distributors
 from clgrow.methods.extender import Extender, LossFn, extenders
-from clgrow.sites import growable_from_loader
+from clgrow.sites import Growable, growable_from_loader
 
 __all__ = ["GrowthReport", "grow"]
 
@@ -167,6 +170,7 @@ def grow(
                 f"cannot add {k} units: max_hidden_size={max_hidden_size} leaves room for {room} in layers {eligible}"
             )
     check_loader(loader)
+    check_memory(grown, k, eligible)
     cohort = int(grown.growth_steps) + 1
     snap = grown.snapshot()
     t0 = time.perf_counter()
@@ -209,3 +213,64 @@ def grow(
         distributor=repr(dist),
         info={"extender": dict(ext.info), "distributor": dict(dist.info)},
     )
+
+
+def unit_params(model: Growable, layer: int) -> int:
+    """Parameters one more unit of ``layer`` costs: its incoming rows and biases, its batch-norm
+    pairs and its slice of every reader."""
+    n = model.hidden_sizes[layer]
+    rows = sum(r.fan_in + 1 for r in model.members(layer))
+    return rows + 2 * len(model.norms(layer)) + sum(c.weight.numel() // n for c in model.consumers(layer))
+
+
+def unit_costs(model: Growable, layers: Sequence[int]) -> tuple[int, int]:
+    """``(c, r)``: the most parameters one new unit of ``layers`` adds (:func:`unit_params`), and
+    the most one pair of new units adds where one of ``layers`` reads another (the weights between
+    them). ``s_i`` units per layer then add at most ``k·c + r·k²/4`` for ``k = Σ s_i``."""
+    c = max((unit_params(model, i) for i in layers), default=0)
+    r = 0
+    for i in layers:
+        for reader in model.consumers(i):
+            if reader.site is not None and reader.site in layers:
+                r = max(r, int(reader.view(model.hidden_sizes[i]).shape[2]))
+    return c, r
+
+
+#: What one added parameter holds during a growth step at most: the tensor, its gradient, the
+#: extender's and distributor's working copies and an optimizer's two moments.
+COPIES_PER_PARAM = 6
+
+
+def _free_bytes(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_AVPHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(model: Growable, k: int, layers: Sequence[int]) -> None:
+    """Refuse, before anything is allocated, ``k`` units that could not fit in the memory of the
+    model's device however they are split among ``layers`` (:data:`COPIES_PER_PARAM` copies of
+    every added parameter)."""
+    p = next(iter(model.parameters()), None)
+    if p is None or not layers:
+        return
+    c, r = unit_costs(model, layers)
+    added = k * c + math.ceil(r * k * k / 4)
+    need = added * p.element_size() * COPIES_PER_PARAM
+    free = _free_bytes(p.device)
+    if free is not None and need > free:
+        raise GrowthError(
+            f"cannot add {k} units: up to {added:,} parameters ({need / 2**30:,.1f} GiB with gradients, "
+            f"working copies and optimizer state) and {p.device} has {free / 2**30:,.1f} GiB free; grow fewer "
+            "units per step; the model was left unchanged"
+        )

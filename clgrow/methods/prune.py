@@ -370,6 +370,11 @@ def prune(
         raise GrowthError(f"prune: ridge must be a finite number >= 0, got {ridge!r}")
     if not (isinstance(min_units, int) and not isinstance(min_units, bool) and min_units >= 1):
         raise GrowthError(f"prune: min_units must be an integer >= 1, got {min_units!r}")
+    if not isinstance(units, Mapping):
+        raise GrowthError(
+            f"prune: units must map each hidden layer to the indices leaving it, e.g. {{0: [3, 5]}} "
+            f"(got {type(units).__name__})"
+        )
     batches = None if data is None else _finite_batches(data, "prune")
     grown = _growable(model, batches)
     before = grown.hidden_sizes
@@ -422,14 +427,16 @@ def prune(
         if measure and batches is not None and before_out is not None and before_out.numel():
             after_out = _moments(grown, [], batches)[1]
             change = float((after_out - before_out).norm() / before_out.norm().clamp_min(1e-12))
-    except BaseException:
+    except BaseException as err:
         grown.restore(snap)
         if optimizer is not None and saved_opt is not None:
             for group, params in zip(optimizer.param_groups, saved_opt[0]):
                 group["params"] = params
             optimizer.state.clear()
             optimizer.state.update(saved_opt[1])
-        raise
+        if isinstance(err, (GrowthError, KeyboardInterrupt)):
+            raise
+        raise GrowthError(f"prune failed ({type(err).__name__}: {err}); the model was left unchanged") from err
     info: dict[str, Any] = {"kept": kept} if kept else {}
     return PruneReport(
         cleaned,

@@ -237,6 +237,7 @@ def test_growth_flags_come_from_the_config_and_the_methods_signatures(tmp_path):
                 "--max-hidden-size",
                 "14",
                 "--no-carry-optimizer-state",
+                "--no-reset-optimizer",
                 "--swe-passes",
                 "0.25",
                 "--swe-partners",
@@ -293,9 +294,26 @@ def test_reference_rows_run_end_to_end(tmp_path):
     assert s["final_accuracy"] > 0.5 and s["average_forgetting"] == pytest.approx(0.0, abs=1e-9)
 
 
-def test_a_diverged_run_exits_1_naming_where_and_writes_no_summary(tmp_path, capsys):
+_BLOWS_UP = """
+import torch.nn as nn
+
+
+class Net(nn.Module):  # finite when checked (eval), non-finite once it trains
+    def __init__(self, input_size, num_classes):
+        super().__init__()
+        self.a, self.head = nn.Linear(input_size, 8), nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        out = self.head(self.a(x.flatten(1)).relu())
+        return out * float("inf") if self.training else out
+"""
+
+
+def test_a_diverged_run_exits_1_naming_where_and_writes_no_summary(tmp_path, monkeypatch, capsys):
+    (tmp_path / "blowsup.py").write_text(_BLOWS_UP)
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "div"
-    assert main(["run", *TINY, "--lr", "1e30", "--out", str(out)]) == 1
+    assert main(["run", *TINY_MODEL, "--model", "blowsup:Net", "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "diverged" in err and "at experience 0, epoch 0" in err
     assert not (out / "summary.json").exists()

@@ -141,6 +141,18 @@ def test_ray_backend_gives_the_local_results(grid_file, tmp_path):
             "plasticity.shrink: unknown plasticity method",
         ),
         ("[grid]\nstrategies=['joint']\ngrowth=['swe-svod']\nseeds=[0]\n", "the grid's axes leave no cell"),
+        (  # settings no cell reads are refused, not ignored
+            "[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[strategy.replay]\nmem_size=50\n",
+            "strategy.replay: applies to no cell of this grid",
+        ),
+        (
+            "[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[plasticity.redo]\ntau=0.1\n",
+            "plasticity.redo: applies to no cell of this grid",
+        ),
+        (
+            "[grid]\nstrategies=['naive']\ngrowth=['swe-svod', 'swe+svod']\nseeds=[0]\n",
+            "grid.growth: 'swe-svod' and 'swe\\+svod' name the same growth method",
+        ),
         ("[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\ndata_root=5\n", "data_root: must be a path"),
         (
             "[grid]\nstrategies=['naive']\ngrowth=['none']\nseeds=[0]\n[run]\nthreads=true\n",

@@ -201,7 +201,7 @@ def test_settings_resolve_without_importing_torch_or_avalanche():
     assert out[0] == "dense"
     assert out[1] == "a non-empty list of hidden-layer indices >= 0, or absent (all layers)"
     assert out[2].startswith("unknown distributor 'nope' in growth 'swe+nope'; known: fixed, proportional, svod")
-    assert "extender 'swe': passes must be a finite number >= 0 or none (got -1)" in out[3]
+    assert "extender 'swe': passes must be a finite number >= 0 and <= 100 or none (got -1)" in out[3]
     assert "strategy 'replay': mem_size must be an integer >= 1 (got -1)" in out[4]
     assert out[5] == "False False"
 

@@ -83,7 +83,7 @@ def test_a_refused_or_failed_prune_leaves_model_and_optimizer_bit_identical(monk
         return real(*a, **k)
 
     monkeypatch.setattr(GrowableModule, "keep_units", fail_second)
-    with pytest.raises(RuntimeError, match="disk on fire"):
+    with pytest.raises(GrowthError, match="prune failed .RuntimeError: disk on fire.; the model was left unchanged"):
         prune(model, {0: [0], 1: [2]}, optimizer=opt)
     assert sites(model).hidden_sizes == [6, 6]
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
@@ -260,7 +260,8 @@ def test_units_under_the_budget_fit_however_they_are_allotted(widths, m, room, d
     """Any split of ``units_under_budget`` units over the eligible layers keeps the parameter count
     within the budget, and the answer is the largest under its stated bound: ``k`` units cost at
     most ``k·c + r·k²/4`` (``c`` the dearest unit, ``r = 1`` when two eligible layers are adjacent)."""
-    from clgrow.strategies.schedule import unit_params, units_under_budget
+    from clgrow.methods.grow import unit_params
+    from clgrow.strategies.schedule import units_under_budget
 
     model = mlp(m, widths, 3)
     budget = sum(p.numel() for p in model.parameters()) + room
