@@ -680,6 +680,8 @@ def _unknown_reader(model: nn.Module, site: Site, calls: Mapping[int, int]) -> s
     when nothing can. (A buffer combined with the units is met by the trace itself.)"""
     mods = dict(model.named_modules())
     width = int(weight_of(mods[site.producers[0]]).shape[0])
+    if width == 0:
+        return "it has no units (width 0): growth widens layers that have some"
     readers = dict(readers_of(model, site))
     known = [*site.producers, *site.norms, *(m.norm for m in site.members if m.norm), *readers]
     owners: dict[int, list[str]] = {}

@@ -60,9 +60,49 @@ class Residual(nn.Module):
 
 def raises(input_size, num_classes):
     raise ValueError("width must be positive")
+
+
+def empty(input_size, num_classes):  # a hidden layer of no units
+    return nn.Sequential(nn.Linear(input_size, 0), nn.ReLU(), nn.Linear(0, num_classes))
+
+
+class Heads(nn.Module):  # a head per parity of the batch's first label: the trace takes one
+    def __init__(self, input_size, num_classes):
+        super().__init__()
+        self.a = nn.Linear(input_size, 8)
+        self.heads = nn.ModuleDict({"even": nn.Linear(8, num_classes), "odd": nn.Linear(8, num_classes)})
+
+    def forward(self, x):
+        h = F.relu(self.a(x))
+        return self.heads["even" if x.shape[0] % 2 == 0 else "odd"](h)
+
+
+class Tied(nn.Module):
+    def __init__(self, input_size, num_classes):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(input_size, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+        self.c.weight = self.b.weight
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        return self.head(F.relu(self.c(F.relu(self.b(F.relu(self.a(x)))))))
 """
 
-MODELS = ["flat", "fixed_in", "images", "two_classes", "half", "Pair", "Residual", "raises", "SimpleMLP"]
+MODELS = [
+    "flat",
+    "fixed_in",
+    "images",
+    "two_classes",
+    "half",
+    "Pair",
+    "Residual",
+    "raises",
+    "empty",
+    "Heads",
+    "Tied",
+    "SimpleMLP",
+    "MTSimpleMLP",
+]
 GROWTH = [
     [],
     ["--growth", "none"],
@@ -82,11 +122,11 @@ def workdir(tmp_path_factory):
     return d
 
 
-@settings(max_examples=14, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(model=st.sampled_from(MODELS), growth=st.sampled_from(GROWTH), tasks=st.booleans())
 def test_check_says_yes_only_to_runs_that_complete(workdir, monkeypatch, capsys, model, growth, tasks):
     monkeypatch.chdir(workdir)
-    name = model if model == "SimpleMLP" else f"brought:{model}"
+    name = model if model.endswith("SimpleMLP") else f"brought:{model}"
     argv = ["run", *TINY_MODEL, "--experiences", "2", "--model", name, *growth, *(["--task-labels"] if tasks else [])]
     checked = main([*argv, "--out", str(workdir / "c"), "--check"])
     check_err = capsys.readouterr().err
