@@ -352,7 +352,8 @@ def _layers(cfg: RunConfig, method: dict[str, Any] | None) -> None:
 @rule("plasticity")
 def _plasticity(cfg: RunConfig) -> None:
     check_plasticity(cfg.plasticity, cfg.plasticity_kwargs)
-    isolated = (cfg.grows and cfg.grow.isolation != "none") or cfg.match_split
+    iso = cfg.grow.isolation
+    isolated = (cfg.grows and (iso == "freeze" or (iso == "auto" and cfg.task_labels))) or cfg.match_split
     _need(
         cfg.plasticity == "none" or not isolated,
         cfg,

@@ -76,8 +76,10 @@ class GrowPlugin(SupervisedPlugin):
         #: A fixed sample of every trained experience's data, drawn when training on it ends:
         #: growth disruption is measured on it. Never shown to the growth methods.
         self.probes: list[Probe] = []
-        #: With ``isolation="freeze"``: each experience trains the units it gained (clgrow.strategies.isolation).
-        self.isolation = IsolationPlugin() if self.config.isolation == "freeze" else None
+        #: With ``isolation="freeze"``: each experience trains the units it gained (clgrow.strategies.isolation);
+        #: with ``"auto"`` only once the stream has shown two task labels (task-incremental).
+        self.isolation = IsolationPlugin() if self.config.isolation != "none" else None
+        self.tasks_seen: set[int] = set()
 
     # ------------------------------------------------------------------ API
     def units_for(self, experience: int, epoch: int = 0, train_epochs: int = 1) -> int:
@@ -136,8 +138,19 @@ class GrowPlugin(SupervisedPlugin):
         """Grow (only ever while training) once the dataloader the strategy uses is final."""
         if self.should_grow(strategy.clock.train_exp_counter, strategy.clock.train_exp_epochs):
             self.grow_now(strategy, strategy.clock.train_exp_counter, strategy.clock.train_exp_epochs)
-        if self.isolation is not None:  # this experience's masks, over the units it just gained
-            self.isolation.start(strategy, self.cohort_experience)
+        if self.isolation is not None and self.isolates(strategy.experience):
+            self.isolation.start(strategy, self.cohort_experience)  # this experience's masks, over its new units
+
+    def isolates(self, experience: Any) -> bool:
+        """Whether units are owned by experience while ``experience`` trains: always with
+        ``isolation="freeze"``; with ``"auto"`` once two task labels were trained (a
+        task-incremental stream, where old tasks are read through their own heads; class-
+        incrementally one head reads every unit, and freezing old units costs the new classes
+        more than it saves: BENCHMARKS.md, "Growth that pays")."""
+        if self.config.isolation == "freeze":
+            return True
+        self.tasks_seen.update(int(t) for t in getattr(experience, "task_labels", None) or [])
+        return self.config.isolation == "auto" and len(self.tasks_seen) > 1
 
     def after_update(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """With isolation: frozen entries back where they were."""

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from clgrow.sites import Growable
 
 #: How units are kept by the experience that recruited them (``clgrow.strategies.isolation``).
-ISOLATION = ("none", "freeze")
+ISOLATION = ("none", "freeze", "auto")
 
 __all__ = [
     "ISOLATION",
@@ -115,6 +115,13 @@ class GrowthConfig:
     disruption_probe : int
         Samples kept from each trained experience to measure every growth step's disruption of
         the experiences seen so far (accuracy and output KL right before and after; 0: off).
+    isolation : {"auto", "freeze", "none"}
+        Who trains the units: ``freeze`` gives each experience the units it gained (and the
+        heads) and keeps every older unit computing what it computed; ``auto`` (the default) does
+        so once the stream shows a second task label (task-incremental: forgetting 0 where the
+        fixed network of the final size forgets 17 points, BENCHMARKS.md "Growth that pays") and
+        nothing class-incrementally, where one head reads every unit and freezing old units costs
+        the new classes 9–22 points of learning accuracy.
     """
 
     extender: str | Extender = field(default="swe", metadata={"help": "extender (registry name)"})
@@ -170,8 +177,9 @@ class GrowthConfig:
     isolation: str = setting(
         "growth",
         one_of(lambda: ISOLATION),
-        "none",
-        "freeze: each experience trains the units it gained (and the heads); older units keep what they compute",
+        "auto",
+        "freeze: each experience trains the units it gained (and the heads), older units keep what they "
+        "compute; auto: freeze in a task-incremental stream (experiences of different task labels), none otherwise",
     )
 
     #: Fields that choose the growth method (the rest say how much and when).

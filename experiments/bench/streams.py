@@ -123,6 +123,11 @@ VARIANTS: dict[str, Variant] = {
     "random, isolated": Variant("random", grow={"isolation": "freeze"}),
     "fixed-final, isolated": Variant("fixed", widths_of="SWE, isolated"),
     "fixed-split": Variant("fixed", widths_of="SWE, isolated", split=True),
+    "SWE, not isolated (the previous default)": Variant(
+        "swe", grow={"isolation": "none"}, random="random, not isolated", fixed="fixed-final, not isolated"
+    ),
+    "random, not isolated": Variant("random", grow={"isolation": "none"}),
+    "fixed-final, not isolated": Variant("fixed", widths_of="SWE, not isolated (the previous default)"),
     "SWE, isolated, carried optimizer": Variant(
         "swe", grow={"isolation": "freeze"}, run=_CARRY, random="random, isolated", fixed="fixed-final, isolated"
     ),

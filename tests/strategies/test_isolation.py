@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from clgrow.strategies import IsolationPlugin, build_strategy
@@ -18,12 +19,14 @@ def _task_outputs(model: torch.nn.Module, exp, task: int) -> torch.Tensor:
         return model(x, torch.full((len(x),), task, dtype=torch.long))
 
 
-def test_task_incremental_naive_with_isolation_forgets_nothing(split_digits_tasks):
+@pytest.mark.parametrize("isolation", ["freeze", "auto"])
+def test_task_incremental_naive_with_isolation_forgets_nothing(split_digits_tasks, isolation):
     """Old units and old heads stay put: every task's test outputs at the end are what they were
-    right after its own experience; the model still grew and everything it has is optimized."""
+    right after its own experience; the model still grew and everything it has is optimized
+    (``auto`` isolates once a second task label arrives)."""
     bm = split_digits_tasks
     model = task_mlp(bm.in_features, [16, 16], bm.head_size)
-    plugin = fast_plugin(isolation="freeze")
+    plugin = fast_plugin(isolation=isolation)
     strategy = build_strategy(
         "naive", model, None, plugins=[plugin], train_mb_size=32, train_epochs=2, evaluator=quiet()
     )
@@ -63,3 +66,27 @@ def test_a_fixed_model_split_in_advance_keeps_its_later_units_for_later_experien
     for i, before in enumerate(learned):
         assert torch.equal(_task_outputs(model, test[i], i), before), i
     assert sites(model).cohort(0).tolist() == [0] * 12 + [1, 1, 2, 2, 3, 3, 4, 4]
+
+
+def test_auto_isolation_leaves_a_class_incremental_stream_unmasked(split_digits):
+    """One task label throughout: ``auto`` never masks, so old units keep learning (their
+    incoming rows change in the second experience) and the run is the unisolated one."""
+    from clgrow.models import mlp
+    from clgrow.sites import as_growable
+
+    bm = split_digits
+    runs = {}
+    for isolation in ("none", "auto"):
+        torch.manual_seed(0)
+        model = mlp(bm.in_features, [16, 16], bm.num_classes)
+        plugin = fast_plugin(isolation=isolation)
+        strategy = build_strategy("naive", model, None, plugins=[plugin], train_mb_size=32, evaluator=quiet())
+        stream = bm.scenario.train_stream
+        strategy.train(stream[0])
+        first = as_growable(model).members(0)[0].producer.weight[:16].detach().clone()
+        torch.manual_seed(1)
+        strategy.train(stream[1])
+        assert not plugin.isolates(stream[1])
+        assert not torch.equal(as_growable(model).members(0)[0].producer.weight[:16], first)
+        runs[isolation] = [p.detach().clone() for p in model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(runs["none"], runs["auto"]))
