@@ -358,7 +358,8 @@ def _plasticity(cfg: RunConfig) -> None:
         cfg.plasticity == "none" or not isolated,
         cfg,
         "plasticity",
-        "a reset re-initialises units that isolation keeps as they were (grow.isolation, fixed-split): choose one",
+        "a reset re-initialises units that isolation keeps as they were (grow.isolation, 'auto' by default, "
+        "isolates a task-incremental run; fixed-split): choose one, e.g. --isolation none",
     )
 
 
