@@ -32,7 +32,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.hooks import RemovableHandle
 
 from clgrow.errors import GrowthError
-from clgrow.surgery import is_norm, is_producer, weight_of
+from clgrow.surgery import is_norm, is_producer, kind_of, weight_of
 
 __all__ = [
     "Member",
@@ -647,8 +647,13 @@ def find_sites(
         if is_producer(mod) and id(mod) not in named and path not in read:
             refused.append(NotASite(path, _computed(mod) or "not called in the traced forward pass"))
     sites = []
+    by_path = dict(model.named_modules())
+    owners: dict[int, list[str]] = {}  # every tensor's names: a tensor with two is tied
+    for path, mod in by_path.items():
+        for name, t in mod.named_parameters(recurse=False):
+            owners.setdefault(id(t), []).append(f"{path}.{name}".strip("."))
     for _, site in sorted(found, key=lambda p: p[0]):
-        why = _unknown_reader(model, site, calls)
+        why = _unknown_reader(model, by_path, owners, site, calls)
         if why is None:
             sites.append(site)
         else:
@@ -670,24 +675,21 @@ def _computed(mod: nn.Module) -> str | None:
     return None
 
 
-def _in_width(mod: nn.Module) -> int | None:
-    return getattr(mod, "in_features", getattr(mod, "in_channels", None))
-
-
-def _unknown_reader(model: nn.Module, site: Site, calls: Mapping[int, int]) -> str | None:
+def _unknown_reader(
+    model: nn.Module,
+    mods: Mapping[str, nn.Module],
+    owners: Mapping[int, list[str]],
+    site: Site,
+    calls: Mapping[int, int],
+) -> str | None:
     """Why ``site`` cannot grow soundly: a layer of it is parametrized or shares a tensor with
     another, or a layer the trace did not call takes the units' width and may read them; ``None``
     when nothing can. (A buffer combined with the units is met by the trace itself.)"""
-    mods = dict(model.named_modules())
     width = int(weight_of(mods[site.producers[0]]).shape[0])
     if width == 0:
         return "it has no units (width 0): growth widens layers that have some"
     readers = dict(readers_of(model, site))
     known = [*site.producers, *site.norms, *(m.norm for m in site.members if m.norm), *readers]
-    owners: dict[int, list[str]] = {}
-    for path, mod in mods.items():
-        for name, t in [*mod.named_parameters(recurse=False), *mod.named_buffers(recurse=False)]:
-            owners.setdefault(id(t), []).append(f"{path}.{name}".strip("."))
     for path in known:
         mod = mods[path]
         why = _computed(mod)
@@ -700,7 +702,8 @@ def _unknown_reader(model: nn.Module, site: Site, calls: Mapping[int, int]) -> s
     for path, mod in mods.items():
         if path in known:
             continue
-        if is_producer(mod) and id(mod) not in calls and _in_width(mod) == width:
+        kind = kind_of(mod)
+        if kind is not None and kind.producer and id(mod) not in calls and getattr(mod, str(kind.in_size)) == width:
             return (
                 f"{path} ({type(mod).__name__}, {width} inputs) was not called in the traced forward pass and may read "
                 f"its {width} units (a branch or head taken on other data); trace on data that takes it, or leave "

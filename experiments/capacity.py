@@ -230,7 +230,7 @@ def check_svod_copy(cfg: RunConfig, growth: Any) -> None:
     need, widest = 0, trials[0]
     for w in trials:
         model = meta_model(cfg, w)
-        bytes_ = SVoD.copy_numel(model, svod.per_layer(model.hidden_sizes, k, layers), layers) * 4 * 4
+        bytes_ = SVoD.copy_bytes(model, svod.per_layer(model.hidden_sizes, k, layers), layers)
         need, widest = max((need, widest), (bytes_, w))
     if need > svod.max_copy_bytes:
         raise ConfigError(

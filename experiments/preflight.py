@@ -219,10 +219,7 @@ def _check_growth(plan: RunPlan, model: nn.Module, found: SiteMap, x: Tensor, t:
     if isinstance(g.distributor, SVoD) and g.distributor.on_oversize == "error":
         svod = g.distributor
         need = max(
-            (
-                (SVoD._copy_numel(c, svod.params.per_layer(c.hidden_sizes, k, layers), layers) * 16, e)
-                for e, c in copies
-            ),
+            ((SVoD.copy_bytes(c, svod.params.per_layer(c.hidden_sizes, k, layers), layers), e) for e, c in copies),
             key=lambda v: v[0],
         )
         if need[0] > svod.max_copy_bytes:
@@ -236,7 +233,12 @@ def _check_growth(plan: RunPlan, model: nn.Module, found: SiteMap, x: Tensor, t:
     if isinstance(ext, SWE) and ext.coupling == "dense" and ext.on_oversize == "error":
         worst = max(
             (
-                (16 * k * min(c.hidden_sizes[i], ext.partners or c.hidden_sizes[i]) * c.members(i)[0].fan_in, i)
+                (
+                    SWE.coupling_bytes(
+                        k, min(c.hidden_sizes[i], ext.partners or c.hidden_sizes[i]), c.members(i)[0].fan_in
+                    ),
+                    i,
+                )
                 for _, c in copies
                 for i in layers
             ),

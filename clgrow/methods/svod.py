@@ -137,6 +137,12 @@ class SVoD(Distributor):
         return SVoD._copy_numel(as_growable(model), cand, layers)
 
     @staticmethod
+    def copy_bytes(model: nn.Module, cand: int | Mapping[int, int], layers: Sequence[int]) -> int:
+        """The most bytes the candidate copy holds: its parameters (:meth:`copy_numel`) with their
+        gradients and RMSprop's two buffers, float32."""
+        return SVoD.copy_numel(model, cand, layers) * 4 * 4
+
+    @staticmethod
     def _copy_numel(model: Growable, cand: int | Mapping[int, int], layers: Sequence[int]) -> int:
         per = {i: cand for i in layers} if isinstance(cand, int) else dict(cand)
         extra = 0
