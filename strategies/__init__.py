@@ -24,6 +24,7 @@ _LAZY = {
     "GrowthMetric": "clgrow.strategies.metrics",
     "InactivityMetric": "clgrow.strategies.metrics",
     "LeanEvaluationPlugin": "clgrow.strategies.evaluation",
+    "LeanDispatch": "clgrow.strategies.evaluation",
     "growth_metrics": "clgrow.strategies.metrics",
     "inactivity_metrics": "clgrow.strategies.metrics",
     "TaskHeads": "clgrow.strategies.multihead",
@@ -39,7 +40,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from clgrow.strategies.builders import OPTIMIZERS, STRATEGIES, build_optimizer, build_strategy, make_grow_plugin
-    from clgrow.strategies.evaluation import LeanEvaluationPlugin
+    from clgrow.strategies.evaluation import LeanDispatch, LeanEvaluationPlugin
     from clgrow.strategies.events import GrowthEvent
     from clgrow.strategies.fastdata import BatchDataPlugin
     from clgrow.strategies.isolation import IsolationPlugin

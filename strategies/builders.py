@@ -18,6 +18,7 @@ from clgrow.methods.plasticity import PlasticityMethod
 from clgrow.registry import strategies
 from clgrow.strategies.checkpointing import make_optimizers_checkpointable
 from clgrow.strategies.declared import OPTIMIZERS, reference_strategies, traits
+from clgrow.strategies.evaluation import LeanDispatch
 from clgrow.strategies.fastdata import BatchDataPlugin
 from clgrow.strategies.optimizer_state import ResetOptimizerPlugin
 from clgrow.strategies.plasticity import PlasticityPlugin
@@ -252,7 +253,7 @@ def build_strategy(
                 "grow_head the head widens and they no longer match: give the model every class "
                 "from the start (grow_head off)"
             )
-    ours: list[Any] = [BatchDataPlugin()] if fast_data else []
+    ours: list[Any] = [LeanDispatch(), *([BatchDataPlugin()] if fast_data else [])]
     if isinstance(plasticity, PlasticityMethod) or plasticity != "none":
         if trait.reference:
             raise GrowthError(f"strategy {name!r} is a reference without growth or resets: use plasticity 'none'")

@@ -1,4 +1,5 @@
-"""A lean ``EvaluationPlugin``: Avalanche's, minus the callbacks no metric or logger acts on.
+"""A lean ``EvaluationPlugin`` (Avalanche's, minus the callbacks no metric or logger acts on), and
+per-iteration callbacks dispatched only to the plugins that act on them.
 
 It reads Avalanche's private attributes (``GenericPluginMetric._mode``/``_reset_at``,
 ``EvaluationPlugin._update_metrics_and_loggers``), written against :data:`AVALANCHE_VERSION`; a
@@ -7,14 +8,15 @@ test pins the version.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from avalanche.core import BasePlugin, BaseSGDPlugin, SupervisedPlugin
 from avalanche.evaluation import GenericPluginMetric, PluginMetric
 from avalanche.logging import BaseLogger
 from avalanche.training.plugins import EvaluationPlugin
+from avalanche.training.templates import BaseSGDTemplate
 
-__all__ = ["LeanEvaluationPlugin", "AVALANCHE_VERSION"]
+__all__ = ["LeanEvaluationPlugin", "AVALANCHE_VERSION", "lean_dispatch", "LeanDispatch"]
 
 #: The Avalanche release whose private attributes this module reads (a test pins it).
 AVALANCHE_VERSION = "0.6.0"
@@ -98,3 +100,87 @@ class LeanEvaluationPlugin(EvaluationPlugin):
         return any(_acts_on(m, callback) for m in self.metrics) or any(
             _acts_on(lg, callback) or type(lg).log_metrics is not BaseLogger.log_metrics for lg in self.loggers
         )
+
+
+# The template's callbacks run once or more per minibatch: Avalanche calls every plugin on each
+# (nine plugins × eight callbacks per training step in a `clgrow run`), most of them base no-ops.
+PER_ITERATION = (
+    "before_training_iteration",
+    "before_forward",
+    "after_forward",
+    "before_backward",
+    "after_backward",
+    "before_update",
+    "after_update",
+    "after_training_iteration",
+    "before_eval_iteration",
+    "before_eval_forward",
+    "after_eval_forward",
+    "after_eval_iteration",
+)
+
+
+def _acts(plugin: Any, callback: str) -> bool:
+    """Whether calling ``plugin``'s ``callback`` can do anything: it is not a base's no-op nor
+    :func:`_ignore` (an instance's own attributes included, as the lean plugin sets them)."""
+    fn = getattr(plugin, callback, None)
+    if fn is None:
+        return False
+    fn = getattr(fn, "__func__", fn)
+    return fn is not _ignore and not any(fn is getattr(base, callback, None) for base in _NO_OP_BASES)
+
+
+class _Dispatch:
+    """Stands in for a template's ``_before_forward`` (and the like): calls, in the strategy's
+    order, the plugins that act on the callback, found again whenever the plugin list or the
+    epoch changes (a plugin attached later, a metric's own plugin, is met at its next epoch)."""
+
+    def __init__(self, strategy: Any, callback: str) -> None:
+        self.strategy = strategy
+        self.callback = callback
+        self._key: tuple[Any, ...] | None = None
+        self._calls: list[Any] = []
+
+    def __call__(self, **kwargs: Any) -> None:
+        strategy = self.strategy
+        plugins, clock = strategy.plugins, strategy.clock
+        key = (id(plugins), len(plugins), clock.train_exp_counter, clock.train_exp_epochs)
+        if key != self._key:
+            self._calls = [getattr(p, self.callback) for p in plugins if _acts(p, self.callback)]
+            self._key = key
+        for call in self._calls:
+            call(strategy, **kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Avalanche's checkpoint pickles a shallow copy of the strategy: a reference to the
+        # original would pickle it a second time. LeanDispatch installs new ones after loading.
+        return {"strategy": None, "callback": self.callback, "_key": None, "_calls": []}
+
+
+def lean_dispatch(strategy: Any) -> Any:
+    """Make ``strategy``'s per-iteration callbacks call only the plugins that act on them.
+
+    The same plugins are called in the same order with the same arguments as Avalanche's
+    ``trigger_plugins``; skipped are only callbacks that are a base class's empty method. A
+    template that does more in one of these methods than call its plugins (DER's
+    ``_before_forward``) keeps its own. Returns the strategy.
+    """
+    for callback in PER_ITERATION:
+        name = f"_{callback}"
+        if getattr(type(strategy), name, None) is getattr(BaseSGDTemplate, name):
+            setattr(strategy, name, _Dispatch(strategy, callback))
+    return strategy
+
+
+class LeanDispatch(SupervisedPlugin):
+    """Installs :func:`lean_dispatch` on its strategy as each training or evaluation phase begins
+    (so a strategy loaded from Avalanche's checkpoint, whose dispatchers lost their strategy
+    when pickled, gets new ones before its first iteration)."""
+
+    plugin_order: ClassVar[int] = 0  # what it installs does not depend on its place
+
+    def before_training(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        lean_dispatch(strategy)
+
+    def before_eval(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        lean_dispatch(strategy)
