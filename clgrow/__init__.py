@@ -21,7 +21,7 @@ _LAZY = {
         "clgrow.methods.distributor": "Distributor FixedLayerDistributor ProportionalDistributor UniformDistributor distributors",
         "clgrow.errors": "ConfigError GrowthError",
         "clgrow.checkpoint": "save_grown load_grown",
-        "clgrow.methods.extender": "Extender extenders",
+        "clgrow.methods.extender": "Extender extenders Net2NetExtender RandomExtender",
         "clgrow.methods.gradmax": "GradMaxExtender",
         "clgrow.methods.grow": "GrowthReport grow",
         "clgrow.measure.disruption": "Probe ProbeChange probe_outputs output_change",
@@ -30,8 +30,6 @@ _LAZY = {
         "clgrow.sites": "Growable GrowableModule as_growable",
         "clgrow.discovery": "find_sites",
         "clgrow.surgery": "default_init",
-        "clgrow.methods.net2net": "Net2NetExtender",
-        "clgrow.methods.random_extender": "RandomExtender",
         "clgrow.methods.plasticity": "ReDo ContinualBackprop PlasticityMethod plasticity_methods reset_units build_plasticity_method",
         "clgrow.methods.svod": "SVoD",
         "clgrow.methods.swe": "SWE coupled_weights",
@@ -53,10 +51,9 @@ if TYPE_CHECKING:
         UniformDistributor,
         distributors,
     )
-    from clgrow.methods.extender import Extender, extenders
+    from clgrow.methods.extender import Extender, Net2NetExtender, RandomExtender, extenders
     from clgrow.methods.gradmax import GradMaxExtender
     from clgrow.methods.grow import GrowthReport, grow
-    from clgrow.methods.net2net import Net2NetExtender
     from clgrow.methods.plasticity import (
         ContinualBackprop,
         PlasticityMethod,
@@ -65,7 +62,6 @@ if TYPE_CHECKING:
         plasticity_methods,
         reset_units,
     )
-    from clgrow.methods.random_extender import RandomExtender
     from clgrow.methods.svod import SVoD
     from clgrow.methods.swe import SWE, coupled_weights
     from clgrow.models import cnn, mlp, resnet

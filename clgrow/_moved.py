@@ -9,10 +9,12 @@ import sys
 from types import ModuleType
 from typing import Any
 
-_METHODS = ("extender", "distributor", "swe", "coupling", "svod", "random_extender", "net2net", "gradmax")
+_METHODS = ("extender", "distributor", "swe", "coupling", "svod", "gradmax")
 MOVED = {
     **{f"clgrow.{m}": f"clgrow.methods.{m}" for m in (*_METHODS, "grow", "prune", "plasticity")},
     **{f"clgrow.{m}": f"clgrow.measure.{m}" for m in ("inactivity", "disruption", "compute")},
+    **{f"clgrow.{m}": "clgrow.methods.extender" for m in ("random_extender", "net2net")},
+    **{f"clgrow.methods.{m}": "clgrow.methods.extender" for m in ("random_extender", "net2net")},
     "clgrow.trace": "clgrow.discovery",
     "clgrow.config": "clgrow.strategies.schedule",
     "clgrow.settings": "clgrow.strategies.settings",

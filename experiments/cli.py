@@ -290,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from clgrow.experiments import commands
     from clgrow.experiments.catalog import DataMissingError
     from clgrow.experiments.errors import CellFailed, RunDiverged
-    from clgrow.registry import import_modules
+    from clgrow.experiments.imports import import_modules
 
     try:  # a user's modules register their methods before the parser makes their flags
         argv, imports = _take_imports(argv)

@@ -37,8 +37,9 @@ from typing import Any
 
 from clgrow.errors import ConfigError, GrowthError
 from clgrow.experiments.config import FIXED, FIXED_COMPUTE, FIXED_SPLIT, MAX_SEED, PRUNE_CHOICES, RunConfig
+from clgrow.experiments.imports import import_modules
 from clgrow.experiments.rules import check_plasticity, check_strategy_kwargs, inapplicable
-from clgrow.registry import import_modules, plasticity_methods, strategies
+from clgrow.registry import plasticity_methods, strategies
 from clgrow.strategies.declared import traits
 from clgrow.strategies.schedule import growth_methods, parse_growth
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from clgrow.errors import ConfigError
-from clgrow.registry import import_modules
+from clgrow.experiments.imports import import_modules
 
 __all__ = [
     "AVALANCHE_MODELS",

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from clgrow.errors import ConfigError, GrowthError
 from clgrow.experiments import capacity
 from clgrow.experiments.catalog import IMAGE_SHAPES, DataMissingError, check_benchmark, check_data
-from clgrow.registry import import_modules, plasticity_methods, strategies
+from clgrow.experiments.imports import import_modules
+from clgrow.registry import plasticity_methods, strategies
 from clgrow.strategies.declared import traits
 from clgrow.strategies.schedule import GrowthConfig, growth_methods
 from clgrow.strategies.settings import SECTIONS

@@ -13,7 +13,7 @@ from avalanche.core import SupervisedPlugin
 from torch import nn
 
 from clgrow import ConfigError, GrowthError, GrowthReport, grow
-from clgrow.context import eligible_layers
+from clgrow.data import eligible_layers
 from clgrow.measure import compute
 from clgrow.measure.disruption import Probe, output_change, probe_outputs
 from clgrow.methods.grow import room_under_cap

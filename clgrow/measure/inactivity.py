@@ -22,8 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from clgrow.context import model_device
-from clgrow.data import unpack
+from clgrow.data import model_device, unpack
 from clgrow.errors import GrowthError
 from clgrow.sites import Growable
 

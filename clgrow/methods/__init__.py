@@ -167,16 +167,16 @@ class SVoDParams(Params):
 PAPER_SVOD = SVoDParams(train_passes=1.0, vote_passes=1.0, width_cap=None)
 
 
-@extenders.declare("random", impl="clgrow.methods.random_extender:RandomExtender")
+@extenders.declare("random", impl="clgrow.methods.extender:RandomExtender")
 @dataclass(frozen=True)
 class RandomParams(NoParams):
-    """Default-initialised incoming weights, zero outgoing (:class:`clgrow.methods.random_extender.RandomExtender`)."""
+    """Default-initialised incoming weights, zero outgoing (:class:`clgrow.methods.extender.RandomExtender`)."""
 
 
-@extenders.declare("net2net", impl="clgrow.methods.net2net:Net2NetExtender")
+@extenders.declare("net2net", impl="clgrow.methods.extender:Net2NetExtender")
 @dataclass(frozen=True)
 class Net2NetParams(Params):
-    """Split existing units (:class:`clgrow.methods.net2net.Net2NetExtender`)."""
+    """Split existing units (:class:`clgrow.methods.extender.Net2NetExtender`)."""
 
     noise: float = param(0.01, "relative noise on the copies' incoming weights", ge=0)
 

@@ -1,45 +1,14 @@
 r"""The two ways SWE couples a layer's new units to its old ones.
 
-Both move weight between old units :math:`i` (rows :math:`\tilde W_i`) and new units :math:`j`
-(rows :math:`\tilde r_j`) only in pairs: whatever new unit ``j`` gains from old unit ``i`` in a
-step, ``i`` loses. Every column sum of ``[W | b]`` is therefore conserved, exactly in
-arithmetic and up to float rounding in practice.
-
-``DenseCoupling`` is the paper's parametrisation: a tensor ``C`` of shape ``(k, s, m)`` (and
-``c`` of shape ``(k, s)`` for the biases) trained by Adam, ``16·k·s·m`` bytes with its gradient
-and Adam's two moments.
-
-``FactoredCoupling`` never builds ``C``. The gradient of the loss with respect to a pair's
-coupling is analytic, :math:`\partial L/\partial C_{j,i} = H_j - G_i` with
-:math:`G_i = \partial L/\partial \tilde W_i` and :math:`H_j = \partial L/\partial \tilde r_j`,
-and Adam's first moment of a difference is the difference of first moments, so each row keeps
-its own moments :math:`m_{G,i}, v_{G,i}` (old partners) and :math:`m_{H,j}, v_{H,j}` (new rows).
-The pair's second moment is what does not separate. Two approximations:
-
-* ``normalise="column"`` (the default): one second moment per input column shared by every
-  pair, :math:`D = \sqrt{\overline{v_G} + \overline{v_H}}` (means over rows). With
-  :math:`g_i = m_{G,i}/D` and :math:`h_j = m_{H,j}/D`, optionally clipped to ``±clip``, the
-  pair transfer :math:`\Delta C_{j,i} = \eta\,(g_i - h_j)` sums in closed form:
-
-  .. math::
-      \Delta \tilde r_j = \eta\,\big(\textstyle\sum_i g_i - s\,h_j\big), \qquad
-      \Delta \tilde W_i = -\eta\,\big(k\,g_i - \textstyle\sum_j h_j\big),
-
-  ``O((s + k)·m)`` time and memory per step.
-* ``trust`` (optional, either normalisation): the step is scaled, as a whole, so the old
-  partner rows move by at most ``trust`` times their norm; a single factor keeps it pairwise.
-  With ``trust_snr`` the region widens by :math:`\max(1, (\text{trust\_snr}/\rho)^2)` where
-  :math:`\rho = \sum \hat m_G^2 / \sum \hat v_G` (over the old partners) is Adam's
-  signal-to-noise ratio of their gradient: a gradient that points the same way step after step
-  (:math:`\rho \to 1`, a new task under Naive) is held to ``trust``, a noisy one
-  (:math:`\rho \approx 0.05` once the moments average noise) moves without a bound.
-* ``normalise="pair"``: :math:`\Delta C_{j,i} = \eta\,(m_{G,i} - m_{H,j}) /
-  (\sqrt{v_{G,i} + v_{H,j}} + \epsilon)`, dense Adam without the cross term
-  :math:`\mathbb E[H_j G_i]`: ``O(k·s·m)`` time in chunks of bounded memory.
-
-Normalising each side by its own second moment instead (tried, see BENCHMARKS.md) blows up the
-new units' own term: their gradient is tiny while the outgoing weights are near zero, and
-normalised it moves them ``s`` times an Adam step.
+Both move weight between old units ``i`` and new units ``j`` only in pairs (what ``j`` gains
+from ``i``, ``i`` loses), so every column sum of ``[W | b]`` is conserved. ``DenseCoupling`` is
+the paper's: a tensor ``C (k, s, m)`` trained by Adam, ``16·k·s·m`` bytes. ``FactoredCoupling``
+never builds ``C``: a pair's gradient is the difference of two rows' gradients, so each row
+keeps its own Adam moments and the pairwise transfers sum in closed form, ``O((s + k)·m)`` per
+step (``normalise="column"``, one second moment per input column; ``trust`` bounds the old
+rows' move, widened by ``trust_snr`` as Adam's signal-to-noise ratio falls), or in bounded
+chunks with a second moment per pair (``normalise="pair"``). Derivation: docs/growth.md
+("How the methods work").
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from clgrow.context import GrowthContext, LossFn, eligible_layers, model_device
+from clgrow.data import GrowthContext, LossFn, eligible_layers, model_device
 from clgrow.errors import GrowthError
 from clgrow.methods import FixedLayerParams, ProportionalParams, UniformParams
 from clgrow.params import Configurable

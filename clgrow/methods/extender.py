@@ -1,6 +1,9 @@
-"""The extender interface and its registry.
+"""The extender interface and its registry, and the two simplest extenders.
 
 An extender inserts the units a distributor allotted and decides their initial weights.
+:class:`RandomExtender` is plain function-preserving growth (default-initialised incoming
+weights, zero outgoing); :class:`Net2NetExtender` a Net2Net-style split (Chen et al., ICLR 2016):
+new units are noisy copies of old ones.
 """
 
 from __future__ import annotations
@@ -8,14 +11,26 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
-from clgrow.context import GrowthContext, LossFn, model_device
+from clgrow.data import GrowthContext, LossFn, model_device
+from clgrow.methods import Net2NetParams, RandomParams
 from clgrow.params import Configurable
 from clgrow.registry import extenders
 from clgrow.sites import Growable, growable_from_loader
+from clgrow.surgery import default_init
 
-__all__ = ["Extender", "extenders", "LossFn", "growth_order", "model_device", "GrowthContext"]
+__all__ = [
+    "Extender",
+    "RandomExtender",
+    "Net2NetExtender",
+    "extenders",
+    "LossFn",
+    "growth_order",
+    "model_device",
+    "GrowthContext",
+]
 
 
 class Extender(Configurable):
@@ -71,3 +86,64 @@ class Extender(Configurable):
 def growth_order(allocation: Mapping[int, int]) -> list[int]:
     """Layers that receive units, last to first (the order extenders process them in)."""
     return sorted((layer for layer, k in allocation.items() if k > 0), reverse=True)
+
+
+class RandomExtender(Extender):
+    """New units get ``nn.Linear``'s default init for ``W``/``b`` and zero columns in ``V``.
+
+    The network's output is unchanged exactly; whether the new units ever fire is left
+    to training (the baseline that SWE is compared against).
+    """
+
+    Params = RandomParams
+
+    def _extend_layer(self, model: Growable, layer: int, k: int, ctx: GrowthContext) -> Tensor:
+        inits = [default_init(k, r.fan_in) for r in model.members(layer)]  # a filter's init has the same law
+        return model.add_units(layer, [w for w, _ in inits], [b for _, b in inits], None, cohort=ctx.cohort)
+
+
+class Net2NetExtender(Extender):
+    """Split existing units: copy a unit's incoming row and bias, share its outgoing weight.
+
+    A source unit ``i`` copied ``c_i`` times ends with ``c_i + 1`` units, each carrying
+    ``V[:, i] / (c_i + 1)``; without noise the output is unchanged exactly. Gaussian noise of
+    standard deviation ``noise * std(W)`` on the copies' incoming rows breaks the symmetry
+    between a unit and its copies.
+
+    Parameters
+    ----------
+    noise : float
+        Relative noise on the copied incoming weights (0 keeps copies identical).
+    """
+
+    Params = Net2NetParams
+    noise: float
+
+    def _extend_layer(self, model: Growable, layer: int, k: int, ctx: GrowthContext) -> Tensor:
+        n = model.hidden_sizes[layer]
+        device = model.members(layer)[0].weight.device
+        with torch.no_grad():
+            src = (torch.randperm(n)[:k] if k <= n else torch.randint(0, n, (k,))).to(device)
+            ws, bs = [], []
+            for r in model.members(layer):
+                copies = torch.bincount(src, minlength=n).to(r.weight.dtype)
+                rows = r.rows()
+                w = rows[src].clone()
+                spread = rows.std().nan_to_num(0.0) if rows.numel() > 1 else rows.new_zeros(())
+                w += torch.randn_like(w) * self.noise * spread
+                ws.append(w)
+                bs.append(r.bias[src].clone())
+            share = 1.0 / (copies + 1.0)  # (n,)
+            outs = []
+            for c in model.consumers(layer):
+                v = c.view(n)  # (p, n, r): a channel's kernel or flattened block splits whole
+                v.mul_(share[None, :, None])  # the old columns keep their share
+                outs.append(v[:, src].clone())
+        new = model.add_units(layer, ws, bs, outs, cohort=ctx.cohort)
+        with torch.no_grad():  # a copied channel normalises as its source does, or the split is not exact
+            for norm in model.norms(layer):
+                for name in ("weight", "bias", "running_mean", "running_var"):
+                    t = getattr(norm, name, None)
+                    if t is not None:
+                        t[new] = t[src]
+        return new

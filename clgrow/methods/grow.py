@@ -14,8 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from clgrow import methods as _methods  # noqa: F401  (registers every built-in method)
-from clgrow.context import eligible_layers
-from clgrow.data import check_loader
+from clgrow.data import check_loader, eligible_layers
 from clgrow.errors import GrowthError
 from clgrow.methods.distributor import Distributor, check_allocation, distributors
 from clgrow.methods.extender import Extender, LossFn, extenders

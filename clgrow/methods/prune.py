@@ -1,55 +1,22 @@
 r"""Remove hidden units: the inverse of growth's insertion.
 
-A unit leaves with its incoming row and bias, its column in every consumer and its cohort entry;
-the units that stay keep their order. :func:`select_units` names which units leave, :func:`prune`
-removes them in one step that either completes or leaves the model bit-identical, and slices an
-optimizer's per-parameter state to the units that stay.
+A unit leaves with its incoming row and bias, its column in every consumer and its cohort entry
+(a channel: its filter, batch-norm channel and every consumer's slice); the units that stay keep
+their order. :func:`select_units` names which units leave, :func:`prune` removes them in one step
+that either completes or leaves the model bit-identical, and slices an optimizer's state to the
+units that stay.
 
-Selectors (:data:`SELECTORS`): ``dead`` (zero on every sample of the data), ``dormant``
-(τ-dormant as the inactivity metrics count it, ranked by the dormancy score), ``utility``
-(continual backprop's contribution utility ``mean|h_i| · Σ|V[:, i]|`` measured on the data),
-``norm`` (the outgoing-weight norm, no data). With a ``count`` every selector ranks and takes the
-lowest scores; without one, ``dead`` and ``dormant`` take every unit under their threshold.
+Selectors (:data:`SELECTORS`): ``dead``, ``dormant`` (τ-dormant as the inactivity metrics count
+it), ``utility`` (continual backprop's ``mean|h_i| · Σ|V[:, i]|``), ``norm`` (outgoing-weight
+norm, no data). With a ``count`` every selector takes the lowest scores; without one, ``dead``
+and ``dormant`` take every unit under their threshold.
 
-Methods (:data:`METHODS`):
-
-``drop``
-    Remove. Units that are dead on some data leave the network's outputs on that data unchanged
-    exactly: their activations there are zero, so their columns contribute nothing.
-``swe``
-    SWE's transfer run backwards. Growth couples each new unit ``j`` with each old unit ``i`` so
-    weight flows between them pairwise; here each leaving unit ``j ∈ L`` is coupled with each
-    staying unit ``i ∈ S`` of the same layer and its *outgoing* weight flows into theirs before
-    it leaves. With ``u`` the activations the consumers read (one row per sample, or per sample
-    and position for a channel) and ``A ∈ R^{|L|×|S|}`` the coupling, every consumer's slices
-    become
-
-    .. math::
-        \hat V_{:,i} = V_{:,i} + \sum_{j \in L} A_{j,i} V_{:,j}, \qquad
-        \hat b = b + \sum_{j \in L} a_j\, V_{:,j}\,\mathbf 1,
-
-    which replaces the leaving units' contribution :math:`V_L u_L` by :math:`V_L (A u_S + a)`.
-    The incoming rows of the staying units do not move, so what every staying unit computes (and
-    what old tasks read from it) is unchanged. The coupling's loss is the change of the
-    consumers' pre-activations on the data, :math:`E\|V_L(u_L - A u_S - a)\|^2`; because only
-    the outgoing side moves it is quadratic in ``A``, and its minimiser does not depend on
-    ``V_L``: the ridge regression of the leaving activations on the staying ones,
-    :math:`A = \Sigma_{LS}(\Sigma_{SS} + \lambda I)^{-1}`, :math:`a = \mu_L - A\mu_S`
-    (covariances and means over the data; uncentred and without ``a`` when a consumer has no
-    bias or is a zero-padded convolution). SWE's Adam steps on ``C`` are therefore replaced by their limit, solved exactly: the
-    budget is the data, one forward pass for every pruned layer together. Each layer's fit uses
-    the activations before any layer is pruned; the transfer keeps the next layer's
-    pre-activations (exactly, where the leaving units are reproduced), so those are what the
-    later layers see afterwards too. A dead unit gets ``A_j = 0, a_j = 0`` and
-    leaves exactly as with ``drop``; a dormant unit's small constant part moves into the bias and
-    its correlated part into its partners. A zero-padded convolution reads ``a`` through its taps
-    inside the map only, so a bias cannot reproduce it at the border: there the fit is uncentred,
-    which reproduces exactly every leaving unit the staying ones span (a constant channel that is a
-    multiple of a constant staying one included).
-
-Convolutional sites prune channels the same way: the filter, its batch-norm channel (parameters
-and running statistics) and its slice of every consumer (a kernel's input channel, a flattened
-channel's ``H·W`` columns) leave together.
+Methods (:data:`METHODS`): ``drop`` removes (exact for units dead on the data); ``swe`` runs
+SWE's transfer backwards: each leaving unit's *outgoing* weight flows into the staying units'
+by the ridge regression of the leaving activations on the staying ones,
+:math:`\hat V_{:,S} = V_{:,S} + V_{:,L} A`, :math:`A = \Sigma_{LS}(\Sigma_{SS} + \lambda I)^{-1}`,
+the limit of SWE's Adam steps solved exactly; incoming rows do not move, so what every staying
+unit computes is unchanged. Derivation: docs/growth.md ("How the methods work").
 """
 
 from __future__ import annotations
@@ -63,8 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from clgrow.context import model_device
-from clgrow.data import unpack
+from clgrow.data import model_device, unpack
 from clgrow.errors import GrowthError
 from clgrow.measure.inactivity import accumulate_activity, dormant_mask
 from clgrow.methods import PRUNE_METHODS, PRUNE_SELECTORS

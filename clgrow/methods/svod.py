@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from clgrow.context import GrowthContext, model_device
+from clgrow.data import GrowthContext, model_device
 from clgrow.errors import GrowthError
 from clgrow.methods import PAPER_SVOD, SVOD_PASSES, SVoDParams
 from clgrow.methods.distributor import Distributor

@@ -1,48 +1,14 @@
 r"""Shared-Weights Extender (SWE).
 
-For a hidden layer with old weights :math:`W \in \mathbb{R}^{n \times m}`, biases
-:math:`b \in \mathbb{R}^n` and ``k`` new units with default-initialised rows :math:`r_j`
-(biases :math:`\beta_j`), SWE couples every new unit with ``s`` old *partners* (all ``n`` by
-default). While coupled the layer computes with the effective weights
-
-.. math::
-    \tilde W_i = W_i - \textstyle\sum_j C_{j,i}, \qquad
-    \tilde r_j = r_j + \textstyle\sum_i C_{j,i}
-
-(biases likewise), so weight flows from each old unit to each new one and every column sum
-:math:`\sum_i \tilde W_{i,\cdot} + \sum_j \tilde r_{j,\cdot}` is conserved. A new unit that never
-fires still receives gradient through ``C`` (the difference of its own gradient and the old
-units'), which is what keeps it alive.
-
-Adjustment trains the coupling and the consumer's weight ``V`` (shape ``(p, n + k)``, new
-columns starting at zero) with Adam; every other parameter is left out of the optimizers and
-has ``requires_grad`` off, so nothing else moves (no weight-decay leak on frozen weights); a
-consumer its owner froze (``requires_grad=False`` before growth) stays frozen. Then
-the coupling is folded into ``W``, ``b`` and dropped.
-
-At a new task (``grow(..., new_task=True)``; ``GrowPlugin`` sets it at every new experience) the
-same coupling must not move what the old tasks rely on, and by default it does not: the old rows
-give weight only while coupled and get it back at bake-in (``old_rows="restore"``), so the new
-units keep the transfers (the old units' gradient signal, which is what keeps them alive) while
-the old units compute what they computed; no old unit reads a new one and a head that every task
-shares is put back (``consumers="protect"``); and no new row ends longer than the old rows' mean
-norm (``new_norm``). Old tasks' outputs are then unchanged exactly, also where the growth data
-replay the old tasks (``rehearsal_consumers="protect"``; ``"all"`` trains every consumer weight
-on them, as the strategy itself does, and disturbs old tasks by 1–3 points per step in the 1-epoch
-regime). Plain training (no new task) keeps the paper's ``move``/``all``. A stream grows at every
-experience on a whole experience's data, so the budget there is smaller (``passes=None``: 0.5 in
-plain training, 0.15 at a new task). Measured in BENCHMARKS.md ("SWE in a stream at one epoch per
-experience", "SWE in streams").
-
-Two choices the paper fixed are options here (``clgrow.methods.coupling`` holds the maths):
-
-* ``coupling="dense"`` trains ``C (k, s, m)`` itself (the paper; ``16·k·s·m`` bytes, guarded by
-  ``max_coupling_bytes``); ``"factored"`` applies the same pairwise transfers from per-row Adam
-  moments in ``O((s + k)·m)`` time and memory, at any width.
-* ``schedule="sequential"`` adjusts one layer at a time, last to first, ``passes`` each (the
-  paper: a floor of one pass per layer); ``"joint"`` inserts every layer's units and adjusts all
-  couplings together for ``passes`` in total. There a consumer that is itself coupled trains
-  only the columns of the new units below it, so its own column sums stay conserved.
+Each new unit ``j`` of a hidden layer is coupled with ``s`` old partners ``i`` through ``C``:
+while coupled the layer computes with :math:`\tilde W_i = W_i - \sum_j C_{j,i}` and
+:math:`\tilde r_j = r_j + \sum_i C_{j,i}` (biases likewise), so every column sum is conserved
+and a new unit that never fires still receives gradient through ``C``, which keeps it alive.
+Adjustment trains the coupling and the consumers' new columns with Adam (nothing else moves),
+then folds the coupling into ``W`` and ``b``. At a new task (``new_task=True``) the old rows get
+back what they gave, no old unit reads a new one and a shared head is put back, so old tasks'
+outputs are unchanged exactly. The derivation, each option and what was measured:
+docs/growth.md ("How the methods work"); the couplings' maths: :mod:`clgrow.methods.coupling`.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def _copy_macs(model: torch.nn.Module, cand: dict[int, int], loader: Any) -> flo
     import copy
 
     from clgrow.measure.compute import measure
-    from clgrow.methods.random_extender import RandomExtender
+    from clgrow.methods.extender import RandomExtender
 
     c = copy.deepcopy(model)
     RandomExtender().extend(c, cand, loader, None, cohort=99)

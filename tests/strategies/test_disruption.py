@@ -113,7 +113,7 @@ def test_gradmax_on_a_multi_head_model_with_mixed_task_batches():
     from torch.utils.data import DataLoader, TensorDataset
 
     from clgrow import GradMaxExtender
-    from clgrow.context import GrowthContext
+    from clgrow.data import GrowthContext
 
     torch.manual_seed(0)
     x, y = torch.randn(48, 10), torch.randint(0, 3, (48,))
