@@ -110,23 +110,6 @@ class Spec:
             raise ConfigError(f"{self.name} must be {self.allowed()} (got {value!r})")
         return value
 
-    def parse(self, text: str) -> Any:
-        """Convert command-line text; the value's constraints are checked by :meth:`check`."""
-        if self.optional and text.lower() in ("none", "null"):
-            return None
-        if self.type is bool:
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"expected true or false, got {text!r}")
-            return text.lower() in ("true", "1")
-        if self.type is int:
-            return int(text)
-        if self.type is float:
-            value = float(text)
-            if not math.isfinite(value):
-                raise ValueError(f"expected a finite number, got {text!r}")
-            return value
-        return text
-
     def describe(self) -> str:
         """One line for ``--help`` and ``clgrow list``: help, what is allowed, the default."""
         head = f"{self.help}; " if self.help else ""
@@ -213,6 +196,15 @@ class Params(Mapping[str, Any]):
     def changes(self) -> dict[str, Any]:
         """The arguments that differ from their defaults."""
         return {name: v for name, v in self.to_dict().items() if v != self.specs()[name].default}
+
+    @classmethod
+    def numpy_doc(cls) -> str:
+        """The arguments as a numpy-style ``Parameters`` section (a method's class docstring ends
+        with it: the declaration is the one source of each argument's help)."""
+        lines = ["Parameters", "----------"]
+        for name, spec in cls.specs().items():
+            lines += [f"{name} : {spec.type.__name__}{', optional' if spec.optional else ''}", f"    {spec.describe()}"]
+        return "\n".join("    " + line for line in lines)
 
     def arguments(self) -> str:
         """``name=value, ...`` of every argument (the method's ``repr``)."""
@@ -313,6 +305,12 @@ class Configurable:
 
     Params: ClassVar[type[Params]] = NoParams
     params: _Declared
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = cls.__dict__.get("Params")
+        if declared is not None and declared.specs() and cls.__doc__:
+            cls.__doc__ = f"{cls.__doc__.rstrip()}\n\n{declared.numpy_doc()}\n"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         declared = type(self).Params

@@ -17,6 +17,7 @@ axis, validation, ``clgrow list``):
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -210,31 +211,18 @@ REGISTRIES: dict[str, Registry[Any]] = {
 }
 
 
-_ENTRY_POINTS: dict[str, list[Any]] = {}
+@functools.cache
+def _installed_entry_points() -> Any:
+    """Every installed entry point, read once for all groups (each read scans every installed
+    package: tens of milliseconds a registry otherwise); the first distribution of a name wins."""
+    from importlib.metadata import entry_points
 
-
-def _entry_points(group: str) -> list[Any]:
-    """The installed entry points of ``group``: every distribution's metadata is read once for all
-    groups (each read scans every installed package: tens of milliseconds a registry otherwise)."""
-    if not _ENTRY_POINTS:
-        from importlib.metadata import distributions
-
-        seen = set()
-        for dist in distributions():  # as importlib.metadata.entry_points: the first of a name wins
-            # the folder's name, as importlib.metadata does: reading each package's metadata is slower
-            name = getattr(dist, "_normalized_name", None) or (dist.metadata["Name"] or "").lower().replace("-", "_")
-            if name in seen:
-                continue
-            seen.add(name)
-            for ep in dist.entry_points:
-                _ENTRY_POINTS.setdefault(ep.group, []).append(ep)
-        _ENTRY_POINTS.setdefault("", [])  # read, even with no group found
-    return _ENTRY_POINTS.get(group, [])
+    return entry_points()
 
 
 def load_entry_points(group: str) -> None:
     """Load every entry point of ``group`` (a broken one is named in a warning and skipped)."""
-    for ep in _entry_points(group):
+    for ep in _installed_entry_points().select(group=group):
         try:
             ep.load()
         except KeyError:  # the method was registered already (the module was imported first)

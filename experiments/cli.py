@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -187,11 +188,31 @@ def _add_growth_flags(p: argparse.ArgumentParser) -> None:
                 grp.add_argument(
                     option,
                     dest=f"{kind}.{name}.{spec.name}",
-                    type=spec.parse,
+                    type=flag_value(spec),
                     default=argparse.SUPPRESS,
                     metavar=spec.type.__name__.upper(),
                     help=spec.describe().replace("%", "%%"),
                 )
+
+
+def flag_value(spec: Any) -> Any:
+    """How a method argument's flag reads its text (``spec``: a :class:`clgrow.params.Spec`); the
+    value's constraints are checked when the method is built."""
+
+    def parse(text: str) -> Any:
+        if spec.optional and text.lower() in ("none", "null"):
+            return None
+        if spec.type is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"expected true or false, got {text!r}")
+            return text.lower() in ("true", "1")
+        value = spec.type(text)
+        if spec.type is float and not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {text!r}")
+        return value
+
+    parse.__name__ = spec.type.__name__  # argparse names it in "invalid float value: 'x'"
+    return parse
 
 
 def _growth_settings(args: argparse.Namespace, growth: str) -> dict[str, Any]:

@@ -67,7 +67,7 @@ SVOD_PASSES = ((0.1, 0.05), (0.025, 0.0125))
 @extenders.declare("swe", impl="clgrow.methods.swe:SWE")
 @dataclass(frozen=True)
 class SWEParams(Params):
-    """Shared-Weights Extender (:class:`clgrow.methods.swe.SWE` documents each argument in full)."""
+    """Shared-Weights Extender (:class:`clgrow.methods.swe.SWE`; each help line below is its ``Parameters``)."""
 
     passes: float | None = param(
         None,
@@ -178,7 +178,7 @@ class RandomParams(NoParams):
 class Net2NetParams(Params):
     """Split existing units (:class:`clgrow.methods.extender.Net2NetExtender`)."""
 
-    noise: float = param(0.01, "relative noise on the copies' incoming weights", ge=0)
+    noise: float = param(0.01, "relative noise on the copies' incoming weights (0: identical copies)", ge=0)
 
 
 @extenders.declare("gradmax", impl="clgrow.methods.gradmax:GradMaxExtender")
@@ -188,7 +188,9 @@ class GradMaxParams(Params):
 
     passes: float = param(0.25, "passes estimating the gradient product", gt=0, le=MAX_PASSES)
     out_scale: float = param(1e-2, "norm of every new outgoing column", ge=0)
-    incoming_norm: float | None = param(None, "norm of the folded first-step rows (none: 1/sqrt(3))", ge=0)
+    incoming_norm: float | None = param(
+        None, "norm of the folded first-step rows (none: 1/sqrt(3), a default Linear row's; 0: zero rows)", ge=0
+    )
 
 
 @distributors.declare("uniform", impl="clgrow.methods.distributor:UniformDistributor")
@@ -216,7 +218,9 @@ class FixedLayerParams(Params):
 class ReDoParams(Params):
     """ReDo, recycling tau-dormant units (:class:`clgrow.methods.plasticity.ReDo`)."""
 
-    tau: float = param(0.025, "dormancy threshold on a unit's relative mean |h|", ge=0)
+    tau: float = param(
+        0.025, "threshold on mean|h_i| over the layer's mean (the paper's to show it; 0.1 for performance)", ge=0
+    )
     every: int | None = param(None, "also reset every N training steps", ge=1)
     from_experience: int = param(1, "first experience whose start resets units", ge=0)
 
@@ -226,6 +230,6 @@ class ReDoParams(Params):
 class CBPParams(Params):
     """Continual backprop (:class:`clgrow.methods.plasticity.ContinualBackprop`)."""
 
-    replacement_rate: float = param(1e-4, "fraction of mature units replaced per step", ge=0, le=1)
-    decay: float = param(0.99, "utility's running-average decay", ge=0, lt=1)
-    maturity: int = param(100, "steps a unit is protected after birth or reset", ge=0)
+    replacement_rate: float = param(1e-4, "rho, mature units replaced per step (paper: 1e-4)", ge=0, le=1)
+    decay: float = param(0.99, "eta, the utility's running-average decay (paper: 0.99)", ge=0, lt=1)
+    maturity: int = param(100, "steps a unit is protected after birth or reset (paper: 100)", ge=0)

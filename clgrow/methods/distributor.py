@@ -109,14 +109,8 @@ class ProportionalDistributor(Distributor):
 
 
 class FixedLayerDistributor(Distributor):
-    """All units to one chosen layer.
-
-    Parameters
-    ----------
-    layer : int, optional
-        The layer (negative indices count from the last hidden layer). ``None`` picks the
-        last eligible layer, so ``grow(..., "fixed", layers=[i])`` grows layer ``i``.
-    """
+    """All units to one chosen layer (``None``: the last eligible, so ``grow(..., "fixed",
+    layers=[i])`` grows layer ``i``)."""
 
     Params = FixedLayerParams
     layer: int | None

@@ -21,16 +21,7 @@ from clgrow.registry import extenders
 from clgrow.sites import Growable, growable_from_loader
 from clgrow.surgery import default_init
 
-__all__ = [
-    "Extender",
-    "RandomExtender",
-    "Net2NetExtender",
-    "extenders",
-    "LossFn",
-    "growth_order",
-    "model_device",
-    "GrowthContext",
-]
+__all__ = ["Extender", "RandomExtender", "Net2NetExtender", "extenders", "growth_order"]
 
 
 class Extender(Configurable):
@@ -109,11 +100,6 @@ class Net2NetExtender(Extender):
     ``V[:, i] / (c_i + 1)``; without noise the output is unchanged exactly. Gaussian noise of
     standard deviation ``noise * std(W)`` on the copies' incoming rows breaks the symmetry
     between a unit and its copies.
-
-    Parameters
-    ----------
-    noise : float
-        Relative noise on the copied incoming weights (0 keeps copies identical).
     """
 
     Params = Net2NetParams

@@ -26,39 +26,27 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from clgrow.data import GrowthContext
 from clgrow.errors import GrowthError
 from clgrow.methods import GradMaxParams
-from clgrow.methods.extender import Extender, GrowthContext
+from clgrow.methods.extender import Extender
 from clgrow.sites import Growable, as_growable
 
 __all__ = ["GradMaxExtender", "channel_product"]
 
 
 class GradMaxExtender(Extender):
-    """GradMax: outgoing weights from the SVD of the gradient product, incoming per the notes above.
-
-    Parameters
-    ----------
-    passes : float
-        Data budget for estimating ``M`` (passes over the growth data).
-    out_scale : float
-        Norm of every new outgoing column.
-    incoming_norm : float, optional
-        Norm of the folded first-step incoming rows (``None``: ``1/sqrt(3)``, the expected norm
-        of a default ``nn.Linear`` row; 0: zero incoming weights).
-    """
+    """GradMax: outgoing weights from the SVD of the gradient product, incoming per the notes above."""
 
     Params = GradMaxParams
     passes: float
     out_scale: float
     incoming_norm: float | None
 
-    def gradient_product(self, model: nn.Module, layer: int, ctx: GrowthContext) -> list[list[Tensor]]:
+    def gradient_product(self, model: nn.Module | Growable, layer: int, ctx: GrowthContext) -> list[list[Tensor]]:
         """``M = E[g h^T]`` per reader and producer: ``[reader][producer]`` of shape ``(p, m)``;
         ``(p·r, m)`` for a convolution (see :func:`channel_product`)."""
-        return self._products(as_growable(model), layer, ctx)
-
-    def _products(self, model: Growable, layer: int, ctx: GrowthContext) -> list[list[Tensor]]:
+        model = as_growable(model)  # type: ignore[arg-type]  # a site view is itself
         device = ctx.device
         loss_fn = ctx.loss("GradMax")
         rows = model.members(layer)
@@ -133,7 +121,7 @@ class GradMaxExtender(Extender):
 
     def _extend_layer(self, model: Growable, layer: int, k: int, ctx: GrowthContext) -> Tensor:
         rows = model.members(layer)
-        products = self._products(model, layer, ctx)
+        products = self.gradient_product(model, layer, ctx)
         outs = []
         grads = [torch.zeros(k, r.fan_in, device=r.weight.device) for r in rows]
         for Ms, c in zip(products, model.consumers(layer)):

@@ -14,10 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from clgrow import methods as _methods  # noqa: F401  (registers every built-in method)
-from clgrow.data import check_loader, eligible_layers
+from clgrow.data import LossFn, check_loader, eligible_layers
 from clgrow.errors import GrowthError
 from clgrow.methods.distributor import Distributor, check_allocation, distributors
-from clgrow.methods.extender import Extender, LossFn, extenders
+from clgrow.methods.extender import Extender, extenders
 from clgrow.sites import Growable, growable_from_loader
 
 __all__ = ["GrowthReport", "grow"]
@@ -152,16 +152,8 @@ def grow(
     loss_fn = nn.CrossEntropyLoss() if loss_fn is None else loss_fn
     before = grown.hidden_sizes
     if k == 0:
-        return GrowthReport(
-            {i: 0 for i in eligible},
-            {},
-            {"distributor": 0.0, "extender": 0.0, "total": 0.0},
-            0,
-            before,
-            before,
-            repr(ext),
-            repr(dist),
-        )
+        zero = {"distributor": 0.0, "extender": 0.0, "total": 0.0}
+        return GrowthReport({i: 0 for i in eligible}, {}, zero, 0, before, before, repr(ext), repr(dist))
     if max_hidden_size is not None:
         room = sum(room_under_cap(before, eligible, max_hidden_size).values())
         if room < k:

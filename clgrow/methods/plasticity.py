@@ -173,19 +173,7 @@ def keep_entries(state: Tensor, keep: Tensor) -> Tensor:
 
 
 class ReDo(PlasticityMethod):
-    """Recycle τ-dormant units (Sokar et al., ICML 2023).
-
-    Parameters
-    ----------
-    tau : float
-        Dormancy threshold on ``s_i = mean|h_i| / mean_k mean|h_k|`` over the probe batch.
-        0.025 is the paper's threshold for showing the phenomenon (its authors use 0.1 for
-        performance), and the inactivity metrics' default.
-    every : int, optional
-        Also reset every ``every`` training steps, scored on the batch just trained on.
-    from_experience : int
-        First experience at whose start units are reset (default 1: after the first task).
-    """
+    """Recycle τ-dormant units (Sokar et al., ICML 2023)."""
 
     Params = ReDoParams
     tau: float
@@ -244,15 +232,6 @@ class ContinualBackprop(PlasticityMethod):
     outgoing weights), a running mean activation and an age in steps. After every step each
     layer accrues ``ρ`` × (units older than ``maturity``) replacements; whole ones replace the
     lowest-utility mature units. Units added by growth start at age 0.
-
-    Parameters
-    ----------
-    replacement_rate : float
-        ``ρ`` (paper: 1e-4).
-    decay : float
-        ``η`` (paper: 0.99).
-    maturity : int
-        ``m``, steps a unit is protected after its birth or reset (paper: 100).
     """
 
     needs_steps = True
@@ -261,6 +240,9 @@ class ContinualBackprop(PlasticityMethod):
     replacement_rate: float
     decay: float
     maturity: int
+
+    #: Per-unit state, one tensor ``(n,)`` per layer each: what a checkpoint keeps and a prune slices.
+    _PER_UNIT = ("utility", "mean_act", "age")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -273,25 +255,21 @@ class ContinualBackprop(PlasticityMethod):
         """Match the state to the model's widths: new layers and units start at zero."""
         dev = model.members(0)[0].weight.device
         for i, n in enumerate(model.hidden_sizes):
-            if i == len(self.utility):
-                self.utility.append(torch.zeros(0, device=dev))
-                self.mean_act.append(torch.zeros(0, device=dev))
-                self.age.append(torch.zeros(0, dtype=torch.long, device=dev))
+            if i == len(self.accrued):
+                for name in self._PER_UNIT:
+                    getattr(self, name).append(torch.zeros(0, dtype=torch.long if name == "age" else None, device=dev))
                 self.accrued.append(0.0)
             extra = n - self.utility[i].numel()
             if extra < 0:
                 raise GrowthError(f"continual backprop: layer {i} shrank from {self.utility[i].numel()} to {n} units")
-            if extra:
-                self.utility[i] = torch.cat([self.utility[i].to(dev), torch.zeros(extra, device=dev)])
-                self.mean_act[i] = torch.cat([self.mean_act[i].to(dev), torch.zeros(extra, device=dev)])
-                self.age[i] = torch.cat([self.age[i].to(dev), torch.zeros(extra, dtype=torch.long, device=dev)])
+            for name in self._PER_UNIT if extra else ():
+                state = getattr(self, name)
+                state[i] = torch.cat([state[i].to(dev), state[i].new_zeros(extra, device=dev)])
 
     def prune_units(self, kept: Mapping[int, Tensor]) -> None:
         for layer, keep in kept.items():
-            if layer < len(self.utility):
-                self.utility[layer] = keep_entries(self.utility[layer], keep)
-                self.mean_act[layer] = keep_entries(self.mean_act[layer], keep)
-                self.age[layer] = keep_entries(self.age[layer], keep)
+            for name in self._PER_UNIT if layer < len(self.accrued) else ():
+                getattr(self, name)[layer] = keep_entries(getattr(self, name)[layer], keep)
 
     @torch.no_grad()
     def after_step(
@@ -331,16 +309,13 @@ class ContinualBackprop(PlasticityMethod):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "utility": [u.clone() for u in self.utility],
-            "mean_act": [m.clone() for m in self.mean_act],
-            "age": [a.clone() for a in self.age],
+            **{name: [t.clone() for t in getattr(self, name)] for name in self._PER_UNIT},
             "accrued": list(self.accrued),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.utility = [u.clone() for u in state["utility"]]
-        self.mean_act = [m.clone() for m in state["mean_act"]]
-        self.age = [a.clone() for a in state["age"]]
+        for name in self._PER_UNIT:
+            setattr(self, name, [t.clone() for t in state[name]])
         self.accrued = [float(a) for a in state["accrued"]]
 
 

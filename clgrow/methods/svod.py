@@ -27,11 +27,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from clgrow.data import GrowthContext, model_device
+from clgrow.data import GrowthContext, LossFn, model_device
 from clgrow.errors import GrowthError
 from clgrow.methods import PAPER_SVOD, SVOD_PASSES, SVoDParams
 from clgrow.methods.distributor import Distributor
-from clgrow.methods.extender import LossFn
+from clgrow.methods.grow import unit_params
 from clgrow.sites import Growable, as_growable, growable_from_loader
 
 __all__ = ["SVoD"]
@@ -45,36 +45,13 @@ PLAIN_PASSES, NEW_TASK_PASSES = SVOD_PASSES
 class SVoD(Distributor):
     """Steepest Voting Distributor.
 
-    Parameters
-    ----------
-    train_passes : float, optional
-        Budget for training the candidate copy (passes over the growth data; 0 skips it).
-        The paper uses one pass; ``None`` (the default) is the measured budget: 0.1 in plain
-        training and 0.025 at a stream's new experience (``PLAIN_PASSES``, ``NEW_TASK_PASSES``).
-    vote_passes : float, optional
-        Budget for accumulating the gate gradients (> 0; paper: one pass; ``None``: 0.05, and
-        0.0125 at a new experience).
-    candidates : int
-        Candidates per layer, as a multiple of ``K`` (the paper uses 2).
-    width_cap : float, optional
-        At most ``ceil(width_cap · n)`` candidates in a layer of ``n`` units (and at least
-        ``ceil(K / L)`` over ``L`` layers, so the pool holds ``K`` votes): the copy then costs at most
-        ``(1 + width_cap)²`` times the model per sample, where ``2K`` candidates on a narrow
-        convolution cost many times more. ``None``: ``candidates · K`` everywhere (the paper). The
-        default, 0.5, is the frontier's choice (BENCHMARKS.md, "SVoD affordable on convolutions"):
-        growth 17–19 % of a CNN stream's multiply-adds where uncapped SVoD took 30–56 %, its
-        allocation closer to the paper's than proportional allocation's (0.21 against 0.64 on one
-        trained CNN), new units less often dormant, accuracy and forgetting within the seeds' spread.
-    init_range : float
-        Candidates' weights are uniform in ``±init_range``.
-    lr, momentum, alpha : float
-        RMSprop settings for step 2.
-    max_copy_bytes : int
-        Memory allowed for the candidate copy (parameters, gradients and RMSprop state; default
-        2 GiB), counted exactly before anything is allocated.
-    on_oversize : {"error", "reduce"}
-        Above ``max_copy_bytes``: refuse the step, or vote with fewer candidates per layer (as many
-        as fit, at least enough for ``K`` votes in all; the number used is in ``info``).
+    ``train_passes`` and ``vote_passes`` default to the measured budget (the paper: one pass
+    each). ``width_cap`` caps a layer's candidates at ``ceil(width_cap · n)`` (at least ``ceil(K /
+    L)``, so the pool holds ``K`` votes): the copy then costs at most ``(1 + width_cap)²`` times
+    the model per sample, where ``2K`` candidates on a narrow convolution cost many times more.
+    Its default, 0.5, is the frontier's choice (BENCHMARKS.md, "SVoD affordable on
+    convolutions"). ``max_copy_bytes`` is counted exactly before anything is allocated; over it,
+    ``on_oversize="reduce"`` votes with fewer candidates (the number used is in ``info``).
     """
 
     #: The paper's budget: one pass to train the candidates, one to vote.
@@ -131,31 +108,26 @@ class SVoD(Distributor):
         return self._scores(grown, k, GrowthContext(loader, loss_fn, list(layers), device=model_device(grown)))
 
     @staticmethod
-    def copy_numel(model: nn.Module, cand: int | Mapping[int, int], layers: Sequence[int]) -> int:
+    def copy_numel(model: nn.Module | Growable, cand: int | Mapping[int, int], layers: Sequence[int]) -> int:
         """Parameters of the candidate copy: ``model`` with ``cand`` units (or ``cand[layer]``) added
         to each of ``layers``."""
-        return SVoD._copy_numel(as_growable(model), cand, layers)
+        grown = as_growable(model)  # type: ignore[arg-type]  # a site view is itself
+        per = {i: cand for i in layers} if isinstance(cand, int) else dict(cand)
+        extra = 0
+        for i, c_i in per.items():
+            n = grown.hidden_sizes[i]
+            extra += c_i * unit_params(grown, i)
+            for c in grown.consumers(i):
+                if c.site in per:
+                    # the reader's own candidates also read these ones (r columns each)
+                    extra += c_i * per[c.site] * (c.weight.numel() // n // grown.hidden_sizes[c.site])
+        return sum(p.numel() for p in grown.parameters()) + extra
 
     @staticmethod
     def copy_bytes(model: nn.Module, cand: int | Mapping[int, int], layers: Sequence[int]) -> int:
         """The most bytes the candidate copy holds: its parameters (:meth:`copy_numel`) with their
         gradients and RMSprop's two buffers, float32."""
         return SVoD.copy_numel(model, cand, layers) * 4 * 4
-
-    @staticmethod
-    def _copy_numel(model: Growable, cand: int | Mapping[int, int], layers: Sequence[int]) -> int:
-        per = {i: cand for i in layers} if isinstance(cand, int) else dict(cand)
-        extra = 0
-        for i, c_i in per.items():
-            n = model.hidden_sizes[i]
-            # a candidate's rows and biases, its norms' pairs, and what each reader gives it
-            extra += c_i * sum(r.fan_in + 1 for r in model.members(i)) + 2 * c_i * len(model.norms(i))
-            for c in model.consumers(i):
-                extra += c.weight.numel() // n * c_i
-                if c.site in per:
-                    # the reader's own candidates also read these ones (r columns each)
-                    extra += c_i * per[c.site] * (c.weight.numel() // n // model.hidden_sizes[c.site])
-        return sum(p.numel() for p in model.parameters()) + extra
 
     def _scores(self, model: Growable, k: int, ctx: GrowthContext) -> dict[int, Tensor]:
         ctx.require_data("SVoD")  # before the copy is made
@@ -165,7 +137,7 @@ class SVoD(Distributor):
         copies = 4 if train_passes > 0 else 2  # weights and gradients, plus RMSprop's two buffers
 
         def need(c: int) -> int:
-            return self._copy_numel(model, {i: min(c, n) for i, n in cands.items()}, layers) * 4 * copies
+            return self.copy_numel(model, {i: min(c, n) for i, n in cands.items()}, layers) * 4 * copies
 
         most = max(cands.values())
         size = need(most)

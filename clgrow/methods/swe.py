@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from clgrow.data import GrowthContext
 from clgrow.errors import GrowthError
 from clgrow.methods import PAPER_SWE, SWE_PASSES, SWEParams
 from clgrow.methods.coupling import (
@@ -29,7 +30,7 @@ from clgrow.methods.coupling import (
     FactoredCoupling,
     coupled_weights,
 )
-from clgrow.methods.extender import Extender, GrowthContext
+from clgrow.methods.extender import Extender
 from clgrow.sites import Growable, Reader, Rows
 from clgrow.surgery import default_init, unit_view
 
@@ -59,70 +60,18 @@ class SWE(Extender):
     """Shared-Weights Extender.
 
     The defaults are the measured frontier choice (``clgrow.experiments.bench.frontier``,
-    BENCHMARKS.md): a factored coupling with a per-column second moment, steps clipped at
-    ``0.5``, of size ``0.03/sqrt(k·s)`` within a trust region of ``0.01`` (no step moves the old
-    units by more than 1 % of their norm while their gradient is consistent; the region widens
-    as ``(0.5/ρ)²`` once Adam's signal-to-noise ratio ``ρ`` of that gradient falls below
-    ``0.5``), every growing layer adjusted jointly for half a pass.
-    The paper's procedure is ``SWE(**SWE.PAPER)`` (dense, sequential, one pass per layer, Adam at
-    ``lr`` on ``C``; preset ``swe-svod-paper``).
-
-    Parameters
-    ----------
-    passes : float, optional
-        Adjustment budget in passes over the growth data (fractions allowed; at least one
-        batch): per layer with ``schedule="sequential"``, in total with ``"joint"``. ``None``
-        (the default): ``PLAIN_PASSES`` in plain training and ``NEW_TASK_PASSES`` at a new task
-        (``grow(..., new_task=True)``: a stream's new experience, whose growth data are a whole
-        experience; a stream grows at every experience, so this budget sets growth's share of the
-        run's compute, BENCHMARKS.md).
-    lr : float
-        Adam learning rate for the consumer weights ``V`` (and the coupling, see ``coupling_lr``).
-    init_std : float
-        Standard deviation of the dense coupling's initialisation (the factored coupling
-        starts at zero).
-    partners : int, optional
-        Old units each new unit is coupled with (``None``: all of them, the paper's setting).
-    max_coupling_bytes : int
-        Memory guard for a dense coupling tensor with its gradient and optimizer state.
-    on_oversize : {"error", "subsample"}
-        What a dense coupling does when the guard is exceeded.
-    coupling_lr : float, optional
-        Step size of the coupling (Adam's for ``C``, or ``η`` of the factored transfers) before
-        ``coupling_scale``; ``None`` means ``lr``. Each old unit moves by the sum of ``k`` pair
-        transfers and each new unit by the sum of ``s``.
-    coupling_scale : {"sqrt", "k", "none"}
-        Divide the step size by ``sqrt(k·s)`` (an old unit then moves about
-        ``coupling_lr·sqrt(k/s)`` per entry and step, a new one ``coupling_lr·sqrt(s/k)``, at any
-        width), by ``k`` (old units move about one step size), or not at all (the paper).
-    coupling : {"factored", "dense"}
-        How the coupling is represented and stepped (``clgrow.methods.coupling``).
-    schedule : {"joint", "sequential"}
-        All growing layers in one adjustment, or one layer at a time, last to first.
-    normalise : {"column", "pair"}
-        Second moment of the factored coupling: one per input column shared by all pairs
-        (``O((s + k)·m)`` work), or per pair without the cross term (``O(k·s·m)`` work, chunked).
-    clip : float, optional
-        Bound on the column-normalised step of each row (``None``: no bound).
-    trust : float, optional
-        Trust region of the factored coupling: each step is scaled down, as a whole, so the old
-        partner rows ``[W̃ | b̃]`` move by at most ``trust`` times their Frobenius norm (one factor
-        for both sides keeps every transfer pairwise). ``None``: no bound. Without it a
-        consistent gradient (a new task's first batches under Naive) pushes the old units ``k``
-        step sizes per step in one direction and kills them (BENCHMARKS.md). The dense
-        coupling is stepped by Adam and has no trust region.
-    rehearsal_consumers : str
-        What ``consumers="auto"`` becomes at a new task whose growth data replay the old tasks
-        (Replay, Cumulative): ``protect`` (the default; old tasks' outputs stay exactly where they
-        were) or ``all`` (every consumer weight trains on the replayed data, as the strategy
-        itself does: the previous default, which disrupts old tasks by 1–3 points per step in the
-        1-epoch regime; BENCHMARKS.md).
-    trust_snr : float, optional
-        Widen the trust region to ``trust · max(1, (trust_snr/ρ)²)``, where ``ρ = Σ m̂²/Σ v̂`` is
-        Adam's signal-to-noise ratio of the old partners' gradient (about 1 for a gradient that
-        keeps its direction, about 0.05 for noise). A noisy gradient averages out over the steps
-        and does not push the old units anywhere; bounding it only starves the new units
-        (BENCHMARKS.md). ``None``: a fixed region of ``trust``.
+    BENCHMARKS.md): a factored coupling with a per-column second moment, steps clipped at ``0.5``,
+    of size ``coupling_lr/sqrt(k·s)``, inside a trust region of ``0.01``: no step moves the old
+    partner rows by more than 1 % of their norm while their gradient keeps its direction (without
+    it a new task's first batches under Naive push the old units ``k`` step sizes per step one way
+    and kill them); the region widens as ``(trust_snr/ρ)²`` once Adam's signal-to-noise ratio
+    ``ρ`` of that gradient falls below ``trust_snr`` (bounding noise only starves the new units).
+    Every growing layer is adjusted jointly, for half a pass in plain training and 0.15 of one at
+    a stream's new experience (``passes=None``). At a new task whose growth data replay old tasks
+    ``consumers="auto"`` becomes ``rehearsal_consumers`` (``protect``; ``all`` disturbs old tasks
+    by 1–3 points per step). The paper's procedure is ``SWE(**SWE.PAPER)`` (dense, sequential, one
+    pass per layer, Adam at ``lr`` on ``C``; preset ``swe-svod-paper``). The options at length:
+    docs/growth.md.
     """
 
     #: The paper's procedure: a dense coupling, one full pass per layer, last layer first.

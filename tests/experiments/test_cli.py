@@ -130,7 +130,7 @@ def test_match_final_size_trains_a_fixed_model_at_the_grown_widths(tmp_path):
         ),
         (["run", "--out", "x", "--growth", "none", "--svod-vote-passes", "0.2"], "uses no growth"),
         (["run", "--out", "x", "--swe-coupling", "bogus"], "extender_kwargs: extender 'swe': coupling must be one of"),
-        (["run", "--out", "x", "--swe-passes", "abc"], "argument --swe-passes: invalid parse value: 'abc'"),
+        (["run", "--out", "x", "--swe-passes", "abc"], "argument --swe-passes: invalid float value: 'abc'"),
         (["run", "--out", "x", "--neurons", "-3"], "grow.neurons_per_experience: must be an integer >= 0"),
         (["run", "--out", "x", "--layers", "-1"], "grow.layers"),
         (["run", "--out", "x", "--growth", "fixed-final"], "use --growth METHOD --match-final-size"),
@@ -838,3 +838,13 @@ def test_avalanches_multi_task_model_grows_and_its_later_heads_read_the_grown_wi
     widths = [sizes[0] for sizes in summary["hidden_sizes"]]
     assert widths == [8, 12, 16, 20, 24]  # 4 units per experience from the second
     assert len(summary["accuracy_matrix"]) == 5 and all(len(row) == 5 for row in summary["accuracy_matrix"])
+
+
+def test_a_method_flag_reads_its_text():
+    from clgrow.experiments.cli import flag_value
+    from clgrow.methods import SWEParams
+
+    clip = flag_value(SWEParams.specs()["clip"])
+    assert clip("none") is None and clip("0.5") == 0.5 and clip.__name__ == "float"
+    with pytest.raises(ValueError):
+        clip("inf")

@@ -98,12 +98,24 @@ def test_presets_are_instances_of_the_declaration():
         PAPER_SWE.passes = 3.0  # type: ignore[misc]
 
 
-def test_spec_parses_command_line_text():
+def test_a_spec_describes_itself():
     clip = SWEParams.specs()["clip"]
-    assert clip.parse("none") is None and clip.parse("0.5") == 0.5
-    with pytest.raises(ValueError):
-        clip.parse("inf")
     assert "default: 0.5" in clip.describe() and "> 0" in clip.describe()
+
+
+def test_a_method_class_documents_its_declared_arguments():
+    """The declaration is the one source of each argument's help: it ends the class docstring."""
+    import inspect
+
+    from clgrow.methods.plasticity import ContinualBackprop
+    from clgrow.methods.svod import SVoD
+    from clgrow.methods.swe import SWE
+
+    for cls in (SWE, SVoD, ContinualBackprop):
+        doc = inspect.getdoc(cls)
+        assert doc.count("Parameters\n----------") == 1
+        for name, spec in cls.Params.specs().items():
+            assert f"{name} : {spec.type.__name__}" in doc and spec.describe() in doc
 
 
 def test_a_class_without_a_declaration_is_declared_from_its_signature():
