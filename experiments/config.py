@@ -197,6 +197,12 @@ class RunConfig:
     )
     batch_norm: bool = setting("model", flag(), True, "batch norm after each convolution", applies=_model_is("cnn"))
     nf: int = setting("model", whole(), 20, "the ResNet's first width (SlimResNet18's)", applies=_model_is("resnet"))
+    init_from: str | None = setting(
+        "model",
+        text(optional=True, what="a path (a non-empty string)"),
+        None,
+        "start from a grown model a run saved (its model.pt): loaded into the model built here, at its widths",
+    )
     # training
     optimizer: str = setting("training", one_of(lambda: OPTIMIZERS), "adam", "the optimizer")
     lr: float = setting("training", number(gt=0, le=MAX_LR), TRAINING.lr, "learning rate")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clgrow.errors import ConfigError, GrowthError
@@ -114,6 +115,30 @@ def _benchmark(cfg: RunConfig) -> None:
         check_data(cfg.benchmark, cfg.data_root)
     except DataMissingError as err:
         raise ConfigError(f"data_root: {err}") from None
+
+
+# model --------------------------------------------------------------------------------------
+@rule("model")
+def _init_from(cfg: RunConfig) -> None:
+    if cfg.init_from is None:
+        return
+    if not Path(cfg.init_from).expanduser().is_file():
+        raise ConfigError(
+            f"init_from: {cfg.init_from!r} is not a file (give the model.pt a run wrote, or a file of clgrow.save_grown)"
+        )
+    for name in ("match_final_size", "match_split"):
+        _need(
+            getattr(cfg, name) in (None, False),
+            cfg,
+            name,
+            "a baseline built at another run's widths cannot start from a saved model (init_from)",
+        )
+    _need(
+        not traits(cfg.strategy).reference,
+        cfg,
+        "strategy",
+        "a reference strategy builds its own model: init_from does not apply",
+    )
 
 
 # strategy -----------------------------------------------------------------------------------

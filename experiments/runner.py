@@ -15,7 +15,7 @@ from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
 from avalanche.training.determinism.rng_manager import RNGManager
 
 import clgrow
-from clgrow.errors import ConfigError
+from clgrow.errors import ConfigError, GrowthError
 from clgrow.experiments.benchmarks import BenchmarkInfo, make_benchmark
 from clgrow.experiments.catalog import IMAGE_SHAPES
 from clgrow.experiments.config import RunConfig, RunPlan
@@ -219,9 +219,26 @@ def prepare(
             f"{_widths_field(cfg)}: layer widths {list(hidden_sizes or cfg.site_sizes())} cannot be allocated on this "
             f"machine ({str(err).splitlines()[0][:120]})"
         ) from None
+    if cfg.init_from is not None:
+        _load_saved(cfg.init_from, model)
     device = resolve_device(cfg.device)
     model.to(device)
     return bm, model, device, preflight(plan, bm, model, device)
+
+
+def _load_saved(path: str, model: torch.nn.Module) -> None:
+    """Give ``model`` the widths and weights of the grown model saved at ``path`` (``init_from``);
+    refused, naming the file and why, when it is not such a checkpoint or does not fit the model."""
+    from clgrow.checkpoint import load_grown
+
+    try:
+        load_grown(model, Path(path).expanduser(), map_location="cpu")
+    except GrowthError as err:
+        raise ConfigError(f"init_from: {path}: {err}") from None
+    except Exception as err:  # not a torch file, or one torch refuses to unpickle safely
+        raise ConfigError(
+            f"init_from: {path} could not be read as a saved model ({type(err).__name__}: {str(err).splitlines()[0][:160]})"
+        ) from None
 
 
 def run(

@@ -848,3 +848,56 @@ def test_a_method_flag_reads_its_text():
     assert clip("none") is None and clip("0.5") == 0.5 and clip.__name__ == "float"
     with pytest.raises(ValueError):
         clip("inf")
+
+
+def test_a_run_saves_its_grown_model_and_another_run_starts_from_it(tmp_path, capsys):
+    """model.pt reloads into the model as built at its initial widths and gives the run's final
+    accuracies; --init-from starts a run from it, at its widths, its growth counted on."""
+    import torch
+
+    import clgrow
+    from clgrow.experiments.benchmarks import make_benchmark
+
+    first = tmp_path / "first"
+    assert main(["run", *TINY, "--out", str(first)]) == 0
+    s = json.loads((first / "summary.json").read_text())
+    bm = make_benchmark("split-digits", 5, seed=0)
+    fresh = clgrow.mlp(bm.in_features, [8, 8], bm.num_classes)
+    clgrow.load_grown(fresh, first / "model.pt").eval()
+    assert [m.out_features for m in fresh if isinstance(m, torch.nn.Linear)][:-1] == s["final_hidden_sizes"]
+    with torch.no_grad():
+        for j, exp in enumerate(bm.scenario.test_stream):
+            x, y = torch.stack([exp.dataset[i][0] for i in range(len(exp.dataset))]), exp.dataset.targets
+            acc = (fresh(x).argmax(1) == torch.as_tensor(list(y))).float().mean().item()
+            assert acc == pytest.approx(s["accuracy_matrix"][-1][j], abs=1e-6)
+
+    second = tmp_path / "second"
+    assert main(["run", *TINY, "--init-from", str(first / "model.pt"), "--out", str(second)]) == 0
+    t = json.loads((second / "summary.json").read_text())
+    assert t["hidden_sizes"][0] == s["final_hidden_sizes"] and t["config"]["init_from"] == str(first / "model.pt")
+    assert sum(t["final_hidden_sizes"]) == sum(s["final_hidden_sizes"]) + 4 * 4
+    assert min(e["cohort"] for e in t["growth_events"]) > max(e["cohort"] for e in s["growth_events"])
+
+
+@pytest.mark.parametrize(
+    "extra, says",
+    [
+        (["--init-from", "nowhere.pt"], "init_from: 'nowhere.pt' is not a file"),
+        (["--hidden", "8", "--init-from", "{saved}"], "init_from: {saved}: load_grown: the checkpoint has"),
+        (["--init-from", "{junk}"], "init_from: {junk} could not be read as a saved model"),
+        (
+            ["--match-final-size", "--init-from", "{saved}"],
+            "match_final_size: a baseline built at another run's widths",
+        ),
+    ],
+)
+def test_a_run_refuses_a_saved_model_it_cannot_start_from(tmp_path, capsys, extra, says):
+    import clgrow
+
+    saved, junk = tmp_path / "model.pt", tmp_path / "junk.pt"
+    clgrow.save_grown(clgrow.mlp(64, [8, 8, 8], 10), saved)
+    junk.write_text("not a model")
+    args = [a.format(saved=saved, junk=junk) for a in extra]
+    assert main(["run", *TINY, *args, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert says.format(saved=saved, junk=junk) in err and "Traceback" not in err
