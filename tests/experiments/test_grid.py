@@ -65,6 +65,7 @@ def test_compare_table_csv_figures_and_restart(grid_file, tmp_path, capsys):
     assert main(["plot", str(out)]) == 0
 
 
+@pytest.mark.slow  # starting Ray takes half a minute; `make test-all` runs it
 def test_ray_backend_gives_the_local_results(grid_file, tmp_path):
     pytest.importorskip("ray")
     local, remote = tmp_path / "local", tmp_path / "ray"
