@@ -132,8 +132,9 @@ def _acts(plugin: Any, callback: str) -> bool:
 
 class _Dispatch:
     """Stands in for a template's ``_before_forward`` (and the like): calls, in the strategy's
-    order, the plugins that act on the callback, found again whenever the plugin list or the
-    epoch changes (a plugin attached later, a metric's own plugin, is met at its next epoch)."""
+    order, the plugins that act on the callback, found again whenever the plugin list changes
+    length (a plugin attached later, a metric's own plugin, is called from then on) and at every
+    epoch."""
 
     def __init__(self, strategy: Any, callback: str) -> None:
         self.strategy = strategy

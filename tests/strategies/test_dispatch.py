@@ -71,7 +71,7 @@ def test_lean_dispatch_calls_what_avalanche_calls(split_digits, name):
     assert torch.equal(lean_params, ref_params)
 
 
-def test_a_plugin_attached_mid_run_is_met_at_its_next_epoch(split_digits):
+def test_a_plugin_attached_mid_run_is_called_from_then_on(split_digits):
     log: list = []
     model = mlp(split_digits.in_features, [8], split_digits.num_classes)
     strategy = build_strategy("naive", model, None, train_mb_size=32, train_epochs=1)
