@@ -378,8 +378,7 @@ def _layers(cfg: RunConfig, method: dict[str, Any] | None) -> None:
 @rule("plasticity")
 def _plasticity(cfg: RunConfig) -> None:
     check_plasticity(cfg.plasticity, cfg.plasticity_kwargs)
-    iso = cfg.grow.isolation
-    isolated = (cfg.grows and (iso == "freeze" or (iso == "auto" and cfg.task_labels))) or cfg.match_split
+    isolated = (cfg.grows and cfg.grow.isolates(task_incremental=cfg.task_labels)) or cfg.match_split
     _need(
         cfg.plasticity == "none" or not isolated,
         cfg,

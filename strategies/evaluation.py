@@ -122,7 +122,11 @@ PER_ITERATION = (
 
 def _acts(plugin: Any, callback: str) -> bool:
     """Whether calling ``plugin``'s ``callback`` can do anything: it is not a base's no-op nor
-    :func:`_ignore` (an instance's own attributes included, as the lean plugin sets them)."""
+    :func:`_ignore` (an instance's own attributes included, as the lean plugin sets them).
+
+    Looked up on the instance, as Avalanche's dispatch does, not on its type as :func:`_acts_on`
+    judges metrics: Avalanche's own ``EvaluationPlugin`` answers callbacks through its
+    ``__getattribute__`` while its class holds only the base no-ops."""
     fn = getattr(plugin, callback, None)
     if fn is None:
         return False

@@ -147,10 +147,8 @@ class GrowPlugin(SupervisedPlugin):
         task-incremental stream, where old tasks are read through their own heads; class-
         incrementally one head reads every unit, and freezing old units costs the new classes
         more than it saves: BENCHMARKS.md, "Growth that pays")."""
-        if self.config.isolation == "freeze":
-            return True
         self.tasks_seen.update(int(t) for t in getattr(experience, "task_labels", None) or [])
-        return self.config.isolation == "auto" and len(self.tasks_seen) > 1
+        return self.config.isolates(task_incremental=len(self.tasks_seen) > 1)
 
     def after_update(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """With isolation: frozen entries back where they were."""

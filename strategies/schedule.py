@@ -259,6 +259,12 @@ class GrowthConfig:
         k = self.neurons_per_experience
         return None if callable(k) else max(k) if isinstance(k, list) else int(k)
 
+    def isolates(self, task_incremental: bool) -> bool:
+        """Whether units are owned by the experience that gained them: always with
+        ``isolation="freeze"``, never with ``"none"``, and with ``"auto"`` in a task-incremental
+        stream (the one place ``auto`` is decided: the run's checks and ``GrowPlugin`` ask here)."""
+        return self.isolation == "freeze" or (self.isolation == "auto" and task_incremental)
+
     def step_index(self, experience: int, epoch: int, train_epochs: int) -> int:
         """How many growth steps come before the one at ``(experience, epoch)`` in a stream whose
         experiences train ``train_epochs`` epochs each (one at the start of every experience from

@@ -103,14 +103,10 @@ def number(
     if ge is not None and lt is not None:
         words = f"a number in [{ge:g}, {lt:g})"
     else:
-        words = " ".join(
-            [
-                "a finite number",
-                " and ".join(
-                    f"{op} {b:g}" for op, b in ((">=", ge), (">", gt), ("<", lt), ("<=", le)) if b is not None
-                ),
-            ]
-        ).strip()
+        bounds = " and ".join(
+            f"{op} {b:g}" for op, b in ((">=", ge), (">", gt), ("<", lt), ("<=", le)) if b is not None
+        )
+        words = f"a finite number {bounds}".rstrip()
 
     def ok(v: Any) -> bool:
         return (
